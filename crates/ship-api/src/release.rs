@@ -1,0 +1,382 @@
+//! The `ShipRelease` custom resource: one deployment of one commit to one environment.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One deployment of one commit to one environment, and the state machine it walks:
+/// Pending → Applying → Progressing → Testing → Succeeded, or Failed → RollingBack → RolledBack.
+// kube-derive takes one `printcolumn(...)` per column; clippy reads their keys as duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "ship.dev",
+    version = "v1alpha1",
+    kind = "ShipRelease",
+    plural = "shipreleases",
+    singular = "shiprelease",
+    shortname = "srel",
+    category = "ship",
+    namespaced,
+    status = "ShipReleaseStatus",
+    derive = "PartialEq",
+    doc = "A deployment of one git commit to one Ship environment, and its progress.",
+    printcolumn(
+        name = "Env",
+        type_ = "string",
+        json_path = ".spec.environment",
+        description = "Environment"
+    ),
+    printcolumn(
+        name = "Commit",
+        type_ = "string",
+        json_path = ".status.shortCommit",
+        description = "Commit (short SHA)"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Release phase"
+    ),
+    printcolumn(
+        name = "Tests",
+        type_ = "string",
+        json_path = ".status.testSummary",
+        description = "Post-deployment tests passed/total"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.message",
+        description = "Latest status message"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".spec.reason",
+        priority = 1,
+        description = "Why this release exists"
+    ),
+    printcolumn(
+        name = "Branch",
+        type_ = "string",
+        json_path = ".spec.branch",
+        priority = 1,
+        description = "Branch the commit came from"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ShipReleaseSpec {
+    /// Environment this release deploys to, as named in the repository's `ship.yaml`.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub environment: String,
+
+    /// Full 40-character SHA-1 of the commit to deploy.
+    #[schemars(regex(pattern = r"^[0-9a-f]{40}$"))]
+    pub commit: String,
+
+    /// Branch the commit was taken from (for example `main` or `production`).
+    #[schemars(length(min = 1, max = 255))]
+    pub branch: String,
+
+    /// Why this release exists.
+    pub reason: Reason,
+
+    /// For `reason: Rollback`: the name of the ShipRelease being rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<String>,
+}
+
+/// Why a release exists.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Reason {
+    /// A new tip of the environment's branch.
+    Push,
+    /// The scheduled (or requested) fast-forward of production to a tested main commit.
+    Promotion,
+    /// A return to an earlier commit, automatic or requested.
+    Rollback,
+    /// Created by a person, outside the push flow.
+    Manual,
+}
+
+/// Where a release stands. Settled phases: Succeeded, Failed, RolledBack, Superseded.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, Default)]
+pub enum Phase {
+    /// Accepted, waiting to start.
+    #[default]
+    Pending,
+    /// Objects are being applied (dry run first, then server-side apply).
+    Applying,
+    /// Applied; waiting for every object to become healthy.
+    Progressing,
+    /// Healthy; post-deployment tests are running.
+    Testing,
+    /// Healthy and every test passed.
+    Succeeded,
+    /// Could not be applied, did not become healthy, or failed its tests.
+    Failed,
+    /// Failed; the last good release is being re-applied.
+    RollingBack,
+    /// Failed, and the environment is back on the last good release.
+    RolledBack,
+    /// A newer commit for the same environment replaced this release before it finished.
+    Superseded,
+}
+
+impl Phase {
+    /// Every phase, in state-machine order.
+    pub const ALL: [Phase; 9] = [
+        Phase::Pending,
+        Phase::Applying,
+        Phase::Progressing,
+        Phase::Testing,
+        Phase::Succeeded,
+        Phase::Failed,
+        Phase::RollingBack,
+        Phase::RolledBack,
+        Phase::Superseded,
+    ];
+
+    /// The phase's name as it appears in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Applying => "Applying",
+            Phase::Progressing => "Progressing",
+            Phase::Testing => "Testing",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+            Phase::RollingBack => "RollingBack",
+            Phase::RolledBack => "RolledBack",
+            Phase::Superseded => "Superseded",
+        }
+    }
+
+    /// The controller is still working on a release in this phase.
+    pub fn is_in_progress(self) -> bool {
+        matches!(
+            self,
+            Phase::Pending | Phase::Applying | Phase::Progressing | Phase::Testing | Phase::RollingBack
+        )
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Reason {
+    /// The reason's name as it appears in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Push => "Push",
+            Reason::Promotion => "Promotion",
+            Reason::Rollback => "Rollback",
+            Reason::Manual => "Manual",
+        }
+    }
+}
+
+/// Observed state of a release, written by the controller with server-side apply on `/status`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShipReleaseStatus {
+    /// Current phase of the release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// kstatus conditions: `Ready`, `Reconciling`, `Stalled`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// First 7 characters of `spec.commit`, for display.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_commit: Option<String>,
+
+    /// Latest human-readable message: what is happening, or what went wrong and what to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+
+    /// Every phase change, oldest first, with the time it was recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transitions: Vec<Transition>,
+
+    /// Post-deployment test results.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<TestResult>,
+
+    /// `passed/total` of the post-deployment tests, for display (for example `3/3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_summary: Option<String>,
+
+    /// For a rolled-back release: the name of the release the environment went back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_to: Option<String>,
+}
+
+/// One recorded phase change.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Transition {
+    /// The phase entered.
+    pub phase: Phase,
+    /// When it was entered.
+    pub at: Time,
+    /// Why, in a sentence.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// The outcome of one post-deployment test.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TestResult {
+    /// Test name from `ship.yaml`.
+    pub name: String,
+    /// Verdict.
+    pub verdict: TestVerdict,
+    /// Wall-clock duration in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_millis: Option<u64>,
+    /// What the test saw, or why it failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// Verdict of one post-deployment test.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum TestVerdict {
+    /// Not finished yet.
+    Running,
+    /// Got the known result.
+    Passed,
+    /// Got something else.
+    Failed,
+}
+
+/// Why a `ShipReleaseSpec` cannot be acted on. The schema catches malformed fields; these are
+/// the cross-field rules a 1.20 apiserver cannot express without CEL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpecProblem {
+    /// `reason: Rollback` without `rollbackOf`.
+    RollbackWithoutTarget,
+    /// `rollbackOf` set on a release whose reason is not Rollback.
+    TargetWithoutRollback(Reason),
+    /// `spec.commit` is not a full lower-case SHA-1.
+    CommitNotFullSha,
+}
+
+impl std::fmt::Display for SpecProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpecProblem::RollbackWithoutTarget => f.write_str(
+                "spec.reason is Rollback but spec.rollbackOf is empty: name the release to roll back",
+            ),
+            SpecProblem::TargetWithoutRollback(reason) => write!(
+                f,
+                "spec.rollbackOf is set but spec.reason is {}: use reason Rollback or remove rollbackOf",
+                reason.as_str()
+            ),
+            SpecProblem::CommitNotFullSha => f.write_str(
+                "spec.commit must be a full 40-character lower-case SHA-1, not a short SHA or a ref",
+            ),
+        }
+    }
+}
+
+impl ShipReleaseSpec {
+    /// Checks the rules the CRD schema cannot express. Pure; called before any action.
+    pub fn validate(&self) -> Result<(), SpecProblem> {
+        let full_sha = self.commit.len() == 40
+            && self
+                .commit
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !full_sha {
+            return Err(SpecProblem::CommitNotFullSha);
+        }
+        match (self.reason, &self.rollback_of) {
+            (Reason::Rollback, None) => Err(SpecProblem::RollbackWithoutTarget),
+            (Reason::Rollback, Some(_)) => Ok(()),
+            (other, Some(_)) => Err(SpecProblem::TargetWithoutRollback(other)),
+            (_, None) => Ok(()),
+        }
+    }
+
+    /// The first seven characters of the commit, as git shows it.
+    pub fn short_commit(&self) -> &str {
+        self.commit.get(..7).unwrap_or(&self.commit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(reason: Reason, rollback_of: Option<&str>) -> ShipReleaseSpec {
+        ShipReleaseSpec {
+            environment: "production".into(),
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            branch: "production".into(),
+            reason,
+            rollback_of: rollback_of.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn cross_field_rules() {
+        assert_eq!(spec(Reason::Push, None).validate(), Ok(()));
+        assert_eq!(spec(Reason::Rollback, Some("prod-1")).validate(), Ok(()));
+        assert_eq!(
+            spec(Reason::Rollback, None).validate(),
+            Err(SpecProblem::RollbackWithoutTarget)
+        );
+        assert_eq!(
+            spec(Reason::Manual, Some("prod-1")).validate(),
+            Err(SpecProblem::TargetWithoutRollback(Reason::Manual))
+        );
+        let mut short = spec(Reason::Push, None);
+        short.commit = "0123456".into();
+        assert_eq!(short.validate(), Err(SpecProblem::CommitNotFullSha));
+        short.commit = "0123456789ABCDEF0123456789ABCDEF01234567".into();
+        assert_eq!(short.validate(), Err(SpecProblem::CommitNotFullSha));
+    }
+
+    #[test]
+    fn short_commit_is_seven_chars() {
+        assert_eq!(spec(Reason::Push, None).short_commit(), "0123456");
+    }
+
+    #[test]
+    fn phases_serialise_as_their_api_names() {
+        for phase in Phase::ALL {
+            assert_eq!(
+                serde_json::to_value(phase).unwrap(),
+                serde_json::json!(phase.as_str())
+            );
+        }
+        let settled: Vec<_> = Phase::ALL.into_iter().filter(|p| !p.is_in_progress()).collect();
+        assert_eq!(
+            settled,
+            [
+                Phase::Succeeded,
+                Phase::Failed,
+                Phase::RolledBack,
+                Phase::Superseded
+            ]
+        );
+    }
+}

@@ -1,0 +1,123 @@
+//! Pure construction of the status the controller writes next.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use ship_api::conditions::{Observation, kstatus_conditions};
+use ship_api::{Phase, ShipRelease, ShipReleaseStatus, Transition};
+
+/// Upper bound on recorded transitions, so a release that loops (for example through repeated
+/// crash-and-resume) cannot grow its status without limit.
+pub const MAX_TRANSITIONS: usize = 32;
+
+/// One step of the state machine, as the controller decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// Phase to be in after this step.
+    pub phase: Phase,
+    /// Fixed CamelCase reason code for the conditions and the event.
+    pub reason: &'static str,
+    /// Human-readable message.
+    pub message: String,
+}
+
+/// The status `release` should have after `step`, at time `now`. A phase change appends a
+/// transition; conditions keep their `lastTransitionTime` when their status is unchanged.
+pub fn next_status(release: &ShipRelease, step: &Step, now: &Time) -> ShipReleaseStatus {
+    let current = release.status.clone().unwrap_or_default();
+    let generation = release.metadata.generation;
+    let mut transitions = current.transitions;
+    if current.phase != Some(step.phase) {
+        transitions.push(Transition {
+            phase: step.phase,
+            at: now.clone(),
+            message: step.message.clone(),
+        });
+        if transitions.len() > MAX_TRANSITIONS {
+            transitions.drain(..transitions.len() - MAX_TRANSITIONS);
+        }
+    }
+    let observation = Observation {
+        phase: step.phase,
+        reason: step.reason,
+        message: &step.message,
+        generation,
+    };
+    ShipReleaseStatus {
+        phase: Some(step.phase),
+        observed_generation: generation,
+        conditions: kstatus_conditions(&observation, &current.conditions, now),
+        short_commit: Some(release.spec.short_commit().to_owned()),
+        message: Some(step.message.clone()),
+        transitions,
+        tests: current.tests,
+        test_summary: current.test_summary,
+        rolled_back_to: current.rolled_back_to,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ship_api::{Reason, ShipReleaseSpec};
+
+    fn release() -> ShipRelease {
+        let mut r = ShipRelease::new(
+            "main-0123456",
+            ShipReleaseSpec {
+                environment: "main".into(),
+                commit: "0123456789abcdef0123456789abcdef01234567".into(),
+                branch: "main".into(),
+                reason: Reason::Push,
+                rollback_of: None,
+            },
+        );
+        r.metadata.generation = Some(3);
+        r
+    }
+
+    fn at(s: i64) -> Time {
+        Time(jiff::Timestamp::from_second(s).unwrap())
+    }
+
+    fn step(phase: Phase) -> Step {
+        Step {
+            phase,
+            reason: phase.as_str(),
+            message: format!("now {phase}"),
+        }
+    }
+
+    #[test]
+    fn first_step_records_transition_and_identity() {
+        let s = next_status(&release(), &step(Phase::Pending), &at(10));
+        assert_eq!(s.phase, Some(Phase::Pending));
+        assert_eq!(s.observed_generation, Some(3));
+        assert_eq!(s.short_commit.as_deref(), Some("0123456"));
+        assert_eq!(s.transitions.len(), 1);
+        assert_eq!(s.transitions[0].at, at(10));
+    }
+
+    #[test]
+    fn same_phase_does_not_add_transition() {
+        let mut r = release();
+        r.status = Some(next_status(&r, &step(Phase::Applying), &at(10)));
+        let again = next_status(&r, &step(Phase::Applying), &at(20));
+        assert_eq!(again.transitions.len(), 1);
+        assert_eq!(again.transitions[0].at, at(10));
+    }
+
+    #[test]
+    fn transitions_are_bounded() {
+        let mut r = release();
+        for i in 0..100 {
+            let phase = if i % 2 == 0 {
+                Phase::Applying
+            } else {
+                Phase::Progressing
+            };
+            r.status = Some(next_status(&r, &step(phase), &at(i)));
+        }
+        let s = r.status.unwrap();
+        assert_eq!(s.transitions.len(), MAX_TRANSITIONS);
+        assert_eq!(s.transitions.last().unwrap().at, at(99));
+    }
+}

@@ -1,0 +1,81 @@
+//! The probe server: `/healthz` (the process is alive) and `/readyz` (it can do its job).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State as Extract;
+use axum::http::StatusCode;
+use axum::routing::get;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{Api, Client, CustomResourceExt};
+use ship_api::ShipRelease;
+use tracing::{info, warn};
+
+/// What `/readyz` reports on.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// The ShipRelease CRD exists in the cluster.
+    pub crd_installed: Arc<AtomicBool>,
+    /// The ShipRelease watch has listed every object once.
+    pub releases_synced: Arc<AtomicBool>,
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(Extract(state): Extract<State>) -> (StatusCode, &'static str) {
+    if !state.crd_installed.load(Ordering::SeqCst) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the ShipRelease CRD is not installed: kubectl apply -f deploy/crds/\n",
+        )
+    } else if !state.releases_synced.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "ShipReleases not listed yet\n")
+    } else {
+        (StatusCode::OK, "ok\n")
+    }
+}
+
+/// Serves the probe endpoints until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: State,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+/// Waits until the ShipRelease CRD is present, logging once every minute while it is not.
+/// Errors other than "not found" (RBAC, connectivity) are retried too: they may be transient.
+pub async fn wait_for_crd(client: Client) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client);
+    let name = ShipRelease::crd_name();
+    let mut attempt: u32 = 0;
+    loop {
+        match crds.get_opt(name).await {
+            Ok(Some(_)) => {
+                info!(crd = name, "CRD found");
+                return Ok(());
+            }
+            Ok(None) if attempt.is_multiple_of(30) => {
+                warn!(
+                    crd = name,
+                    "CRD not installed; apply deploy/crds/ (shipd does not install it)"
+                );
+            }
+            Err(err) if attempt.is_multiple_of(30) => {
+                warn!(crd = name, error = %err, "cannot read the CRD; retrying")
+            }
+            _ => {}
+        }
+        attempt = attempt.wrapping_add(1);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}

@@ -1,0 +1,291 @@
+#!/usr/bin/env bash
+# local-k8s.sh - a real Kubernetes control plane (etcd + kube-apiserver, optionally
+# kube-controller-manager) on 127.0.0.1, installed only from Debian's packages:
+#   * etcd                : Debian package etcd-server (bookworm: 3.4.23)
+#   * kube-apiserver,
+#     kube-controller-manager : built with Debian's Go (golang-go, bookworm: 1.19) from
+#                           Debian's source package "kubernetes" (bookworm:
+#                           1.20.5+really1.20.2-1.1+deb12u1 = upstream v1.20.2, vendored deps)
+# No kubelet, no scheduler, no container runtime: Pods are stored but never run.
+#
+# Usage:
+#   local-k8s.sh install            # once per machine (measured 7.5 min on 2 cores); idempotent
+#   local-k8s.sh start [DIR]        # start in DIR (default: new mktemp dir); prints DIR
+#   local-k8s.sh stop  [DIR]        # stop the processes recorded in DIR, then delete DIR
+#   local-k8s.sh env   [DIR]        # print the env file (source it: KUBECONFIG etc.)
+#   local-k8s.sh uninstall          # remove the built binaries and the deb-src entry
+# If DIR is omitted for stop/env, the last started DIR (recorded in $LOCAL_K8S_STATE) is used.
+#
+# Env knobs:
+#   LOCAL_K8S_PREFIX   where binaries go              (default /opt/local-k8s)
+#   LOCAL_K8S_DEB_VER  Debian source version to build (default 1.20.5+really1.20.2-1.1+deb12u1)
+#   LOCAL_K8S_KCM      1 = also run kube-controller-manager (default 1)
+#   LOCAL_K8S_TIMEOUT  seconds to wait for readiness    (default 120)
+#   LOCAL_K8S_STATE    file remembering the last DIR  (default /tmp/local-k8s.last)
+set -euo pipefail
+
+PREFIX="${LOCAL_K8S_PREFIX:-${XDG_CACHE_HOME:-$HOME/.cache}/ship/k8s-v1.20.2}"
+DEB_VER="${LOCAL_K8S_DEB_VER:-1.20.5+really1.20.2-1.1+deb12u1}"
+WITH_KCM="${LOCAL_K8S_KCM:-1}"
+TIMEOUT="${LOCAL_K8S_TIMEOUT:-120}"
+STATE="${LOCAL_K8S_STATE:-/tmp/local-k8s.last}"
+BIN="$PREFIX/bin"
+
+log() { printf '[local-k8s %(%T)T] %s\n' -1 "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---------------------------------------------------------------- install
+deb_src_setup() {
+  # deb-src for the mirror and suite that the machine already uses (no host names hard-coded).
+  local codename uri f=/etc/apt/sources.list.d/local-k8s-src.sources
+  codename="$(. /etc/os-release && echo "$VERSION_CODENAME")"
+  if apt-cache showsrc kubernetes 2>/dev/null | grep -q "^Version: ${DEB_VER}\$"; then return 0; fi
+  uri="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
+  [[ -n "$uri" ]] || uri="$(awk '$1=="deb" && $0 !~ /security/ {for(i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list 2>/dev/null || true)"
+  [[ -n "$uri" ]] || die "cannot find the Debian mirror URI in /etc/apt/sources.list{,.d/debian.sources}"
+  printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+    "$uri" "$codename" > "$f"
+  apt-get update -qq
+}
+
+do_install() {
+  if [[ -x "$BIN/kube-apiserver" && -x "$BIN/kube-controller-manager" ]] && command -v etcd >/dev/null \
+     && command -v openssl >/dev/null && command -v curl >/dev/null; then
+    log "already installed: $("$BIN/kube-apiserver" --version), etcd $(etcd --version | awk 'NR==1{print $3}')"
+    return 0
+  fi
+  [[ $EUID -eq 0 ]] || die "install needs root (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # etcd-server's postinst only starts a service where systemd runs; our etcd uses its own ports anyway.
+  apt-get install -y -qq --no-install-recommends golang-go etcd-server rsync make openssl curl ca-certificates >/dev/null
+  deb_src_setup
+  local work; work="$(mktemp -d /tmp/local-k8s-build.XXXXXX)"
+  # the pinned version; if the mirror has moved on (e.g. a new +deb12uN), take the suite's current one
+  ( cd "$work" && { apt-get source -qq --download-only "kubernetes=${DEB_VER}" \
+      || apt-get source -qq --download-only "kubernetes/$(. /etc/os-release && echo "$VERSION_CODENAME")"; } )
+  tar -xzf "$work"/kubernetes_*.orig.tar.gz -C "$work"
+  local src; src="$(find "$work" -maxdepth 1 -type d -name 'kubernetes-*' | head -1)"
+  [[ -d "$src/vendor" && -d "$src/cmd/kube-apiserver" ]] || die "unexpected source layout in $src"
+  # REQUIRED with Go >= 1.18: v1.20's vendored modern-go/reflect2 v1.0.1 corrupts memory in map
+  # iteration (kube-apiserver dies with "fatal error: fault" on the first custom-resource write).
+  # Swap in reflect2 1.0.2 + json-iterator 1.1.12 from Debian's (source-only) -dev packages.
+  ( cd "$work" && apt-get download -qq golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev \
+      && for d in golang-github-*.deb; do dpkg-deb -x "$d" "$work/gocode"; done )
+  local pkg
+  for pkg in github.com/modern-go/reflect2 github.com/json-iterator/go; do
+    [[ -f "$work/gocode/usr/share/gocode/src/$pkg/go.mod" || -n "$(ls "$work/gocode/usr/share/gocode/src/$pkg/"*.go)" ]] \
+      || die "missing $pkg in Debian package"
+    rm -f "$src/vendor/$pkg/"*.go "$src/vendor/$pkg/"*.s
+    find "$work/gocode/usr/share/gocode/src/$pkg" -maxdepth 1 \( -name '*.go' -o -name '*.s' \) ! -name '*_test.go' \
+      -exec cp {} "$src/vendor/$pkg/" \;
+  done
+  log "building kube-apiserver + kube-controller-manager from $(basename "$src") with $(go version) ..."
+  # upstream's build: GOPATH mode, vendored deps, code generators, version stamped from the tarball
+  ( cd "$src" && env -u GOFLAGS -u GOPATH -u GO111MODULE HOME="${HOME:-/root}" \
+      make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$work/build.log" 2>&1 ) \
+    || { tail -30 "$work/build.log" >&2; die "build failed (log: $work/build.log)"; }
+  install -d "$BIN"
+  install -m0755 "$src/_output/bin/kube-apiserver" "$src/_output/bin/kube-controller-manager" "$BIN/"
+  rm -rf "$work"
+  log "installed: $("$BIN/kube-apiserver" --version) in $BIN; etcd $(etcd --version | awk 'NR==1{print $3}')"
+}
+
+# ---------------------------------------------------------------- helpers
+elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}'; }
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pick_port() {   # random free loopback port in 20000-39999 (not reserved; tiny race window)
+  local p i
+  for i in $(seq 1 200); do
+    p=$(( 20000 + RANDOM % 20000 ))
+    if port_free "$p" && [[ " ${USED_PORTS:-} " != *" $p "* ]]; then USED_PORTS="${USED_PORTS:-} $p"; echo "$p"; return 0; fi
+  done
+  die "no free port found"
+}
+
+spawn() {   # spawn NAME CMD... : run detached in its own session, pid in $DIR/NAME.pid, log in $DIR/logs/NAME.log
+  local name="$1"; shift
+  setsid bash -c 'echo $$ > "$1"; shift; exec "$@"' _ "$DIR/$name.pid" "$@" \
+    >"$DIR/logs/$name.log" 2>&1 </dev/null &
+  local i; for i in $(seq 1 50); do [[ -s "$DIR/$name.pid" ]] && return 0; sleep 0.1; done
+  die "$name did not start"
+}
+
+
+gen_pki() {   # CA, serving cert, client certs, service-account key (ECDSA P-256, PKCS#8)
+  local p="$DIR/pki"; mkdir -p "$p"; cd "$p"
+  key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+  key ca.key
+  openssl req -x509 -new -key ca.key -sha256 -days 3650 -subj "/CN=local-k8s-ca" -out ca.crt \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
+  sign() {   # sign NAME SUBJECT EXTENSIONS
+    key "$1.key"
+    openssl req -new -key "$1.key" -subj "$2" -out "$1.csr" 2>/dev/null
+    printf '%b\n' "$3" > "$1.ext"
+    openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -sha256 -days 3650 \
+      -extfile "$1.ext" -out "$1.crt" 2>/dev/null
+    rm -f "$1.csr" "$1.ext"
+  }
+  local base="basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment"
+  sign apiserver "/CN=kube-apiserver" \
+    "$base\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+  sign admin "/O=system:masters/CN=local-admin" "$base\nextendedKeyUsage=clientAuth"
+  sign kcm "/CN=system:kube-controller-manager" "$base\nextendedKeyUsage=clientAuth"
+  key sa.key
+  openssl pkey -in sa.key -pubout -out sa.pub 2>/dev/null
+  TOKEN="$(openssl rand -hex 24)"
+  printf '%s,local-admin,local-admin,"system:masters"\n' "$TOKEN" > tokens.csv
+  chmod 600 ./*.key tokens.csv
+  cd - >/dev/null
+}
+
+kubeconfig() {   # kubeconfig FILE CERTNAME [with-token]
+  local tok_user="" tok_ctx=""
+  if [[ -n "${3:-}" ]]; then
+    tok_user="- name: token
+  user:
+    token: ${TOKEN}"
+    tok_ctx="- name: local-token
+  context: {cluster: local, user: token}"
+  fi
+  cat > "$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:${API_PORT}
+    certificate-authority: ${DIR}/pki/ca.crt
+users:
+- name: $2
+  user:
+    client-certificate: ${DIR}/pki/$2.crt
+    client-key: ${DIR}/pki/$2.key
+${tok_user}
+contexts:
+- name: local
+  context: {cluster: local, user: $2}
+${tok_ctx}
+current-context: local
+EOF
+  chmod 600 "$1"
+}
+
+wait_for() {   # wait_for WHAT CMD... (retries until CMD succeeds or TIMEOUT)
+  local what="$1"; shift; local deadline=$(( SECONDS + TIMEOUT ))
+  until "$@" >/dev/null 2>&1; do
+    (( SECONDS < deadline )) || { log "timed out waiting for $what"; return 1; }
+    sleep 0.25
+  done
+}
+
+api_ok() {   # api_ok PATH -> body must be "ok"
+  [[ "$(curl -sf --max-time 2 --cacert "$DIR/pki/ca.crt" --cert "$DIR/pki/admin.crt" --key "$DIR/pki/admin.key" \
+        "https://127.0.0.1:${API_PORT}$1")" == ok ]]
+}
+
+sa_ready() {   # default/default ServiceAccount exists and (1.20: legacy token controller) has its token Secret
+  curl -sf --max-time 2 --cacert "$DIR/pki/ca.crt" --cert "$DIR/pki/admin.crt" --key "$DIR/pki/admin.key" \
+    "https://127.0.0.1:${API_PORT}/api/v1/namespaces/default/serviceaccounts/default" | grep -q '"secrets"'
+}
+
+# ---------------------------------------------------------------- start / stop
+do_start() {
+  command -v etcd >/dev/null && [[ -x "$BIN/kube-apiserver" ]] || die "not installed: run '$0 install'"
+  DIR="${1:-$(mktemp -d /tmp/local-k8s.XXXXXX)}"
+  mkdir -p "$DIR/logs" "$DIR/etcd"; DIR="$(cd "$DIR" && pwd)"
+  touch "$DIR/.local-k8s"            # marker: stop may delete this dir
+  # on any failure: stop what was started, keep DIR (logs) for inspection
+  trap 'rc=$?; if (( rc != 0 )); then log "start failed; logs kept in $DIR/logs"; LOCAL_K8S_KEEP=1 do_stop "$DIR"; fi' EXIT
+  local t0=$EPOCHREALTIME t_pki t_etcd t_api
+  gen_pki
+  t_pki=$(elapsed "$t0")
+  ETCD_PORT="${LOCAL_K8S_ETCD_PORT:-$(pick_port)}"; ETCD_PEER_PORT="$(pick_port)"
+  API_PORT="${LOCAL_K8S_API_PORT:-$(pick_port)}"; KCM_PORT="$(pick_port)"
+
+  spawn etcd etcd --name local --data-dir "$DIR/etcd" --logger zap --log-outputs stderr --log-level warn \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "local=http://127.0.0.1:$ETCD_PEER_PORT" --initial-cluster-state new
+  wait_for etcd curl -sf --max-time 2 "http://127.0.0.1:$ETCD_PORT/health" || { tail -20 "$DIR/logs/etcd.log" >&2; return 1; }
+  t_etcd=$(elapsed "$t0")
+
+  spawn kube-apiserver "$BIN/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" --insecure-port 0 \
+    --tls-cert-file "$DIR/pki/apiserver.crt" --tls-private-key-file "$DIR/pki/apiserver.key" \
+    --client-ca-file "$DIR/pki/ca.crt" --token-auth-file "$DIR/pki/tokens.csv" \
+    --service-account-key-file "$DIR/pki/sa.pub" --service-account-signing-key-file "$DIR/pki/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc --api-audiences https://kubernetes.default.svc \
+    --authorization-mode RBAC --service-cluster-ip-range 10.0.0.0/24 --endpoint-reconciler-type none \
+    --allow-privileged=true --profiling=false --cert-dir "$DIR/pki/generated" --v=1
+  wait_for "kube-apiserver /readyz" api_ok /readyz || { tail -30 "$DIR/logs/kube-apiserver.log" >&2; return 1; }
+  t_api=$(elapsed "$t0")
+
+  kubeconfig "$DIR/kubeconfig" admin with-token
+  kubeconfig "$DIR/kcm.kubeconfig" kcm
+  if [[ "$WITH_KCM" == 1 ]]; then
+    spawn kube-controller-manager "$BIN/kube-controller-manager" \
+      --kubeconfig "$DIR/kcm.kubeconfig" \
+      --authentication-kubeconfig "$DIR/kcm.kubeconfig" --authorization-kubeconfig "$DIR/kcm.kubeconfig" \
+      --bind-address 127.0.0.1 --secure-port "$KCM_PORT" --port 0 --leader-elect=false \
+      --use-service-account-credentials=true --service-account-private-key-file "$DIR/pki/sa.key" \
+      --root-ca-file "$DIR/pki/ca.crt" \
+      --cluster-signing-cert-file "$DIR/pki/ca.crt" --cluster-signing-key-file "$DIR/pki/ca.key" \
+      --controllers '*' --v=1
+    # ready for workloads once the default ServiceAccount (and, in 1.20, its token Secret) exist
+    wait_for "default ServiceAccount token" sa_ready \
+      || { tail -30 "$DIR/logs/kube-controller-manager.log" >&2; return 1; }
+  fi
+
+  cat > "$DIR/env" <<EOF
+export KUBECONFIG=$DIR/kubeconfig
+export LOCAL_K8S_DIR=$DIR
+export LOCAL_K8S_SERVER=https://127.0.0.1:$API_PORT
+export LOCAL_K8S_TOKEN=$TOKEN
+export LOCAL_K8S_CA=$DIR/pki/ca.crt
+export LOCAL_K8S_ETCD=http://127.0.0.1:$ETCD_PORT
+EOF
+  echo "$DIR" > "$STATE"
+  trap - EXIT
+  log "ready: apiserver https://127.0.0.1:$API_PORT (pki ${t_pki}s, etcd healthy ${t_etcd}s, apiserver readyz ${t_api}s, all ready $(elapsed "$t0")s); source $DIR/env"
+  echo "$DIR"
+}
+
+stop_one() {   # stop_one NAME BINARY-BASENAME
+  local f="$DIR/$1.pid" pid i
+  [[ -s "$f" ]] || return 0
+  pid="$(cat "$f")"
+  # only signal the process we started (pid may have been reused)
+  if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "$2"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}
+
+do_stop() {
+  DIR="${1:-$(cat "$STATE" 2>/dev/null || true)}"
+  [[ -n "$DIR" && -d "$DIR" ]] || { log "nothing to stop"; return 0; }
+  stop_one kube-controller-manager kube-controller-manager
+  stop_one kube-apiserver kube-apiserver
+  stop_one etcd etcd
+  if [[ -f "$DIR/.local-k8s" && "${LOCAL_K8S_KEEP:-0}" != 1 ]]; then rm -rf "$DIR"; fi
+  [[ "$(cat "$STATE" 2>/dev/null || true)" == "$DIR" ]] && rm -f "$STATE"
+  log "stopped $DIR"
+}
+
+do_uninstall() {   # remove what install added (binaries, deb-src entry); Debian packages are left installed
+  rm -rf "$PREFIX" /etc/apt/sources.list.d/local-k8s-src.sources
+  log "removed $PREFIX and the deb-src entry (packages golang-go etcd-server rsync stay installed)"
+}
+
+case "${1:-}" in
+  install) do_install ;;
+  uninstall) do_uninstall ;;
+  start)   do_start "${2:-}" ;;
+  stop)    do_stop "${2:-}" ;;
+  env)     cat "${2:-$(cat "$STATE")}/env" ;;
+  *) echo "usage: $0 install | start [DIR] | stop [DIR] | env [DIR] | uninstall" >&2; exit 2 ;;
+esac

@@ -1,0 +1,7 @@
+//! Test support for Ship, never shipped in `shipd`:
+//! - [`cluster`]: a handle on the real local control plane started by `tests/cluster/up.sh`;
+//! - [`kubelet`]: a kubelet stand-in that runs Pods "for real" as far as the API is concerned.
+
+pub mod cluster;
+pub mod kubelet;
+pub mod process;
