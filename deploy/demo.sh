@@ -12,7 +12,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 KEEP=0; [[ "${1:-}" == "--keep" ]] && KEEP=1
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ship/target}"
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [[ -t 1 ]]; then say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }; else say() { printf '\n== %s\n' "$*"; }; fi
 
 say "Building shipd and the kubelet stand-in"
 cargo build --quiet --locked -p shipd -p ship-testkit --bins
@@ -27,7 +27,7 @@ cleanup() {
 trap cleanup EXIT
 # shellcheck disable=SC1091
 source "$DIR/env"
-kubectl version -o json 2>/dev/null | grep -m1 '"gitVersion"' | sed 's/^ */server+client: /' || true
+kubectl version 2>/dev/null | grep -i '^server version' || true
 
 say "Installing Ship's CRD (shipd never installs it by itself)"
 kubectl apply --server-side -f deploy/crds/
@@ -36,7 +36,13 @@ kubectl wait --for condition=established --timeout=30s crd/shipreleases.ship.dev
 say "Starting shipd (logs: $DIR/logs/shipd.log)"
 "$CARGO_TARGET_DIR/debug/shipd" --probe-addr 127.0.0.1:0 --log-format plain >"$DIR/logs/shipd.log" 2>&1 &
 SHIPD_PID=$!
-for _ in $(seq 1 100); do grep -q "controller" "$DIR/logs/shipd.log" 2>/dev/null && break; sleep 0.2; done
+PROBE=""
+for _ in $(seq 1 100); do
+  PROBE="$(sed -n 's/.*probe server listening addr=\([0-9.:]*\).*/\1/p' "$DIR/logs/shipd.log" | head -1)"
+  [[ -n "$PROBE" ]] && curl -sf "http://$PROBE/readyz" >/dev/null && break
+  sleep 0.2
+done
+echo "shipd /readyz: $(curl -s "http://$PROBE/readyz")"
 
 say "Creating a ShipRelease for environment main"
 kubectl create namespace ship-demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
