@@ -3,5 +3,6 @@
 //! - [`kubelet`]: a kubelet stand-in that runs Pods "for real" as far as the API is concerned.
 
 pub mod cluster;
+pub mod git;
 pub mod kubelet;
 pub mod process;

@@ -1,0 +1,440 @@
+//! A bare mirror of the repository, fetching exactly the configured branches.
+
+use std::path::{Component, Path, PathBuf};
+
+use git2::{AutotagOption, FetchOptions, ObjectType, Oid, Repository};
+
+use crate::Credentials;
+
+/// Where accepted tips live in the mirror: `refs/ship/fetched/<branch>`.
+const FETCHED_PREFIX: &str = "refs/ship/fetched/";
+/// Where a fetch lands before its tips are compared and accepted.
+const INCOMING_PREFIX: &str = "refs/ship/incoming/";
+
+/// What to do when a branch's history was rewritten (its new tip does not descend from the old).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForcePushPolicy {
+    /// Follow the new tip, and report it.
+    #[default]
+    Follow,
+    /// Keep the old tip, and report the refused one at every fetch until the branch
+    /// descends from the old tip again.
+    Refuse,
+}
+
+/// Why a git operation failed. Messages never contain credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// The mirror directory cannot be created or opened.
+    #[error("cannot open the git mirror at {path}: {message}")]
+    Open {
+        /// Mirror directory.
+        path: PathBuf,
+        /// libgit2's message.
+        message: String,
+    },
+    /// The remote could not be reached, refused us, or the fetch failed.
+    #[error("cannot fetch {url}: {message}")]
+    Fetch {
+        /// Remote URL without any user information.
+        url: String,
+        /// libgit2's message.
+        message: String,
+    },
+    /// A branch that should exist on the remote does not.
+    #[error("branch {branch:?} does not exist in {url}: create it or fix the configuration")]
+    MissingBranch {
+        /// The branch.
+        branch: String,
+        /// Remote URL without any user information.
+        url: String,
+    },
+    /// An object or path could not be read from the mirror.
+    #[error("cannot read {what}: {message}")]
+    Read {
+        /// What was being read.
+        what: String,
+        /// Why not.
+        message: String,
+    },
+    /// The tree at a commit breaks a limit or contains an unsafe entry.
+    #[error("commit {commit}: {problem}")]
+    UnsafeTree {
+        /// Commit SHA.
+        commit: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl GitError {
+    /// Stable label for metrics and event reasons.
+    pub fn label(&self) -> &'static str {
+        match self {
+            GitError::Open { .. } => "MirrorOpen",
+            GitError::Fetch { .. } => "FetchFailed",
+            GitError::MissingBranch { .. } => "MissingBranch",
+            GitError::Read { .. } => "ReadFailed",
+            GitError::UnsafeTree { .. } => "UnsafeTree",
+        }
+    }
+}
+
+/// How a branch tip moved in one fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TipChangeKind {
+    /// First time the branch was seen.
+    Created,
+    /// The new tip descends from the old one.
+    FastForward,
+    /// The new tip does not descend from the old one: history was rewritten.
+    ForcePushed,
+}
+
+/// A branch tip that changed in a fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TipChange {
+    /// Branch name (without `refs/heads/`).
+    pub branch: String,
+    /// Previous tip, if the branch was known.
+    pub old: Option<Oid>,
+    /// New tip.
+    pub new: Oid,
+    /// Fast-forward, creation, or force-push.
+    pub kind: TipChangeKind,
+}
+
+/// Limits on what [`Mirror::export_tree`] writes, so a hostile commit cannot fill the disk.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportLimits {
+    /// Largest single file.
+    pub max_file_bytes: u64,
+    /// Largest total.
+    pub max_total_bytes: u64,
+    /// Most entries (files, links and directories).
+    pub max_entries: usize,
+}
+
+impl Default for ExportLimits {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 4 << 20,
+            max_total_bytes: 128 << 20,
+            max_entries: 20_000,
+        }
+    }
+}
+
+/// A URL with any `user:password@` removed, safe to print.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            if path.is_empty() && !rest.contains('/') {
+                format!("{scheme}://{host}")
+            } else {
+                format!("{scheme}://{host}/{path}")
+            }
+        }
+        None => url
+            .rsplit_once('@')
+            .map_or_else(|| url.to_owned(), |(_, h)| h.to_owned()),
+    }
+}
+
+/// A bare mirror of one remote repository.
+pub struct Mirror {
+    repo: Repository,
+    url: String,
+}
+
+impl std::fmt::Debug for Mirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mirror")
+            .field("path", &self.repo.path())
+            .field("url", &redact_url(&self.url))
+            .finish()
+    }
+}
+
+fn read_err(what: impl Into<String>) -> impl FnOnce(git2::Error) -> GitError {
+    let what = what.into();
+    move |e| GitError::Read {
+        what,
+        message: e.message().to_owned(),
+    }
+}
+
+impl Mirror {
+    /// Opens the bare mirror in `dir`, creating it on first use.
+    pub fn open(dir: &Path, url: &str) -> Result<Self, GitError> {
+        let open_err = |e: git2::Error| GitError::Open {
+            path: dir.to_owned(),
+            message: e.message().to_owned(),
+        };
+        let repo = match Repository::open_bare(dir) {
+            Ok(repo) => repo,
+            Err(_) => {
+                std::fs::create_dir_all(dir).map_err(|e| GitError::Open {
+                    path: dir.to_owned(),
+                    message: e.to_string(),
+                })?;
+                Repository::init_bare(dir).map_err(open_err)?
+            }
+        };
+        Ok(Self {
+            repo,
+            url: url.to_owned(),
+        })
+    }
+
+    /// The remote URL, safe to print.
+    pub fn display_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// The last fetched tip of `branch`.
+    pub fn tip(&self, branch: &str) -> Option<Oid> {
+        self.repo.refname_to_id(&format!("{FETCHED_PREFIX}{branch}")).ok()
+    }
+
+    /// Fetches exactly `branches` (`refs/heads/<b>`) and reports every tip that moved.
+    /// A branch missing on the remote is an error: both environments need theirs.
+    /// A force-pushed tip is reported, and accepted or not by `policy`.
+    pub fn fetch(
+        &self,
+        branches: &[String],
+        credentials: &Credentials,
+        policy: ForcePushPolicy,
+    ) -> Result<Vec<TipChange>, GitError> {
+        let fetch_err = |e: git2::Error| GitError::Fetch {
+            url: self.display_url(),
+            message: e.message().to_owned(),
+        };
+        let before: Vec<Option<Oid>> = branches.iter().map(|b| self.tip(b)).collect();
+        let refspecs: Vec<String> = branches
+            .iter()
+            .map(|b| format!("+refs/heads/{b}:{INCOMING_PREFIX}{b}"))
+            .collect();
+        let mut remote = self.repo.remote_anonymous(&self.url).map_err(fetch_err)?;
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(credentials.callbacks());
+        options.download_tags(AutotagOption::None);
+        remote
+            .fetch(&refspecs, Some(&mut options), None)
+            .map_err(fetch_err)?;
+        let mut changes = Vec::new();
+        for (branch, old) in branches.iter().zip(before) {
+            let Ok(new) = self.repo.refname_to_id(&format!("{INCOMING_PREFIX}{branch}")) else {
+                return Err(GitError::MissingBranch {
+                    branch: branch.clone(),
+                    url: self.display_url(),
+                });
+            };
+            let kind = match old {
+                None => TipChangeKind::Created,
+                Some(old) if old == new => continue,
+                Some(old) if self.repo.graph_descendant_of(new, old).map_err(fetch_err)? => {
+                    TipChangeKind::FastForward
+                }
+                Some(_) => TipChangeKind::ForcePushed,
+            };
+            if kind != TipChangeKind::ForcePushed || policy == ForcePushPolicy::Follow {
+                let name = format!("{FETCHED_PREFIX}{branch}");
+                self.repo
+                    .reference(&name, new, true, "ship: accept fetched tip")
+                    .map_err(fetch_err)?;
+            }
+            changes.push(TipChange {
+                branch: branch.clone(),
+                old,
+                new,
+                kind,
+            });
+        }
+        Ok(changes)
+    }
+
+    /// Is `ancestor` an ancestor of (or equal to) `commit`?
+    pub fn is_ancestor(&self, ancestor: Oid, commit: Oid) -> Result<bool, GitError> {
+        if ancestor == commit {
+            return Ok(true);
+        }
+        self.repo
+            .graph_descendant_of(commit, ancestor)
+            .map_err(read_err("commit graph"))
+    }
+
+    /// The bytes of `path` at `commit`, if it is a regular file no larger than `max_bytes`.
+    pub fn read_file(&self, commit: Oid, path: &str, max_bytes: usize) -> Result<Option<Vec<u8>>, GitError> {
+        let tree = self
+            .repo
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .map_err(read_err(format!("commit {commit}")))?;
+        let Ok(entry) = tree.get_path(Path::new(path)) else {
+            return Ok(None);
+        };
+        if entry.kind() != Some(ObjectType::Blob) || entry.filemode() == 0o120000 {
+            return Ok(None);
+        }
+        let blob = self.repo.find_blob(entry.id()).map_err(read_err(path))?;
+        if blob.size() > max_bytes {
+            return Err(GitError::UnsafeTree {
+                commit: commit.to_string(),
+                problem: format!(
+                    "{path} is {} bytes, more than the {max_bytes} allowed",
+                    blob.size()
+                ),
+            });
+        }
+        Ok(Some(blob.content().to_vec()))
+    }
+
+    /// Writes the tree of `commit` into the empty directory `dest`, refusing symlinks that point
+    /// outside the tree and anything over `limits`. Symlinks inside the tree are recreated.
+    pub fn export_tree(&self, commit: Oid, dest: &Path, limits: ExportLimits) -> Result<(), GitError> {
+        let unsafe_tree = |problem: String| GitError::UnsafeTree {
+            commit: commit.to_string(),
+            problem,
+        };
+        let tree = self
+            .repo
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .map_err(read_err(format!("commit {commit}")))?;
+        let mut entries = 0usize;
+        let mut total = 0u64;
+        let mut failure: Option<GitError> = None;
+        tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+            let name = entry.name().unwrap_or("");
+            let rel = PathBuf::from(dir).join(name);
+            let result = (|| -> Result<(), GitError> {
+                entries += 1;
+                if entries > limits.max_entries {
+                    return Err(unsafe_tree(format!(
+                        "more than {} files and directories",
+                        limits.max_entries
+                    )));
+                }
+                let target = dest.join(&rel);
+                let io = |e: std::io::Error| unsafe_tree(format!("cannot write {}: {e}", rel.display()));
+                match entry.kind() {
+                    Some(ObjectType::Tree) => std::fs::create_dir_all(&target).map_err(io),
+                    Some(ObjectType::Blob) => {
+                        let blob = self
+                            .repo
+                            .find_blob(entry.id())
+                            .map_err(read_err(rel.display().to_string()))?;
+                        let size = blob.size() as u64;
+                        if size > limits.max_file_bytes {
+                            return Err(unsafe_tree(format!(
+                                "{} is {size} bytes, more than the {} allowed per file",
+                                rel.display(),
+                                limits.max_file_bytes
+                            )));
+                        }
+                        total += size;
+                        if total > limits.max_total_bytes {
+                            return Err(unsafe_tree(format!(
+                                "more than {} bytes in all",
+                                limits.max_total_bytes
+                            )));
+                        }
+                        if entry.filemode() == 0o120000 {
+                            let link = String::from_utf8_lossy(blob.content()).into_owned();
+                            if !link_stays_inside(&rel, Path::new(&link)) {
+                                return Err(unsafe_tree(format!(
+                                    "symlink {} points outside the repository ({link})",
+                                    rel.display()
+                                )));
+                            }
+                            std::os::unix::fs::symlink(&link, &target).map_err(io)
+                        } else {
+                            std::fs::write(&target, blob.content()).map_err(io)
+                        }
+                    }
+                    // Submodules (commits) are not followed: their content is not in this repository.
+                    _ => Ok(()),
+                }
+            })();
+            match result {
+                Ok(()) => git2::TreeWalkResult::Ok,
+                Err(e) => {
+                    failure = Some(e);
+                    git2::TreeWalkResult::Abort
+                }
+            }
+        })
+        .or_else(|e| if failure.is_some() { Ok(()) } else { Err(e) })
+        .map_err(read_err(format!("tree of {commit}")))?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The underlying repository, for reading history.
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+}
+
+/// Does a symlink at `link_path` (relative to the tree root) with target `target` resolve to a
+/// path inside the tree? Absolute targets never do.
+pub fn link_stays_inside(link_path: &Path, target: &Path) -> bool {
+    if target.is_absolute() {
+        return false;
+    }
+    let mut depth: i64 = 0;
+    let parent = link_path.parent().unwrap_or(Path::new(""));
+    for component in parent.components().chain(target.components()) {
+        match component {
+            Component::Normal(_) => depth += 1,
+            Component::ParentDir => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(
+            redact_url("https://user:tok@git.example.com/a/b.git"),
+            "https://git.example.com/a/b.git"
+        );
+        assert_eq!(
+            redact_url("https://git.example.com/a.git"),
+            "https://git.example.com/a.git"
+        );
+        assert_eq!(
+            redact_url("git@github.com:org/repo.git"),
+            "github.com:org/repo.git"
+        );
+        assert_eq!(redact_url("file:///srv/repo.git"), "file:///srv/repo.git");
+    }
+
+    #[test]
+    fn symlinks_must_stay_inside() {
+        assert!(link_stays_inside(
+            Path::new("deploy/main/base"),
+            Path::new("../base")
+        ));
+        assert!(link_stays_inside(Path::new("a/b/c"), Path::new("../../x")));
+        assert!(!link_stays_inside(Path::new("a/b/c"), Path::new("../../../x")));
+        assert!(!link_stays_inside(Path::new("link"), Path::new("/etc/passwd")));
+        assert!(!link_stays_inside(Path::new("link"), Path::new("..")));
+    }
+}

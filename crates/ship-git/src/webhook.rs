@@ -1,0 +1,352 @@
+//! The push webhook receiver. One endpoint accepts GitHub (`X-Hub-Signature-256`), Gitea
+//! (`X-Gitea-Signature`), GitLab (`X-Gitlab-Token`) and a generic HMAC-SHA256 form
+//! (`X-Ship-Signature-256: sha256=<hex>`). The body is size-limited before anything else, the
+//! signature is checked (in constant time) before the body is parsed, and only a push to a
+//! followed branch triggers a fetch.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use tracing::{debug, info, warn};
+
+/// Largest accepted body: 1 MiB. GitHub caps its payloads at 25 MB, but a push event for one
+/// branch is a few KiB; anything larger is refused before it is read in full.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Path of the receiver.
+pub const PATH: &str = "/hooks/push";
+
+/// Who sent a verified request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// `X-Hub-Signature-256`.
+    GitHub,
+    /// `X-Gitea-Signature`.
+    Gitea,
+    /// `X-Gitlab-Token`.
+    GitLab,
+    /// `X-Ship-Signature-256`.
+    Generic,
+}
+
+/// The outcome of one request. Each has a fixed label for the counter and an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A push to a followed branch: a fetch was triggered.
+    Triggered(String),
+    /// A verified push to a branch Ship does not follow, or a non-push event (ping).
+    Ignored(String),
+    /// No signature or token header at all.
+    Unsigned,
+    /// A signature or token that does not match the secret.
+    BadSignature,
+    /// Body over [`MAX_BODY_BYTES`].
+    TooLarge,
+    /// Verified, but not a JSON push payload.
+    Malformed(String),
+}
+
+impl Outcome {
+    /// All labels, for pre-registering counters.
+    pub const LABELS: [&'static str; 6] = [
+        "triggered",
+        "ignored",
+        "unsigned",
+        "bad_signature",
+        "too_large",
+        "malformed",
+    ];
+
+    /// Stable label for the request counter.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Triggered(_) => "triggered",
+            Outcome::Ignored(_) => "ignored",
+            Outcome::Unsigned => "unsigned",
+            Outcome::BadSignature => "bad_signature",
+            Outcome::TooLarge => "too_large",
+            Outcome::Malformed(_) => "malformed",
+        }
+    }
+
+    /// HTTP status and body of the response.
+    pub fn response(&self) -> (StatusCode, String) {
+        match self {
+            Outcome::Triggered(b) => (StatusCode::ACCEPTED, format!("fetch triggered for {b}\n")),
+            Outcome::Ignored(why) => (StatusCode::OK, format!("ignored: {why}\n")),
+            Outcome::Unsigned => (
+                StatusCode::UNAUTHORIZED,
+                "missing signature or token header\n".into(),
+            ),
+            Outcome::BadSignature => (StatusCode::FORBIDDEN, "signature does not match\n".into()),
+            Outcome::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body larger than {MAX_BODY_BYTES} bytes\n"),
+            ),
+            Outcome::Malformed(why) => (StatusCode::BAD_REQUEST, format!("malformed payload: {why}\n")),
+        }
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+fn hmac_matches(secret: &[u8], body: &[u8], hex_signature: &str) -> bool {
+    let Ok(expected) = hex::decode(hex_signature) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(body);
+    // verify_slice compares in constant time.
+    mac.verify_slice(&expected).is_ok()
+}
+
+/// Checks the request's signature or token against `secret`. Pure.
+pub fn verify(headers: &HeaderMap, body: &[u8], secret: &[u8]) -> Result<Provider, Outcome> {
+    if secret.is_empty() {
+        // An empty secret would make every HMAC trivially forgeable.
+        return Err(Outcome::BadSignature);
+    }
+    let signed = |value: &str, provider| {
+        let hex = value.strip_prefix("sha256=").unwrap_or(value);
+        if hmac_matches(secret, body, hex) {
+            Ok(provider)
+        } else {
+            Err(Outcome::BadSignature)
+        }
+    };
+    if let Some(sig) = header(headers, "x-gitea-signature") {
+        return signed(sig, Provider::Gitea);
+    }
+    if let Some(sig) = header(headers, "x-hub-signature-256") {
+        return match sig.strip_prefix("sha256=") {
+            Some(_) => signed(sig, Provider::GitHub),
+            None => Err(Outcome::BadSignature),
+        };
+    }
+    if let Some(sig) = header(headers, "x-ship-signature-256") {
+        return match sig.strip_prefix("sha256=") {
+            Some(_) => signed(sig, Provider::Generic),
+            None => Err(Outcome::BadSignature),
+        };
+    }
+    if let Some(token) = header(headers, "x-gitlab-token") {
+        return if bool::from(token.as_bytes().ct_eq(secret)) {
+            Ok(Provider::GitLab)
+        } else {
+            Err(Outcome::BadSignature)
+        };
+    }
+    Err(Outcome::Unsigned)
+}
+
+/// Decides what a verified body asks for. Pure.
+pub fn classify(provider: Provider, headers: &HeaderMap, body: &[u8], branches: &[String]) -> Outcome {
+    let event = match provider {
+        Provider::GitHub => header(headers, "x-github-event"),
+        Provider::Gitea => header(headers, "x-gitea-event"),
+        Provider::GitLab => header(headers, "x-gitlab-event"),
+        Provider::Generic => Some("push"),
+    };
+    if let Some(event) = event
+        && !matches!(event, "push" | "Push Hook")
+    {
+        return Outcome::Ignored(format!("event {event:?} is not a push"));
+    }
+    #[derive(serde::Deserialize)]
+    struct Push {
+        #[serde(rename = "ref")]
+        git_ref: String,
+    }
+    let push: Push = match serde_json::from_slice(body) {
+        Ok(p) => p,
+        Err(e) => return Outcome::Malformed(format!("expected a JSON object with a \"ref\" field ({e})")),
+    };
+    match push.git_ref.strip_prefix("refs/heads/") {
+        Some(branch) if branches.iter().any(|b| b == branch) => Outcome::Triggered(branch.to_owned()),
+        Some(branch) => Outcome::Ignored(format!("branch {branch:?} is not followed")),
+        None => Outcome::Ignored(format!("{:?} is not a branch", push.git_ref)),
+    }
+}
+
+/// Request counts by outcome label (exported as metrics by shipd).
+#[derive(Debug, Default)]
+pub struct Counters {
+    counts: [AtomicU64; 6],
+}
+
+impl Counters {
+    fn add(&self, outcome: &Outcome) {
+        if let Some(i) = Outcome::LABELS.iter().position(|l| *l == outcome.label()) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    /// The count for `label`.
+    pub fn get(&self, label: &str) -> u64 {
+        Outcome::LABELS
+            .iter()
+            .position(|l| *l == label)
+            .map_or(0, |i| self.counts[i].load(Ordering::Relaxed))
+    }
+}
+
+/// What the receiver needs.
+#[derive(Clone)]
+pub struct Receiver {
+    /// The shared secret (from a Kubernetes Secret); never logged.
+    pub secret: Arc<[u8]>,
+    /// Followed branches.
+    pub branches: Arc<[String]>,
+    /// Called for a push to a followed branch.
+    pub trigger: Arc<dyn Fn(&str) + Send + Sync>,
+    /// Request counts.
+    pub counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("branches", &self.branches)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Receiver {
+    /// Handles one request body (already read up to the limit). Pure but for the trigger call.
+    pub fn handle(&self, headers: &HeaderMap, body: &[u8]) -> Outcome {
+        let outcome = match verify(headers, body, &self.secret) {
+            Ok(provider) => classify(provider, headers, body, &self.branches),
+            Err(rejected) => rejected,
+        };
+        if let Outcome::Triggered(branch) = &outcome {
+            (self.trigger)(branch);
+        }
+        outcome
+    }
+}
+
+async fn receive(State(receiver): State<Receiver>, headers: HeaderMap, body: Body) -> (StatusCode, String) {
+    let outcome = match to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => receiver.handle(&headers, &bytes),
+        Err(_) => Outcome::TooLarge,
+    };
+    receiver.counters.add(&outcome);
+    match &outcome {
+        Outcome::Triggered(branch) => info!(branch, "push webhook: fetching"),
+        Outcome::Ignored(why) => debug!(why, "push webhook ignored"),
+        rejected => warn!(result = rejected.label(), "push webhook rejected"),
+    }
+    outcome.response()
+}
+
+/// The receiver's router: `POST /hooks/push`.
+pub fn router(receiver: Receiver) -> Router {
+    Router::new().route(PATH, post(receive)).with_state(receiver)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sign(secret: &[u8], body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+        mac.update(body);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    const BODY: &[u8] = br#"{"ref":"refs/heads/main","after":"abc"}"#;
+
+    #[test]
+    fn each_provider_verifies() {
+        let s = b"s3cret";
+        let gh = headers(&[
+            ("x-hub-signature-256", format!("sha256={}", sign(s, BODY))),
+            ("x-github-event", "push".into()),
+        ]);
+        assert_eq!(verify(&gh, BODY, s), Ok(Provider::GitHub));
+        let gitea = headers(&[("x-gitea-signature", sign(s, BODY))]);
+        assert_eq!(verify(&gitea, BODY, s), Ok(Provider::Gitea));
+        let gl = headers(&[("x-gitlab-token", "s3cret".into())]);
+        assert_eq!(verify(&gl, BODY, s), Ok(Provider::GitLab));
+        let generic = headers(&[("x-ship-signature-256", format!("sha256={}", sign(s, BODY)))]);
+        assert_eq!(verify(&generic, BODY, s), Ok(Provider::Generic));
+    }
+
+    #[test]
+    fn forgeries_are_refused() {
+        let s = b"s3cret";
+        assert_eq!(verify(&HeaderMap::new(), BODY, s), Err(Outcome::Unsigned));
+        let wrong = headers(&[("x-hub-signature-256", format!("sha256={}", sign(b"other", BODY)))]);
+        assert_eq!(verify(&wrong, BODY, s), Err(Outcome::BadSignature));
+        let tampered = headers(&[("x-hub-signature-256", format!("sha256={}", sign(s, BODY)))]);
+        assert_eq!(
+            verify(&tampered, br#"{"ref":"refs/heads/production"}"#, s),
+            Err(Outcome::BadSignature)
+        );
+        let no_prefix = headers(&[("x-hub-signature-256", sign(s, BODY))]);
+        assert_eq!(verify(&no_prefix, BODY, s), Err(Outcome::BadSignature));
+        let not_hex = headers(&[("x-gitea-signature", "zz".into())]);
+        assert_eq!(verify(&not_hex, BODY, s), Err(Outcome::BadSignature));
+        let gl = headers(&[("x-gitlab-token", "s3cre".into())]);
+        assert_eq!(verify(&gl, BODY, s), Err(Outcome::BadSignature));
+        let gh = headers(&[("x-hub-signature-256", format!("sha256={}", sign(b"", BODY)))]);
+        assert_eq!(
+            verify(&gh, BODY, b""),
+            Err(Outcome::BadSignature),
+            "an empty secret accepts nothing"
+        );
+    }
+
+    #[test]
+    fn classification() {
+        let branches = vec!["main".to_owned(), "production".to_owned()];
+        let none = HeaderMap::new();
+        assert_eq!(
+            classify(Provider::Generic, &none, BODY, &branches),
+            Outcome::Triggered("main".into())
+        );
+        let other = br#"{"ref":"refs/heads/feature"}"#;
+        assert!(matches!(
+            classify(Provider::Generic, &none, other, &branches),
+            Outcome::Ignored(_)
+        ));
+        let tag = br#"{"ref":"refs/tags/v1"}"#;
+        assert!(matches!(
+            classify(Provider::Generic, &none, tag, &branches),
+            Outcome::Ignored(_)
+        ));
+        assert!(matches!(
+            classify(Provider::Generic, &none, b"not json", &branches),
+            Outcome::Malformed(_)
+        ));
+        let ping = headers(&[("x-github-event", "ping".into())]);
+        assert!(matches!(
+            classify(Provider::GitHub, &ping, b"{}", &branches),
+            Outcome::Ignored(_)
+        ));
+        let gl = headers(&[("x-gitlab-event", "Push Hook".into())]);
+        assert_eq!(
+            classify(Provider::GitLab, &gl, BODY, &branches),
+            Outcome::Triggered("main".into())
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! The git source against real repositories: file:// and a real `git daemon` on loopback.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::time::Duration;
+
+use git2::Oid;
+use ship_git::mirror::ForcePushPolicy;
+use ship_git::watch::{SourceConfig, spawn};
+use ship_git::{Credentials, Mirror, TipChangeKind};
+use ship_testkit::git::{GitDaemon, Remote};
+use tokio::sync::watch;
+
+fn branches() -> Vec<String> {
+    vec!["main".into(), "production".into()]
+}
+
+fn oid(s: &str) -> Oid {
+    Oid::from_str(s).unwrap()
+}
+
+#[test]
+fn file_remote_tips_pushes_and_other_branches() {
+    let remote = Remote::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = Mirror::open(&dir.path().join("mirror.git"), &remote.file_url()).unwrap();
+    let first = mirror
+        .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|c| c.kind == TipChangeKind::Created));
+
+    let main = remote.commit_file("app.yaml", "a: 1\n", "change main").unwrap();
+    remote.push("main", false).unwrap();
+    let changes = mirror
+        .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
+        .unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(
+        (changes[0].branch.as_str(), changes[0].new, changes[0].kind),
+        ("main", oid(&main), TipChangeKind::FastForward)
+    );
+
+    remote.push("production", false).unwrap();
+    let changes = mirror
+        .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
+        .unwrap();
+    assert_eq!(
+        changes.iter().map(|c| c.branch.as_str()).collect::<Vec<_>>(),
+        ["production"]
+    );
+    assert_eq!(mirror.tip("production"), Some(oid(&main)));
+
+    remote.commit_file("feature.txt", "x\n", "feature work").unwrap();
+    remote.push("feature", false).unwrap();
+    assert!(
+        mirror
+            .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        mirror.tip("feature").is_none(),
+        "only the configured branches are fetched"
+    );
+
+    let file = mirror.read_file(oid(&main), "app.yaml", 1024).unwrap();
+    assert_eq!(file.as_deref(), Some(&b"a: 1\n"[..]));
+    assert!(mirror.read_file(oid(&main), "nope.yaml", 1024).unwrap().is_none());
+}
+
+#[test]
+fn git_daemon_force_push_is_reported_and_policy_applies() {
+    let remote = Remote::new().unwrap();
+    let daemon = GitDaemon::start(remote.dir.path()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let follow = Mirror::open(&dir.path().join("follow.git"), &daemon.url("repo.git")).unwrap();
+    let refuse = Mirror::open(&dir.path().join("refuse.git"), &daemon.url("repo.git")).unwrap();
+    let base = remote.commit_file("a.txt", "1\n", "one").unwrap();
+    remote.push("main", false).unwrap();
+    for m in [&follow, &refuse] {
+        m.fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
+            .unwrap();
+    }
+
+    // Rewrite main: drop the last commit and commit something else instead.
+    remote.git(&["reset", "-q", "--hard", "HEAD~1"]).unwrap();
+    let rewritten = remote.commit_file("b.txt", "2\n", "rewritten").unwrap();
+    remote.push("main", true).unwrap();
+
+    let seen = follow
+        .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
+        .unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        (seen[0].kind, seen[0].old, seen[0].new),
+        (TipChangeKind::ForcePushed, Some(oid(&base)), oid(&rewritten))
+    );
+    assert_eq!(follow.tip("main"), Some(oid(&rewritten)));
+
+    let held = refuse
+        .fetch(&branches(), &Credentials::None, ForcePushPolicy::Refuse)
+        .unwrap();
+    assert_eq!(held[0].kind, TipChangeKind::ForcePushed);
+    assert_eq!(
+        refuse.tip("main"),
+        Some(oid(&base)),
+        "refused: the old tip is kept"
+    );
+    let again = refuse
+        .fetch(&branches(), &Credentials::None, ForcePushPolicy::Refuse)
+        .unwrap();
+    assert_eq!(again.len(), 1, "reported at every fetch while refused");
+}
+
+#[test]
+fn missing_branch_is_a_clear_error() {
+    let remote = Remote::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = Mirror::open(&dir.path().join("m.git"), &remote.file_url()).unwrap();
+    let err = mirror
+        .fetch(
+            &["main".into(), "staging".into()],
+            &Credentials::None,
+            ForcePushPolicy::Follow,
+        )
+        .unwrap_err();
+    assert_eq!(err.label(), "MissingBranch");
+    assert!(err.to_string().contains("\"staging\""), "{err}");
+}
+
+#[tokio::test]
+async fn unreachable_remote_backs_off_then_recovers() {
+    let remote = Remote::new().unwrap();
+    let mut daemon = GitDaemon::start(remote.dir.path()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = SourceConfig::new(daemon.url("repo.git"), branches(), dir.path().join("m.git"));
+    config.poll_interval = Duration::from_millis(200);
+    config.min_backoff = Duration::from_millis(100);
+    config.max_backoff = Duration::from_millis(400);
+    let (_creds_tx, creds) = watch::channel(Credentials::None);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (source, mut tips) = spawn(config, creds, async move { drop(stop_rx.await) }).unwrap();
+    let mut status = source.status();
+    for _ in 0..2 {
+        assert_eq!(tips.recv().await.unwrap().kind, TipChangeKind::Created);
+    }
+
+    daemon.stop();
+    let failing = tokio::time::timeout(
+        Duration::from_secs(10),
+        status.wait_for(|s| s.consecutive_failures >= 3),
+    )
+    .await
+    .expect("failures counted")
+    .unwrap()
+    .clone();
+    assert!(!failing.ready);
+    assert_eq!(failing.reason, "FetchFailed");
+    assert!(failing.message.contains("retrying in"), "{}", failing.message);
+    assert_eq!(
+        failing.retry_in,
+        Some(Duration::from_millis(400)),
+        "backoff doubled up to its cap"
+    );
+
+    daemon.restart().unwrap();
+    let pushed = remote.commit_file("c.txt", "3\n", "after the outage").unwrap();
+    remote.push("main", false).unwrap();
+    let change = tokio::time::timeout(Duration::from_secs(10), tips.recv())
+        .await
+        .expect("recovered")
+        .unwrap();
+    assert_eq!(change.new, oid(&pushed));
+    let recovered = status.borrow_and_update().clone();
+    assert!(recovered.ready, "{recovered:?}");
+    assert_eq!(recovered.consecutive_failures, 0);
+    drop(stop_tx);
+}

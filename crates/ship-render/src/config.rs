@@ -1,0 +1,448 @@
+//! `ship.yaml`: the repository's own configuration, read at each commit.
+//!
+//! Every field has a default, so the smallest valid file is
+//!
+//! ```yaml
+//! environments:
+//!   main: {}
+//!   production: {}
+//! ```
+//!
+//! which deploys `deploy/main` from branch `main` into namespace `main`, and `deploy/production`
+//! from branch `production` into namespace `production`, with a 5-minute health timeout and a
+//! forced promotion every Tuesday at 10:00 UTC.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Name of the file at the repository root.
+pub const FILE_NAME: &str = "ship.yaml";
+
+/// The whole of `ship.yaml`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShipConfig {
+    /// The environments, by name (a DNS label). Usually `main` and `production`.
+    pub environments: BTreeMap<String, Environment>,
+
+    /// Post-deployment tests, run after every rollout in every environment.
+    #[serde(default)]
+    pub tests: Vec<TestSpec>,
+
+    /// How long a rollout may take to become healthy.
+    #[serde(default)]
+    pub health: Health,
+
+    /// The forced weekly release of `main` into `production`.
+    #[serde(default)]
+    pub promotion: Promotion,
+}
+
+/// One environment: a branch deployed to a namespace.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Environment {
+    /// Branch deployed to this environment. Default: the environment's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+
+    /// Namespace the environment's objects land in. Default: the environment's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+
+    /// Directory of manifests (or a kustomization), relative to the repository root.
+    /// Default: `deploy/<environment>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+
+    /// Extra namespaces this environment's manifests may target (default: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_namespaces: Vec<String>,
+
+    /// Deploy to another cluster: the name of a Secret (in shipd's namespace) whose key
+    /// `kubeconfig` holds that cluster's kubeconfig. Default: the cluster shipd runs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig_secret: Option<String>,
+
+    /// Hosts the built-in HTTP tests may call in this environment. Empty: any host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_test_hosts: Vec<String>,
+}
+
+/// Health settings.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Health {
+    /// How long a rollout may take to become healthy, e.g. `90s`, `5m`. Default `5m`.
+    #[serde(default = "default_health_timeout")]
+    pub timeout: String,
+}
+
+fn default_health_timeout() -> String {
+    "5m".into()
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            timeout: default_health_timeout(),
+        }
+    }
+}
+
+/// The forced promotion schedule.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Promotion {
+    /// Cron expression (minute hour day-of-month month day-of-week). Default `0 10 * * TUE`.
+    #[serde(default = "default_schedule")]
+    pub schedule: String,
+    /// IANA time zone of the schedule. Default `UTC`.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+    /// Environment whose tested commits are promoted. Default `main`.
+    #[serde(default = "default_from")]
+    pub from: String,
+    /// Environment that receives them. Default `production`.
+    #[serde(default = "default_to")]
+    pub to: String,
+    /// Turn the forced promotion off. Default `true`.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_schedule() -> String {
+    "0 10 * * TUE".into()
+}
+fn default_time_zone() -> String {
+    "UTC".into()
+}
+fn default_from() -> String {
+    "main".into()
+}
+fn default_to() -> String {
+    "production".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for Promotion {
+    fn default() -> Self {
+        Self {
+            schedule: default_schedule(),
+            time_zone: default_time_zone(),
+            from: default_from(),
+            to: default_to(),
+            enabled: true,
+        }
+    }
+}
+
+/// One post-deployment test: exactly one of `http` or `job`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TestSpec {
+    /// Test name, unique in the file.
+    pub name: String,
+    /// A known query with a known result, run by the controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpTest>,
+    /// A Kubernetes Job manifest in the repository, run once per release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// Only in these environments (default: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environments: Vec<String>,
+}
+
+/// A known query and its known result.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpTest {
+    /// URL; `{namespace}` and `{environment}` are replaced by the environment's values.
+    pub url: String,
+    /// HTTP method. Default `GET`.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Request headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Request body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Per-attempt timeout, e.g. `10s`. Default `10s`.
+    #[serde(default = "default_test_timeout")]
+    pub timeout: String,
+    /// The known result.
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+fn default_test_timeout() -> String {
+    "10s".into()
+}
+
+/// What a passing answer looks like.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Expect {
+    /// Expected HTTP status. Default 200.
+    #[serde(default = "default_status")]
+    pub status: u16,
+    /// The body must contain this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_contains: Option<String>,
+    /// JSON fields that must equal these values, by JSON pointer (e.g. `/items/0/name`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub json: BTreeMap<String, serde_json::Value>,
+}
+
+fn default_status() -> u16 {
+    200
+}
+
+impl Default for Expect {
+    fn default() -> Self {
+        Self {
+            status: default_status(),
+            body_contains: None,
+            json: BTreeMap::new(),
+        }
+    }
+}
+
+/// Why `ship.yaml` cannot be used. Messages name the file, and the line and field when known.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The file is missing from the commit.
+    #[error("{FILE_NAME} not found at the repository root: add one that declares the environments")]
+    Missing,
+    /// YAML syntax, unknown field or wrong type.
+    #[error("{FILE_NAME}: {0}")]
+    Parse(String),
+    /// Well-formed, but a value is not acceptable.
+    #[error("{FILE_NAME}: {field}: {problem}")]
+    Invalid {
+        /// Dotted path of the offending field.
+        field: String,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+}
+
+impl ConfigError {
+    /// Stable label for metrics and event reasons.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ConfigError::Missing => "ConfigMissing",
+            ConfigError::Parse(_) => "ConfigParse",
+            ConfigError::Invalid { .. } => "ConfigInvalid",
+        }
+    }
+}
+
+fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+/// Largest `ship.yaml` accepted.
+pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
+
+/// Parses and checks `ship.yaml`.
+pub fn parse(text: &str) -> Result<ShipConfig, ConfigError> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(invalid("(file)", format!("larger than {MAX_CONFIG_BYTES} bytes")));
+    }
+    let config: ShipConfig = serde_norway::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+    config.check()?;
+    Ok(config)
+}
+
+/// Parses a duration written like `90s`, `5m`, `1h30m` or `250ms`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let value: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(value),
+            "s" => Duration::from_secs(value),
+            "m" => Duration::from_secs(value.checked_mul(60)?),
+            "h" => Duration::from_secs(value.checked_mul(3600)?),
+            _ => return None,
+        };
+        total = total.checked_add(unit)?;
+        rest = &rest[unit_len..];
+    }
+    Some(total)
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+impl ShipConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.environments.is_empty() {
+            return Err(invalid(
+                "environments",
+                "declare at least one environment (usually main and production)",
+            ));
+        }
+        for (name, env) in &self.environments {
+            let field = |f: &str| format!("environments.{name}.{f}");
+            if !is_dns_label(name) {
+                return Err(invalid(
+                    format!("environments.{name}"),
+                    "an environment name must be a DNS label (a-z, 0-9, -)",
+                ));
+            }
+            let namespace = env.namespace(name);
+            if !is_dns_label(namespace) {
+                return Err(invalid(
+                    field("namespace"),
+                    format!("{namespace:?} is not a valid namespace name"),
+                ));
+            }
+            let path = env.path(name);
+            if path.starts_with('/') || path.split('/').any(|part| part == "..") {
+                return Err(invalid(
+                    field("path"),
+                    format!("{path:?} must be relative and stay inside the repository"),
+                ));
+            }
+            let branch = env.branch(name);
+            if branch.is_empty() || branch.contains("..") || branch.starts_with('-') || branch.contains(' ') {
+                return Err(invalid(
+                    field("branch"),
+                    format!("{branch:?} is not a valid branch name"),
+                ));
+            }
+        }
+        let mut branches: Vec<&str> = self.environments.iter().map(|(n, e)| e.branch(n)).collect();
+        branches.sort_unstable();
+        if let Some(pair) = branches.windows(2).find(|w| w[0] == w[1]) {
+            return Err(invalid(
+                "environments",
+                format!("two environments deploy branch {:?}; give each its own", pair[0]),
+            ));
+        }
+        if parse_duration(&self.health.timeout).is_none_or(|d| d.is_zero()) {
+            return Err(invalid(
+                "health.timeout",
+                format!("{:?} is not a duration like 90s or 5m", self.health.timeout),
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, test) in self.tests.iter().enumerate() {
+            let field = |f: &str| format!("tests[{i}].{f}");
+            if !names.insert(test.name.as_str()) {
+                return Err(invalid(
+                    field("name"),
+                    format!("duplicate test name {:?}", test.name),
+                ));
+            }
+            match (&test.http, &test.job) {
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err(invalid(
+                        format!("tests[{i}]"),
+                        "give exactly one of `http` or `job`",
+                    ));
+                }
+                (Some(http), None) => {
+                    if !(http.url.starts_with("http://") || http.url.starts_with("https://")) {
+                        return Err(invalid(field("http.url"), "must start with http:// or https://"));
+                    }
+                    if parse_duration(&http.timeout).is_none_or(|d| d.is_zero()) {
+                        return Err(invalid(
+                            field("http.timeout"),
+                            format!("{:?} is not a duration", http.timeout),
+                        ));
+                    }
+                }
+                (None, Some(job)) => {
+                    if job.starts_with('/') || job.split('/').any(|part| part == "..") {
+                        return Err(invalid(field("job"), "must be a path inside the repository"));
+                    }
+                }
+            }
+            for env in &test.environments {
+                if !self.environments.contains_key(env) {
+                    return Err(invalid(
+                        field("environments"),
+                        format!("unknown environment {env:?}"),
+                    ));
+                }
+            }
+        }
+        let p = &self.promotion;
+        if p.enabled {
+            for (field, env) in [("promotion.from", &p.from), ("promotion.to", &p.to)] {
+                if !self.environments.contains_key(env) {
+                    return Err(invalid(
+                        field,
+                        format!(
+                            "unknown environment {env:?} (set promotion.enabled: false to turn promotion off)"
+                        ),
+                    ));
+                }
+            }
+            if p.schedule.split_whitespace().count() != 5 {
+                return Err(invalid(
+                    "promotion.schedule",
+                    "a cron expression has five fields: minute hour day month weekday",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The environment that deploys `branch`, if any.
+    pub fn environment_for_branch(&self, branch: &str) -> Option<(&str, &Environment)> {
+        self.environments
+            .iter()
+            .find(|(n, e)| e.branch(n) == branch)
+            .map(|(n, e)| (n.as_str(), e))
+    }
+}
+
+impl Environment {
+    /// The branch, defaulted.
+    pub fn branch<'a>(&'a self, name: &'a str) -> &'a str {
+        self.branch.as_deref().unwrap_or(name)
+    }
+    /// The namespace, defaulted.
+    pub fn namespace<'a>(&'a self, name: &'a str) -> &'a str {
+        self.namespace.as_deref().unwrap_or(name)
+    }
+    /// The manifest path, defaulted.
+    pub fn path(&self, name: &str) -> String {
+        self.path.clone().unwrap_or_else(|| format!("deploy/{name}"))
+    }
+}
+
+/// The JSON Schema of `ship.yaml`, as published in `docs/ship.schema.json`.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(ShipConfig)).unwrap_or_default()
+}
