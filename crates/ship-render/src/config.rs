@@ -67,6 +67,11 @@ pub struct Environment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubeconfig_secret: Option<String>,
 
+    /// Cluster-scoped kinds this environment may manage (for example `ClusterRole`). The
+    /// environment's own Namespace is always allowed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_scoped_kinds: Vec<String>,
+
     /// Hosts the built-in HTTP tests may call in this environment. Empty: any host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_test_hosts: Vec<String>,
@@ -445,4 +450,104 @@ impl Environment {
 /// The JSON Schema of `ship.yaml`, as published in `docs/ship.schema.json`.
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(ShipConfig)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smallest_file_gets_every_default() {
+        let c = parse("environments:\n  main: {}\n  production: {}\n").unwrap();
+        let main = &c.environments["main"];
+        assert_eq!(
+            (main.branch("main"), main.namespace("main"), main.path("main")),
+            ("main", "main", "deploy/main".into())
+        );
+        assert_eq!(parse_duration(&c.health.timeout), Some(Duration::from_secs(300)));
+        assert_eq!(c.promotion.schedule, "0 10 * * TUE");
+        assert_eq!(
+            (c.promotion.from.as_str(), c.promotion.to.as_str()),
+            ("main", "production")
+        );
+        assert!(c.tests.is_empty());
+        assert_eq!(
+            c.environment_for_branch("production").map(|(n, _)| n),
+            Some("production")
+        );
+    }
+
+    #[test]
+    fn tests_and_their_defaults() {
+        let c = parse(
+            "environments: {main: {}, production: {}}\ntests:\n- name: home\n  http: {url: 'http://web.{namespace}.svc/'}\n- name: journeys\n  job: tests/job.yaml\n  environments: [production]\n",
+        )
+        .unwrap();
+        let http = c.tests[0].http.as_ref().unwrap();
+        assert_eq!(
+            (http.method.as_str(), http.expect.status, http.timeout.as_str()),
+            ("GET", 200, "10s")
+        );
+        assert_eq!(c.tests[1].job.as_deref(), Some("tests/job.yaml"));
+    }
+
+    #[test]
+    fn semantic_errors_name_the_field() {
+        let cases = [
+            ("environments: {}\n", "environments"),
+            ("environments: {Main: {}}\n", "environments.Main"),
+            (
+                "environments: {a: {branch: x}, b: {branch: x}}\npromotion: {enabled: false}\n",
+                "environments",
+            ),
+            ("environments: {main: {}}\n", "promotion.to"),
+            (
+                "environments: {main: {}, production: {}}\npromotion: {schedule: every tuesday}\n",
+                "promotion.schedule",
+            ),
+            (
+                "environments: {main: {}, production: {}}\ntests: [{name: a}]\n",
+                "tests[0]",
+            ),
+            (
+                "environments: {main: {}, production: {}}\ntests: [{name: a, job: x.yaml}, {name: a, job: y.yaml}]\n",
+                "tests[1].name",
+            ),
+            (
+                "environments: {main: {}, production: {}}\ntests: [{name: a, http: {url: 'ftp://x'}}]\n",
+                "tests[0].http.url",
+            ),
+            (
+                "environments: {main: {}, production: {}}\ntests: [{name: a, job: x.yaml, environments: [qa]}]\n",
+                "tests[0].environments",
+            ),
+        ];
+        for (text, field) in cases {
+            match parse(text) {
+                Err(ConfigError::Invalid { field: got, .. }) => assert_eq!(got, field, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        for bad in ["", "5", "m", "5x", "-1s", "1.5m"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn published_schema_is_fresh() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/ship.schema.json");
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        let generated = serde_json::to_string_pretty(&json_schema()).unwrap() + "\n";
+        assert!(
+            committed == generated,
+            "docs/ship.schema.json is stale: cargo run -p ship-render --bin ship-schema > docs/ship.schema.json"
+        );
+    }
 }

@@ -1,0 +1,347 @@
+//! Rendering one environment's manifests from a checked-out tree: a plain directory of YAML/JSON
+//! files, or a kustomization. Multi-document YAML, `kind: List`, comments and CRLF all work.
+//! Everything read is bounded (file size, total size, file count, object count) and every path
+//! read must resolve inside the tree.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::RenderError;
+
+/// Bounds on what rendering reads and produces.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest manifest file.
+    pub max_file_bytes: u64,
+    /// Largest total of manifest files (and of kustomize's output).
+    pub max_total_bytes: u64,
+    /// Most manifest files.
+    pub max_files: usize,
+    /// Most objects.
+    pub max_objects: usize,
+    /// Longest a kustomize build may run.
+    pub kustomize_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 1 << 20,
+            max_total_bytes: 16 << 20,
+            max_files: 2_000,
+            max_objects: 2_000,
+            kustomize_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One rendered object and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// The object, as JSON.
+    pub object: Value,
+    /// File (relative to the tree root) and document number, e.g. `deploy/main/app.yaml#2`.
+    pub source: String,
+}
+
+const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+/// Renders the manifests under `path` (relative to `root`).
+pub fn render(root: &Path, path: &str, limits: &Limits) -> Result<Vec<Manifest>, RenderError> {
+    let root = root.canonicalize().map_err(|e| RenderError::Io {
+        path: ".".into(),
+        message: e.to_string(),
+    })?;
+    let dir = root.join(path);
+    if !dir.exists() {
+        return Err(RenderError::MissingPath {
+            path: path.to_owned(),
+        });
+    }
+    let dir = inside(&root, &dir, path)?;
+    if !dir.is_dir() {
+        return Err(RenderError::MissingPath {
+            path: path.to_owned(),
+        });
+    }
+    if KUSTOMIZATION_FILES.iter().any(|f| dir.join(f).is_file()) {
+        let output = kustomize(&dir, path, limits)?;
+        return parse_documents(&output, &format!("{path} (kustomize)"), limits);
+    }
+    let mut files = Vec::new();
+    collect_files(&root, &dir, limits, &mut files)?;
+    files.sort();
+    let mut manifests = Vec::new();
+    let mut total = 0u64;
+    for file in files {
+        let rel = file.strip_prefix(&root).unwrap_or(&file).display().to_string();
+        let size = std::fs::metadata(&file)
+            .map_err(|e| RenderError::Io {
+                path: rel.clone(),
+                message: e.to_string(),
+            })?
+            .len();
+        if size > limits.max_file_bytes {
+            return Err(RenderError::FileTooLarge {
+                path: rel,
+                size,
+                limit: limits.max_file_bytes,
+            });
+        }
+        total += size;
+        if total > limits.max_total_bytes {
+            return Err(RenderError::TooLarge {
+                limit: limits.max_total_bytes,
+            });
+        }
+        let text = std::fs::read_to_string(&file).map_err(|e| RenderError::Io {
+            path: rel.clone(),
+            message: e.to_string(),
+        })?;
+        manifests.extend(parse_documents(&text, &rel, limits)?);
+        if manifests.len() > limits.max_objects {
+            return Err(RenderError::TooManyObjects {
+                limit: limits.max_objects,
+            });
+        }
+    }
+    Ok(manifests)
+}
+
+/// `candidate` with symlinks resolved, if it stays inside `root`.
+fn inside(root: &Path, candidate: &Path, shown: &str) -> Result<PathBuf, RenderError> {
+    let resolved = candidate.canonicalize().map_err(|e| RenderError::Io {
+        path: shown.to_owned(),
+        message: e.to_string(),
+    })?;
+    if resolved.starts_with(root) {
+        Ok(resolved)
+    } else {
+        Err(RenderError::PathEscape {
+            path: shown.to_owned(),
+        })
+    }
+}
+
+fn collect_files(
+    root: &Path,
+    dir: &Path,
+    limits: &Limits,
+    out: &mut Vec<PathBuf>,
+) -> Result<(), RenderError> {
+    let shown = |p: &Path| p.strip_prefix(root).unwrap_or(p).display().to_string();
+    let entries = std::fs::read_dir(dir).map_err(|e| RenderError::Io {
+        path: shown(dir),
+        message: e.to_string(),
+    })?;
+    for entry in entries {
+        let entry = entry.map_err(|e| RenderError::Io {
+            path: shown(dir),
+            message: e.to_string(),
+        })?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let resolved = inside(root, &path, &shown(&path))?;
+        if resolved.is_dir() {
+            collect_files(root, &resolved, limits, out)?;
+        } else if name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json") {
+            out.push(resolved);
+            if out.len() > limits.max_files {
+                return Err(RenderError::TooManyFiles {
+                    limit: limits.max_files,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses a stream of YAML (or JSON) documents into objects, expanding `kind: List`.
+pub fn parse_documents(text: &str, source: &str, limits: &Limits) -> Result<Vec<Manifest>, RenderError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut out = Vec::new();
+    for (index, document) in serde_norway::Deserializer::from_str(text).enumerate() {
+        let doc_source = format!("{source}#{}", index + 1);
+        let value: Value = serde::Deserialize::deserialize(document).map_err(|e| RenderError::Yaml {
+            origin: doc_source.clone(),
+            message: e.to_string(),
+        })?;
+        match value {
+            Value::Null => continue, // an empty document, or comments only
+            Value::Object(ref map) if is_list(map) => {
+                let items = map
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                for (i, item) in items.into_iter().enumerate() {
+                    out.push(Manifest {
+                        object: item,
+                        source: format!("{doc_source}/items/{i}"),
+                    });
+                }
+            }
+            Value::Object(_) => out.push(Manifest {
+                object: value,
+                source: doc_source,
+            }),
+            _ => return Err(RenderError::NotAnObject { origin: doc_source }),
+        }
+        if out.len() > limits.max_objects {
+            return Err(RenderError::TooManyObjects {
+                limit: limits.max_objects,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn is_list(map: &serde_json::Map<String, Value>) -> bool {
+    map.get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|k| k == "List" || k.ends_with("List"))
+        && map.get("items").is_some_and(Value::is_array)
+}
+
+/// The kustomize command to use: `kustomize build` if present, else `kubectl kustomize`.
+fn kustomize_command() -> Option<std::process::Command> {
+    let on_path = |name: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(name).is_file()))
+    };
+    if on_path("kustomize") {
+        let mut c = std::process::Command::new("kustomize");
+        c.arg("build");
+        Some(c)
+    } else if on_path("kubectl") {
+        let mut c = std::process::Command::new("kubectl");
+        c.arg("kustomize");
+        Some(c)
+    } else {
+        None
+    }
+}
+
+fn kustomize(dir: &Path, shown: &str, limits: &Limits) -> Result<String, RenderError> {
+    let Some(mut command) = kustomize_command() else {
+        return Err(RenderError::KustomizeUnavailable {
+            path: shown.to_owned(),
+        });
+    };
+    let mut child = command
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| RenderError::Kustomize {
+            path: shown.to_owned(),
+            message: e.to_string(),
+        })?;
+    // Read at most max_total_bytes + 1 of output, on threads, so a huge output cannot exhaust memory.
+    let read_bounded = |stream: Option<Box<dyn std::io::Read + Send>>, cap: u64| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(s) = stream {
+                let _ = std::io::Read::read_to_end(&mut std::io::Read::take(s, cap + 1), &mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = read_bounded(
+        child.stdout.take().map(|s| Box::new(s) as _),
+        limits.max_total_bytes,
+    );
+    let stderr = read_bounded(child.stderr.take().map(|s| Box::new(s) as _), 16 << 10);
+    let deadline = std::time::Instant::now() + limits.kustomize_timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| RenderError::Kustomize {
+            path: shown.to_owned(),
+            message: e.to_string(),
+        })? {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(RenderError::Kustomize {
+                path: shown.to_owned(),
+                message: format!("timed out after {:?}", limits.kustomize_timeout),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = stdout.join().unwrap_or_default();
+    let err = stderr.join().unwrap_or_default();
+    if !status.success() {
+        let message = String::from_utf8_lossy(&err).trim().to_owned();
+        return Err(RenderError::Kustomize {
+            path: shown.to_owned(),
+            message,
+        });
+    }
+    if out.len() as u64 > limits.max_total_bytes {
+        return Err(RenderError::TooLarge {
+            limit: limits.max_total_bytes,
+        });
+    }
+    String::from_utf8(out).map_err(|_| RenderError::Kustomize {
+        path: shown.to_owned(),
+        message: "output is not UTF-8".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_document_lists_comments_crlf_and_json() {
+        let text = "# leading comment\r\napiVersion: v1\r\nkind: ConfigMap\r\nmetadata: {name: a}\r\n---\r\n# only a comment\r\n---\r\napiVersion: v1\r\nkind: List\r\nitems:\r\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\r\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: c}}\r\n";
+        let m = parse_documents(text, "x.yaml", &Limits::default()).unwrap();
+        let names: Vec<_> = m
+            .iter()
+            .map(|m| m.object["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(m[1].source, "x.yaml#3/items/0");
+        let json = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"j"}}"#;
+        assert_eq!(
+            parse_documents(json, "j.json", &Limits::default()).unwrap().len(),
+            1
+        );
+        let bom = "\u{feff}apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bom}\n";
+        assert_eq!(
+            parse_documents(bom, "b.yaml", &Limits::default()).unwrap().len(),
+            1
+        );
+    }
+
+    #[test]
+    fn scalars_are_not_objects() {
+        let err = parse_documents("just a string\n", "s.yaml", &Limits::default()).unwrap_err();
+        assert_eq!(err.label(), "NotAnObject");
+    }
+
+    #[test]
+    fn alias_bombs_are_refused_with_bounded_memory() {
+        let mut bomb =
+            String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+        for pair in names.windows(2) {
+            let (p, cur) = (pair[0], pair[1]);
+            bomb.push_str(&format!(
+                "{cur}: &{cur} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"
+            ));
+        }
+        let err = parse_documents(&bomb, "bomb.yaml", &Limits::default()).unwrap_err();
+        assert_eq!(err.label(), "InvalidYaml", "{err}");
+        assert!(err.to_string().contains("repetition limit"), "{err}");
+    }
+}

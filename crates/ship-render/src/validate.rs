@@ -1,0 +1,140 @@
+//! Validation of rendered objects for one environment, before anything touches a cluster.
+//! Pure: objects in, objects (with namespaces defaulted) or the first problem out.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::RenderError;
+use crate::config::Environment;
+use crate::manifests::Manifest;
+
+/// Kinds that are cluster-scoped in every Kubernetes version Ship supports. A CRD's own kinds
+/// are added from its `spec.scope` when the CRD is part of the same set.
+const CLUSTER_SCOPED: &[&str] = &[
+    "APIService",
+    "CSIDriver",
+    "CSINode",
+    "CertificateSigningRequest",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "IngressClass",
+    "MutatingWebhookConfiguration",
+    "Namespace",
+    "Node",
+    "PersistentVolume",
+    "PodSecurityPolicy",
+    "PriorityClass",
+    "RuntimeClass",
+    "StorageClass",
+    "ValidatingWebhookConfiguration",
+    "VolumeAttachment",
+];
+
+fn str_at<'a>(object: &'a Value, pointer: &str) -> Option<&'a str> {
+    object
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+fn group_of(api_version: &str) -> &str {
+    api_version.split_once('/').map_or("", |(g, _)| g)
+}
+
+/// A valid object name: a DNS subdomain (lower-case alphanumerics, `-` and `.`, at most 253).
+fn valid_name(name: &str) -> bool {
+    name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// Checks `manifests` for environment `env_name` and defaults their namespaces.
+pub fn validate(
+    env_name: &str,
+    env: &Environment,
+    mut manifests: Vec<Manifest>,
+) -> Result<Vec<Manifest>, RenderError> {
+    let namespace = env.namespace(env_name);
+    let mut cluster_kinds: Vec<String> = CLUSTER_SCOPED.iter().map(|k| (*k).to_owned()).collect();
+    for m in &manifests {
+        if str_at(&m.object, "/kind") == Some("CustomResourceDefinition")
+            && str_at(&m.object, "/spec/scope") == Some("Cluster")
+            && let Some(kind) = str_at(&m.object, "/spec/names/kind")
+        {
+            cluster_kinds.push(kind.to_owned());
+        }
+    }
+    let mut seen: HashMap<(String, String, String, String), String> = HashMap::new();
+    for m in &mut manifests {
+        let origin = m.source.clone();
+        let missing = |field: &str| RenderError::MissingField {
+            origin: origin.clone(),
+            field: field.to_owned(),
+        };
+        let api_version = str_at(&m.object, "/apiVersion")
+            .ok_or_else(|| missing("apiVersion"))?
+            .to_owned();
+        let kind = str_at(&m.object, "/kind")
+            .ok_or_else(|| missing("kind"))?
+            .to_owned();
+        let name = str_at(&m.object, "/metadata/name")
+            .ok_or_else(|| missing("metadata.name"))?
+            .to_owned();
+        if !valid_name(&name) {
+            return Err(RenderError::InvalidName { origin, name });
+        }
+        if kind == "Secret" && group_of(&api_version).is_empty() {
+            return Err(RenderError::SecretInGit { origin, name });
+        }
+        let cluster_scoped = cluster_kinds.contains(&kind);
+        let object_namespace = if cluster_scoped {
+            if str_at(&m.object, "/metadata/namespace").is_some() {
+                return Err(RenderError::NamespaceOnClusterObject { origin, kind, name });
+            }
+            let own_namespace = kind == "Namespace" && name == namespace;
+            if !own_namespace && !env.cluster_scoped_kinds.contains(&kind) {
+                return Err(RenderError::ClusterScopedNotAllowed { origin, kind, name });
+            }
+            String::new()
+        } else {
+            match str_at(&m.object, "/metadata/namespace") {
+                None => {
+                    if let Some(meta) = m.object.get_mut("metadata").and_then(Value::as_object_mut) {
+                        meta.insert("namespace".into(), Value::String(namespace.to_owned()));
+                    }
+                    namespace.to_owned()
+                }
+                Some(ns) if ns == namespace || env.allowed_namespaces.iter().any(|a| a == ns) => {
+                    ns.to_owned()
+                }
+                Some(ns) => {
+                    return Err(RenderError::NamespaceNotAllowed {
+                        origin,
+                        namespace: ns.to_owned(),
+                        allowed: namespace.to_owned(),
+                    });
+                }
+            }
+        };
+        let key = (
+            group_of(&api_version).to_owned(),
+            kind.clone(),
+            object_namespace,
+            name.clone(),
+        );
+        if let Some(first) = seen.insert(key, origin.clone()) {
+            return Err(RenderError::Duplicate {
+                kind,
+                name,
+                first,
+                second: origin,
+            });
+        }
+    }
+    Ok(manifests)
+}

@@ -1,0 +1,346 @@
+//! Real repositories, committed with git, fetched and exported by ship-git, rendered and
+//! validated: good layouts render, and every bad one fails with its own clear error.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use ship_git::mirror::{ExportLimits, ForcePushPolicy};
+use ship_git::{Credentials, Mirror};
+use ship_render::{Limits, Rendered, render_environment};
+use ship_testkit::git::Remote;
+
+const SHIP_YAML: &str = "environments:\n  main: {namespace: app-main}\n  production: {namespace: app-prod}\n";
+
+enum File<'a> {
+    Text(&'a str, String),
+    Link(&'a str, &'a str),
+}
+
+fn text(path: &str, content: impl Into<String>) -> File<'_> {
+    File::Text(path, content.into())
+}
+
+fn cm(name: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata: {{k: v}}\n")
+}
+
+/// Commits `files` on main in a fresh repository, fetches it into a mirror, exports the commit
+/// and renders environment `main`. Errors come back as (label, message).
+fn load(files: &[File<'_>]) -> Result<Rendered, (String, String)> {
+    let remote = Remote::new().unwrap();
+    for file in files {
+        match file {
+            File::Text(path, content) => {
+                let full = remote.work.join(path);
+                std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+                std::fs::write(full, content).unwrap();
+            }
+            File::Link(path, target) => {
+                let full = remote.work.join(path);
+                std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+                std::os::unix::fs::symlink(target, full).unwrap();
+            }
+        }
+    }
+    remote.git(&["add", "-A"]).unwrap();
+    remote.git(&["commit", "-q", "-m", "manifests"]).unwrap();
+    remote.push("main", false).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = Mirror::open(&dir.path().join("m.git"), &remote.file_url()).unwrap();
+    mirror
+        .fetch(&["main".into()], &Credentials::None, ForcePushPolicy::Follow)
+        .unwrap();
+    let tip = mirror.tip("main").unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    mirror
+        .export_tree(tip, &tree, ExportLimits::default())
+        .map_err(|e| (e.label().to_owned(), e.to_string()))?;
+    render_environment(&tree, "main", &Limits::default()).map_err(|e| (e.label().to_owned(), e.to_string()))
+}
+
+#[test]
+fn plain_directory_renders_with_namespaces_defaulted() {
+    let multi = format!("{}---\n# a comment-only document\n---\n{}", cm("a"), cm("b"));
+    let rendered = load(&[
+        text("ship.yaml", SHIP_YAML),
+        text("deploy/main/config.yaml", multi),
+        text(
+            "deploy/main/nested/more.json",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}"#,
+        ),
+        text("deploy/main/README.md", "not a manifest"),
+        text("deploy/production/config.yaml", cm("prod-only")),
+    ])
+    .unwrap();
+    let names: Vec<_> = rendered
+        .manifests
+        .iter()
+        .map(|m| m.object["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert!(
+        rendered
+            .manifests
+            .iter()
+            .all(|m| m.object["metadata"]["namespace"] == "app-main")
+    );
+    assert_eq!(rendered.manifests[1].source, "deploy/main/config.yaml#3");
+}
+
+#[test]
+fn kustomize_overlay_renders() {
+    let rendered = load(&[
+        text("ship.yaml", SHIP_YAML),
+        text("deploy/base/kustomization.yaml", "resources: [config.yaml]\n"),
+        text("deploy/base/config.yaml", cm("settings")),
+        text(
+            "deploy/main/kustomization.yaml",
+            "resources: [../base]\nnamePrefix: main-\nnamespace: app-main\n",
+        ),
+    ])
+    .unwrap();
+    assert_eq!(rendered.manifests.len(), 1);
+    assert_eq!(rendered.manifests[0].object["metadata"]["name"], "main-settings");
+    assert_eq!(rendered.manifests[0].object["metadata"]["namespace"], "app-main");
+}
+
+#[test]
+fn symlinks_inside_the_repository_are_followed() {
+    let rendered = load(&[
+        text("ship.yaml", SHIP_YAML),
+        text("shared/config.yaml", cm("shared")),
+        File::Link("deploy/main/shared.yaml", "../../shared/config.yaml"),
+    ])
+    .unwrap();
+    assert_eq!(rendered.manifests[0].object["metadata"]["name"], "shared");
+}
+
+#[test]
+fn each_bad_repository_gets_its_own_clear_error() {
+    let big = format!("{}# {}\n", cm("big"), "x".repeat(1 << 20));
+    let many = {
+        let items: String = (0..2001)
+            .map(|i| format!("- {{apiVersion: v1, kind: ConfigMap, metadata: {{name: c{i}}}}}\n"))
+            .collect();
+        format!("apiVersion: v1\nkind: List\nitems:\n{items}")
+    };
+    let bomb = {
+        let mut s = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+        for pair in ["a", "b", "c", "d", "e", "f", "g", "h", "i"].windows(2) {
+            let (p, c) = (pair[0], pair[1]);
+            s.push_str(&format!(
+                "{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+            ));
+        }
+        s
+    };
+    let cases: Vec<(&str, Vec<File<'_>>, &str, &str)> = vec![
+        (
+            "invalid YAML",
+            vec![
+                text("ship.yaml", SHIP_YAML),
+                text("deploy/main/a.yaml", "metadata: {name: [\n"),
+            ],
+            "InvalidYaml",
+            "deploy/main/a.yaml#1",
+        ),
+        (
+            "missing kind",
+            vec![
+                text("ship.yaml", SHIP_YAML),
+                text("deploy/main/a.yaml", "apiVersion: v1\nmetadata: {name: a}\n"),
+            ],
+            "MissingField",
+            "missing kind",
+        ),
+        (
+            "missing name",
+            vec![
+                text("ship.yaml", SHIP_YAML),
+                text(
+                    "deploy/main/a.yaml",
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n",
+                ),
+            ],
+            "MissingField",
+            "missing metadata.name",
+        ),
+        (
+            "duplicate object",
+            vec![
+                text("ship.yaml", SHIP_YAML),
+                text("deploy/main/a.yaml", cm("same")),
+                text("deploy/main/b.yaml", cm("same")),
+            ],
+            "DuplicateObject",
+            "ConfigMap/same is declared twice",
+        ),
+        (
+            "Secret in git",
+            vec![
+                text("ship.yaml", SHIP_YAML),
+                text(
+                    "deploy/main/s.yaml",
+                    "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: hunter2}\n",
+                ),
+            ],
+            "SecretInGit",
+            "reference it by name",
+        ),
+        (
+            "symlink escape",
+            vec![
+                text("ship.yaml", SHIP_YAML),
+                text("deploy/main/a.yaml", cm("a")),
+                File::Link("deploy/main/passwd.yaml", "../../../../etc/passwd"),
+            ],
+            "UnsafeTree",
+            "points outside the repository",
+        ),
+        (
+            "absolute symlink",
+            vec![text("ship.yaml", SHIP_YAML), File::Link("deploy/main", "/etc")],
+            "UnsafeTree",
+            "points outside the repository",
+        ),
+        (
+            "alias bomb",
+            vec![text("ship.yaml", SHIP_YAML), text("deploy/main/bomb.yaml", bomb)],
+            "InvalidYaml",
+            "repetition limit",
+        ),
+        (
+            "unknown ship.yaml field",
+            vec![text(
+                "ship.yaml",
+                "environments:\n  main: {namespace: app-main, colour: blue}\n",
+            )],
+            "ConfigParse",
+            "unknown field `colour`",
+        ),
+        (
+            "wrong type in ship.yaml",
+            vec![text(
+                "ship.yaml",
+                "environments:\n  main: {}\nhealth:\n  timeout: [5m]\n",
+            )],
+            "ConfigParse",
+            "health.timeout",
+        ),
+        (
+            "invalid ship.yaml value",
+            vec![text(
+                "ship.yaml",
+                "environments:\n  main: {}\nhealth: {timeout: soon}\n",
+            )],
+            "ConfigInvalid",
+            "health.timeout",
+        ),
+        (
+            "ship.yaml path escape",
+            vec![text("ship.yaml", "environments:\n  main: {path: ../outside}\n")],
+            "ConfigInvalid",
+            "environments.main.path",
+        ),
+        (
+            "no ship.yaml",
+            vec![text("deploy/main/a.yaml", cm("a"))],
+            "ConfigMissing",
+            "ship.yaml not found",
+        ),
+        (
+            "missing path",
+            vec![text("ship.yaml", SHIP_YAML)],
+            "MissingPath",
+            "deploy/main",
+        ),
+        (
+            "other namespace",
+            vec![
+                text("ship.yaml", SHIP_YAML),
+                text(
+                    "deploy/main/a.yaml",
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: kube-system}\n",
+                ),
+            ],
+            "NamespaceNotAllowed",
+            "\"kube-system\"",
+        ),
+        (
+            "cluster-scoped kind",
+            vec![
+                text("ship.yaml", SHIP_YAML),
+                text(
+                    "deploy/main/r.yaml",
+                    "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: admin-ish}\n",
+                ),
+            ],
+            "ClusterScopedNotAllowed",
+            "clusterScopedKinds",
+        ),
+        (
+            "file too large",
+            vec![text("ship.yaml", SHIP_YAML), text("deploy/main/big.yaml", big)],
+            "FileTooLarge",
+            "deploy/main/big.yaml",
+        ),
+        (
+            "too many objects",
+            vec![text("ship.yaml", SHIP_YAML), text("deploy/main/many.yaml", many)],
+            "TooManyObjects",
+            "2000",
+        ),
+        (
+            "scalar document",
+            vec![
+                text("ship.yaml", SHIP_YAML),
+                text("deploy/main/a.yaml", "hello\n"),
+            ],
+            "NotAnObject",
+            "deploy/main/a.yaml#1",
+        ),
+        (
+            "invalid name",
+            vec![
+                text("ship.yaml", SHIP_YAML),
+                text("deploy/main/a.yaml", cm("Web_Server")),
+            ],
+            "InvalidName",
+            "Web_Server",
+        ),
+        (
+            "broken kustomization",
+            vec![
+                text("ship.yaml", SHIP_YAML),
+                text("deploy/main/kustomization.yaml", "resources: [missing.yaml]\n"),
+            ],
+            "KustomizeFailed",
+            "missing.yaml",
+        ),
+    ];
+    let mut labels = std::collections::BTreeSet::new();
+    for (name, files, label, fragment) in &cases {
+        let (got_label, message) = match load(files) {
+            Ok(r) => panic!("{name}: rendered {} objects, expected {label}", r.manifests.len()),
+            Err(e) => e,
+        };
+        assert_eq!(&got_label, label, "{name}: {message}");
+        assert!(
+            message.contains(fragment),
+            "{name}: {message:?} lacks {fragment:?}"
+        );
+        labels.insert(got_label);
+    }
+    assert!(labels.len() >= 15, "{} distinct faults: {labels:?}", labels.len());
+}
+
+#[test]
+fn config_errors_name_the_line() {
+    let (_, message) = load(&[text(
+        "ship.yaml",
+        "environments:\n  main:\n    namespace: app-main\n    colour: blue\n",
+    )])
+    .unwrap_err();
+    assert!(message.starts_with("ship.yaml: "), "{message}");
+    assert!(message.contains("line 4"), "{message}");
+}
