@@ -214,8 +214,8 @@ pub struct Rendered {
     pub manifests: Vec<Manifest>,
 }
 
-/// Reads `ship.yaml` at `root`, renders environment `env_name` and validates it.
-pub fn render_environment(root: &Path, env_name: &str, limits: &Limits) -> Result<Rendered, RenderError> {
+/// Reads and checks `ship.yaml` at the root of an exported tree.
+pub fn read_config(root: &Path) -> Result<ShipConfig, RenderError> {
     let config_path = root.join(config::FILE_NAME);
     let text = match std::fs::symlink_metadata(&config_path) {
         Ok(meta) if meta.is_file() => std::fs::read_to_string(&config_path).map_err(|e| RenderError::Io {
@@ -229,7 +229,16 @@ pub fn render_environment(root: &Path, env_name: &str, limits: &Limits) -> Resul
         }
         Err(_) => return Err(ConfigError::Missing.into()),
     };
-    let config = config::parse(&text)?;
+    Ok(config::parse(&text)?)
+}
+
+/// Renders and validates environment `env_name` of `config` from the tree at `root`.
+pub fn render_configured(
+    root: &Path,
+    config: ShipConfig,
+    env_name: &str,
+    limits: &Limits,
+) -> Result<Rendered, RenderError> {
     let env = config
         .environments
         .get(env_name)
@@ -237,4 +246,9 @@ pub fn render_environment(root: &Path, env_name: &str, limits: &Limits) -> Resul
     let manifests = manifests::render(root, &env.path(env_name), limits)?;
     let manifests = validate::validate(env_name, env, manifests)?;
     Ok(Rendered { config, manifests })
+}
+
+/// Reads `ship.yaml` at `root`, renders environment `env_name` and validates it.
+pub fn render_environment(root: &Path, env_name: &str, limits: &Limits) -> Result<Rendered, RenderError> {
+    render_configured(root, read_config(root)?, env_name, limits)
 }

@@ -3,6 +3,7 @@
 
 mod http;
 mod logging;
+mod source;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +33,9 @@ struct Args {
     /// Name of this instance in events (the pod name in a cluster).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
+
+    #[command(flatten)]
+    source: source::SourceArgs,
 }
 
 #[tokio::main]
@@ -76,6 +80,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     state
         .crd_installed
         .store(true, std::sync::atomic::Ordering::SeqCst);
+
+    if let Some((handle, tips, _webhook_counters)) =
+        source::start(&args.source, client.clone(), stop_rx.clone()).await?
+    {
+        tokio::spawn(source::handle_tips(
+            handle,
+            tips,
+            args.source.data_dir.join("scratch"),
+        ));
+    }
 
     let ctx = ship_engine::Context::new(client, args.namespace, args.instance);
     let ready: Arc<AtomicBool> = state.releases_synced.clone();

@@ -65,6 +65,24 @@ impl Shipd {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Waits until a log line satisfies `matches`, and returns it.
+    pub async fn wait_for_log(
+        &self,
+        timeout: Duration,
+        matches: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.logs().lines().find(|l| matches(l)) {
+                return Ok(line.to_owned());
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!("no matching log line within {timeout:?}; logs:\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
