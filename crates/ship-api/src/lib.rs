@@ -7,7 +7,8 @@ pub mod conditions;
 pub mod release;
 
 pub use release::{
-    Phase, Reason, ShipRelease, ShipReleaseSpec, ShipReleaseStatus, TestResult, TestVerdict, Transition,
+    InventoryEntry, Phase, Reason, ShipRelease, ShipReleaseSpec, ShipReleaseStatus, SuspectCommit,
+    TestResult, TestVerdict, Transition,
 };
 
 /// The API group of every Ship resource.
@@ -18,7 +19,8 @@ pub const FIELD_MANAGER: &str = "ship-controller";
 
 /// Label and annotation keys Ship puts on what it manages.
 pub mod keys {
-    /// Label: the environment an object or release belongs to.
+    /// Label: the environment an object or ShipRelease belongs to (on releases too, so an
+    /// environment's releases list with a label selector).
     pub const ENVIRONMENT: &str = "ship.dev/environment";
     /// Annotation: the full commit SHA an object was applied from.
     pub const COMMIT: &str = "ship.dev/commit";
@@ -28,6 +30,10 @@ pub mod keys {
     pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
     /// Value of [`MANAGED_BY`] for Ship.
     pub const MANAGED_BY_SHIP: &str = "ship";
+    /// Annotation on a ShipRelease: its place in its environment's order (milliseconds since
+    /// the epoch at creation). A newer release supersedes an older in-flight one. Releases
+    /// created without it are ordered by `creationTimestamp`.
+    pub const SEQUENCE: &str = "ship.dev/sequence";
 }
 
 /// Renders the CustomResourceDefinition manifests for every Ship resource, as committed in

@@ -225,6 +225,62 @@ pub struct ShipReleaseStatus {
     /// For a rolled-back release: the name of the release the environment went back to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_back_to: Option<String>,
+
+    /// Every object this release applies (and so owns), in apply order. Pruning compares the
+    /// inventories of an environment's releases; it never touches objects outside them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inventory: Vec<InventoryEntry>,
+
+    /// The commits between the environment's last good release and this one, newest first
+    /// (at most 50): the suspects when this release fails.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspects: Vec<SuspectCommit>,
+
+    /// More commits lie between the last good release and this one than `suspects` lists.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspects_truncated: bool,
+
+    /// Managed objects found changed or deleted by hand and put back, counted over the
+    /// release's life while it is the one deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_corrections: Option<u64>,
+}
+
+/// One object a release owns.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryEntry {
+    /// `group/version`, or `version` for the core group.
+    pub api_version: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace; empty for cluster-scoped objects.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl std::fmt::Display for InventoryEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{}/{}", self.kind, self.name)
+        } else {
+            write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+/// A commit that came with a release.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SuspectCommit {
+    /// Short SHA.
+    pub commit: String,
+    /// Author name.
+    pub author: String,
+    /// First line of the message.
+    pub subject: String,
 }
 
 /// One recorded phase change.
@@ -254,6 +310,9 @@ pub struct TestResult {
     /// What the test saw, or why it failed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// The tail of the test's output (Job tests), at most 8 KiB.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub log: String,
 }
 
 /// Verdict of one post-deployment test.

@@ -1,10 +1,18 @@
 //! Ship's release engine.
 //!
-//! The engine reconciles `ShipRelease` objects. Deciding what to do is pure ([`status`]); only
-//! [`reconcile`] talks to the API server, and it persists every transition before acting on it.
+//! The engine turns branch tips into `ShipRelease` objects and walks each through its state
+//! machine. Deciding is pure ([`plan`], [`health`], [`checks`], [`status`]); only [`apply`],
+//! [`jobs`], [`releases`] and [`reconcile`] talk to the API server, and every transition is
+//! persisted before the action it announces.
 
+pub mod apply;
+pub mod checks;
+pub mod health;
+pub mod jobs;
+pub mod plan;
 pub mod reconcile;
+pub mod releases;
 pub mod source;
 pub mod status;
 
-pub use reconcile::{Context, Error, run};
+pub use reconcile::{Context, Error, Settings, run};

@@ -1,43 +1,112 @@
-//! The thin layer that talks to the API server: watch ShipReleases, write status, publish events.
+//! The release state machine and the thin layer that talks to the API server.
+//!
+//! Every phase is written to status (server-side apply on `/status`, fixed field manager)
+//! before the work it announces, and every phase's work is idempotent, so a controller killed
+//! anywhere resumes from the persisted phase and reaches the same end state:
+//!
+//! ```text
+//! Pending ──render, dry run──▶ Applying ──apply, prune──▶ Progressing ──healthy──▶ Testing ──pass──▶ Succeeded
+//!    │ invalid                                              │ timeout/failed          │ fail
+//!    ▼                                                      ▼                         ▼
+//! Failed (nothing applied)                               Failed ──last good?──▶ RollingBack ──healthy──▶ RolledBack
+//!                                                           └─ no good release: Failed (NoGoodRelease), bad commit stays
+//! any in-progress phase ──newer release of the environment──▶ Superseded
+//! ```
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use ship_api::{FIELD_MANAGER, Phase, ShipRelease};
-use tracing::{info, warn};
+use ship_api::conditions::READY;
+use ship_api::{
+    FIELD_MANAGER, InventoryEntry, Phase, ShipRelease, ShipReleaseStatus, TestResult, TestVerdict, keys,
+};
+use ship_render::Rendered;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{Instrument, info, warn};
 
+use crate::apply::{Applier, ApplyError, HealthFailure};
+use crate::plan::{self, Stamp};
+use crate::source::{LoadError, Repo};
 use crate::status::{Step, next_status};
+
+/// Settings of the release engine.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Settled releases kept per environment; older ones are deleted.
+    pub history_limit: usize,
+    /// How often the deployed release is re-applied to correct drift.
+    pub drift_interval: Duration,
+    /// Fault injection for tests: after persisting this phase, pause this long before acting
+    /// (so a test can kill the controller exactly there). Never set in production.
+    pub pause_after: Option<(Phase, Duration)>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            history_limit: 10,
+            drift_interval: Duration::from_secs(300),
+            pause_after: None,
+        }
+    }
+}
+
+/// Per environment: one release acts at a time, and the newest release's sequence, which an
+/// older release in flight watches to know it has been superseded.
+#[derive(Debug)]
+struct EnvironmentSlot {
+    lock: tokio::sync::Mutex<()>,
+    newest: watch::Sender<(i64, String)>,
+}
+
+/// A rendered (commit, environment), cached.
+type RenderedCommit = ((String, String), Arc<Rendered>);
 
 /// Everything a reconcile needs, shared by all of them.
 #[derive(Clone)]
 pub struct Context {
-    /// Client of the cluster holding the ShipReleases.
+    /// Client of the cluster holding the ShipReleases (and, today, the environments).
     pub client: Client,
     /// The one event recorder of this controller.
     pub recorder: Recorder,
     /// Only this namespace is watched when set; all namespaces otherwise.
     pub namespace: Option<String>,
+    /// The repository, when shipd follows one.
+    pub repo: Option<Repo>,
+    /// Engine settings.
+    pub settings: Settings,
+    http: reqwest::Client,
+    applier: Arc<Applier>,
+    slots: Arc<Mutex<HashMap<String, Arc<EnvironmentSlot>>>>,
+    drift_checked: Arc<Mutex<HashMap<String, Instant>>>,
+    rendered: Arc<Mutex<Vec<RenderedCommit>>>,
 }
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
             .field("namespace", &self.namespace)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
 
+/// Rendered commits kept in memory, so the phases of one release render once.
+const RENDER_CACHE: usize = 8;
+
 impl Context {
-    /// A context whose events are reported as `controller`, from `instance` (the pod name).
+    /// A context whose events are reported as `ship-controller`, from `instance` (the pod name).
     pub fn new(client: Client, namespace: Option<String>, instance: Option<String>) -> Self {
         let reporter = Reporter {
             controller: "ship-controller".into(),
@@ -47,15 +116,82 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             namespace,
+            repo: None,
+            settings: Settings::default(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
+            applier: Arc::new(Applier::default()),
+            slots: Arc::default(),
+            drift_checked: Arc::default(),
+            rendered: Arc::default(),
         }
+    }
+
+    /// The same context, reading commits from `repo`.
+    pub fn with_repo(mut self, repo: Repo) -> Self {
+        self.repo = Some(repo);
+        self
+    }
+
+    /// The same context, with `settings`.
+    pub fn with_settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
     }
 
     fn releases(&self, namespace: &str) -> Api<ShipRelease> {
         Api::namespaced(self.client.clone(), namespace)
     }
+
+    fn slot(&self, namespace: &str, environment: &str) -> Arc<EnvironmentSlot> {
+        let key = format!("{namespace}/{environment}");
+        let mut slots = match self.slots.lock() {
+            Ok(slots) => slots,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        slots
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(EnvironmentSlot {
+                    lock: tokio::sync::Mutex::new(()),
+                    newest: watch::channel((i64::MIN, String::new())).0,
+                })
+            })
+            .clone()
+    }
+
+    async fn render(&self, commit: &str, environment: &str) -> Result<Arc<Rendered>, LoadError> {
+        let key = (commit.to_owned(), environment.to_owned());
+        if let Some(found) = self
+            .rendered
+            .lock()
+            .ok()
+            .and_then(|cache| cache.iter().find(|(k, _)| *k == key).map(|(_, r)| r.clone()))
+        {
+            return Ok(found);
+        }
+        let repo = self
+            .repo
+            .clone()
+            .ok_or_else(|| LoadError::NoRepository(commit.to_owned()))?;
+        let (c, e) = key.clone();
+        let rendered = tokio::task::spawn_blocking(move || repo.render(&c, &e))
+            .await
+            .map_err(|e| LoadError::Scratch(format!("render task failed: {e}")))??;
+        let rendered = Arc::new(rendered);
+        if let Ok(mut cache) = self.rendered.lock() {
+            cache.push((key, rendered.clone()));
+            if cache.len() > RENDER_CACHE {
+                cache.remove(0);
+            }
+        }
+        Ok(rendered)
+    }
 }
 
-/// Why a reconcile failed. Each variant has a fixed label for metrics and events.
+/// Why a reconcile failed (to be retried). Each variant has a fixed label for metrics and events.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The status write was refused or did not reach the API server.
@@ -64,6 +200,15 @@ pub enum Error {
     /// The object has no namespace, which a namespaced ShipRelease always has.
     #[error("the ShipRelease has no namespace")]
     NoNamespace,
+    /// Listing or deleting ShipReleases failed.
+    #[error("cannot read the environment's ShipReleases: {0}")]
+    Releases(#[source] kube::Error),
+    /// The cluster could not be reached while applying, pruning or watching.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// The commit could not be read yet (for example before the first fetch).
+    #[error(transparent)]
+    Load(#[from] LoadError),
 }
 
 impl Error {
@@ -72,6 +217,9 @@ impl Error {
         match self {
             Error::StatusWrite(_) => "StatusWrite",
             Error::NoNamespace => "NoNamespace",
+            Error::Releases(_) => "ReleaseList",
+            Error::Apply(e) => e.label(),
+            Error::Load(e) => e.label(),
         }
     }
 }
@@ -85,7 +233,7 @@ async fn apply_status(
     ctx: &Context,
     namespace: &str,
     name: &str,
-    status: serde_json::Value,
+    status: &ShipReleaseStatus,
 ) -> Result<(), Error> {
     let patch = serde_json::json!({
         "apiVersion": ShipRelease::api_version(&()),
@@ -100,13 +248,17 @@ async fn apply_status(
     Ok(())
 }
 
+/// Longest event note the API server accepts is 1 KiB; keep well under it.
+const MAX_NOTE: usize = 1000;
+
 async fn publish(
     ctx: &Context,
     object: &impl Resource<DynamicType = ()>,
     type_: EventType,
     reason: &str,
-    note: String,
+    note: &str,
 ) {
+    let note = crate::checks::tail(note, MAX_NOTE);
     let event = Event {
         type_,
         reason: reason.into(),
@@ -120,6 +272,675 @@ async fn publish(
     }
 }
 
+/// Reasons of a Failed release that call for a rollback (the release changed the cluster).
+const ROLLBACK_REASONS: [&str; 3] = ["HealthTimeout", "Unhealthy", "TestsFailed"];
+
+fn ready_reason(status: Option<&ShipReleaseStatus>) -> &str {
+    status
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))
+        .map_or("", |c| c.reason.as_str())
+}
+
+fn transition_time(status: Option<&ShipReleaseStatus>, phase: Phase) -> Option<jiff::Timestamp> {
+    status?
+        .transitions
+        .iter()
+        .rev()
+        .find(|t| t.phase == phase)
+        .map(|t| t.at.0)
+}
+
+/// The instant `timeout` after `phase` was entered (persisted, so a restart keeps the deadline).
+fn deadline_after(status: Option<&ShipReleaseStatus>, phase: Phase, timeout: Duration) -> Instant {
+    let entered = transition_time(status, phase).unwrap_or_else(jiff::Timestamp::now);
+    let elapsed = jiff::Timestamp::now()
+        .duration_since(entered)
+        .try_into()
+        .unwrap_or(Duration::ZERO);
+    Instant::now() + timeout.saturating_sub(elapsed)
+}
+
+/// Walks one release through its phases.
+struct Driver<'a> {
+    ctx: &'a Context,
+    release: ShipRelease,
+    namespace: String,
+    name: String,
+    slot: Arc<EnvironmentSlot>,
+    own: (i64, String),
+}
+
+/// How a wait ended.
+enum Waited<T> {
+    Done(T),
+    Superseded,
+}
+
+impl Driver<'_> {
+    fn status(&self) -> Option<&ShipReleaseStatus> {
+        self.release.status.as_ref()
+    }
+
+    fn phase(&self) -> Option<Phase> {
+        self.status().and_then(|s| s.phase)
+    }
+
+    fn environment(&self) -> &str {
+        &self.release.spec.environment
+    }
+
+    fn superseded(&self) -> bool {
+        *self.slot.newest.borrow() > self.own
+    }
+
+    /// Runs `work` until it ends or a newer release of the environment appears.
+    async fn unless_superseded<T>(&self, work: impl Future<Output = T>) -> Waited<T> {
+        let mut newest = self.slot.newest.subscribe();
+        let own = self.own.clone();
+        tokio::select! {
+            done = work => Waited::Done(done),
+            _ = newest.wait_for(|n| *n > own) => Waited::Superseded,
+        }
+    }
+
+    /// Persists `step` (and `edit`s to the status), then announces it.
+    async fn persist(&mut self, step: Step, edit: impl FnOnce(&mut ShipReleaseStatus)) -> Result<(), Error> {
+        let mut status = next_status(&self.release, &step, &now());
+        edit(&mut status);
+        if self.release.status.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        let changed_phase = self.phase() != Some(step.phase);
+        apply_status(self.ctx, &self.namespace, &self.name, &status).await?;
+        self.release.status = Some(status);
+        if changed_phase {
+            let warning = matches!(step.phase, Phase::Failed | Phase::RolledBack | Phase::RollingBack);
+            if warning {
+                warn!(phase = %step.phase, reason = step.reason, "{}", step.message);
+            } else {
+                info!(phase = %step.phase, reason = step.reason, "{}", step.message);
+            }
+            let type_ = if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            publish(self.ctx, &self.release, type_, step.reason, &step.message).await;
+            if let Some((phase, pause)) = self.ctx.settings.pause_after
+                && phase == step.phase
+            {
+                warn!(phase = %phase, pause_ms = pause.as_millis() as u64, "fault injection: pausing after the transition");
+                tokio::time::sleep(pause).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn environment_releases(&self) -> Result<Vec<ShipRelease>, Error> {
+        let params = ListParams::default().labels(&format!("{}={}", keys::ENVIRONMENT, self.environment()));
+        let listed = self
+            .ctx
+            .releases(&self.namespace)
+            .list(&params)
+            .await
+            .map_err(Error::Releases)?;
+        // Releases created without the label (by hand) still belong to their environment.
+        let all = if listed
+            .items
+            .iter()
+            .any(|r| r.metadata.name.as_deref() == Some(&self.name))
+        {
+            listed.items
+        } else {
+            let everything = self
+                .ctx
+                .releases(&self.namespace)
+                .list(&ListParams::default())
+                .await
+                .map_err(Error::Releases)?;
+            everything.items
+        };
+        Ok(all
+            .into_iter()
+            .filter(|r| r.spec.environment == self.release.spec.environment)
+            .collect())
+    }
+
+    fn stamp<'s>(&'s self, commit: &'s str, release: &'s str) -> Stamp<'s> {
+        Stamp {
+            environment: &self.release.spec.environment,
+            commit,
+            release,
+        }
+    }
+
+    /// Pending: render and dry-run; record inventory and suspects; then Applying. A bad commit
+    /// fails here with nothing applied.
+    async fn start(&mut self) -> Result<(), Error> {
+        let commit = self.release.spec.commit.clone();
+        let rendered = match self.ctx.render(&commit, self.environment()).await {
+            Ok(rendered) => rendered,
+            Err(err @ (LoadError::Render(_) | LoadError::Git(ship_git::GitError::UnsafeTree { .. }))) => {
+                let message = format!(
+                    "commit {} cannot be deployed, nothing was applied: {err}",
+                    self.release.spec.short_commit()
+                );
+                return self
+                    .persist(
+                        Step {
+                            phase: Phase::Failed,
+                            reason: err.label(),
+                            message,
+                        },
+                        |_| {},
+                    )
+                    .await;
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let objects = plan::prepare(&rendered.manifests, self.stamp(&commit, &self.name));
+        match self.ctx.applier.dry_run(&self.ctx.client, &objects).await {
+            Ok(()) => {}
+            Err(err) if err.is_transient() => return Err(err.into()),
+            Err(err) => {
+                let message = format!(
+                    "commit {} cannot be deployed: {err}",
+                    self.release.spec.short_commit()
+                );
+                return self
+                    .persist(
+                        Step {
+                            phase: Phase::Failed,
+                            reason: err.label(),
+                            message,
+                        },
+                        |_| {},
+                    )
+                    .await;
+            }
+        }
+        let inventory: Vec<InventoryEntry> = objects.iter().map(plan::entry_of).collect();
+        let releases = self.environment_releases().await?;
+        let good = plan::last_good(&self.release, &releases).map(|g| g.spec.commit.clone());
+        let (suspects, truncated) = match &self.ctx.repo {
+            Some(repo) => {
+                let repo = repo.clone();
+                let c = commit.clone();
+                tokio::task::spawn_blocking(move || repo.suspects(good.as_deref(), &c))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default()
+            }
+            None => Default::default(),
+        };
+        let message = format!(
+            "applying {} objects of commit {} ({} new commits)",
+            inventory.len(),
+            self.release.spec.short_commit(),
+            suspects.len()
+        );
+        self.persist(
+            Step {
+                phase: Phase::Applying,
+                reason: "Applying",
+                message,
+            },
+            |s| {
+                s.inventory = inventory;
+                s.suspects = suspects;
+                s.suspects_truncated = truncated;
+            },
+        )
+        .await
+    }
+
+    /// Applies `commit`'s objects stamped as `stamp_release`, and prunes what the environment's
+    /// earlier releases applied that this set no longer declares.
+    async fn apply_commit(&self, commit: &str, stamp_release: &str) -> Result<Vec<InventoryEntry>, Error> {
+        let rendered = self.ctx.render(commit, self.environment()).await?;
+        let objects = plan::prepare(&rendered.manifests, self.stamp(commit, stamp_release));
+        let applied = self.ctx.applier.apply(&self.ctx.client, &objects, false).await?;
+        let keep: Vec<InventoryEntry> = objects.iter().map(plan::entry_of).collect();
+        let releases = self.environment_releases().await?;
+        let previous = releases
+            .iter()
+            .filter_map(|r| r.status.as_ref())
+            .flat_map(|s| s.inventory.iter());
+        let gone = plan::to_prune(previous, &keep);
+        let pruned = self
+            .ctx
+            .applier
+            .prune(&self.ctx.client, &gone, self.environment())
+            .await?;
+        info!(applied = applied.objects, pruned, commit, "objects applied");
+        Ok(keep)
+    }
+
+    /// Applying: apply (idempotent), prune, then Progressing.
+    async fn apply(&mut self) -> Result<(), Error> {
+        let commit = self.release.spec.commit.clone();
+        let name = self.name.clone();
+        let inventory = self.apply_commit(&commit, &name).await?;
+        let message = format!(
+            "{} objects applied; waiting for them to become healthy",
+            inventory.len()
+        );
+        self.persist(
+            Step {
+                phase: Phase::Progressing,
+                reason: "Progressing",
+                message,
+            },
+            |s| s.inventory = inventory,
+        )
+        .await
+    }
+
+    /// Waits for `inventory` to be healthy until `timeout` after `phase` was entered.
+    async fn wait_healthy(
+        &self,
+        phase: Phase,
+        commit: &str,
+        inventory: &[InventoryEntry],
+    ) -> Result<Waited<Result<(), HealthFailure>>, Error> {
+        let rendered = self.ctx.render(commit, self.environment()).await?;
+        let deadline = deadline_after(self.status(), phase, rendered.config.health_timeout());
+        let wait = self
+            .ctx
+            .applier
+            .wait_healthy(&self.ctx.client, inventory, self.environment(), deadline);
+        match self.unless_superseded(wait).await {
+            Waited::Done(result) => Ok(Waited::Done(result?)),
+            Waited::Superseded => Ok(Waited::Superseded),
+        }
+    }
+
+    /// Progressing: wait for health by watch; then Testing, or Failed.
+    async fn await_health(&mut self) -> Result<(), Error> {
+        let commit = self.release.spec.commit.clone();
+        let inventory = self.status().map(|s| s.inventory.clone()).unwrap_or_default();
+        let health = match self.wait_healthy(Phase::Progressing, &commit, &inventory).await? {
+            Waited::Done(health) => health,
+            Waited::Superseded => return Ok(()),
+        };
+        let step = match health {
+            Ok(()) => {
+                let rendered = self.ctx.render(&commit, self.environment()).await?;
+                let names: Vec<String> = rendered
+                    .config
+                    .tests_for(self.environment())
+                    .map(|t| t.name.clone())
+                    .collect();
+                let message = format!("healthy; running {} post-deployment tests", names.len());
+                let step = Step {
+                    phase: Phase::Testing,
+                    reason: "Testing",
+                    message,
+                };
+                let total = names.len();
+                return self
+                    .persist(step, |s| {
+                        s.tests = names
+                            .into_iter()
+                            .map(|name| TestResult {
+                                name,
+                                verdict: TestVerdict::Running,
+                                duration_millis: None,
+                                message: String::new(),
+                                log: String::new(),
+                            })
+                            .collect();
+                        s.test_summary = Some(format!("0/{total}"));
+                    })
+                    .await;
+            }
+            Err(HealthFailure::Timeout(last)) => Step {
+                phase: Phase::Failed,
+                reason: "HealthTimeout",
+                message: format!("not healthy within the health timeout: {last}"),
+            },
+            Err(HealthFailure::Failed(message)) => Step {
+                phase: Phase::Failed,
+                reason: "Unhealthy",
+                message: format!("rollout failed: {message}"),
+            },
+        };
+        self.persist(step, |_| {}).await
+    }
+
+    /// Testing: run every test (again, after a restart: they are queries, and a Job keeps its
+    /// per-release name); then Succeeded or Failed.
+    async fn test(&mut self) -> Result<(), Error> {
+        let commit = self.release.spec.commit.clone();
+        let rendered = self.ctx.render(&commit, self.environment()).await?;
+        let environment = self.environment().to_owned();
+        let env_config = rendered
+            .config
+            .environments
+            .get(&environment)
+            .cloned()
+            .unwrap_or_default();
+        let namespace = env_config.namespace(&environment).to_owned();
+        let deadline = Instant::now() + rendered.config.health_timeout();
+        let runs = rendered.config.tests_for(&environment).map(|test| {
+            let name = test.name.clone();
+            let namespace = namespace.clone();
+            let environment = environment.clone();
+            let allowed = env_config.allowed_test_hosts.clone();
+            let job = rendered
+                .test_jobs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, template)| {
+                    crate::jobs::job_object(
+                        template,
+                        &crate::jobs::job_name(&self.name, &name),
+                        self.stamp(&commit, &self.name),
+                    )
+                });
+            let http = test.http.clone();
+            let ctx = self.ctx;
+            async move {
+                let (outcome, log) = match (http, job) {
+                    (Some(http), _) => (
+                        crate::checks::run_http(&ctx.http, &http, &namespace, &environment, &allowed).await,
+                        String::new(),
+                    ),
+                    (None, Some(job)) => {
+                        match crate::jobs::run(&ctx.client, &namespace, &job, deadline).await {
+                            Ok(done) => done,
+                            Err(err) => (
+                                crate::checks::CheckOutcome {
+                                    passed: false,
+                                    message: format!("cannot run the test Job: {err}"),
+                                    duration: Duration::ZERO,
+                                },
+                                String::new(),
+                            ),
+                        }
+                    }
+                    (None, None) => (
+                        crate::checks::CheckOutcome {
+                            passed: false,
+                            message: "the test declares neither http nor job".into(),
+                            duration: Duration::ZERO,
+                        },
+                        String::new(),
+                    ),
+                };
+                TestResult {
+                    name,
+                    verdict: if outcome.passed {
+                        TestVerdict::Passed
+                    } else {
+                        TestVerdict::Failed
+                    },
+                    duration_millis: Some(u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX)),
+                    message: outcome.message,
+                    log,
+                }
+            }
+        });
+        let results = match self.unless_superseded(futures::future::join_all(runs)).await {
+            Waited::Done(results) => results,
+            Waited::Superseded => return Ok(()),
+        };
+        let passed = results
+            .iter()
+            .filter(|r| r.verdict == TestVerdict::Passed)
+            .count();
+        let total = results.len();
+        for failed in results.iter().filter(|r| r.verdict == TestVerdict::Failed) {
+            warn!(
+                test = failed.name,
+                log = failed.log,
+                "post-deployment test failed: {}",
+                failed.message
+            );
+            let note = format!("test {} failed: {}\n{}", failed.name, failed.message, failed.log);
+            publish(self.ctx, &self.release, EventType::Warning, "TestFailed", &note).await;
+        }
+        let step = if passed == total {
+            Step {
+                phase: Phase::Succeeded,
+                reason: "Succeeded",
+                message: format!(
+                    "commit {} is live and passed {passed}/{total} tests",
+                    self.release.spec.short_commit()
+                ),
+            }
+        } else {
+            let failed: Vec<&str> = results
+                .iter()
+                .filter(|r| r.verdict == TestVerdict::Failed)
+                .map(|r| r.name.as_str())
+                .collect();
+            Step {
+                phase: Phase::Failed,
+                reason: "TestsFailed",
+                message: format!("{passed}/{total} tests passed; failed: {}", failed.join(", ")),
+            }
+        };
+        self.persist(step, |s| {
+            s.tests = results;
+            s.test_summary = Some(format!("{passed}/{total}"));
+        })
+        .await
+    }
+
+    /// Failed after changing the cluster: choose the last good release, or say loudly that
+    /// there is none.
+    async fn begin_rollback(&mut self) -> Result<(), Error> {
+        let releases = self.environment_releases().await?;
+        let failure = self.status().and_then(|s| s.message.clone()).unwrap_or_default();
+        match plan::last_good(&self.release, &releases) {
+            Some(good) => {
+                let target = good.name_any();
+                let message = format!(
+                    "{failure}; rolling back to {target} (commit {})",
+                    good.spec.short_commit()
+                );
+                self.persist(
+                    Step {
+                        phase: Phase::RollingBack,
+                        reason: "RollingBack",
+                        message,
+                    },
+                    |s| {
+                        s.rolled_back_to = Some(target);
+                    },
+                )
+                .await
+            }
+            None => {
+                let message = format!(
+                    "{failure}; no earlier good release to roll back to: the environment keeps commit {} until a new commit arrives",
+                    self.release.spec.short_commit()
+                );
+                self.persist(
+                    Step {
+                        phase: Phase::Failed,
+                        reason: "NoGoodRelease",
+                        message,
+                    },
+                    |_| {},
+                )
+                .await
+            }
+        }
+    }
+
+    /// RollingBack: re-apply the last good release's commit, prune what this one added, wait
+    /// for health; then RolledBack.
+    async fn roll_back(&mut self) -> Result<(), Error> {
+        let target = self
+            .status()
+            .and_then(|s| s.rolled_back_to.clone())
+            .unwrap_or_default();
+        let Some(good) = self
+            .ctx
+            .releases(&self.namespace)
+            .get_opt(&target)
+            .await
+            .map_err(Error::Releases)?
+        else {
+            let message = format!("the release to roll back to, {target:?}, no longer exists");
+            return self
+                .persist(
+                    Step {
+                        phase: Phase::Failed,
+                        reason: "RollbackFailed",
+                        message,
+                    },
+                    |_| {},
+                )
+                .await;
+        };
+        let commit = good.spec.commit.clone();
+        let inventory = self.apply_commit(&commit, &target).await?;
+        let step = match self.wait_healthy(Phase::RollingBack, &commit, &inventory).await? {
+            Waited::Superseded => return Ok(()),
+            Waited::Done(Ok(())) => Step {
+                phase: Phase::RolledBack,
+                reason: "RolledBack",
+                message: format!(
+                    "rolled back to {target} (commit {}); commit {} stays quarantined until the branch moves",
+                    good.spec.short_commit(),
+                    self.release.spec.short_commit()
+                ),
+            },
+            Waited::Done(Err(HealthFailure::Timeout(m) | HealthFailure::Failed(m))) => Step {
+                phase: Phase::Failed,
+                reason: "RollbackFailed",
+                message: format!("the rollback to {target} did not become healthy: {m}"),
+            },
+        };
+        self.persist(step, |_| {}).await
+    }
+
+    /// Drives the release through every phase it can reach now.
+    async fn drive(&mut self) -> Result<(), Error> {
+        loop {
+            let Some(phase) = self.phase() else { return Ok(()) };
+            let wants_rollback =
+                phase == Phase::Failed && ROLLBACK_REASONS.contains(&ready_reason(self.status()));
+            if (phase.is_in_progress() || wants_rollback) && self.superseded() {
+                let message = format!("superseded by {}", self.slot.newest.borrow().1);
+                let phase = if wants_rollback {
+                    Phase::Failed
+                } else {
+                    Phase::Superseded
+                };
+                return self
+                    .persist(
+                        Step {
+                            phase,
+                            reason: "Superseded",
+                            message,
+                        },
+                        |_| {},
+                    )
+                    .await;
+            }
+            match phase {
+                Phase::Pending => self.start().await?,
+                Phase::Applying => self.apply().await?,
+                Phase::Progressing => self.await_health().await?,
+                Phase::Testing => self.test().await?,
+                Phase::Failed if wants_rollback => self.begin_rollback().await?,
+                Phase::RollingBack => self.roll_back().await?,
+                _ => return Ok(()),
+            }
+            if self.phase() == Some(phase) && !self.superseded() {
+                // No progress and no supersession: a wait was cut short; try again later.
+                return Ok(());
+            }
+        }
+    }
+
+    /// For the environment's deployed release: re-apply it when due and count what had drifted.
+    async fn correct_drift(&mut self) -> Result<Option<Duration>, Error> {
+        let interval = self.ctx.settings.drift_interval;
+        let due = self
+            .ctx
+            .drift_checked
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&self.name).copied())
+            .is_none_or(|t| t.elapsed() >= interval);
+        if !due {
+            return Ok(Some(interval));
+        }
+        let (commit, stamp_release) = match self.phase() {
+            Some(Phase::Succeeded) => (self.release.spec.commit.clone(), self.name.clone()),
+            Some(Phase::RolledBack) => {
+                let target = self
+                    .status()
+                    .and_then(|s| s.rolled_back_to.clone())
+                    .unwrap_or_default();
+                match self
+                    .ctx
+                    .releases(&self.namespace)
+                    .get_opt(&target)
+                    .await
+                    .map_err(Error::Releases)?
+                {
+                    Some(good) => (good.spec.commit.clone(), target),
+                    None => return Ok(None),
+                }
+            }
+            _ => return Ok(None),
+        };
+        let rendered = self.ctx.render(&commit, self.environment()).await?;
+        let objects = plan::prepare(&rendered.manifests, self.stamp(&commit, &stamp_release));
+        let applied = self.ctx.applier.apply(&self.ctx.client, &objects, true).await?;
+        if let Ok(mut checked) = self.ctx.drift_checked.lock() {
+            checked.insert(self.name.clone(), Instant::now());
+        }
+        if applied.drifted > 0 {
+            let total = self.status().and_then(|s| s.drift_corrections).unwrap_or(0) + applied.drifted as u64;
+            let message = format!(
+                "{} objects had drifted from commit {} and were put back",
+                applied.drifted,
+                &commit[..7.min(commit.len())]
+            );
+            warn!(drifted = applied.drifted, "{message}");
+            publish(
+                self.ctx,
+                &self.release,
+                EventType::Warning,
+                "DriftCorrected",
+                &message,
+            )
+            .await;
+            let mut status = self.release.status.clone().unwrap_or_default();
+            status.drift_corrections = Some(total);
+            apply_status(self.ctx, &self.namespace, &self.name, &status).await?;
+            self.release.status = Some(status);
+        }
+        Ok(Some(interval))
+    }
+
+    /// Deletes the environment's oldest settled releases beyond the history limit.
+    async fn collect_garbage(&self) -> Result<(), Error> {
+        let releases = self.environment_releases().await?;
+        for name in plan::to_collect(&releases, self.ctx.settings.history_limit) {
+            match self
+                .ctx
+                .releases(&self.namespace)
+                .delete(&name, &DeleteParams::default())
+                .await
+            {
+                Ok(_) => info!(collected = name, "old release deleted (history limit)"),
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(err) => return Err(Error::Releases(err)),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Reconciles one ShipRelease: level-based and idempotent.
 pub async fn reconcile(
     object: Arc<DeserializeGuard<ShipRelease>>,
@@ -128,19 +949,23 @@ pub async fn reconcile(
     let namespace = object.namespace().ok_or(Error::NoNamespace)?;
     let name = object.name_any();
     let release = match &object.0 {
-        Ok(release) => release,
+        Ok(release) => release.clone(),
         Err(invalid) => {
             // One malformed object must not stall the watch: say what is wrong, touch nothing.
             let message = format!("the ShipRelease cannot be read: {}", invalid.error);
             warn!(release = %name, namespace, error = %invalid.error, "malformed ShipRelease");
-            let status = serde_json::json!({ "phase": Phase::Failed, "message": message });
-            apply_status(&ctx, &namespace, &name, status).await?;
+            let status = ShipReleaseStatus {
+                phase: Some(Phase::Failed),
+                message: Some(message.clone()),
+                ..Default::default()
+            };
+            apply_status(&ctx, &namespace, &name, &status).await?;
             publish(
                 &ctx,
                 object.as_ref(),
                 EventType::Warning,
                 "InvalidObject",
-                message,
+                &message,
             )
             .await;
             return Ok(Action::await_change());
@@ -153,53 +978,85 @@ pub async fn reconcile(
         environment = %release.spec.environment,
         commit = %release.spec.commit,
     );
-    let _entered = span.enter();
+    reconcile_release(release, namespace, name, &ctx)
+        .instrument(span)
+        .await
+}
 
-    let current = release.status.as_ref().and_then(|s| s.phase);
-    let step = match release.spec.validate() {
-        Err(problem) => Step {
+async fn reconcile_release(
+    release: ShipRelease,
+    namespace: String,
+    name: String,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let slot = ctx.slot(&namespace, &release.spec.environment);
+    let own = plan::sequence(&release);
+    let mut driver = Driver {
+        ctx,
+        release,
+        namespace,
+        name,
+        slot,
+        own,
+    };
+    if let Err(problem) = driver.release.spec.validate() {
+        let step = Step {
             phase: Phase::Failed,
             reason: "InvalidSpec",
             message: problem.to_string(),
-        },
-        Ok(()) => match current {
-            None => Step {
-                phase: Phase::Pending,
-                reason: "Accepted",
-                message: format!(
-                    "release of {} to {} accepted",
-                    release.spec.short_commit(),
-                    release.spec.environment
-                ),
-            },
-            // Later phases are driven by the release engine proper; until then keep what is there,
-            // refreshing observedGeneration and conditions (level-based, idempotent).
-            Some(phase) => Step {
-                phase,
-                reason: phase.as_str(),
-                message: release
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.message.clone())
-                    .unwrap_or_default(),
-            },
-        },
-    };
-    let status = next_status(release, &step, &now());
-    if release.status.as_ref() == Some(&status) {
+        };
+        driver.persist(step, |_| {}).await?;
         return Ok(Action::await_change());
     }
-    let changed_phase = current != Some(step.phase);
-    let json = serde_json::to_value(&status).unwrap_or_default();
-    apply_status(&ctx, &namespace, &name, json).await?;
-    if changed_phase {
-        let type_ = if step.phase == Phase::Failed {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        info!(phase = %step.phase, reason = step.reason, "{}", step.message);
-        publish(&ctx, release, type_, step.reason, step.message).await;
+    if driver.phase().is_none() {
+        let message = format!(
+            "release of {} to {} accepted",
+            driver.release.spec.short_commit(),
+            driver.environment()
+        );
+        driver
+            .persist(
+                Step {
+                    phase: Phase::Pending,
+                    reason: "Accepted",
+                    message,
+                },
+                |_| {},
+            )
+            .await?;
+    }
+    let releases = driver.environment_releases().await?;
+    if let Some(newest) = releases.iter().map(plan::sequence).max() {
+        driver.slot.newest.send_if_modified(|current| {
+            let newer = newest > *current;
+            if newer {
+                *current = newest;
+            }
+            newer
+        });
+    }
+    let settled_before = driver.phase().is_some_and(|p| !p.is_in_progress());
+    {
+        let slot = driver.slot.clone();
+        let _turn = slot.lock.lock().await;
+        driver.drive().await?;
+        let settled = driver.phase().is_some_and(|p| !p.is_in_progress());
+        if settled && !driver.superseded() {
+            if !settled_before {
+                // Just settled: the apply was the drift check.
+                if let Ok(mut checked) = ctx.drift_checked.lock() {
+                    checked.insert(driver.name.clone(), Instant::now());
+                }
+                driver.collect_garbage().await?;
+            }
+            if let Some(next) = driver.correct_drift().await? {
+                return Ok(Action::requeue(next));
+            }
+        }
+    }
+    if driver.phase().is_some_and(Phase::is_in_progress) {
+        // A wait was cut short (for example by a newer release): look again soon.
+        return Ok(Action::requeue(Duration::from_secs(1)));
     }
     Ok(Action::await_change())
 }

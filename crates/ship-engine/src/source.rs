@@ -1,11 +1,17 @@
-//! From a commit in the mirror to the validated objects of the environment its branch deploys.
+//! From a commit in the mirror to the validated objects of one environment, and the commits a
+//! release brings. Blocking (libgit2 and the file system): call from a blocking task.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use git2::Oid;
+use ship_api::SuspectCommit;
 use ship_git::Mirror;
 use ship_git::mirror::ExportLimits;
-use ship_render::{Limits, RenderError, Rendered};
+use ship_render::{Limits, RenderError, Rendered, ShipConfig};
+
+/// Most suspects recorded on a release.
+pub const MAX_SUSPECTS: usize = 50;
 
 /// Why a commit cannot be deployed.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +28,15 @@ pub enum LoadError {
     /// A scratch directory could not be made.
     #[error("cannot create a scratch directory: {0}")]
     Scratch(String),
+    /// `spec.commit` is not a commit the mirror holds.
+    #[error("commit {0} is not in the repository mirror: push it to a followed branch first")]
+    UnknownCommit(String),
+    /// shipd follows no repository.
+    #[error("shipd follows no repository (--repo-url), so it cannot read commit {0}")]
+    NoRepository(String),
+    /// The mirror lock was poisoned by a panicking thread.
+    #[error("the repository mirror is unavailable after an internal error; restart shipd")]
+    MirrorPoisoned,
 }
 
 impl LoadError {
@@ -32,6 +47,9 @@ impl LoadError {
             LoadError::Render(e) => e.label(),
             LoadError::NoEnvironment(_) => "NoEnvironment",
             LoadError::Scratch(_) => "ScratchDir",
+            LoadError::UnknownCommit(_) => "UnknownCommit",
+            LoadError::NoRepository(_) => "NoRepository",
+            LoadError::MirrorPoisoned => "MirrorUnavailable",
         }
     }
 }
@@ -45,29 +63,124 @@ pub struct Loaded {
     pub rendered: Rendered,
 }
 
+/// The repository as the release engine reads it: the mirror and a scratch directory.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    /// The mirror (shared with the fetch loop; lock briefly).
+    pub mirror: Arc<Mutex<Mirror>>,
+    /// Where commits are exported for rendering.
+    pub scratch: PathBuf,
+}
+
+fn export<T>(
+    mirror: &Mirror,
+    commit: Oid,
+    scratch_root: &Path,
+    then: impl FnOnce(&Path) -> Result<T, LoadError>,
+) -> Result<T, LoadError> {
+    std::fs::create_dir_all(scratch_root).map_err(|e| LoadError::Scratch(e.to_string()))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("render-")
+        .tempdir_in(scratch_root)
+        .map_err(|e| LoadError::Scratch(e.to_string()))?;
+    if mirror.repository().find_commit(commit).is_err() {
+        return Err(LoadError::UnknownCommit(commit.to_string()));
+    }
+    mirror.export_tree(commit, scratch.path(), ExportLimits::default())?;
+    then(scratch.path())
+}
+
 /// Exports `commit` into a scratch directory under `scratch_root`, reads its `ship.yaml`, and
-/// renders and validates the environment that deploys `branch`. Blocking: call from a blocking
-/// task. The scratch directory is removed afterwards.
+/// renders and validates the environment that deploys `branch`. The scratch directory is removed
+/// afterwards.
 pub fn load_commit(
     mirror: &Mirror,
     commit: Oid,
     branch: &str,
     scratch_root: &Path,
 ) -> Result<Loaded, LoadError> {
-    std::fs::create_dir_all(scratch_root).map_err(|e| LoadError::Scratch(e.to_string()))?;
-    let scratch = tempfile::Builder::new()
-        .prefix("render-")
-        .tempdir_in(scratch_root)
-        .map_err(|e| LoadError::Scratch(e.to_string()))?;
-    mirror.export_tree(commit, scratch.path(), ExportLimits::default())?;
-    let config = ship_render::read_config(scratch.path())?;
-    let (environment, _) = config
-        .environment_for_branch(branch)
-        .ok_or_else(|| LoadError::NoEnvironment(branch.to_owned()))?;
-    let environment = environment.to_owned();
-    let rendered = ship_render::render_configured(scratch.path(), config, &environment, &Limits::default())?;
-    Ok(Loaded {
-        environment,
-        rendered,
+    export(mirror, commit, scratch_root, |tree| {
+        let config = ship_render::read_config(tree)?;
+        let (environment, _) = config
+            .environment_for_branch(branch)
+            .ok_or_else(|| LoadError::NoEnvironment(branch.to_owned()))?;
+        let environment = environment.to_owned();
+        let rendered = ship_render::render_configured(tree, config, &environment, &Limits::default())?;
+        Ok(Loaded {
+            environment,
+            rendered,
+        })
     })
+}
+
+/// The `ship.yaml` at `commit`.
+pub fn load_config(mirror: &Mirror, commit: Oid) -> Result<ShipConfig, LoadError> {
+    let text = mirror
+        .read_file(
+            commit,
+            ship_render::config::FILE_NAME,
+            ship_render::config::MAX_CONFIG_BYTES,
+        )?
+        .ok_or(RenderError::Config(ship_render::ConfigError::Missing))?;
+    let text = String::from_utf8_lossy(&text);
+    Ok(ship_render::config::parse(&text).map_err(RenderError::from)?)
+}
+
+fn parse_commit(commit: &str) -> Result<Oid, LoadError> {
+    Oid::from_str(commit).map_err(|_| LoadError::UnknownCommit(commit.to_owned()))
+}
+
+impl Repo {
+    fn with_mirror<T>(&self, f: impl FnOnce(&Mirror) -> Result<T, LoadError>) -> Result<T, LoadError> {
+        let mirror = self.mirror.lock().map_err(|_| LoadError::MirrorPoisoned)?;
+        f(&mirror)
+    }
+
+    /// Renders and validates `environment` at `commit`.
+    pub fn render(&self, commit: &str, environment: &str) -> Result<Rendered, LoadError> {
+        let oid = parse_commit(commit)?;
+        self.with_mirror(|mirror| {
+            export(mirror, oid, &self.scratch, |tree| {
+                Ok(ship_render::render_environment(
+                    tree,
+                    environment,
+                    &Limits::default(),
+                )?)
+            })
+        })
+    }
+
+    /// The commits `commit` brings over `good` (newest first), and whether the list was cut.
+    pub fn suspects(
+        &self,
+        good: Option<&str>,
+        commit: &str,
+    ) -> Result<(Vec<SuspectCommit>, bool), LoadError> {
+        let to = parse_commit(commit)?;
+        let from = good.map(parse_commit).transpose()?;
+        self.with_mirror(|mirror| {
+            let (commits, truncated) = mirror.log_between(from, to, MAX_SUSPECTS)?;
+            let suspects = commits
+                .into_iter()
+                .map(|c| SuspectCommit {
+                    commit: c.id.to_string().chars().take(7).collect(),
+                    author: c.author,
+                    subject: c.subject,
+                })
+                .collect();
+            Ok((suspects, truncated))
+        })
+    }
+
+    /// The environment that deploys `branch` at `commit`, by that commit's `ship.yaml`.
+    pub fn environment_for(&self, commit: &str, branch: &str) -> Result<String, LoadError> {
+        let oid = parse_commit(commit)?;
+        self.with_mirror(|mirror| {
+            let config = load_config(mirror, oid)?;
+            config
+                .environment_for_branch(branch)
+                .map(|(name, _)| name.to_owned())
+                .ok_or_else(|| LoadError::NoEnvironment(branch.to_owned()))
+        })
+    }
 }

@@ -24,7 +24,7 @@ pub struct Step {
 pub fn next_status(release: &ShipRelease, step: &Step, now: &Time) -> ShipReleaseStatus {
     let current = release.status.clone().unwrap_or_default();
     let generation = release.metadata.generation;
-    let mut transitions = current.transitions;
+    let mut transitions = current.transitions.clone();
     if current.phase != Some(step.phase) {
         transitions.push(Transition {
             phase: step.phase,
@@ -48,9 +48,9 @@ pub fn next_status(release: &ShipRelease, step: &Step, now: &Time) -> ShipReleas
         short_commit: Some(release.spec.short_commit().to_owned()),
         message: Some(step.message.clone()),
         transitions,
-        tests: current.tests,
-        test_summary: current.test_summary,
-        rolled_back_to: current.rolled_back_to,
+        // Tests, inventory, suspects and the rollback target carry over; a step changes them
+        // explicitly.
+        ..current
     }
 }
 

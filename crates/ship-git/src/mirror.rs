@@ -104,6 +104,19 @@ pub struct TipChange {
     pub kind: TipChangeKind,
 }
 
+/// One commit, as a log line shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitSummary {
+    /// Commit id.
+    pub id: Oid,
+    /// Author name.
+    pub author: String,
+    /// First line of the message.
+    pub subject: String,
+    /// Commit time, seconds since the epoch.
+    pub time: i64,
+}
+
 /// Limits on what [`Mirror::export_tree`] writes, so a hostile commit cannot fill the disk.
 #[derive(Debug, Clone, Copy)]
 pub struct ExportLimits {
@@ -264,6 +277,43 @@ impl Mirror {
         self.repo
             .graph_descendant_of(commit, ancestor)
             .map_err(read_err("commit graph"))
+    }
+
+    /// The commits reachable from `to` but not from `from` (all of `to`'s history when `from` is
+    /// `None`), newest first, at most `max`; the flag says whether more were left out.
+    pub fn log_between(
+        &self,
+        from: Option<Oid>,
+        to: Oid,
+        max: usize,
+    ) -> Result<(Vec<CommitSummary>, bool), GitError> {
+        let err = read_err(format!("history of {to}"));
+        let mut walk = self.repo.revwalk().map_err(read_err("history"))?;
+        walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)
+            .map_err(read_err("history"))?;
+        walk.push(to).map_err(err)?;
+        if let Some(from) = from {
+            // A `from` unknown to the mirror (a rewritten history) hides nothing.
+            let _ = walk.hide(from);
+        }
+        let mut commits = Vec::new();
+        for oid in walk {
+            let oid = oid.map_err(read_err("history"))?;
+            if commits.len() == max {
+                return Ok((commits, true));
+            }
+            let commit = self
+                .repo
+                .find_commit(oid)
+                .map_err(read_err(format!("commit {oid}")))?;
+            commits.push(CommitSummary {
+                id: oid,
+                author: String::from_utf8_lossy(commit.author().name_bytes()).into_owned(),
+                subject: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default()).into_owned(),
+                time: commit.time().seconds(),
+            });
+        }
+        Ok((commits, false))
     }
 
     /// The bytes of `path` at `commit`, if it is a regular file no larger than `max_bytes`.

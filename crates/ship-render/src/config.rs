@@ -423,6 +423,18 @@ impl ShipConfig {
         Ok(())
     }
 
+    /// The post-deployment tests that run in environment `env`, in file order.
+    pub fn tests_for<'a>(&'a self, env: &'a str) -> impl Iterator<Item = &'a TestSpec> + 'a {
+        self.tests
+            .iter()
+            .filter(move |t| t.environments.is_empty() || t.environments.iter().any(|e| e == env))
+    }
+
+    /// The health timeout, parsed (checked when the file was parsed).
+    pub fn health_timeout(&self) -> Duration {
+        parse_duration(&self.health.timeout).unwrap_or(Duration::from_secs(300))
+    }
+
     /// The environment that deploys `branch`, if any.
     pub fn environment_for_branch(&self, branch: &str) -> Option<(&str, &Environment)> {
         self.environments

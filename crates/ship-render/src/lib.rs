@@ -167,6 +167,14 @@ pub enum RenderError {
         /// The path.
         path: String,
     },
+    /// A post-deployment test's Job manifest is not one Job.
+    #[error("{path}: a test's `job` must hold exactly one batch/v1 Job: {problem}")]
+    TestJob {
+        /// The path.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// kustomize failed.
     #[error("{path}: kustomize failed: {message}")]
     Kustomize {
@@ -201,6 +209,7 @@ impl RenderError {
             RenderError::NamespaceOnClusterObject { .. } => "NamespaceOnClusterObject",
             RenderError::KustomizeUnavailable { .. } => "KustomizeUnavailable",
             RenderError::Kustomize { .. } => "KustomizeFailed",
+            RenderError::TestJob { .. } => "InvalidTestJob",
         }
     }
 }
@@ -212,6 +221,8 @@ pub struct Rendered {
     pub config: ShipConfig,
     /// Validated objects, namespaces defaulted.
     pub manifests: Vec<Manifest>,
+    /// The Job templates of this environment's Job tests, by test name, namespaces defaulted.
+    pub test_jobs: Vec<(String, serde_json::Value)>,
 }
 
 /// Reads and checks `ship.yaml` at the root of an exported tree.
@@ -245,7 +256,49 @@ pub fn render_configured(
         .ok_or_else(|| RenderError::UnknownEnvironment(env_name.to_owned()))?;
     let manifests = manifests::render(root, &env.path(env_name), limits)?;
     let manifests = validate::validate(env_name, env, manifests)?;
-    Ok(Rendered { config, manifests })
+    let mut test_jobs = Vec::new();
+    for test in config.tests_for(env_name) {
+        if let Some(path) = &test.job {
+            test_jobs.push((test.name.clone(), test_job(root, path, env_name, env, limits)?));
+        }
+    }
+    Ok(Rendered {
+        config,
+        manifests,
+        test_jobs,
+    })
+}
+
+/// Reads the Job manifest of a Job test: exactly one `batch/v1` Job, validated like the
+/// environment's own objects (so it cannot aim at another namespace).
+fn test_job(
+    root: &Path,
+    path: &str,
+    env_name: &str,
+    env: &config::Environment,
+    limits: &Limits,
+) -> Result<serde_json::Value, RenderError> {
+    let problem = |problem: &str| RenderError::TestJob {
+        path: path.to_owned(),
+        problem: problem.to_owned(),
+    };
+    let file = manifests::file_inside(root, path, limits)?;
+    let text = std::fs::read_to_string(&file).map_err(|e| RenderError::Io {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let documents = manifests::parse_documents(&text, path, limits)?;
+    let mut documents = validate::validate(env_name, env, documents)?;
+    if documents.len() != 1 {
+        return Err(problem(&format!("found {} objects", documents.len())));
+    }
+    let job = documents.remove(0).object;
+    if job.get("apiVersion").and_then(serde_json::Value::as_str) != Some("batch/v1")
+        || job.get("kind").and_then(serde_json::Value::as_str) != Some("Job")
+    {
+        return Err(problem("the object is not a batch/v1 Job"));
+    }
+    Ok(job)
 }
 
 /// Reads `ship.yaml` at `root`, renders environment `env_name` and validates it.

@@ -111,6 +111,36 @@ pub fn render(root: &Path, path: &str, limits: &Limits) -> Result<Vec<Manifest>,
     Ok(manifests)
 }
 
+/// The regular file at `path` (relative to `root`), if it resolves inside the tree and is
+/// within the per-file size limit.
+pub fn file_inside(root: &Path, path: &str, limits: &Limits) -> Result<PathBuf, RenderError> {
+    let root = root.canonicalize().map_err(|e| RenderError::Io {
+        path: ".".into(),
+        message: e.to_string(),
+    })?;
+    let candidate = root.join(path);
+    if !candidate.exists() {
+        return Err(RenderError::MissingPath {
+            path: path.to_owned(),
+        });
+    }
+    let file = inside(&root, &candidate, path)?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if !file.is_file() {
+        return Err(RenderError::MissingPath {
+            path: path.to_owned(),
+        });
+    }
+    if size > limits.max_file_bytes {
+        return Err(RenderError::FileTooLarge {
+            path: path.to_owned(),
+            size,
+            limit: limits.max_file_bytes,
+        });
+    }
+    Ok(file)
+}
+
 /// `candidate` with symlinks resolved, if it stays inside `root`.
 fn inside(root: &Path, candidate: &Path, shown: &str) -> Result<PathBuf, RenderError> {
     let resolved = candidate.canonicalize().map_err(|e| RenderError::Io {

@@ -34,8 +34,30 @@ struct Args {
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
 
+    /// Settled ShipReleases kept per environment; older ones are deleted.
+    #[arg(long, env = "SHIP_HISTORY_LIMIT", default_value_t = 10)]
+    history_limit: usize,
+
+    /// How often the deployed release is re-applied to correct hand edits (drift).
+    #[arg(long, env = "SHIP_DRIFT_INTERVAL", default_value = "5m", value_parser = source::parse_duration)]
+    drift_interval: std::time::Duration,
+
+    /// Testing only (fault injection): `PHASE:DURATION`, e.g. `Applying:5s`, pauses after
+    /// persisting that phase so a test can kill shipd exactly there.
+    #[arg(long, env = "SHIP_TEST_PAUSE_AFTER", hide = true, value_parser = parse_pause)]
+    test_pause_after: Option<(ship_api::Phase, std::time::Duration)>,
+
     #[command(flatten)]
     source: source::SourceArgs,
+}
+
+fn parse_pause(text: &str) -> Result<(ship_api::Phase, std::time::Duration), String> {
+    let (phase, duration) = text.split_once(':').ok_or("expected PHASE:DURATION")?;
+    let phase = ship_api::Phase::ALL
+        .into_iter()
+        .find(|p| p.as_str() == phase)
+        .ok_or_else(|| format!("{phase:?} is not a phase"))?;
+    Ok((phase, source::parse_duration(duration)?))
 }
 
 #[tokio::main]
@@ -81,17 +103,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .crd_installed
         .store(true, std::sync::atomic::Ordering::SeqCst);
 
+    let settings = ship_engine::Settings {
+        history_limit: args.history_limit,
+        drift_interval: args.drift_interval,
+        pause_after: args.test_pause_after,
+    };
+    let mut ctx = ship_engine::Context::new(client.clone(), args.namespace.clone(), args.instance)
+        .with_settings(settings);
     if let Some((handle, tips, _webhook_counters)) =
         source::start(&args.source, client.clone(), stop_rx.clone()).await?
     {
-        tokio::spawn(source::handle_tips(
-            handle,
-            tips,
-            args.source.data_dir.join("scratch"),
-        ));
+        let repo = ship_engine::source::Repo {
+            mirror: handle.mirror(),
+            scratch: args.source.data_dir.join("scratch"),
+        };
+        ctx = ctx.with_repo(repo.clone());
+        let target = source::TipTarget {
+            client,
+            namespace: args
+                .namespace
+                .clone()
+                .unwrap_or_else(|| args.source.secret_namespace.clone()),
+            repo,
+            branches: args.source.branches.clone(),
+            force_push: args.source.force_push.policy(),
+        };
+        tokio::spawn(source::handle_tips(target, tips));
     }
 
-    let ctx = ship_engine::Context::new(client, args.namespace, args.instance);
     let ready: Arc<AtomicBool> = state.releases_synced.clone();
     ship_engine::run(ctx, ready, stopped(stop_rx)).await;
     info!("controller stopped");

@@ -1,5 +1,5 @@
 //! Wiring of the git source: credentials and the webhook secret from Kubernetes Secrets, the
-//! fetch loop, the webhook server, and what happens on a new tip (today: render and validate).
+//! fetch loop, the webhook server, and a release for every new tip.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ use kube::{Api, Client};
 use ship_git::mirror::ForcePushPolicy;
 use ship_git::watch::{SourceConfig, SourceHandle};
 use ship_git::webhook::{Counters, Receiver};
-use ship_git::{Credentials, TipChange};
+use ship_git::{Credentials, TipChange, TipChangeKind};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
@@ -75,7 +75,18 @@ pub enum ForcePush {
     Refuse,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+impl ForcePush {
+    /// The mirror's policy for this flag.
+    pub fn policy(self) -> ForcePushPolicy {
+        match self {
+            ForcePush::Follow => ForcePushPolicy::Follow,
+            ForcePush::Refuse => ForcePushPolicy::Refuse,
+        }
+    }
+}
+
+/// Parses a duration flag like `30s` or `5m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     ship_render::config::parse_duration(text)
         .ok_or_else(|| format!("{text:?} is not a duration like 30s or 5m"))
 }
@@ -153,10 +164,7 @@ pub async fn start(
     }
     let mut config = SourceConfig::new(url, args.branches.clone(), args.data_dir.join("mirror.git"));
     config.poll_interval = args.poll_interval;
-    config.force_push = match args.force_push {
-        ForcePush::Follow => ForcePushPolicy::Follow,
-        ForcePush::Refuse => ForcePushPolicy::Refuse,
-    };
+    config.force_push = args.force_push.policy();
     let (handle, tips) = ship_git::watch::spawn(config, creds_rx, crate::stopped(stop.clone()))?;
     info!(
         url = handle
@@ -198,39 +206,85 @@ pub async fn start(
     Ok(Some((handle, tips, counters)))
 }
 
-/// Consumes tip changes: renders and validates each new tip (the release engine takes over here).
-pub async fn handle_tips(source: SourceHandle, mut tips: mpsc::Receiver<TipChange>, scratch: PathBuf) {
-    while let Some(change) = tips.recv().await {
-        let mirror = source.mirror();
-        let scratch = scratch.clone();
-        let branch = change.branch.clone();
-        let commit = change.new;
-        let loaded = tokio::task::spawn_blocking(move || {
-            let mirror = mirror
-                .lock()
-                .map_err(|_| anyhow::anyhow!("mirror lock poisoned"))?;
-            Ok::<_, anyhow::Error>(ship_engine::source::load_commit(
-                &mirror, commit, &branch, &scratch,
-            ))
-        })
-        .await;
-        match loaded {
-            Ok(Ok(Ok(loaded))) => info!(
-                environment = loaded.environment,
-                commit = %commit,
-                branch = change.branch,
-                objects = loaded.rendered.manifests.len(),
-                "commit rendered and validated"
-            ),
-            Ok(Ok(Err(err))) => warn!(
-                branch = change.branch,
-                commit = %commit,
-                reason = err.label(),
-                error = %err,
-                "commit cannot be deployed"
-            ),
-            Ok(Err(err)) => warn!(error = %err, "cannot read the mirror"),
-            Err(err) => warn!(error = %err, "render task failed"),
+/// Where tips become releases.
+#[derive(Clone)]
+pub struct TipTarget {
+    /// Client of the cluster holding the ShipReleases.
+    pub client: Client,
+    /// Namespace the ShipReleases are created in.
+    pub namespace: String,
+    /// The repository.
+    pub repo: ship_engine::source::Repo,
+    /// Branches followed.
+    pub branches: Vec<String>,
+    /// Refused force-pushes make no release.
+    pub force_push: ForcePushPolicy,
+}
+
+impl std::fmt::Debug for TipTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TipTarget")
+            .field("namespace", &self.namespace)
+            .field("branches", &self.branches)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Makes (or finds) the release of `commit`, the tip of `branch`.
+async fn release_tip(target: &TipTarget, branch: &str, commit: git2::Oid) {
+    let repo = target.repo.clone();
+    let (c, b) = (commit.to_string(), branch.to_owned());
+    // The commit's own ship.yaml says which environment the branch deploys. When it cannot be
+    // read, the environment named like the branch gets a release that fails with the reason.
+    let environment = match tokio::task::spawn_blocking(move || repo.environment_for(&c, &b)).await {
+        Ok(Ok(environment)) => environment,
+        Ok(Err(ship_engine::source::LoadError::NoEnvironment(_))) => {
+            info!(branch, commit = %commit, "no environment deploys this branch; no release");
+            return;
         }
+        Ok(Err(err)) => {
+            warn!(branch, commit = %commit, reason = err.label(), error = %err, "cannot read ship.yaml at the tip");
+            branch.to_owned()
+        }
+        Err(err) => {
+            warn!(error = %err, "ship.yaml task failed");
+            return;
+        }
+    };
+    let commit_text = commit.to_string();
+    let new = ship_engine::releases::NewRelease {
+        environment: &environment,
+        branch,
+        commit: &commit_text,
+        reason: ship_api::Reason::Push,
+    };
+    match ship_engine::releases::create(&target.client, &target.namespace, &new).await {
+        Ok((release, true)) => info!(environment, commit = %commit, release, branch, "release created"),
+        Ok((release, false)) => {
+            tracing::debug!(environment, commit = %commit, release, "release of this tip already exists")
+        }
+        Err(err) => warn!(environment, commit = %commit, branch, error = %err, "cannot create the release"),
+    }
+}
+
+/// Turns tips into releases: first the tips already in the mirror (a restart after a fetch
+/// must not lose a release), then every tip change the source reports.
+pub async fn handle_tips(target: TipTarget, mut tips: mpsc::Receiver<TipChange>) {
+    let known: Vec<(String, git2::Oid)> = match target.repo.mirror.lock() {
+        Ok(mirror) => target
+            .branches
+            .iter()
+            .filter_map(|b| Some((b.clone(), mirror.tip(b)?)))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    for (branch, commit) in known {
+        release_tip(&target, &branch, commit).await;
+    }
+    while let Some(change) = tips.recv().await {
+        if change.kind == TipChangeKind::ForcePushed && target.force_push == ForcePushPolicy::Refuse {
+            continue;
+        }
+        release_tip(&target, &change.branch, change.new).await;
     }
 }

@@ -87,6 +87,25 @@ impl Remote {
         git(&self.work, &["rev-parse", "HEAD"])
     }
 
+    /// Writes every `(path, content)` (an empty content deletes the file) and commits them as
+    /// one commit. Returns the new commit SHA.
+    pub fn commit_files(&self, files: &[(&str, &str)], message: &str) -> anyhow::Result<String> {
+        for (path, content) in files {
+            let file = self.work.join(path);
+            if content.is_empty() {
+                let _ = std::fs::remove_file(&file);
+                continue;
+            }
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&file, content)?;
+        }
+        git(&self.work, &["add", "-A"])?;
+        git(&self.work, &["commit", "-q", "-m", message])?;
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+
     /// Pushes the working clone's HEAD to `branch` (forcing when `force`).
     pub fn push(&self, branch: &str, force: bool) -> anyhow::Result<()> {
         let refspec = format!("{}HEAD:refs/heads/{branch}", if force { "+" } else { "" });

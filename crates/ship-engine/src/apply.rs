@@ -1,0 +1,486 @@
+//! The thin layer that puts objects into a cluster: discovery, server-side dry run, server-side
+//! apply with Ship's field manager, pruning, and health by watches.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::{StreamExt, stream};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PropagationPolicy,
+};
+use kube::discovery::Scope;
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use serde_json::Value;
+use ship_api::{FIELD_MANAGER, InventoryEntry, keys};
+use tokio::time::Instant;
+
+use crate::health::{Health, assess};
+use crate::plan::{entry_of, managed_by_ship};
+
+/// Why objects could not be applied, pruned or watched.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The API server does not serve the object's kind.
+    #[error("{object}: the cluster does not serve {api_version} {kind} (is its CRD installed?)")]
+    UnknownKind {
+        /// The object.
+        object: String,
+        /// apiVersion.
+        api_version: String,
+        /// kind.
+        kind: String,
+    },
+    /// The server-side dry run refused an object: nothing was changed.
+    #[error("{object}: refused by the API server's dry run, nothing was applied: {message}")]
+    DryRun {
+        /// The object.
+        object: String,
+        /// The API server's message.
+        message: String,
+    },
+    /// The apply of an object failed.
+    #[error("{object}: server-side apply failed: {message}")]
+    Apply {
+        /// The object.
+        object: String,
+        /// The API server's message.
+        message: String,
+    },
+    /// An object could not be deleted while pruning.
+    #[error("{object}: cannot prune: {message}")]
+    Prune {
+        /// The object.
+        object: String,
+        /// The API server's message.
+        message: String,
+    },
+    /// A CRD applied by the release was not established in time.
+    #[error("CustomResourceDefinition {0} was not established within 30 s")]
+    CrdNotEstablished(String),
+    /// Discovery or another read failed.
+    #[error("cannot read from the API server: {0}")]
+    Read(String),
+}
+
+impl ApplyError {
+    /// Stable label for metrics and event reasons.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ApplyError::UnknownKind { .. } => "UnknownKind",
+            ApplyError::DryRun { .. } => "DryRunFailed",
+            ApplyError::Apply { .. } => "ApplyFailed",
+            ApplyError::Prune { .. } => "PruneFailed",
+            ApplyError::CrdNotEstablished(_) => "CrdNotEstablished",
+            ApplyError::Read(_) => "ApiReadFailed",
+        }
+    }
+
+    /// Will trying again later help? A refused object will not change by itself; a lost
+    /// connection may.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ApplyError::Read(_) | ApplyError::Apply { .. } | ApplyError::Prune { .. }
+        )
+    }
+}
+
+fn api_message(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn is_not_found(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 404)
+}
+
+/// Resolved kinds, cached for the life of the process (a CRD applied by a release clears the
+/// entries of its group).
+#[derive(Debug, Default)]
+pub struct Applier {
+    kinds: Mutex<HashMap<(String, String), (ApiResource, bool)>>,
+}
+
+/// Result of an apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Applied {
+    /// Objects applied.
+    pub objects: usize,
+    /// Objects that had drifted (changed or deleted by hand) and were put back. Counted only
+    /// when asked for.
+    pub drifted: usize,
+}
+
+fn gvk_of(api_version: &str, kind: &str) -> GroupVersionKind {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    GroupVersionKind::gvk(group, version, kind)
+}
+
+impl Applier {
+    /// Resolves `api_version`/`kind` to its resource and whether it is namespaced.
+    pub async fn resolve(
+        &self,
+        client: &Client,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<Option<(ApiResource, bool)>, ApplyError> {
+        let key = (api_version.to_owned(), kind.to_owned());
+        if let Some(found) = self.kinds.lock().ok().and_then(|k| k.get(&key).cloned()) {
+            return Ok(Some(found));
+        }
+        match kube::discovery::pinned_kind(client, &gvk_of(api_version, kind)).await {
+            Ok((resource, caps)) => {
+                let found = (resource, caps.scope == Scope::Namespaced);
+                if let Ok(mut kinds) = self.kinds.lock() {
+                    kinds.insert(key, found.clone());
+                }
+                Ok(Some(found))
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+            Err(kube::Error::Discovery(_)) => Ok(None),
+            Err(err) => Err(ApplyError::Read(err.to_string())),
+        }
+    }
+
+    fn forget_group(&self, group: &str) {
+        if let Ok(mut kinds) = self.kinds.lock() {
+            kinds.retain(|(api_version, _), _| gvk_of(api_version, "").group != group);
+        }
+    }
+
+    async fn api_for(
+        &self,
+        client: &Client,
+        entry: &InventoryEntry,
+    ) -> Result<Option<Api<DynamicObject>>, ApplyError> {
+        let Some((resource, namespaced)) = self.resolve(client, &entry.api_version, &entry.kind).await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(if namespaced {
+            Api::namespaced_with(client.clone(), &entry.namespace, &resource)
+        } else {
+            Api::all_with(client.clone(), &resource)
+        }))
+    }
+
+    /// A server-side dry run of every object. An object whose Namespace or CRD is part of the
+    /// same set cannot be dry-run before that is applied; such objects are let through (the apply
+    /// itself still checks them).
+    pub async fn dry_run(&self, client: &Client, objects: &[Value]) -> Result<(), ApplyError> {
+        let created_namespaces: HashSet<&str> = objects
+            .iter()
+            .filter(|o| o.get("kind").and_then(Value::as_str) == Some("Namespace"))
+            .filter_map(|o| o.pointer("/metadata/name").and_then(Value::as_str))
+            .collect();
+        let created_kinds: HashSet<(&str, &str)> = objects
+            .iter()
+            .filter(|o| o.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition"))
+            .filter_map(|o| {
+                Some((
+                    o.pointer("/spec/group")?.as_str()?,
+                    o.pointer("/spec/names/kind")?.as_str()?,
+                ))
+            })
+            .collect();
+        let params = PatchParams::apply(FIELD_MANAGER).force().dry_run();
+        let mut checks = Vec::with_capacity(objects.len());
+        for object in objects {
+            checks.push(self.dry_run_one(client, object, &params, &created_namespaces, &created_kinds));
+        }
+        // A handful at a time: fast on a large set, gentle on the API server.
+        let results: Vec<Result<(), ApplyError>> = stream::iter(checks).buffered(8).collect().await;
+        results.into_iter().collect()
+    }
+
+    async fn dry_run_one(
+        &self,
+        client: &Client,
+        object: &Value,
+        params: &PatchParams,
+        created_namespaces: &HashSet<&str>,
+        created_kinds: &HashSet<(&str, &str)>,
+    ) -> Result<(), ApplyError> {
+        let entry = entry_of(object);
+        let Some(api) = self.api_for(client, &entry).await? else {
+            let group = gvk_of(&entry.api_version, &entry.kind).group;
+            if created_kinds.contains(&(group.as_str(), entry.kind.as_str())) {
+                return Ok(());
+            }
+            return Err(ApplyError::UnknownKind {
+                object: entry.to_string(),
+                api_version: entry.api_version,
+                kind: entry.kind,
+            });
+        };
+        match api.patch(&entry.name, params, &Patch::Apply(object)).await {
+            Ok(_) => Ok(()),
+            Err(err) if is_not_found(&err) && created_namespaces.contains(entry.namespace.as_str()) => Ok(()),
+            Err(err) => Err(ApplyError::DryRun {
+                object: entry.to_string(),
+                message: api_message(&err),
+            }),
+        }
+    }
+
+    /// Server-side applies `objects` in order (Namespaces and CRDs first, each CRD awaited until
+    /// established). With `count_drift`, objects whose live state the apply changed are counted.
+    pub async fn apply(
+        &self,
+        client: &Client,
+        objects: &[Value],
+        count_drift: bool,
+    ) -> Result<Applied, ApplyError> {
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let mut applied = Applied::default();
+        // Objects of one rank have no order among themselves: apply them concurrently.
+        let mut start = 0;
+        while start < objects.len() {
+            let rank = crate::plan::apply_rank(&objects[start]);
+            let end = objects[start..]
+                .iter()
+                .position(|o| crate::plan::apply_rank(o) != rank)
+                .map_or(objects.len(), |n| start + n);
+            let batch = &objects[start..end];
+            let mut pending = Vec::with_capacity(batch.len());
+            for object in batch {
+                pending.push(self.apply_one(client, object, &params, count_drift));
+            }
+            let results: Vec<Result<bool, ApplyError>> = stream::iter(pending).buffered(8).collect().await;
+            for changed in results {
+                applied.objects += 1;
+                applied.drifted += usize::from(changed?);
+            }
+            for crd in batch
+                .iter()
+                .filter(|o| o.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition"))
+            {
+                self.await_crd(client, crd).await?;
+            }
+            start = end;
+        }
+        Ok(applied)
+    }
+
+    async fn apply_one(
+        &self,
+        client: &Client,
+        object: &Value,
+        params: &PatchParams,
+        count_drift: bool,
+    ) -> Result<bool, ApplyError> {
+        let entry = entry_of(object);
+        let api = self
+            .api_for(client, &entry)
+            .await?
+            .ok_or_else(|| ApplyError::UnknownKind {
+                object: entry.to_string(),
+                api_version: entry.api_version.clone(),
+                kind: entry.kind.clone(),
+            })?;
+        let before = if count_drift {
+            api.get_opt(&entry.name)
+                .await
+                .map_err(|e| ApplyError::Read(api_message(&e)))?
+                .and_then(|o| o.metadata.resource_version)
+        } else {
+            None
+        };
+        let after = api
+            .patch(&entry.name, params, &Patch::Apply(object))
+            .await
+            .map_err(|e| ApplyError::Apply {
+                object: entry.to_string(),
+                message: api_message(&e),
+            })?;
+        Ok(count_drift && before != after.metadata.resource_version)
+    }
+
+    async fn await_crd(&self, client: &Client, crd: &Value) -> Result<(), ApplyError> {
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+        let name = crd
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let established = api
+                .get_opt(name)
+                .await
+                .map_err(|e| ApplyError::Read(api_message(&e)))?
+                .and_then(|c| c.status)
+                .and_then(|s| s.conditions)
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+            if established {
+                if let Some(group) = crd.pointer("/spec/group").and_then(Value::as_str) {
+                    self.forget_group(group);
+                }
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(ApplyError::CrdNotEstablished(name.to_owned()))
+    }
+
+    /// Deletes `entries` that still exist and carry Ship's labels for `environment`; anything
+    /// else is left alone. Returns how many were deleted.
+    pub async fn prune(
+        &self,
+        client: &Client,
+        entries: &[InventoryEntry],
+        environment: &str,
+    ) -> Result<usize, ApplyError> {
+        let mut deleted = 0;
+        for entry in entries {
+            let Some(api) = self.api_for(client, entry).await? else {
+                continue; // Its kind is gone (a pruned CRD): nothing left to delete.
+            };
+            let live = match api.get_opt(&entry.name).await {
+                Ok(Some(live)) => live,
+                Ok(None) => continue,
+                Err(err) => return Err(ApplyError::Read(api_message(&err))),
+            };
+            let live = serde_json::to_value(&live).unwrap_or_default();
+            if !managed_by_ship(&live, environment) {
+                tracing::warn!(object = %entry, "not pruned: it no longer carries Ship's labels");
+                continue;
+            }
+            let params = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Background),
+                ..DeleteParams::default()
+            };
+            match api.delete(&entry.name, &params).await {
+                Ok(_) => deleted += 1,
+                Err(err) if is_not_found(&err) => {}
+                Err(err) => {
+                    return Err(ApplyError::Prune {
+                        object: entry.to_string(),
+                        message: api_message(&err),
+                    });
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Waits, by watching, until every object in `inventory` is healthy. Returns `Ok(Ok(()))`
+    /// when healthy, `Ok(Err(message))` when one failed for good or the deadline passed.
+    pub async fn wait_healthy(
+        &self,
+        client: &Client,
+        inventory: &[InventoryEntry],
+        environment: &str,
+        deadline: Instant,
+    ) -> Result<Result<(), HealthFailure>, ApplyError> {
+        // One watch per (kind, namespace), narrowed to the environment's objects by label.
+        let groups: Vec<(String, String, String)> = inventory
+            .iter()
+            .map(|e| (e.api_version.clone(), e.kind.clone(), e.namespace.clone()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut streams = Vec::new();
+        for (index, (api_version, kind, namespace)) in groups.iter().enumerate() {
+            let probe = InventoryEntry {
+                api_version: api_version.clone(),
+                kind: kind.clone(),
+                namespace: namespace.clone(),
+                name: String::new(),
+            };
+            let Some(api) = self.api_for(client, &probe).await? else {
+                return Err(ApplyError::UnknownKind {
+                    object: probe.to_string(),
+                    api_version: api_version.clone(),
+                    kind: kind.clone(),
+                });
+            };
+            let config = watcher::Config::default().labels(&format!("{}={environment}", keys::ENVIRONMENT));
+            let events = watcher(api, config).map(move |event| (index, event));
+            streams.push(events.boxed());
+        }
+        let mut events = stream::select_all(streams);
+        let mut live: HashMap<(String, String, String), Value> = HashMap::new();
+        let mut synced: HashSet<usize> = HashSet::new();
+        let group_count = groups.len();
+        let mut last = String::from("no object reported yet");
+        loop {
+            if synced.len() == group_count {
+                match evaluate(inventory, &live) {
+                    Health::Healthy => return Ok(Ok(())),
+                    Health::Failed(message) => return Ok(Err(HealthFailure::Failed(message))),
+                    Health::Progressing(message) => last = message,
+                }
+            }
+            let next = tokio::select! {
+                next = events.next() => next,
+                () = tokio::time::sleep_until(deadline) => return Ok(Err(HealthFailure::Timeout(last))),
+            };
+            let Some((index, event)) = next else {
+                return Err(ApplyError::Read("the health watch ended".into()));
+            };
+            // List items come without apiVersion and kind: key them by the watch's kind.
+            let group_kind = &groups[index].1;
+            let key = |o: &DynamicObject| {
+                let mut v = serde_json::to_value(o).unwrap_or_default();
+                if let Some(map) = v.as_object_mut() {
+                    map.insert("kind".into(), Value::String(group_kind.clone()));
+                }
+                let e = entry_of(&v);
+                ((e.kind, e.namespace, e.name), v)
+            };
+            match event {
+                Ok(watcher::Event::Init) => {
+                    // A relist: forget what this watch reported before.
+                    let (_, group_kind, group_namespace) = &groups[index];
+                    live.retain(|(kind, namespace, _), _| kind != group_kind || namespace != group_namespace);
+                }
+                Ok(watcher::Event::InitApply(o) | watcher::Event::Apply(o)) => {
+                    let (k, v) = key(&o);
+                    live.insert(k, v);
+                }
+                Ok(watcher::Event::Delete(o)) => {
+                    live.remove(&key(&o).0);
+                }
+                Ok(watcher::Event::InitDone) => {
+                    synced.insert(index);
+                }
+                // The watcher retries by itself on the next poll; a lasting failure ends at the deadline.
+                Err(err) => last = format!("watch error: {err}"),
+            }
+        }
+    }
+}
+
+/// Why a rollout is not healthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthFailure {
+    /// The deadline passed; the message says what was still awaited.
+    Timeout(String),
+    /// An object failed for good.
+    Failed(String),
+}
+
+/// The health of a whole inventory given the live objects: the first failure, else the first
+/// object still progressing, else healthy.
+pub fn evaluate(inventory: &[InventoryEntry], live: &HashMap<(String, String, String), Value>) -> Health {
+    let mut progressing = None;
+    for entry in inventory {
+        let key = (entry.kind.clone(), entry.namespace.clone(), entry.name.clone());
+        match live.get(&key).map(assess) {
+            None => {
+                progressing.get_or_insert_with(|| format!("{entry}: not found"));
+            }
+            Some(Health::Healthy) => {}
+            Some(Health::Failed(message)) => return Health::Failed(format!("{entry}: {message}")),
+            Some(Health::Progressing(message)) => {
+                progressing.get_or_insert_with(|| format!("{entry}: {message}"));
+            }
+        }
+    }
+    progressing.map_or(Health::Healthy, Health::Progressing)
+}

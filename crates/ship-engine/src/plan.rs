@@ -1,0 +1,364 @@
+//! Pure decisions about releases and the objects they apply: names, order, labels, inventory,
+//! what to prune, which release is newest and which was the last good one.
+
+use std::collections::BTreeSet;
+
+use ship_api::{InventoryEntry, Phase, ShipRelease, keys};
+use ship_render::Manifest;
+
+/// Name of the release of `commit` to `environment` created from a branch tip. Deterministic,
+/// so a restarted controller that sees the same tip again finds the release it already made.
+pub fn release_name(environment: &str, commit: &str) -> String {
+    format!("{environment}-{}", commit.get(..10).unwrap_or(commit))
+}
+
+/// A release's place in its environment's order: the `ship.dev/sequence` annotation, else the
+/// creation time, both in milliseconds; ties broken by name.
+pub fn sequence(release: &ShipRelease) -> (i64, String) {
+    let annotated = release
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(keys::SEQUENCE))
+        .and_then(|v| v.parse::<i64>().ok());
+    let created = release
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(0, |t| t.0.as_millisecond());
+    (
+        annotated.unwrap_or(created),
+        release.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// The newest release of `release`'s environment among `others`, when it is newer than `release`.
+pub fn newer_release<'a>(release: &ShipRelease, others: &'a [ShipRelease]) -> Option<&'a ShipRelease> {
+    let own = sequence(release);
+    others
+        .iter()
+        .filter(|o| o.spec.environment == release.spec.environment && sequence(o) > own)
+        .max_by_key(|o| sequence(o))
+}
+
+fn phase_of(release: &ShipRelease) -> Option<Phase> {
+    release.status.as_ref().and_then(|s| s.phase)
+}
+
+/// The environment's last good release before `release`: the newest Succeeded one of another
+/// commit (rolling back to the same commit would change nothing).
+pub fn last_good<'a>(release: &ShipRelease, others: &'a [ShipRelease]) -> Option<&'a ShipRelease> {
+    let own = sequence(release);
+    others
+        .iter()
+        .filter(|o| {
+            o.spec.environment == release.spec.environment
+                && o.spec.commit != release.spec.commit
+                && phase_of(o) == Some(Phase::Succeeded)
+                && sequence(o) < own
+        })
+        .max_by_key(|o| sequence(o))
+}
+
+/// Releases of one environment to delete so that at most `keep` remain: the oldest settled ones,
+/// never one still in progress, and never the environment's newest Succeeded release.
+pub fn to_collect(releases: &[ShipRelease], keep: usize) -> Vec<String> {
+    let mut sorted: Vec<&ShipRelease> = releases.iter().collect();
+    sorted.sort_by_key(|r| std::cmp::Reverse(sequence(r)));
+    let newest_good = sorted
+        .iter()
+        .find(|r| phase_of(r) == Some(Phase::Succeeded))
+        .map(|r| sequence(r));
+    sorted
+        .iter()
+        .skip(keep)
+        .filter(|r| phase_of(r).is_some_and(|p| !p.is_in_progress()) && Some(sequence(r)) != newest_good)
+        .filter_map(|r| r.metadata.name.clone())
+        .collect()
+}
+
+/// Apply order by kind: what others depend on first (Helm's order, shortened).
+fn kind_rank(kind: &str) -> usize {
+    const ORDER: &[&str] = &[
+        "Namespace",
+        "CustomResourceDefinition",
+        "PriorityClass",
+        "ServiceAccount",
+        "ConfigMap",
+        "StorageClass",
+        "PersistentVolume",
+        "PersistentVolumeClaim",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "DaemonSet",
+        "Pod",
+        "ReplicaSet",
+        "Deployment",
+        "StatefulSet",
+        "Job",
+        "CronJob",
+        "Ingress",
+    ];
+    ORDER.iter().position(|k| *k == kind).unwrap_or(ORDER.len())
+}
+
+/// The apply rank of an object: lower ranks go first.
+pub fn apply_rank(object: &serde_json::Value) -> usize {
+    kind_rank(str_at(object, "/kind"))
+}
+
+fn str_at<'a>(object: &'a serde_json::Value, pointer: &str) -> &'a str {
+    object
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+}
+
+/// The inventory entry naming `object`.
+pub fn entry_of(object: &serde_json::Value) -> InventoryEntry {
+    InventoryEntry {
+        api_version: str_at(object, "/apiVersion").to_owned(),
+        kind: str_at(object, "/kind").to_owned(),
+        namespace: str_at(object, "/metadata/namespace").to_owned(),
+        name: str_at(object, "/metadata/name").to_owned(),
+    }
+}
+
+/// What an applied object is stamped with.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp<'a> {
+    /// Environment name.
+    pub environment: &'a str,
+    /// Full commit SHA the objects come from.
+    pub commit: &'a str,
+    /// Name of the release applying them.
+    pub release: &'a str,
+}
+
+fn insert_into(object: &mut serde_json::Value, field: &str, pairs: &[(&str, &str)]) {
+    let Some(metadata) = object
+        .get_mut("metadata")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    let map = metadata
+        .entry(field)
+        .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+    if !map.is_object() {
+        *map = serde_json::Value::Object(serde_json::Map::new());
+    }
+    if let Some(map) = map.as_object_mut() {
+        for (k, v) in pairs {
+            map.insert((*k).to_owned(), serde_json::Value::String((*v).to_owned()));
+        }
+    }
+}
+
+/// Stamps one object with Ship's labels (managed-by, environment) and annotations (commit,
+/// release). Labels select; annotations describe.
+pub fn stamp(object: &mut serde_json::Value, stamp: Stamp<'_>) {
+    insert_into(
+        object,
+        "labels",
+        &[
+            (keys::MANAGED_BY, keys::MANAGED_BY_SHIP),
+            (keys::ENVIRONMENT, stamp.environment),
+        ],
+    );
+    insert_into(
+        object,
+        "annotations",
+        &[(keys::COMMIT, stamp.commit), (keys::RELEASE, stamp.release)],
+    );
+}
+
+/// The objects of a release, stamped and in apply order (stable within a kind).
+pub fn prepare(manifests: &[Manifest], stamp_with: Stamp<'_>) -> Vec<serde_json::Value> {
+    let mut objects: Vec<serde_json::Value> = manifests
+        .iter()
+        .map(|m| {
+            let mut object = m.object.clone();
+            stamp(&mut object, stamp_with);
+            object
+        })
+        .collect();
+    objects.sort_by_key(|o| kind_rank(str_at(o, "/kind")));
+    objects
+}
+
+/// Is this object one Ship manages for `environment`? Pruning deletes nothing else.
+pub fn managed_by_ship(object: &serde_json::Value, environment: &str) -> bool {
+    let label = |key: &str| {
+        object
+            .pointer("/metadata/labels")
+            .and_then(|l| l.get(key))
+            .and_then(serde_json::Value::as_str)
+    };
+    label(keys::MANAGED_BY) == Some(keys::MANAGED_BY_SHIP) && label(keys::ENVIRONMENT) == Some(environment)
+}
+
+/// What to delete when the environment moves to `keep`: every object in an earlier inventory
+/// of the environment that `keep` no longer declares, in reverse apply order (workloads before
+/// the Namespaces and CRDs they live in).
+pub fn to_prune<'a>(
+    previous: impl IntoIterator<Item = &'a InventoryEntry>,
+    keep: &[InventoryEntry],
+) -> Vec<InventoryEntry> {
+    let keep: BTreeSet<&InventoryEntry> = keep.iter().collect();
+    let mut gone: Vec<InventoryEntry> = previous
+        .into_iter()
+        .filter(|e| !keep.contains(e))
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    gone.sort_by_key(|e| std::cmp::Reverse(kind_rank(&e.kind)));
+    gone
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ship_api::{Reason, ShipReleaseSpec, ShipReleaseStatus};
+
+    fn release(name: &str, commit_char: char, seq: i64, phase: Phase) -> ShipRelease {
+        let mut r = ShipRelease::new(
+            name,
+            ShipReleaseSpec {
+                environment: "main".into(),
+                commit: std::iter::repeat_n(commit_char, 40).collect(),
+                branch: "main".into(),
+                reason: Reason::Push,
+                rollback_of: None,
+            },
+        );
+        r.metadata.annotations = Some([(keys::SEQUENCE.to_owned(), seq.to_string())].into());
+        r.status = Some(ShipReleaseStatus {
+            phase: Some(phase),
+            ..Default::default()
+        });
+        r
+    }
+
+    fn entry(kind: &str, name: &str) -> InventoryEntry {
+        InventoryEntry {
+            api_version: "v1".into(),
+            kind: kind.into(),
+            namespace: if kind == "Namespace" {
+                String::new()
+            } else {
+                "main".into()
+            },
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn names_are_deterministic_and_valid() {
+        assert_eq!(
+            release_name("main", "0123456789abcdef0123456789abcdef01234567"),
+            "main-0123456789"
+        );
+    }
+
+    #[test]
+    fn newest_wins_and_last_good_skips_failures_and_same_commit() {
+        let all = vec![
+            release("a", 'a', 1, Phase::Succeeded),
+            release("b", 'b', 2, Phase::Succeeded),
+            release("c", 'c', 3, Phase::RolledBack),
+            release("d", 'd', 4, Phase::Testing),
+            release("e", 'b', 5, Phase::Progressing),
+        ];
+        assert_eq!(
+            newer_release(&all[3], &all).map(|r| r.metadata.name.as_deref()),
+            Some(Some("e"))
+        );
+        assert!(newer_release(&all[4], &all).is_none());
+        assert_eq!(
+            last_good(&all[3], &all).map(|r| r.metadata.name.as_deref()),
+            Some(Some("b"))
+        );
+        // e deploys b's commit again: its last good release must be another commit.
+        assert_eq!(
+            last_good(&all[4], &all).map(|r| r.metadata.name.as_deref()),
+            Some(Some("a"))
+        );
+        assert!(last_good(&all[0], &all).is_none());
+    }
+
+    #[test]
+    fn collection_keeps_in_progress_and_newest_good() {
+        let all = vec![
+            release("a", 'a', 1, Phase::Succeeded),
+            release("b", 'b', 2, Phase::Pending),
+            release("c", 'c', 3, Phase::Failed),
+            release("d", 'd', 4, Phase::RolledBack),
+            release("e", 'e', 5, Phase::Failed),
+        ];
+        let mut gone = to_collect(&all, 2);
+        gone.sort();
+        // Keep e, d (newest two), b (in progress), a (the newest good one): collect c.
+        assert_eq!(gone, vec!["c".to_owned()]);
+        assert!(to_collect(&all, 10).is_empty());
+    }
+
+    #[test]
+    fn prepare_orders_and_stamps() {
+        let manifests: Vec<Manifest> = [
+            r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"main","labels":{"app":"web"}}}"#,
+            r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"main"}}"#,
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cfg","namespace":"main","labels":"junk"}}"#,
+        ]
+        .iter()
+        .map(|t| Manifest {
+            object: serde_json::from_str(t).unwrap(),
+            source: "x".into(),
+        })
+        .collect();
+        let out = prepare(
+            &manifests,
+            Stamp {
+                environment: "main",
+                commit: "c0ffee",
+                release: "main-c0ffee",
+            },
+        );
+        let kinds: Vec<&str> = out.iter().map(|o| str_at(o, "/kind")).collect();
+        assert_eq!(kinds, ["Namespace", "ConfigMap", "Deployment"]);
+        let web = &out[2];
+        assert_eq!(str_at(web, "/metadata/labels/app"), "web");
+        assert!(managed_by_ship(web, "main"));
+        assert!(!managed_by_ship(web, "production"));
+        assert_eq!(str_at(web, "/metadata/annotations/ship.dev~1commit"), "c0ffee");
+        assert_eq!(
+            str_at(web, "/metadata/annotations/ship.dev~1release"),
+            "main-c0ffee"
+        );
+        assert!(
+            managed_by_ship(&out[1], "main"),
+            "a non-object labels field is replaced"
+        );
+        assert_eq!(entry_of(web).to_string(), "Deployment/main/web");
+    }
+
+    #[test]
+    fn prune_lists_what_is_gone_workloads_first() {
+        let old = [
+            entry("Namespace", "extra"),
+            entry("Deployment", "web"),
+            entry("ConfigMap", "gone"),
+        ];
+        let older = [entry("ConfigMap", "gone")];
+        let keep = [entry("Deployment", "web")];
+        let gone = to_prune(old.iter().chain(older.iter()), &keep);
+        assert_eq!(
+            gone,
+            vec![entry("ConfigMap", "gone"), entry("Namespace", "extra")]
+        );
+    }
+}

@@ -1,0 +1,570 @@
+//! The release engine on the real apiserver, with the kubelet stand-in, a real git daemon and a
+//! real HTTP "app" whose answers come from the deployed ConfigMap: good pushes succeed, bad ones
+//! roll back (and stay quarantined), fixes roll forward, invalid objects change nothing, slow
+//! rollouts time out, newer pushes supersede older ones, and a SIGKILL anywhere is survived.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::PostParams;
+use kube::{Api, ResourceExt};
+use ship_api::{Phase, Reason, ShipRelease, ShipReleaseSpec, keys};
+use ship_testkit::app::App;
+use ship_testkit::cluster::{TestCluster, eventually};
+use ship_testkit::git::{GitDaemon, Remote};
+use ship_testkit::process::Shipd;
+
+/// One environment's stack: namespace, repository, daemon, app and shipd.
+struct Stack {
+    cluster: TestCluster,
+    ns: String,
+    remote: Remote,
+    daemon: GitDaemon,
+    data: tempfile::TempDir,
+    shipd: Option<Shipd>,
+    _app: App,
+    app_url: String,
+}
+
+fn ship_yaml(ns: &str, app_url: &str, health_timeout: &str) -> String {
+    format!(
+        "environments:\n  main: {{namespace: {ns}}}\n  production: {{namespace: {ns}-prod}}\n\
+         health: {{timeout: {health_timeout}}}\npromotion: {{enabled: false}}\n\
+         tests:\n- name: home\n  http: {{url: '{app_url}', expect: {{bodyContains: healthy}}}}\n"
+    )
+}
+
+fn configmap(body: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: web}}\ndata: {{body: {body:?}}}\n")
+}
+
+fn deployment(ready: bool) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 1\n  \
+         selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata:\n      labels: {{app: web}}\n      \
+         annotations: {{standin.ship.dev/ready: {:?}}}\n    spec:\n      containers: [{{name: web, image: web:1}}]\n",
+        if ready { "true" } else { "false" }
+    )
+}
+
+impl Stack {
+    async fn new(prefix: &str, health_timeout: &str) -> Self {
+        let cluster = TestCluster::connect().await.unwrap();
+        cluster.install_crds().await.unwrap();
+        let ns = cluster.namespace(prefix).await.unwrap();
+        let app = App::start(cluster.client()).await.unwrap();
+        let app_url = app.health_url();
+        let remote = Remote::new().unwrap();
+        let daemon = GitDaemon::start(remote.dir.path()).unwrap();
+        let stack = Self {
+            cluster,
+            remote,
+            daemon,
+            data: tempfile::tempdir().unwrap(),
+            shipd: None,
+            _app: app,
+            app_url,
+            ns,
+        };
+        stack
+            .remote
+            .commit_file(
+                "ship.yaml",
+                &ship_yaml(&stack.ns, &stack.app_url, health_timeout),
+                "ship.yaml",
+            )
+            .unwrap();
+        stack
+    }
+
+    fn start_shipd(&mut self, extra: &[&str]) {
+        let mut args = vec![
+            "--namespace",
+            &self.ns,
+            "--secret-namespace",
+            &self.ns,
+            "--repo-url",
+        ];
+        let url = self.daemon.url("repo.git");
+        let data = self.data.path().to_str().unwrap().to_owned();
+        args.extend([
+            url.as_str(),
+            "--data-dir",
+            &data,
+            "--poll-interval",
+            "1s",
+            "--drift-interval",
+            "2s",
+        ]);
+        args.extend(extra);
+        self.shipd = Some(Shipd::start(self.cluster.kubeconfig(), &args).unwrap());
+    }
+
+    fn kill_shipd(&mut self) {
+        if let Some(shipd) = self.shipd.as_mut() {
+            shipd.signal("KILL").unwrap();
+            shipd.wait_exit(Duration::from_secs(5)).unwrap();
+        }
+    }
+
+    /// Commits `files` to main and pushes; returns the commit.
+    fn push(&self, files: &[(&str, &str)], message: &str) -> String {
+        let commit = self.remote.commit_files(files, message).unwrap();
+        self.remote.push("main", false).unwrap();
+        commit
+    }
+
+    fn releases(&self) -> Api<ShipRelease> {
+        Api::namespaced(self.cluster.client(), &self.ns)
+    }
+
+    /// Waits until the release of `commit` to main settles in `phase`.
+    async fn settled(&self, commit: &str, phase: Phase, timeout: Duration) -> ShipRelease {
+        let name = format!("main-{}", &commit[..10]);
+        let api = self.releases();
+        let logs = || self.shipd.as_ref().map(Shipd::logs).unwrap_or_default();
+        let result = eventually(&format!("{name} {phase}"), timeout, || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                let release = api.get_opt(&name).await?;
+                Ok(release.filter(|r| r.status.as_ref().and_then(|s| s.phase) == Some(phase)))
+            }
+        })
+        .await;
+        match result {
+            Ok(release) => release,
+            Err(err) => {
+                let now = api.get_opt(&name).await.ok().flatten();
+                panic!("{err:#}\nrelease now: {now:#?}\nshipd logs:\n{}", logs())
+            }
+        }
+    }
+
+    async fn web(&self) -> Option<ConfigMap> {
+        Api::<ConfigMap>::namespaced(self.cluster.client(), &self.ns)
+            .get_opt("web")
+            .await
+            .unwrap()
+    }
+
+    async fn web_commit(&self) -> String {
+        self.web()
+            .await
+            .and_then(|cm| cm.annotations().get(keys::COMMIT).cloned())
+            .unwrap_or_default()
+    }
+}
+
+fn phases(release: &ShipRelease) -> Vec<Phase> {
+    release
+        .status
+        .as_ref()
+        .unwrap()
+        .transitions
+        .iter()
+        .map(|t| t.phase)
+        .collect()
+}
+
+fn reason(release: &ShipRelease) -> String {
+    let status = release.status.as_ref().unwrap();
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.reason.clone())
+        .unwrap_or_default()
+}
+
+const SETTLE: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn push_good_then_bad_then_fix() {
+    let mut stack = Stack::new("release-flow", "30s").await;
+    let good = stack.push(
+        &[
+            ("deploy/main/web.yaml", &configmap("healthy")),
+            ("deploy/main/app.yaml", &deployment(true)),
+        ],
+        "good: first version",
+    );
+    stack.start_shipd(&[]);
+    let release = stack.settled(&good, Phase::Succeeded, SETTLE).await;
+    assert_eq!(
+        phases(&release),
+        [
+            Phase::Pending,
+            Phase::Applying,
+            Phase::Progressing,
+            Phase::Testing,
+            Phase::Succeeded
+        ]
+    );
+    let status = release.status.as_ref().unwrap();
+    assert_eq!(status.test_summary.as_deref(), Some("1/1"));
+    assert_eq!(status.inventory.len(), 2, "{:?}", status.inventory);
+    assert_eq!(stack.web_commit().await, good);
+    let deploy = Api::<Deployment>::namespaced(stack.cluster.client(), &stack.ns)
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(deploy.annotations().get(keys::RELEASE), Some(&release.name_any()));
+    assert_eq!(
+        deploy.labels().get(keys::ENVIRONMENT).map(String::as_str),
+        Some("main")
+    );
+    let table = stack
+        .cluster
+        .kubectl(&["get", "shipreleases", "-n", &stack.ns])
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(&release.name_any()) && l.contains("Succeeded") && l.contains("1/1")),
+        "{table}"
+    );
+
+    // A bad commit: the app breaks and a new object appears. Tests fail, the release rolls back
+    // to the good one, and the new object is pruned.
+    let bad = stack.push(
+        &[
+            ("deploy/main/web.yaml", &configmap("down")),
+            (
+                "deploy/main/extra.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra}\n",
+            ),
+        ],
+        "bad: break the home page",
+    );
+    let rolled = stack.settled(&bad, Phase::RolledBack, SETTLE).await;
+    assert_eq!(
+        phases(&rolled),
+        [
+            Phase::Pending,
+            Phase::Applying,
+            Phase::Progressing,
+            Phase::Testing,
+            Phase::Failed,
+            Phase::RollingBack,
+            Phase::RolledBack
+        ]
+    );
+    let status = rolled.status.as_ref().unwrap();
+    assert_eq!(status.rolled_back_to, Some(release.name_any()));
+    assert_eq!(status.test_summary.as_deref(), Some("0/1"));
+    assert!(status.tests[0].message.contains("down"), "{:?}", status.tests);
+    assert_eq!(status.suspects.len(), 1);
+    assert_eq!(status.suspects[0].subject, "bad: break the home page");
+    let web = stack.web().await.unwrap();
+    assert_eq!(web.data.unwrap()["body"], "healthy");
+    assert_eq!(stack.web_commit().await, good);
+    let extra = Api::<ConfigMap>::namespaced(stack.cluster.client(), &stack.ns)
+        .get_opt("extra")
+        .await
+        .unwrap();
+    assert!(
+        extra.is_none_or(|cm| cm.metadata.deletion_timestamp.is_some()),
+        "extra was not pruned"
+    );
+
+    // Quarantine: over several reconciles (polls every second, drift checks every 2 s) the bad
+    // commit is not applied again.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(stack.web_commit().await, good);
+    let again = stack.releases().get(&rolled.name_any()).await.unwrap();
+    assert_eq!(again.status.unwrap().phase, Some(Phase::RolledBack));
+
+    // Roll forward with a fix.
+    let fix = stack.push(
+        &[
+            ("deploy/main/web.yaml", &configmap("healthy again")),
+            ("deploy/main/extra.yaml", ""),
+        ],
+        "fix: home page",
+    );
+    let fixed = stack.settled(&fix, Phase::Succeeded, SETTLE).await;
+    assert_eq!(stack.web_commit().await, fix);
+    assert_eq!(
+        fixed.status.as_ref().unwrap().suspects.len(),
+        2,
+        "bad and fix, since the last good release"
+    );
+
+    // Drift: a hand edit is put back and counted.
+    let cms: Api<ConfigMap> = Api::namespaced(stack.cluster.client(), &stack.ns);
+    let mut web = cms.get("web").await.unwrap();
+    web.data = Some([("body".to_owned(), "edited by hand".to_owned())].into());
+    cms.replace("web", &PostParams::default(), &web).await.unwrap();
+    eventually("drift corrected", Duration::from_secs(30), || {
+        let cms = cms.clone();
+        async move {
+            let body = cms.get("web").await?.data.unwrap_or_default()["body"].clone();
+            Ok((body == "healthy again").then_some(()))
+        }
+    })
+    .await
+    .unwrap();
+    // The count is written right after the correction.
+    eventually("drift counted", Duration::from_secs(10), || {
+        let api = stack.releases();
+        let name = fixed.name_any();
+        async move {
+            let counted = api.get(&name).await?.status.and_then(|s| s.drift_corrections);
+            Ok(counted.filter(|n| *n >= 1))
+        }
+    })
+    .await
+    .unwrap();
+    let logs = stack.shipd.as_ref().unwrap().logs();
+    assert!(
+        logs.lines().any(|l| l.contains("\"release\":\"main-")
+            && l.contains("\"commit\":\"")
+            && l.contains("\"environment\":\"main\"")),
+        "release lines carry environment, commit and release"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn invalid_object_fails_before_anything_changes() {
+    let mut stack = Stack::new("release-invalid", "30s").await;
+    let good = stack.push(&[("deploy/main/web.yaml", &configmap("healthy"))], "good");
+    stack.start_shipd(&[]);
+    stack.settled(&good, Phase::Succeeded, SETTLE).await;
+    let bad_deployment = deployment(true).replace("replicas: 1", "replicas: many");
+    let bad = stack.push(
+        &[
+            ("deploy/main/web.yaml", &configmap("healthy, changed")),
+            ("deploy/main/app.yaml", &bad_deployment),
+            (
+                "deploy/main/new.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: should-not-exist}\n",
+            ),
+        ],
+        "bad: invalid deployment",
+    );
+    let failed = stack.settled(&bad, Phase::Failed, SETTLE).await;
+    assert_eq!(reason(&failed), "DryRunFailed");
+    let message = failed.status.unwrap().message.unwrap();
+    assert!(
+        message.contains("Deployment") && message.contains("nothing was applied"),
+        "{message}"
+    );
+    assert_eq!(stack.web_commit().await, good, "nothing was applied");
+    let created = Api::<ConfigMap>::namespaced(stack.cluster.client(), &stack.ns)
+        .get_opt("should-not-exist")
+        .await
+        .unwrap();
+    assert!(created.is_none());
+
+    // A Secret in git: a render error, in the status, with the fix to make.
+    let secret = stack.push(
+        &[(
+            "deploy/main/secret.yaml",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: hunter2}\n",
+        )],
+        "bad: secret in git",
+    );
+    let failed = stack.settled(&secret, Phase::Failed, SETTLE).await;
+    assert_eq!(reason(&failed), "SecretInGit");
+    assert!(!serde_json::to_string(&failed).unwrap().contains("hunter2"));
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn health_timeout_rolls_back_and_first_failure_has_nothing_to_roll_back_to() {
+    let mut stack = Stack::new("release-health", "6s").await;
+    // The very first release fails its tests: there is no good release, the bad commit stays.
+    let first = stack.push(&[("deploy/main/web.yaml", &configmap("down"))], "first, broken");
+    stack.start_shipd(&[]);
+    let failed = stack.settled(&first, Phase::Failed, SETTLE).await;
+    assert_eq!(reason(&failed), "NoGoodRelease");
+    assert_eq!(
+        stack.web_commit().await,
+        first,
+        "the cluster keeps the bad commit"
+    );
+    let stalled = failed
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled")
+        .unwrap();
+    assert_eq!(stalled.status, "True");
+
+    let good = stack.push(
+        &[
+            ("deploy/main/web.yaml", &configmap("healthy")),
+            ("deploy/main/app.yaml", &deployment(true)),
+        ],
+        "good",
+    );
+    stack.settled(&good, Phase::Succeeded, SETTLE).await;
+    let slow = stack.push(
+        &[("deploy/main/app.yaml", &deployment(false))],
+        "pods never ready",
+    );
+    let rolled = stack.settled(&slow, Phase::RolledBack, SETTLE).await;
+    let failed_at = rolled
+        .status
+        .as_ref()
+        .unwrap()
+        .transitions
+        .iter()
+        .find(|t| t.phase == Phase::Failed)
+        .unwrap();
+    assert!(
+        failed_at.message.contains("health timeout"),
+        "{}",
+        failed_at.message
+    );
+    let deploy = Api::<Deployment>::namespaced(stack.cluster.client(), &stack.ns)
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(deploy.annotations().get(keys::COMMIT), Some(&good));
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn newer_push_supersedes_and_manual_rollback_deploys_a_named_commit() {
+    let mut stack = Stack::new("release-supersede", "60s").await;
+    let v1 = stack.push(
+        &[
+            ("deploy/main/web.yaml", &configmap("healthy v1")),
+            ("deploy/main/app.yaml", &deployment(true)),
+        ],
+        "v1",
+    );
+    stack.start_shipd(&[]);
+    let first = stack.settled(&v1, Phase::Succeeded, SETTLE).await;
+    let stuck = stack.push(&[("deploy/main/app.yaml", &deployment(false))], "v2 never ready");
+    stack.settled(&stuck, Phase::Progressing, SETTLE).await;
+    let v3 = stack.push(
+        &[
+            ("deploy/main/app.yaml", &deployment(true)),
+            ("deploy/main/web.yaml", &configmap("healthy v3")),
+        ],
+        "v3",
+    );
+    let superseded = stack.settled(&stuck, Phase::Superseded, SETTLE).await;
+    assert!(superseded.status.unwrap().message.unwrap().contains(&v3[..10]));
+    stack.settled(&v3, Phase::Succeeded, SETTLE).await;
+    assert_eq!(stack.web_commit().await, v3);
+
+    // A person rolls back to v1 by name; it goes through the same machine.
+    let manual = ShipRelease::new(
+        "main-manual-rollback",
+        ShipReleaseSpec {
+            environment: "main".into(),
+            commit: v1.clone(),
+            branch: "main".into(),
+            reason: Reason::Rollback,
+            rollback_of: Some(format!("main-{}", &v3[..10])),
+        },
+    );
+    stack
+        .releases()
+        .create(&PostParams::default(), &manual)
+        .await
+        .unwrap();
+    let done = eventually("manual rollback Succeeded", SETTLE, || {
+        let api = stack.releases();
+        async move {
+            let r = api.get("main-manual-rollback").await?;
+            Ok(r.status
+                .clone()
+                .filter(|s| s.phase == Some(Phase::Succeeded))
+                .map(|_| r))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(stack.web_commit().await, v1);
+    assert_eq!(done.status.unwrap().test_summary.as_deref(), Some("1/1"));
+    let _ = first;
+    let wait = stack
+        .cluster
+        .kubectl(&[
+            "wait",
+            "-n",
+            &stack.ns,
+            "--for=condition=Ready",
+            "shiprelease/main-manual-rollback",
+            "--timeout=5s",
+        ])
+        .unwrap();
+    assert!(wait.status.success(), "{}", String::from_utf8_lossy(&wait.stderr));
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn sigkill_in_every_phase_reaches_the_same_end_state() {
+    let mut stack = Stack::new("release-crash", "30s").await;
+    let good = stack.push(
+        &[
+            ("deploy/main/web.yaml", &configmap("healthy")),
+            ("deploy/main/app.yaml", &deployment(true)),
+        ],
+        "good",
+    );
+    stack.start_shipd(&[]);
+    let good_release = stack.settled(&good, Phase::Succeeded, SETTLE).await;
+    for (i, phase) in [
+        Phase::Applying,
+        Phase::Progressing,
+        Phase::Testing,
+        Phase::RollingBack,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // Restart shipd so that it pauses right after persisting `phase`, then kill it there.
+        stack.kill_shipd();
+        stack.start_shipd(&["--test-pause-after", &format!("{phase}:30s")]);
+        let bad = stack.push(
+            &[
+                ("deploy/main/web.yaml", &configmap(&format!("down {i}"))),
+                (
+                    &format!("deploy/main/extra-{i}.yaml"),
+                    &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: extra-{i}}}\n"),
+                ),
+            ],
+            &format!("bad {i}"),
+        );
+        stack.settled(&bad, phase, SETTLE).await;
+        stack.kill_shipd();
+        stack.start_shipd(&[]);
+        let rolled = stack.settled(&bad, Phase::RolledBack, SETTLE).await;
+        let status = rolled.status.unwrap();
+        assert_eq!(
+            status.rolled_back_to,
+            Some(good_release.name_any()),
+            "killed in {phase}"
+        );
+        assert_eq!(stack.web_commit().await, good, "killed in {phase}");
+        assert_eq!(
+            stack.web().await.unwrap().data.unwrap()["body"],
+            "healthy",
+            "killed in {phase}"
+        );
+        let extra = Api::<ConfigMap>::namespaced(stack.cluster.client(), &stack.ns)
+            .get_opt(&format!("extra-{i}"))
+            .await
+            .unwrap();
+        assert!(
+            extra.is_none_or(|cm| cm.metadata.deletion_timestamp.is_some()),
+            "killed in {phase}: extra-{i} left behind"
+        );
+        // Later commits of the loop must be based on the good tree again.
+        stack.remote.git(&["revert", "--no-edit", "HEAD"]).unwrap();
+    }
+}
