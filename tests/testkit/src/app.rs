@@ -5,6 +5,8 @@
 //! A commit that breaks the ConfigMap breaks the app, as a bad config would break a real one.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -13,16 +15,33 @@ use axum::routing::get;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, Client};
 
+/// When each request arrived and what it was answered.
+pub type RequestLog = Arc<Mutex<Vec<(Instant, u16)>>>;
+
 /// The running app server; stops when dropped.
 #[derive(Debug)]
 pub struct App {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Every request answered, in order.
+    pub requests: RequestLog,
     task: tokio::task::JoinHandle<()>,
 }
 
-async fn health(State(client): State<Client>, Path(namespace): Path<String>) -> (StatusCode, String) {
-    let api: Api<ConfigMap> = Api::namespaced(client, &namespace);
+async fn health(
+    State((client, requests)): State<(Client, RequestLog)>,
+    Path(namespace): Path<String>,
+) -> (StatusCode, String) {
+    let arrived = Instant::now();
+    let answer = answer(client, &namespace).await;
+    if let Ok(mut log) = requests.lock() {
+        log.push((arrived, answer.0.as_u16()));
+    }
+    answer
+}
+
+async fn answer(client: Client, namespace: &str) -> (StatusCode, String) {
+    let api: Api<ConfigMap> = Api::namespaced(client, namespace);
     match api.get_opt("web").await {
         Ok(Some(cm)) => {
             let data = cm.data.unwrap_or_default();
@@ -43,13 +62,14 @@ impl App {
     pub async fn start(client: Client) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let requests = RequestLog::default();
         let router = Router::new()
             .route("/{namespace}/health", get(health))
-            .with_state(client);
+            .with_state((client, requests.clone()));
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
-        Ok(Self { addr, task })
+        Ok(Self { addr, requests, task })
     }
 
     /// The health URL template for ship.yaml (`{namespace}` is filled in by Ship).

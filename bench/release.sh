@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# release.sh - the release engine's benchmarks on a real local control plane:
+#   applying 500 objects (Ship vs kubectl apply --server-side, same apiserver, same run),
+#   rollout healthy -> first post-deployment test, and test failure -> rollback applied.
+#
+# Builds shipd and the kubelet stand-in in release mode, starts the control plane (installing
+# it the first time, see tests/cluster/up.sh), runs `cargo bench -p ship-e2e --bench release`,
+# and stops everything it started. ROUNDS and OBJECTS tune the run.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ship/target}"
+log() { printf '[bench %(%T)T] %s\n' -1 "$*" >&2; }
+
+log "building shipd and the kubelet stand-in (release)"
+cargo build --release --locked -p shipd -p ship-testkit --bins
+DIR="$(SHIP_STANDIN="$CARGO_TARGET_DIR/release/kubelet-standin" tests/cluster/up.sh)"
+trap 'tests/cluster/down.sh "$DIR"' EXIT
+# shellcheck disable=SC1091
+source "$DIR/env"
+log "control plane up: $LOCAL_K8S_SERVER"
+cargo bench --locked -p ship-e2e --bench release
