@@ -26,7 +26,10 @@ use ship_testkit::git::{GitDaemon, Remote};
 use ship_testkit::process::Shipd;
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn median(samples: &mut [Duration]) -> Duration {
@@ -61,7 +64,8 @@ async fn bench_apply(cluster: &TestCluster, rounds: usize, objects: usize) {
         write_objects(&dir.path().join("kubectl"), &kubectl_ns, objects, round);
         let run_ship = async {
             let t = Instant::now();
-            let manifests = ship_render::manifests::render(dir.path(), "ship", &ship_render::Limits::default()).unwrap();
+            let manifests =
+                ship_render::manifests::render(dir.path(), "ship", &ship_render::Limits::default()).unwrap();
             let stamped = prepare(
                 &manifests,
                 Stamp {
@@ -77,7 +81,13 @@ async fn bench_apply(cluster: &TestCluster, rounds: usize, objects: usize) {
         let run_kubectl = || {
             let t = Instant::now();
             let out = cluster
-                .kubectl(&["apply", "--server-side", "--force-conflicts", "-f", dir.path().join("kubectl").to_str().unwrap()])
+                .kubectl(&[
+                    "apply",
+                    "--server-side",
+                    "--force-conflicts",
+                    "-f",
+                    dir.path().join("kubectl").to_str().unwrap(),
+                ])
                 .unwrap();
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             t.elapsed()
@@ -94,7 +104,10 @@ async fn bench_apply(cluster: &TestCluster, rounds: usize, objects: usize) {
     println!("apply {objects} ConfigMaps (server-side), {rounds} rounds, median:");
     println!("  ship (render + apply): {:>8.1} ms", ms(s));
     println!("  kubectl --server-side: {:>8.1} ms", ms(k));
-    println!("  ratio ship/kubectl:    {:>8.2}", s.as_secs_f64() / k.as_secs_f64());
+    println!(
+        "  ratio ship/kubectl:    {:>8.2}",
+        s.as_secs_f64() / k.as_secs_f64()
+    );
 }
 
 fn files(ns: &str, app: &App, version: usize, good: bool) -> Vec<(String, String)> {
@@ -105,7 +118,9 @@ fn files(ns: &str, app: &App, version: usize, good: bool) -> Vec<(String, String
         app.health_url()
     );
     let (body, status) = if good { ("healthy", "200") } else { ("down", "500") };
-    let web = format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: web}}\ndata: {{body: {body}, status: \"{status}\"}}\n");
+    let web = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: web}}\ndata: {{body: {body}, status: \"{status}\"}}\n"
+    );
     let deployment = format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 1\n  \
          selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata:\n      labels: {{app: web}}\n      \
@@ -149,8 +164,16 @@ async fn bench_release_latency(cluster: &TestCluster, rounds: usize) {
     let shipd = Shipd::start(
         cluster.kubeconfig(),
         &[
-            "--namespace", &ns, "--secret-namespace", &ns, "--repo-url", &daemon.url("repo.git"),
-            "--data-dir", data.path().to_str().unwrap(), "--poll-interval", "200ms",
+            "--namespace",
+            &ns,
+            "--secret-namespace",
+            &ns,
+            "--repo-url",
+            &daemon.url("repo.git"),
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "--poll-interval",
+            "200ms",
         ],
     )
     .unwrap();
@@ -175,7 +198,10 @@ async fn bench_release_latency(cluster: &TestCluster, rounds: usize) {
             })
         })
         .await;
-        let tested = when(Duration::from_secs(60), async || app.requests.lock().unwrap().len() > seen).await;
+        let tested = when(Duration::from_secs(60), async || {
+            app.requests.lock().unwrap().len() > seen
+        })
+        .await;
         let first_request = app.requests.lock().unwrap()[seen].0;
         to_test.push(first_request.saturating_duration_since(healthy));
         let _ = tested;
@@ -184,19 +210,32 @@ async fn bench_release_latency(cluster: &TestCluster, rounds: usize) {
         let seen = app.requests.lock().unwrap().len();
         let _bad = push(round * 2 + 1, false);
         when(Duration::from_secs(60), async || {
-            app.requests.lock().unwrap()[seen..].iter().any(|(_, status)| *status == 500)
+            app.requests.lock().unwrap()[seen..]
+                .iter()
+                .any(|(_, status)| *status == 500)
         })
         .await;
-        let failed_at = app.requests.lock().unwrap()[seen..].iter().find(|(_, s)| *s == 500).unwrap().0;
+        let failed_at = app.requests.lock().unwrap()[seen..]
+            .iter()
+            .find(|(_, s)| *s == 500)
+            .unwrap()
+            .0;
         let restored = when(Duration::from_secs(60), async || commit_of_web(&good).await).await;
         to_rollback.push(restored.saturating_duration_since(failed_at));
     }
     drop(shipd);
     let (t, r) = (median(&mut to_test), median(&mut to_rollback));
     println!("release latency through shipd, {rounds} rounds, median (2 ms polling resolution):");
-    println!("  rollout healthy -> first test request: {:>7.1} ms  (ratio to the 1 s goal: {:.3})", ms(t), t.as_secs_f64());
+    println!(
+        "  rollout healthy -> first test request: {:>7.1} ms  (ratio to the 1 s goal: {:.3})",
+        ms(t),
+        t.as_secs_f64()
+    );
     println!("  test failed -> rollback applied:       {:>7.1} ms", ms(r));
-    println!("  all healthy->test samples (ms): {:?}", to_test.iter().map(|d| ms(*d).round()).collect::<Vec<_>>());
+    println!(
+        "  all healthy->test samples (ms): {:?}",
+        to_test.iter().map(|d| ms(*d).round()).collect::<Vec<_>>()
+    );
 }
 
 fn main() {
@@ -204,7 +243,9 @@ fn main() {
     let objects = env_or("OBJECTS", 500);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let cluster = TestCluster::connect().await.expect("KUBECONFIG: run bench/release.sh");
+        let cluster = TestCluster::connect()
+            .await
+            .expect("KUBECONFIG: run bench/release.sh");
         cluster.install_crds().await.unwrap();
         bench_apply(&cluster, rounds, objects).await;
         bench_release_latency(&cluster, rounds).await;

@@ -568,3 +568,85 @@ async fn sigkill_in_every_phase_reaches_the_same_end_state() {
         stack.remote.git(&["revert", "--no-edit", "HEAD"]).unwrap();
     }
 }
+
+fn journey_job(exit_code: u8, log: &str) -> String {
+    format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: journeys}}\nspec:\n  backoffLimit: 0\n  template:\n    \
+         metadata:\n      annotations: {{standin.ship.dev/exit-code: \"{exit_code}\", standin.ship.dev/log: {log:?}}}\n    \
+         spec:\n      restartPolicy: Never\n      containers: [{{name: journeys, image: journeys:1}}]\n"
+    )
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn job_tests_keep_their_log_and_old_releases_are_collected() {
+    let mut stack = Stack::new("release-job", "30s").await;
+    let config =
+        ship_yaml(&stack.ns, &stack.app_url, "30s") + "- name: journeys\n  job: tests/journeys.yaml\n";
+    let good = stack.push(
+        &[
+            ("ship.yaml", &config),
+            ("deploy/main/web.yaml", &configmap("healthy")),
+            (
+                "tests/journeys.yaml",
+                &journey_job(0, "search: 3 results as known\ncheckout: paid"),
+            ),
+        ],
+        "good with journeys",
+    );
+    stack.start_shipd(&["--history-limit", "2"]);
+    let release = stack.settled(&good, Phase::Succeeded, SETTLE).await;
+    let status = release.status.unwrap();
+    assert_eq!(status.test_summary.as_deref(), Some("2/2"));
+    let journeys = status.tests.iter().find(|t| t.name == "journeys").unwrap();
+    assert!(journeys.log.contains("checkout: paid"), "{journeys:?}");
+    let job_name = format!("{}-journeys", release.metadata.name.as_deref().unwrap());
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(stack.cluster.client(), &stack.ns);
+    assert!(
+        jobs.get_opt(&job_name).await.unwrap().is_some(),
+        "the test Job is named after its release"
+    );
+
+    let bad = stack.push(
+        &[(
+            "tests/journeys.yaml",
+            &journey_job(1, "checkout: expected paid, got declined"),
+        )],
+        "bad: checkout declines",
+    );
+    let rolled = stack.settled(&bad, Phase::RolledBack, SETTLE).await;
+    let status = rolled.status.clone().unwrap();
+    assert_eq!(status.test_summary.as_deref(), Some("1/2"));
+    let journeys = status.tests.iter().find(|t| t.name == "journeys").unwrap();
+    assert!(journeys.log.contains("got declined"), "{journeys:?}");
+    let events = stack
+        .cluster
+        .kubectl(&["get", "events.events.k8s.io", "-n", &stack.ns, "-o", "json"])
+        .unwrap();
+    let events = String::from_utf8_lossy(&events.stdout);
+    assert!(
+        events.contains("TestFailed") && events.contains("got declined"),
+        "no TestFailed event with the log"
+    );
+
+    // History: with a limit of 2, older settled releases go, the last good one stays.
+    for i in 0..3 {
+        let c = stack.push(
+            &[("tests/journeys.yaml", &journey_job(0, &format!("run {i}")))],
+            &format!("good {i}"),
+        );
+        stack.settled(&c, Phase::Succeeded, SETTLE).await;
+    }
+    let left: Vec<String> = stack
+        .releases()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|r| r.spec.environment == "main")
+        .map(|r| r.name_any())
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(!left.contains(&rolled.name_any()), "{left:?}");
+}
