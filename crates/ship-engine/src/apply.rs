@@ -33,7 +33,7 @@ pub enum ApplyError {
         kind: String,
     },
     /// The server-side dry run refused an object: nothing was changed.
-    #[error("{object}: refused by the API server's dry run, nothing was applied: {message}")]
+    #[error("{object}: refused by the API server's dry run: {message}")]
     DryRun {
         /// The object.
         object: String,

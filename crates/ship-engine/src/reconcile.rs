@@ -414,6 +414,52 @@ impl Driver<'_> {
         }
     }
 
+    /// Gives a release made by hand what Ship's own releases carry: the environment label (so
+    /// it lists with its environment) and a sequence taken now, when the controller first sees
+    /// it (a creation timestamp has only second precision, too coarse to order it after a
+    /// release made a moment earlier).
+    async fn ensure_identity(&mut self) -> Result<(), Error> {
+        let has = |map: &Option<std::collections::BTreeMap<String, String>>, key: &str| {
+            map.as_ref().is_some_and(|m| m.contains_key(key))
+        };
+        let metadata = &self.release.metadata;
+        if has(&metadata.annotations, keys::SEQUENCE) && has(&metadata.labels, keys::ENVIRONMENT) {
+            return Ok(());
+        }
+        let sequence = jiff::Timestamp::now().as_millisecond().to_string();
+        let patch = serde_json::json!({"metadata": {
+            "labels": {keys::ENVIRONMENT: self.release.spec.environment},
+            "annotations": {keys::SEQUENCE: sequence},
+        }});
+        let patched = self
+            .ctx
+            .releases(&self.namespace)
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(Error::Releases)?;
+        self.release.metadata = patched.metadata;
+        self.own = plan::sequence(&self.release);
+        Ok(())
+    }
+
+    /// Fails the release before anything was applied: the commit itself is at fault.
+    async fn refuse(
+        &mut self,
+        reason: &'static str,
+        problem: &(dyn std::fmt::Display + Sync),
+    ) -> Result<(), Error> {
+        let message = format!(
+            "commit {} cannot be deployed, nothing was applied: {problem}",
+            self.release.spec.short_commit()
+        );
+        let step = Step {
+            phase: Phase::Failed,
+            reason,
+            message,
+        };
+        self.persist(step, |_| {}).await
+    }
+
     /// Pending: render and dry-run; record inventory and suspects; then Applying. A bad commit
     /// fails here with nothing applied.
     async fn start(&mut self) -> Result<(), Error> {
@@ -421,20 +467,7 @@ impl Driver<'_> {
         let rendered = match self.ctx.render(&commit, self.environment()).await {
             Ok(rendered) => rendered,
             Err(err @ (LoadError::Render(_) | LoadError::Git(ship_git::GitError::UnsafeTree { .. }))) => {
-                let message = format!(
-                    "commit {} cannot be deployed, nothing was applied: {err}",
-                    self.release.spec.short_commit()
-                );
-                return self
-                    .persist(
-                        Step {
-                            phase: Phase::Failed,
-                            reason: err.label(),
-                            message,
-                        },
-                        |_| {},
-                    )
-                    .await;
+                return self.refuse(err.label(), &err).await;
             }
             Err(err) => return Err(err.into()),
         };
@@ -442,22 +475,7 @@ impl Driver<'_> {
         match self.ctx.applier.dry_run(&self.ctx.client, &objects).await {
             Ok(()) => {}
             Err(err) if err.is_transient() => return Err(err.into()),
-            Err(err) => {
-                let message = format!(
-                    "commit {} cannot be deployed: {err}",
-                    self.release.spec.short_commit()
-                );
-                return self
-                    .persist(
-                        Step {
-                            phase: Phase::Failed,
-                            reason: err.label(),
-                            message,
-                        },
-                        |_| {},
-                    )
-                    .await;
-            }
+            Err(err) => return self.refuse(err.label(), &err).await,
         }
         let inventory: Vec<InventoryEntry> = objects.iter().map(plan::entry_of).collect();
         let releases = self.environment_releases().await?;
@@ -1009,6 +1027,7 @@ async fn reconcile_release(
         return Ok(Action::await_change());
     }
     if driver.phase().is_none() {
+        driver.ensure_identity().await?;
         let message = format!(
             "release of {} to {} accepted",
             driver.release.spec.short_commit(),

@@ -8,18 +8,12 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ship_git::mirror::ForcePushPolicy;
 use ship_git::{Credentials, Mirror};
+use ship_testkit::bench::{env_or, percentile};
 use ship_testkit::git::{GitDaemon, git};
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A bare repository with `commits` commits on main (each changing one file) and production
 /// 1,000 commits behind, written with `git fast-import` in one pass.
@@ -65,11 +59,6 @@ fn build_repository(bare: &std::path::Path, commits: usize) {
     }
     drop(stdin);
     assert!(child.wait().unwrap().success(), "fast-import failed");
-}
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn main() {

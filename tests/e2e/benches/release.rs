@@ -21,24 +21,13 @@ use ship_engine::apply::Applier;
 use ship_engine::health::{Health, assess};
 use ship_engine::plan::{Stamp, prepare};
 use ship_testkit::app::App;
+use ship_testkit::bench::{env_or, ms, percentile};
 use ship_testkit::cluster::TestCluster;
 use ship_testkit::git::{GitDaemon, Remote};
 use ship_testkit::process::Shipd;
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
+    percentile(samples, 0.5)
 }
 
 fn write_objects(dir: &std::path::Path, namespace: &str, objects: usize, round: usize) {

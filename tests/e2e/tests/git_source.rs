@@ -77,13 +77,12 @@ async fn webhook_push_is_fetched_rendered_and_validated() {
         ],
     )
     .unwrap();
-    let first = shipd
+    shipd
         .wait_for_log(Duration::from_secs(30), |l| {
-            l.contains("commit rendered and validated") && l.contains("\"branch\":\"main\"")
+            l.contains("applying 1 objects of commit") && l.contains("\"environment\":\"main\"")
         })
         .await
         .unwrap();
-    assert!(first.contains("\"objects\":1"), "{first}");
 
     // A good push, announced by a GitHub-style webhook: fetched and rendered within a second.
     let good = remote
@@ -109,15 +108,19 @@ async fn webhook_push_is_fetched_rendered_and_validated() {
     assert_eq!(response.status().as_u16(), 202);
     let line = shipd
         .wait_for_log(Duration::from_secs(1), |l| {
-            l.contains("commit rendered and validated") && l.contains(&good)
+            l.contains("release created") && l.contains(&good)
         })
         .await
         .unwrap();
-    eprintln!("webhook to rendered tip: {} ms", started.elapsed().as_millis());
-    assert!(
-        line.contains("\"objects\":2") && line.contains("\"environment\":\"main\""),
-        "{line}"
-    );
+    eprintln!("webhook to release created: {} ms", started.elapsed().as_millis());
+    assert!(line.contains("\"environment\":\"main\""), "{line}");
+    // Rendered and validated: both objects of the new tip are in the release's plan.
+    shipd
+        .wait_for_log(Duration::from_secs(5), |l| {
+            l.contains(&format!("applying 2 objects of commit {}", &good[..7]))
+        })
+        .await
+        .unwrap();
 
     // A forged webhook is refused and fetches nothing.
     let forged = client
@@ -147,15 +150,26 @@ async fn webhook_push_is_fetched_rendered_and_validated() {
         .unwrap();
     let line = shipd
         .wait_for_log(Duration::from_secs(5), |l| {
-            l.contains("commit cannot be deployed") && l.contains(&bad)
+            l.contains("cannot be deployed, nothing was applied") && l.contains(&bad)
         })
         .await
         .unwrap();
     assert!(line.contains("\"reason\":\"SecretInGit\""), "{line}");
+    let release = Api::<ship_api::ShipRelease>::namespaced(cluster.client(), &ns)
+        .get(&format!("main-{}", &bad[..10]))
+        .await
+        .unwrap();
+    let status = serde_json::to_string(&release.status).unwrap();
     assert!(
-        !line.contains("hunter2"),
-        "a secret value from git reached the logs: {line}"
+        status.contains("SecretInGit") && status.contains("\"Failed\""),
+        "{status}"
     );
+    for (what, text) in [("logs", shipd.logs()), ("status", status)] {
+        assert!(
+            !text.contains("hunter2"),
+            "a secret value from git reached the {what}"
+        );
+    }
 
     eventually("logs flushed", Duration::from_secs(2), || async { Ok(Some(())) })
         .await

@@ -77,14 +77,7 @@ impl Remote {
     /// Writes `path` with `content` in the working clone and commits it on the current branch.
     /// Returns the new commit SHA.
     pub fn commit_file(&self, path: &str, content: &str, message: &str) -> anyhow::Result<String> {
-        let file = self.work.join(path);
-        if let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&file, content)?;
-        git(&self.work, &["add", "-A"])?;
-        git(&self.work, &["commit", "-q", "-m", message])?;
-        git(&self.work, &["rev-parse", "HEAD"])
+        self.commit_files(&[(path, content)], message)
     }
 
     /// Writes every `(path, content)` (an empty content deletes the file) and commits them as

@@ -4,6 +4,7 @@
 //! - [`kubelet`]: a kubelet stand-in that runs Pods "for real" as far as the API is concerned.
 
 pub mod app;
+pub mod bench;
 pub mod cluster;
 pub mod git;
 pub mod kubelet;
