@@ -637,16 +637,22 @@ async fn job_tests_keep_their_log_and_old_releases_are_collected() {
         );
         stack.settled(&c, Phase::Succeeded, SETTLE).await;
     }
-    let left: Vec<String> = stack
-        .releases()
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|r| r.spec.environment == "main")
-        .map(|r| r.name_any())
-        .collect();
-    assert_eq!(left.len(), 2, "{left:?}");
+    // Collection follows the Succeeded status write: give it a moment.
+    let left = eventually("history collected to 2", Duration::from_secs(10), || {
+        let api = stack.releases();
+        async move {
+            let left: Vec<String> = api
+                .list(&Default::default())
+                .await?
+                .items
+                .into_iter()
+                .filter(|r| r.spec.environment == "main")
+                .map(|r| r.name_any())
+                .collect();
+            Ok((left.len() == 2).then_some(left))
+        }
+    })
+    .await
+    .unwrap();
     assert!(!left.contains(&rolled.name_any()), "{left:?}");
 }
