@@ -51,17 +51,7 @@ const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml
 
 /// Renders the manifests under `path` (relative to `root`).
 pub fn render(root: &Path, path: &str, limits: &Limits) -> Result<Vec<Manifest>, RenderError> {
-    let root = root.canonicalize().map_err(|e| RenderError::Io {
-        path: ".".into(),
-        message: e.to_string(),
-    })?;
-    let dir = root.join(path);
-    if !dir.exists() {
-        return Err(RenderError::MissingPath {
-            path: path.to_owned(),
-        });
-    }
-    let dir = inside(&root, &dir, path)?;
+    let (root, dir) = resolve(root, path)?;
     if !dir.is_dir() {
         return Err(RenderError::MissingPath {
             path: path.to_owned(),
@@ -114,17 +104,7 @@ pub fn render(root: &Path, path: &str, limits: &Limits) -> Result<Vec<Manifest>,
 /// The regular file at `path` (relative to `root`), if it resolves inside the tree and is
 /// within the per-file size limit.
 pub fn file_inside(root: &Path, path: &str, limits: &Limits) -> Result<PathBuf, RenderError> {
-    let root = root.canonicalize().map_err(|e| RenderError::Io {
-        path: ".".into(),
-        message: e.to_string(),
-    })?;
-    let candidate = root.join(path);
-    if !candidate.exists() {
-        return Err(RenderError::MissingPath {
-            path: path.to_owned(),
-        });
-    }
-    let file = inside(&root, &candidate, path)?;
+    let (_, file) = resolve(root, path)?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     if !file.is_file() {
         return Err(RenderError::MissingPath {
@@ -139,6 +119,23 @@ pub fn file_inside(root: &Path, path: &str, limits: &Limits) -> Result<PathBuf, 
         });
     }
     Ok(file)
+}
+
+/// The canonical `root`, and `path` under it with symlinks resolved, if it exists and stays
+/// inside the tree.
+fn resolve(root: &Path, path: &str) -> Result<(PathBuf, PathBuf), RenderError> {
+    let root = root.canonicalize().map_err(|e| RenderError::Io {
+        path: ".".into(),
+        message: e.to_string(),
+    })?;
+    let candidate = root.join(path);
+    if !candidate.exists() {
+        return Err(RenderError::MissingPath {
+            path: path.to_owned(),
+        });
+    }
+    let resolved = inside(&root, &candidate, path)?;
+    Ok((root, resolved))
 }
 
 /// `candidate` with symlinks resolved, if it stays inside `root`.
