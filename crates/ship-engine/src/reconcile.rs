@@ -384,22 +384,9 @@ impl Driver<'_> {
             .list(&params)
             .await
             .map_err(Error::Releases)?;
-        // Releases created without the label (by hand) still belong to their environment.
-        let all = if listed
-            .items
-            .iter()
-            .any(|r| r.metadata.name.as_deref() == Some(&self.name))
-        {
-            listed.items
-        } else {
-            let everything = self
-                .ctx
-                .releases(&self.namespace)
-                .list(&ListParams::default())
-                .await
-                .map_err(Error::Releases)?;
-            everything.items
-        };
+        // `ensure_identity` labels every release on first sight, so the label finds them all;
+        // the spec decides should a hand-edited label disagree.
+        let all = listed.items;
         Ok(all
             .into_iter()
             .filter(|r| r.spec.environment == self.release.spec.environment)
@@ -414,19 +401,30 @@ impl Driver<'_> {
         }
     }
 
-    /// Gives a release made by hand what Ship's own releases carry: the environment label (so
-    /// it lists with its environment) and a sequence taken now, when the controller first sees
-    /// it (a creation timestamp has only second precision, too coarse to order it after a
-    /// release made a moment earlier).
+    /// Gives every release what Ship's own releases carry: the environment label matching its
+    /// spec (so it lists with its environment) and, when it has none, a sequence taken now, when
+    /// the controller first sees it (a creation timestamp has only second precision, too coarse
+    /// to order it after a release made a moment earlier). A no-op once both are there.
     async fn ensure_identity(&mut self) -> Result<(), Error> {
-        let has = |map: &Option<std::collections::BTreeMap<String, String>>, key: &str| {
-            map.as_ref().is_some_and(|m| m.contains_key(key))
-        };
         let metadata = &self.release.metadata;
-        if has(&metadata.annotations, keys::SEQUENCE) && has(&metadata.labels, keys::ENVIRONMENT) {
+        let sequenced = metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(keys::SEQUENCE));
+        let labelled = metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(keys::ENVIRONMENT))
+            .is_some_and(|env| *env == self.release.spec.environment);
+        if sequenced && labelled {
             return Ok(());
         }
-        let sequence = jiff::Timestamp::now().as_millisecond().to_string();
+        // An existing sequence stands (it orders the release); only a missing one is taken now.
+        let sequence = metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(keys::SEQUENCE).cloned())
+            .unwrap_or_else(|| jiff::Timestamp::now().as_millisecond().to_string());
         let patch = serde_json::json!({"metadata": {
             "labels": {keys::ENVIRONMENT: self.release.spec.environment},
             "annotations": {keys::SEQUENCE: sequence},
@@ -1026,8 +1024,8 @@ async fn reconcile_release(
         driver.persist(step, |_| {}).await?;
         return Ok(Action::await_change());
     }
+    driver.ensure_identity().await?;
     if driver.phase().is_none() {
-        driver.ensure_identity().await?;
         let message = format!(
             "release of {} to {} accepted",
             driver.release.spec.short_commit(),

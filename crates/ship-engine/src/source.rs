@@ -54,15 +54,6 @@ impl LoadError {
     }
 }
 
-/// The environment a commit on `branch` deploys, and its validated objects.
-#[derive(Debug)]
-pub struct Loaded {
-    /// Environment name.
-    pub environment: String,
-    /// Configuration and objects.
-    pub rendered: Rendered,
-}
-
 /// The repository as the release engine reads it: the mirror and a scratch directory.
 #[derive(Debug, Clone)]
 pub struct Repo {
@@ -88,29 +79,6 @@ fn export<T>(
     }
     mirror.export_tree(commit, scratch.path(), ExportLimits::default())?;
     then(scratch.path())
-}
-
-/// Exports `commit` into a scratch directory under `scratch_root`, reads its `ship.yaml`, and
-/// renders and validates the environment that deploys `branch`. The scratch directory is removed
-/// afterwards.
-pub fn load_commit(
-    mirror: &Mirror,
-    commit: Oid,
-    branch: &str,
-    scratch_root: &Path,
-) -> Result<Loaded, LoadError> {
-    export(mirror, commit, scratch_root, |tree| {
-        let config = ship_render::read_config(tree)?;
-        let (environment, _) = config
-            .environment_for_branch(branch)
-            .ok_or_else(|| LoadError::NoEnvironment(branch.to_owned()))?;
-        let environment = environment.to_owned();
-        let rendered = ship_render::render_configured(tree, config, &environment, &Limits::default())?;
-        Ok(Loaded {
-            environment,
-            rendered,
-        })
-    })
 }
 
 /// The `ship.yaml` at `commit`.
