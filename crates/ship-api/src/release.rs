@@ -91,6 +91,12 @@ pub struct ShipReleaseSpec {
     /// For `reason: Rollback`: the name of the ShipRelease being rolled back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<String>,
+
+    /// For `reason: Promotion`: where the commit was tested and who promoted it. The
+    /// controller fast-forwards `branch` to `commit` (a plain `git push`, never forced) before
+    /// deploying it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<crate::PromotionOrigin>,
 }
 
 /// Why a release exists.
@@ -205,6 +211,10 @@ pub struct ShipReleaseStatus {
     /// First 7 characters of `spec.commit`, for display.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub short_commit: Option<String>,
+
+    /// First line of the commit's message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_subject: Option<String>,
 
     /// Latest human-readable message: what is happening, or what went wrong and what to do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -336,6 +346,8 @@ pub enum SpecProblem {
     TargetWithoutRollback(Reason),
     /// `spec.commit` is not a full lower-case SHA-1.
     CommitNotFullSha,
+    /// `promotion` set on a release whose reason is not Promotion.
+    OriginWithoutPromotion(Reason),
 }
 
 impl std::fmt::Display for SpecProblem {
@@ -352,6 +364,11 @@ impl std::fmt::Display for SpecProblem {
             SpecProblem::CommitNotFullSha => f.write_str(
                 "spec.commit must be a full 40-character lower-case SHA-1, not a short SHA or a ref",
             ),
+            SpecProblem::OriginWithoutPromotion(reason) => write!(
+                f,
+                "spec.promotion is set but spec.reason is {}: use reason Promotion or remove promotion",
+                reason.as_str()
+            ),
         }
     }
 }
@@ -366,6 +383,9 @@ impl ShipReleaseSpec {
                 .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if !full_sha {
             return Err(SpecProblem::CommitNotFullSha);
+        }
+        if self.promotion.is_some() && self.reason != Reason::Promotion {
+            return Err(SpecProblem::OriginWithoutPromotion(self.reason));
         }
         match (self.reason, &self.rollback_of) {
             (Reason::Rollback, None) => Err(SpecProblem::RollbackWithoutTarget),
@@ -392,6 +412,7 @@ mod tests {
             branch: "production".into(),
             reason,
             rollback_of: rollback_of.map(str::to_owned),
+            promotion: None,
         }
     }
 
@@ -412,6 +433,20 @@ mod tests {
         assert_eq!(short.validate(), Err(SpecProblem::CommitNotFullSha));
         short.commit = "0123456789ABCDEF0123456789ABCDEF01234567".into();
         assert_eq!(short.validate(), Err(SpecProblem::CommitNotFullSha));
+        let mut pushed = spec(Reason::Push, None);
+        pushed.promotion = Some(crate::PromotionOrigin {
+            from_environment: "main".into(),
+            from_release: String::new(),
+            previous_commit: String::new(),
+            requested_by: "schedule".into(),
+            scheduled_for: None,
+        });
+        assert_eq!(
+            pushed.validate(),
+            Err(SpecProblem::OriginWithoutPromotion(Reason::Push))
+        );
+        pushed.reason = Reason::Promotion;
+        assert_eq!(pushed.validate(), Ok(()));
     }
 
     #[test]

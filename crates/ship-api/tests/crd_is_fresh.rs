@@ -1,33 +1,46 @@
-//! The committed CRD must be exactly what the Rust types generate (controller-rs style).
-//! Fix a failure with: `cargo run -q -p ship-api --bin crdgen > deploy/crds/shipreleases.yaml`.
+//! The committed CRDs must be exactly what the Rust types generate (controller-rs style).
+//! Fix a failure with: `cargo run -q -p ship-api --bin crdgen -- deploy/crds`.
 
 #[test]
-fn committed_crd_matches_generated() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/crds/shipreleases.yaml");
-    let committed = std::fs::read_to_string(path).unwrap_or_default();
-    let generated = ship_api::crd_yaml().expect("CRD serialises");
-    assert!(
-        committed == generated,
-        "deploy/crds/shipreleases.yaml is stale; regenerate it with \
-         `cargo run -q -p ship-api --bin crdgen > deploy/crds/shipreleases.yaml`"
-    );
+fn committed_crds_match_generated() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/crds");
+    for (file, generated) in ship_api::crds().expect("CRDs serialise") {
+        let committed = std::fs::read_to_string(format!("{dir}/{file}")).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "deploy/crds/{file} is stale; regenerate with `cargo run -q -p ship-api --bin crdgen -- deploy/crds`"
+        );
+    }
 }
 
-#[test]
-fn crd_has_no_cel_rules_and_serves_status() {
-    // The 1.20 apiserver rejects CRDs carrying `x-kubernetes-validations` (CEL).
-    let generated = ship_api::crd_yaml().unwrap();
-    assert!(!generated.contains("x-kubernetes-validations"));
-    let crd: serde_json::Value = serde_norway::from_str(&generated).unwrap();
+fn printer_columns(yaml: &str) -> Vec<String> {
+    let crd: serde_json::Value = serde_norway::from_str(yaml).unwrap();
     let version = &crd["spec"]["versions"][0];
     assert_eq!(version["name"], "v1alpha1");
     assert!(version["subresources"]["status"].is_object());
-    let columns: Vec<&str> = version["additionalPrinterColumns"]
+    version["additionalPrinterColumns"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|c| c.get("priority").is_none())
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(columns, ["Env", "Commit", "Phase", "Tests", "Age", "Message"]);
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn crds_have_no_cel_rules_and_serve_status() {
+    let crds = ship_api::crds().unwrap();
+    // The 1.20 apiserver rejects CRDs carrying `x-kubernetes-validations` (CEL).
+    assert!(
+        crds.iter()
+            .all(|(_, yaml)| !yaml.contains("x-kubernetes-validations"))
+    );
+    assert_eq!(
+        printer_columns(&crds[0].1),
+        ["Env", "Commit", "Phase", "Tests", "Age", "Message"]
+    );
+    assert_eq!(
+        printer_columns(&crds[1].1),
+        ["From", "To", "Behind", "Last", "Next", "Ready"]
+    );
 }

@@ -234,6 +234,7 @@ mod tests {
                 branch: "main".into(),
                 reason: Reason::Push,
                 rollback_of: None,
+                promotion: None,
             },
         );
         r.metadata.annotations = Some([(keys::SEQUENCE.to_owned(), seq.to_string())].into());

@@ -35,6 +35,7 @@ pub fn release_object(new: &NewRelease<'_>, sequence_millis: i64) -> ShipRelease
             branch: new.branch.to_owned(),
             reason: new.reason,
             rollback_of: None,
+            promotion: None,
         },
         status: None,
     }

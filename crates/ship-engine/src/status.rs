@@ -68,6 +68,7 @@ mod tests {
                 branch: "main".into(),
                 reason: Reason::Push,
                 rollback_of: None,
+                promotion: None,
             },
         );
         r.metadata.generation = Some(3);

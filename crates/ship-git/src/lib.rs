@@ -12,4 +12,4 @@ pub mod watch;
 pub mod webhook;
 
 pub use credentials::Credentials;
-pub use mirror::{CommitSummary, ForcePushPolicy, GitError, Mirror, TipChange, TipChangeKind};
+pub use mirror::{CommitSummary, ForcePushPolicy, GitError, Mirror, PushOutcome, TipChange, TipChangeKind};

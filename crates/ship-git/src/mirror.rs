@@ -10,6 +10,10 @@ use crate::Credentials;
 const FETCHED_PREFIX: &str = "refs/ship/fetched/";
 /// Where a fetch lands before its tips are compared and accepted.
 const INCOMING_PREFIX: &str = "refs/ship/incoming/";
+/// The local ref a fast-forward push sends from (libgit2 pushes refs, not bare commit ids).
+const PUSH_PREFIX: &str = "refs/ship/push/";
+/// Most diverging commits named in a [`GitError::Diverged`].
+const MAX_DIVERGING: usize = 10;
 
 /// What to do when a branch's history was rewritten (its new tip does not descend from the old).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,6 +69,49 @@ pub enum GitError {
         /// What is wrong.
         problem: String,
     },
+    /// A branch cannot be fast-forwarded: it holds commits the new tip lacks.
+    #[error(
+        "branch {branch:?} has {} commit(s) that {commit} lacks ({}{}): nothing was forced; \
+         merge {branch} back into the source branch, or reset {branch}",
+        diverging.len(),
+        diverging.iter().map(|c| format!("{} {}", short(c.id), c.subject)).collect::<Vec<_>>().join("; "),
+        if *truncated { "; and more" } else { "" }
+    )]
+    Diverged {
+        /// The branch.
+        branch: String,
+        /// Short SHA of the commit that could not be fast-forwarded to.
+        commit: String,
+        /// The branch's commits that the new tip lacks, newest first (at most 10).
+        diverging: Vec<CommitSummary>,
+        /// More diverging commits than listed.
+        truncated: bool,
+    },
+    /// The remote refused the push (or it failed on the way).
+    #[error("cannot push {branch} to {url}: {message}")]
+    Push {
+        /// The branch.
+        branch: String,
+        /// Remote URL without any user information.
+        url: String,
+        /// libgit2's or the server's message.
+        message: String,
+        /// The server refused it as not a fast-forward: its branch moved since the last fetch.
+        stale: bool,
+    },
+}
+
+fn short(id: Oid) -> String {
+    id.to_string().chars().take(7).collect()
+}
+
+/// What [`Mirror::fast_forward`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// The branch was moved to the commit.
+    Pushed,
+    /// The branch already contained the commit (as its tip or an ancestor); nothing was pushed.
+    AlreadyContained,
 }
 
 impl GitError {
@@ -76,6 +123,8 @@ impl GitError {
             GitError::MissingBranch { .. } => "MissingBranch",
             GitError::Read { .. } => "ReadFailed",
             GitError::UnsafeTree { .. } => "UnsafeTree",
+            GitError::Diverged { .. } => "Diverged",
+            GitError::Push { .. } => "PushFailed",
         }
     }
 }
@@ -277,6 +326,68 @@ impl Mirror {
         self.repo
             .graph_descendant_of(commit, ancestor)
             .map_err(read_err("commit graph"))
+    }
+
+    /// Moves `branch` on the remote to `commit` with a plain (never forced) push, when its last
+    /// fetched tip is an ancestor of `commit`. A branch that already contains `commit` is left
+    /// alone; one that holds commits `commit` lacks is [`GitError::Diverged`] and nothing is
+    /// pushed. The fetched tip is not moved here: the next fetch sees the push like any other.
+    pub fn fast_forward(
+        &self,
+        branch: &str,
+        commit: Oid,
+        credentials: &Credentials,
+    ) -> Result<PushOutcome, GitError> {
+        if let Some(tip) = self.tip(branch) {
+            if self.is_ancestor(commit, tip)? {
+                return Ok(PushOutcome::AlreadyContained);
+            }
+            if !self.is_ancestor(tip, commit)? {
+                let (diverging, truncated) = self.log_between(Some(commit), tip, MAX_DIVERGING)?;
+                return Err(GitError::Diverged {
+                    branch: branch.to_owned(),
+                    commit: short(commit),
+                    diverging,
+                    truncated,
+                });
+            }
+        }
+        let push_err = |message: String, stale: bool| GitError::Push {
+            branch: branch.to_owned(),
+            url: self.display_url(),
+            message,
+            stale,
+        };
+        let local = format!("{PUSH_PREFIX}{branch}");
+        self.repo
+            .reference(&local, commit, true, "ship: fast-forward push")
+            .map_err(|e| push_err(e.message().to_owned(), false))?;
+        let mut remote = self
+            .repo
+            .remote_anonymous(&self.url)
+            .map_err(|e| push_err(e.message().to_owned(), false))?;
+        // Declared before the callbacks that borrow it, so it outlives them.
+        let mut refused: Option<String> = None;
+        let mut callbacks = credentials.callbacks();
+        callbacks.push_update_reference(|_refname, status| {
+            refused = status.map(str::to_owned);
+            Ok(())
+        });
+        let mut options = git2::PushOptions::new();
+        options.remote_callbacks(callbacks);
+        let pushed = remote.push(&[format!("{local}:refs/heads/{branch}")], Some(&mut options));
+        // The callbacks borrow `refused`; read it only once they are gone.
+        drop(options);
+        drop(remote);
+        if let Err(err) = pushed {
+            let stale = err.code() == git2::ErrorCode::NotFastForward;
+            return Err(push_err(err.message().to_owned(), stale));
+        }
+        if let Some(message) = refused {
+            let stale = message.contains("fast-forward") || message.contains("fetch first");
+            return Err(push_err(message, stale));
+        }
+        Ok(PushOutcome::Pushed)
     }
 
     /// The commits reachable from `to` but not from `from` (all of `to`'s history when `from` is

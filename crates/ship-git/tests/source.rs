@@ -177,3 +177,120 @@ async fn unreachable_remote_backs_off_then_recovers() {
     assert_eq!(recovered.consecutive_failures, 0);
     drop(stop_tx);
 }
+
+#[test]
+fn fast_forward_pushes_only_when_the_branch_can_follow() {
+    let remote = Remote::new().unwrap();
+    let mut daemon = GitDaemon::start(remote.dir.path()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = Mirror::open(&dir.path().join("mirror.git"), &daemon.url("repo.git")).unwrap();
+    let fetch = || {
+        mirror
+            .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
+            .unwrap()
+    };
+    let remote_tip = |branch: &str| {
+        remote
+            .git(&["ls-remote", "origin", &format!("refs/heads/{branch}")])
+            .unwrap()
+    };
+
+    let first = remote.commit_file("a.txt", "1\n", "tested on main").unwrap();
+    let second = remote.commit_file("a.txt", "2\n", "also on main").unwrap();
+    remote.push("main", false).unwrap();
+    fetch();
+    // production is behind main: a real push over git:// moves it to the older commit.
+    let outcome = mirror
+        .fast_forward("production", oid(&first), &Credentials::None)
+        .unwrap();
+    assert_eq!(outcome, ship_git::PushOutcome::Pushed);
+    assert!(
+        remote_tip("production").starts_with(&first),
+        "{}",
+        remote_tip("production")
+    );
+    // The mirror's tip moves only by a fetch, which reports the push like any other.
+    assert_ne!(mirror.tip("production"), Some(oid(&first)));
+    let changes = fetch();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].kind, TipChangeKind::FastForward);
+    // Promoting an ancestor of the tip pushes nothing.
+    let initial = remote.git(&["rev-parse", "HEAD~2"]).unwrap();
+    assert_eq!(
+        mirror
+            .fast_forward("production", oid(&initial), &Credentials::None)
+            .unwrap(),
+        ship_git::PushOutcome::AlreadyContained
+    );
+
+    // A hotfix committed straight to production: main's tip cannot be fast-forwarded to.
+    remote.git(&["checkout", "-q", "-b", "hotfix", &first]).unwrap();
+    let hotfix = remote
+        .commit_file("b.txt", "fix\n", "hotfix on production")
+        .unwrap();
+    remote.push("production", false).unwrap();
+    remote.git(&["checkout", "-q", "main"]).unwrap();
+    fetch();
+    match mirror.fast_forward("production", oid(&second), &Credentials::None) {
+        Err(err @ ship_git::GitError::Diverged { .. }) => {
+            assert_eq!(err.label(), "Diverged");
+            let text = err.to_string();
+            assert!(
+                text.contains(&hotfix[..7]) && text.contains("hotfix on production"),
+                "{text}"
+            );
+        }
+        other => panic!("expected Diverged, got {other:?}"),
+    }
+    assert!(remote_tip("production").starts_with(&hotfix));
+
+    // A mirror that has not fetched the hotfix yet pushes, and the server refuses: stale.
+    let stale_dir = tempfile::tempdir().unwrap();
+    let stale = Mirror::open(&stale_dir.path().join("m.git"), &daemon.url("repo.git")).unwrap();
+    stale
+        .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
+        .unwrap();
+    let third = remote.commit_file("a.txt", "3\n", "third").unwrap();
+    remote
+        .git(&[
+            "push",
+            "-q",
+            "origin",
+            "main",
+            &format!("{first}:refs/heads/production"),
+            "--force",
+        ])
+        .unwrap();
+    stale
+        .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
+        .unwrap();
+    remote
+        .git(&[
+            "push",
+            "-q",
+            "origin",
+            &format!("{hotfix}:refs/heads/production"),
+            "--force",
+        ])
+        .unwrap();
+    match stale.fast_forward("production", oid(&third), &Credentials::None) {
+        Err(ship_git::GitError::Push { stale: true, .. }) => {}
+        other => panic!("expected a stale push refusal, got {other:?}"),
+    }
+    assert!(remote_tip("production").starts_with(&hotfix));
+
+    // The remote is gone: a push error, not a panic or a silent success.
+    remote.git(&["checkout", "-q", "hotfix"]).unwrap();
+    let after = remote
+        .commit_file("b.txt", "fix 2\n", "after the hotfix")
+        .unwrap();
+    remote
+        .git(&["push", "-q", "origin", "HEAD:refs/heads/main", "--force"])
+        .unwrap();
+    fetch();
+    daemon.stop();
+    match mirror.fast_forward("production", oid(&after), &Credentials::None) {
+        Err(err @ ship_git::GitError::Push { stale: false, .. }) => assert_eq!(err.label(), "PushFailed"),
+        other => panic!("expected a push failure, got {other:?}"),
+    }
+}

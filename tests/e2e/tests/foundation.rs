@@ -36,6 +36,7 @@ fn release(name: &str, reason: Reason, rollback_of: Option<&str>) -> ShipRelease
             branch: "main".into(),
             reason,
             rollback_of: rollback_of.map(str::to_owned),
+            promotion: None,
         },
     )
 }

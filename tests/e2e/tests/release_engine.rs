@@ -469,6 +469,7 @@ async fn newer_push_supersedes_and_manual_rollback_deploys_a_named_commit() {
             branch: "main".into(),
             reason: Reason::Rollback,
             rollback_of: Some(format!("main-{}", &v3[..10])),
+            promotion: None,
         },
     );
     stack

@@ -89,8 +89,15 @@ impl TestCluster {
 
     /// Applies Ship's committed CRDs (idempotent, server-side) and waits until they are served.
     pub async fn install_crds(&self) -> anyhow::Result<()> {
-        let path = repo_root().join("deploy/crds/shipreleases.yaml");
-        let yaml = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        for file in ["shipreleases.yaml", "shippromotions.yaml"] {
+            self.install_crd(&repo_root().join("deploy/crds").join(file))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn install_crd(&self, path: &Path) -> anyhow::Result<()> {
+        let yaml = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
         let crd: CustomResourceDefinition = serde_norway::from_str(&yaml)?;
         let name = crd.metadata.name.clone().unwrap_or_default();
         let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
