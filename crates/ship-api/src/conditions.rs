@@ -40,22 +40,32 @@ pub fn kstatus_conditions(
     let stalled = matches!(phase, Phase::Failed | Phase::RolledBack);
     [(READY, ready), (RECONCILING, reconciling), (STALLED, stalled)]
         .into_iter()
-        .map(|(type_, value)| {
-            let status = if value { "True" } else { "False" };
-            let last_transition_time = previous
-                .iter()
-                .find(|c| c.type_ == type_ && c.status == status)
-                .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
-            Condition {
-                type_: type_.to_owned(),
-                status: status.to_owned(),
-                reason: observation.reason.to_owned(),
-                message: observation.message.to_owned(),
-                observed_generation: observation.generation,
-                last_transition_time,
-            }
-        })
+        .map(|(type_, value)| condition(type_, value, observation, previous, now))
         .collect()
+}
+
+/// One condition of `type_` set to `value`, saying `observation`'s reason and message; it keeps
+/// `lastTransitionTime` from `previous` when its status did not change.
+pub fn condition(
+    type_: &str,
+    value: bool,
+    observation: &Observation<'_>,
+    previous: &[Condition],
+    now: &Time,
+) -> Condition {
+    let status = if value { "True" } else { "False" };
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: observation.reason.to_owned(),
+        message: observation.message.to_owned(),
+        observed_generation: observation.generation,
+        last_transition_time,
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The committed CRDs must be exactly what the Rust types generate (controller-rs style).
 //! Fix a failure with: `cargo run -q -p ship-api --bin crdgen -- deploy/crds`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 #[test]
 fn committed_crds_match_generated() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/crds");

@@ -10,6 +10,7 @@ pub mod checks;
 pub mod health;
 pub mod jobs;
 pub mod plan;
+pub mod promotion;
 pub mod reconcile;
 pub mod releases;
 pub mod source;

@@ -28,7 +28,8 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use ship_api::conditions::READY;
 use ship_api::{
-    FIELD_MANAGER, InventoryEntry, Phase, ShipRelease, ShipReleaseStatus, TestResult, TestVerdict, keys,
+    FIELD_MANAGER, InventoryEntry, Phase, Reason, ShipRelease, ShipReleaseStatus, TestResult, TestVerdict,
+    keys,
 };
 use ship_render::Rendered;
 use tokio::sync::watch;
@@ -475,6 +476,9 @@ impl Driver<'_> {
             Err(err) if err.is_transient() => return Err(err.into()),
             Err(err) => return self.refuse(err.label(), &err).await,
         }
+        if self.release.spec.reason == Reason::Promotion && !self.promoted().await? {
+            return Ok(());
+        }
         let inventory: Vec<InventoryEntry> = objects.iter().map(plan::entry_of).collect();
         let releases = self.environment_releases().await?;
         let good = plan::last_good(&self.release, &releases).map(|g| g.spec.commit.clone());
@@ -490,6 +494,7 @@ impl Driver<'_> {
             }
             None => Default::default(),
         };
+        let subject = self.ctx.repo.as_ref().and_then(|repo| repo.subject(&commit));
         let message = format!(
             "applying {} objects of commit {} ({} new commits)",
             inventory.len(),
@@ -506,9 +511,55 @@ impl Driver<'_> {
                 s.inventory = inventory;
                 s.suspects = suspects;
                 s.suspects_truncated = truncated;
+                s.commit_subject = subject;
             },
         )
         .await
+    }
+
+    /// A promotion deploys only what its branch holds: fast-forward the branch to the commit
+    /// first (idempotent: a branch that already holds it is left alone). `false` when the
+    /// release cannot go on now; its status then says why.
+    async fn promoted(&mut self) -> Result<bool, Error> {
+        let repo = self
+            .ctx
+            .repo
+            .clone()
+            .ok_or_else(|| Error::Load(LoadError::NoRepository(self.release.spec.commit.clone())))?;
+        let (branch, commit) = (self.release.spec.branch.clone(), self.release.spec.commit.clone());
+        let (b, c) = (branch.clone(), commit.clone());
+        let pushed = tokio::task::spawn_blocking(move || repo.fast_forward(&b, &c))
+            .await
+            .map_err(|e| LoadError::Scratch(format!("push task failed: {e}")))?;
+        match pushed {
+            Ok(outcome) => {
+                if outcome == ship_git::PushOutcome::Pushed {
+                    let message = format!("fast-forwarded {branch} to {}", self.release.spec.short_commit());
+                    info!(branch, "{message}");
+                    publish(self.ctx, &self.release, EventType::Normal, "Pushed", &message).await;
+                }
+                Ok(true)
+            }
+            Err(LoadError::Git(err @ ship_git::GitError::Diverged { .. })) => {
+                self.refuse(err.label(), &err).await?;
+                Ok(false)
+            }
+            Err(err @ LoadError::NoPushAccess) => {
+                self.refuse(err.label(), &err).await?;
+                Ok(false)
+            }
+            Err(err) => {
+                // Transient (the remote is away, or moved since the last fetch): say so in the
+                // status, and let the error policy retry.
+                let step = Step {
+                    phase: Phase::Pending,
+                    reason: err.label(),
+                    message: format!("waiting to fast-forward {branch}: {err}"),
+                };
+                self.persist(step, |_| {}).await?;
+                Err(err.into())
+            }
+        }
     }
 
     /// Applies `commit`'s objects stamped as `stamp_release`, and prunes what the environment's

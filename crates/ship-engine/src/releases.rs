@@ -18,6 +18,8 @@ pub struct NewRelease<'a> {
     pub commit: &'a str,
     /// Why.
     pub reason: Reason,
+    /// For promotions: where from, and who asked.
+    pub promotion: Option<ship_api::PromotionOrigin>,
 }
 
 /// The ShipRelease object for `new`, sequenced at `sequence_millis`.
@@ -35,7 +37,7 @@ pub fn release_object(new: &NewRelease<'_>, sequence_millis: i64) -> ShipRelease
             branch: new.branch.to_owned(),
             reason: new.reason,
             rollback_of: None,
-            promotion: None,
+            promotion: new.promotion.clone(),
         },
         status: None,
     }

@@ -37,6 +37,11 @@ pub enum LoadError {
     /// The mirror lock was poisoned by a panicking thread.
     #[error("the repository mirror is unavailable after an internal error; restart shipd")]
     MirrorPoisoned,
+    /// A promotion needs to push, and shipd has no write access configured.
+    #[error(
+        "shipd has no write access to the repository: set --git-push-secret (or --git-secret) to a Secret with push rights"
+    )]
+    NoPushAccess,
 }
 
 impl LoadError {
@@ -50,6 +55,7 @@ impl LoadError {
             LoadError::UnknownCommit(_) => "UnknownCommit",
             LoadError::NoRepository(_) => "NoRepository",
             LoadError::MirrorPoisoned => "MirrorUnavailable",
+            LoadError::NoPushAccess => "NoPushAccess",
         }
     }
 }
@@ -61,6 +67,18 @@ pub struct Repo {
     pub mirror: Arc<Mutex<Mirror>>,
     /// Where commits are exported for rendering.
     pub scratch: PathBuf,
+    /// Write access, for promotions; without it a promotion release fails with `NoPushAccess`.
+    pub push: Option<PushAccess>,
+}
+
+/// What a promotion's push needs: credentials with write access, and the running source, to
+/// fetch again when the remote refused a push because its branch had moved.
+#[derive(Debug, Clone)]
+pub struct PushAccess {
+    /// Credentials with write access to the repository (never printed).
+    pub credentials: tokio::sync::watch::Receiver<ship_git::Credentials>,
+    /// The fetch loop.
+    pub source: ship_git::watch::SourceHandle,
 }
 
 fn export<T>(
@@ -138,6 +156,28 @@ impl Repo {
                 .collect();
             Ok((suspects, truncated))
         })
+    }
+
+    /// The first line of `commit`'s message, when the mirror holds it.
+    pub fn subject(&self, commit: &str) -> Option<String> {
+        let oid = parse_commit(commit).ok()?;
+        let mirror = self.mirror.lock().ok()?;
+        let found = mirror.repository().find_commit(oid).ok()?;
+        Some(String::from_utf8_lossy(found.summary_bytes().unwrap_or_default()).into_owned())
+    }
+
+    /// Fast-forwards `branch` on the remote to `commit` (see [`Mirror::fast_forward`]). A push
+    /// the remote refused because the branch moved asks the source to fetch, so a retry sees
+    /// the new tip (and reports the divergence, if that is what it is).
+    pub fn fast_forward(&self, branch: &str, commit: &str) -> Result<ship_git::PushOutcome, LoadError> {
+        let oid = parse_commit(commit)?;
+        let push = self.push.as_ref().ok_or(LoadError::NoPushAccess)?;
+        let credentials = push.credentials.borrow().clone();
+        let result = self.with_mirror(|mirror| Ok(mirror.fast_forward(branch, oid, &credentials)?));
+        if let Err(LoadError::Git(ship_git::GitError::Push { stale: true, .. })) = &result {
+            push.source.trigger();
+        }
+        result
     }
 
     /// The environment that deploys `branch` at `commit`, by that commit's `ship.yaml`.

@@ -413,11 +413,12 @@ impl ShipConfig {
                     ));
                 }
             }
-            if p.schedule.split_whitespace().count() != 5 {
-                return Err(invalid(
-                    "promotion.schedule",
-                    "a cron expression has five fields: minute hour day month weekday",
-                ));
+            match crate::schedule::Schedule::parse(&p.schedule, &p.time_zone) {
+                Ok(_) => {}
+                Err(err @ crate::schedule::ScheduleError::TimeZone(_)) => {
+                    return Err(invalid("promotion.timeZone", err.to_string()));
+                }
+                Err(err) => return Err(invalid("promotion.schedule", err.to_string())),
             }
         }
         Ok(())
@@ -433,6 +434,11 @@ impl ShipConfig {
     /// The health timeout, parsed (checked when the file was parsed).
     pub fn health_timeout(&self) -> Duration {
         parse_duration(&self.health.timeout).unwrap_or(Duration::from_secs(300))
+    }
+
+    /// The promotion schedule, parsed (checked when the file was parsed).
+    pub fn promotion_schedule(&self) -> Result<crate::schedule::Schedule, crate::schedule::ScheduleError> {
+        crate::schedule::Schedule::parse(&self.promotion.schedule, &self.promotion.time_zone)
     }
 
     /// The environment that deploys `branch`, if any.
@@ -515,6 +521,14 @@ mod tests {
             ("environments: {main: {}}\n", "promotion.to"),
             (
                 "environments: {main: {}, production: {}}\npromotion: {schedule: every tuesday}\n",
+                "promotion.schedule",
+            ),
+            (
+                "environments: {main: {}, production: {}}\npromotion: {schedule: '0 10 * * TUE', timeZone: Moon/Base}\n",
+                "promotion.timeZone",
+            ),
+            (
+                "environments: {main: {}, production: {}}\npromotion: {schedule: '61 10 * * TUE'}\n",
                 "promotion.schedule",
             ),
             (

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod manifests;
+pub mod schedule;
 pub mod validate;
 
 use std::path::Path;

@@ -47,6 +47,15 @@ struct Args {
     #[arg(long, env = "SHIP_TEST_PAUSE_AFTER", hide = true, value_parser = parse_pause)]
     test_pause_after: Option<(ship_api::Phase, std::time::Duration)>,
 
+    /// Longest time between two looks at the promotion (scheduled times and
+    /// `kubectl ship promote` requests wake it sooner).
+    #[arg(long, env = "SHIP_PROMOTION_INTERVAL", default_value = "15s", value_parser = source::parse_duration)]
+    promotion_interval: std::time::Duration,
+
+    /// Testing only: the promotion's clock starts at this RFC 3339 time and runs at real speed.
+    #[arg(long, env = "SHIP_TEST_CLOCK", hide = true)]
+    test_clock: Option<jiff::Timestamp>,
+
     #[command(flatten)]
     source: source::SourceArgs,
 }
@@ -110,20 +119,45 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut ctx = ship_engine::Context::new(client.clone(), args.namespace.clone(), args.instance)
         .with_settings(settings);
-    if let Some((handle, tips, _webhook_counters)) =
-        source::start(&args.source, client.clone(), stop_rx.clone()).await?
-    {
+    if let Some(started) = source::start(&args.source, client.clone(), stop_rx.clone()).await? {
+        let handle = started.handle;
+        let tips = started.tips;
+        // Counted for the metrics endpoint; the receiver keeps them up to date.
+        let _webhook_counters = started.webhook_counters;
         let repo = ship_engine::source::Repo {
             mirror: handle.mirror(),
             scratch: args.source.data_dir.join("scratch"),
+            push: Some(ship_engine::source::PushAccess {
+                credentials: started.push_credentials,
+                source: handle.clone(),
+            }),
         };
         ctx = ctx.with_repo(repo.clone());
+        let namespace = args
+            .namespace
+            .clone()
+            .unwrap_or_else(|| args.source.secret_namespace.clone());
+        let promoter = ship_engine::promotion::Promoter {
+            client: client.clone(),
+            namespace: namespace.clone(),
+            repo: repo.clone(),
+            config_branch: args
+                .source
+                .branches
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "main".into()),
+            recorder: ctx.recorder.clone(),
+            clock: match args.test_clock {
+                Some(start) => ship_engine::promotion::clock_from(start),
+                None => ship_engine::promotion::system_clock(),
+            },
+            interval: args.promotion_interval,
+        };
+        tokio::spawn(ship_engine::promotion::run(promoter, stopped(stop_rx.clone())));
         let target = source::TipTarget {
             client,
-            namespace: args
-                .namespace
-                .clone()
-                .unwrap_or_else(|| args.source.secret_namespace.clone()),
+            namespace,
             repo,
             branches: args.source.branches.clone(),
             force_push: args.source.force_push.policy(),

@@ -57,6 +57,11 @@ pub struct SourceArgs {
     #[arg(long, env = "SHIP_GIT_SECRET")]
     pub git_secret: Option<String>,
 
+    /// Secret with credentials that may push (same keys as --git-secret), used only to
+    /// fast-forward the promotion's target branch. Default: --git-secret.
+    #[arg(long, env = "SHIP_GIT_PUSH_SECRET")]
+    pub git_push_secret: Option<String>,
+
     /// Address of the push webhook receiver (`POST /hooks/push`).
     #[arg(long, env = "SHIP_WEBHOOK_ADDR", default_value = "0.0.0.0:9292")]
     pub webhook_addr: SocketAddr,
@@ -142,26 +147,48 @@ fn follow_secret<T: Send + Sync + 'static>(
     });
 }
 
+/// A running source.
+#[derive(Debug)]
+pub struct Started {
+    /// The fetch loop.
+    pub handle: SourceHandle,
+    /// Tip changes, as fetches find them.
+    pub tips: mpsc::Receiver<TipChange>,
+    /// Webhook request counters.
+    pub webhook_counters: Arc<Counters>,
+    /// Credentials that may push (promotions).
+    pub push_credentials: watch::Receiver<Credentials>,
+}
+
+/// Credentials kept up to date from the Secret `name` (none without a name).
+fn credentials_following(
+    client: &Client,
+    namespace: &str,
+    name: Option<&String>,
+) -> watch::Receiver<Credentials> {
+    let (tx, rx) = watch::channel(Credentials::None);
+    if let Some(name) = name {
+        follow_secret(client.clone(), namespace, name.clone(), tx, credentials_from);
+    }
+    rx
+}
+
 /// Starts the source (and the webhook receiver when configured). Returns `None` without a URL.
 pub async fn start(
     args: &SourceArgs,
     client: Client,
     stop: watch::Receiver<bool>,
-) -> anyhow::Result<Option<(SourceHandle, mpsc::Receiver<TipChange>, Arc<Counters>)>> {
+) -> anyhow::Result<Option<Started>> {
     let Some(url) = args.repo_url.clone() else {
         info!("no --repo-url: not following a repository");
         return Ok(None);
     };
-    let (creds_tx, creds_rx) = watch::channel(Credentials::None);
-    if let Some(name) = &args.git_secret {
-        follow_secret(
-            client.clone(),
-            &args.secret_namespace,
-            name.clone(),
-            creds_tx,
-            credentials_from,
-        );
-    }
+    let creds_rx = credentials_following(&client, &args.secret_namespace, args.git_secret.as_ref());
+    let push_credentials = credentials_following(
+        &client,
+        &args.secret_namespace,
+        args.git_push_secret.as_ref().or(args.git_secret.as_ref()),
+    );
     let mut config = SourceConfig::new(url, args.branches.clone(), args.data_dir.join("mirror.git"));
     config.poll_interval = args.poll_interval;
     config.force_push = args.force_push.policy();
@@ -203,7 +230,12 @@ pub async fn start(
             }
         });
     }
-    Ok(Some((handle, tips, counters)))
+    Ok(Some(Started {
+        handle,
+        tips,
+        webhook_counters: counters,
+        push_credentials,
+    }))
 }
 
 /// Where tips become releases.
@@ -257,6 +289,7 @@ async fn release_tip(target: &TipTarget, branch: &str, commit: git2::Oid) {
         branch,
         commit: &commit_text,
         reason: ship_api::Reason::Push,
+        promotion: None,
     };
     match ship_engine::releases::create(&target.client, &target.namespace, &new).await {
         Ok((release, true)) => info!(environment, commit = %commit, release, branch, "release created"),

@@ -9,3 +9,4 @@ pub mod cluster;
 pub mod git;
 pub mod kubelet;
 pub mod process;
+pub mod stack;

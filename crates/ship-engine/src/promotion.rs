@@ -1,0 +1,627 @@
+//! The forced promotion: on the schedule in `ship.yaml` (Tuesday 10:00 UTC by default), or when
+//! asked, make a `reason: Promotion` ShipRelease that fast-forwards the target environment's
+//! branch (`production`) to the newest commit of the source environment (`main`) whose release
+//! Succeeded. The release engine then pushes and deploys it like any other release.
+//!
+//! State lives in the `ShipPromotion` object named after the target environment: the last
+//! scheduled time handled (so a missed schedule runs once after a restart, however many weeks
+//! were missed), the last run, how far the target lags behind, and a `Stalled` condition while
+//! the target branch holds commits the source lacks (nothing is ever forced).
+//!
+//! Deciding is [`evaluate`] (reads the mirror) and [`Schedule`]; the loop in [`run`] is the
+//! thin layer that talks to the API server.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use git2::Oid;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use ship_api::conditions::{Observation, READY, STALLED, condition};
+use ship_api::{
+    Behind, FIELD_MANAGER, Phase, PromotionOrigin, PromotionOutcome, PromotionRun, Reason, ShipPromotion,
+    ShipPromotionSpec, ShipPromotionStatus, ShipRelease, keys,
+};
+use ship_git::{CommitSummary, GitError, Mirror};
+use ship_render::schedule::Schedule;
+use ship_render::{ShipConfig, config};
+use tracing::{info, warn};
+
+use crate::releases::{self, NewRelease};
+use crate::source::{LoadError, Repo};
+
+/// Commits of the source branch searched for a tested one, newest first.
+const SEARCH_DEPTH: usize = 1000;
+/// Commits counted when measuring how far the target is behind.
+const BEHIND_LIMIT: usize = 1000;
+/// Diverging commits named in a condition or event.
+const DIVERGING_SHOWN: usize = 10;
+
+/// `requestedBy` of scheduled runs.
+pub const SCHEDULE: &str = "schedule";
+
+/// The time, as the promotion sees it. Tests start shipd with a clock set to a chosen moment.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The real clock.
+pub fn system_clock() -> Clock {
+    Arc::new(Timestamp::now)
+}
+
+/// A clock that reads `start` now and runs at real speed from there (for tests).
+pub fn clock_from(start: Timestamp) -> Clock {
+    let origin = std::time::Instant::now();
+    Arc::new(move || {
+        let elapsed = jiff::SignedDuration::try_from(origin.elapsed()).unwrap_or_default();
+        start.checked_add(elapsed).unwrap_or(start)
+    })
+}
+
+/// What the repository says about a promotion right now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// What a run now would do.
+    pub verdict: Verdict,
+    /// The newest tested commit of the source environment, and the release that tested it.
+    pub candidate: Option<(Oid, String)>,
+    /// The target branch's tip.
+    pub target_tip: Option<Oid>,
+    /// How far the target branch is behind the source branch.
+    pub behind: Behind,
+    /// Commits on the target branch that the source branch's tip lacks (newest first, a few),
+    /// and whether there are more. Non-empty: a promotion cannot fast-forward.
+    pub diverging: (Vec<CommitSummary>, bool),
+}
+
+/// What a promotion run would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Fast-forward the target to the candidate.
+    Promote,
+    /// The target already holds the candidate.
+    UpToDate,
+    /// No source commit has passed its tests.
+    NothingTested,
+    /// The target holds commits the candidate lacks.
+    Diverged,
+}
+
+impl Verdict {
+    fn outcome(self) -> PromotionOutcome {
+        match self {
+            Verdict::Promote => PromotionOutcome::Promoted,
+            Verdict::UpToDate => PromotionOutcome::UpToDate,
+            Verdict::NothingTested => PromotionOutcome::NothingTested,
+            Verdict::Diverged => PromotionOutcome::Diverged,
+        }
+    }
+}
+
+fn short(id: Oid) -> String {
+    id.to_string().chars().take(7).collect()
+}
+
+fn describe(commits: &[CommitSummary], more: bool) -> String {
+    let mut text = commits
+        .iter()
+        .map(|c| format!("{} {}", short(c.id), c.subject))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if more {
+        text.push_str("; and more");
+    }
+    text
+}
+
+/// Decides a promotion from the mirror: `tested` maps each source commit whose release
+/// Succeeded to that release's name. The candidate is the newest of them on the source
+/// branch; a red commit newer than it is skipped, never promoted.
+pub fn evaluate(
+    mirror: &Mirror,
+    source_branch: &str,
+    target_branch: &str,
+    tested: &HashMap<String, String>,
+) -> Result<Evaluation, GitError> {
+    let source_tip = mirror.tip(source_branch);
+    let target_tip = mirror.tip(target_branch);
+    let mut candidate = None;
+    if let Some(tip) = source_tip {
+        let (history, _) = mirror.log_between(None, tip, SEARCH_DEPTH)?;
+        candidate = history.iter().find_map(|c| {
+            tested
+                .get(&c.id.to_string())
+                .map(|release| (c.id, release.clone()))
+        });
+    }
+    let mut behind = Behind {
+        source_commit: source_tip.map(|c| c.to_string()).unwrap_or_default(),
+        target_commit: target_tip.map(|c| c.to_string()).unwrap_or_default(),
+        ..Behind::default()
+    };
+    let mut diverging = (Vec::new(), false);
+    if let Some(source) = source_tip {
+        let (unreleased, truncated) = mirror.log_between(target_tip, source, BEHIND_LIMIT)?;
+        behind.commits = u32::try_from(unreleased.len()).unwrap_or(u32::MAX);
+        behind.truncated = truncated;
+        if let Some(oldest) = unreleased.last() {
+            behind.oldest_commit = Some(short(oldest.id));
+            behind.oldest_commit_time = Timestamp::from_second(oldest.time).ok().map(Time);
+        }
+        if let Some(target) = target_tip {
+            diverging = mirror.log_between(Some(source), target, DIVERGING_SHOWN)?;
+        }
+    }
+    let verdict = match (candidate.as_ref(), target_tip) {
+        (None, _) => Verdict::NothingTested,
+        (Some(_), None) => Verdict::Promote,
+        (Some(&(commit, _)), Some(target)) => {
+            if mirror.is_ancestor(commit, target)? {
+                Verdict::UpToDate
+            } else if mirror.is_ancestor(target, commit)? {
+                Verdict::Promote
+            } else {
+                // Name what blocks this very candidate (the tip's divergence may differ).
+                diverging = mirror.log_between(Some(commit), target, DIVERGING_SHOWN)?;
+                Verdict::Diverged
+            }
+        }
+    };
+    Ok(Evaluation {
+        verdict,
+        candidate,
+        target_tip,
+        behind,
+        diverging,
+    })
+}
+
+/// Where and how the promotion loop works.
+#[derive(Clone)]
+pub struct Promoter {
+    /// Client of the cluster holding the ShipReleases and the ShipPromotion.
+    pub client: Client,
+    /// Their namespace.
+    pub namespace: String,
+    /// The repository.
+    pub repo: Repo,
+    /// The branch whose tip's `ship.yaml` holds the promotion settings (the first followed).
+    pub config_branch: String,
+    /// The shared event recorder.
+    pub recorder: Recorder,
+    /// Now.
+    pub clock: Clock,
+    /// Longest sleep between two looks (the next scheduled time wakes it sooner).
+    pub interval: Duration,
+}
+
+impl std::fmt::Debug for Promoter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Promoter")
+            .field("namespace", &self.namespace)
+            .field("config_branch", &self.config_branch)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a look at the promotion failed (it is retried at the next one).
+#[derive(Debug, thiserror::Error)]
+pub enum PromotionError {
+    /// Reading or writing ShipPromotions or ShipReleases failed.
+    #[error("cannot read or write promotion objects (check the controller's RBAC): {0}")]
+    Api(#[from] kube::Error),
+    /// The repository could not be read.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+}
+
+impl PromotionError {
+    /// Stable label for metrics and event reasons.
+    pub fn label(&self) -> &'static str {
+        match self {
+            PromotionError::Api(_) => "PromotionApi",
+            PromotionError::Load(e) => e.label(),
+        }
+    }
+}
+
+/// The settings a look works with, from `ship.yaml`.
+struct Settings {
+    from: String,
+    to: String,
+    from_branch: String,
+    to_branch: String,
+    schedule: Schedule,
+}
+
+fn settings_of(config: &ShipConfig) -> Option<Result<Settings, String>> {
+    let p = &config.promotion;
+    if !p.enabled {
+        return None;
+    }
+    let branch = |env: &str| config.environments.get(env).map(|e| e.branch(env).to_owned());
+    let (Some(from_branch), Some(to_branch)) = (branch(&p.from), branch(&p.to)) else {
+        return Some(Err(
+            "promotion.from or promotion.to names an unknown environment".into()
+        ));
+    };
+    Some(
+        config
+            .promotion_schedule()
+            .map(|schedule| Settings {
+                from: p.from.clone(),
+                to: p.to.clone(),
+                from_branch,
+                to_branch,
+                schedule,
+            })
+            .map_err(|e| e.to_string()),
+    )
+}
+
+fn annotation<'a>(object: &'a ShipPromotion, key: &str) -> Option<&'a str> {
+    object.annotations().get(key).map(String::as_str)
+}
+
+/// Conditions for a promotion: `Ready` unless a person must act, `Stalled` when one must.
+fn conditions(
+    stalled: Option<(&str, &str)>,
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: &Time,
+) -> Vec<Condition> {
+    let (reason, message) = stalled.unwrap_or(("Ready", "promotion can fast-forward"));
+    let observation = Observation {
+        phase: Phase::Succeeded,
+        reason,
+        message,
+        generation,
+    };
+    vec![
+        condition(READY, stalled.is_none(), &observation, previous, now),
+        condition(STALLED, stalled.is_some(), &observation, previous, now),
+    ]
+}
+
+impl Promoter {
+    fn promotions(&self) -> Api<ShipPromotion> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    async fn publish(&self, object: &ShipPromotion, type_: EventType, reason: &str, note: &str) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(crate::checks::tail(note, 1000)),
+            action: "Promote".into(),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            warn!(error = %err, reason, "cannot publish event");
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Mirror) -> Result<T, LoadError> + Send + 'static,
+    ) -> Result<T, LoadError> {
+        let mirror = self.repo.mirror.clone();
+        tokio::task::spawn_blocking(move || {
+            let mirror = mirror.lock().map_err(|_| LoadError::MirrorPoisoned)?;
+            work(&mirror)
+        })
+        .await
+        .map_err(|e| LoadError::Scratch(format!("promotion task failed: {e}")))?
+    }
+
+    /// The promotion's settings from `ship.yaml` at the config branch's tip; `None` when
+    /// promotion is off or the branch is not fetched yet.
+    async fn settings(&self) -> Result<Option<Result<Settings, String>>, LoadError> {
+        let branch = self.config_branch.clone();
+        self.blocking(move |mirror| {
+            let Some(tip) = mirror.tip(&branch) else {
+                return Ok(None);
+            };
+            match crate::source::load_config(mirror, tip) {
+                Ok(config) => Ok(settings_of(&config)),
+                Err(err) => Ok(Some(Err(format!(
+                    "{} at {branch}'s tip: {err}",
+                    config::FILE_NAME
+                )))),
+            }
+        })
+        .await
+    }
+
+    /// The ShipPromotion for `settings`, created on first sight. A new one counts the
+    /// schedule from now: times before Ship was set up are not "missed".
+    async fn object(&self, settings: &Settings, now: Timestamp) -> Result<ShipPromotion, PromotionError> {
+        let api = self.promotions();
+        if let Some(found) = api.get_opt(&settings.to).await? {
+            return Ok(found);
+        }
+        let object = ShipPromotion {
+            metadata: ObjectMeta {
+                name: Some(settings.to.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: ShipPromotionSpec {
+                from: settings.from.clone(),
+                to: settings.to.clone(),
+            },
+            status: None,
+        };
+        let created = match api.create(&PostParams::default(), &object).await {
+            Ok(created) => created,
+            Err(kube::Error::Api(s)) if s.code == 409 => api.get(&settings.to).await?,
+            Err(err) => return Err(err.into()),
+        };
+        let status = ShipPromotionStatus {
+            last_schedule_time: Some(Time(now)),
+            ..ShipPromotionStatus::default()
+        };
+        self.write_status(&created, &status).await?;
+        info!(
+            promotion = settings.to,
+            "promotion created; its schedule counts from now"
+        );
+        Ok(api.get(&settings.to).await?)
+    }
+
+    async fn write_status(
+        &self,
+        object: &ShipPromotion,
+        status: &ShipPromotionStatus,
+    ) -> Result<(), PromotionError> {
+        if object.status.as_ref() == Some(status) {
+            return Ok(());
+        }
+        let patch = serde_json::json!({
+            "apiVersion": ShipPromotion::api_version(&()),
+            "kind": ShipPromotion::kind(&()),
+            "status": status,
+        });
+        self.promotions()
+            .patch_status(
+                &object.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Source commits whose release Succeeded, with the release's name.
+    async fn tested(&self, from: &str) -> Result<HashMap<String, String>, PromotionError> {
+        let releases: Api<ShipRelease> = Api::namespaced(self.client.clone(), &self.namespace);
+        let listed = releases
+            .list(&ListParams::default().labels(&format!("{}={from}", keys::ENVIRONMENT)))
+            .await?;
+        Ok(listed
+            .items
+            .into_iter()
+            .filter(|r| {
+                r.spec.environment == from
+                    && r.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded)
+            })
+            .map(|r| (r.spec.commit.clone(), r.name_any()))
+            .collect())
+    }
+
+    /// One run: make the promotion release when there is something to promote.
+    async fn promote(
+        &self,
+        object: &ShipPromotion,
+        settings: &Settings,
+        evaluation: &Evaluation,
+        requested_by: &str,
+        scheduled_for: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<PromotionRun, PromotionError> {
+        let commit = evaluation.candidate.as_ref().map(|(c, _)| c.to_string());
+        let mut run = PromotionRun {
+            at: Time(now),
+            requested_by: requested_by.to_owned(),
+            outcome: evaluation.verdict.outcome(),
+            commit: commit.clone(),
+            release: None,
+            message: String::new(),
+        };
+        let candidate = commit.as_deref().map(|c| &c[..7]).unwrap_or_default().to_owned();
+        match evaluation.verdict {
+            Verdict::NothingTested => {
+                run.message = format!(
+                    "no {} commit has passed its tests yet; nothing to promote",
+                    settings.from
+                );
+            }
+            Verdict::UpToDate => {
+                run.message = format!(
+                    "{} already holds {} ({candidate})",
+                    settings.to_branch, settings.from
+                );
+            }
+            Verdict::Diverged => {
+                let (commits, more) = &evaluation.diverging;
+                run.message = format!(
+                    "not promoting {candidate}: {} has {} commit(s) that {} lacks ({}); nothing was forced: merge {} into {}",
+                    settings.to_branch,
+                    commits.len(),
+                    settings.from_branch,
+                    describe(commits, *more),
+                    settings.to_branch,
+                    settings.from_branch
+                );
+                warn!(promotion = settings.to, "{}", run.message);
+                self.publish(object, EventType::Warning, "PromotionRefused", &run.message)
+                    .await;
+            }
+            Verdict::Promote => {
+                let (commit, from_release) = evaluation
+                    .candidate
+                    .clone()
+                    .map(|(c, r)| (c.to_string(), r))
+                    .unwrap_or_default();
+                let new = NewRelease {
+                    environment: &settings.to,
+                    branch: &settings.to_branch,
+                    commit: &commit,
+                    reason: Reason::Promotion,
+                    promotion: Some(PromotionOrigin {
+                        from_environment: settings.from.clone(),
+                        from_release,
+                        previous_commit: evaluation.target_tip.map(|c| c.to_string()).unwrap_or_default(),
+                        requested_by: requested_by.to_owned(),
+                        scheduled_for: scheduled_for.map(Time),
+                    }),
+                };
+                let (name, created) = releases::create(&self.client, &self.namespace, &new).await?;
+                run.release = Some(name.clone());
+                run.message = format!(
+                    "promoting {} {candidate} to {} ({} commits) as release {name}",
+                    settings.from, settings.to, evaluation.behind.commits
+                );
+                if created {
+                    info!(
+                        promotion = settings.to,
+                        release = name,
+                        commit,
+                        requested_by,
+                        "{}",
+                        run.message
+                    );
+                    self.publish(object, EventType::Normal, "Promoted", &run.message)
+                        .await;
+                }
+            }
+        }
+        Ok(run)
+    }
+
+    /// One look: run what is due (a scheduled time or a request), refresh the status. Returns
+    /// when to look again.
+    async fn look(&self) -> Result<Duration, PromotionError> {
+        let now = (self.clock)();
+        let Some(settings) = self.settings().await? else {
+            return Ok(self.interval);
+        };
+        let settings = match settings {
+            Ok(settings) => settings,
+            Err(problem) => {
+                warn!(problem, "promotion settings unusable");
+                return Ok(self.interval);
+            }
+        };
+        let object = self.object(&settings, now).await?;
+        let previous = object.status.clone().unwrap_or_default();
+        let mut status = previous.clone();
+        let tested = self.tested(&settings.from).await?;
+        let (from_branch, to_branch) = (settings.from_branch.clone(), settings.to_branch.clone());
+        let evaluation = self
+            .blocking(move |mirror| Ok(evaluate(mirror, &from_branch, &to_branch, &tested)?))
+            .await?;
+
+        let last_handled = previous.last_schedule_time.as_ref().map_or(now, |t| t.0);
+        let due = settings.schedule.latest_due(last_handled, now);
+        let requested = annotation(&object, keys::REQUESTED_AT)
+            .filter(|r| previous.last_handled_requested_at.as_deref() != Some(*r))
+            .map(str::to_owned);
+        if due.is_some() || requested.is_some() {
+            let requested_by = match (&requested, due) {
+                (Some(_), _) => annotation(&object, keys::REQUESTED_BY)
+                    .unwrap_or("unknown")
+                    .to_owned(),
+                (None, _) => SCHEDULE.to_owned(),
+            };
+            let run = self
+                .promote(&object, &settings, &evaluation, &requested_by, due, now)
+                .await?;
+            if run.outcome == PromotionOutcome::Promoted {
+                status.last_promotion = Some(run.clone());
+            }
+            status.message = Some(run.message.clone());
+            status.last_run = Some(run);
+            if let Some(due) = due {
+                status.last_schedule_time = Some(Time(due));
+            }
+            if requested.is_some() {
+                status.last_handled_requested_at = requested;
+            }
+        }
+
+        let (diverging, more) = &evaluation.diverging;
+        let stall_message = (!diverging.is_empty()).then(|| {
+            format!(
+                "{} has {} commit(s) that {} lacks ({}): merge them into {} so promotions can fast-forward",
+                settings.to_branch,
+                diverging.len(),
+                settings.from_branch,
+                describe(diverging, *more),
+                settings.from_branch
+            )
+        });
+        let time = Time(now);
+        status.conditions = conditions(
+            stall_message.as_deref().map(|m| ("Diverged", m)),
+            object.metadata.generation,
+            &previous.conditions,
+            &time,
+        );
+        // Keep the previous condition times when nothing else changed, so a look that finds
+        // nothing new writes nothing.
+        status.schedule = Some(settings.schedule_text());
+        status.time_zone = Some(settings.zone_text());
+        let next = settings.schedule.next_after(now);
+        status.next_schedule_time = next.map(Time);
+        status.behind = Some(evaluation.behind.clone());
+        self.write_status(&object, &status).await?;
+
+        let until_next = next
+            .and_then(|n| Duration::try_from(n.duration_since(now)).ok())
+            .unwrap_or(self.interval);
+        Ok(until_next.min(self.interval))
+    }
+}
+
+impl Settings {
+    fn schedule_text(&self) -> String {
+        self.schedule.expression().to_owned()
+    }
+    fn zone_text(&self) -> String {
+        self.schedule.zone_name()
+    }
+}
+
+/// Runs the promotion loop until `shutdown` resolves: a look every `interval`, at each scheduled
+/// time, and whenever a ShipPromotion changes (a `kubectl ship promote` request).
+pub async fn run(promoter: Promoter, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let mut changes = watcher(promoter.promotions(), watcher::Config::default()).boxed();
+    tokio::pin!(shutdown);
+    let mut failures = 0u32;
+    loop {
+        let wait = match promoter.look().await {
+            Ok(wait) => {
+                failures = 0;
+                wait
+            }
+            Err(err) => {
+                failures += 1;
+                warn!(error = %err, kind = err.label(), "promotion look failed; retrying");
+                ship_git::watch::backoff(failures, Duration::from_secs(1), promoter.interval)
+            }
+        };
+        // Wake a little after the scheduled time, never before it.
+        let wait = wait + Duration::from_millis(50);
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(wait) => {},
+            Some(_) = changes.next() => {},
+        }
+    }
+}

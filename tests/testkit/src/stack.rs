@@ -1,0 +1,187 @@
+//! Both environments of a sample app, for tests that play whole stories: a namespace per
+//! environment, a real repository behind a real `git daemon`, the app stand-in, and `shipd`.
+//!
+//! `main` deploys into `<ns>`, `production` into `<ns>-prod`; both run the same `home` test
+//! (the app must answer `healthy`). The promotion runs on the default schedule (Tuesday 10:00
+//! UTC); tests move shipd's clock with `--test-clock`.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use kube::Api;
+use ship_api::{Phase, ShipPromotion, ShipRelease};
+
+use crate::app::App;
+use crate::cluster::{TestCluster, eventually};
+use crate::git::{GitDaemon, Remote};
+use crate::process::Shipd;
+
+/// The app's ConfigMap with `body` (the app answers it; `healthy` passes the test).
+pub fn configmap(body: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: web}}\ndata: {{body: {body:?}}}\n")
+}
+
+/// One sample app in two environments, with its repository and controller.
+#[derive(Debug)]
+pub struct Stack {
+    /// The control plane.
+    pub cluster: TestCluster,
+    /// The namespace of `main` (and of the ShipReleases); production's is `<ns>-prod`.
+    pub ns: String,
+    /// The repository.
+    pub remote: Remote,
+    /// The git daemon serving it.
+    pub daemon: GitDaemon,
+    data: tempfile::TempDir,
+    /// The running controller, if started.
+    pub shipd: Option<Shipd>,
+    _app: App,
+}
+
+impl Stack {
+    /// Namespaces, repository (ship.yaml and a healthy app committed on main, not yet pushed),
+    /// daemon and app. `promotion` is the `promotion:` block of ship.yaml (YAML flow style).
+    pub async fn new(prefix: &str, promotion: &str) -> anyhow::Result<Self> {
+        let cluster = TestCluster::connect().await?;
+        cluster.install_crds().await?;
+        let ns = cluster.namespace(prefix).await?;
+        let prod = format!("{ns}-prod");
+        cluster
+            .kubectl(&["create", "namespace", &prod])
+            .context("create production namespace")?;
+        let app = App::start(cluster.client()).await?;
+        let remote = Remote::new()?;
+        let daemon = GitDaemon::start(remote.dir.path())?;
+        let ship_yaml = format!(
+            "environments:\n  main: {{namespace: {ns}}}\n  production: {{namespace: {prod}}}\n\
+             health: {{timeout: 30s}}\npromotion: {promotion}\n\
+             tests:\n- name: home\n  http: {{url: '{}', expect: {{bodyContains: healthy}}}}\n",
+            app.health_url()
+        );
+        remote.commit_files(
+            &[
+                ("ship.yaml", &ship_yaml),
+                ("deploy/main/web.yaml", &configmap("healthy main")),
+                ("deploy/production/web.yaml", &configmap("healthy production")),
+            ],
+            "sample app",
+        )?;
+        Ok(Self {
+            cluster,
+            ns,
+            remote,
+            daemon,
+            data: tempfile::tempdir()?,
+            shipd: None,
+            _app: app,
+        })
+    }
+
+    /// Starts shipd on this stack (replacing a running one), with `extra` flags.
+    pub fn start_shipd(&mut self, extra: &[&str]) -> anyhow::Result<()> {
+        self.kill_shipd()?;
+        let url = self.daemon.url("repo.git");
+        let data = self.data.path().display().to_string();
+        let mut args = vec![
+            "--namespace",
+            &self.ns,
+            "--secret-namespace",
+            &self.ns,
+            "--repo-url",
+            &url,
+            "--data-dir",
+            &data,
+            "--poll-interval",
+            "1s",
+            "--promotion-interval",
+            "1s",
+        ];
+        args.extend(extra);
+        self.shipd = Some(Shipd::start(self.cluster.kubeconfig(), &args)?);
+        Ok(())
+    }
+
+    /// SIGKILLs shipd, if running.
+    pub fn kill_shipd(&mut self) -> anyhow::Result<()> {
+        if let Some(mut shipd) = self.shipd.take() {
+            shipd.signal("KILL")?;
+            shipd.wait_exit(Duration::from_secs(5))?;
+        }
+        Ok(())
+    }
+
+    /// Writes `files` on main, commits, pushes; returns the commit.
+    pub fn push_main(&self, files: &[(&str, &str)], message: &str) -> anyhow::Result<String> {
+        let commit = self.remote.commit_files(files, message)?;
+        self.remote.push("main", false)?;
+        Ok(commit)
+    }
+
+    /// The tip of `branch` in the served repository.
+    pub fn branch_tip(&self, branch: &str) -> anyhow::Result<String> {
+        crate::git::git(&self.remote.bare, &["rev-parse", &format!("refs/heads/{branch}")])
+    }
+
+    /// The ShipReleases of this stack.
+    pub fn releases(&self) -> Api<ShipRelease> {
+        Api::namespaced(self.cluster.client(), &self.ns)
+    }
+
+    /// The ShipPromotions of this stack.
+    pub fn promotions(&self) -> Api<ShipPromotion> {
+        Api::namespaced(self.cluster.client(), &self.ns)
+    }
+
+    /// shipd's logs so far.
+    pub fn logs(&self) -> String {
+        self.shipd.as_ref().map(Shipd::logs).unwrap_or_default()
+    }
+
+    /// Waits until release `name` settles in `phase`; the failure shows it and shipd's logs.
+    pub async fn settled(&self, name: &str, phase: Phase, timeout: Duration) -> anyhow::Result<ShipRelease> {
+        let api = self.releases();
+        let result = eventually(&format!("{name} {phase}"), timeout, || {
+            let api = api.clone();
+            async move {
+                let release = api.get_opt(name).await?;
+                Ok(release.filter(|r| r.status.as_ref().and_then(|s| s.phase) == Some(phase)))
+            }
+        })
+        .await;
+        match result {
+            Ok(release) => Ok(release),
+            Err(err) => {
+                let now = api.get_opt(name).await.ok().flatten();
+                anyhow::bail!("{err:#}\nrelease now: {now:#?}\nshipd logs:\n{}", self.logs())
+            }
+        }
+    }
+
+    /// Waits until the ShipPromotion `name` satisfies `done`.
+    pub async fn promotion_where(
+        &self,
+        name: &str,
+        timeout: Duration,
+        done: impl Fn(&ShipPromotion) -> bool,
+    ) -> anyhow::Result<ShipPromotion> {
+        let api = self.promotions();
+        let result = eventually(&format!("promotion {name}"), timeout, || {
+            let api = api.clone();
+            let done = &done;
+            async move { Ok(api.get_opt(name).await?.filter(|p| done(p))) }
+        })
+        .await;
+        match result {
+            Ok(found) => Ok(found),
+            Err(err) => {
+                let now = api.get_opt(name).await.ok().flatten();
+                anyhow::bail!("{err:#}\npromotion now: {now:#?}\nshipd logs:\n{}", self.logs())
+            }
+        }
+    }
+}
+
+/// The name Ship gives the release of `commit` to `environment`.
+pub fn release_name(environment: &str, commit: &str) -> String {
+    format!("{environment}-{}", &commit[..10.min(commit.len())])
+}
