@@ -114,7 +114,7 @@ async fn tuesday_promotes_the_newest_green_main_commit_and_skips_a_red_one() {
         .await
         .unwrap();
     assert_eq!(web.annotations().get(ship_api::keys::COMMIT), Some(&green));
-    assert_eq!(promotion_releases(&stack).await, [name.clone()]);
+    assert_eq!(promotion_releases(&stack).await, vec![name]);
     assert!(
         stack
             .releases()
