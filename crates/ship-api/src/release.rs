@@ -373,6 +373,33 @@ impl std::fmt::Display for SpecProblem {
     }
 }
 
+impl ShipRelease {
+    /// The release's place in its environment's order: the `ship.dev/sequence` annotation,
+    /// else the creation time, both in milliseconds; ties broken by name.
+    pub fn sequence(&self) -> (i64, String) {
+        let annotated = self
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(crate::keys::SEQUENCE))
+            .and_then(|v| v.parse::<i64>().ok());
+        let created = self
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(0, |t| t.0.as_millisecond());
+        (
+            annotated.unwrap_or(created),
+            self.metadata.name.clone().unwrap_or_default(),
+        )
+    }
+
+    /// The current phase, if the controller has written one.
+    pub fn phase(&self) -> Option<Phase> {
+        self.status.as_ref().and_then(|s| s.phase)
+    }
+}
+
 impl ShipReleaseSpec {
     /// Checks the rules the CRD schema cannot express. Pure; called before any action.
     pub fn validate(&self) -> Result<(), SpecProblem> {

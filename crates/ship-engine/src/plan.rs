@@ -12,24 +12,9 @@ pub fn release_name(environment: &str, commit: &str) -> String {
     format!("{environment}-{}", commit.get(..10).unwrap_or(commit))
 }
 
-/// A release's place in its environment's order: the `ship.dev/sequence` annotation, else the
-/// creation time, both in milliseconds; ties broken by name.
+/// A release's place in its environment's order (see [`ShipRelease::sequence`]).
 pub fn sequence(release: &ShipRelease) -> (i64, String) {
-    let annotated = release
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(keys::SEQUENCE))
-        .and_then(|v| v.parse::<i64>().ok());
-    let created = release
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map_or(0, |t| t.0.as_millisecond());
-    (
-        annotated.unwrap_or(created),
-        release.metadata.name.clone().unwrap_or_default(),
-    )
+    release.sequence()
 }
 
 /// The newest release of `release`'s environment among `others`, when it is newer than `release`.

@@ -498,6 +498,12 @@ impl Promoter {
                     );
                     self.publish(object, EventType::Normal, "Promoted", &run.message)
                         .await;
+                } else {
+                    // The push is made, or about to be, and the mirror has not fetched it yet.
+                    run.message = format!(
+                        "{} {candidate} was already promoted as release {name}",
+                        settings.from
+                    );
                 }
             }
         }

@@ -251,6 +251,19 @@ impl Mirror {
         })
     }
 
+    /// Opens an existing repository (a developer's clone, bare or not) to read commits from it;
+    /// never creates one. Fetching and pushing are not meant for it.
+    pub fn open_local(path: &Path) -> Result<Self, GitError> {
+        let repo = Repository::discover(path).map_err(|e| GitError::Open {
+            path: path.to_owned(),
+            message: e.message().to_owned(),
+        })?;
+        Ok(Self {
+            repo,
+            url: String::new(),
+        })
+    }
+
     /// The remote URL, safe to print.
     pub fn display_url(&self) -> String {
         redact_url(&self.url)

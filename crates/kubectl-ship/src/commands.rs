@@ -1,0 +1,574 @@
+//! The thin layer that talks to the API server (and, for `diff`, reads a local clone).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, ResourceExt};
+use serde::Serialize;
+use ship_api::{Phase, PromotionOutcome, Reason, ShipPromotion, ShipRelease, ShipReleaseSpec, keys};
+
+use crate::report::{self, ReleaseRow};
+use crate::{CliError, Output, Style, WaitArgs};
+
+/// Lines are cut to fit this many columns.
+const WIDTH: usize = 80;
+
+/// The cluster, namespace and person `kubectl ship` acts for.
+#[derive(Clone)]
+pub struct Target {
+    client: Client,
+    namespace: String,
+    /// Who asks, for promotion requests: the kubeconfig user, else $USER.
+    user: String,
+}
+
+impl Target {
+    /// Connects the way kubectl does: `--kubeconfig`, else `$KUBECONFIG`, else `~/.kube/config`
+    /// (or the in-cluster configuration), with `--context` and `-n`.
+    pub async fn connect(
+        kubeconfig: Option<PathBuf>,
+        context: Option<String>,
+        namespace: Option<String>,
+    ) -> Result<Self, CliError> {
+        let options = KubeConfigOptions {
+            context: context.clone(),
+            ..KubeConfigOptions::default()
+        };
+        let (config, user) = match kubeconfig {
+            Some(path) => {
+                let file = Kubeconfig::read_from(&path).map_err(|e| CliError::Config(e.to_string()))?;
+                let user = user_of(&file, context.as_deref());
+                let config = kube::Config::from_custom_kubeconfig(file, &options)
+                    .await
+                    .map_err(|e| CliError::Config(e.to_string()))?;
+                (config, user)
+            }
+            None => {
+                let user = Kubeconfig::read()
+                    .ok()
+                    .and_then(|f| user_of(&f, context.as_deref()));
+                let config = match kube::Config::from_kubeconfig(&options).await {
+                    Ok(config) => config,
+                    Err(err) if context.is_none() => {
+                        kube::Config::incluster().map_err(|_| CliError::Config(err.to_string()))?
+                    }
+                    Err(err) => return Err(CliError::Config(err.to_string())),
+                };
+                (config, user)
+            }
+        };
+        let namespace = namespace.unwrap_or_else(|| config.default_namespace.clone());
+        let client = Client::try_from(config).map_err(CliError::Api)?;
+        let user = user
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "kubectl-ship".into());
+        Ok(Self {
+            client,
+            namespace,
+            user,
+        })
+    }
+
+    fn releases(&self) -> Api<ShipRelease> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn promotions(&self) -> Api<ShipPromotion> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    async fn all_releases(&self) -> Result<Vec<ShipRelease>, CliError> {
+        let releases = self.releases().list(&ListParams::default()).await?.items;
+        if releases.is_empty() {
+            return Err(CliError::NotFound(format!(
+                "no ShipReleases in namespace {:?}: is this where shipd keeps them? (use -n)",
+                self.namespace
+            )));
+        }
+        Ok(releases)
+    }
+}
+
+/// The user of the context in use, as the kubeconfig names it.
+fn user_of(file: &Kubeconfig, context: Option<&str>) -> Option<String> {
+    let name = context
+        .map(str::to_owned)
+        .or_else(|| file.current_context.clone())?;
+    let found = file.contexts.iter().find(|c| c.name == name)?;
+    found.context.as_ref()?.user.clone()
+}
+
+fn print_structured<T: Serialize>(style: Style, value: &T) -> Result<(), CliError> {
+    let text = match style.output {
+        Output::Yaml => serde_norway::to_string(value).map_err(|e| CliError::Output(e.to_string()))?,
+        _ => serde_json::to_string_pretty(value).map_err(|e| CliError::Output(e.to_string()))? + "\n",
+    };
+    print!("{text}");
+    Ok(())
+}
+
+fn structured(style: Style) -> bool {
+    matches!(style.output, Output::Json | Output::Yaml)
+}
+
+fn short(commit: &str) -> &str {
+    commit.get(..7).unwrap_or(commit)
+}
+
+/// `kubectl ship status`.
+pub async fn status(target: &Target, style: Style) -> Result<ExitCode, CliError> {
+    let releases = target.all_releases().await?;
+    let promotions = target.promotions().list(&ListParams::default()).await?.items;
+    let environments = report::environments(&releases);
+    let now = Timestamp::now();
+    if structured(style) {
+        #[derive(Serialize)]
+        struct Promotion<'a> {
+            name: String,
+            from: &'a str,
+            to: &'a str,
+            status: Option<&'a ship_api::ShipPromotionStatus>,
+        }
+        #[derive(Serialize)]
+        struct Status<'a> {
+            environments: &'a [report::EnvironmentStatus],
+            promotions: Vec<Promotion<'a>>,
+        }
+        let promotions = promotions
+            .iter()
+            .map(|p| Promotion {
+                name: p.name_any(),
+                from: &p.spec.from,
+                to: &p.spec.to,
+                status: p.status.as_ref(),
+            })
+            .collect();
+        print_structured(
+            style,
+            &Status {
+                environments: &environments,
+                promotions,
+            },
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let wide = style.output == Output::Wide;
+    let mut headers = vec!["ENV", "DEPLOYED", "PHASE", "TESTS", "AGE", "LAST GOOD"];
+    if wide {
+        headers.push("RELEASE");
+    }
+    headers.push("SUBJECT");
+    let rows: Vec<Vec<String>> = environments
+        .iter()
+        .map(|e| {
+            let deployed = e.deployed.as_ref();
+            let mut row = vec![
+                e.environment.clone(),
+                deployed.map_or("-".into(), |d| d.short().to_owned()),
+                e.latest.phase.clone(),
+                e.latest.tests.clone(),
+                e.latest.created.map(|t| report::age(now, t)).unwrap_or_default(),
+                e.last_good.as_ref().map_or("-".into(), |g| g.short().to_owned()),
+            ];
+            if wide {
+                row.push(e.latest.name.clone());
+            }
+            row.push(deployed.map(|d| d.subject.clone()).unwrap_or_default());
+            row
+        })
+        .collect();
+    let width = if wide { usize::MAX / 2 } else { WIDTH };
+    let text = report::table(&headers, &rows, width);
+    // Colour after layout, so escape codes never count as width.
+    let text = environments.iter().fold(text, |text, e| {
+        if e.latest.phase.is_empty() || !style.colour {
+            return text;
+        }
+        text.replacen(
+            &format!("   {}   ", e.latest.phase),
+            &format!("   {}   ", style.phase(&e.latest.phase)),
+            1,
+        )
+    });
+    print!("{text}");
+    for e in &environments {
+        let deployed_other = e.deployed.as_ref().is_none_or(|d| d.name != e.latest.name);
+        if deployed_other && !e.latest.message.is_empty() {
+            let line = format!(
+                "{}: {} {}: {}",
+                e.environment,
+                e.latest.short(),
+                e.latest.phase,
+                e.latest.message
+            );
+            println!("{}", report::fit(&line, WIDTH));
+        }
+    }
+    for p in &promotions {
+        if let Some(sentence) = report::behind_sentence(p, now) {
+            println!("{}", report::fit(&sentence, WIDTH));
+        }
+        let status = p.status.as_ref();
+        if let Some(next) = status.and_then(|s| s.next_schedule_time.as_ref()) {
+            let last = status
+                .and_then(|s| s.last_promotion.as_ref())
+                .map(|l| {
+                    format!(
+                        "; last: {} {} ago by {}",
+                        l.commit.as_deref().map(short).unwrap_or("-"),
+                        report::age(now, l.at.0),
+                        l.requested_by
+                    )
+                })
+                .unwrap_or_default();
+            let line = format!(
+                "next promotion of {} into {}: {}{last}",
+                p.spec.from, p.spec.to, next.0
+            );
+            println!("{}", report::fit(&line, WIDTH));
+        }
+        let stalled = status
+            .into_iter()
+            .flat_map(|s| &s.conditions)
+            .find(|c| c.type_ == "Stalled" && c.status == "True");
+        if let Some(c) = stalled {
+            println!(
+                "{}",
+                report::fit(&format!("promotion stalled: {}", c.message), WIDTH)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kubectl ship history ENV`.
+pub async fn history(
+    target: &Target,
+    style: Style,
+    environment: &str,
+    limit: usize,
+) -> Result<ExitCode, CliError> {
+    let releases = target.all_releases().await?;
+    let rows: Vec<ReleaseRow> = report::newest_first(&releases)
+        .into_iter()
+        .filter(|r| r.spec.environment == environment)
+        .take(limit)
+        .map(ReleaseRow::of)
+        .collect();
+    if rows.is_empty() {
+        return Err(CliError::NotFound(format!(
+            "no releases of environment {environment:?} in namespace {:?}",
+            target.namespace
+        )));
+    }
+    if structured(style) {
+        print_structured(style, &rows)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = Timestamp::now();
+    let wide = style.output == Output::Wide;
+    let mut headers = vec!["NAME", "COMMIT", "REASON", "PHASE", "TESTS", "AGE"];
+    if wide {
+        headers.extend(["SUBJECT", "MESSAGE"]);
+    }
+    let table_rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut row = vec![
+                r.name.clone(),
+                r.short().to_owned(),
+                r.reason.clone(),
+                r.phase.clone(),
+                r.tests.clone(),
+                r.created.map(|t| report::age(now, t)).unwrap_or_default(),
+            ];
+            if wide {
+                row.extend([r.subject.clone(), r.message.clone()]);
+            }
+            row
+        })
+        .collect();
+    let width = if wide { usize::MAX / 2 } else { WIDTH };
+    print!("{}", report::table(&headers, &table_rows, width));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kubectl ship promote`: asks the controller for a promotion now (the `ship.dev/requested-at`
+/// annotation), and with `--wait` follows what it did.
+pub async fn promote(
+    target: &Target,
+    style: Style,
+    to: Option<&str>,
+    wait: &WaitArgs,
+) -> Result<ExitCode, CliError> {
+    let promotions = target.promotions().list(&ListParams::default()).await?.items;
+    let promotion = match to {
+        Some(to) => promotions.into_iter().find(|p| p.name_any() == to || p.spec.to == to),
+        None if promotions.len() > 1 => {
+            return Err(CliError::NotFound("several ShipPromotions here: choose one with --to".into()));
+        }
+        None => promotions.into_iter().next(),
+    }
+    .ok_or_else(|| {
+        CliError::NotFound(format!(
+            "no ShipPromotion in namespace {:?}: shipd creates it once it follows a repository whose ship.yaml enables promotion",
+            target.namespace
+        ))
+    })?;
+    let name = promotion.name_any();
+    let token = Timestamp::now().to_string();
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        keys::REQUESTED_AT: token,
+        keys::REQUESTED_BY: target.user,
+    }}});
+    target
+        .promotions()
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    eprintln!(
+        "promotion of {} into {} requested by {}",
+        promotion.spec.from, promotion.spec.to, target.user
+    );
+    if !wait.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let deadline = tokio::time::Instant::now() + wait.timeout;
+    let run = loop {
+        let current = target.promotions().get(&name).await?;
+        let status = current.status.unwrap_or_default();
+        if status.last_handled_requested_at.as_deref() == Some(token.as_str())
+            && let Some(run) = status.last_run
+        {
+            break run;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(CliError::Failed(format!(
+                "shipd did not take up the request within {:?}: is it running?",
+                wait.timeout
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    eprintln!("{}", run.message);
+    match (run.outcome, run.release) {
+        (PromotionOutcome::Promoted, Some(release)) => follow(target, style, &release, deadline).await,
+        (PromotionOutcome::UpToDate, _) => Ok(ExitCode::SUCCESS),
+        _ => Err(CliError::Failed(format!(
+            "promotion not made ({}): {}",
+            run.outcome.as_str(),
+            run.message
+        ))),
+    }
+}
+
+/// `kubectl ship rollback ENV [--to COMMIT]`: a `reason: Rollback` release of the target commit.
+pub async fn rollback(
+    target: &Target,
+    style: Style,
+    environment: &str,
+    to: Option<&str>,
+    wait: &WaitArgs,
+) -> Result<ExitCode, CliError> {
+    let releases = target.all_releases().await?;
+    let (current, good) = report::rollback_target(&releases, environment, to)?;
+    let release = ShipRelease {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{environment}-rollback-")),
+            labels: Some([(keys::ENVIRONMENT.to_owned(), environment.to_owned())].into()),
+            annotations: Some(
+                [(
+                    keys::SEQUENCE.to_owned(),
+                    Timestamp::now().as_millisecond().to_string(),
+                )]
+                .into(),
+            ),
+            ..ObjectMeta::default()
+        },
+        spec: ShipReleaseSpec {
+            environment: environment.to_owned(),
+            commit: good.spec.commit.clone(),
+            branch: current.spec.branch.clone(),
+            reason: Reason::Rollback,
+            rollback_of: Some(current.name_any()),
+            promotion: None,
+        },
+        status: None,
+    };
+    let created = target.releases().create(&PostParams::default(), &release).await?;
+    let name = created.name_any();
+    eprintln!(
+        "rolling {environment} back from {} to {} ({}) as release {name}",
+        current.spec.short_commit(),
+        good.spec.short_commit(),
+        good.name_any()
+    );
+    if !wait.wait {
+        println!("{name}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    follow(target, style, &name, tokio::time::Instant::now() + wait.timeout).await
+}
+
+/// Follows `name` until it settles, printing each transition; the exit code says how it ended.
+async fn follow(
+    target: &Target,
+    style: Style,
+    name: &str,
+    deadline: tokio::time::Instant,
+) -> Result<ExitCode, CliError> {
+    let mut shown = 0;
+    loop {
+        let release = target.releases().get(name).await?;
+        let status = release.status.clone().unwrap_or_default();
+        for t in status.transitions.iter().skip(shown) {
+            let line = format!(
+                "{}  {}  {}",
+                t.at.0.strftime("%H:%M:%S"),
+                style.phase(t.phase.as_str()),
+                t.message
+            );
+            println!(
+                "{}",
+                report::fit(&line, WIDTH + line.len().saturating_sub(line.chars().count()))
+            );
+        }
+        shown = status.transitions.len();
+        match release.phase() {
+            Some(Phase::Succeeded) => return Ok(ExitCode::SUCCESS),
+            Some(phase) if !phase.is_in_progress() => {
+                return Err(CliError::Failed(format!(
+                    "release {name} ended {phase}: {}",
+                    status.message.unwrap_or_default()
+                )));
+            }
+            _ => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(CliError::Timeout(Duration::from_secs(0).max(deadline.elapsed())));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// `kubectl ship logs RELEASE`.
+pub async fn logs(target: &Target, style: Style, name: &str) -> Result<ExitCode, CliError> {
+    let release = target.releases().get_opt(name).await?.ok_or_else(|| {
+        CliError::NotFound(format!(
+            "no ShipRelease {name:?} in namespace {:?}",
+            target.namespace
+        ))
+    })?;
+    let tests = release.status.map(|s| s.tests).unwrap_or_default();
+    if structured(style) {
+        print_structured(style, &tests)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if tests.is_empty() {
+        return Err(CliError::NotFound(format!(
+            "release {name} has no test results (yet)"
+        )));
+    }
+    for test in tests {
+        let took = test
+            .duration_millis
+            .map(|ms| format!(", {ms} ms"))
+            .unwrap_or_default();
+        println!("== {} ({}{took})", test.name, style.phase(verdict(test.verdict)));
+        if !test.message.is_empty() {
+            println!("{}", test.message);
+        }
+        if !test.log.is_empty() {
+            print!("{}", test.log);
+            if !test.log.ends_with('\n') {
+                println!();
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verdict(v: ship_api::TestVerdict) -> &'static str {
+    match v {
+        ship_api::TestVerdict::Passed => "Passed",
+        ship_api::TestVerdict::Failed => "Failed",
+        ship_api::TestVerdict::Running => "Running",
+    }
+}
+
+/// `kubectl ship diff FROM TO`.
+pub async fn diff(
+    target: &Target,
+    from: &str,
+    to: &str,
+    repo: &Path,
+    hide_expected: bool,
+) -> Result<ExitCode, CliError> {
+    let releases = target.all_releases().await?;
+    let environments = report::environments(&releases);
+    let deployed = |env: &str| -> Result<String, CliError> {
+        environments
+            .iter()
+            .find(|e| e.environment == env)
+            .and_then(|e| e.deployed.as_ref())
+            .map(|d| d.commit.clone())
+            .ok_or_else(|| CliError::NotFound(format!("nothing is deployed in environment {env:?} yet")))
+    };
+    let (from_commit, to_commit) = (deployed(from)?, deployed(to)?);
+    let repo = repo.to_owned();
+    let (f, t) = (from.to_owned(), to.to_owned());
+    let (fc, tc) = (from_commit.clone(), to_commit.clone());
+    let (a, b) = tokio::task::spawn_blocking(move || -> Result<(String, String), CliError> {
+        let mirror = ship_git::Mirror::open_local(&repo).map_err(|e| CliError::Repo(e.to_string()))?;
+        Ok((
+            rendered(&mirror, &fc, &f, hide_expected)?,
+            rendered(&mirror, &tc, &t, hide_expected)?,
+        ))
+    })
+    .await
+    .map_err(|e| CliError::Repo(e.to_string()))??;
+    let labels = (
+        format!("{from}@{}", short(&from_commit)),
+        format!("{to}@{}", short(&to_commit)),
+    );
+    match crate::diff::unified(&a, &b, &labels.0, &labels.1) {
+        Some(text) => {
+            print!("{text}");
+            Ok(ExitCode::from(1))
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// `env`'s objects at `commit`, rendered from the local clone, as comparable text.
+fn rendered(
+    mirror: &ship_git::Mirror,
+    commit: &str,
+    env: &str,
+    hide_expected: bool,
+) -> Result<String, CliError> {
+    let oid = git2::Oid::from_str(commit).map_err(|e| CliError::Repo(e.to_string()))?;
+    if mirror.repository().find_commit(oid).is_err() {
+        return Err(CliError::Repo(format!(
+            "commit {} (deployed in {env}) is not in the local repository: run `git fetch` there, or pass --repo",
+            short(commit)
+        )));
+    }
+    let dir = tempfile::tempdir().map_err(|e| CliError::Repo(e.to_string()))?;
+    mirror
+        .export_tree(oid, dir.path(), ship_git::mirror::ExportLimits::default())
+        .map_err(|e| CliError::Repo(e.to_string()))?;
+    let rendered = ship_render::render_environment(dir.path(), env, &ship_render::Limits::default())
+        .map_err(|e| CliError::Repo(format!("{env} at {}: {e}", short(commit))))?;
+    let namespace = rendered
+        .config
+        .environments
+        .get(env)
+        .map_or(env, |e| e.namespace(env))
+        .to_owned();
+    let objects: Vec<serde_json::Value> = rendered.manifests.into_iter().map(|m| m.object).collect();
+    Ok(crate::diff::documents(&objects, &namespace, hide_expected))
+}
