@@ -218,17 +218,14 @@ pub async fn status(target: &Target, style: Style) -> Result<ExitCode, CliError>
                 .and_then(|s| s.last_promotion.as_ref())
                 .map(|l| {
                     format!(
-                        "; last: {} {} ago by {}",
+                        "; last: {} by {}, {} ago",
                         l.commit.as_deref().map(short).unwrap_or("-"),
-                        report::age(now, l.at.0),
-                        l.requested_by
+                        l.requested_by,
+                        report::age(now, l.at.0)
                     )
                 })
                 .unwrap_or_default();
-            let line = format!(
-                "next promotion of {} into {}: {}{last}",
-                p.spec.from, p.spec.to, next.0
-            );
+            let line = format!("next promotion: {}{last}", next.0.strftime("%a %b %d %H:%M UTC"));
             println!("{}", report::fit(&line, WIDTH));
         }
         let stalled = status

@@ -194,7 +194,7 @@ pub fn rollback_target<'a>(
 }
 
 /// How far the promotion's target lags, in a sentence, e.g. "production is 3 commits behind
-/// main; the oldest unreleased commit (abc1234) is 2d old".
+/// main (oldest unreleased: abc1234, 2d old)".
 pub fn behind_sentence(promotion: &ShipPromotion, now: Timestamp) -> Option<String> {
     let behind = promotion.status.as_ref()?.behind.as_ref()?;
     let (to, from) = (&promotion.spec.to, &promotion.spec.from);
@@ -206,7 +206,7 @@ pub fn behind_sentence(promotion: &ShipPromotion, now: Timestamp) -> Option<Stri
     let mut text = format!("{to} is {}{more} commit{plural} behind {from}", behind.commits);
     if let (Some(commit), Some(time)) = (&behind.oldest_commit, &behind.oldest_commit_time) {
         text.push_str(&format!(
-            "; the oldest unreleased commit ({commit}) is {} old",
+            " (oldest unreleased: {commit}, {} old)",
             age(now, time.0)
         ));
     }
@@ -399,7 +399,7 @@ mod tests {
         });
         assert_eq!(
             behind_sentence(&p, now).unwrap(),
-            "production is 3 commits behind main; the oldest unreleased commit (abc1234) is 2d old"
+            "production is 3 commits behind main (oldest unreleased: abc1234, 2d old)"
         );
     }
 }

@@ -88,6 +88,7 @@ async fn kubectl_ship_status_promote_rollback_history_logs_and_diff() {
     let out = kubectl_ship(&stack, &["status"]).await;
     assert!(out.status.success(), "{}", text(&out));
     let status = stdout(&out);
+    println!("kubectl ship status:\n{status}");
     assert!(status.lines().all(|l| l.chars().count() <= 80), "{status}");
     let main_row = status
         .lines()
@@ -98,6 +99,10 @@ async fn kubectl_ship_status_promote_rollback_history_logs_and_diff() {
         "{status}"
     );
     assert!(status.contains("production is 1 commit behind main"), "{status}");
+    assert!(
+        status.contains("next promotion: Tue Nov 24 10:00 UTC"),
+        "{status}"
+    );
     assert!(
         !status.contains('\x1b'),
         "no colours when stdout is not a terminal"
@@ -235,6 +240,11 @@ async fn kubectl_ship_status_promote_rollback_history_logs_and_diff() {
         "{}",
         text(&out)
     );
+
+    let out = kubectl_ship(&stack, &["status"]).await;
+    println!("kubectl ship status, at the end:\n{}", stdout(&out));
+    let out = kubectl_ship(&stack, &["history", "production", "-o", "wide"]).await;
+    println!("kubectl ship history production -o wide:\n{}", stdout(&out));
 
     // status -o json: structured, with the deployed commits.
     let out = kubectl_ship(&stack, &["status", "-o", "json"]).await;
