@@ -21,7 +21,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use ship_api::conditions::{Observation, READY, STALLED, condition};
 use ship_api::{
@@ -607,7 +607,10 @@ impl Settings {
 /// Runs the promotion loop until `shutdown` resolves: a look every `interval`, at each scheduled
 /// time, and whenever a ShipPromotion changes (a `kubectl ship promote` request).
 pub async fn run(promoter: Promoter, shutdown: impl Future<Output = ()> + Send + 'static) {
-    let mut changes = watcher(promoter.promotions(), watcher::Config::default()).boxed();
+    // With backoff: a missing CRD or RBAC refusal must not spin the loop.
+    let mut changes = watcher(promoter.promotions(), watcher::Config::default())
+        .default_backoff()
+        .boxed();
     tokio::pin!(shutdown);
     let mut failures = 0u32;
     loop {
