@@ -198,6 +198,8 @@ pub struct Promoter {
     pub clock: Clock,
     /// Longest sleep between two looks (the next scheduled time wakes it sooner).
     pub interval: Duration,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Promoter {
@@ -548,6 +550,7 @@ impl Promoter {
             let run = self
                 .promote(&object, &settings, &evaluation, &requested_by, due, now)
                 .await?;
+            self.metrics.promotion_run(run.outcome.as_str());
             if run.outcome == PromotionOutcome::Promoted {
                 status.last_promotion = Some(run.clone());
             }
@@ -586,6 +589,13 @@ impl Promoter {
         let next = settings.schedule.next_after(now);
         status.next_schedule_time = next.map(Time);
         status.behind = Some(evaluation.behind.clone());
+        let oldest = evaluation
+            .behind
+            .oldest_commit_time
+            .as_ref()
+            .map(|t| t.0.as_millisecond() as f64 / 1000.0);
+        self.metrics
+            .behind(&settings.from, &settings.to, evaluation.behind.commits, oldest);
         self.write_status(&object, &status).await?;
 
         let until_next = next

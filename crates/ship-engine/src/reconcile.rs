@@ -87,6 +87,8 @@ pub struct Context {
     pub repo: Option<Repo>,
     /// Engine settings.
     pub settings: Settings,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
     http: reqwest::Client,
     applier: Arc<Applier>,
     slots: Arc<Mutex<HashMap<String, Arc<EnvironmentSlot>>>>,
@@ -119,6 +121,7 @@ impl Context {
             namespace,
             repo: None,
             settings: Settings::default(),
+            metrics: Arc::default(),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -137,6 +140,12 @@ impl Context {
     }
 
     /// The same context, with `settings`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The same context with these settings.
     pub fn with_settings(mut self, settings: Settings) -> Self {
         self.settings = settings;
         self
@@ -352,9 +361,11 @@ impl Driver<'_> {
             return Ok(());
         }
         let changed_phase = self.phase() != Some(step.phase);
+        let previous = self.release.status.clone();
         apply_status(self.ctx, &self.namespace, &self.name, &status).await?;
         self.release.status = Some(status);
         if changed_phase {
+            self.measure(previous.as_ref(), &step);
             let warning = matches!(step.phase, Phase::Failed | Phase::RolledBack | Phase::RollingBack);
             if warning {
                 warn!(phase = %step.phase, reason = step.reason, "{}", step.message);
@@ -375,6 +386,61 @@ impl Driver<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Metrics of a phase change just persisted (from `previous` status to `step`).
+    fn measure(&self, previous: Option<&ShipReleaseStatus>, step: &Step) {
+        let metrics = &self.ctx.metrics;
+        let environment = self.environment();
+        let now = jiff::Timestamp::now();
+        let since = |phase: Phase| {
+            transition_time(previous, phase).and_then(|t| Duration::try_from(now.duration_since(t)).ok())
+        };
+        let left = previous.and_then(|s| s.phase);
+        let step_name = match left {
+            Some(Phase::Applying) => Some("apply"),
+            Some(Phase::Progressing) => Some("health"),
+            Some(Phase::Testing) => Some("tests"),
+            Some(Phase::RollingBack) => Some("rollback"),
+            _ => None,
+        };
+        if let (Some(name), Some(phase)) = (step_name, left)
+            && let Some(took) = since(phase)
+        {
+            metrics.step(environment, name, took);
+        }
+        if !step.phase.is_in_progress() {
+            metrics.settled(environment, step.phase.as_str(), step.reason);
+            if let Some(took) = since(Phase::Pending) {
+                metrics.step(environment, "total", took);
+            }
+        }
+        match step.phase {
+            Phase::Succeeded => {
+                metrics.deployed(environment, &self.release.spec.commit);
+                metrics.succeeded_at(
+                    environment,
+                    now.as_millisecond() as f64 / 1000.0,
+                    self.release.spec.reason == Reason::Promotion,
+                );
+            }
+            Phase::RollingBack => {
+                let cause = ready_reason(previous);
+                metrics.rollback(environment, if cause.is_empty() { "Unknown" } else { cause });
+            }
+            Phase::Applying if self.release.spec.reason == Reason::Rollback => {
+                metrics.rollback(environment, "Requested");
+            }
+            _ => {}
+        }
+        if !self.superseded() {
+            metrics.latest(
+                environment,
+                &self.name,
+                &self.release.spec.commit,
+                step.phase.as_str(),
+            );
+        }
     }
 
     async fn environment_releases(&self) -> Result<Vec<ShipRelease>, Error> {
@@ -758,6 +824,11 @@ impl Driver<'_> {
             .filter(|r| r.verdict == TestVerdict::Passed)
             .count();
         let total = results.len();
+        for result in &results {
+            self.ctx
+                .metrics
+                .test(&environment, &result.name, result.verdict == TestVerdict::Passed);
+        }
         for failed in results.iter().filter(|r| r.verdict == TestVerdict::Failed) {
             warn!(
                 test = failed.name,
@@ -959,6 +1030,8 @@ impl Driver<'_> {
             }
             _ => return Ok(None),
         };
+        // This is the environment's deployed release: say so (also after a restart).
+        self.ctx.metrics.deployed(self.environment(), &commit);
         let rendered = self.ctx.render(&commit, self.environment()).await?;
         let objects = plan::prepare(&rendered.manifests, self.stamp(&commit, &stamp_release));
         let applied = self.ctx.applier.apply(&self.ctx.client, &objects, true).await?;
@@ -1104,6 +1177,16 @@ async fn reconcile_release(
         });
     }
     let settled_before = driver.phase().is_some_and(|p| !p.is_in_progress());
+    if driver.phase() == Some(Phase::Succeeded)
+        && let Some(at) = transition_time(driver.status(), Phase::Succeeded)
+    {
+        // Seen again (for example after a restart): the success time survives in the status.
+        ctx.metrics.succeeded_at(
+            driver.environment(),
+            at.as_millisecond() as f64 / 1000.0,
+            driver.release.spec.reason == Reason::Promotion,
+        );
+    }
     {
         let slot = driver.slot.clone();
         let _turn = slot.lock.lock().await;
@@ -1129,8 +1212,9 @@ async fn reconcile_release(
     Ok(Action::await_change())
 }
 
-fn error_policy(_object: Arc<DeserializeGuard<ShipRelease>>, error: &Error, _ctx: Arc<Context>) -> Action {
+fn error_policy(_object: Arc<DeserializeGuard<ShipRelease>>, error: &Error, ctx: Arc<Context>) -> Action {
     warn!(error = %error, kind = error.label(), "reconcile failed; retrying");
+    ctx.metrics.reconcile_error(error.label());
     Action::requeue(Duration::from_secs(5))
 }
 

@@ -18,6 +18,16 @@ use crate::mirror::{ForcePushPolicy, GitError, Mirror, TipChange, TipChangeKind}
 /// at most a minute, well inside Ship's two-minute promise, where Argo CD's three would not be.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Told of every fetch: how long it took, and its failure's fixed label (`None`: it worked).
+#[derive(Clone)]
+pub struct FetchObserver(pub Arc<dyn Fn(Duration, Option<&'static str>) + Send + Sync>);
+
+impl std::fmt::Debug for FetchObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FetchObserver")
+    }
+}
+
 /// How the source fetches.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
@@ -35,6 +45,8 @@ pub struct SourceConfig {
     pub max_backoff: Duration,
     /// Force-push handling.
     pub force_push: ForcePushPolicy,
+    /// Told of every fetch (metrics).
+    pub observer: Option<FetchObserver>,
 }
 
 impl SourceConfig {
@@ -48,6 +60,7 @@ impl SourceConfig {
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
             force_push: ForcePushPolicy::default(),
+            observer: None,
         }
     }
 }
@@ -157,6 +170,9 @@ async fn fetch_loop(
             })
         });
         let mut next = config.poll_interval;
+        if let Some(observer) = &config.observer {
+            (observer.0)(started.elapsed(), result.as_ref().err().map(GitError::label));
+        }
         match result {
             Ok(changes) => {
                 let forced: Vec<TipChange> = changes

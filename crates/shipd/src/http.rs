@@ -1,4 +1,5 @@
-//! The probe server: `/healthz` (the process is alive) and `/readyz` (it can do its job).
+//! The probe server: `/healthz` (the process is alive), `/readyz` (it can do its job) and
+//! `/metrics` (Prometheus, OpenMetrics text).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +21,45 @@ pub struct State {
     pub crd_installed: Arc<AtomicBool>,
     /// The ShipRelease watch has listed every object once.
     pub releases_synced: Arc<AtomicBool>,
+    /// What `/metrics` serves (filled in once the source is known).
+    pub registry: Arc<std::sync::RwLock<prometheus_client::registry::Registry>>,
+}
+
+/// `/metrics`: every metric; OpenMetrics text when the client asks for it (Prometheus does),
+/// the classic text format otherwise.
+async fn metrics(
+    Extract(state): Extract<State>,
+    headers: axum::http::HeaderMap,
+) -> (StatusCode, [(axum::http::HeaderName, &'static str); 1], String) {
+    let openmetrics = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    let encoded = match state.registry.read() {
+        Ok(registry) => ship_engine::metrics::encode(&registry),
+        Err(_) => Err(std::fmt::Error),
+    };
+    let content_type = axum::http::header::CONTENT_TYPE;
+    match encoded {
+        Ok(text) if openmetrics => (
+            StatusCode::OK,
+            [(
+                content_type,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        ),
+        Ok(text) => (
+            StatusCode::OK,
+            [(content_type, "text/plain; version=0.0.4; charset=utf-8")],
+            crate::metrics::to_prometheus_text(&text),
+        ),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(content_type, "text/plain")],
+            "cannot encode the metrics\n".into(),
+        ),
+    }
 }
 
 async fn healthz() -> &'static str {
@@ -48,6 +88,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(state);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -3,6 +3,7 @@
 
 mod http;
 mod logging;
+mod metrics;
 mod source;
 
 use std::net::SocketAddr;
@@ -117,13 +118,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         drift_interval: args.drift_interval,
         pause_after: args.test_pause_after,
     };
+    let metrics = Arc::new(ship_engine::metrics::Metrics::default());
+    // One instance, so it leads; leader election will set this.
+    metrics.leader.set(1);
     let mut ctx = ship_engine::Context::new(client.clone(), args.namespace.clone(), args.instance)
-        .with_settings(settings);
-    if let Some(started) = source::start(&args.source, client.clone(), stop_rx.clone()).await? {
+        .with_settings(settings)
+        .with_metrics(metrics.clone());
+    let started = source::start(&args.source, client.clone(), stop_rx.clone(), metrics.clone()).await?;
+    let webhook_counters = started.as_ref().map(|s| s.webhook_counters.clone());
+    if let Ok(mut registry) = state.registry.write() {
+        *registry = metrics::registry(&metrics, webhook_counters);
+    }
+    if let Some(started) = started {
         let handle = started.handle;
         let tips = started.tips;
-        // Counted for the metrics endpoint; the receiver keeps them up to date.
-        let _webhook_counters = started.webhook_counters;
         let repo = ship_engine::source::Repo {
             mirror: handle.mirror(),
             scratch: args.source.data_dir.join("scratch"),
@@ -153,6 +161,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 None => ship_engine::promotion::system_clock(),
             },
             interval: args.promotion_interval,
+            metrics: metrics.clone(),
         };
         tokio::spawn(ship_engine::promotion::run(promoter, stopped(stop_rx.clone())));
         let target = source::TipTarget {

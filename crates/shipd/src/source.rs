@@ -178,6 +178,7 @@ pub async fn start(
     args: &SourceArgs,
     client: Client,
     stop: watch::Receiver<bool>,
+    metrics: Arc<ship_engine::metrics::Metrics>,
 ) -> anyhow::Result<Option<Started>> {
     let Some(url) = args.repo_url.clone() else {
         info!("no --repo-url: not following a repository");
@@ -192,6 +193,12 @@ pub async fn start(
     let mut config = SourceConfig::new(url, args.branches.clone(), args.data_dir.join("mirror.git"));
     config.poll_interval = args.poll_interval;
     config.force_push = args.force_push.policy();
+    config.observer = Some(ship_git::watch::FetchObserver(Arc::new(move |took, failure| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        metrics.fetch(took, failure, now);
+    })));
     let (handle, tips) = ship_git::watch::spawn(config, creds_rx, crate::stopped(stop.clone()))?;
     info!(
         url = handle

@@ -1,0 +1,503 @@
+//! Ship's Prometheus metrics (prometheus-client, OpenMetrics text on `/metrics`).
+//!
+//! Every name starts with `ship_`, and every label value is a fixed name (a phase, a reason
+//! label, a test name from `ship.yaml`, an environment) or, for the two `_info` gauges, one
+//! commit per environment whose stale series are deleted when it changes. Each metric is
+//! documented in `docs/metrics.md`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::AtomicU64;
+
+/// Buckets for phase durations: 50 ms to 30 min (tests take seconds, rollouts minutes).
+const PHASE_BUCKETS: [f64; 14] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+];
+/// Buckets for git fetches: 10 ms to 2 min.
+const FETCH_BUCKETS: [f64; 11] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0, 120.0];
+
+/// `environment`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EnvLabels {
+    /// Environment.
+    pub environment: String,
+}
+
+/// `environment`, `phase`, `reason`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// Environment.
+    pub environment: String,
+    /// Settled phase entered.
+    pub phase: String,
+    /// Fixed reason code.
+    pub reason: String,
+}
+
+/// `environment`, `cause`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RollbackLabels {
+    /// Environment.
+    pub environment: String,
+    /// Why: `HealthTimeout`, `Unhealthy`, `TestsFailed`, or `Requested` (by a person).
+    pub cause: String,
+}
+
+/// `environment`, `phase` (a step: apply, health, tests, rollback, total).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    /// Environment.
+    pub environment: String,
+    /// The step.
+    pub phase: String,
+}
+
+/// `environment`, `test`, `verdict`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TestLabels {
+    /// Environment.
+    pub environment: String,
+    /// Test name from ship.yaml.
+    pub test: String,
+    /// `Passed` or `Failed`.
+    pub verdict: String,
+}
+
+/// `environment`, `commit`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommitLabels {
+    /// Environment.
+    pub environment: String,
+    /// Full commit SHA.
+    pub commit: String,
+}
+
+/// `environment`, `release`, `commit`, `phase`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LatestLabels {
+    /// Environment.
+    pub environment: String,
+    /// Release name.
+    pub release: String,
+    /// Full commit SHA.
+    pub commit: String,
+    /// Current phase.
+    pub phase: String,
+}
+
+/// `kind` or `reason`: one fixed error label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// The error's fixed label.
+    pub kind: String,
+}
+
+/// `from`, `to`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PromotionLabels {
+    /// Source environment.
+    pub from: String,
+    /// Target environment.
+    pub to: String,
+}
+
+fn phase_histogram() -> Histogram {
+    Histogram::new(PHASE_BUCKETS)
+}
+
+fn fetch_histogram() -> Histogram {
+    Histogram::new(FETCH_BUCKETS)
+}
+
+/// Every metric the engine, the promotion and the git source report.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Settled phases entered, by environment, phase and reason.
+    pub release_outcomes: Family<OutcomeLabels, Counter>,
+    /// Rollbacks started, by environment and cause.
+    pub rollbacks: Family<RollbackLabels, Counter>,
+    /// Time spent in each step of a release.
+    pub phase_duration: Family<StepLabels, Histogram, fn() -> Histogram>,
+    /// Post-deployment test results.
+    pub test_results: Family<TestLabels, Counter>,
+    /// Reconcile errors (retried), by error label.
+    pub reconcile_errors: Family<KindLabels, Counter>,
+    /// 1 for the commit deployed in each environment.
+    pub deployed_commit: Family<CommitLabels, Gauge>,
+    /// 1 for the newest release of each environment, with its phase.
+    pub latest_release: Family<LatestLabels, Gauge>,
+    /// When each environment last had a release succeed (seconds since the epoch).
+    pub last_success: Family<EnvLabels, Gauge<f64, AtomicU64>>,
+    /// When a promotion release into each environment last succeeded.
+    pub last_promotion_success: Family<EnvLabels, Gauge<f64, AtomicU64>>,
+    /// Commits on the source branch that the target lacks.
+    pub behind_commits: Family<PromotionLabels, Gauge>,
+    /// Commit time of the oldest of them (absent when none).
+    pub oldest_unreleased: Family<PromotionLabels, Gauge<f64, AtomicU64>>,
+    /// Promotion runs by outcome.
+    pub promotion_runs: Family<KindLabels, Counter>,
+    /// Git fetch durations.
+    pub fetch_duration: Family<KindLabels, Histogram, fn() -> Histogram>,
+    /// Failed git fetches, by reason.
+    pub fetch_failures: Family<KindLabels, Counter>,
+    /// 1 while the last fetch succeeded.
+    pub source_up: Gauge,
+    /// When a fetch last succeeded.
+    pub last_fetch_success: Gauge<f64, AtomicU64>,
+    /// 1 while this instance leads (acts on releases).
+    pub leader: Gauge,
+    /// Which commit each environment's info series names, to delete it when it changes.
+    deployed: Mutex<HashMap<String, CommitLabels>>,
+    latest: Mutex<HashMap<String, LatestLabels>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            release_outcomes: Family::default(),
+            rollbacks: Family::default(),
+            phase_duration: Family::new_with_constructor(phase_histogram),
+            test_results: Family::default(),
+            reconcile_errors: Family::default(),
+            deployed_commit: Family::default(),
+            latest_release: Family::default(),
+            last_success: Family::default(),
+            last_promotion_success: Family::default(),
+            behind_commits: Family::default(),
+            oldest_unreleased: Family::default(),
+            promotion_runs: Family::default(),
+            fetch_duration: Family::new_with_constructor(fetch_histogram),
+            fetch_failures: Family::default(),
+            source_up: Gauge::default(),
+            last_fetch_success: Gauge::default(),
+            leader: Gauge::default(),
+            deployed: Mutex::default(),
+            latest: Mutex::default(),
+        }
+    }
+}
+
+fn env(environment: &str) -> EnvLabels {
+    EnvLabels {
+        environment: environment.to_owned(),
+    }
+}
+
+fn kind(kind: &str) -> KindLabels {
+    KindLabels {
+        kind: kind.to_owned(),
+    }
+}
+
+/// Replaces `environment`'s series in `family` by `labels` (one series per environment).
+fn replace_series<
+    L: Clone + std::hash::Hash + Eq + prometheus_client::encoding::EncodeLabelSet + std::fmt::Debug,
+>(
+    family: &Family<L, Gauge>,
+    current: &Mutex<HashMap<String, L>>,
+    environment: &str,
+    labels: L,
+) {
+    let mut current = match current.lock() {
+        Ok(current) => current,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(old) = current.insert(environment.to_owned(), labels.clone())
+        && old != labels
+    {
+        family.remove(&old);
+    }
+    family.get_or_create(&labels).set(1);
+}
+
+impl Metrics {
+    /// Registers every metric in `registry` under the prefix `ship`.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("ship");
+        r.register(
+            "release_outcomes",
+            "Releases that entered a settled phase, by environment, phase and reason",
+            self.release_outcomes.clone(),
+        );
+        r.register(
+            "rollbacks",
+            "Rollbacks started, by environment and cause",
+            self.rollbacks.clone(),
+        );
+        r.register_with_unit(
+            "release_phase_duration",
+            "Time a release spent in each step (apply, health, tests, rollback) and in all (total)",
+            Unit::Seconds,
+            self.phase_duration.clone(),
+        );
+        r.register(
+            "test_results",
+            "Post-deployment test results, by environment, test and verdict",
+            self.test_results.clone(),
+        );
+        r.register(
+            "reconcile_errors",
+            "Reconcile errors (retried), by kind",
+            self.reconcile_errors.clone(),
+        );
+        r.register(
+            "deployed_commit_info",
+            "1 for the commit deployed in each environment",
+            self.deployed_commit.clone(),
+        );
+        r.register(
+            "release_latest_info",
+            "1 for the newest release of each environment, labelled with its commit and phase",
+            self.latest_release.clone(),
+        );
+        r.register_with_unit(
+            "release_last_success_timestamp",
+            "When a release last succeeded in each environment (seconds since the epoch)",
+            Unit::Seconds,
+            self.last_success.clone(),
+        );
+        r.register_with_unit(
+            "promotion_last_success_timestamp",
+            "When a promotion release last succeeded in each target environment",
+            Unit::Seconds,
+            self.last_promotion_success.clone(),
+        );
+        r.register(
+            "promotion_behind_commits",
+            "Commits on the promotion's source branch that its target branch lacks",
+            self.behind_commits.clone(),
+        );
+        r.register_with_unit(
+            "promotion_oldest_unreleased_commit_timestamp",
+            "Commit time of the oldest commit on the source branch that the target lacks",
+            Unit::Seconds,
+            self.oldest_unreleased.clone(),
+        );
+        r.register(
+            "promotion_runs",
+            "Promotion runs (scheduled or requested), by outcome",
+            self.promotion_runs.clone(),
+        );
+        r.register_with_unit(
+            "git_fetch_duration",
+            "Duration of git fetches, by result (ok or the failure reason)",
+            Unit::Seconds,
+            self.fetch_duration.clone(),
+        );
+        r.register(
+            "git_fetch_failures",
+            "Failed git fetches, by reason",
+            self.fetch_failures.clone(),
+        );
+        r.register(
+            "git_source_up",
+            "1 while the last git fetch succeeded",
+            self.source_up.clone(),
+        );
+        r.register_with_unit(
+            "git_last_fetch_success_timestamp",
+            "When a git fetch last succeeded",
+            Unit::Seconds,
+            self.last_fetch_success.clone(),
+        );
+        r.register(
+            "leader",
+            "1 while this instance is the leader (it fetches, applies and tests)",
+            self.leader.clone(),
+        );
+    }
+
+    /// A release entered settled `phase` for `reason`.
+    pub fn settled(&self, environment: &str, phase: &str, reason: &str) {
+        self.release_outcomes
+            .get_or_create(&OutcomeLabels {
+                environment: environment.to_owned(),
+                phase: phase.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A rollback started.
+    pub fn rollback(&self, environment: &str, cause: &str) {
+        self.rollbacks
+            .get_or_create(&RollbackLabels {
+                environment: environment.to_owned(),
+                cause: cause.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A release spent `took` in `step`.
+    pub fn step(&self, environment: &str, step: &str, took: Duration) {
+        self.phase_duration
+            .get_or_create(&StepLabels {
+                environment: environment.to_owned(),
+                phase: step.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// A post-deployment test ended.
+    pub fn test(&self, environment: &str, test: &str, passed: bool) {
+        self.test_results
+            .get_or_create(&TestLabels {
+                environment: environment.to_owned(),
+                test: test.to_owned(),
+                verdict: if passed { "Passed" } else { "Failed" }.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A reconcile failed with the error labelled `label`.
+    pub fn reconcile_error(&self, label: &str) {
+        self.reconcile_errors.get_or_create(&kind(label)).inc();
+    }
+
+    /// `commit` now runs in `environment`.
+    pub fn deployed(&self, environment: &str, commit: &str) {
+        let labels = CommitLabels {
+            environment: environment.to_owned(),
+            commit: commit.to_owned(),
+        };
+        replace_series(&self.deployed_commit, &self.deployed, environment, labels);
+    }
+
+    /// `release` (of `commit`) is the newest of `environment`, in `phase`.
+    pub fn latest(&self, environment: &str, release: &str, commit: &str, phase: &str) {
+        let labels = LatestLabels {
+            environment: environment.to_owned(),
+            release: release.to_owned(),
+            commit: commit.to_owned(),
+            phase: phase.to_owned(),
+        };
+        replace_series(&self.latest_release, &self.latest, environment, labels);
+    }
+
+    /// A release of `environment` succeeded at `at` (seconds since the epoch); a promotion
+    /// too when `promotion`. Keeps the latest time (releases are seen in any order on start).
+    pub fn succeeded_at(&self, environment: &str, at: f64, promotion: bool) {
+        let raise = |gauge: &Gauge<f64, AtomicU64>| {
+            if gauge.get() < at {
+                gauge.set(at);
+            }
+        };
+        raise(&self.last_success.get_or_create(&env(environment)));
+        if promotion {
+            raise(&self.last_promotion_success.get_or_create(&env(environment)));
+        }
+    }
+
+    /// How far `to` is behind `from`: `commits`, the oldest of them committed at `oldest`.
+    pub fn behind(&self, from: &str, to: &str, commits: u32, oldest: Option<f64>) {
+        let labels = PromotionLabels {
+            from: from.to_owned(),
+            to: to.to_owned(),
+        };
+        self.behind_commits.get_or_create(&labels).set(i64::from(commits));
+        match oldest {
+            Some(at) => {
+                self.oldest_unreleased.get_or_create(&labels).set(at);
+            }
+            None => {
+                self.oldest_unreleased.remove(&labels);
+            }
+        }
+    }
+
+    /// A promotion run ended with `outcome`.
+    pub fn promotion_run(&self, outcome: &str) {
+        self.promotion_runs.get_or_create(&kind(outcome)).inc();
+    }
+
+    /// A git fetch took `took` and failed with `failure` (a fixed label) or succeeded.
+    pub fn fetch(&self, took: Duration, failure: Option<&str>, now: f64) {
+        self.fetch_duration
+            .get_or_create(&kind(failure.unwrap_or("ok")))
+            .observe(took.as_secs_f64());
+        match failure {
+            Some(reason) => {
+                self.fetch_failures.get_or_create(&kind(reason)).inc();
+                self.source_up.set(0);
+            }
+            None => {
+                self.source_up.set(1);
+                self.last_fetch_success.set(now);
+            }
+        }
+    }
+}
+
+/// The registry's metrics in OpenMetrics text.
+pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry)?;
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrape(metrics: &Metrics) -> String {
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        encode(&registry).unwrap()
+    }
+
+    #[test]
+    fn info_series_are_replaced_not_accumulated() {
+        let m = Metrics::default();
+        m.deployed("main", "aaaa");
+        m.deployed("production", "bbbb");
+        m.deployed("main", "cccc");
+        let text = scrape(&m);
+        assert!(
+            text.contains("ship_deployed_commit_info{environment=\"main\",commit=\"cccc\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("aaaa"), "{text}");
+        assert!(text.contains("commit=\"bbbb\""));
+        m.latest("main", "main-1", "cccc", "Testing");
+        m.latest("main", "main-1", "cccc", "Succeeded");
+        let text = scrape(&m);
+        assert!(!text.contains("Testing"), "{text}");
+        assert!(text.contains("phase=\"Succeeded\""));
+    }
+
+    #[test]
+    fn names_units_and_the_latest_success() {
+        let m = Metrics::default();
+        m.settled("main", "RolledBack", "RolledBack");
+        m.rollback("main", "TestsFailed");
+        m.step("main", "tests", Duration::from_millis(300));
+        m.succeeded_at("production", 200.0, true);
+        m.succeeded_at("production", 100.0, false);
+        m.fetch(Duration::from_millis(20), Some("FetchFailed"), 0.0);
+        m.behind("main", "production", 3, Some(50.0));
+        let text = scrape(&m);
+        for expected in [
+            "ship_release_outcomes_total{environment=\"main\",phase=\"RolledBack\",reason=\"RolledBack\"} 1",
+            "ship_rollbacks_total{environment=\"main\",cause=\"TestsFailed\"} 1",
+            "ship_release_phase_duration_seconds_bucket{le=\"0.5\",environment=\"main\",phase=\"tests\"} 1",
+            "ship_release_last_success_timestamp_seconds{environment=\"production\"} 200.0",
+            "ship_promotion_last_success_timestamp_seconds{environment=\"production\"} 200.0",
+            "ship_git_fetch_failures_total{kind=\"FetchFailed\"} 1",
+            "ship_git_source_up 0",
+            "ship_promotion_behind_commits{from=\"main\",to=\"production\"} 3",
+            "# EOF",
+        ] {
+            assert!(text.contains(expected), "missing {expected}\n{text}");
+        }
+        m.behind("main", "production", 0, None);
+        assert!(!scrape(&m).contains("ship_promotion_oldest_unreleased_commit_timestamp_seconds{"));
+    }
+}
