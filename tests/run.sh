@@ -2,8 +2,9 @@
 # run.sh - Ship's whole test suite, on a fresh machine of this kind:
 #   formatting, clippy, unit tests, and integration tests on a real local control plane.
 #
-# It installs what it needs and says so: Debian packages (etcd-server, golang-go, openssl, curl)
-# and a kube-apiserver/kube-controller-manager v1.20.2 built from Debian's source package
+# It installs what it needs and says so: Debian packages (etcd-server, golang-go, openssl, curl,
+# and prometheus for promtool and the scrape test) and a kube-apiserver/kube-controller-manager
+# v1.20.2 built from Debian's source package
 # (cached in ~/.cache/ship/, ~8 min the first time), and cargo-nextest if it is missing.
 # Cargo's build directory is cached in ~/.cache/ship/target (override with CARGO_TARGET_DIR).
 set -euo pipefail
@@ -17,6 +18,13 @@ command -v kubectl >/dev/null || { log "ERROR: kubectl is required on PATH"; exi
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest with cargo install (one time)"
   cargo install --locked cargo-nextest
+fi
+
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  log "installing Debian's prometheus package (promtool, and a Prometheus for the scrape test) with apt-get"
+  [[ $EUID -eq 0 ]] || { log "ERROR: installing prometheus needs root (apt-get)"; exit 1; }
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
 log "cargo fmt --check"

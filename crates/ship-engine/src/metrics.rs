@@ -71,6 +71,15 @@ pub struct TestLabels {
     pub verdict: String,
 }
 
+/// `environment`, `test`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TestNameLabels {
+    /// Environment.
+    pub environment: String,
+    /// Test name from ship.yaml.
+    pub test: String,
+}
+
 /// `environment`, `commit`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CommitLabels {
@@ -128,6 +137,8 @@ pub struct Metrics {
     pub phase_duration: Family<StepLabels, Histogram, fn() -> Histogram>,
     /// Post-deployment test results.
     pub test_results: Family<TestLabels, Counter>,
+    /// 1 if a test passed the last time it ran in an environment, 0 if it failed.
+    pub test_last_passed: Family<TestNameLabels, Gauge>,
     /// Reconcile errors (retried), by error label.
     pub reconcile_errors: Family<KindLabels, Counter>,
     /// 1 for the commit deployed in each environment.
@@ -166,6 +177,7 @@ impl Default for Metrics {
             rollbacks: Family::default(),
             phase_duration: Family::new_with_constructor(phase_histogram),
             test_results: Family::default(),
+            test_last_passed: Family::default(),
             reconcile_errors: Family::default(),
             deployed_commit: Family::default(),
             latest_release: Family::default(),
@@ -242,6 +254,11 @@ impl Metrics {
             "test_results",
             "Post-deployment test results, by environment, test and verdict",
             self.test_results.clone(),
+        );
+        r.register(
+            "test_last_passed",
+            "1 if the test passed the last time it ran in the environment, 0 if it failed",
+            self.test_last_passed.clone(),
         );
         r.register(
             "reconcile_errors",
@@ -355,6 +372,12 @@ impl Metrics {
                 verdict: if passed { "Passed" } else { "Failed" }.to_owned(),
             })
             .inc();
+        self.test_last_passed
+            .get_or_create(&TestNameLabels {
+                environment: environment.to_owned(),
+                test: test.to_owned(),
+            })
+            .set(i64::from(passed));
     }
 
     /// A reconcile failed with the error labelled `label`.

@@ -492,6 +492,7 @@ impl Promoter {
                 if created {
                     info!(
                         promotion = settings.to,
+                        environment = settings.to,
                         release = name,
                         commit,
                         requested_by,

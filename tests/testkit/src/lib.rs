@@ -9,4 +9,5 @@ pub mod cluster;
 pub mod git;
 pub mod kubelet;
 pub mod process;
+pub mod prometheus;
 pub mod stack;
