@@ -64,14 +64,9 @@ async fn deployed_in_production(stack: &Stack) -> String {
 #[ignore = "needs the local control plane: tests/run.sh"]
 async fn kubectl_ship_status_promote_rollback_history_logs_and_diff() {
     let mut stack = Stack::new("cli", "{schedule: '0 10 * * TUE'}").await.unwrap();
-    stack.remote.push("main", false).unwrap();
-    let v1 = stack.branch_tip("main").unwrap();
     // Monday: no scheduled promotion gets in the way.
-    stack
-        .start_shipd(&["--test-clock", "2026-11-23T12:00:00Z"])
-        .unwrap();
-    stack
-        .settled(&release_name("main", &v1), Phase::Succeeded, SETTLE)
+    let v1 = stack
+        .deploy_first(&["--test-clock", "2026-11-23T12:00:00Z"])
         .await
         .unwrap();
     stack

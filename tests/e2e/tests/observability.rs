@@ -112,10 +112,8 @@ async fn prometheus_sees_a_rollback_and_nothing_leaks_a_secret() {
     .await;
     let webhook_port = free_port().unwrap();
     let webhook_addr = format!("127.0.0.1:{webhook_port}");
-    stack.remote.push("main", false).unwrap();
-    let good = stack.branch_tip("main").unwrap();
-    stack
-        .start_shipd(&[
+    let good = stack
+        .deploy_first(&[
             "--git-secret",
             "ship-git",
             "--webhook-secret",
@@ -123,9 +121,6 @@ async fn prometheus_sees_a_rollback_and_nothing_leaks_a_secret() {
             "--webhook-addr",
             &webhook_addr,
         ])
-        .unwrap();
-    stack
-        .settled(&release_name("main", &good), Phase::Succeeded, SETTLE)
         .await
         .unwrap();
 

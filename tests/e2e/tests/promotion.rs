@@ -44,13 +44,8 @@ async fn promotion_releases(stack: &Stack) -> Vec<String> {
 async fn tuesday_promotes_the_newest_green_main_commit_and_skips_a_red_one() {
     let mut stack = Stack::new("promote-green", WEEKLY).await.unwrap();
     // Monday: the promotion starts counting; main gets a green commit, then a red one.
-    stack
-        .start_shipd(&["--test-clock", "2026-11-23T12:00:00Z"])
-        .unwrap();
-    stack.remote.push("main", false).unwrap();
-    let green = stack.branch_tip("main").unwrap();
-    stack
-        .settled(&release_name("main", &green), Phase::Succeeded, SETTLE)
+    let green = stack
+        .deploy_first(&["--test-clock", "2026-11-23T12:00:00Z"])
         .await
         .unwrap();
     let red = stack
@@ -142,13 +137,8 @@ async fn tuesday_promotes_the_newest_green_main_commit_and_skips_a_red_one() {
 #[ignore = "needs the local control plane: tests/run.sh"]
 async fn a_missed_schedule_runs_once_after_a_restart() {
     let mut stack = Stack::new("promote-missed", WEEKLY).await.unwrap();
-    stack.remote.push("main", false).unwrap();
-    let first = stack.branch_tip("main").unwrap();
-    stack
-        .start_shipd(&["--test-clock", "2026-11-23T12:00:00Z"])
-        .unwrap();
-    stack
-        .settled(&release_name("main", &first), Phase::Succeeded, SETTLE)
+    let first = stack
+        .deploy_first(&["--test-clock", "2026-11-23T12:00:00Z"])
         .await
         .unwrap();
     stack

@@ -117,6 +117,21 @@ impl Stack {
         Ok(commit)
     }
 
+    /// The opening of most stories: pushes the sample app to main, starts shipd with `extra`
+    /// flags, and waits for main's release to succeed. Returns the commit.
+    pub async fn deploy_first(&mut self, extra: &[&str]) -> anyhow::Result<String> {
+        self.remote.push("main", false)?;
+        let commit = self.branch_tip("main")?;
+        self.start_shipd(extra)?;
+        self.settled(
+            &release_name("main", &commit),
+            Phase::Succeeded,
+            Duration::from_secs(60),
+        )
+        .await?;
+        Ok(commit)
+    }
+
     /// The tip of `branch` in the served repository.
     pub fn branch_tip(&self, branch: &str) -> anyhow::Result<String> {
         crate::git::git(&self.remote.bare, &["rev-parse", &format!("refs/heads/{branch}")])
