@@ -9,6 +9,7 @@ pub mod apply;
 pub mod checks;
 pub mod health;
 pub mod jobs;
+pub mod lease;
 pub mod metrics;
 pub mod plan;
 pub mod promotion;

@@ -21,6 +21,8 @@ pub struct State {
     pub crd_installed: Arc<AtomicBool>,
     /// The ShipRelease watch has listed every object once.
     pub releases_synced: Arc<AtomicBool>,
+    /// Another replica holds the leader Lease; this one waits to take over.
+    pub standby: Arc<AtomicBool>,
     /// What `/metrics` serves (filled in once the source is known).
     pub registry: Arc<std::sync::RwLock<prometheus_client::registry::Registry>>,
 }
@@ -72,6 +74,10 @@ async fn readyz(Extract(state): Extract<State>) -> (StatusCode, &'static str) {
             StatusCode::SERVICE_UNAVAILABLE,
             "the ShipRelease CRD is not installed: kubectl apply -f deploy/crds/\n",
         )
+    } else if state.standby.load(Ordering::SeqCst) {
+        // Ready to take over: a standby passes readiness, so rollouts of several replicas
+        // proceed; `ship_leader` says which one acts.
+        (StatusCode::OK, "standby: another replica leads\n")
     } else if !state.releases_synced.load(Ordering::SeqCst) {
         (StatusCode::SERVICE_UNAVAILABLE, "ShipReleases not listed yet\n")
     } else {

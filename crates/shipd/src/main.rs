@@ -53,12 +53,40 @@ struct Args {
     #[arg(long, env = "SHIP_PROMOTION_INTERVAL", default_value = "15s", value_parser = source::parse_duration)]
     promotion_interval: std::time::Duration,
 
+    #[command(flatten)]
+    leader: LeaderArgs,
+
     /// Testing only: the promotion's clock starts at this RFC 3339 time and runs at real speed.
     #[arg(long, env = "SHIP_TEST_CLOCK", hide = true)]
     test_clock: Option<jiff::Timestamp>,
 
     #[command(flatten)]
     source: source::SourceArgs,
+}
+
+/// Leader election flags.
+#[derive(Debug, Clone, clap::Args)]
+struct LeaderArgs {
+    /// Run several replicas: only the holder of a coordination.k8s.io Lease fetches, applies and
+    /// tests; the others stand by and take over when it stops renewing.
+    #[arg(long, env = "SHIP_LEADER_ELECT")]
+    leader_elect: bool,
+
+    /// Name of the Lease (in --namespace, else --secret-namespace).
+    #[arg(long, env = "SHIP_LEASE_NAME", default_value = "ship-controller")]
+    lease_name: String,
+
+    /// How long the Lease holds without renewal before a standby takes it.
+    #[arg(long, env = "SHIP_LEASE_DURATION", default_value = "15s", value_parser = source::parse_duration)]
+    lease_duration: std::time::Duration,
+
+    /// How long the leader keeps trying to renew before it steps down (and exits).
+    #[arg(long, env = "SHIP_LEASE_RENEW_DEADLINE", default_value = "10s", value_parser = source::parse_duration)]
+    lease_renew_deadline: std::time::Duration,
+
+    /// Time between renewals, and between a standby's looks at the Lease.
+    #[arg(long, env = "SHIP_LEASE_RETRY_PERIOD", default_value = "2s", value_parser = source::parse_duration)]
+    lease_retry_period: std::time::Duration,
 }
 
 fn parse_pause(text: &str) -> Result<(ship_api::Phase, std::time::Duration), String> {
@@ -119,7 +147,40 @@ async fn run(args: Args) -> anyhow::Result<()> {
         pause_after: args.test_pause_after,
     };
     let metrics = Arc::new(ship_engine::metrics::Metrics::default());
-    // One instance, so it leads; leader election will set this.
+    if let Ok(mut registry) = state.registry.write() {
+        *registry = metrics::registry(&metrics, None);
+    }
+    if args.leader.leader_elect {
+        let namespace = args
+            .namespace
+            .clone()
+            .unwrap_or_else(|| args.source.secret_namespace.clone());
+        let identity = args.instance.clone().unwrap_or_else(default_identity);
+        let timing = ship_engine::lease::Timing {
+            lease_duration: args.leader.lease_duration,
+            renew_deadline: args.leader.lease_renew_deadline,
+            retry_period: args.leader.lease_retry_period,
+        };
+        let elector = ship_engine::lease::Elector::new(
+            client.clone(),
+            &namespace,
+            &args.leader.lease_name,
+            &identity,
+            timing,
+        );
+        state.standby.store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::select! {
+            () = elector.acquire() => {},
+            () = stopped(stop_rx.clone()) => return Ok(()),
+        }
+        state.standby.store(false, std::sync::atomic::Ordering::SeqCst);
+        tokio::spawn(async move {
+            elector.hold().await;
+            // Whatever this process was doing is persisted; a fresh process starts as a standby.
+            error!("lost the leader Lease; exiting so that one leader acts at a time");
+            std::process::exit(1);
+        });
+    }
     metrics.leader.set(1);
     let mut ctx = ship_engine::Context::new(client.clone(), args.namespace.clone(), args.instance)
         .with_settings(settings)
@@ -182,6 +243,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .context("probe server task failed")?
         .context("probe server failed")?;
     Ok(())
+}
+
+/// This process's name in the Lease without --instance (POD_NAME): host name and process id.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "shipd".into());
+    format!("{host}-{}", std::process::id())
 }
 
 /// Resolves once a stop has been requested.

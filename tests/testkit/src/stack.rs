@@ -80,8 +80,16 @@ impl Stack {
     /// Starts shipd on this stack (replacing a running one), with `extra` flags.
     pub fn start_shipd(&mut self, extra: &[&str]) -> anyhow::Result<()> {
         self.kill_shipd()?;
+        let data = self.data.path().to_owned();
+        self.shipd = Some(self.spawn_shipd(&data, extra)?);
+        Ok(())
+    }
+
+    /// Starts another shipd on this stack, with its own data directory (for example a second
+    /// replica); the caller owns it.
+    pub fn spawn_shipd(&self, data: &std::path::Path, extra: &[&str]) -> anyhow::Result<Shipd> {
         let url = self.daemon.url("repo.git");
-        let data = self.data.path().display().to_string();
+        let data = data.display().to_string();
         let mut args = vec![
             "--namespace",
             &self.ns,
@@ -97,8 +105,7 @@ impl Stack {
             "1s",
         ];
         args.extend(extra);
-        self.shipd = Some(Shipd::start(self.cluster.kubeconfig(), &args)?);
-        Ok(())
+        Shipd::start(self.cluster.kubeconfig(), &args)
     }
 
     /// SIGKILLs shipd, if running.
