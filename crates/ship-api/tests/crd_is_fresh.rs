@@ -1,17 +1,20 @@
 //! The committed CRDs must be exactly what the Rust types generate (controller-rs style).
-//! Fix a failure with: `cargo run -q -p ship-api --bin crdgen -- deploy/crds`.
+//! Fix a failure with: `cargo run -q -p ship-api --bin crdgen -- deploy/crds` (and `charts/ship/crds`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 #[test]
 fn committed_crds_match_generated() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/crds");
-    for (file, generated) in ship_api::crds().expect("CRDs serialise") {
-        let committed = std::fs::read_to_string(format!("{dir}/{file}")).unwrap_or_default();
-        assert!(
-            committed == generated,
-            "deploy/crds/{file} is stale; regenerate with `cargo run -q -p ship-api --bin crdgen -- deploy/crds`"
-        );
+    // The plain manifests and the Helm chart carry the same CRDs.
+    for dir in ["deploy/crds", "charts/ship/crds"] {
+        for (file, generated) in ship_api::crds().expect("CRDs serialise") {
+            let path = format!("{}/../../{dir}/{file}", env!("CARGO_MANIFEST_DIR"));
+            let committed = std::fs::read_to_string(path).unwrap_or_default();
+            assert!(
+                committed == generated,
+                "{dir}/{file} is stale; regenerate with `cargo run -q -p ship-api --bin crdgen -- {dir}`"
+            );
+        }
     }
 }
 

@@ -169,11 +169,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             timing,
         );
         state.standby.store(true, std::sync::atomic::Ordering::SeqCst);
+        label_own_pod(&client, false).await;
         tokio::select! {
             () = elector.acquire() => {},
             () = stopped(stop_rx.clone()) => return Ok(()),
         }
         state.standby.store(false, std::sync::atomic::Ordering::SeqCst);
+        label_own_pod(&client, true).await;
         tokio::spawn(async move {
             elector.hold().await;
             // Whatever this process was doing is persisted; a fresh process starts as a standby.
@@ -243,6 +245,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .context("probe server task failed")?
         .context("probe server failed")?;
     Ok(())
+}
+
+/// In a cluster (POD_NAME and POD_NAMESPACE set): labels this Pod `ship.dev/leader` true or
+/// false, so that the webhook Service, which selects `true`, reaches the leader only.
+async fn label_own_pod(client: &kube::Client, leader: bool) {
+    let (Ok(name), Ok(namespace)) = (std::env::var("POD_NAME"), std::env::var("POD_NAMESPACE")) else {
+        return;
+    };
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(client.clone(), &namespace);
+    let patch = serde_json::json!({"metadata": {"labels": {"ship.dev/leader": leader.to_string()}}});
+    if let Err(err) = pods
+        .patch(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+    {
+        tracing::warn!(pod = name, error = %err, "cannot label this Pod as leader or standby");
+    }
 }
 
 /// This process's name in the Lease without --instance (POD_NAME): host name and process id.

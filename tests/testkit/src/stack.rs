@@ -88,6 +88,17 @@ impl Stack {
     /// Starts another shipd on this stack, with its own data directory (for example a second
     /// replica); the caller owns it.
     pub fn spawn_shipd(&self, data: &std::path::Path, extra: &[&str]) -> anyhow::Result<Shipd> {
+        self.spawn_shipd_as(self.cluster.kubeconfig(), data, extra)
+    }
+
+    /// Like [`Stack::spawn_shipd`], connecting with `kubeconfig` (for example one that
+    /// impersonates a ServiceAccount).
+    pub fn spawn_shipd_as(
+        &self,
+        kubeconfig: &std::path::Path,
+        data: &std::path::Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Shipd> {
         let url = self.daemon.url("repo.git");
         let data = data.display().to_string();
         let mut args = vec![
@@ -105,7 +116,7 @@ impl Stack {
             "1s",
         ];
         args.extend(extra);
-        Shipd::start(self.cluster.kubeconfig(), &args)
+        Shipd::start(kubeconfig, &args)
     }
 
     /// SIGKILLs shipd, if running.

@@ -1,0 +1,262 @@
+//! The Helm chart and the plain manifests, against real helm and the real apiserver: lint and
+//! template pass, the values schema refuses bad values, the rendered manifests pass a
+//! server-side dry run, `deploy/` is fresh, and with the chart's RBAC (shipd impersonating its
+//! ServiceAccount) a release completes in Ship's namespaces and is refused elsewhere.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use ship_api::Phase;
+use ship_testkit::cluster::{TestCluster, repo_root};
+use ship_testkit::stack::{Stack, release_name};
+
+const SETTLE: Duration = Duration::from_secs(60);
+
+fn helm() -> PathBuf {
+    let out = Command::new(repo_root().join("tests/tools/helm.sh"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn chart() -> PathBuf {
+    repo_root().join("charts/ship")
+}
+
+/// `helm template` of the chart for Kubernetes 1.20 with `sets`; the YAML stream.
+fn template(namespace: &str, sets: &[&str]) -> String {
+    let mut args = vec![
+        "template".to_owned(),
+        "ship".into(),
+        chart().display().to_string(),
+        "--namespace".into(),
+        namespace.into(),
+        "--kube-version".into(),
+        "1.20.2".into(),
+    ];
+    for set in sets {
+        args.extend(["--set".to_owned(), (*set).to_owned()]);
+    }
+    let out = Command::new(helm()).args(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn kubectl_stdin(cluster: &TestCluster, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+#[ignore = "needs helm (tests/tools/helm.sh installs it): tests/run.sh"]
+fn chart_lints_renders_and_its_schema_refuses_bad_values() {
+    let lint = |sets: &[&str]| {
+        let mut args = vec!["lint".to_owned(), chart().display().to_string()];
+        for set in sets {
+            args.extend(["--set".to_owned(), (*set).to_owned()]);
+        }
+        Command::new(helm()).args(&args).output().unwrap()
+    };
+    let good = lint(&["git.url=https://git.example/app.git"]);
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stdout));
+    for bad in [
+        "git.url=not-a-url",
+        "git.credentialsSecret=Not_A_Name",
+        "controller.logFormat=xml",
+        "replicaCount=0",
+    ] {
+        let out = lint(&["git.url=https://git.example/app.git", bad]);
+        assert!(!out.status.success(), "{bad} was accepted");
+    }
+    let rendered = template(
+        "ship",
+        &[
+            "git.url=https://git.example/app.git",
+            "webhook.secret=ship-webhook",
+            "monitoring.serviceMonitor.enabled=true",
+            "monitoring.prometheusRule.enabled=true",
+            "monitoring.dashboard.enabled=true",
+        ],
+    );
+    for kind in [
+        "kind: Deployment",
+        "kind: ServiceAccount",
+        "kind: ServiceMonitor",
+        "kind: PrometheusRule",
+        "kind: PodDisruptionBudget",
+    ] {
+        assert!(rendered.contains(kind), "{kind} missing");
+    }
+    // Hardened and led: non-root, read-only root filesystem, two replicas with leader election.
+    for needle in [
+        "readOnlyRootFilesystem: true",
+        "runAsNonRoot: true",
+        "replicas: 2",
+        "- --leader-elect",
+        "alert: ShipReleaseRolledBack",
+    ] {
+        assert!(rendered.contains(needle), "{needle} missing");
+    }
+    assert!(!rendered.contains("cluster-admin"));
+    // No secret value can reach the chart: only names.
+    assert!(rendered.contains("- --webhook-secret=ship-webhook"));
+}
+
+#[test]
+#[ignore = "needs helm (tests/tools/helm.sh installs it): tests/run.sh"]
+fn plain_manifests_in_deploy_are_fresh() {
+    let committed = std::fs::read_to_string(repo_root().join("deploy/ship/ship.yaml")).unwrap();
+    let out = Command::new(helm())
+        .args(["template", "ship"])
+        .arg(chart())
+        .args(["--namespace", "ship", "--kube-version", "1.20.2", "--values"])
+        .arg(repo_root().join("deploy/values.yaml"))
+        .output()
+        .unwrap();
+    let fresh = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        committed.ends_with(&fresh),
+        "deploy/ship/ship.yaml is stale: run deploy/render.sh"
+    );
+}
+
+/// A kubeconfig like `cluster`'s that acts as `user` (impersonation).
+fn impersonating(cluster: &TestCluster, user: &str, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(cluster.kubeconfig()).unwrap();
+    let mut config: serde_json::Value = serde_norway::from_str(&text).unwrap();
+    for entry in config["users"].as_array_mut().unwrap() {
+        entry["user"]["as"] = serde_json::json!(user);
+    }
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, serde_norway::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane and helm: tests/run.sh"]
+async fn with_the_charts_rbac_shipd_releases_in_its_namespaces_only() {
+    let stack = Stack::new("chart-rbac", "{enabled: false}").await.unwrap();
+    let (ns, prod) = (stack.ns.clone(), format!("{}-prod", stack.ns));
+    let outside = stack.cluster.namespace("chart-outside").await.unwrap();
+    let rendered = template(
+        &ns,
+        &[
+            "git.url=https://git.example/app.git",
+            &format!("environments.namespaces={{{ns},{prod}}}"),
+        ],
+    );
+    // Every rendered manifest passes a server-side dry run on the real apiserver.
+    let dry = kubectl_stdin(
+        &stack.cluster,
+        &["apply", "--dry-run=server", "-f", "-"],
+        &rendered,
+    );
+    assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
+    // The ServiceAccount and its RBAC, for real.
+    let rbac: Vec<&str> = rendered
+        .split("\n---")
+        .filter(|doc| {
+            [
+                "kind: ServiceAccount",
+                "kind: Role",
+                "kind: RoleBinding",
+                "kind: ClusterRole",
+                "kind: ClusterRoleBinding",
+            ]
+            .iter()
+            .any(|k| doc.contains(&format!("\n{k}\n")))
+        })
+        .collect();
+    assert!(rbac.len() >= 8, "{} RBAC documents", rbac.len());
+    let applied = kubectl_stdin(&stack.cluster, &["apply", "-f", "-"], &rbac.join("\n---\n"));
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+
+    // shipd as the chart's ServiceAccount.
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = impersonating(
+        &stack.cluster,
+        &format!("system:serviceaccount:{ns}:ship"),
+        dir.path(),
+    );
+    let denied = Command::new("kubectl")
+        .args(["auth", "can-i", "create", "configmaps", "-n", &outside])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&denied.stdout).trim(), "no");
+    stack.remote.push("main", false).unwrap();
+    let good = stack.branch_tip("main").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let shipd = stack.spawn_shipd_as(&kubeconfig, data.path(), &[]).unwrap();
+    stack
+        .settled(&release_name("main", &good), Phase::Succeeded, SETTLE)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", shipd.logs()));
+
+    // A commit that reaches outside (ship.yaml allows the namespace, RBAC does not): refused
+    // by the dry run, with the reason, and nothing is created there.
+    let ship_yaml = std::fs::read_to_string(stack.remote.work.join("ship.yaml"))
+        .unwrap()
+        .replace(
+            &format!("main: {{namespace: {ns}}}"),
+            &format!("main: {{namespace: {ns}, allowedNamespaces: [{outside}]}}"),
+        );
+    let outside_cm = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: sneaky, namespace: {outside}}}\ndata: {{a: b}}\n"
+    );
+    let bad = stack
+        .push_main(
+            &[
+                ("ship.yaml", &ship_yaml),
+                ("deploy/main/outside.yaml", &outside_cm),
+            ],
+            "reach outside",
+        )
+        .unwrap();
+    let refused = stack
+        .settled(&release_name("main", &bad), Phase::Failed, SETTLE)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", shipd.logs()));
+    let message = refused.status.unwrap().message.unwrap_or_default();
+    assert!(message.contains("forbidden"), "{message}");
+    let sneaky = Api::<ConfigMap>::namespaced(stack.cluster.client(), &outside)
+        .get_opt("sneaky")
+        .await
+        .unwrap();
+    assert!(sneaky.is_none());
+    let web = Api::<ConfigMap>::namespaced(stack.cluster.client(), &ns)
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(
+        web.metadata
+            .annotations
+            .unwrap_or_default()
+            .get(ship_api::keys::COMMIT),
+        Some(&good),
+        "the environment keeps the good commit"
+    );
+}
