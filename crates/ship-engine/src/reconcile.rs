@@ -94,6 +94,9 @@ pub struct Context {
     slots: Arc<Mutex<HashMap<String, Arc<EnvironmentSlot>>>>,
     drift_checked: Arc<Mutex<HashMap<String, Instant>>>,
     rendered: Arc<Mutex<Vec<RenderedCommit>>>,
+    targets: Arc<Mutex<HashMap<(String, String), (String, Client)>>>,
+    /// Namespace of the Secrets holding remote clusters' kubeconfigs (default: the release's).
+    pub secret_namespace: Option<String>,
 }
 
 impl std::fmt::Debug for Context {
@@ -130,6 +133,8 @@ impl Context {
             slots: Arc::default(),
             drift_checked: Arc::default(),
             rendered: Arc::default(),
+            targets: Arc::default(),
+            secret_namespace: None,
         }
     }
 
@@ -143,6 +148,70 @@ impl Context {
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
         self.metrics = metrics;
         self
+    }
+
+    /// The same context, reading remote clusters' kubeconfig Secrets in `namespace`.
+    pub fn with_secret_namespace(mut self, namespace: String) -> Self {
+        self.secret_namespace = Some(namespace);
+        self
+    }
+
+    /// The client of the cluster an environment deploys to: shipd's own, or the one whose
+    /// kubeconfig the Secret named in `ship.yaml` holds (built once per Secret version).
+    async fn target(
+        &self,
+        rendered: &Rendered,
+        environment: &str,
+        release_namespace: &str,
+    ) -> Result<Client, Error> {
+        let Some(secret_name) = rendered
+            .config
+            .environments
+            .get(environment)
+            .and_then(|e| e.kubeconfig_secret.clone())
+        else {
+            return Ok(self.client.clone());
+        };
+        let namespace = self
+            .secret_namespace
+            .clone()
+            .unwrap_or_else(|| release_namespace.to_owned());
+        let unavailable = |problem: String| Error::RemoteCluster {
+            secret: format!("{namespace}/{secret_name}"),
+            problem,
+        };
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(self.client.clone(), &namespace);
+        let secret = secrets
+            .get_opt(&secret_name)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?
+            .ok_or_else(|| unavailable("the Secret does not exist".into()))?;
+        let version = secret.metadata.resource_version.clone().unwrap_or_default();
+        let key = (namespace.clone(), secret_name.clone());
+        if let Some((cached_version, client)) = self.targets.lock().ok().and_then(|t| t.get(&key).cloned())
+            && cached_version == version
+        {
+            return Ok(client);
+        }
+        let text = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get("kubeconfig"))
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+            .ok_or_else(|| unavailable("the Secret has no key `kubeconfig`".into()))?;
+        // Errors name the problem, never the content (it holds credentials).
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(&text)
+            .map_err(|_| unavailable("key `kubeconfig` is not a kubeconfig".into()))?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| unavailable(format!("cannot use the kubeconfig: {e}")))?;
+        let client = Client::try_from(config).map_err(|e| unavailable(e.to_string()))?;
+        if let Ok(mut targets) = self.targets.lock() {
+            targets.insert(key, (version, client.clone()));
+        }
+        Ok(client)
     }
 
     /// The same context with these settings.
@@ -219,6 +288,14 @@ pub enum Error {
     /// The commit could not be read yet (for example before the first fetch).
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// The environment's remote cluster cannot be reached with the Secret named in ship.yaml.
+    #[error("cannot use the remote cluster of Secret {secret} (ship.yaml kubeconfigSecret): {problem}")]
+    RemoteCluster {
+        /// `namespace/name` of the Secret.
+        secret: String,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 impl Error {
@@ -230,6 +307,7 @@ impl Error {
             Error::Releases(_) => "ReleaseList",
             Error::Apply(e) => e.label(),
             Error::Load(e) => e.label(),
+            Error::RemoteCluster { .. } => "RemoteCluster",
         }
     }
 }
@@ -460,6 +538,13 @@ impl Driver<'_> {
             .collect())
     }
 
+    /// The client of the cluster this release's environment deploys to.
+    async fn target(&self, rendered: &Rendered) -> Result<Client, Error> {
+        self.ctx
+            .target(rendered, self.environment(), &self.namespace)
+            .await
+    }
+
     fn stamp<'s>(&'s self, commit: &'s str, release: &'s str) -> Stamp<'s> {
         Stamp {
             environment: &self.release.spec.environment,
@@ -537,7 +622,20 @@ impl Driver<'_> {
             Err(err) => return Err(err.into()),
         };
         let objects = plan::prepare(&rendered.manifests, self.stamp(&commit, &self.name));
-        match self.ctx.applier.dry_run(&self.ctx.client, &objects).await {
+        let target = match self.target(&rendered).await {
+            Ok(target) => target,
+            Err(err) => {
+                // Not the commit's fault: say so in the status, and retry.
+                let step = Step {
+                    phase: Phase::Pending,
+                    reason: err.label(),
+                    message: format!("waiting for the environment's cluster: {err}"),
+                };
+                self.persist(step, |_| {}).await?;
+                return Err(err);
+            }
+        };
+        match self.ctx.applier.dry_run(&target, &objects).await {
             Ok(()) => {}
             Err(err) if err.is_transient() => return Err(err.into()),
             Err(err) => return self.refuse(err.label(), &err).await,
@@ -633,7 +731,8 @@ impl Driver<'_> {
     async fn apply_commit(&self, commit: &str, stamp_release: &str) -> Result<Vec<InventoryEntry>, Error> {
         let rendered = self.ctx.render(commit, self.environment()).await?;
         let objects = plan::prepare(&rendered.manifests, self.stamp(commit, stamp_release));
-        let applied = self.ctx.applier.apply(&self.ctx.client, &objects, false).await?;
+        let target = self.target(&rendered).await?;
+        let applied = self.ctx.applier.apply(&target, &objects, false).await?;
         let keep: Vec<InventoryEntry> = objects.iter().map(plan::entry_of).collect();
         let releases = self.environment_releases().await?;
         let previous = releases
@@ -641,11 +740,7 @@ impl Driver<'_> {
             .filter_map(|r| r.status.as_ref())
             .flat_map(|s| s.inventory.iter());
         let gone = plan::to_prune(previous, &keep);
-        let pruned = self
-            .ctx
-            .applier
-            .prune(&self.ctx.client, &gone, self.environment())
-            .await?;
+        let pruned = self.ctx.applier.prune(&target, &gone, self.environment()).await?;
         info!(applied = applied.objects, pruned, commit, "objects applied");
         Ok(keep)
     }
@@ -679,10 +774,11 @@ impl Driver<'_> {
     ) -> Result<Waited<Result<(), HealthFailure>>, Error> {
         let rendered = self.ctx.render(commit, self.environment()).await?;
         let deadline = deadline_after(self.status(), phase, rendered.config.health_timeout());
+        let target = self.target(&rendered).await?;
         let wait = self
             .ctx
             .applier
-            .wait_healthy(&self.ctx.client, inventory, self.environment(), deadline);
+            .wait_healthy(&target, inventory, self.environment(), deadline);
         match self.unless_superseded(wait).await {
             Waited::Done(result) => Ok(Waited::Done(result?)),
             Waited::Superseded => Ok(Waited::Superseded),
@@ -756,6 +852,7 @@ impl Driver<'_> {
             .unwrap_or_default();
         let namespace = env_config.namespace(&environment).to_owned();
         let deadline = Instant::now() + rendered.config.health_timeout();
+        let target = self.target(&rendered).await?;
         let runs = rendered.config.tests_for(&environment).map(|test| {
             let name = test.name.clone();
             let namespace = namespace.clone();
@@ -774,25 +871,24 @@ impl Driver<'_> {
                 });
             let http = test.http.clone();
             let ctx = self.ctx;
+            let target = target.clone();
             async move {
                 let (outcome, log) = match (http, job) {
                     (Some(http), _) => (
                         crate::checks::run_http(&ctx.http, &http, &namespace, &environment, &allowed).await,
                         String::new(),
                     ),
-                    (None, Some(job)) => {
-                        match crate::jobs::run(&ctx.client, &namespace, &job, deadline).await {
-                            Ok(done) => done,
-                            Err(err) => (
-                                crate::checks::CheckOutcome {
-                                    passed: false,
-                                    message: format!("cannot run the test Job: {err}"),
-                                    duration: Duration::ZERO,
-                                },
-                                String::new(),
-                            ),
-                        }
-                    }
+                    (None, Some(job)) => match crate::jobs::run(&target, &namespace, &job, deadline).await {
+                        Ok(done) => done,
+                        Err(err) => (
+                            crate::checks::CheckOutcome {
+                                passed: false,
+                                message: format!("cannot run the test Job: {err}"),
+                                duration: Duration::ZERO,
+                            },
+                            String::new(),
+                        ),
+                    },
                     (None, None) => (
                         crate::checks::CheckOutcome {
                             passed: false,
@@ -1034,7 +1130,8 @@ impl Driver<'_> {
         self.ctx.metrics.deployed(self.environment(), &commit);
         let rendered = self.ctx.render(&commit, self.environment()).await?;
         let objects = plan::prepare(&rendered.manifests, self.stamp(&commit, &stamp_release));
-        let applied = self.ctx.applier.apply(&self.ctx.client, &objects, true).await?;
+        let target = self.target(&rendered).await?;
+        let applied = self.ctx.applier.apply(&target, &objects, true).await?;
         if let Ok(mut checked) = self.ctx.drift_checked.lock() {
             checked.insert(self.name.clone(), Instant::now());
         }

@@ -186,7 +186,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     metrics.leader.set(1);
     let mut ctx = ship_engine::Context::new(client.clone(), args.namespace.clone(), args.instance)
         .with_settings(settings)
-        .with_metrics(metrics.clone());
+        .with_metrics(metrics.clone())
+        .with_secret_namespace(args.source.secret_namespace.clone());
     let started = source::start(&args.source, client.clone(), stop_rx.clone(), metrics.clone()).await?;
     let webhook_counters = started.as_ref().map(|s| s.webhook_counters.clone());
     if let Ok(mut registry) = state.registry.write() {

@@ -10,4 +10,5 @@ pub mod git;
 pub mod kubelet;
 pub mod process;
 pub mod prometheus;
+pub mod remote;
 pub mod stack;
