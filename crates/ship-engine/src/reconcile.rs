@@ -74,6 +74,9 @@ struct EnvironmentSlot {
 /// A rendered (commit, environment), cached.
 type RenderedCommit = ((String, String), Arc<Rendered>);
 
+/// Clients of remote clusters by (namespace, Secret name), with the Secret's resourceVersion.
+type TargetCache = HashMap<(String, String), (String, Client)>;
+
 /// Everything a reconcile needs, shared by all of them.
 #[derive(Clone)]
 pub struct Context {
@@ -94,7 +97,7 @@ pub struct Context {
     slots: Arc<Mutex<HashMap<String, Arc<EnvironmentSlot>>>>,
     drift_checked: Arc<Mutex<HashMap<String, Instant>>>,
     rendered: Arc<Mutex<Vec<RenderedCommit>>>,
-    targets: Arc<Mutex<HashMap<(String, String), (String, Client)>>>,
+    targets: Arc<Mutex<TargetCache>>,
     /// Namespace of the Secrets holding remote clusters' kubeconfigs (default: the release's).
     pub secret_namespace: Option<String>,
 }

@@ -174,8 +174,12 @@ impl Repo {
         let push = self.push.as_ref().ok_or(LoadError::NoPushAccess)?;
         let credentials = push.credentials.borrow().clone();
         let result = self.with_mirror(|mirror| Ok(mirror.fast_forward(branch, oid, &credentials)?));
-        if let Err(LoadError::Git(ship_git::GitError::Push { stale: true, .. })) = &result {
-            push.source.trigger();
+        match &result {
+            // Fetch now: after a push, so the mirror (and what is reported from it) sees the
+            // new tip at once; after a stale refusal, so a retry sees what moved.
+            Ok(ship_git::PushOutcome::Pushed)
+            | Err(LoadError::Git(ship_git::GitError::Push { stale: true, .. })) => push.source.trigger(),
+            _ => {}
         }
         result
     }

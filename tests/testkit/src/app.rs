@@ -60,7 +60,12 @@ async fn answer(client: Client, namespace: &str) -> (StatusCode, String) {
 impl App {
     /// Starts the app on a free loopback port.
     pub async fn start(client: Client) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(client, "127.0.0.1:0".parse()?).await
+    }
+
+    /// Starts the app on `addr`.
+    pub async fn start_on(client: Client, addr: SocketAddr) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let requests = RequestLog::default();
         let router = Router::new()
