@@ -1287,6 +1287,17 @@ async fn reconcile_release(
             driver.release.spec.reason == Reason::Promotion,
         );
     }
+    if let Some(phase) = driver.phase()
+        && !driver.superseded()
+    {
+        // The environment's newest release, also after a restart (alerts key on it).
+        ctx.metrics.latest(
+            driver.environment(),
+            &driver.name,
+            &driver.release.spec.commit,
+            phase.as_str(),
+        );
+    }
     {
         let slot = driver.slot.clone();
         let _turn = slot.lock.lock().await;
