@@ -52,17 +52,20 @@ pub enum Outcome {
     TooLarge,
     /// Verified, but not a JSON push payload.
     Malformed(String),
+    /// Verified, but its delivery id was seen before: a replayed request.
+    Replayed,
 }
 
 impl Outcome {
     /// All labels, for pre-registering counters.
-    pub const LABELS: [&'static str; 6] = [
+    pub const LABELS: [&'static str; 7] = [
         "triggered",
         "ignored",
         "unsigned",
         "bad_signature",
         "too_large",
         "malformed",
+        "replayed",
     ];
 
     /// Stable label for the request counter.
@@ -74,6 +77,7 @@ impl Outcome {
             Outcome::BadSignature => "bad_signature",
             Outcome::TooLarge => "too_large",
             Outcome::Malformed(_) => "malformed",
+            Outcome::Replayed => "replayed",
         }
     }
 
@@ -92,6 +96,7 @@ impl Outcome {
                 format!("body larger than {MAX_BODY_BYTES} bytes\n"),
             ),
             Outcome::Malformed(why) => (StatusCode::BAD_REQUEST, format!("malformed payload: {why}\n")),
+            Outcome::Replayed => (StatusCode::CONFLICT, "delivery already received\n".into()),
         }
     }
 }
@@ -183,7 +188,7 @@ pub fn classify(provider: Provider, headers: &HeaderMap, body: &[u8], branches: 
 /// Request counts by outcome label (exported as metrics by shipd).
 #[derive(Debug, Default)]
 pub struct Counters {
-    counts: [AtomicU64; 6],
+    counts: [AtomicU64; 7],
 }
 
 impl Counters {
@@ -201,6 +206,41 @@ impl Counters {
     }
 }
 
+/// Headers that carry a delivery's unique id, by provider.
+const DELIVERY_HEADERS: [&str; 4] = [
+    "x-github-delivery",
+    "x-gitea-delivery",
+    "x-gitlab-event-uuid",
+    "x-ship-delivery",
+];
+
+/// Delivery ids remembered to refuse replays.
+const REMEMBERED_DELIVERIES: usize = 4096;
+
+/// The delivery ids of recent verified requests (bounded: the oldest are forgotten first).
+#[derive(Debug, Default)]
+pub struct Deliveries {
+    order: std::collections::VecDeque<String>,
+    seen: std::collections::HashSet<String>,
+}
+
+impl Deliveries {
+    /// Records `id`; `false` if it was already there (a replay).
+    pub fn first_time(&mut self, id: &str) -> bool {
+        if self.seen.contains(id) {
+            return false;
+        }
+        if self.order.len() == REMEMBERED_DELIVERIES
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.seen.remove(&oldest);
+        }
+        self.order.push_back(id.to_owned());
+        self.seen.insert(id.to_owned());
+        true
+    }
+}
+
 /// What the receiver needs.
 #[derive(Clone)]
 pub struct Receiver {
@@ -212,6 +252,8 @@ pub struct Receiver {
     pub trigger: Arc<dyn Fn(&str) + Send + Sync>,
     /// Request counts.
     pub counters: Arc<Counters>,
+    /// Delivery ids seen, to refuse replays of a signed request.
+    pub deliveries: Arc<std::sync::Mutex<Deliveries>>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -223,9 +265,23 @@ impl std::fmt::Debug for Receiver {
 }
 
 impl Receiver {
+    /// A signed request whose delivery id was seen before. Requests without an id (some
+    /// generic senders) cannot be told apart; replaying one only triggers another fetch.
+    fn replayed(&self, headers: &HeaderMap) -> bool {
+        let Some(id) = DELIVERY_HEADERS.iter().find_map(|h| header(headers, h)) else {
+            return false;
+        };
+        match self.deliveries.lock() {
+            Ok(mut deliveries) => !deliveries.first_time(id),
+            Err(poisoned) => !poisoned.into_inner().first_time(id),
+        }
+    }
+
     /// Handles one request body (already read up to the limit). Pure but for the trigger call.
     pub fn handle(&self, headers: &HeaderMap, body: &[u8]) -> Outcome {
         let outcome = match verify(headers, body, &self.secret) {
+            // Only a verified request's id is remembered: a forger cannot burn real ids.
+            Ok(_) if self.replayed(headers) => Outcome::Replayed,
             Ok(provider) => classify(provider, headers, body, &self.branches),
             Err(rejected) => rejected,
         };
@@ -274,6 +330,19 @@ mod tests {
     }
 
     const BODY: &[u8] = br#"{"ref":"refs/heads/main","after":"abc"}"#;
+
+    #[test]
+    fn deliveries_are_remembered_boundedly() {
+        let mut d = Deliveries::default();
+        assert!(d.first_time("a"));
+        assert!(!d.first_time("a"));
+        for i in 0..REMEMBERED_DELIVERIES {
+            assert!(d.first_time(&format!("x{i}")));
+        }
+        // "a" was the oldest and has been forgotten; the set stays bounded.
+        assert_eq!(d.order.len(), REMEMBERED_DELIVERIES);
+        assert!(d.first_time("a"));
+    }
 
     #[test]
     fn each_provider_verifies() {

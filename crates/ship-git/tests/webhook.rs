@@ -48,6 +48,7 @@ async fn harness() -> Harness {
         branches: Arc::from(vec!["main".to_owned(), "production".to_owned()]),
         trigger: Arc::new(move |_branch: &str| trigger_source.trigger()),
         counters: counters.clone(),
+        deliveries: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hooks/push", listener.local_addr().unwrap());
@@ -212,4 +213,37 @@ async fn bad_webhooks_are_rejected_counted_and_fetch_nothing() {
     ] {
         assert_eq!(h.counters.get(label), count, "{label}");
     }
+}
+
+#[tokio::test]
+async fn a_replayed_delivery_is_refused_and_a_forged_one_burns_nothing() {
+    let h = harness().await;
+    let body = push_body("main");
+    let signed = |delivery: &str| {
+        vec![
+            ("x-github-event", "push".to_owned()),
+            ("x-github-delivery", delivery.to_owned()),
+            (
+                "x-hub-signature-256",
+                format!("sha256={}", hmac_hex(SECRET, &body)),
+            ),
+        ]
+    };
+    // A forged request carrying a real delivery id is refused, and does not use the id up.
+    let forged = vec![
+        ("x-github-event", "push".to_owned()),
+        ("x-github-delivery", "d-1".to_owned()),
+        (
+            "x-hub-signature-256",
+            format!("sha256={}", hmac_hex("wrong", &body)),
+        ),
+    ];
+    assert_eq!(h.post(&forged, body.clone()).await, 403);
+    assert_eq!(h.post(&signed("d-1"), body.clone()).await, 202);
+    // The same signed delivery again: a replay.
+    assert_eq!(h.post(&signed("d-1"), body.clone()).await, 409);
+    assert_eq!(h.post(&signed("d-2"), body.clone()).await, 202);
+    assert_eq!(h.counters.get("replayed"), 1);
+    assert_eq!(h.counters.get("triggered"), 2);
+    assert_eq!(h.counters.get("bad_signature"), 1);
 }

@@ -17,7 +17,7 @@ impl prometheus_client::collector::Collector for WebhookRequests {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut family = encoder.encode_descriptor(
             "webhook_requests",
-            "Push webhook requests, by result (triggered, ignored, unsigned, bad_signature, too_large, malformed)",
+            "Push webhook requests, by result (triggered, ignored, unsigned, bad_signature, too_large, malformed, replayed)",
             None,
             MetricType::Counter,
         )?;

@@ -224,6 +224,7 @@ pub async fn start(
             branches: Arc::from(args.branches.clone()),
             trigger: Arc::new(move |_branch: &str| trigger.trigger()),
             counters: counters.clone(),
+            deliveries: Arc::default(),
         };
         let listener = tokio::net::TcpListener::bind(args.webhook_addr)
             .await
