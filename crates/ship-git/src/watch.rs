@@ -43,6 +43,10 @@ pub struct SourceConfig {
     pub min_backoff: Duration,
     /// Longest retry delay.
     pub max_backoff: Duration,
+    /// Shortest time between the starts of two fetches: triggers arriving sooner (a webhook
+    /// storm) wait and coalesce into one fetch, so work stays bounded. The first trigger after
+    /// a quiet spell fetches at once.
+    pub min_interval: Duration,
     /// Force-push handling.
     pub force_push: ForcePushPolicy,
     /// Told of every fetch (metrics).
@@ -59,6 +63,7 @@ impl SourceConfig {
             poll_interval: DEFAULT_POLL_INTERVAL,
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
+            min_interval: Duration::from_secs(1),
             force_push: ForcePushPolicy::default(),
             observer: None,
         }
@@ -232,6 +237,10 @@ async fn fetch_loop(
         tokio::select! {
             () = tokio::time::sleep(next) => {},
             () = trigger.notified() => {},
+        }
+        // Triggers during this wait coalesce (Notify keeps one permit): one more fetch follows.
+        if let Some(rest) = config.min_interval.checked_sub(started.elapsed()) {
+            tokio::time::sleep(rest).await;
         }
     }
 }

@@ -101,20 +101,20 @@ impl Stack {
     ) -> anyhow::Result<Shipd> {
         let url = self.daemon.url("repo.git");
         let data = data.display().to_string();
-        let mut args = vec![
-            "--namespace",
-            &self.ns,
-            "--secret-namespace",
-            &self.ns,
-            "--repo-url",
-            &url,
-            "--data-dir",
-            &data,
-            "--poll-interval",
-            "1s",
-            "--promotion-interval",
-            "1s",
+        let base = [
+            ("--namespace", self.ns.as_str()),
+            ("--secret-namespace", self.ns.as_str()),
+            ("--repo-url", url.as_str()),
+            ("--data-dir", data.as_str()),
+            ("--poll-interval", "1s"),
+            ("--promotion-interval", "1s"),
         ];
+        // A flag given in `extra` replaces the stack's default for it.
+        let mut args: Vec<&str> = base
+            .iter()
+            .filter(|(flag, _)| !extra.contains(flag))
+            .flat_map(|(flag, value)| [*flag, *value])
+            .collect();
         args.extend(extra);
         Shipd::start(kubeconfig, &args)
     }

@@ -1,0 +1,190 @@
+//! Faults outside the controller: a storm of valid webhooks, and the git remote going away for
+//! a while. Nothing is lost, the work stays bounded, and the last tip wins.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{ListParams, PostParams};
+use kube::{Api, ResourceExt};
+use sha2::Sha256;
+use ship_api::{Phase, keys};
+use ship_testkit::cluster::eventually;
+use ship_testkit::process::free_port;
+use ship_testkit::stack::{Stack, configmap, release_name};
+
+const SETTLE: Duration = Duration::from_secs(90);
+const TOKEN: &str = "storm-webhook-token";
+
+fn metric(scrape: &str, name: &str) -> f64 {
+    scrape
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn scrape(stack: &Stack) -> String {
+    stack.shipd.as_ref().unwrap().probe("/metrics").await.unwrap().1
+}
+
+async fn web_commit(stack: &Stack) -> String {
+    Api::<ConfigMap>::namespaced(stack.cluster.client(), &stack.ns)
+        .get("web")
+        .await
+        .unwrap()
+        .annotations()
+        .get(keys::COMMIT)
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn a_storm_of_1000_webhooks_does_bounded_work_and_the_last_tip_wins() {
+    let mut stack = Stack::new("storm", "{enabled: false}").await.unwrap();
+    let secret: Secret = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "hook"}, "stringData": {"token": TOKEN}}),
+    )
+    .unwrap();
+    Api::<Secret>::namespaced(stack.cluster.client(), &stack.ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let addr = format!("127.0.0.1:{}", free_port().unwrap());
+    // Only webhooks trigger fetches (the poll is an hour away).
+    let first = stack
+        .deploy_first(&[
+            "--poll-interval",
+            "1h",
+            "--webhook-secret",
+            "hook",
+            "--webhook-addr",
+            &addr,
+        ])
+        .await
+        .unwrap();
+    let fetches_before = metric(&scrape(&stack).await, "ship_git_fetch_duration_seconds_count");
+
+    // 1,000 signed deliveries over 10 s, while 20 commits land on main.
+    let body = br#"{"ref":"refs/heads/main"}"#.to_vec();
+    let mut mac = Hmac::<Sha256>::new_from_slice(TOKEN.as_bytes()).unwrap();
+    mac.update(&body);
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/hooks/push");
+    let started = Instant::now();
+    let mut last = first.clone();
+    let mut accepted = 0;
+    for i in 0..1000u32 {
+        if i % 50 == 0 {
+            last = stack
+                .push_main(
+                    &[("deploy/main/web.yaml", &configmap(&format!("healthy {i}")))],
+                    &format!("c{i}"),
+                )
+                .unwrap();
+        }
+        let status = client
+            .post(&url)
+            .header("X-GitHub-Event", "push")
+            .header("X-GitHub-Delivery", format!("storm-{i}"))
+            .header("X-Hub-Signature-256", &signature)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        accepted += u32::from(status == 202);
+        let due = Duration::from_millis(10 * u64::from(i + 1));
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    let storm = started.elapsed();
+    assert_eq!(accepted, 1000);
+
+    // The last tip wins: its release succeeds and the app runs it.
+    stack
+        .settled(&release_name("main", &last), Phase::Succeeded, SETTLE)
+        .await
+        .unwrap();
+    assert_eq!(web_commit(&stack).await, last);
+    // Bounded work: at most one fetch starts per second; triggers in between coalesce.
+    let fetches = metric(&scrape(&stack).await, "ship_git_fetch_duration_seconds_count") - fetches_before;
+    let releases = stack
+        .releases()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|r| r.spec.environment == "main")
+        .collect::<Vec<_>>();
+    println!(
+        "storm: 1000 webhooks in {} ms -> {fetches} fetches, {} main releases for 21 tips",
+        storm.as_millis(),
+        releases.len()
+    );
+    assert!(
+        fetches <= 15.0,
+        "{fetches} fetches for 1000 webhooks in {storm:?}"
+    );
+    assert!(releases.len() <= 21, "{} releases", releases.len());
+    // Every release settled; none is left in flight.
+    assert!(
+        releases
+            .iter()
+            .all(|r| r.phase().is_some_and(|p| !p.is_in_progress()))
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn an_unreachable_git_remote_changes_nothing_and_recovery_catches_up() {
+    let mut stack = Stack::new("git-down", "{enabled: false}").await.unwrap();
+    let first = stack.deploy_first(&[]).await.unwrap();
+    // The remote goes away for a minute; a commit lands meanwhile (pushed to the repository
+    // directly, as a forge would keep it).
+    stack.daemon.stop();
+    let during = stack
+        .push_main(
+            &[("deploy/main/web.yaml", &configmap("healthy v2"))],
+            "v2 while Ship cannot fetch",
+        )
+        .unwrap();
+    let down = eventually("the source reported down", SETTLE, || async {
+        let text = scrape(&stack).await;
+        Ok((metric(&text, "ship_git_source_up") == 0.0).then_some(text))
+    })
+    .await
+    .unwrap();
+    assert!(metric(&down, "ship_git_fetch_failures_total") >= 1.0);
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(60) {
+        // Nothing changes in the cluster while the remote is away.
+        assert_eq!(web_commit(&stack).await, first);
+        assert!(
+            stack
+                .releases()
+                .get_opt(&release_name("main", &during))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    assert!(stack.logs().contains("git fetch failed"));
+
+    // Back: the next fetch (backoff is capped) sees the commit and deploys it.
+    stack.daemon.restart().unwrap();
+    stack
+        .settled(&release_name("main", &during), Phase::Succeeded, SETTLE)
+        .await
+        .unwrap();
+    assert_eq!(web_commit(&stack).await, during);
+    assert_eq!(metric(&scrape(&stack).await, "ship_git_source_up"), 1.0);
+}
