@@ -48,9 +48,10 @@ pub struct Settings {
     pub history_limit: usize,
     /// How often the deployed release is re-applied to correct drift.
     pub drift_interval: Duration,
-    /// Fault injection for tests: after persisting this phase, pause this long before acting
-    /// (so a test can kill the controller exactly there). Never set in production.
-    pub pause_after: Option<(Phase, Duration)>,
+    /// Fault injection for tests: at this point (a phase's name: just after persisting it; or
+    /// one of [`FAULT_POINTS`]), pause this long, so a test can kill the controller exactly
+    /// there. Never set in production.
+    pub pause_at: Option<(String, Duration)>,
 }
 
 impl Default for Settings {
@@ -58,10 +59,15 @@ impl Default for Settings {
         Self {
             history_limit: 10,
             drift_interval: Duration::from_secs(300),
-            pause_after: None,
+            pause_at: None,
         }
     }
 }
+
+/// Fault-injection points inside a phase's work (besides every phase's status write):
+/// half the objects applied; tests run but their results not written; the good commit
+/// re-applied but its health not awaited.
+pub const FAULT_POINTS: [&str; 3] = ["MidApply", "MidTest", "MidRollback"];
 
 /// Per environment: one release acts at a time, and the newest release's sequence, which an
 /// older release in flight watches to know it has been superseded.
@@ -459,14 +465,31 @@ impl Driver<'_> {
                 EventType::Normal
             };
             publish(self.ctx, &self.release, type_, step.reason, &step.message).await;
-            if let Some((phase, pause)) = self.ctx.settings.pause_after
-                && phase == step.phase
-            {
-                warn!(phase = %phase, pause_ms = pause.as_millis() as u64, "fault injection: pausing after the transition");
-                tokio::time::sleep(pause).await;
-            }
+            self.fault_point(step.phase.as_str()).await;
         }
         Ok(())
+    }
+
+    /// Fault injection (tests only): pauses when `point` is the armed one.
+    async fn fault_point(&self, point: &str) {
+        if let Some((armed, pause)) = &self.ctx.settings.pause_at
+            && armed == point
+        {
+            warn!(
+                point,
+                pause_ms = pause.as_millis() as u64,
+                "fault injection: pausing"
+            );
+            tokio::time::sleep(*pause).await;
+        }
+    }
+
+    fn armed(&self, point: &str) -> bool {
+        self.ctx
+            .settings
+            .pause_at
+            .as_ref()
+            .is_some_and(|(armed, _)| armed == point)
     }
 
     /// Metrics of a phase change just persisted (from `previous` status to `step`).
@@ -735,6 +758,12 @@ impl Driver<'_> {
         let rendered = self.ctx.render(commit, self.environment()).await?;
         let objects = plan::prepare(&rendered.manifests, self.stamp(commit, stamp_release));
         let target = self.target(&rendered).await?;
+        if self.armed("MidApply") && stamp_release == self.name {
+            // Tests only: stop with half the objects applied.
+            let half = objects.len() / 2;
+            self.ctx.applier.apply(&target, &objects[..half], false).await?;
+            self.fault_point("MidApply").await;
+        }
         let applied = self.ctx.applier.apply(&target, &objects, false).await?;
         let keep: Vec<InventoryEntry> = objects.iter().map(plan::entry_of).collect();
         let releases = self.environment_releases().await?;
@@ -918,6 +947,7 @@ impl Driver<'_> {
             Waited::Done(results) => results,
             Waited::Superseded => return Ok(()),
         };
+        self.fault_point("MidTest").await;
         let passed = results
             .iter()
             .filter(|r| r.verdict == TestVerdict::Passed)
@@ -1036,6 +1066,7 @@ impl Driver<'_> {
         };
         let commit = good.spec.commit.clone();
         let inventory = self.apply_commit(&commit, &target).await?;
+        self.fault_point("MidRollback").await;
         let step = match self.wait_healthy(Phase::RollingBack, &commit, &inventory).await? {
             Waited::Superseded => return Ok(()),
             Waited::Done(Ok(())) => Step {

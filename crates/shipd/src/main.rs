@@ -43,10 +43,10 @@ struct Args {
     #[arg(long, env = "SHIP_DRIFT_INTERVAL", default_value = "5m", value_parser = source::parse_duration)]
     drift_interval: std::time::Duration,
 
-    /// Testing only (fault injection): `PHASE:DURATION`, e.g. `Applying:5s`, pauses after
-    /// persisting that phase so a test can kill shipd exactly there.
+    /// Testing only (fault injection): `POINT:DURATION`, e.g. `Applying:5s` (after persisting
+    /// that phase) or `MidApply:5s`, pauses there so a test can kill shipd exactly there.
     #[arg(long, env = "SHIP_TEST_PAUSE_AFTER", hide = true, value_parser = parse_pause)]
-    test_pause_after: Option<(ship_api::Phase, std::time::Duration)>,
+    test_pause_after: Option<(String, std::time::Duration)>,
 
     /// Longest time between two looks at the promotion (scheduled times and
     /// `kubectl ship promote` requests wake it sooner).
@@ -89,13 +89,17 @@ struct LeaderArgs {
     lease_retry_period: std::time::Duration,
 }
 
-fn parse_pause(text: &str) -> Result<(ship_api::Phase, std::time::Duration), String> {
-    let (phase, duration) = text.split_once(':').ok_or("expected PHASE:DURATION")?;
-    let phase = ship_api::Phase::ALL
-        .into_iter()
-        .find(|p| p.as_str() == phase)
-        .ok_or_else(|| format!("{phase:?} is not a phase"))?;
-    Ok((phase, source::parse_duration(duration)?))
+fn parse_pause(text: &str) -> Result<(String, std::time::Duration), String> {
+    let (point, duration) = text.split_once(':').ok_or("expected POINT:DURATION")?;
+    let known = ship_api::Phase::ALL.iter().any(|p| p.as_str() == point)
+        || ship_engine::reconcile::FAULT_POINTS.contains(&point);
+    if !known {
+        return Err(format!(
+            "{point:?} is neither a phase nor one of {:?}",
+            ship_engine::reconcile::FAULT_POINTS
+        ));
+    }
+    Ok((point.to_owned(), source::parse_duration(duration)?))
 }
 
 #[tokio::main]
@@ -144,7 +148,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let settings = ship_engine::Settings {
         history_limit: args.history_limit,
         drift_interval: args.drift_interval,
-        pause_after: args.test_pause_after,
+        pause_at: args.test_pause_after,
     };
     let metrics = Arc::new(ship_engine::metrics::Metrics::default());
     if let Ok(mut registry) = state.registry.write() {
