@@ -270,8 +270,9 @@ impl std::fmt::Debug for TipTarget {
     }
 }
 
-/// Makes (or finds) the release of `commit`, the tip of `branch`.
-async fn release_tip(target: &TipTarget, branch: &str, commit: git2::Oid) {
+/// Makes (or finds) the release of `commit`, the tip of `branch`. `false` when it could not be
+/// made now (the API server is away, for example) and must be tried again.
+async fn release_tip(target: &TipTarget, branch: &str, commit: git2::Oid) -> bool {
     let repo = target.repo.clone();
     let (c, b) = (commit.to_string(), branch.to_owned());
     // The commit's own ship.yaml says which environment the branch deploys. When it cannot be
@@ -280,7 +281,7 @@ async fn release_tip(target: &TipTarget, branch: &str, commit: git2::Oid) {
         Ok(Ok(environment)) => environment,
         Ok(Err(ship_engine::source::LoadError::NoEnvironment(_))) => {
             info!(branch, commit = %commit, "no environment deploys this branch; no release");
-            return;
+            return true;
         }
         Ok(Err(err)) => {
             warn!(branch, commit = %commit, reason = err.label(), error = %err, "cannot read ship.yaml at the tip");
@@ -288,7 +289,7 @@ async fn release_tip(target: &TipTarget, branch: &str, commit: git2::Oid) {
         }
         Err(err) => {
             warn!(error = %err, "ship.yaml task failed");
-            return;
+            return false;
         }
     };
     let commit_text = commit.to_string();
@@ -300,13 +301,23 @@ async fn release_tip(target: &TipTarget, branch: &str, commit: git2::Oid) {
         promotion: None,
     };
     match ship_engine::releases::create(&target.client, &target.namespace, &new).await {
-        Ok((release, true)) => info!(environment, commit = %commit, release, branch, "release created"),
-        Ok((release, false)) => {
-            tracing::debug!(environment, commit = %commit, release, "release of this tip already exists")
+        Ok((release, true)) => {
+            info!(environment, commit = %commit, release, branch, "release created");
+            true
         }
-        Err(err) => warn!(environment, commit = %commit, branch, error = %err, "cannot create the release"),
+        Ok((release, false)) => {
+            tracing::debug!(environment, commit = %commit, release, "release of this tip already exists");
+            true
+        }
+        Err(err) => {
+            warn!(environment, commit = %commit, branch, error = %err, "cannot create the release; retrying");
+            false
+        }
     }
 }
+
+/// How often tips whose release could not be made are tried again.
+const RETRY_TIPS: Duration = Duration::from_secs(2);
 
 /// Turns tips into releases: first the tips already in the mirror (a restart after a fetch
 /// must not lose a release), then every tip change the source reports.
@@ -319,13 +330,28 @@ pub async fn handle_tips(target: TipTarget, mut tips: mpsc::Receiver<TipChange>)
             .collect(),
         Err(_) => Vec::new(),
     };
-    for (branch, commit) in known {
-        release_tip(&target, &branch, commit).await;
-    }
-    while let Some(change) = tips.recv().await {
+    // Tips still owed a release, by branch (a newer tip replaces an older one): a tip is never
+    // dropped because the API server was away when it arrived.
+    let mut owed: std::collections::BTreeMap<String, git2::Oid> = known.into_iter().collect();
+    loop {
+        let branches: Vec<(String, git2::Oid)> = owed.iter().map(|(b, c)| (b.clone(), *c)).collect();
+        for (branch, commit) in branches {
+            if release_tip(&target, &branch, commit).await && owed.get(&branch) == Some(&commit) {
+                owed.remove(&branch);
+            }
+        }
+        let change = if owed.is_empty() {
+            tips.recv().await
+        } else {
+            match tokio::time::timeout(RETRY_TIPS, tips.recv()).await {
+                Ok(change) => change,
+                Err(_elapsed) => continue,
+            }
+        };
+        let Some(change) = change else { return };
         if change.kind == TipChangeKind::ForcePushed && target.force_push == ForcePushPolicy::Refuse {
             continue;
         }
-        release_tip(&target, &change.branch, change.new).await;
+        owed.insert(change.branch, change.new);
     }
 }

@@ -188,3 +188,151 @@ async fn an_unreachable_git_remote_changes_nothing_and_recovery_catches_up() {
     assert_eq!(web_commit(&stack).await, during);
     assert_eq!(metric(&scrape(&stack).await, "ship_git_source_up"), 1.0);
 }
+
+fn configmaps(names: &[&str]) -> Vec<(String, String)> {
+    names
+        .iter()
+        .map(|n| {
+            (
+                format!("deploy/main/{n}.yaml"),
+                format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {n}}}\ndata: {{a: b}}\n"),
+            )
+        })
+        .collect()
+}
+
+async fn settled_on(
+    api: &Api<ship_api::ShipRelease>,
+    name: &str,
+    phase: Phase,
+    logs: impl Fn() -> String,
+) -> ship_api::ShipRelease {
+    let found = eventually(&format!("{name} {phase}"), SETTLE, || async {
+        // The API server may be away: an error is retried until the deadline.
+        Ok(api.get_opt(name).await?.filter(|r| r.phase() == Some(phase)))
+    })
+    .await;
+    found.unwrap_or_else(|e| panic!("{e:#}\n{}", logs()))
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn an_apiserver_restart_mid_apply_and_etcd_down_for_30s_lose_nothing() {
+    use ship_testkit::cluster::TestCluster;
+    use ship_testkit::git::{GitDaemon, Remote};
+    use ship_testkit::process::Shipd;
+    use ship_testkit::remote::RemoteCluster;
+
+    // A control plane of its own, since this test breaks it.
+    let own = RemoteCluster::start().unwrap();
+    let cluster = TestCluster::connect_to(&own.kubeconfig).await.unwrap();
+    cluster.install_crds().await.unwrap();
+    let ns = cluster.namespace("break").await.unwrap();
+    let remote = Remote::new().unwrap();
+    let daemon = GitDaemon::start(remote.dir.path()).unwrap();
+    let ship_yaml = format!(
+        "environments:\n  main: {{namespace: {ns}}}\n  production: {{namespace: {ns}-prod}}\npromotion: {{enabled: false}}\n"
+    );
+    let mut files = vec![("ship.yaml".to_owned(), ship_yaml)];
+    files.extend(configmaps(&["a", "b", "c", "d", "e", "f"]));
+    let files_ref: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+    let first = remote.commit_files(&files_ref, "six objects").unwrap();
+    remote.push("main", false).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let url = daemon.url("repo.git");
+    let data_dir = data.path().display().to_string();
+    let base = [
+        "--namespace",
+        &ns,
+        "--secret-namespace",
+        &ns,
+        "--repo-url",
+        &url,
+        "--data-dir",
+        &data_dir,
+        "--poll-interval",
+        "1s",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--test-pause-after", "MidApply:2s"]);
+    let shipd = Shipd::start(&own.kubeconfig, &args).unwrap();
+    shipd
+        .wait_for_log(SETTLE, |l| l.contains("\"point\":\"MidApply\""))
+        .await
+        .unwrap();
+    // The API server restarts while the apply is half done.
+    let apiserver = own.stop("kube-apiserver").unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    own.start_again("kube-apiserver", &apiserver).unwrap();
+    let releases: Api<ship_api::ShipRelease> = Api::namespaced(cluster.client(), &ns);
+    let release = settled_on(&releases, &release_name("main", &first), Phase::Succeeded, || {
+        shipd.logs()
+    })
+    .await;
+    let phases: Vec<Phase> = release
+        .status
+        .unwrap()
+        .transitions
+        .iter()
+        .map(|t| t.phase)
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            Phase::Pending,
+            Phase::Applying,
+            Phase::Progressing,
+            Phase::Testing,
+            Phase::Succeeded
+        ]
+    );
+    let names = |list: Vec<ConfigMap>| {
+        let mut n: Vec<String> = list
+            .into_iter()
+            .filter(|c| c.labels().get(keys::MANAGED_BY).is_some())
+            .map(|c| c.name_any())
+            .collect();
+        n.sort();
+        n
+    };
+    let cms: Api<ConfigMap> = Api::namespaced(cluster.client(), &ns);
+    assert_eq!(
+        names(cms.list(&ListParams::default()).await.unwrap().items),
+        ["a", "b", "c", "d", "e", "f"]
+    );
+    assert!(
+        shipd.logs().contains("reconcile failed; retrying"),
+        "the restart was felt and retried"
+    );
+
+    // etcd stops for 30 s just as the next commit lands: shipd keeps running, and catches up.
+    let second = remote
+        .commit_files(
+            &[
+                ("deploy/main/a.yaml", ""),
+                ("deploy/main/g.yaml", &configmaps(&["g"])[0].1),
+            ],
+            "a out, g in",
+        )
+        .unwrap();
+    remote.push("main", false).unwrap();
+    let etcd = own.stop("etcd").unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let (code, _) = shipd.probe("/healthz").await.unwrap();
+    assert_eq!(code, 200, "shipd lives through etcd's absence");
+    own.start_again("etcd", &etcd).unwrap();
+    settled_on(
+        &releases,
+        &release_name("main", &second),
+        Phase::Succeeded,
+        || shipd.logs(),
+    )
+    .await;
+    let left = eventually("a pruned", SETTLE, || async {
+        let now = names(cms.list(&ListParams::default()).await?.items);
+        Ok((now == ["b", "c", "d", "e", "f", "g"]).then_some(now))
+    })
+    .await;
+    assert!(left.is_ok(), "{left:?}\n{}", shipd.logs());
+    drop(daemon);
+}

@@ -60,6 +60,16 @@ impl TestCluster {
         Ok(Self { client, kubeconfig })
     }
 
+    /// Connects to the cluster of `kubeconfig` (for example a [`crate::remote::RemoteCluster`]).
+    pub async fn connect_to(kubeconfig: &Path) -> anyhow::Result<Self> {
+        let file = kube::config::Kubeconfig::read_from(kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(file, &Default::default()).await?;
+        Ok(Self {
+            client: Client::try_from(config)?,
+            kubeconfig: kubeconfig.to_owned(),
+        })
+    }
+
     /// A client with the cluster's admin credentials.
     pub fn client(&self) -> Client {
         self.client.clone()
