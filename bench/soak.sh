@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# soak.sh [ITERATIONS] - the soak at full length: ITERATIONS (default 100) commits pushed to both
+# branches, one in four breaking the app: 2 x ITERATIONS + 2 releases on the real control plane.
+# After each, the deployed commit, the inventory, the cluster's objects and the metrics must
+# agree; shipd's RSS must stay flat. Prints the releases, the time and the RSS at start and end.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ship/target}"
+cargo build --quiet --locked --workspace --bins --tests
+DIR="$(SHIP_STANDIN="$CARGO_TARGET_DIR/debug/kubelet-standin" tests/cluster/up.sh)"
+trap 'tests/cluster/down.sh "$DIR"' EXIT
+# shellcheck disable=SC1091
+source "$DIR/env"
+SHIP_SOAK_ITERATIONS="${1:-100}" cargo nextest run --locked -p ship-e2e --run-ignored all --no-capture \
+  --test soak 2>&1 | grep -E "^soak:|PASS|FAIL|panicked"
