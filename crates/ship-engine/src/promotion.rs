@@ -43,6 +43,10 @@ const BEHIND_LIMIT: usize = 1000;
 /// Diverging commits named in a condition or event.
 const DIVERGING_SHOWN: usize = 10;
 
+/// Condition on a ShipPromotion: the repository can be fetched (reason `Fetched`, or the
+/// fetch failure's label such as `FetchFailed`).
+pub const SOURCE_READY: &str = "SourceReady";
+
 /// `requestedBy` of scheduled runs.
 pub const SCHEDULE: &str = "schedule";
 
@@ -200,6 +204,8 @@ pub struct Promoter {
     pub interval: Duration,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The git source's health, reported as the `SourceReady` condition.
+    pub source: Option<tokio::sync::watch::Receiver<ship_git::watch::SourceStatus>>,
 }
 
 impl std::fmt::Debug for Promoter {
@@ -583,6 +589,29 @@ impl Promoter {
             &previous.conditions,
             &time,
         );
+        if let Some(source) = &self.source {
+            // Whether the repository can be fetched: a promotion (and every release) waits on it.
+            let source = source.borrow().clone();
+            // A fixed message while all is well, so that a look after each fetch writes nothing.
+            let message = if source.ready {
+                "the repository is fetched".to_owned()
+            } else {
+                source.message.clone()
+            };
+            let observation = Observation {
+                phase: Phase::Succeeded,
+                reason: source.reason,
+                message: &message,
+                generation: object.metadata.generation,
+            };
+            status.conditions.push(condition(
+                SOURCE_READY,
+                source.ready,
+                &observation,
+                &previous.conditions,
+                &time,
+            ));
+        }
         // Keep the previous condition times when nothing else changed, so a look that finds
         // nothing new writes nothing.
         status.schedule = Some(settings.schedule_text());

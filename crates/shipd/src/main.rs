@@ -230,6 +230,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             },
             interval: args.promotion_interval,
             metrics: metrics.clone(),
+            source: Some(handle.status()),
         };
         tokio::spawn(ship_engine::promotion::run(promoter, stopped(stop_rx.clone())));
         let target = source::TipTarget {

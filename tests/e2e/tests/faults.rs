@@ -145,8 +145,15 @@ async fn a_storm_of_1000_webhooks_does_bounded_work_and_the_last_tip_wins() {
 #[tokio::test]
 #[ignore = "needs the local control plane: tests/run.sh"]
 async fn an_unreachable_git_remote_changes_nothing_and_recovery_catches_up() {
-    let mut stack = Stack::new("git-down", "{enabled: false}").await.unwrap();
-    let first = stack.deploy_first(&[]).await.unwrap();
+    // Promotion on (Monday: nothing due), for its SourceReady condition.
+    let mut stack = Stack::new("git-down", "{schedule: '0 10 * * TUE'}")
+        .await
+        .unwrap();
+    let first = stack
+        .deploy_first(&["--test-clock", "2026-11-23T12:00:00Z"])
+        .await
+        .unwrap();
+    source_ready(&stack, "True").await;
     // The remote goes away for a minute; a commit lands meanwhile (pushed to the repository
     // directly, as a forge would keep it).
     stack.daemon.stop();
@@ -163,6 +170,16 @@ async fn an_unreachable_git_remote_changes_nothing_and_recovery_catches_up() {
     .await
     .unwrap();
     assert!(metric(&down, "ship_git_fetch_failures_total") >= 1.0);
+    // A condition says so, with the reason.
+    let promotion = source_ready(&stack, "False").await;
+    let condition = promotion
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "SourceReady")
+        .unwrap();
+    assert_eq!(condition.reason, "FetchFailed", "{condition:?}");
     let outage = Instant::now();
     while outage.elapsed() < Duration::from_secs(60) {
         // Nothing changes in the cluster while the remote is away.
@@ -187,6 +204,20 @@ async fn an_unreachable_git_remote_changes_nothing_and_recovery_catches_up() {
         .unwrap();
     assert_eq!(web_commit(&stack).await, during);
     assert_eq!(metric(&scrape(&stack).await, "ship_git_source_up"), 1.0);
+    source_ready(&stack, "True").await;
+}
+
+/// Waits until the ShipPromotion's SourceReady condition has status `want`.
+async fn source_ready(stack: &Stack, want: &'static str) -> ship_api::ShipPromotion {
+    stack
+        .promotion_where("production", SETTLE, |p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "SourceReady"))
+                .is_some_and(|c| c.status == want)
+        })
+        .await
+        .unwrap()
 }
 
 fn configmaps(names: &[&str]) -> Vec<(String, String)> {
