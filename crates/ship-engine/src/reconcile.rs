@@ -1203,7 +1203,13 @@ impl Driver<'_> {
                 .delete(&name, &DeleteParams::default())
                 .await
             {
-                Ok(_) => info!(collected = name, "old release deleted (history limit)"),
+                Ok(_) => {
+                    info!(collected = name, "old release deleted (history limit)");
+                    // Its drift bookkeeping goes with it, so memory does not grow with history.
+                    if let Ok(mut checked) = self.ctx.drift_checked.lock() {
+                        checked.remove(&name);
+                    }
+                }
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(err) => return Err(Error::Releases(err)),
             }
