@@ -10,7 +10,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use ship_api::Phase;
 use ship_testkit::cluster::eventually;
-use ship_testkit::stack::{Stack, release_name};
+use ship_testkit::stack::{Stack, phases, release_name};
 
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -82,13 +82,7 @@ async fn the_standby_takes_over_a_release_when_the_leader_dies() {
     assert!(takeover < Duration::from_secs(6), "{takeover:?}");
 
     let release = stack.settled(&name, Phase::Succeeded, SETTLE).await.unwrap();
-    let phases: Vec<Phase> = release
-        .status
-        .unwrap()
-        .transitions
-        .iter()
-        .map(|t| t.phase)
-        .collect();
+    let phases = phases(&release);
     assert_eq!(
         phases,
         [

@@ -7,10 +7,9 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::ListParams;
-use kube::{Api, ResourceExt};
-use ship_api::{Phase, ShipRelease, keys};
-use ship_testkit::stack::{Stack, configmap, release_name};
+use kube::Api;
+use ship_api::Phase;
+use ship_testkit::stack::{Stack, configmap, managed_configmaps, phases, release_name};
 
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -36,30 +35,9 @@ fn extra(name: &str) -> String {
 }
 
 async fn managed(stack: &Stack) -> Vec<String> {
-    let api: Api<ConfigMap> = Api::namespaced(stack.cluster.client(), &stack.ns);
-    let params = ListParams::default().labels(&format!("{}={}", keys::MANAGED_BY, keys::MANAGED_BY_SHIP));
-    let mut names: Vec<String> = api
-        .list(&params)
+    managed_configmaps(stack.cluster.client(), &stack.ns)
         .await
         .unwrap()
-        .items
-        .into_iter()
-        .filter(|cm| cm.metadata.deletion_timestamp.is_none())
-        .map(|cm| cm.name_any())
-        .collect();
-    names.sort();
-    names
-}
-
-fn phases(release: &ShipRelease) -> Vec<Phase> {
-    release
-        .status
-        .as_ref()
-        .unwrap()
-        .transitions
-        .iter()
-        .map(|t| t.phase)
-        .collect()
 }
 
 #[tokio::test]

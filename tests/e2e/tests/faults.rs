@@ -13,7 +13,7 @@ use sha2::Sha256;
 use ship_api::{Phase, keys};
 use ship_testkit::cluster::eventually;
 use ship_testkit::process::free_port;
-use ship_testkit::stack::{Stack, configmap, release_name};
+use ship_testkit::stack::{Stack, configmap, managed_configmaps, phases, release_name};
 
 const SETTLE: Duration = Duration::from_secs(90);
 const TOKEN: &str = "storm-webhook-token";
@@ -300,13 +300,7 @@ async fn an_apiserver_restart_mid_apply_and_etcd_down_for_30s_lose_nothing() {
         shipd.logs()
     })
     .await;
-    let phases: Vec<Phase> = release
-        .status
-        .unwrap()
-        .transitions
-        .iter()
-        .map(|t| t.phase)
-        .collect();
+    let phases = phases(&release);
     assert_eq!(
         phases,
         [
@@ -317,18 +311,8 @@ async fn an_apiserver_restart_mid_apply_and_etcd_down_for_30s_lose_nothing() {
             Phase::Succeeded
         ]
     );
-    let names = |list: Vec<ConfigMap>| {
-        let mut n: Vec<String> = list
-            .into_iter()
-            .filter(|c| c.labels().get(keys::MANAGED_BY).is_some())
-            .map(|c| c.name_any())
-            .collect();
-        n.sort();
-        n
-    };
-    let cms: Api<ConfigMap> = Api::namespaced(cluster.client(), &ns);
     assert_eq!(
-        names(cms.list(&ListParams::default()).await.unwrap().items),
+        managed_configmaps(cluster.client(), &ns).await.unwrap(),
         ["a", "b", "c", "d", "e", "f"]
     );
     assert!(
@@ -360,7 +344,7 @@ async fn an_apiserver_restart_mid_apply_and_etcd_down_for_30s_lose_nothing() {
     )
     .await;
     let left = eventually("a pruned", SETTLE, || async {
-        let now = names(cms.list(&ListParams::default()).await?.items);
+        let now = managed_configmaps(cluster.client(), &ns).await?;
         Ok((now == ["b", "c", "d", "e", "f", "g"]).then_some(now))
     })
     .await;

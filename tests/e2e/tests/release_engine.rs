@@ -16,6 +16,7 @@ use ship_testkit::app::App;
 use ship_testkit::cluster::{TestCluster, eventually};
 use ship_testkit::git::{GitDaemon, Remote};
 use ship_testkit::process::Shipd;
+use ship_testkit::stack::phases;
 
 /// One environment's stack: namespace, repository, daemon, app and shipd.
 struct Stack {
@@ -157,17 +158,6 @@ impl Stack {
             .and_then(|cm| cm.annotations().get(keys::COMMIT).cloned())
             .unwrap_or_default()
     }
-}
-
-fn phases(release: &ShipRelease) -> Vec<Phase> {
-    release
-        .status
-        .as_ref()
-        .unwrap()
-        .transitions
-        .iter()
-        .map(|t| t.phase)
-        .collect()
 }
 
 fn reason(release: &ShipRelease) -> String {

@@ -10,10 +10,9 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use ship_api::{Phase, ShipRelease, keys};
-use ship_testkit::stack::{Stack, configmap, release_name};
+use ship_testkit::stack::{Stack, configmap, managed_configmaps, release_name};
 
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -27,18 +26,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 async fn managed(stack: &Stack, ns: &str) -> Vec<String> {
-    let params = ListParams::default().labels(&format!("{}={}", keys::MANAGED_BY, keys::MANAGED_BY_SHIP));
-    let mut names: Vec<String> = Api::<ConfigMap>::namespaced(stack.cluster.client(), ns)
-        .list(&params)
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|c| c.metadata.deletion_timestamp.is_none())
-        .map(|c| c.name_any())
-        .collect();
-    names.sort();
-    names
+    managed_configmaps(stack.cluster.client(), ns).await.unwrap()
 }
 
 /// Checks that environment `env` (in `ns`) runs `expected` everywhere Ship says so.

@@ -214,6 +214,35 @@ impl Stack {
     }
 }
 
+/// The phases a release went through, in order.
+pub fn phases(release: &ShipRelease) -> Vec<Phase> {
+    release
+        .status
+        .as_ref()
+        .map(|s| s.transitions.iter().map(|t| t.phase).collect())
+        .unwrap_or_default()
+}
+
+/// The names of the ConfigMaps Ship manages in `namespace` (not being deleted), sorted.
+pub async fn managed_configmaps(client: kube::Client, namespace: &str) -> anyhow::Result<Vec<String>> {
+    use kube::ResourceExt as _;
+    let params = kube::api::ListParams::default().labels(&format!(
+        "{}={}",
+        ship_api::keys::MANAGED_BY,
+        ship_api::keys::MANAGED_BY_SHIP
+    ));
+    let mut names: Vec<String> = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client, namespace)
+        .list(&params)
+        .await?
+        .items
+        .into_iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .map(|c| c.name_any())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// The name Ship gives the release of `commit` to `environment`.
 pub fn release_name(environment: &str, commit: &str) -> String {
     format!("{environment}-{}", &commit[..10.min(commit.len())])
