@@ -28,9 +28,10 @@ async fn production_deploys_to_its_own_cluster() {
         .create(&PostParams::default(), &namespace)
         .await
         .unwrap();
+    let flat = remote.flat_kubeconfig().unwrap();
     let secret: Secret = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "production-cluster"},
-        "stringData": {"kubeconfig": remote.flat_kubeconfig().unwrap()},
+        "stringData": {"kubeconfig": flat},
     }))
     .unwrap();
     Api::<Secret>::namespaced(stack.cluster.client(), &ns)
@@ -110,7 +111,40 @@ async fn production_deploys_to_its_own_cluster() {
         .await
         .unwrap();
     assert_eq!(remote_web.data.unwrap()["body"], "healthy production v2");
-    // The kubeconfig's credentials never reach the logs.
-    let logs = stack.logs();
-    assert!(!logs.contains("BEGIN RSA PRIVATE KEY") && !logs.contains("client-key-data"));
+    // The kubeconfig's private key never reaches the logs, the events, the releases' status or
+    // the metrics: neither its base64 form nor a line of its PEM.
+    let key_b64 = flat
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("client-key-data:"))
+        .map(|v| v.trim().to_owned())
+        .unwrap();
+    use base64::Engine as _;
+    let pem = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(&key_b64)
+            .unwrap(),
+    )
+    .unwrap();
+    let key_line = pem.lines().nth(1).unwrap().to_owned();
+    assert!(key_line.len() > 40, "a line of key material: {key_line}");
+    let events = kube::Api::<k8s_openapi::api::core::v1::Event>::namespaced(stack.cluster.client(), &ns)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let statuses = stack.releases().list(&Default::default()).await.unwrap();
+    let captures = [
+        ("logs", stack.logs()),
+        ("events", serde_json::to_string(&events.items).unwrap()),
+        ("status", serde_json::to_string(&statuses.items).unwrap()),
+        (
+            "metrics",
+            stack.shipd.as_ref().unwrap().probe("/metrics").await.unwrap().1,
+        ),
+    ];
+    for (what, text) in captures {
+        assert!(
+            !text.contains(&key_b64) && !text.contains(&key_line),
+            "{what} holds the private key"
+        );
+    }
 }
