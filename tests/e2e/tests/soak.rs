@@ -170,6 +170,14 @@ async fn releases_in_a_row_keep_commit_inventory_metrics_and_memory_in_agreement
         if i == 9 {
             rss_warm = rss_kib(pid);
         }
+        if i % 50 == 49 {
+            println!(
+                "soak: {} releases, {} s, RSS {} KiB",
+                2 * i + 4,
+                started.elapsed().as_secs(),
+                rss_kib(pid)
+            );
+        }
     }
     let rss_end = rss_kib(pid);
     println!(
