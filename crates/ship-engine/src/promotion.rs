@@ -387,6 +387,8 @@ impl Promoter {
         object: &ShipPromotion,
         status: &ShipPromotionStatus,
     ) -> Result<(), PromotionError> {
+        // Conditions keep their times when unchanged, so a look that finds nothing new
+        // writes nothing.
         if object.status.as_ref() == Some(status) {
             return Ok(());
         }
@@ -548,11 +550,13 @@ impl Promoter {
             .filter(|r| previous.last_handled_requested_at.as_deref() != Some(*r))
             .map(str::to_owned);
         if due.is_some() || requested.is_some() {
-            let requested_by = match (&requested, due) {
-                (Some(_), _) => annotation(&object, keys::REQUESTED_BY)
+            // A request names its requester; a scheduled time alone is the schedule's run.
+            let requested_by = if requested.is_some() {
+                annotation(&object, keys::REQUESTED_BY)
                     .unwrap_or("unknown")
-                    .to_owned(),
-                (None, _) => SCHEDULE.to_owned(),
+                    .to_owned()
+            } else {
+                SCHEDULE.to_owned()
             };
             let run = self
                 .promote(&object, &settings, &evaluation, &requested_by, due, now)
@@ -612,8 +616,6 @@ impl Promoter {
                 &time,
             ));
         }
-        // Keep the previous condition times when nothing else changed, so a look that finds
-        // nothing new writes nothing.
         status.schedule = Some(settings.schedule_text());
         status.time_zone = Some(settings.zone_text());
         let next = settings.schedule.next_after(now);
