@@ -164,11 +164,25 @@ async fn fetch_loop(
         let started = Instant::now();
         let creds = credentials.borrow().clone();
         let (m, branches, policy) = (mirror.clone(), config.branches.clone(), config.force_push);
+        fetched_since_open += 1;
+        let reopen = fetched_since_open >= REOPEN_AFTER_FETCHES;
+        if reopen {
+            fetched_since_open = 0;
+        }
+        let (dir, remote_url) = (config.mirror_dir.clone(), config.url.clone());
         let result = tokio::task::spawn_blocking(move || {
-            let mirror = m.lock().map_err(|_| GitError::Read {
+            let mut mirror = m.lock().map_err(|_| GitError::Read {
                 what: "mirror".into(),
                 message: "lock poisoned".into(),
             })?;
+            if reopen {
+                // libgit2 keeps state for every pack an open repository has seen, and each
+                // fetch adds a pack: reopening lets it go (measured: 11 KB of RSS per fetch).
+                match Mirror::open(&dir, &remote_url) {
+                    Ok(fresh) => *mirror = fresh,
+                    Err(err) => warn!(error = %err, "cannot reopen the git mirror; keeping the open one"),
+                }
+            }
             mirror.fetch(&branches, &creds, policy)
         })
         .await
@@ -179,20 +193,6 @@ async fn fetch_loop(
             })
         });
         let mut next = config.poll_interval;
-        fetched_since_open += 1;
-        if fetched_since_open >= REOPEN_AFTER_FETCHES {
-            // libgit2 keeps state for every pack an open repository has seen, and each fetch
-            // adds a pack: reopening lets that go (measured: 11 KB of RSS per fetch otherwise).
-            fetched_since_open = 0;
-            match Mirror::open(&config.mirror_dir, &config.url) {
-                Ok(fresh) => {
-                    if let Ok(mut current) = mirror.lock() {
-                        *current = fresh;
-                    }
-                }
-                Err(err) => warn!(error = %err, "cannot reopen the git mirror; keeping the open one"),
-            }
-        }
         if let Some(observer) = &config.observer {
             (observer.0)(started.elapsed(), result.as_ref().err().map(GitError::label));
         }
