@@ -20,7 +20,7 @@ use git2::Oid;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use ship_api::conditions::{Observation, READY, STALLED, condition};
@@ -197,7 +197,7 @@ pub struct Promoter {
     /// The branch whose tip's `ship.yaml` holds the promotion settings (the first followed).
     pub config_branch: String,
     /// The shared event recorder.
-    pub recorder: Recorder,
+    pub recorder: crate::events::EventRecorder,
     /// Now.
     pub clock: Clock,
     /// Longest sleep between two looks (the next scheduled time wakes it sooner).

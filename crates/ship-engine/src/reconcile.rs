@@ -23,7 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use ship_api::conditions::READY;
@@ -89,7 +89,7 @@ pub struct Context {
     /// Client of the cluster holding the ShipReleases (and, today, the environments).
     pub client: Client,
     /// The one event recorder of this controller.
-    pub recorder: Recorder,
+    pub recorder: crate::events::EventRecorder,
     /// Only this namespace is watched when set; all namespaces otherwise.
     pub namespace: Option<String>,
     /// The repository, when shipd follows one.
@@ -128,7 +128,7 @@ impl Context {
             instance,
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: crate::events::EventRecorder::new(client.clone(), reporter),
             client,
             namespace,
             repo: None,

@@ -16,13 +16,27 @@ use ship_testkit::stack::{Stack, configmap, managed_configmaps, release_name};
 
 const SETTLE: Duration = Duration::from_secs(60);
 
-fn rss_kib(pid: u32) -> u64 {
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS")
+}
+
+/// The resident set split into heap (anonymous) and mapped files (such as git packs).
+fn rss_split(pid: u32) -> String {
+    format!(
+        "RSS {} KiB (anon {}, file {})",
+        rss_kib(pid),
+        status_kib(pid, "RssAnon"),
+        status_kib(pid, "RssFile")
+    )
 }
 
 async fn managed(stack: &Stack, ns: &str) -> Vec<String> {
@@ -172,20 +186,20 @@ async fn releases_in_a_row_keep_commit_inventory_metrics_and_memory_in_agreement
         }
         if i % 50 == 49 {
             println!(
-                "soak: {} releases, {} s, RSS {} KiB",
+                "soak: {} releases, {} s, {}",
                 2 * i + 4,
                 started.elapsed().as_secs(),
-                rss_kib(pid)
+                rss_split(pid)
             );
         }
     }
     let rss_end = rss_kib(pid);
     println!(
-        "soak: {} releases in {} s; shipd RSS {} KiB after 20 releases, {} KiB at the end",
+        "soak: {} releases in {} s; shipd RSS {} KiB after 20 releases; at the end {}",
         2 * iterations + 2,
         started.elapsed().as_secs(),
         rss_warm,
-        rss_end
+        rss_split(pid)
     );
     // Flat: bounded caches, no growth with the number of releases.
     assert!(

@@ -24,6 +24,9 @@ pub struct Shipd {
 
 impl Shipd {
     /// Starts the workspace's `shipd` with `KUBECONFIG=kubeconfig`, JSON logs, and `extra` args.
+    ///
+    /// `SHIP_SHIPD_WRAPPER` (for example `heaptrack -o /tmp/shipd`) runs shipd under a profiler;
+    /// signals and [`Shipd::pid`] still reach shipd itself.
     pub fn start(kubeconfig: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let bin = crate::cluster::workspace_bin("shipd");
         anyhow::ensure!(
@@ -34,7 +37,17 @@ impl Shipd {
         let probe_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let log_path = std::env::temp_dir().join(format!("shipd-{}.log", probe_addr.port()));
         let log = std::fs::File::create(&log_path)?;
-        let child = Command::new(bin)
+        let wrapper = std::env::var("SHIP_SHIPD_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut command = Command::new(program);
+                command.args(words).arg(bin);
+                command
+            }
+            None => Command::new(bin),
+        };
+        let child = command
             .arg("--probe-addr")
             .arg(probe_addr.to_string())
             .arg("--log-format")
@@ -83,8 +96,18 @@ impl Shipd {
         }
     }
 
-    /// The process id.
+    /// The process id of shipd (a descendant of the child when a wrapper runs it).
     pub fn pid(&self) -> u32 {
+        let mut pending = vec![self.child.id()];
+        while let Some(pid) = pending.pop() {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "shipd" {
+                return pid;
+            }
+            let children =
+                std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+            pending.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+        }
         self.child.id()
     }
 
@@ -92,7 +115,7 @@ impl Shipd {
     pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
+            .arg(self.pid().to_string())
             .status()?;
         anyhow::ensure!(status.success(), "kill -{signal} failed");
         Ok(())
@@ -115,6 +138,11 @@ impl Shipd {
 
 impl Drop for Shipd {
     fn drop(&mut self) {
+        // shipd first: a wrapper such as heaptrack then finishes its report and exits.
+        if self.pid() != self.child.id() {
+            let _ = self.signal("KILL");
+            let _ = self.wait_exit(Duration::from_secs(60));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
