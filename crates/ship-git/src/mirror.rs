@@ -14,6 +14,8 @@ const INCOMING_PREFIX: &str = "refs/ship/incoming/";
 const PUSH_PREFIX: &str = "refs/ship/push/";
 /// Most diverging commits named in a [`GitError::Diverged`].
 const MAX_DIVERGING: usize = 10;
+/// Packs above which [`Mirror::maintain`] combines them into one (git's `gc.autoPackLimit`).
+pub const MAX_PACKS: usize = 50;
 
 /// What to do when a branch's history was rewritten (its new tip does not descend from the old).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -99,6 +101,14 @@ pub enum GitError {
         /// The server refused it as not a fast-forward: its branch moved since the last fetch.
         stale: bool,
     },
+    /// The mirror's packs could not be combined; the mirror is left as it was.
+    #[error("cannot repack the git mirror at {path}: {message}")]
+    Repack {
+        /// Mirror directory.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
 }
 
 fn short(id: Oid) -> String {
@@ -125,6 +135,7 @@ impl GitError {
             GitError::UnsafeTree { .. } => "UnsafeTree",
             GitError::Diverged { .. } => "Diverged",
             GitError::Push { .. } => "PushFailed",
+            GitError::Repack { .. } => "RepackFailed",
         }
     }
 }
@@ -553,6 +564,116 @@ impl Mirror {
     pub fn repository(&self) -> &Repository {
         &self.repo
     }
+
+    /// The names (`pack-<hash>`) of the mirror's packs.
+    pub fn packs(&self) -> Result<Vec<String>, GitError> {
+        let dir = self.repo.path().join("objects").join("pack");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.repack_err(e.to_string())),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let name = entry.map_err(|e| self.repack_err(e.to_string()))?.file_name();
+            if let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".pack")) {
+                names.push(stem.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn repack_err(&self, message: String) -> GitError {
+        GitError::Repack {
+            path: self.repo.path().to_owned(),
+            message,
+        }
+    }
+
+    /// Reopens the mirror, first combining its packs into one when there are more than
+    /// `max_packs`.
+    ///
+    /// Every fetch that brings commits adds a pack. An open repository keeps state for each pack
+    /// it has seen, and a lookup of an object that is not there searches every pack, so without
+    /// this both shipd's memory and its lookups would grow with the number of fetches. Every
+    /// object is kept, reachable or not: a rollback may need a commit a force push left behind.
+    /// Old packs are removed only after the new one is written, so a failure loses nothing.
+    pub fn maintain(&mut self, max_packs: usize) -> Result<Maintenance, GitError> {
+        let before = self.packs()?;
+        let mut maintenance = Maintenance {
+            packs_before: before.len(),
+            packs_after: before.len(),
+            objects: 0,
+        };
+        if before.len() > max_packs {
+            let (name, objects) = self.write_one_pack()?;
+            let dir = self.repo.path().join("objects").join("pack");
+            for old in before.iter().filter(|old| **old != name) {
+                if dir.join(format!("{old}.keep")).exists() {
+                    continue; // git's convention: a kept pack is never repacked away
+                }
+                for ext in ["pack", "idx", "rev"] {
+                    match std::fs::remove_file(dir.join(format!("{old}.{ext}"))) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(self.repack_err(format!("{old}.{ext}: {e}")));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            maintenance.objects = objects;
+        }
+        let fresh = Self::open(self.repo.path(), &self.url)?;
+        *self = fresh;
+        maintenance.packs_after = self.packs()?.len();
+        Ok(maintenance)
+    }
+
+    /// Writes one pack holding every object of the mirror; returns its name and object count.
+    fn write_one_pack(&self) -> Result<(String, usize), GitError> {
+        let err = |e: git2::Error| self.repack_err(e.message().to_owned());
+        let mut builder = self.repo.packbuilder().map_err(err)?;
+        // Commits first, walked from every ref: the paths they give make good deltas.
+        let mut walk = self.repo.revwalk().map_err(err)?;
+        walk.push_glob("*").map_err(err)?;
+        builder.insert_walk(&mut walk).map_err(err)?;
+        // Then everything else, such as commits no ref reaches any more (inserting twice is a
+        // no-op).
+        let mut ids = Vec::new();
+        self.repo
+            .odb()
+            .map_err(err)?
+            .foreach(|id| {
+                ids.push(*id);
+                true
+            })
+            .map_err(err)?;
+        for id in &ids {
+            builder.insert_object(*id, None).map_err(err)?;
+        }
+        let objects = builder.object_count();
+        builder
+            .write(&self.repo.path().join("objects").join("pack"), 0)
+            .map_err(err)?;
+        let name = builder
+            .name()
+            .ok()
+            .flatten()
+            .ok_or_else(|| self.repack_err("the new pack has no name".into()))?;
+        Ok((format!("pack-{name}"), objects))
+    }
+}
+
+/// What [`Mirror::maintain`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Maintenance {
+    /// Packs before.
+    pub packs_before: usize,
+    /// Packs after.
+    pub packs_after: usize,
+    /// Objects written into the combined pack (0 when nothing was combined).
+    pub objects: usize,
 }
 
 /// Does a symlink at `link_path` (relative to the tree root) with target `target` resolve to a

@@ -70,6 +70,52 @@ fn file_remote_tips_pushes_and_other_branches() {
 }
 
 #[test]
+fn piled_up_packs_are_combined_and_no_commit_is_lost() {
+    let remote = Remote::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut mirror = Mirror::open(&dir.path().join("mirror.git"), &remote.file_url()).unwrap();
+    let fetch = |mirror: &Mirror| {
+        mirror
+            .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
+            .unwrap()
+    };
+    fetch(&mirror);
+    let mut commits = Vec::new();
+    for i in 0..12 {
+        commits.push(
+            remote
+                .commit_file("n.txt", &format!("{i}\n"), &format!("n {i}"))
+                .unwrap(),
+        );
+        remote.push("main", true).unwrap();
+        assert_eq!(fetch(&mirror).len(), 1);
+        if i == 5 {
+            // A force push leaves commit 5 reachable from no ref; a rollback may still need it.
+            remote.git(&["reset", "--hard", "HEAD~1"]).unwrap();
+            remote.push("main", true).unwrap();
+            fetch(&mirror);
+        }
+    }
+    let piled = mirror.packs().unwrap().len();
+    assert!(piled >= 12, "one pack per fetch that brought commits: {piled}");
+
+    let done = mirror.maintain(4).unwrap();
+    assert_eq!((done.packs_before, done.packs_after), (piled, 1));
+    assert!(done.objects >= 3 * commits.len(), "{done:?}");
+    for (i, commit) in commits.iter().enumerate() {
+        let file = mirror.read_file(oid(commit), "n.txt", 64).unwrap();
+        assert_eq!(file, Some(format!("{i}\n").into_bytes()), "commit {i}");
+    }
+    // Under the limit, nothing is combined; fetching goes on as before.
+    assert_eq!(mirror.maintain(4).unwrap().objects, 0);
+    let next = remote.commit_file("n.txt", "next\n", "next").unwrap();
+    remote.push("main", false).unwrap();
+    assert_eq!(fetch(&mirror)[0].new, oid(&next));
+    assert_eq!(mirror.packs().unwrap().len(), 2);
+    assert_eq!(mirror.tip("main"), Some(oid(&next)));
+}
+
+#[test]
 fn git_daemon_force_push_is_reported_and_policy_applies() {
     let remote = Remote::new().unwrap();
     let daemon = GitDaemon::start(remote.dir.path()).unwrap();
