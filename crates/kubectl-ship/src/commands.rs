@@ -436,7 +436,7 @@ async fn follow(
         shown = status.transitions.len();
         match release.phase() {
             Some(Phase::Succeeded) => return Ok(ExitCode::SUCCESS),
-            Some(phase) if !phase.is_in_progress() => {
+            Some(phase) if release.is_settled() => {
                 return Err(CliError::Failed(format!(
                     "release {name} ended {phase}: {}",
                     status.message.unwrap_or_default()

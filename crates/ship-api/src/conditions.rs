@@ -5,7 +5,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::Phase;
+use crate::{Phase, awaits_rollback};
 
 /// `Ready`: the release's commit runs in its environment, healthy and tested.
 pub const READY: &str = "Ready";
@@ -36,8 +36,11 @@ pub fn kstatus_conditions(
 ) -> Vec<Condition> {
     let phase = observation.phase;
     let ready = phase == Phase::Succeeded;
-    let reconciling = phase.is_in_progress();
-    let stalled = matches!(phase, Phase::Failed | Phase::RolledBack);
+    // A release that failed after changing the cluster is still the controller's work: it is
+    // about to roll back, so `kubectl wait --for=condition=Stalled` must not return yet.
+    let rolling_back_next = awaits_rollback(phase, observation.reason);
+    let reconciling = phase.is_in_progress() || rolling_back_next;
+    let stalled = matches!(phase, Phase::Failed | Phase::RolledBack) && !rolling_back_next;
     [(READY, ready), (RECONCILING, reconciling), (STALLED, stalled)]
         .into_iter()
         .map(|(type_, value)| condition(type_, value, observation, previous, now))
@@ -120,5 +123,32 @@ mod tests {
         assert_eq!(status_of(&third, READY).last_transition_time, at(300));
         assert_eq!(status_of(&third, RECONCILING).last_transition_time, at(300));
         assert_eq!(status_of(&third, STALLED).last_transition_time, at(100));
+    }
+
+    #[test]
+    fn a_failure_about_to_roll_back_is_still_reconciling() {
+        let with = |phase, reason| Observation {
+            phase,
+            reason,
+            message: "m",
+            generation: Some(1),
+        };
+        let testing = kstatus_conditions(&with(Phase::Testing, "Testing"), &[], &at(100));
+        let failed = kstatus_conditions(&with(Phase::Failed, "TestsFailed"), &testing, &at(200));
+        assert_eq!(status_of(&failed, RECONCILING).status, "True");
+        assert_eq!(status_of(&failed, RECONCILING).last_transition_time, at(100));
+        assert_eq!(status_of(&failed, STALLED).status, "False");
+        let rolling = kstatus_conditions(&with(Phase::RollingBack, "RollingBack"), &failed, &at(300));
+        let rolled = kstatus_conditions(&with(Phase::RolledBack, "RolledBack"), &rolling, &at(400));
+        assert_eq!(status_of(&rolled, RECONCILING).status, "False");
+        assert_eq!(status_of(&rolled, STALLED).status, "True");
+        assert_eq!(status_of(&rolled, STALLED).last_transition_time, at(400));
+        // With nothing to roll back to, the failure is final.
+        let alone = kstatus_conditions(&with(Phase::Failed, "NoGoodRelease"), &failed, &at(300));
+        assert_eq!(status_of(&alone, RECONCILING).status, "False");
+        assert_eq!(status_of(&alone, STALLED).status, "True");
+        // A failure that changed nothing is final at once.
+        let refused = kstatus_conditions(&with(Phase::Failed, "DryRunFailed"), &[], &at(100));
+        assert_eq!(status_of(&refused, STALLED).status, "True");
     }
 }

@@ -12,8 +12,8 @@ pub use promotion::{
     ShipPromotionStatus,
 };
 pub use release::{
-    InventoryEntry, Phase, Reason, ShipRelease, ShipReleaseSpec, ShipReleaseStatus, SuspectCommit,
-    TestResult, TestVerdict, Transition,
+    InventoryEntry, Phase, ROLLBACK_REASONS, Reason, ShipRelease, ShipReleaseSpec, ShipReleaseStatus,
+    SuspectCommit, TestResult, TestVerdict, Transition, awaits_rollback,
 };
 
 /// The API group of every Ship resource.

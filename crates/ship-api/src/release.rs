@@ -174,6 +174,16 @@ impl Phase {
     }
 }
 
+/// Ready reasons of a `Failed` release whose objects reached the cluster: the controller goes on
+/// to roll back to the last good release (or, with none, settles with `NoGoodRelease`).
+pub const ROLLBACK_REASONS: [&str; 3] = ["HealthTimeout", "Unhealthy", "TestsFailed"];
+
+/// A release in `phase` whose Ready reason is `reason` has failed and is about to roll back:
+/// not settled yet, though its phase is one a settled release can have.
+pub fn awaits_rollback(phase: Phase, reason: &str) -> bool {
+    phase == Phase::Failed && ROLLBACK_REASONS.contains(&reason)
+}
+
 impl std::fmt::Display for Phase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -398,6 +408,29 @@ impl ShipRelease {
     pub fn phase(&self) -> Option<Phase> {
         self.status.as_ref().and_then(|s| s.phase)
     }
+
+    /// The controller is done with the release: it is in a settled phase and, if it failed
+    /// after changing the cluster, its rollback has been decided (`kubectl ship` and the
+    /// tests wait for this, not for the phase alone).
+    pub fn is_settled(&self) -> bool {
+        self.status.as_ref().is_some_and(ShipReleaseStatus::is_settled)
+    }
+}
+
+impl ShipReleaseStatus {
+    /// The `Ready` condition's reason: the phase, or the fixed cause of a failure.
+    pub fn ready_reason(&self) -> &str {
+        self.conditions
+            .iter()
+            .find(|c| c.type_ == crate::conditions::READY)
+            .map_or("", |c| c.reason.as_str())
+    }
+
+    /// See [`ShipRelease::is_settled`].
+    pub fn is_settled(&self) -> bool {
+        self.phase
+            .is_some_and(|p| !p.is_in_progress() && !awaits_rollback(p, self.ready_reason()))
+    }
 }
 
 impl ShipReleaseSpec {
@@ -499,5 +532,45 @@ mod tests {
                 Phase::Superseded
             ]
         );
+    }
+
+    #[test]
+    fn a_failure_is_settled_once_its_rollback_is_decided() {
+        let in_phase = |phase: Phase, reason: &str| {
+            let mut release = ShipRelease::new("r", spec(Reason::Push, None));
+            release.status = Some(ShipReleaseStatus {
+                phase: Some(phase),
+                conditions: vec![crate::conditions::condition(
+                    crate::conditions::READY,
+                    false,
+                    &crate::conditions::Observation {
+                        phase,
+                        reason,
+                        message: "",
+                        generation: None,
+                    },
+                    &[],
+                    &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+                )],
+                ..ShipReleaseStatus::default()
+            });
+            release
+        };
+        assert!(!ShipRelease::new("r", spec(Reason::Push, None)).is_settled());
+        assert!(!in_phase(Phase::Testing, "Testing").is_settled());
+        for reason in ROLLBACK_REASONS {
+            assert!(!in_phase(Phase::Failed, reason).is_settled(), "{reason}");
+        }
+        assert_eq!(
+            in_phase(Phase::Failed, "TestsFailed")
+                .status
+                .unwrap()
+                .ready_reason(),
+            "TestsFailed"
+        );
+        assert!(in_phase(Phase::Failed, "NoGoodRelease").is_settled());
+        assert!(in_phase(Phase::Failed, "DryRunFailed").is_settled());
+        assert!(in_phase(Phase::RolledBack, "RolledBack").is_settled());
+        assert!(in_phase(Phase::Succeeded, "Succeeded").is_settled());
     }
 }

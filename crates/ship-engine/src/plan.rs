@@ -57,7 +57,7 @@ pub fn to_collect(releases: &[ShipRelease], keep: usize) -> Vec<String> {
     sorted
         .iter()
         .skip(keep)
-        .filter(|r| phase_of(r).is_some_and(|p| !p.is_in_progress()) && Some(sequence(r)) != newest_good)
+        .filter(|r| r.is_settled() && Some(sequence(r)) != newest_good)
         .filter_map(|r| r.metadata.name.clone())
         .collect()
 }

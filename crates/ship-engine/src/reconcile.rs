@@ -26,10 +26,9 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use ship_api::conditions::READY;
 use ship_api::{
     FIELD_MANAGER, InventoryEntry, Phase, Reason, ShipRelease, ShipReleaseStatus, TestResult, TestVerdict,
-    keys,
+    awaits_rollback, keys,
 };
 use ship_render::Rendered;
 use tokio::sync::watch;
@@ -369,13 +368,8 @@ async fn publish(
     }
 }
 
-/// Reasons of a Failed release that call for a rollback (the release changed the cluster).
-const ROLLBACK_REASONS: [&str; 3] = ["HealthTimeout", "Unhealthy", "TestsFailed"];
-
 fn ready_reason(status: Option<&ShipReleaseStatus>) -> &str {
-    status
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))
-        .map_or("", |c| c.reason.as_str())
+    status.map_or("", ShipReleaseStatus::ready_reason)
 }
 
 fn transition_time(status: Option<&ShipReleaseStatus>, phase: Phase) -> Option<jiff::Timestamp> {
@@ -1091,8 +1085,7 @@ impl Driver<'_> {
     async fn drive(&mut self) -> Result<(), Error> {
         loop {
             let Some(phase) = self.phase() else { return Ok(()) };
-            let wants_rollback =
-                phase == Phase::Failed && ROLLBACK_REASONS.contains(&ready_reason(self.status()));
+            let wants_rollback = awaits_rollback(phase, ready_reason(self.status()));
             if (phase.is_in_progress() || wants_rollback) && self.superseded() {
                 let message = format!("superseded by {}", self.slot.newest.borrow().1);
                 let phase = if wants_rollback {
@@ -1313,7 +1306,7 @@ async fn reconcile_release(
             newer
         });
     }
-    let settled_before = driver.phase().is_some_and(|p| !p.is_in_progress());
+    let settled_before = driver.release.is_settled();
     if driver.phase() == Some(Phase::Succeeded)
         && let Some(at) = transition_time(driver.status(), Phase::Succeeded)
     {
@@ -1339,7 +1332,7 @@ async fn reconcile_release(
         let slot = driver.slot.clone();
         let _turn = slot.lock.lock().await;
         driver.drive().await?;
-        let settled = driver.phase().is_some_and(|p| !p.is_in_progress());
+        let settled = driver.release.is_settled();
         if settled && !driver.superseded() {
             if !settled_before {
                 // Just settled: the apply was the drift check.

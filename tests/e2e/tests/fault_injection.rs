@@ -75,10 +75,24 @@ async fn a_kill_anywhere_ends_like_an_undisturbed_run() {
             })
             .await
             .unwrap();
+        let release_name = release_name("main", &commit);
+        if point == "Failed" {
+            // Failed, with the rollback still to come: kstatus must say the controller is not
+            // done, or `kubectl wait --for=condition=Stalled` would return before the rollback.
+            let paused = stack.releases().get(&release_name).await.unwrap();
+            let status = paused.status.as_ref().unwrap();
+            let condition = |type_: &str| {
+                let found = status.conditions.iter().find(|c| c.type_ == type_).unwrap();
+                (found.status.as_str(), found.reason.as_str())
+            };
+            assert_eq!(paused.phase(), Some(Phase::Failed));
+            assert_eq!(condition("Reconciling"), ("True", "TestsFailed"));
+            assert_eq!(condition("Stalled"), ("False", "TestsFailed"));
+            assert!(!paused.is_settled());
+        }
         stack.kill_shipd().unwrap();
         stack.start_shipd(&[]).unwrap();
 
-        let release_name = release_name("main", &commit);
         let (end, expected_phases, expected_objects, expected_body) = if is_good {
             let mut objects = vec!["web".to_owned(), name.clone()];
             objects.sort();

@@ -11,6 +11,7 @@ use kube::api::{ListParams, PostParams};
 use ship_api::{Phase, Reason, ShipRelease, ShipReleaseSpec};
 use ship_testkit::cluster::{TestCluster, eventually};
 use ship_testkit::process::Shipd;
+use ship_testkit::stack::at_rest_in;
 
 const COMMIT: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
@@ -47,7 +48,7 @@ async fn wait_phase(api: &Api<ShipRelease>, name: &str, phase: Phase) -> ShipRel
         Duration::from_secs(20),
         || async {
             let r = api.get(name).await?;
-            Ok((r.status.as_ref().and_then(|s| s.phase) == Some(phase)).then_some(r))
+            Ok(at_rest_in(&r, phase).then_some(r))
         },
     )
     .await

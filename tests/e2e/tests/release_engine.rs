@@ -16,7 +16,7 @@ use ship_testkit::app::App;
 use ship_testkit::cluster::{TestCluster, eventually};
 use ship_testkit::git::{GitDaemon, Remote};
 use ship_testkit::process::Shipd;
-use ship_testkit::stack::phases;
+use ship_testkit::stack::{at_rest_in, phases};
 
 /// One environment's stack: namespace, repository, daemon, app and shipd.
 struct Stack {
@@ -132,7 +132,7 @@ impl Stack {
             let name = name.clone();
             async move {
                 let release = api.get_opt(&name).await?;
-                Ok(release.filter(|r| r.status.as_ref().and_then(|s| s.phase) == Some(phase)))
+                Ok(release.filter(|r| at_rest_in(r, phase)))
             }
         })
         .await;

@@ -170,14 +170,15 @@ impl Stack {
         self.shipd.as_ref().map(Shipd::logs).unwrap_or_default()
     }
 
-    /// Waits until release `name` settles in `phase`; the failure shows it and shipd's logs.
+    /// Waits until release `name` settles in `phase` (see [`at_rest_in`]); the failure shows it
+    /// and shipd's logs.
     pub async fn settled(&self, name: &str, phase: Phase, timeout: Duration) -> anyhow::Result<ShipRelease> {
         let api = self.releases();
         let result = eventually(&format!("{name} {phase}"), timeout, || {
             let api = api.clone();
             async move {
                 let release = api.get_opt(name).await?;
-                Ok(release.filter(|r| r.status.as_ref().and_then(|s| s.phase) == Some(phase)))
+                Ok(release.filter(|r| at_rest_in(r, phase)))
             }
         })
         .await;
@@ -246,4 +247,11 @@ pub async fn managed_configmaps(client: kube::Client, namespace: &str) -> anyhow
 /// The name Ship gives the release of `commit` to `environment`.
 pub fn release_name(environment: &str, commit: &str) -> String {
     format!("{environment}-{}", &commit[..10.min(commit.len())])
+}
+
+/// `release` is in `phase` and, unless that phase is one of work in progress, the controller
+/// is done with it: a release that failed after changing the cluster is `Failed` for a moment
+/// before its rollback begins, and a test waiting for `Failed` must not stop there.
+pub fn at_rest_in(release: &ShipRelease, phase: Phase) -> bool {
+    release.phase() == Some(phase) && (phase.is_in_progress() || release.is_settled())
 }
