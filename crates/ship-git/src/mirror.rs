@@ -14,7 +14,7 @@ const INCOMING_PREFIX: &str = "refs/ship/incoming/";
 const PUSH_PREFIX: &str = "refs/ship/push/";
 /// Most diverging commits named in a [`GitError::Diverged`].
 const MAX_DIVERGING: usize = 10;
-/// Packs above which [`Mirror::maintain`] combines them into one (git's `gc.autoPackLimit`).
+/// Packs above which [`Mirror::maintain`] rolls the small ones up (git's `gc.autoPackLimit`).
 pub const MAX_PACKS: usize = 50;
 
 /// What to do when a branch's history was rewritten (its new tip does not descend from the old).
@@ -729,7 +729,7 @@ pub struct Maintenance {
     pub packs_before: usize,
     /// Packs after.
     pub packs_after: usize,
-    /// Objects written into the combined pack (0 when nothing was combined).
+    /// Objects written into the rolled-up pack (0 when nothing was rolled up).
     pub objects: usize,
 }
 

@@ -176,15 +176,16 @@ async fn fetch_loop(
             })?;
             if reopen {
                 // libgit2 keeps state for every pack an open repository has seen, and each
-                // fetch adds a pack (measured: 11 KB of RSS per fetch): combine the packs when
-                // they pile up, and reopen to let that state go.
+                // fetch adds a pack (measured: 11 KB of RSS per fetch): roll up the small packs
+                // when they pile up, and reopen to let that state go.
                 let started = Instant::now();
                 match mirror.maintain(MAX_PACKS) {
                     Ok(done) if done.objects > 0 => info!(
-                        packs = done.packs_before,
+                        packs_before = done.packs_before,
+                        packs_after = done.packs_after,
                         objects = done.objects,
                         millis = started.elapsed().as_millis() as u64,
-                        "combined the git mirror's packs into one"
+                        "rolled the git mirror's small packs up into one"
                     ),
                     Ok(_) => {}
                     Err(err) => warn!(error = %err, "cannot maintain the git mirror; keeping it as it is"),
