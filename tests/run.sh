@@ -42,5 +42,9 @@ trap 'tests/cluster/down.sh "$DIR"' EXIT
 source "$DIR/env"
 log "control plane up: $LOCAL_K8S_SERVER"
 
+# A failing test's message carries what it needs (the release, shipd's logs); a backtrace of the
+# async runtime's frames would push it out of a log that keeps only its end. SHIP_TEST_BACKTRACE=1
+# brings backtraces back.
+export RUST_BACKTRACE="${SHIP_TEST_BACKTRACE:-0}"
 # Unit tests and integration tests together; integration tests are #[ignore]d for plain `cargo test`.
 cargo nextest run --workspace --locked --run-ignored all --no-fail-fast "$@"

@@ -24,7 +24,7 @@ async fn setup(prefix: &str) -> (TestCluster, String, Shipd) {
         Ok(shipd.probe("/readyz").await.ok().filter(|(code, _)| *code == 200))
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}\nshipd logs:\n{}", shipd.logs()));
+    .unwrap_or_else(|e| panic!("shipd logs:\n{}\n{e}", shipd.logs()));
     (cluster, ns, shipd)
 }
 

@@ -140,7 +140,7 @@ impl Stack {
             Ok(release) => release,
             Err(err) => {
                 let now = api.get_opt(&name).await.ok().flatten();
-                panic!("{err:#}\nrelease now: {now:#?}\nshipd logs:\n{}", logs())
+                panic!("shipd logs:\n{}\nrelease now: {now:#?}\n{err:#}", logs())
             }
         }
     }

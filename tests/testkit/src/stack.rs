@@ -170,8 +170,8 @@ impl Stack {
         self.shipd.as_ref().map(Shipd::logs).unwrap_or_default()
     }
 
-    /// Waits until release `name` settles in `phase` (see [`at_rest_in`]); the failure shows it
-    /// and shipd's logs.
+    /// Waits until release `name` settles in `phase` (see [`at_rest_in`]); the failure shows
+    /// shipd's logs, the release, and last what was awaited (the end of a cut log shows it).
     pub async fn settled(&self, name: &str, phase: Phase, timeout: Duration) -> anyhow::Result<ShipRelease> {
         let api = self.releases();
         let result = eventually(&format!("{name} {phase}"), timeout, || {
@@ -186,7 +186,7 @@ impl Stack {
             Ok(release) => Ok(release),
             Err(err) => {
                 let now = api.get_opt(name).await.ok().flatten();
-                anyhow::bail!("{err:#}\nrelease now: {now:#?}\nshipd logs:\n{}", self.logs())
+                anyhow::bail!("shipd logs:\n{}\nrelease now: {now:#?}\n{err:#}", self.logs())
             }
         }
     }
@@ -209,7 +209,7 @@ impl Stack {
             Ok(found) => Ok(found),
             Err(err) => {
                 let now = api.get_opt(name).await.ok().flatten();
-                anyhow::bail!("{err:#}\npromotion now: {now:#?}\nshipd logs:\n{}", self.logs())
+                anyhow::bail!("shipd logs:\n{}\npromotion now: {now:#?}\n{err:#}", self.logs())
             }
         }
     }
