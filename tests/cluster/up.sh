@@ -1,36 +1,27 @@
 #!/usr/bin/env bash
-# up.sh - start a real local control plane for Ship's tests and demo, plus the kubelet stand-in.
+# up.sh - start a real local Kubernetes for Ship's tests and demo: the control plane
+# (local-k8s.sh: etcd, kube-apiserver, kube-controller-manager) and one real node beside it
+# (node.sh: kube-scheduler, containerd + runc, bridge CNI, kubelet, kube-proxy).
 #
 #   DIR=$(tests/cluster/up.sh)      # prints the state dir; `source $DIR/env` sets KUBECONFIG
-#   tests/cluster/down.sh "$DIR"    # stops every process it started, by PID
+#   tests/cluster/down.sh "$DIR"    # deletes the workloads, stops everything, restores the host
 #
-# Installs the control plane on first use (etcd from Debian; kube-apiserver and
-# kube-controller-manager v1.20.2 built from Debian's source package, cached under
-# ~/.cache/ship/, ~8 min once on 2 cores). Needs the kubelet-standin binary built:
-# SHIP_STANDIN=path/to/kubelet-standin (default: $CARGO_TARGET_DIR/debug/kubelet-standin).
+# Installs on first use: Debian packages, and the Kubernetes v1.20.2 binaries built from
+# Debian's source package, cached under ~/.cache/ship/ (about 15 min once on 2 cores).
+# The node imports every image tarball in SHIP_IMAGES (default ~/.cache/ship/images; built by
+# tests/images/build.sh and deploy/image/build.sh). SHIP_NODE_IP: the node's address
+# (default 192.0.2.2, added to lo if no interface has it).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-STANDIN="${SHIP_STANDIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/kubelet-standin}"
-
+IMAGES="${SHIP_IMAGES:-${XDG_CACHE_HOME:-$HOME/.cache}/ship/images}"
 log() { printf '[up %(%T)T] %s\n' -1 "$*" >&2; }
 
-[[ -x "$STANDIN" ]] || { log "ERROR: $STANDIN not built (cargo build -p ship-testkit --bin kubelet-standin)"; exit 1; }
 "$HERE/local-k8s.sh" install >&2
-DIR="$("$HERE/local-k8s.sh" start)"
+"$HERE/node.sh" install >&2
+[[ -f "$IMAGES/pause.tar" ]] || "$HERE/../images/build.sh" "$IMAGES" >/dev/null
+DIR="$(LOCAL_K8S_NODE_IP="${SHIP_NODE_IP:-192.0.2.2}" "$HERE/local-k8s.sh" start)"
 trap 'rc=$?; if (( rc != 0 )); then "$HERE/down.sh" "$DIR" || true; fi' EXIT
-# shellcheck disable=SC1091
-source "$DIR/env"
-
-# The kubelet stand-in: registers Node ship-standin, makes Pods Ready, ends Job Pods.
-setsid bash -c 'echo $$ > "$1"; shift; exec "$@"' _ "$DIR/kubelet-standin.pid" "$STANDIN" \
-  >"$DIR/logs/kubelet-standin.log" 2>&1 </dev/null &
-for _ in $(seq 1 100); do
-  kubectl get node ship-standin >/dev/null 2>&1 && break
-  sleep 0.2
-done
-kubectl get node ship-standin >/dev/null 2>&1 \
-  || { tail -20 "$DIR/logs/kubelet-standin.log" >&2; log "ERROR: kubelet stand-in did not register its node"; exit 1; }
-log "kubelet stand-in running (node ship-standin)"
+"$HERE/node.sh" start "$DIR" "$IMAGES" >&2
+printf 'export LOCAL_K8S_CONTAINERD=%s\n' "$DIR/node/containerd/containerd.sock" >> "$DIR/env"
 trap - EXIT
 echo "$DIR"

@@ -377,15 +377,22 @@ impl Applier {
         environment: &str,
         deadline: Instant,
     ) -> Result<Result<(), HealthFailure>, ApplyError> {
-        // One watch per (kind, namespace), narrowed to the environment's objects by label.
-        let groups: Vec<(String, String, String)> = inventory
+        // One watch per (kind, namespace), narrowed to the environment's objects by label; and
+        // where workloads roll out, their Pods and ReplicaSets (which carry no Ship label), so a
+        // Pod stuck in CrashLoopBackOff or without its image fails the rollout at once.
+        let mut groups: BTreeSet<(String, String, String)> = inventory
             .iter()
             .map(|e| (e.api_version.clone(), e.kind.clone(), e.namespace.clone()))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
             .collect();
+        let labelled: BTreeSet<(String, String, String)> = groups.clone();
+        for entry in inventory.iter().filter(|e| crate::health::judges_pods(&e.kind)) {
+            groups.insert(("v1".into(), "Pod".into(), entry.namespace.clone()));
+            groups.insert(("apps/v1".into(), "ReplicaSet".into(), entry.namespace.clone()));
+        }
+        let groups: Vec<(String, String, String)> = groups.into_iter().collect();
         let mut streams = Vec::new();
-        for (index, (api_version, kind, namespace)) in groups.iter().enumerate() {
+        for (index, group) in groups.iter().enumerate() {
+            let (api_version, kind, namespace) = group;
             let probe = InventoryEntry {
                 api_version: api_version.clone(),
                 kind: kind.clone(),
@@ -399,7 +406,11 @@ impl Applier {
                     kind: kind.clone(),
                 });
             };
-            let config = watcher::Config::default().labels(&format!("{}={environment}", keys::ENVIRONMENT));
+            let config = if labelled.contains(group) {
+                watcher::Config::default().labels(&format!("{}={environment}", keys::ENVIRONMENT))
+            } else {
+                watcher::Config::default()
+            };
             let events = watcher(api, config).map(move |event| (index, event));
             streams.push(events.boxed());
         }
@@ -469,15 +480,29 @@ pub enum HealthFailure {
 /// object still progressing, else healthy.
 pub fn evaluate(inventory: &[InventoryEntry], live: &HashMap<(String, String, String), Value>) -> Health {
     let mut progressing = None;
+    let in_namespace = |kind: &str, namespace: &str| -> Vec<&Value> {
+        live.iter()
+            .filter(|((k, ns, _), _)| k == kind && ns == namespace)
+            .map(|(_, v)| v)
+            .collect()
+    };
     for entry in inventory {
         let key = (entry.kind.clone(), entry.namespace.clone(), entry.name.clone());
-        match live.get(&key).map(assess) {
-            None => {
-                progressing.get_or_insert_with(|| format!("{entry}: not found"));
-            }
-            Some(Health::Healthy) => {}
-            Some(Health::Failed(message)) => return Health::Failed(format!("{entry}: {message}")),
-            Some(Health::Progressing(message)) => {
+        let Some(object) = live.get(&key) else {
+            progressing.get_or_insert_with(|| format!("{entry}: not found"));
+            continue;
+        };
+        match assess(object) {
+            Health::Healthy => {}
+            Health::Failed(message) => return Health::Failed(format!("{entry}: {message}")),
+            Health::Progressing(message) => {
+                if crate::health::judges_pods(&entry.kind) {
+                    let pods = in_namespace("Pod", &entry.namespace);
+                    let replicasets = in_namespace("ReplicaSet", &entry.namespace);
+                    if let Some(stuck) = crate::health::stuck_pod(object, &pods, &replicasets) {
+                        return Health::Failed(format!("{entry}: {stuck}"));
+                    }
+                }
                 progressing.get_or_insert_with(|| format!("{entry}: {message}"));
             }
         }

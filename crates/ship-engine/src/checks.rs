@@ -1,9 +1,10 @@
-//! Built-in post-deployment checks: a known query, a known result. Building the request and
-//! judging the answer are pure; only [`run_http`] does I/O.
+//! Built-in post-deployment checks: a known query, a known result, sent to a URL or to a
+//! Service through the API server's service proxy. Building the request and judging the answer
+//! are pure; only [`run_http`] does I/O.
 
 use std::time::{Duration, Instant};
 
-use ship_render::config::{Expect, HttpTest};
+use ship_render::config::{Expect, HttpTest, ServiceTarget};
 
 /// Longest response body read; a known result fits well inside.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -81,51 +82,136 @@ pub struct CheckOutcome {
     pub duration: Duration,
 }
 
+/// The API server path that proxies to `service` in `namespace`:
+/// `/api/v1/namespaces/{ns}/services/{scheme}:{name}:{port}/proxy{path}`.
+pub fn service_proxy_path(service: &ServiceTarget, namespace: &str, environment: &str) -> String {
+    format!(
+        "/api/v1/namespaces/{namespace}/services/{}:{}:{}/proxy{}",
+        service.scheme,
+        service.name,
+        service.port,
+        expand(&service.path, namespace, environment)
+    )
+}
+
+/// Where one HTTP check goes: the clients it may use and the environment it checks.
+#[derive(Clone, Copy)]
+pub struct CheckTarget<'a> {
+    /// For `url` tests.
+    pub http: &'a reqwest::Client,
+    /// The environment's cluster, for `service` tests.
+    pub cluster: &'a kube::Client,
+    /// The environment's namespace.
+    pub namespace: &'a str,
+    /// The environment's name.
+    pub environment: &'a str,
+    /// The environment's `allowedTestHosts` (for `url` tests).
+    pub allowed_hosts: &'a [String],
+}
+
+impl std::fmt::Debug for CheckTarget<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckTarget")
+            .field("namespace", &self.namespace)
+            .field("environment", &self.environment)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Runs one HTTP check for an environment.
-pub async fn run_http(
-    client: &reqwest::Client,
-    test: &HttpTest,
-    namespace: &str,
-    environment: &str,
-    allowed_hosts: &[String],
-) -> CheckOutcome {
+pub async fn run_http(target: CheckTarget<'_>, test: &HttpTest) -> CheckOutcome {
     let started = Instant::now();
-    let url = expand(&test.url, namespace, environment);
-    let outcome = |passed: bool, message: String| CheckOutcome {
-        passed,
-        message,
+    let outcome = |result: Result<String, String>| CheckOutcome {
+        passed: result.is_ok(),
+        message: result.unwrap_or_else(|e| e),
         duration: started.elapsed(),
     };
-    if !host_allowed(&url, allowed_hosts) {
-        return outcome(
-            false,
-            format!("{url} is outside this environment's allowedTestHosts; refusing to call it"),
-        );
-    }
     let timeout = ship_render::config::parse_duration(&test.timeout).unwrap_or(Duration::from_secs(10));
     let Ok(method) = reqwest::Method::from_bytes(test.method.as_bytes()) else {
-        return outcome(false, format!("{:?} is not an HTTP method", test.method));
+        return outcome(Err(format!("{:?} is not an HTTP method", test.method)));
     };
-    let mut request = client.request(method, &url).timeout(timeout);
+    let answer = match (&test.url, &test.service) {
+        (Some(url), _) => send_to_url(target, test, method, url, timeout).await,
+        (None, Some(service)) => send_to_service(target, test, method, service, timeout).await,
+        (None, None) => Err("the test gives neither url nor service".to_owned()),
+    };
+    outcome(answer.and_then(|(status, body)| judge(&test.expect, status, &body)))
+}
+
+/// Sends the test's request to its URL: the answer's status and body.
+async fn send_to_url(
+    target: CheckTarget<'_>,
+    test: &HttpTest,
+    method: reqwest::Method,
+    url: &str,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    let url = expand(url, target.namespace, target.environment);
+    if !host_allowed(&url, target.allowed_hosts) {
+        return Err(format!(
+            "{url} is outside this environment's allowedTestHosts; refusing to call it"
+        ));
+    }
+    let mut request = target.http.request(method, &url).timeout(timeout);
     for (name, value) in &test.headers {
-        request = request.header(name, expand(value, namespace, environment));
+        request = request.header(name, expand(value, target.namespace, target.environment));
     }
     if let Some(body) = &test.body {
         request = request.body(body.clone());
     }
-    let response = match request.send().await {
-        Ok(response) => response,
-        Err(err) => return outcome(false, format!("{} {url}: {}", test.method, describe(&err))),
-    };
+    let response = request
+        .send()
+        .await
+        .map_err(|err| format!("{} {url}: {}", test.method, describe(&err)))?;
     let status = response.status().as_u16();
-    let body = match read_bounded(response).await {
-        Ok(body) => body,
-        Err(message) => return outcome(false, format!("{} {url}: {message}", test.method)),
-    };
-    match judge(&test.expect, status, &body) {
-        Ok(message) => outcome(true, message),
-        Err(message) => outcome(false, message),
+    let body = read_bounded(response)
+        .await
+        .map_err(|message| format!("{} {url}: {message}", test.method))?;
+    Ok((status, body))
+}
+
+/// Sends the test's request to a Service through the API server's service proxy. The proxy
+/// passes the Service's status and body through; when it cannot reach the Service it answers
+/// 503 itself, which the judge reports like any other wrong status.
+async fn send_to_service(
+    target: CheckTarget<'_>,
+    test: &HttpTest,
+    method: reqwest::Method,
+    service: &ServiceTarget,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    let path = service_proxy_path(service, target.namespace, target.environment);
+    let what = format!(
+        "{} service {}/{} port {}{}",
+        test.method, target.namespace, service.name, service.port, service.path
+    );
+    let mut request = http::Request::builder().method(method.as_str()).uri(&path);
+    for (name, value) in &test.headers {
+        request = request.header(name, expand(value, target.namespace, target.environment));
     }
+    let request = request
+        .body(test.body.clone().unwrap_or_default().into_bytes())
+        .map_err(|err| format!("{what}: cannot build the request: {err}"))?;
+    let exchange = async {
+        let response = target
+            .cluster
+            .send(request.map(kube::client::Body::from))
+            .await
+            .map_err(|err| format!("{what}: {err}"))?;
+        let status = response.status().as_u16();
+        let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(
+            response.into_body(),
+            MAX_BODY_BYTES,
+        ))
+        .await
+        .map_err(|err| format!("{what}: reading the answer: {err}"))?
+        .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("{what}: timed out"))?
 }
 
 /// A reqwest error without its URL (which may carry credentials in user:password form).
@@ -180,6 +266,30 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect::<BTreeMap<_, _>>(),
         }
+    }
+
+    #[test]
+    fn service_tests_go_through_the_api_servers_proxy() {
+        let service = ServiceTarget {
+            name: "web".into(),
+            port: ship_render::config::ServicePort::Name("http".into()),
+            path: "/{environment}/health?deep=1".into(),
+            scheme: "http".into(),
+        };
+        assert_eq!(
+            service_proxy_path(&service, "shop", "main"),
+            "/api/v1/namespaces/shop/services/http:web:http/proxy/main/health?deep=1"
+        );
+        let tls = ServiceTarget {
+            port: ship_render::config::ServicePort::Number(8443),
+            scheme: "https".into(),
+            path: "/".into(),
+            ..service
+        };
+        assert_eq!(
+            service_proxy_path(&tls, "shop", "main"),
+            "/api/v1/namespaces/shop/services/https:web:8443/proxy/"
+        );
     }
 
     #[test]

@@ -10,6 +10,14 @@
 //! - PersistentVolumeClaim: phase `Bound`.
 //! - Anything else with a `Ready` condition: healthy when it is `True`.
 //! - Anything else: healthy once it exists (ConfigMaps, Services, RBAC, ...).
+//!
+//! A workload still rolling out also fails, at once rather than at the health deadline, when a
+//! Pod of its *current* revision is stuck in a state no wait will fix ([`stuck_pod`]): a
+//! container in `CrashLoopBackOff`, an image that cannot be had (`ErrImageNeverPull`,
+//! `ImagePullBackOff`, `InvalidImageName`) or a container that cannot be created
+//! (`CreateContainerConfigError`, `CreateContainerError`, `RunContainerError`). Pods of older
+//! revisions, and Pods being deleted, are not judged. A first `ErrImagePull` is not stuck yet
+//! (registries fail transiently); the kubelet's `ImagePullBackOff` after it is.
 
 use serde_json::Value;
 
@@ -145,10 +153,206 @@ pub fn assess(object: &Value) -> Health {
     }
 }
 
+/// Container waiting reasons that no wait will fix.
+pub const STUCK_REASONS: &[&str] = &[
+    "CrashLoopBackOff",
+    "ErrImageNeverPull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// Kinds whose Pods [`stuck_pod`] judges.
+pub fn judges_pods(kind: &str) -> bool {
+    matches!(kind, "Deployment" | "StatefulSet" | "DaemonSet")
+}
+
+fn uid(object: &Value) -> Option<&str> {
+    object.pointer("/metadata/uid").and_then(Value::as_str)
+}
+
+fn owned_by(object: &Value, owner_uid: &str) -> bool {
+    object
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r.get("uid").and_then(Value::as_str) == Some(owner_uid))
+        })
+}
+
+fn annotation<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+    object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_str)
+}
+
+fn label<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+    object
+        .pointer("/metadata/labels")
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_str)
+}
+
+/// Is `pod` one of `workload`'s Pods at its current revision? A Deployment's current revision is
+/// its ReplicaSet whose `deployment.kubernetes.io/revision` matches the Deployment's; a
+/// StatefulSet's, the Pods labelled with its `status.updateRevision`; a DaemonSet's Pods are all
+/// judged (its status names no revision).
+fn current_pod_of(workload: &Value, pod: &Value, replicasets: &[&Value]) -> bool {
+    let Some(workload_uid) = uid(workload) else {
+        return false;
+    };
+    match workload.get("kind").and_then(Value::as_str) {
+        Some("Deployment") => {
+            const REVISION: &str = "deployment.kubernetes.io/revision";
+            let Some(revision) = annotation(workload, REVISION) else {
+                return false;
+            };
+            replicasets.iter().any(|rs| {
+                owned_by(rs, workload_uid)
+                    && annotation(rs, REVISION) == Some(revision)
+                    && uid(rs).is_some_and(|rs_uid| owned_by(pod, rs_uid))
+            })
+        }
+        Some("StatefulSet") => {
+            owned_by(pod, workload_uid)
+                && workload
+                    .pointer("/status/updateRevision")
+                    .and_then(Value::as_str)
+                    .is_some_and(|r| label(pod, "controller-revision-hash") == Some(r))
+        }
+        Some("DaemonSet") => owned_by(pod, workload_uid),
+        _ => false,
+    }
+}
+
+/// The first Pod of `workload`'s current revision that is stuck (see the module's
+/// documentation), as a message naming the Pod, the container and the reason.
+pub fn stuck_pod(workload: &Value, pods: &[&Value], replicasets: &[&Value]) -> Option<String> {
+    pods.iter()
+        .filter(|pod| pod.pointer("/metadata/deletionTimestamp").is_none())
+        .filter(|pod| current_pod_of(workload, pod, replicasets))
+        .find_map(|pod| {
+            let name = pod
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("?");
+            ["/status/initContainerStatuses", "/status/containerStatuses"]
+                .iter()
+                .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
+                .flatten()
+                .find_map(|container| {
+                    let waiting = container.pointer("/state/waiting")?;
+                    let reason = waiting.get("reason").and_then(Value::as_str)?;
+                    STUCK_REASONS.contains(&reason).then(|| {
+                        let message = waiting.get("message").and_then(Value::as_str).unwrap_or_default();
+                        let restarts = container.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
+                        let cname = container.get("name").and_then(Value::as_str).unwrap_or("?");
+                        let mut text = format!("pod {name}: container {cname}: {reason}");
+                        if restarts > 0 {
+                            text.push_str(&format!(" after {restarts} restarts"));
+                        }
+                        if !message.is_empty() {
+                            text.push_str(&format!(": {}", super::checks::tail(message, 300)));
+                        }
+                        text
+                    })
+                })
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn pod(name: &str, owner: &str, labels: Value, waiting: Option<(&str, &str)>) -> Value {
+        let state = match waiting {
+            Some((reason, message)) => json!({"waiting": {"reason": reason, "message": message}}),
+            None => json!({"running": {}}),
+        };
+        json!({"kind": "Pod", "metadata": {"name": name, "uid": format!("{name}-uid"), "labels": labels,
+                "ownerReferences": [{"uid": owner}]},
+               "status": {"containerStatuses": [{"name": "app", "restartCount": 2, "state": state}]}})
+    }
+
+    #[test]
+    fn a_current_pod_stuck_fails_its_deployment_and_older_revisions_do_not_count() {
+        let deploy = json!({"kind": "Deployment", "metadata": {"uid": "d", "annotations": {"deployment.kubernetes.io/revision": "2"}}});
+        let rs = |uid: &str, revision: &str| {
+            json!({"kind": "ReplicaSet", "metadata": {"uid": uid, "ownerReferences": [{"uid": "d"}],
+                   "annotations": {"deployment.kubernetes.io/revision": revision}}})
+        };
+        let (old_rs, new_rs, foreign_rs) =
+            (rs("rs1", "1"), rs("rs2", "2"), json!({"metadata": {"uid": "x"}}));
+        let replicasets = [&old_rs, &new_rs, &foreign_rs];
+        let crashing_old = pod(
+            "web-old",
+            "rs1",
+            json!({}),
+            Some(("CrashLoopBackOff", "back-off 10s")),
+        );
+        let healthy_new = pod("web-new", "rs2", json!({}), None);
+        assert_eq!(
+            stuck_pod(&deploy, &[&crashing_old, &healthy_new], &replicasets),
+            None
+        );
+        let crashing_new = pod(
+            "web-new",
+            "rs2",
+            json!({}),
+            Some(("CrashLoopBackOff", "back-off 10s restarting")),
+        );
+        assert_eq!(
+            stuck_pod(&deploy, &[&crashing_new], &replicasets).as_deref(),
+            Some("pod web-new: container app: CrashLoopBackOff after 2 restarts: back-off 10s restarting")
+        );
+        let unpullable = pod(
+            "web-new",
+            "rs2",
+            json!({}),
+            Some(("ErrImageNeverPull", "image not present")),
+        );
+        assert!(
+            stuck_pod(&deploy, &[&unpullable], &replicasets).is_some_and(|m| m.contains("ErrImageNeverPull"))
+        );
+        // a first pull error may pass; the back-off after it does not
+        let first_pull = pod("web-new", "rs2", json!({}), Some(("ErrImagePull", "timeout")));
+        assert_eq!(stuck_pod(&deploy, &[&first_pull], &replicasets), None);
+        // a pod being deleted is not judged
+        let mut leaving = crashing_new.clone();
+        leaving["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        assert_eq!(stuck_pod(&deploy, &[&leaving], &replicasets), None);
+        // a pod in another workload's ReplicaSet is not this one's
+        let stranger = pod("other", "x", json!({}), Some(("CrashLoopBackOff", "")));
+        assert_eq!(stuck_pod(&deploy, &[&stranger], &replicasets), None);
+    }
+
+    #[test]
+    fn statefulsets_judge_their_update_revision_and_init_containers_count() {
+        let sts =
+            json!({"kind": "StatefulSet", "metadata": {"uid": "s"}, "status": {"updateRevision": "r2"}});
+        let old = pod(
+            "db-0",
+            "s",
+            json!({"controller-revision-hash": "r1"}),
+            Some(("CrashLoopBackOff", "")),
+        );
+        assert_eq!(stuck_pod(&sts, &[&old], &[]), None);
+        let mut new = pod("db-0", "s", json!({"controller-revision-hash": "r2"}), None);
+        new["status"]["initContainerStatuses"] = json!([{"name": "migrate", "restartCount": 0, "state": {"waiting": {"reason": "CreateContainerConfigError", "message": "secret \"db\" not found"}}}]);
+        assert_eq!(
+            stuck_pod(&sts, &[&new], &[]).as_deref(),
+            Some("pod db-0: container migrate: CreateContainerConfigError: secret \"db\" not found")
+        );
+        let ds = json!({"kind": "DaemonSet", "metadata": {"uid": "ds"}});
+        let agent = pod("agent-x", "ds", json!({}), Some(("ImagePullBackOff", "")));
+        assert!(stuck_pod(&ds, &[&agent], &[]).is_some());
+        assert!(judges_pods("Deployment") && !judges_pods("Job") && !judges_pods("ConfigMap"));
+    }
 
     fn deployment(generation: i64, status: Value) -> Value {
         json!({"kind": "Deployment", "metadata": {"generation": generation}, "spec": {"replicas": 2}, "status": status})

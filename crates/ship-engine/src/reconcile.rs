@@ -900,10 +900,16 @@ impl Driver<'_> {
             let target = target.clone();
             async move {
                 let (outcome, log) = match (http, job) {
-                    (Some(http), _) => (
-                        crate::checks::run_http(&ctx.http, &http, &namespace, &environment, &allowed).await,
-                        String::new(),
-                    ),
+                    (Some(http), _) => {
+                        let check = crate::checks::CheckTarget {
+                            http: &ctx.http,
+                            cluster: &target,
+                            namespace: &namespace,
+                            environment: &environment,
+                            allowed_hosts: &allowed,
+                        };
+                        (crate::checks::run_http(check, &http).await, String::new())
+                    }
                     (None, Some(job)) => match crate::jobs::run(&target, &namespace, &job, deadline).await {
                         Ok(done) => done,
                         Err(err) => (

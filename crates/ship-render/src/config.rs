@@ -164,12 +164,19 @@ pub struct TestSpec {
     pub environments: Vec<String>,
 }
 
-/// A known query and its known result.
+/// A known query and its known result, sent to exactly one of `url` or `service`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpTest {
     /// URL; `{namespace}` and `{environment}` are replaced by the environment's values.
-    pub url: String,
+    /// Subject to the environment's `allowedTestHosts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A Service in the environment's namespace, reached through the Kubernetes API server's
+    /// service proxy of the environment's cluster: no cluster DNS, no route into the cluster,
+    /// and the same credentials Ship deploys with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceTarget>,
     /// HTTP method. Default `GET`.
     #[serde(default = "default_method")]
     pub method: String,
@@ -185,6 +192,48 @@ pub struct HttpTest {
     /// The known result.
     #[serde(default)]
     pub expect: Expect,
+}
+
+/// Where a `service` test sends its request.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceTarget {
+    /// The Service's name, in the environment's namespace.
+    pub name: String,
+    /// The Service port: its number or its name.
+    pub port: ServicePort,
+    /// The request path (with query), starting with `/`. Default `/`.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// `https` when the Service port serves TLS. Default `http`.
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+}
+
+/// A Service port, by number or by name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ServicePort {
+    /// The port number.
+    Number(u16),
+    /// The port's name.
+    Name(String),
+}
+
+impl std::fmt::Display for ServicePort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServicePort::Number(n) => write!(f, "{n}"),
+            ServicePort::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+fn default_path() -> String {
+    "/".into()
+}
+fn default_scheme() -> String {
+    "http".into()
 }
 
 fn default_method() -> String {
@@ -376,8 +425,40 @@ impl ShipConfig {
                     ));
                 }
                 (Some(http), None) => {
-                    if !(http.url.starts_with("http://") || http.url.starts_with("https://")) {
-                        return Err(invalid(field("http.url"), "must start with http:// or https://"));
+                    match (&http.url, &http.service) {
+                        (Some(_), Some(_)) | (None, None) => {
+                            return Err(invalid(field("http"), "give exactly one of `url` or `service`"));
+                        }
+                        (Some(url), None) => {
+                            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                                return Err(invalid(
+                                    field("http.url"),
+                                    "must start with http:// or https://",
+                                ));
+                            }
+                        }
+                        (None, Some(service)) => {
+                            if !is_dns_label(&service.name) {
+                                return Err(invalid(
+                                    field("http.service.name"),
+                                    format!("{:?} is not a valid Service name", service.name),
+                                ));
+                            }
+                            if let ServicePort::Name(port) = &service.port
+                                && !is_dns_label(port)
+                            {
+                                return Err(invalid(
+                                    field("http.service.port"),
+                                    format!("{port:?} is neither a port number nor a port name"),
+                                ));
+                            }
+                            if !service.path.starts_with('/') {
+                                return Err(invalid(field("http.service.path"), "must start with /"));
+                            }
+                            if service.scheme != "http" && service.scheme != "https" {
+                                return Err(invalid(field("http.service.scheme"), "must be http or https"));
+                            }
+                        }
                     }
                     if parse_duration(&http.timeout).is_none_or(|d| d.is_zero()) {
                         return Err(invalid(
@@ -510,6 +591,22 @@ mod tests {
     }
 
     #[test]
+    fn service_tests_take_a_port_number_or_name() {
+        let c = parse(
+            "environments: {main: {}, production: {}}\ntests:\n- name: a\n  http: {service: {name: web, port: 8080}}\n- name: b\n  http: {service: {name: web, port: http, path: /health?deep=1, scheme: https}}\n",
+        )
+        .unwrap();
+        let a = c.tests[0].http.as_ref().unwrap().service.as_ref().unwrap();
+        assert_eq!(
+            (&a.port, a.path.as_str(), a.scheme.as_str()),
+            (&ServicePort::Number(8080), "/", "http")
+        );
+        let b = c.tests[1].http.as_ref().unwrap().service.as_ref().unwrap();
+        assert_eq!(b.port, ServicePort::Name("http".into()));
+        assert_eq!(b.port.to_string(), "http");
+    }
+
+    #[test]
     fn semantic_errors_name_the_field() {
         let cases = [
             ("environments: {}\n", "environments"),
@@ -546,6 +643,30 @@ mod tests {
             (
                 "environments: {main: {}, production: {}}\ntests: [{name: a, job: x.yaml, environments: [qa]}]\n",
                 "tests[0].environments",
+            ),
+            (
+                "environments: {main: {}, production: {}}\ntests: [{name: a, http: {}}]\n",
+                "tests[0].http",
+            ),
+            (
+                "environments: {main: {}, production: {}}\ntests: [{name: a, http: {url: 'http://x/', service: {name: web, port: 80}}}]\n",
+                "tests[0].http",
+            ),
+            (
+                "environments: {main: {}, production: {}}\ntests: [{name: a, http: {service: {name: Web, port: 80}}}]\n",
+                "tests[0].http.service.name",
+            ),
+            (
+                "environments: {main: {}, production: {}}\ntests: [{name: a, http: {service: {name: web, port: 'my port'}}}]\n",
+                "tests[0].http.service.port",
+            ),
+            (
+                "environments: {main: {}, production: {}}\ntests: [{name: a, http: {service: {name: web, port: 80, path: health}}}]\n",
+                "tests[0].http.service.path",
+            ),
+            (
+                "environments: {main: {}, production: {}}\ntests: [{name: a, http: {service: {name: web, port: 80, scheme: ftp}}}]\n",
+                "tests[0].http.service.scheme",
             ),
         ];
         for (text, field) in cases {

@@ -31,6 +31,11 @@ fn chart() -> PathBuf {
 
 /// `helm template` of the chart for Kubernetes 1.20 with `sets`; the YAML stream.
 fn template(namespace: &str, sets: &[&str]) -> String {
+    template_for("1.20.2", namespace, sets)
+}
+
+/// `helm template` of the chart for Kubernetes `version` with `sets`; the YAML stream.
+fn template_for(version: &str, namespace: &str, sets: &[&str]) -> String {
     let mut args = vec![
         "template".to_owned(),
         "ship".into(),
@@ -38,7 +43,7 @@ fn template(namespace: &str, sets: &[&str]) -> String {
         "--namespace".into(),
         namespace.into(),
         "--kube-version".into(),
-        "1.20.2".into(),
+        version.into(),
     ];
     for set in sets {
         args.extend(["--set".to_owned(), (*set).to_owned()]);
@@ -124,18 +129,83 @@ fn chart_lints_renders_and_its_schema_refuses_bad_values() {
 #[test]
 #[ignore = "needs helm (tests/tools/helm.sh installs it): tests/run.sh"]
 fn plain_manifests_in_deploy_are_fresh() {
-    let committed = std::fs::read_to_string(repo_root().join("deploy/ship/ship.yaml")).unwrap();
-    let out = Command::new(helm())
-        .args(["template", "ship"])
-        .arg(chart())
-        .args(["--namespace", "ship", "--kube-version", "1.20.2", "--values"])
-        .arg(repo_root().join("deploy/values.yaml"))
+    let fresh = tempfile::tempdir().unwrap();
+    let out = Command::new(repo_root().join("deploy/render.sh"))
+        .arg(fresh.path())
         .output()
         .unwrap();
-    let fresh = String::from_utf8(out.stdout).unwrap();
     assert!(
-        committed.ends_with(&fresh),
-        "deploy/ship/ship.yaml is stale: run deploy/render.sh"
+        out.status.success(),
+        "render.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in ["ship/ship.yaml", "ship/pdb.yaml"] {
+        let committed = std::fs::read_to_string(repo_root().join("deploy").join(file)).unwrap();
+        let rendered = std::fs::read_to_string(fresh.path().join(file)).unwrap();
+        assert!(
+            committed == rendered,
+            "deploy/{file} is stale: run deploy/render.sh"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs helm (tests/tools/helm.sh installs it): tests/run.sh"]
+fn the_chart_and_plain_manifests_use_only_apis_their_kubernetes_serves() {
+    use ship_testkit::apis::{NEWEST, OLDEST, unserved_in};
+    let everything = [
+        "git.url=https://git.example/app.git",
+        "webhook.secret=hook",
+        "monitoring.serviceMonitor.enabled=true",
+        "monitoring.prometheusRule.enabled=true",
+        "monitoring.dashboard.enabled=true",
+    ];
+    // The chart renders for the cluster it is installed in: the oldest and the newest both get
+    // only what they serve.
+    for (version, minor) in [
+        ("1.20.2", OLDEST),
+        ("1.35.0", NEWEST),
+        ("1.24.0", (1, 24)),
+        ("1.25.0", (1, 25)),
+    ] {
+        let rendered = template_for(version, "ship", &everything);
+        assert_eq!(
+            unserved_in(&rendered, minor),
+            Vec::<String>::new(),
+            "chart for {version}"
+        );
+    }
+    // The plain manifests are rendered once, so they must apply on every supported version.
+    let plain = std::fs::read_to_string(repo_root().join("deploy/ship/ship.yaml")).unwrap();
+    let crds = ["shipreleases.yaml", "shippromotions.yaml"]
+        .map(|f| std::fs::read_to_string(repo_root().join("deploy/crds").join(f)).unwrap())
+        .join("\n---\n");
+    for minor in [OLDEST, (1, 21), (1, 22), (1, 25), (1, 26), (1, 29), NEWEST] {
+        assert_eq!(
+            unserved_in(&plain, minor),
+            Vec::<String>::new(),
+            "deploy/ship/ship.yaml on {minor:?}"
+        );
+        assert_eq!(
+            unserved_in(&crds, minor),
+            Vec::<String>::new(),
+            "deploy/crds on {minor:?}"
+        );
+    }
+    let pdb = std::fs::read_to_string(repo_root().join("deploy/ship/pdb.yaml")).unwrap();
+    assert!(pdb.contains("kind: PodDisruptionBudget"));
+    for minor in [(1, 21), (1, 25), NEWEST] {
+        assert_eq!(
+            unserved_in(&pdb, minor),
+            Vec::<String>::new(),
+            "deploy/ship/pdb.yaml on {minor:?}"
+        );
+    }
+    // The check itself can fail: the chart rendered for 1.20 holds a PDB that 1.25 does not serve.
+    let old = template_for("1.20.2", "ship", &everything);
+    assert!(
+        !unserved_in(&old, (1, 25)).is_empty(),
+        "the table must catch policy/v1beta1 on 1.25"
     );
 }
 

@@ -85,10 +85,11 @@ async fn a_kill_anywhere_ends_like_an_undisturbed_run() {
                 let found = status.conditions.iter().find(|c| c.type_ == type_).unwrap();
                 (found.status.as_str(), found.reason.as_str())
             };
-            assert_eq!(paused.phase(), Some(Phase::Failed));
-            assert_eq!(condition("Reconciling"), ("True", "TestsFailed"));
-            assert_eq!(condition("Stalled"), ("False", "TestsFailed"));
-            assert!(!paused.is_settled());
+            let context = || format!("shipd logs:\n{}\nrelease: {status:#?}", stack.logs());
+            assert_eq!(paused.phase(), Some(Phase::Failed), "{}", context());
+            assert_eq!(condition("Reconciling"), ("True", "TestsFailed"), "{}", context());
+            assert_eq!(condition("Stalled"), ("False", "TestsFailed"), "{}", context());
+            assert!(!paused.is_settled(), "{}", context());
         }
         stack.kill_shipd().unwrap();
         stack.start_shipd(&[]).unwrap();

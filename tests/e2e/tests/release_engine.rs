@@ -1,7 +1,9 @@
-//! The release engine on the real apiserver, with the kubelet stand-in, a real git daemon and a
+//! The release engine on the real apiserver and its real node, with a real git daemon and a
 //! real HTTP "app" whose answers come from the deployed ConfigMap: good pushes succeed, bad ones
 //! roll back (and stay quarantined), fixes roll forward, invalid objects change nothing, slow
-//! rollouts time out, newer pushes supersede older ones, and a SIGKILL anywhere is survived.
+//! rollouts time out, crash-looping or unpullable rollouts fail at once, newer pushes supersede
+//! older ones, and a SIGKILL anywhere is survived. Deployments and test Jobs run as real
+//! containers (the test bed's `ship.dev/demo-app:1` image, busybox).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -42,12 +44,36 @@ fn configmap(body: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: web}}\ndata: {{body: {body:?}}}\n")
 }
 
-fn deployment(ready: bool) -> String {
+/// How the Deployment's real container behaves.
+#[derive(Debug, Clone, Copy)]
+enum Pods {
+    /// Serves, and its readiness probe passes.
+    Ready,
+    /// Runs, but its readiness probe asks for a page that does not exist.
+    NeverReady,
+    /// Exits 1 at once, over and over (CrashLoopBackOff).
+    Crash,
+    /// Names an image the node does not have, with `imagePullPolicy: Never` (ErrImageNeverPull).
+    MissingImage,
+}
+
+fn deployment(pods: Pods) -> String {
+    let (image, probe_path, command) = match pods {
+        Pods::Ready => ("ship.dev/demo-app:1", "/health", ""),
+        Pods::NeverReady => ("ship.dev/demo-app:1", "/not-there", ""),
+        Pods::Crash => (
+            "ship.dev/demo-app:1",
+            "/health",
+            ", command: [sh, -c, 'echo config missing; exit 1']",
+        ),
+        Pods::MissingImage => ("ship.dev/not-built:1", "/health", ""),
+    };
     format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 1\n  \
-         selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata:\n      labels: {{app: web}}\n      \
-         annotations: {{standin.ship.dev/ready: {:?}}}\n    spec:\n      containers: [{{name: web, image: web:1}}]\n",
-        if ready { "true" } else { "false" }
+         selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    \
+         spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - {{name: web, image: '{image}', \
+         imagePullPolicy: Never{command},\n         readinessProbe: {{httpGet: {{path: '{probe_path}', port: 8080}}, \
+         periodSeconds: 1}}}}\n"
     )
 }
 
@@ -179,7 +205,7 @@ async fn push_good_then_bad_then_fix() {
     let good = stack.push(
         &[
             ("deploy/main/web.yaml", &configmap("healthy")),
-            ("deploy/main/app.yaml", &deployment(true)),
+            ("deploy/main/app.yaml", &deployment(Pods::Ready)),
         ],
         "good: first version",
     );
@@ -327,7 +353,7 @@ async fn invalid_object_fails_before_anything_changes() {
     let good = stack.push(&[("deploy/main/web.yaml", &configmap("healthy"))], "good");
     stack.start_shipd(&[]);
     stack.settled(&good, Phase::Succeeded, SETTLE).await;
-    let bad_deployment = deployment(true).replace("replicas: 1", "replicas: many");
+    let bad_deployment = deployment(Pods::Ready).replace("replicas: 1", "replicas: many");
     let bad = stack.push(
         &[
             ("deploy/main/web.yaml", &configmap("healthy, changed")),
@@ -369,7 +395,7 @@ async fn invalid_object_fails_before_anything_changes() {
 #[tokio::test]
 #[ignore = "needs the local control plane: tests/run.sh"]
 async fn health_timeout_rolls_back_and_first_failure_has_nothing_to_roll_back_to() {
-    let mut stack = Stack::new("release-health", "6s").await;
+    let mut stack = Stack::new("release-health", "20s").await;
     // The very first release fails its tests: there is no good release, the bad commit stays.
     let first = stack.push(&[("deploy/main/web.yaml", &configmap("down"))], "first, broken");
     stack.start_shipd(&[]);
@@ -393,13 +419,13 @@ async fn health_timeout_rolls_back_and_first_failure_has_nothing_to_roll_back_to
     let good = stack.push(
         &[
             ("deploy/main/web.yaml", &configmap("healthy")),
-            ("deploy/main/app.yaml", &deployment(true)),
+            ("deploy/main/app.yaml", &deployment(Pods::Ready)),
         ],
         "good",
     );
     stack.settled(&good, Phase::Succeeded, SETTLE).await;
     let slow = stack.push(
-        &[("deploy/main/app.yaml", &deployment(false))],
+        &[("deploy/main/app.yaml", &deployment(Pods::NeverReady))],
         "pods never ready",
     );
     let rolled = stack.settled(&slow, Phase::RolledBack, SETTLE).await;
@@ -430,17 +456,20 @@ async fn newer_push_supersedes_and_manual_rollback_deploys_a_named_commit() {
     let v1 = stack.push(
         &[
             ("deploy/main/web.yaml", &configmap("healthy v1")),
-            ("deploy/main/app.yaml", &deployment(true)),
+            ("deploy/main/app.yaml", &deployment(Pods::Ready)),
         ],
         "v1",
     );
     stack.start_shipd(&[]);
     let first = stack.settled(&v1, Phase::Succeeded, SETTLE).await;
-    let stuck = stack.push(&[("deploy/main/app.yaml", &deployment(false))], "v2 never ready");
+    let stuck = stack.push(
+        &[("deploy/main/app.yaml", &deployment(Pods::NeverReady))],
+        "v2 never ready",
+    );
     stack.settled(&stuck, Phase::Progressing, SETTLE).await;
     let v3 = stack.push(
         &[
-            ("deploy/main/app.yaml", &deployment(true)),
+            ("deploy/main/app.yaml", &deployment(Pods::Ready)),
             ("deploy/main/web.yaml", &configmap("healthy v3")),
         ],
         "v3",
@@ -503,7 +532,7 @@ async fn sigkill_in_every_phase_reaches_the_same_end_state() {
     let good = stack.push(
         &[
             ("deploy/main/web.yaml", &configmap("healthy")),
-            ("deploy/main/app.yaml", &deployment(true)),
+            ("deploy/main/app.yaml", &deployment(Pods::Ready)),
         ],
         "good",
     );
@@ -560,11 +589,13 @@ async fn sigkill_in_every_phase_reaches_the_same_end_state() {
     }
 }
 
+/// A test Job whose real container prints `log` and exits `exit_code`.
 fn journey_job(exit_code: u8, log: &str) -> String {
     format!(
         "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: journeys}}\nspec:\n  backoffLimit: 0\n  template:\n    \
-         metadata:\n      annotations: {{standin.ship.dev/exit-code: \"{exit_code}\", standin.ship.dev/log: {log:?}}}\n    \
-         spec:\n      restartPolicy: Never\n      containers: [{{name: journeys, image: journeys:1}}]\n"
+         spec:\n      restartPolicy: Never\n      containers:\n      - name: journeys\n        \
+         image: ship.dev/demo-app:1\n        imagePullPolicy: Never\n        \
+         command: [sh, -c, 'echo \"$LOG\"; exit {exit_code}']\n        env: [{{name: LOG, value: {log:?}}}]\n"
     )
 }
 
@@ -646,4 +677,71 @@ async fn job_tests_keep_their_log_and_old_releases_are_collected() {
     .await
     .unwrap();
     assert!(!left.contains(&rolled.name_any()), "{left:?}");
+}
+
+/// The time from entering `from` to entering `to`, from the release's transitions.
+fn time_between(release: &ShipRelease, from: Phase, to: Phase) -> Duration {
+    let at = |phase: Phase| {
+        release
+            .status
+            .as_ref()
+            .unwrap()
+            .transitions
+            .iter()
+            .find(|t| t.phase == phase)
+            .map(|t| t.at.0)
+            .unwrap_or_else(|| panic!("no {phase} transition: {release:#?}"))
+    };
+    let span = at(to).duration_since(at(from));
+    Duration::from_millis(u64::try_from(span.as_millis()).unwrap_or(0))
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn crash_looping_and_unpullable_rollouts_fail_long_before_the_health_timeout() {
+    // A health timeout of 5 minutes: a failure well inside it can only come from reading the Pods.
+    let mut stack = Stack::new("release-crash", "300s").await;
+    let good = stack.push(
+        &[
+            ("deploy/main/web.yaml", &configmap("healthy")),
+            ("deploy/main/app.yaml", &deployment(Pods::Ready)),
+        ],
+        "good",
+    );
+    stack.start_shipd(&[]);
+    stack.settled(&good, Phase::Succeeded, SETTLE).await;
+
+    for (pods, reason_text) in [
+        (Pods::Crash, "CrashLoopBackOff"),
+        (Pods::MissingImage, "ErrImageNeverPull"),
+    ] {
+        let bad = stack.push(
+            &[("deploy/main/app.yaml", &deployment(pods))],
+            &format!("{pods:?}"),
+        );
+        let rolled = stack.settled(&bad, Phase::RolledBack, SETTLE).await;
+        let status = rolled.status.as_ref().unwrap();
+        let failed = status
+            .transitions
+            .iter()
+            .find(|t| t.phase == Phase::Failed)
+            .unwrap();
+        assert!(
+            failed.message.contains(reason_text) && !failed.message.contains("health timeout"),
+            "{pods:?}: {}",
+            failed.message
+        );
+        let took = time_between(&rolled, Phase::Progressing, Phase::Failed);
+        eprintln!("{pods:?}: Progressing -> Failed in {took:?} ({})", failed.message);
+        assert!(took < Duration::from_secs(60), "{pods:?} took {took:?}");
+        // the good commit's real pod serves again
+        let deploy = Api::<Deployment>::namespaced(stack.cluster.client(), &stack.ns)
+            .get("web")
+            .await
+            .unwrap();
+        assert_eq!(deploy.annotations().get(keys::COMMIT), Some(&good));
+        assert_eq!(deploy.status.and_then(|s| s.ready_replicas), Some(1), "{pods:?}");
+        // roll forward from the good tree
+        stack.remote.git(&["revert", "--no-edit", "HEAD"]).unwrap();
+    }
 }

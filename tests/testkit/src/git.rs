@@ -111,12 +111,15 @@ impl Remote {
     }
 }
 
-/// A real `git daemon` serving a directory on 127.0.0.1, killed on drop.
+/// A real `git daemon` serving a directory on 127.0.0.1 (or another local address), killed on
+/// drop.
 #[derive(Debug)]
 pub struct GitDaemon {
     child: Child,
     /// Port it listens on.
     pub port: u16,
+    /// Address it listens on.
+    pub host: std::net::IpAddr,
     base: PathBuf,
 }
 
@@ -126,17 +129,22 @@ impl GitDaemon {
         Self::start_on(base, crate::process::free_port()?)
     }
 
+    /// Serves `base` on `host` (for example the node's address, which pods reach) and a free port.
+    pub fn start_at(base: &Path, host: std::net::IpAddr) -> anyhow::Result<Self> {
+        Self::listen(base, host, crate::process::free_port()?)
+    }
+
     /// Serves `base` on `port` (to come back on the same address after [`GitDaemon::stop`]).
     pub fn start_on(base: &Path, port: u16) -> anyhow::Result<Self> {
+        Self::listen(base, std::net::Ipv4Addr::LOCALHOST.into(), port)
+    }
+
+    fn listen(base: &Path, host: std::net::IpAddr, port: u16) -> anyhow::Result<Self> {
         // Run git-daemon itself: `git daemon` would leave it behind as a grandchild on kill.
         let exec_path = git(base, &["--exec-path"])?;
         let child = Command::new(Path::new(&exec_path).join("git-daemon"))
-            .args([
-                "--reuseaddr",
-                "--export-all",
-                "--enable=receive-pack",
-                "--listen=127.0.0.1",
-            ])
+            .args(["--reuseaddr", "--export-all", "--enable=receive-pack"])
+            .arg(format!("--listen={host}"))
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", base.display()))
             .arg(base)
@@ -148,10 +156,11 @@ impl GitDaemon {
         let daemon = Self {
             child,
             port,
+            host,
             base: base.to_owned(),
         };
         for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if std::net::TcpStream::connect((host, port)).is_ok() {
                 return Ok(daemon);
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -161,7 +170,7 @@ impl GitDaemon {
 
     /// `git://` URL of `repo` (a path under the base).
     pub fn url(&self, repo: &str) -> String {
-        format!("git://127.0.0.1:{}/{repo}", self.port)
+        format!("git://{}:{}/{repo}", self.host, self.port)
     }
 
     /// Stops the daemon (the remote "goes away").
@@ -173,7 +182,7 @@ impl GitDaemon {
     /// Starts it again on the same port.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();
-        *self = Self::start_on(&self.base.clone(), self.port)?;
+        *self = Self::listen(&self.base.clone(), self.host, self.port)?;
         Ok(())
     }
 }

@@ -1,13 +1,17 @@
 //! Test support for Ship, never shipped in `shipd`:
 //! - [`cluster`]: a handle on the real local control plane started by `tests/cluster/up.sh`;
 //! - [`app`]: a real HTTP server standing for the deployed application;
-//! - [`kubelet`]: a kubelet stand-in that runs Pods "for real" as far as the API is concerned.
+//! - [`apis`]: which Kubernetes versions serve which API group-versions;
+//! - [`ports`]: ports for child processes, reserved across test processes;
+//!
+//! Pods run on the test bed's real node (`tests/cluster/node.sh`); no kubelet stand-in remains.
 
+pub mod apis;
 pub mod app;
 pub mod bench;
 pub mod cluster;
 pub mod git;
-pub mod kubelet;
+pub mod ports;
 pub mod process;
 pub mod prometheus;
 pub mod remote;

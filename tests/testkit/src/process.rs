@@ -1,16 +1,13 @@
 //! Child processes of a test (`shipd`), killed when the handle drops, logs kept in a file.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-/// A free loopback port (bound once, then released for the child to take).
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
+pub use crate::ports::free_port;
 
 /// A running `shipd`.
 #[derive(Debug)]
