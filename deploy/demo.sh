@@ -15,6 +15,8 @@
 #
 #   deploy/demo.sh            # plays the story; on a terminal, waits for Enter before cleaning up
 #   deploy/demo.sh --keep     # leaves everything running and prints how to use and stop it
+#   SHIP_CLUSTER_DIR=DIR deploy/demo.sh   # plays it on a test bed already up (tests/cluster/up.sh),
+#                             # removing only what it made (the e2e suite does this)
 #
 # Installs what it needs and says so (tests/cluster/local-k8s.sh and node.sh: Debian packages,
 # and Kubernetes built once from Debian's source package, ~15 min, cached in ~/.cache/ship/;
@@ -38,22 +40,35 @@ deploy/image/build.sh "$IMAGES" >/dev/null
 tests/images/build.sh "$IMAGES" >/dev/null
 HELM="$(tests/tools/helm.sh)"
 
-say "Starting a real Kubernetes: control plane and one node (images imported, no registry)"
-DIR="$(SHIP_IMAGES="$IMAGES" tests/cluster/up.sh)"
 PIDS=()
+if [[ -n "${SHIP_CLUSTER_DIR:-}" ]]; then
+  DIR="$SHIP_CLUSTER_DIR"; OWN_CLUSTER=0
+  say "Using the Kubernetes already up in $DIR"
+else
+  say "Starting a real Kubernetes: control plane and one node (images imported, no registry)"
+  DIR="$(SHIP_IMAGES="$IMAGES" tests/cluster/up.sh)"; OWN_CLUSTER=1
+fi
 cleanup() {
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  tests/cluster/down.sh "$DIR" >/dev/null 2>&1 || true
+  if (( OWN_CLUSTER )); then
+    tests/cluster/down.sh "$DIR" >/dev/null 2>&1 || true
+  else
+    "$HELM" uninstall ship -n ship --wait >/dev/null 2>&1 || true
+    kubectl delete namespace ship shop-main shop-production --wait=true --timeout=60s >/dev/null 2>&1 || true
+    rm -rf "$DEMO"
+  fi
+  echo "cleaned up"
 }
 trap cleanup EXIT
 # shellcheck disable=SC1091
 source "$DIR/env"
-NODE_IP="$LOCAL_K8S_NODE_IP"
+DEMO="$(mktemp -d /tmp/ship-demo.XXXXXX)"
+NODE_IP="$SHIP_TESTBED_NODE_IP"
 kubectl get nodes -o wide
 
 say "A git repository with a small shop in two environments, served by git daemon on $NODE_IP"
-GIT="$DIR/git"; mkdir -p "$GIT/work"
+GIT="$DEMO/git"; mkdir -p "$GIT/work"
 git init -q --bare -b main "$GIT/shop.git"
 git -C "$GIT/work" init -q -b main
 git -C "$GIT/work" config user.email demo@ship.dev; git -C "$GIT/work" config user.name "Demo Dev"
@@ -118,7 +133,7 @@ commit "The shop, in two environments" >/dev/null
 git -C "$GIT/work" push -q origin main main:production
 GIT_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("'"$NODE_IP"'",0)); print(s.getsockname()[1])')"
 git daemon --reuseaddr --base-path="$GIT" --export-all --enable=receive-pack \
-  --listen="$NODE_IP" --port="$GIT_PORT" "$GIT" >"$DIR/logs/git-daemon.log" 2>&1 &
+  --listen="$NODE_IP" --port="$GIT_PORT" "$GIT" >"$DEMO/git-daemon.log" 2>&1 &
 PIDS+=($!)
 REPO="git://$NODE_IP:$GIT_PORT/shop.git"
 echo "repository: $REPO (branches main and production)"

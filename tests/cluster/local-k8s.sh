@@ -299,10 +299,11 @@ export LOCAL_K8S_SERVER=https://127.0.0.1:$API_PORT
 export LOCAL_K8S_TOKEN=$TOKEN
 export LOCAL_K8S_CA=$DIR/pki/ca.crt
 export LOCAL_K8S_ETCD=http://127.0.0.1:$ETCD_PORT
-export LOCAL_K8S_API_PORT=$API_PORT
 export LOCAL_K8S_BIN=$BIN
 EOF
-  [[ -z "$NODE_IP" ]] || printf 'export LOCAL_K8S_NODE_IP=%s\nexport LOCAL_K8S_NODE_NAME=%s\n' "$NODE_IP" "$NODE_NAME" >> "$DIR/env"
+  # not LOCAL_K8S_NODE_IP: that is a knob of this script, which a second control plane started
+  # from a shell that sourced this file must not inherit
+  [[ -z "$NODE_IP" ]] || printf 'export SHIP_TESTBED_NODE_IP=%s\nexport SHIP_TESTBED_NODE_NAME=%s\n' "$NODE_IP" "$NODE_NAME" >> "$DIR/env"
   echo "$DIR" > "$STATE"
   trap - EXIT
   log "ready: apiserver https://127.0.0.1:$API_PORT (pki ${t_pki}s, etcd healthy ${t_etcd}s, apiserver readyz ${t_api}s, all ready $(elapsed "$t0")s); source $DIR/env"

@@ -47,8 +47,8 @@ setup() {   # setup DIR: the paths and settings every command uses
   DIR="$(cd "${1:?DIR}" && pwd)"; N="$DIR/node"; RUN="$N/run"; L="$DIR/logs"
   # shellcheck disable=SC1091
   source "$DIR/env"
-  [[ -n "${LOCAL_K8S_NODE_IP:-}" ]] || die "$DIR was started without LOCAL_K8S_NODE_IP"
-  NODE_IP="$LOCAL_K8S_NODE_IP"; NODE="$LOCAL_K8S_NODE_NAME"; BIN="$LOCAL_K8S_BIN"
+  [[ -n "${SHIP_TESTBED_NODE_IP:-}" ]] || die "$DIR was started without LOCAL_K8S_NODE_IP"
+  NODE_IP="$SHIP_TESTBED_NODE_IP"; NODE="$SHIP_TESTBED_NODE_NAME"; BIN="$LOCAL_K8S_BIN"
   SOCK="$N/containerd/containerd.sock"
 }
 

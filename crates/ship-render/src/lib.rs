@@ -6,6 +6,7 @@
 //! [`render_environment`] runs all three for one environment at one commit.
 
 pub mod config;
+pub mod defaults;
 pub mod manifests;
 pub mod schedule;
 pub mod validate;

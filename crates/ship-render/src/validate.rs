@@ -1,5 +1,6 @@
 //! Validation of rendered objects for one environment, before anything touches a cluster.
-//! Pure: objects in, objects (with namespaces defaulted) or the first problem out.
+//! Pure: objects in, objects (with namespaces and list-map keys defaulted) or the first problem
+//! out.
 
 use std::collections::HashMap;
 
@@ -121,6 +122,7 @@ pub fn validate(
                 }
             }
         };
+        crate::defaults::fill_list_map_key_defaults(&mut m.object);
         let key = (
             group_of(&api_version).to_owned(),
             kind.clone(),

@@ -1,5 +1,6 @@
-//! The README's main command, end to end: `deploy/demo.sh` brings up its own control plane, git
-//! repository and shipd, plays the four acts, and cleans up. Its output shows each act.
+//! The README's main command, end to end: `deploy/demo.sh` installs Ship with its chart and image
+//! into the test bed's cluster (on its own, it brings up that cluster first), serves the shop's
+//! repository, plays the four acts with real pods, and cleans up. Its output shows each act.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -8,11 +9,14 @@ use std::process::Command;
 use ship_testkit::cluster::repo_root;
 
 #[test]
-#[ignore = "needs the installed control plane: tests/run.sh"]
+#[ignore = "needs the local control plane and node: tests/run.sh"]
 fn the_demo_plays_every_act_and_cleans_up() {
+    // One node per machine: the demo plays on the suite's cluster instead of starting its own.
+    let dir = std::env::var("LOCAL_K8S_DIR").expect("LOCAL_K8S_DIR: run with tests/run.sh");
     let out = Command::new("bash")
         .arg(repo_root().join("deploy/demo.sh"))
         .env("CI", "true")
+        .env("SHIP_CLUSTER_DIR", &dir)
         .env_remove("KUBECONFIG")
         .output()
         .unwrap();
@@ -49,14 +53,41 @@ fn the_demo_plays_every_act_and_cleans_up() {
     // Five releases succeeded (main 3, production 2), one rolled back.
     assert_eq!(last_table.matches("Succeeded").count(), 5, "{last_table}");
     assert_eq!(last_table.matches("RolledBack").count(), 1, "{last_table}");
-    // Cleaned up: the demo's control plane is gone.
-    let dir = text
+    // Ship ran as two pods of its chart, and the shop as real pods on the node.
+    assert!(text.contains("$ kubectl get pods -n ship -o wide"), "{text}");
+    let ship_pods = text
         .lines()
-        .find_map(|l| l.split("source ").nth(1).filter(|d| d.contains("local-k8s")))
-        .map(|d| d.trim().trim_end_matches("/env").to_owned())
-        .unwrap();
+        .filter(|l| l.starts_with("ship-") && l.contains("Running") && l.contains("ship-node"))
+        .count();
+    assert!(ship_pods >= 2, "two shipd pods Running on the node:\n{text}");
     assert!(
-        !std::path::Path::new(&dir).join("etcd.pid").exists(),
-        "{dir} still running"
+        text.lines()
+            .any(|l| l.starts_with("web-") && l.contains("1/1") && l.contains("198.18.0.")),
+        "the shop's pods with pod IPs:\n{text}"
+    );
+    assert!(
+        text.contains("webhook for refs/heads/main: HTTP 202"),
+        "pushes reach the webhook Service:\n{text}"
+    );
+    // Cleaned up: what the demo made is gone, the cluster it borrowed is not.
+    assert!(text.trim_end().ends_with("cleaned up"), "{text}");
+    let left = Command::new("kubectl")
+        .args([
+            "get",
+            "namespace",
+            "ship",
+            "shop-main",
+            "shop-production",
+            "--ignore-not-found",
+            "-o",
+            "name",
+        ])
+        .env("KUBECONFIG", format!("{dir}/kubeconfig"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&left.stdout).trim(),
+        "",
+        "namespaces left behind"
     );
 }

@@ -31,8 +31,8 @@ fn helm() -> PathBuf {
 }
 
 fn node_ip() -> IpAddr {
-    std::env::var("LOCAL_K8S_NODE_IP")
-        .expect("LOCAL_K8S_NODE_IP: run on the test bed's node (tests/run.sh)")
+    std::env::var("SHIP_TESTBED_NODE_IP")
+        .expect("SHIP_TESTBED_NODE_IP: run on the test bed's node (tests/run.sh)")
         .parse()
         .unwrap()
 }
