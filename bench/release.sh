@@ -3,7 +3,7 @@
 #   applying 500 objects (Ship vs kubectl apply --server-side, same apiserver, same run),
 #   rollout healthy -> first post-deployment test, and test failure -> rollback applied.
 #
-# Builds shipd and the kubelet stand-in in release mode, starts the control plane (installing
+# Builds shipd in release mode, starts the control plane (installing
 # it the first time, see tests/cluster/up.sh), runs `cargo bench -p ship-e2e --bench release`,
 # and stops everything it started. ROUNDS and OBJECTS tune the run.
 set -euo pipefail
@@ -12,9 +12,9 @@ cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ship/target}"
 log() { printf '[bench %(%T)T] %s\n' -1 "$*" >&2; }
 
-log "building shipd and the kubelet stand-in (release)"
-cargo build --release --locked -p shipd -p ship-testkit --bins
-DIR="$(SHIP_STANDIN="$CARGO_TARGET_DIR/release/kubelet-standin" tests/cluster/up.sh)"
+log "building shipd (release)"
+cargo build --release --locked -p shipd
+DIR="$(tests/cluster/up.sh)"   # control plane and the real node
 trap 'tests/cluster/down.sh "$DIR"' EXIT
 # shellcheck disable=SC1091
 source "$DIR/env"

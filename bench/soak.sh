@@ -11,7 +11,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ship/target}"
 cargo build --quiet --locked --workspace --bins --tests
-DIR="$(SHIP_STANDIN="$CARGO_TARGET_DIR/debug/kubelet-standin" tests/cluster/up.sh)"
+DIR="$(tests/cluster/up.sh)"   # control plane and the real node
 trap 'tests/cluster/down.sh "$DIR"' EXIT
 # shellcheck disable=SC1091
 source "$DIR/env"

@@ -5,7 +5,8 @@
 #   pause.tar  k8s.gcr.io/pause:3.2, containerd's sandbox image: Kubernetes' own
 #              build/pause/linux/pause.c (kept by local-k8s.sh install), gcc -static
 #   app.tar    ship.dev/demo-app:1, the demo's shop and the tests' app: busybox (Debian's
-#              busybox-static) httpd serving /www on :8080. Its answers come from its
+#              busybox-static) httpd serving /www on :8080, under a shell that ends on SIGTERM
+#              (httpd as PID 1 would ignore it and wait out the grace period). Its answers come from its
 #              configuration: the manifests mount a ConfigMap at /www, so GET /health answers
 #              the ConfigMap's `health` key, and a commit that breaks the ConfigMap breaks the app.
 #              The same image runs the Job tests (`sh -c ...`).
@@ -46,7 +47,7 @@ if ! fresh app /bin/busybox; then
   printf 'root:x:0:\nnobody:x:65534:\n' > "$A/etc/group"
   echo 'no configuration mounted' > "$A/www/health"
   python3 "$MKIMAGE" "$A" ship.dev/demo-app:1 "$OUT/app.tar" \
-    --entrypoint '["/bin/busybox","httpd","-f","-v","-p","8080","-h","/www"]' >&2
+    --entrypoint '["/bin/sh","-c","trap \"exit 0\" TERM; httpd -f -v -p 8080 -h /www & wait"]' >&2
   done_ app
 fi
 echo "$OUT"

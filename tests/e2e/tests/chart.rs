@@ -36,9 +36,15 @@ fn template(namespace: &str, sets: &[&str]) -> String {
 
 /// `helm template` of the chart for Kubernetes `version` with `sets`; the YAML stream.
 fn template_for(version: &str, namespace: &str, sets: &[&str]) -> String {
+    template_release("ship", version, namespace, sets)
+}
+
+/// `helm template` of release `release` of the chart (its cluster-scoped objects are named after
+/// it, so tests that apply them use a release name of their own).
+fn template_release(release: &str, version: &str, namespace: &str, sets: &[&str]) -> String {
     let mut args = vec![
         "template".to_owned(),
-        "ship".into(),
+        release.into(),
         chart().display().to_string(),
         "--namespace".into(),
         namespace.into(),
@@ -227,7 +233,11 @@ async fn with_the_charts_rbac_shipd_releases_in_its_namespaces_only() {
     let stack = Stack::new("chart-rbac", "{enabled: false}").await.unwrap();
     let (ns, prod) = (stack.ns.clone(), format!("{}-prod", stack.ns));
     let outside = stack.cluster.namespace("chart-outside").await.unwrap();
-    let rendered = template(
+    // Not "ship": the demo installs that release into the same cluster.
+    let release = format!("ship-{}", &ns[ns.len() - 8..]);
+    let rendered = template_release(
+        &release,
+        "1.20.2",
         &ns,
         &[
             "git.url=https://git.example/app.git",
@@ -268,7 +278,7 @@ async fn with_the_charts_rbac_shipd_releases_in_its_namespaces_only() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = impersonating(
         &stack.cluster,
-        &format!("system:serviceaccount:{ns}:ship"),
+        &format!("system:serviceaccount:{ns}:{release}"),
         dir.path(),
     );
     let denied = Command::new("kubectl")
@@ -328,5 +338,21 @@ async fn with_the_charts_rbac_shipd_releases_in_its_namespaces_only() {
             .get(ship_api::keys::COMMIT),
         Some(&good),
         "the environment keeps the good commit"
+    );
+    // The cluster-scoped RBAC outlives the namespaces: remove it.
+    let cluster_scoped: Vec<&str> = rbac
+        .iter()
+        .copied()
+        .filter(|doc| doc.contains("\nkind: ClusterRole"))
+        .collect();
+    let deleted = kubectl_stdin(
+        &stack.cluster,
+        &["delete", "-f", "-"],
+        &cluster_scoped.join("\n---\n"),
+    );
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
     );
 }

@@ -4,9 +4,15 @@
 //! From the Kubernetes deprecation guide: the version that first served a group-version for a
 //! kind (where it is newer than 1.20) and the version that stopped serving it.
 
+/// A Kubernetes minor version, `(1, 25)` for 1.25.
+pub type Minor = (u32, u32);
+
 /// `(apiVersion, kind, first served, last served)`; `None` for "still served" or "before 1.20".
 /// `kind` `*` stands for every kind of that group-version.
-pub const SERVED: &[(&str, &str, Option<(u32, u32)>, Option<(u32, u32)>)] = &[
+pub type Served = (&'static str, &'static str, Option<Minor>, Option<Minor>);
+
+/// Which versions serve which group-versions (see the module documentation).
+pub const SERVED: &[Served] = &[
     ("extensions/v1beta1", "*", None, Some((1, 21))),
     ("apps/v1beta1", "*", None, Some((1, 15))),
     ("apps/v1beta2", "*", None, Some((1, 15))),
@@ -58,12 +64,12 @@ pub const SERVED: &[(&str, &str, Option<(u32, u32)>, Option<(u32, u32)>)] = &[
 ];
 
 /// The oldest Kubernetes Ship supports (the test bed's).
-pub const OLDEST: (u32, u32) = (1, 20);
+pub const OLDEST: Minor = (1, 20);
 /// The newest Kubernetes checked against.
-pub const NEWEST: (u32, u32) = (1, 35);
+pub const NEWEST: Minor = (1, 35);
 
 /// Why `api_version`/`kind` is not served by Kubernetes `version`, if it is not.
-pub fn not_served(api_version: &str, kind: &str, version: (u32, u32)) -> Option<String> {
+pub fn not_served(api_version: &str, kind: &str, version: Minor) -> Option<String> {
     let (_, _, first, last) = SERVED
         .iter()
         .find(|(api, k, _, _)| *api == api_version && (*k == kind || *k == "*"))?;
@@ -87,7 +93,7 @@ pub fn not_served(api_version: &str, kind: &str, version: (u32, u32)) -> Option<
 }
 
 /// Every object of a YAML stream that `version` does not serve, as messages naming it.
-pub fn unserved_in(yaml: &str, version: (u32, u32)) -> Vec<String> {
+pub fn unserved_in(yaml: &str, version: Minor) -> Vec<String> {
     yaml.split("\n---")
         .filter_map(|doc| serde_norway::from_str::<serde_json::Value>(doc).ok())
         .filter_map(|object| {
