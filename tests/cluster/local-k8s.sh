@@ -286,7 +286,8 @@ do_start() {
       --use-service-account-credentials=true --service-account-private-key-file "$DIR/pki/sa.key" \
       --root-ca-file "$DIR/pki/ca.crt" \
       --cluster-signing-cert-file "$DIR/pki/ca.crt" --cluster-signing-key-file "$DIR/pki/ca.key" \
-      --controllers '*' --v=1
+      --controllers '*' --v=1 \
+      --flex-volume-plugin-dir "$DIR/flexvolume"   # not /usr/libexec/kubernetes on the host
     # ready for workloads once the default ServiceAccount (and, in 1.20, its token Secret) exist
     wait_for "default ServiceAccount token" sa_ready \
       || { tail -30 "$DIR/logs/kube-controller-manager.log" >&2; return 1; }

@@ -196,28 +196,31 @@ stop_pid() {   # stop_pid NAME
   rm -f "$f"
 }
 
-delete_workloads() {   # pods are torn down by the kubelet, or sandboxes and netns stay behind
-  local t0=$EPOCHREALTIME
+delete_workloads() {   # ask the kubelet to tear the pods down, for a few seconds at most
+  local t0=$EPOCHREALTIME i
   kubectl get nodes >/dev/null 2>&1 || return 0
   kubectl delete pods --all --all-namespaces --grace-period=0 --force --wait=false >/dev/null 2>&1
-  local i; for i in $(seq 120); do
+  for i in $(seq 40); do
     [[ -z "$(ctr -a "$SOCK" -n k8s.io tasks ls -q 2>/dev/null)" ]] && break
-    # controllers recreate pods while their namespaces live on: keep deleting
-    (( i % 8 == 0 )) && kubectl delete pods --all --all-namespaces --grace-period=0 --force --wait=false >/dev/null 2>&1
     sleep 0.25
   done
-  log "workloads deleted ($(elapsed "$t0")s)"
+  # What is left (the kubelet tears down a few pods a second on 2 cores, and controllers
+  # recreate pods while their namespaces live) is killed below, and the host cleaned up after.
+  log "workloads deleted, $(ctr -a "$SOCK" -n k8s.io tasks ls -q 2>/dev/null | wc -l) containers left to kill ($(elapsed "$t0")s)"
+}
+
+kill_containers() {   # with the kubelet stopped: every process in the pods' cgroups, then the shims
+  local c pid
+  for c in /sys/fs/cgroup/*/kubepods; do
+    [[ -d $c ]] && find "$c" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u | while read -r pid; do kill -KILL "$pid" 2>/dev/null; done
+  done
+  pgrep -f "containerd-shim.*$N/containerd" | while read -r pid; do kill -KILL "$pid" 2>/dev/null; done
+  sleep 0.3
 }
 
 restore_host() {
   [[ -f "$RUN/proxy.yaml" ]] && "$BIN/kube-proxy" --cleanup --config "$RUN/proxy.yaml" >/dev/null 2>&1
-  # anything left in the pods' cgroups (a sandbox the kubelet did not reach), then the shims
-  local pid c ipt t ch r m n
-  for c in /sys/fs/cgroup/*/kubepods; do
-    [[ -d $c ]] && find "$c" -name cgroup.procs -exec cat {} + 2>/dev/null | while read -r pid; do kill -KILL "$pid" 2>/dev/null; done
-  done
-  pgrep -f "containerd-shim.*$N/containerd" | while read -r pid; do kill -KILL "$pid" 2>/dev/null; done
-  sleep 0.2
+  local c ipt t ch r m n
   for ipt in iptables ip6tables; do for t in filter nat mangle raw; do   # KUBE-*/CNI-* chains and jumps to them
     ch=$($ipt -t $t -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^(KUBE|CNI)-/ {print $2}'); [[ -n $ch ]] || continue
     $ipt -t $t -S 2>/dev/null | grep -E -- '-j (KUBE|CNI)-' | grep -vE '^-A (KUBE|CNI)-' | sed 's/^-A/-D/' \
@@ -239,7 +242,9 @@ do_stop() {
   setup "$1"
   [[ -d "$RUN" ]] || return 0
   delete_workloads
-  local n; for n in kube-proxy kubelet kube-scheduler containerd; do stop_pid "$n"; done
+  local n; for n in kubelet kube-proxy kube-scheduler; do stop_pid "$n"; done
+  kill_containers
+  stop_pid containerd
   restore_host
   log "node stopped, host restored"
 }
