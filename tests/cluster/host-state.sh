@@ -21,3 +21,4 @@ for p in /var/log/pods /var/log/containers /var/lib/cni /run/netns /run/containe
   [[ -e $p ]] && echo "present $p" || echo "absent $p"
 done
 echo "## cgroups"; ls -d /sys/fs/cgroup/*/kubepods 2>/dev/null
+exit 0   # a snapshot, not a check: tests/run.sh compares two of them

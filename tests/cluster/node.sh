@@ -122,7 +122,7 @@ authorization: {mode: Webhook}
 tlsCertFile: $DIR/pki/kubelet-serving.crt
 tlsPrivateKeyFile: $DIR/pki/kubelet-serving.key
 clusterDomain: cluster.local
-resolvConf: /etc/resolv.conf
+resolvConf: $RUN/resolv.conf
 serializeImagePulls: false
 evictionHard: {memory.available: "100Mi", nodefs.available: "2%", imagefs.available: "2%"}
 imageGCHighThresholdPercent: 99
@@ -130,6 +130,9 @@ imageGCLowThresholdPercent: 98
 nodeStatusUpdateFrequency: 2s
 volumePluginDir: $N/kubelet/volume-plugins
 EOF
+  # Pods get this resolver, not the host's: there is no cluster DNS, and a name lookup sent to
+  # the host's resolver would leave the machine. 127.0.0.1 in a pod is the pod's own loopback.
+  printf '# tests/cluster/node.sh: no cluster DNS; lookups stay in the pod\nnameserver 127.0.0.1\n' > "$RUN/resolv.conf"
   cat > "$RUN/proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration

@@ -3,6 +3,11 @@
 //! (`X-Ship-Signature-256: sha256=<hex>`). The body is size-limited before anything else, the
 //! signature is checked (in constant time) before the body is parsed, and only a push to a
 //! followed branch triggers a fetch.
+//!
+//! Content types, as the providers document them: GitHub sends `application/json` or (its
+//! default for a new webhook) `application/x-www-form-urlencoded` with the JSON in a `payload`
+//! field; Gitea and Forgejo send either of the same two; GitLab sends JSON only. The signature
+//! always covers the raw body as sent, so it is checked before the form is decoded.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -156,6 +161,20 @@ pub fn verify(headers: &HeaderMap, body: &[u8], secret: &[u8]) -> Result<Provide
     Err(Outcome::Unsigned)
 }
 
+/// The push event's JSON: the body itself, or for a form-encoded body (by its Content-Type) the
+/// value of its `payload` field. Pure.
+pub fn push_json<'b>(headers: &HeaderMap, body: &'b [u8]) -> Result<std::borrow::Cow<'b, [u8]>, String> {
+    let content_type = header(headers, "content-type").unwrap_or_default();
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Ok(std::borrow::Cow::Borrowed(body));
+    }
+    form_urlencoded::parse(body)
+        .find(|(name, _)| name == "payload")
+        .map(|(_, value)| std::borrow::Cow::Owned(value.into_owned().into_bytes()))
+        .ok_or_else(|| "a form-encoded body without a \"payload\" field".to_owned())
+}
+
 /// Decides what a verified body asks for. Pure.
 pub fn classify(provider: Provider, headers: &HeaderMap, body: &[u8], branches: &[String]) -> Outcome {
     let event = match provider {
@@ -174,7 +193,11 @@ pub fn classify(provider: Provider, headers: &HeaderMap, body: &[u8], branches: 
         #[serde(rename = "ref")]
         git_ref: String,
     }
-    let push: Push = match serde_json::from_slice(body) {
+    let json = match push_json(headers, body) {
+        Ok(json) => json,
+        Err(why) => return Outcome::Malformed(why),
+    };
+    let push: Push = match serde_json::from_slice(&json) {
         Ok(p) => p,
         Err(e) => return Outcome::Malformed(format!("expected a JSON object with a \"ref\" field ({e})")),
     };
@@ -383,6 +406,76 @@ mod tests {
             Err(Outcome::BadSignature),
             "an empty secret accepts nothing"
         );
+    }
+
+    /// `payload=<urlencoded JSON>`, byte for byte as GitHub's form content type sends it.
+    fn form(json: &[u8]) -> Vec<u8> {
+        let mut body = b"payload=".to_vec();
+        body.extend(form_urlencoded::byte_serialize(json).flat_map(str::bytes));
+        body
+    }
+
+    #[test]
+    fn githubs_and_giteas_form_encoded_pushes_are_verified_over_the_raw_body() {
+        let s = b"s3cret";
+        let branches = vec!["main".to_owned()];
+        let body = form(BODY);
+        assert!(
+            body.starts_with(b"payload=%7B%22ref%22"),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        let github = headers(&[
+            ("x-hub-signature-256", format!("sha256={}", sign(s, &body))),
+            ("x-github-event", "push".into()),
+            ("content-type", "application/x-www-form-urlencoded".into()),
+        ]);
+        let receiver = receiver(s, &branches);
+        assert_eq!(receiver.handle(&github, &body), Outcome::Triggered("main".into()));
+        // Gitea and Forgejo: the same form, their own signature header; a charset parameter.
+        let gitea = headers(&[
+            ("x-gitea-signature", sign(s, &body)),
+            ("x-gitea-event", "push".into()),
+            (
+                "content-type",
+                "Application/X-WWW-Form-Urlencoded; charset=utf-8".into(),
+            ),
+        ]);
+        assert_eq!(receiver.handle(&gitea, &body), Outcome::Triggered("main".into()));
+        // A signature over the decoded JSON is not a signature over what was sent.
+        let over_json = headers(&[
+            ("x-hub-signature-256", format!("sha256={}", sign(s, BODY))),
+            ("content-type", "application/x-www-form-urlencoded".into()),
+        ]);
+        assert_eq!(receiver.handle(&over_json, &body), Outcome::BadSignature);
+        // Tampering with the encoded payload breaks the signature.
+        let tampered = form(br#"{"ref":"refs/heads/production","after":"abc"}"#);
+        assert_eq!(receiver.handle(&github, &tampered), Outcome::BadSignature);
+        // A signed form without a payload field is malformed, not a push.
+        let empty = b"other=1".to_vec();
+        let signed_empty = headers(&[
+            ("x-hub-signature-256", format!("sha256={}", sign(s, &empty))),
+            ("x-github-event", "push".into()),
+            ("content-type", "application/x-www-form-urlencoded".into()),
+        ]);
+        assert!(
+            matches!(receiver.handle(&signed_empty, &empty), Outcome::Malformed(m) if m.contains("payload"))
+        );
+        // JSON stays JSON even when it happens to start like a form.
+        assert_eq!(
+            push_json(&HeaderMap::new(), b"payload=x").unwrap().as_ref(),
+            b"payload=x"
+        );
+    }
+
+    fn receiver(secret: &[u8], branches: &[String]) -> Receiver {
+        Receiver {
+            secret: secret.into(),
+            branches: branches.into(),
+            trigger: Arc::new(|_| {}),
+            counters: Arc::default(),
+            deliveries: Arc::default(),
+        }
     }
 
     #[test]

@@ -141,13 +141,38 @@ async fn webhook_push_is_fetched_rendered_and_validated() {
         )
         .unwrap();
     remote.push("main", false).unwrap();
-    client
+    // Announced in GitHub's default content type for a new webhook: a form whose `payload` field
+    // holds the JSON, signed over the body as sent. A tampered one is refused first.
+    let form = format!(
+        "payload={}",
+        form_urlencoded::byte_serialize(br#"{"ref":"refs/heads/main","after":"x"}"#).collect::<String>()
+    );
+    let tampered = form.replace("main", "production");
+    let refused = client
         .post(&url)
-        .header("x-hub-signature-256", sign(&body))
-        .body(body)
+        .header("x-github-event", "push")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-hub-signature-256", sign(form.as_bytes()))
+        .body(tampered)
         .send()
         .await
         .unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+    let accepted = client
+        .post(&url)
+        .header("x-github-event", "push")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-hub-signature-256", sign(form.as_bytes()))
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        accepted.status().as_u16(),
+        202,
+        "{}",
+        accepted.text().await.unwrap_or_default()
+    );
     let line = shipd
         .wait_for_log(Duration::from_secs(5), |l| {
             l.contains("cannot be deployed, nothing was applied") && l.contains(&bad)
