@@ -32,12 +32,14 @@ T0=$EPOCHREALTIME
 if [[ -t 1 ]]; then say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }; else say() { printf '\n== %s\n' "$*"; }; fi
 elapsed() { awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f s", b-a}'; }
 
-say "Building kubectl-ship, Ship's image and the shop's image"
-tests/cluster/local-k8s.sh install
-cargo build --quiet --locked -p kubectl-ship
 export PATH="$BIN:$PATH"   # kubectl finds the kubectl-ship plugin here
-deploy/image/build.sh "$IMAGES" >/dev/null
-tests/images/build.sh "$IMAGES" >/dev/null
+if [[ -z "${SHIP_CLUSTER_DIR:-}" ]]; then
+  say "Building kubectl-ship, Ship's image and the shop's image"
+  tests/cluster/local-k8s.sh install
+  cargo build --quiet --locked -p kubectl-ship
+  deploy/image/build.sh "$IMAGES" >/dev/null
+  tests/images/build.sh "$IMAGES" >/dev/null
+fi   # else: the test bed that is up imported the images its runner built (tests/run.sh)
 HELM="$(tests/tools/helm.sh)"
 
 PIDS=()

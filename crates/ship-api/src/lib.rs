@@ -12,8 +12,8 @@ pub use promotion::{
     ShipPromotionStatus,
 };
 pub use release::{
-    InventoryEntry, Phase, ROLLBACK_REASONS, Reason, ShipRelease, ShipReleaseSpec, ShipReleaseStatus,
-    SuspectCommit, TestResult, TestVerdict, Transition, awaits_rollback,
+    InventoryEntry, Phase, PruneRefusal, ROLLBACK_REASONS, Reason, ShipRelease, ShipReleaseSpec,
+    ShipReleaseStatus, SuspectCommit, TestResult, TestVerdict, Transition, awaits_rollback,
 };
 
 /// The API group of every Ship resource.
@@ -45,6 +45,15 @@ pub mod keys {
     pub const REQUESTED_AT: &str = "ship.dev/requested-at";
     /// Annotation on a ShipPromotion, next to [`REQUESTED_AT`]: who asked.
     pub const REQUESTED_BY: &str = "ship.dev/requested-by";
+    /// Annotation on a managed object, in git: [`PRUNE_DISABLED`] keeps it when a later commit
+    /// no longer declares it (any kind); [`PRUNE_ENABLED`] lets Ship prune a kind whose deletion
+    /// cascades (Namespace, CustomResourceDefinition, PersistentVolumeClaim, PersistentVolume),
+    /// which it otherwise never prunes.
+    pub const PRUNE: &str = "ship.dev/prune";
+    /// Value of [`PRUNE`]: never prune this object.
+    pub const PRUNE_DISABLED: &str = "disabled";
+    /// Value of [`PRUNE`]: this object of a cascading kind may be pruned.
+    pub const PRUNE_ENABLED: &str = "enabled";
 }
 
 /// Every Ship CRD: the file name it is committed as in `deploy/crds/`, and its YAML. The

@@ -264,6 +264,22 @@ pub struct ShipReleaseStatus {
     /// release's life while it is the one deployed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_corrections: Option<u64>,
+
+    /// Objects an earlier release applied that this one no longer declares, and that Ship
+    /// refused to delete (each is also announced by a `PruneRefused` Warning event). They stay
+    /// in the cluster; delete them by hand, or mark them `ship.dev/prune: enabled` in git.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prune_refused: Vec<PruneRefusal>,
+}
+
+/// An object Ship kept instead of pruning it, and why.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PruneRefusal {
+    /// The object, `Kind/namespace/name` or `Kind/name`.
+    pub object: String,
+    /// Why, in a sentence.
+    pub reason: String,
 }
 
 /// One object a release owns.

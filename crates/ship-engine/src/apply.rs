@@ -13,11 +13,11 @@ use kube::discovery::Scope;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::Value;
-use ship_api::{FIELD_MANAGER, InventoryEntry, keys};
+use ship_api::{FIELD_MANAGER, InventoryEntry, PruneRefusal, keys};
 use tokio::time::Instant;
 
 use crate::health::{Health, assess};
-use crate::plan::{entry_of, managed_by_ship};
+use crate::plan::{PruneVerdict, entry_of, managed_by_ship, prune_verdict};
 
 /// Why objects could not be applied, pruned or watched.
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +166,48 @@ impl Applier {
         } else {
             Api::all_with(client.clone(), &resource)
         }))
+    }
+
+    /// Creates the environment's namespace when it does not exist, labelled as Ship's for
+    /// `environment`, so that an environment whose manifests declare no Namespace deploys on its
+    /// first push. An existing namespace is left exactly as it is. Returns whether it was made.
+    pub async fn ensure_namespace(
+        &self,
+        client: &Client,
+        namespace: &str,
+        environment: &str,
+    ) -> Result<bool, ApplyError> {
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        match namespaces.get_opt(namespace).await {
+            Ok(Some(_)) => return Ok(false),
+            Ok(None) => {}
+            Err(err) => return Err(ApplyError::Read(api_message(&err))),
+        }
+        let object = k8s_openapi::api::core::v1::Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(namespace.to_owned()),
+                labels: Some(
+                    [
+                        (keys::MANAGED_BY.to_owned(), keys::MANAGED_BY_SHIP.to_owned()),
+                        (keys::ENVIRONMENT.to_owned(), environment.to_owned()),
+                    ]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match namespaces
+            .create(&kube::api::PostParams::default(), &object)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false), // made meanwhile
+            Err(err) => Err(ApplyError::Apply {
+                object: format!("Namespace/{namespace}"),
+                message: api_message(&err),
+            }),
+        }
     }
 
     /// A server-side dry run of every object. An object whose Namespace or CRD is part of the
@@ -327,15 +369,18 @@ impl Applier {
         Err(ApplyError::CrdNotEstablished(name.to_owned()))
     }
 
-    /// Deletes `entries` that still exist and carry Ship's labels for `environment`; anything
-    /// else is left alone. Returns how many were deleted.
+    /// Deletes the `entries` that [`prune_verdict`] lets go, for `environment` whose namespace is
+    /// `environment_namespace`; leaves the rest. Returns how many were deleted and what was
+    /// refused, with why.
     pub async fn prune(
         &self,
         client: &Client,
         entries: &[InventoryEntry],
         environment: &str,
-    ) -> Result<usize, ApplyError> {
+        environment_namespace: &str,
+    ) -> Result<(usize, Vec<PruneRefusal>), ApplyError> {
         let mut deleted = 0;
+        let mut refused = Vec::new();
         for entry in entries {
             let Some(api) = self.api_for(client, entry).await? else {
                 continue; // Its kind is gone (a pruned CRD): nothing left to delete.
@@ -346,9 +391,38 @@ impl Applier {
                 Err(err) => return Err(ApplyError::Read(api_message(&err))),
             };
             let live = serde_json::to_value(&live).unwrap_or_default();
-            if !managed_by_ship(&live, environment) {
-                tracing::warn!(object = %entry, "not pruned: it no longer carries Ship's labels");
-                continue;
+            let marked_enabled = live
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(keys::PRUNE))
+                .and_then(Value::as_str)
+                == Some(keys::PRUNE_ENABLED);
+            // Only a Namespace git lets go is searched for what others keep in it.
+            let unowned =
+                if entry.kind == "Namespace" && marked_enabled && entry.name != environment_namespace {
+                    self.first_unowned_in(client, &entry.name, environment).await?
+                } else {
+                    None
+                };
+            match prune_verdict(
+                entry,
+                &live,
+                environment,
+                environment_namespace,
+                unowned.as_deref(),
+            ) {
+                PruneVerdict::NotOwned => {
+                    tracing::warn!(object = %entry, "not pruned: it no longer carries Ship's labels");
+                    continue;
+                }
+                PruneVerdict::Refuse(reason) => {
+                    tracing::warn!(object = %entry, reason, "not pruned");
+                    refused.push(PruneRefusal {
+                        object: entry.to_string(),
+                        reason,
+                    });
+                    continue;
+                }
+                PruneVerdict::Delete => {}
             }
             let params = DeleteParams {
                 propagation_policy: Some(PropagationPolicy::Background),
@@ -365,7 +439,45 @@ impl Applier {
                 }
             }
         }
-        Ok(deleted)
+        Ok((deleted, refused))
+    }
+
+    /// The first object in `namespace` that neither Ship (for `environment`) nor Kubernetes
+    /// itself made: what deleting the namespace would destroy. Objects with an owner go with
+    /// their owner; Events, the `default` ServiceAccount, ServiceAccount token Secrets and the
+    /// `kube-root-ca.crt` ConfigMap are made by Kubernetes in every namespace.
+    async fn first_unowned_in(
+        &self,
+        client: &Client,
+        namespace: &str,
+        environment: &str,
+    ) -> Result<Option<String>, ApplyError> {
+        let discovery = kube::discovery::Discovery::new(client.clone())
+            .run()
+            .await
+            .map_err(|e| ApplyError::Read(format!("discovery: {e}")))?;
+        for group in discovery.groups() {
+            for (resource, caps) in group.recommended_resources() {
+                let listable = caps.supports_operation(kube::discovery::verbs::LIST);
+                if caps.scope != Scope::Namespaced || !listable || resource.kind == "Event" {
+                    continue;
+                }
+                let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+                let list = match api.list(&kube::api::ListParams::default().limit(500)).await {
+                    Ok(list) => list,
+                    // Not allowed to look: assume the worst, the namespace holds something.
+                    Err(_) => return Ok(Some(format!("{} (cannot be listed)", resource.plural))),
+                };
+                for item in list.items {
+                    let value = serde_json::to_value(&item).unwrap_or_default();
+                    if !made_by_kubernetes_or_ship(&resource.kind, &value, environment) {
+                        let name = item.metadata.name.unwrap_or_default();
+                        return Ok(Some(format!("{}/{namespace}/{name}", resource.kind)));
+                    }
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Waits, by watching, until every object in `inventory` is healthy. Returns `Ok(Ok(()))`
@@ -465,6 +577,25 @@ impl Applier {
             }
         }
     }
+}
+
+/// Does `object` (of `kind`) come from Ship for `environment`, from its owner, or from
+/// Kubernetes' own per-namespace defaults? Pure.
+fn made_by_kubernetes_or_ship(kind: &str, object: &Value, environment: &str) -> bool {
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let has_owner = object
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|o| !o.is_empty());
+    let secret_type = object.get("type").and_then(Value::as_str).unwrap_or_default();
+    managed_by_ship(object, environment)
+        || has_owner
+        || (kind == "ServiceAccount" && name == "default")
+        || (kind == "Secret" && secret_type == "kubernetes.io/service-account-token")
+        || (kind == "ConfigMap" && name == "kube-root-ca.crt")
 }
 
 /// Why a rollout is not healthy.

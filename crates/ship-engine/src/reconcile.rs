@@ -655,6 +655,30 @@ impl Driver<'_> {
                 return Err(err);
             }
         };
+        // The environment's namespace belongs to the environment: made when missing (only after
+        // the commit rendered and validated, so bad input still touches nothing).
+        let environment_namespace = rendered
+            .config
+            .environments
+            .get(self.environment())
+            .map(|e| e.namespace(self.environment()).to_owned())
+            .unwrap_or_default();
+        match self
+            .ctx
+            .applier
+            .ensure_namespace(&target, &environment_namespace, self.environment())
+            .await
+        {
+            Ok(true) => info!(
+                namespace = environment_namespace,
+                "created the environment's namespace"
+            ),
+            Ok(false) => {}
+            Err(err) if err.is_transient() => return Err(err.into()),
+            Err(err) => {
+                warn!(error = %err, "cannot create the environment's namespace; the dry run says what is missing")
+            }
+        }
         match self.ctx.applier.dry_run(&target, &objects).await {
             Ok(()) => {}
             Err(err) if err.is_transient() => return Err(err.into()),
@@ -748,7 +772,11 @@ impl Driver<'_> {
 
     /// Applies `commit`'s objects stamped as `stamp_release`, and prunes what the environment's
     /// earlier releases applied that this set no longer declares.
-    async fn apply_commit(&self, commit: &str, stamp_release: &str) -> Result<Vec<InventoryEntry>, Error> {
+    async fn apply_commit(
+        &self,
+        commit: &str,
+        stamp_release: &str,
+    ) -> Result<(Vec<InventoryEntry>, Vec<ship_api::PruneRefusal>), Error> {
         let rendered = self.ctx.render(commit, self.environment()).await?;
         let objects = plan::prepare(&rendered.manifests, self.stamp(commit, stamp_release));
         let target = self.target(&rendered).await?;
@@ -766,27 +794,61 @@ impl Driver<'_> {
             .filter_map(|r| r.status.as_ref())
             .flat_map(|s| s.inventory.iter());
         let gone = plan::to_prune(previous, &keep);
-        let pruned = self.ctx.applier.prune(&target, &gone, self.environment()).await?;
-        info!(applied = applied.objects, pruned, commit, "objects applied");
-        Ok(keep)
+        let environment_namespace = rendered
+            .config
+            .environments
+            .get(self.environment())
+            .map(|e| e.namespace(self.environment()).to_owned())
+            .unwrap_or_default();
+        let (pruned, refused) = self
+            .ctx
+            .applier
+            .prune(&target, &gone, self.environment(), &environment_namespace)
+            .await?;
+        info!(
+            applied = applied.objects,
+            pruned,
+            refused = refused.len(),
+            commit,
+            "objects applied"
+        );
+        for refusal in &refused {
+            let note = format!(
+                "{} is no longer declared by commit {} but was kept: {}",
+                refusal.object,
+                &commit[..7.min(commit.len())],
+                refusal.reason
+            );
+            publish(self.ctx, &self.release, EventType::Warning, "PruneRefused", &note).await;
+        }
+        Ok((keep, refused))
     }
 
     /// Applying: apply (idempotent), prune, then Progressing.
     async fn apply(&mut self) -> Result<(), Error> {
         let commit = self.release.spec.commit.clone();
         let name = self.name.clone();
-        let inventory = self.apply_commit(&commit, &name).await?;
-        let message = format!(
+        let (inventory, refused) = self.apply_commit(&commit, &name).await?;
+        let mut message = format!(
             "{} objects applied; waiting for them to become healthy",
             inventory.len()
         );
+        if !refused.is_empty() {
+            message.push_str(&format!(
+                " ({} no longer declared but kept: see status.pruneRefused)",
+                refused.len()
+            ));
+        }
         self.persist(
             Step {
                 phase: Phase::Progressing,
                 reason: "Progressing",
                 message,
             },
-            |s| s.inventory = inventory,
+            |s| {
+                s.inventory = inventory;
+                s.prune_refused = refused;
+            },
         )
         .await
     }
@@ -1065,7 +1127,7 @@ impl Driver<'_> {
                 .await;
         };
         let commit = good.spec.commit.clone();
-        let inventory = self.apply_commit(&commit, &target).await?;
+        let (inventory, refused) = self.apply_commit(&commit, &target).await?;
         self.fault_point("MidRollback").await;
         let step = match self.wait_healthy(Phase::RollingBack, &commit, &inventory).await? {
             Waited::Superseded => return Ok(()),
@@ -1084,7 +1146,7 @@ impl Driver<'_> {
                 message: format!("the rollback to {target} did not become healthy: {m}"),
             },
         };
-        self.persist(step, |_| {}).await
+        self.persist(step, |s| s.prune_refused = refused).await
     }
 
     /// Drives the release through every phase it can reach now.
