@@ -181,6 +181,9 @@ impl Applier {
         match namespaces.get_opt(namespace).await {
             Ok(Some(_)) => return Ok(false),
             Ok(None) => {}
+            // Not allowed to manage namespaces (the chart without manageNamespaces): the dry
+            // run says what is missing, if anything is.
+            Err(kube::Error::Api(e)) if e.code == 403 => return Ok(false),
             Err(err) => return Err(ApplyError::Read(api_message(&err))),
         }
         let object = k8s_openapi::api::core::v1::Namespace {
@@ -202,7 +205,7 @@ impl Applier {
             .await
         {
             Ok(_) => Ok(true),
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false), // made meanwhile
+            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 403 => Ok(false), // made meanwhile, or not ours to make
             Err(err) => Err(ApplyError::Apply {
                 object: format!("Namespace/{namespace}"),
                 message: api_message(&err),

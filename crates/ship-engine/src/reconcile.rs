@@ -368,6 +368,16 @@ async fn publish(
     }
 }
 
+/// The namespace ship.yaml gives `environment` at this commit.
+fn environment_namespace(rendered: &Rendered, environment: &str) -> String {
+    rendered
+        .config
+        .environments
+        .get(environment)
+        .map(|e| e.namespace(environment).to_owned())
+        .unwrap_or_default()
+}
+
 fn ready_reason(status: Option<&ShipReleaseStatus>) -> &str {
     status.map_or("", ShipReleaseStatus::ready_reason)
 }
@@ -657,12 +667,7 @@ impl Driver<'_> {
         };
         // The environment's namespace belongs to the environment: made when missing (only after
         // the commit rendered and validated, so bad input still touches nothing).
-        let environment_namespace = rendered
-            .config
-            .environments
-            .get(self.environment())
-            .map(|e| e.namespace(self.environment()).to_owned())
-            .unwrap_or_default();
+        let environment_namespace = environment_namespace(&rendered, self.environment());
         match self
             .ctx
             .applier
@@ -794,12 +799,7 @@ impl Driver<'_> {
             .filter_map(|r| r.status.as_ref())
             .flat_map(|s| s.inventory.iter());
         let gone = plan::to_prune(previous, &keep);
-        let environment_namespace = rendered
-            .config
-            .environments
-            .get(self.environment())
-            .map(|e| e.namespace(self.environment()).to_owned())
-            .unwrap_or_default();
+        let environment_namespace = environment_namespace(&rendered, self.environment());
         let (pruned, refused) = self
             .ctx
             .applier

@@ -18,11 +18,7 @@ use ship_testkit::stack::{Stack, release_name};
 const SETTLE: Duration = Duration::from_secs(60);
 
 fn helm() -> PathBuf {
-    let out = Command::new(repo_root().join("tests/tools/helm.sh"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    ship_testkit::cluster::helm().unwrap()
 }
 
 fn chart() -> PathBuf {
@@ -64,17 +60,7 @@ fn template_release(release: &str, version: &str, namespace: &str, sets: &[&str]
 }
 
 fn kubectl_stdin(cluster: &TestCluster, args: &[&str], input: &str) -> std::process::Output {
-    use std::io::Write as _;
-    let mut child = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", cluster.kubeconfig())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    cluster.kubectl_stdin(args, input).unwrap()
 }
 
 #[test]

@@ -23,11 +23,7 @@ use ship_testkit::git::{GitDaemon, Remote};
 use ship_testkit::stack::{at_rest_in, release_name};
 
 fn helm() -> PathBuf {
-    let out = Command::new(repo_root().join("tests/tools/helm.sh"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    ship_testkit::cluster::helm().unwrap()
 }
 
 fn node_ip() -> IpAddr {

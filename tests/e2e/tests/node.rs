@@ -79,24 +79,7 @@ async fn nothing_the_node_runs_leaves_the_machine() {
          wget -q -O /dev/null --no-check-certificate https://$KUBERNETES_SERVICE_HOST/version; \
          until wget -q -O- http://$WEB_SERVICE_HOST/health; do sleep 0.5; done']\n"
     );
-    let applied = {
-        use std::io::Write as _;
-        let mut child = Command::new("kubectl")
-            .args(["apply", "-f", "-"])
-            .env("KUBECONFIG", cluster.kubeconfig())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(manifests.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let applied = cluster.kubectl_stdin(&["apply", "-f", "-"], &manifests).unwrap();
     assert!(
         applied.status.success(),
         "{}",

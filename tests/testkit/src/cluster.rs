@@ -132,6 +132,25 @@ impl TestCluster {
         bail!("CRD {name} not established after 10 s")
     }
 
+    /// Runs the machine's real `kubectl` against this cluster with `input` on its stdin.
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> anyhow::Result<Output> {
+        use std::io::Write as _;
+        let mut child = Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("cannot run kubectl (is it on PATH?)")?;
+        child
+            .stdin
+            .take()
+            .context("kubectl's stdin")?
+            .write_all(input.as_bytes())?;
+        Ok(child.wait_with_output()?)
+    }
+
     /// Runs the machine's real `kubectl` against this cluster.
     pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<Output> {
         Command::new("kubectl")
@@ -140,6 +159,15 @@ impl TestCluster {
             .output()
             .context("cannot run kubectl (is it on PATH?)")
     }
+}
+
+/// The pinned helm (`tests/tools/helm.sh` installs it on first use).
+pub fn helm() -> anyhow::Result<PathBuf> {
+    let out = Command::new(repo_root().join("tests/tools/helm.sh"))
+        .output()
+        .context("cannot run tests/tools/helm.sh")?;
+    anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
 }
 
 /// Polls `probe` every 100 ms until it returns `Some`, or fails after `timeout`.
