@@ -57,7 +57,7 @@ cleanup() {
     tests/cluster/down.sh "$DIR" >/dev/null 2>&1 || true
   else
     "$HELM" uninstall ship -n ship --wait >/dev/null 2>&1 || true
-    kubectl delete namespace ship shop-main shop-production --wait=true --timeout=60s >/dev/null 2>&1 || true
+    kubectl delete namespace ship shop-main shop-production --wait=false >/dev/null 2>&1 || true
     rm -rf "$DEMO"
   fi
   echo "cleaned up"

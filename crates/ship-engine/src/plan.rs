@@ -12,6 +12,36 @@ pub fn release_name(environment: &str, commit: &str) -> String {
     format!("{environment}-{}", commit.get(..10).unwrap_or(commit))
 }
 
+/// What a branch tip at `commit` asks of `environment`, given the environment's `releases`:
+/// `None` when the environment already follows it (the newest release that came from the
+/// branch, by a push or a promotion, is of this commit: deployed, deploying, or quarantined
+/// after failing here), else the name of a new release. The first release of a commit is
+/// [`release_name`]; when the branch comes back to a commit released before (a force-push
+/// backwards, a reset, a branch re-created), the new release is `<name>-2`, `-3`, ... so that its
+/// name and history tell it from the first time. Manual rollbacks are not from the branch: a
+/// tip that has not moved does not undo one.
+pub fn tip_release(environment: &str, commit: &str, releases: &[ShipRelease]) -> Option<String> {
+    let from_branch = releases
+        .iter()
+        .filter(|r| r.spec.environment == environment)
+        .filter(|r| {
+            matches!(
+                r.spec.reason,
+                ship_api::Reason::Push | ship_api::Reason::Promotion
+            )
+        })
+        .max_by_key(|r| sequence(r));
+    if from_branch.is_some_and(|r| r.spec.commit == commit) {
+        return None;
+    }
+    let base = release_name(environment, commit);
+    let taken = |name: &str| releases.iter().any(|r| r.metadata.name.as_deref() == Some(name));
+    if !taken(&base) {
+        return Some(base);
+    }
+    (2..).map(|n| format!("{base}-{n}")).find(|name| !taken(name))
+}
+
 /// A release's place in its environment's order (see [`ShipRelease::sequence`]).
 pub fn sequence(release: &ShipRelease) -> (i64, String) {
     release.sequence()
@@ -397,6 +427,58 @@ mod tests {
             "a non-object labels field is replaced"
         );
         assert_eq!(entry_of(web).to_string(), "Deployment/main/web");
+    }
+
+    #[test]
+    fn a_tip_gets_a_release_unless_the_branch_already_led_there() {
+        let with_reason = |mut r: ShipRelease, reason: Reason| {
+            r.spec.reason = reason;
+            r
+        };
+        let a = "a".repeat(40);
+        let b = "b".repeat(40);
+        // nothing yet: the first release of the tip
+        assert_eq!(tip_release("main", &a, &[]).as_deref(), Some("main-aaaaaaaaaa"));
+        let first = release("main-aaaaaaaaaa", 'a', 1, Phase::Succeeded);
+        assert_eq!(
+            tip_release("main", &a, std::slice::from_ref(&first)),
+            None,
+            "already there"
+        );
+        // the branch moves on, then is force-pushed back: a second release of a, told apart
+        let second = release("main-bbbbbbbbbb", 'b', 2, Phase::RolledBack);
+        let both = [first.clone(), second.clone()];
+        assert_eq!(
+            tip_release("main", &b, &both),
+            None,
+            "b is quarantined, not re-released"
+        );
+        assert_eq!(
+            tip_release("main", &a, &both).as_deref(),
+            Some("main-aaaaaaaaaa-2")
+        );
+        let again = release("main-aaaaaaaaaa-2", 'a', 3, Phase::Succeeded);
+        let three = [first.clone(), second.clone(), again];
+        assert_eq!(tip_release("main", &a, &three), None);
+        assert_eq!(
+            tip_release("main", &b, &three).as_deref(),
+            Some("main-bbbbbbbbbb-2")
+        );
+        // a manual rollback is not the branch: the tip it rolled away from does not come back
+        let manual = with_reason(
+            release("main-aaaaaaaaaa-m", 'a', 4, Phase::Succeeded),
+            Reason::Manual,
+        );
+        let rolled = [first, second.clone(), manual];
+        assert_eq!(tip_release("main", &b, &rolled), None);
+        // other environments' releases do not count
+        let prod = with_reason(
+            release("production-aaaaaaaaaa", 'a', 5, Phase::Succeeded),
+            Reason::Promotion,
+        );
+        let mut prod = prod;
+        prod.spec.environment = "production".into();
+        assert_eq!(tip_release("main", &b, &[second, prod]).as_deref(), None);
     }
 
     #[test]

@@ -24,9 +24,14 @@ pub struct NewRelease<'a> {
 
 /// The ShipRelease object for `new`, sequenced at `sequence_millis`.
 pub fn release_object(new: &NewRelease<'_>, sequence_millis: i64) -> ShipRelease {
+    named_release_object(new, &release_name(new.environment, new.commit), sequence_millis)
+}
+
+/// The ShipRelease object for `new` named `name`, sequenced at `sequence_millis`.
+pub fn named_release_object(new: &NewRelease<'_>, name: &str, sequence_millis: i64) -> ShipRelease {
     ShipRelease {
         metadata: ObjectMeta {
-            name: Some(release_name(new.environment, new.commit)),
+            name: Some(name.to_owned()),
             labels: Some([(keys::ENVIRONMENT.to_owned(), new.environment.to_owned())].into()),
             annotations: Some([(keys::SEQUENCE.to_owned(), sequence_millis.to_string())].into()),
             ..ObjectMeta::default()
@@ -56,6 +61,32 @@ pub async fn create(
     match api.create(&PostParams::default(), &object).await {
         Ok(_) => Ok((name, true)),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok((name, false)),
+        Err(err) => Err(err),
+    }
+}
+
+/// Makes the release a branch tip asks for ([`crate::plan::tip_release`]), reading the
+/// environment's releases in `namespace` first. Returns the name of the release made, or `None`
+/// when the environment already follows the tip.
+pub async fn create_for_tip(
+    client: &Client,
+    namespace: &str,
+    new: &NewRelease<'_>,
+) -> Result<Option<String>, kube::Error> {
+    let api: Api<ShipRelease> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("{}={}", keys::ENVIRONMENT, new.environment);
+    let releases = api
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await?
+        .items;
+    let Some(name) = crate::plan::tip_release(new.environment, new.commit, &releases) else {
+        return Ok(None);
+    };
+    let object = named_release_object(new, &name, jiff::Timestamp::now().as_millisecond());
+    match api.create(&PostParams::default(), &object).await {
+        Ok(_) => Ok(Some(name)),
+        // Made meanwhile (by this controller before a restart): it stands.
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
         Err(err) => Err(err),
     }
 }

@@ -300,13 +300,13 @@ async fn release_tip(target: &TipTarget, branch: &str, commit: git2::Oid) -> boo
         reason: ship_api::Reason::Push,
         promotion: None,
     };
-    match ship_engine::releases::create(&target.client, &target.namespace, &new).await {
-        Ok((release, true)) => {
+    match ship_engine::releases::create_for_tip(&target.client, &target.namespace, &new).await {
+        Ok(Some(release)) => {
             info!(environment, commit = %commit, release, branch, "release created");
             true
         }
-        Ok((release, false)) => {
-            tracing::debug!(environment, commit = %commit, release, "release of this tip already exists");
+        Ok(None) => {
+            tracing::debug!(environment, commit = %commit, "the environment already follows this tip");
             true
         }
         Err(err) => {

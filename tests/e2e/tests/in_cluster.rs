@@ -300,16 +300,35 @@ async fn the_chart_runs_ship_in_the_cluster_and_it_deploys_a_kustomization_as_re
         .map(|b| format!("{b:02x}"))
         .collect();
     let pushed = Instant::now();
-    let answer = reqwest::Client::new()
-        .post(format!("http://{ip}:9292/hooks/push"))
-        .header("X-GitHub-Event", "push")
-        .header("X-GitHub-Delivery", format!("{:032x}", rand_u128()))
-        .header("X-Hub-Signature-256", format!("sha256={signature}"))
-        .header("Content-Type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    // The webhook Service selects the leader once it has labelled itself; until the endpoint
+    // controller and kube-proxy have caught up (a second or so) a connection is refused, and a
+    // git host's delivery would be retried. So is this one, on connection errors only.
+    let delivery = format!("{:032x}", rand_u128());
+    let answer = eventually(
+        "the webhook Service accepts a connection",
+        Duration::from_secs(20),
+        || {
+            let (body, signature, delivery) = (body.clone(), signature.clone(), delivery.clone());
+            async move {
+                let sent = reqwest::Client::new()
+                    .post(format!("http://{ip}:9292/hooks/push"))
+                    .header("X-GitHub-Event", "push")
+                    .header("X-GitHub-Delivery", delivery)
+                    .header("X-Hub-Signature-256", format!("sha256={signature}"))
+                    .header("Content-Type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(answer) => Ok(Some(answer)),
+                    Err(err) if err.is_connect() => Ok(None),
+                    Err(err) => Err(err.into()),
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(
         answer.status().as_u16(),
         202,

@@ -9,7 +9,9 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Secret, Service,
+};
 use kube::Api;
 use kube::api::PostParams;
 use ship_api::Phase;
@@ -30,10 +32,22 @@ fn claim(name: &str) -> PersistentVolumeClaim {
 async fn dropping_the_namespace_from_git_keeps_it_and_everything_in_it() {
     let mut stack = Stack::new("prune-safety", "{enabled: false}").await.unwrap();
     let ns = stack.ns.clone();
+    // The test bed has no storage provisioner: a volume made for the claim in git, bound to it
+    // ahead (claimRef), lets it become Bound. Nothing mounts it.
+    let volume: PersistentVolume = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("{ns}-data")},
+        "spec": {"capacity": {"storage": "1Mi"}, "accessModes": ["ReadWriteOnce"],
+                 "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
+                 "hostPath": {"path": format!("/tmp/ship-unused-{ns}")},
+                 "claimRef": {"namespace": ns, "name": "data"}}
+    }))
+    .unwrap();
+    let volumes = Api::<PersistentVolume>::all(stack.cluster.client());
+    volumes.create(&PostParams::default(), &volume).await.unwrap();
     let with_everything = format!(
         "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\n{}---\n\
          apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: data}}\nspec:\n  accessModes: [ReadWriteOnce]\n  \
-         resources: {{requests: {{storage: 1Mi}}}}\n---\n\
+         storageClassName: \"\"\n  resources: {{requests: {{storage: 1Mi}}}}\n---\n\
          apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: keep-me, annotations: {{ship.dev/prune: disabled}}}}\ndata: {{a: b}}\n---\n\
          apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ordinary}}\ndata: {{a: b}}\n",
         configmap("healthy main")
@@ -147,6 +161,8 @@ async fn dropping_the_namespace_from_git_keeps_it_and_everything_in_it() {
         events.contains("PruneRefused") && events.contains(&format!("PersistentVolumeClaim/{ns}/data")),
         "a Warning event names each object kept"
     );
+    // The volume is cluster-scoped: it outlives the test's namespace.
+    let _ = volumes.delete(&format!("{ns}-data"), &Default::default()).await;
 }
 
 #[tokio::test]
