@@ -309,9 +309,10 @@ async fn the_chart_runs_ship_in_the_cluster_and_it_deploys_a_kustomization_as_re
         Duration::from_secs(20),
         || {
             let (body, signature, delivery) = (body.clone(), signature.clone(), delivery.clone());
+            let url = format!("http://{ip}:9292/hooks/push");
             async move {
                 let sent = reqwest::Client::new()
-                    .post(format!("http://{ip}:9292/hooks/push"))
+                    .post(url)
                     .header("X-GitHub-Event", "push")
                     .header("X-GitHub-Delivery", delivery)
                     .header("X-Hub-Signature-256", format!("sha256={signature}"))
