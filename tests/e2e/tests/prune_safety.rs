@@ -145,11 +145,15 @@ async fn dropping_the_namespace_from_git_keeps_it_and_everything_in_it() {
     assert!(find(&format!("PersistentVolumeClaim/{ns}/data")).contains("ship.dev/prune: enabled"));
     assert!(find(&format!("ConfigMap/{ns}/keep-me")).contains("disabled"));
     assert_eq!(refused.len(), 3, "{refused:?}");
+    let progressing = status
+        .transitions
+        .iter()
+        .find(|t| t.phase == Phase::Progressing)
+        .unwrap();
     assert!(
-        status
-            .message
-            .unwrap_or_default()
-            .contains("3 no longer declared but kept")
+        progressing.message.contains("3 no longer declared but kept"),
+        "{}",
+        progressing.message
     );
 
     let events = stack
