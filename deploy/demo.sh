@@ -36,7 +36,8 @@ export PATH="$BIN:$PATH"   # kubectl finds the kubectl-ship plugin here
 if [[ -z "${SHIP_CLUSTER_DIR:-}" ]]; then
   say "Building kubectl-ship, Ship's image and the shop's image"
   tests/cluster/local-k8s.sh install
-  cargo build --quiet --locked -p kubectl-ship
+  # the whole workspace, as tests/run.sh builds it: the same features, so nothing builds twice
+  cargo build --quiet --locked --workspace --bins
   deploy/image/build.sh "$IMAGES" >/dev/null
   tests/images/build.sh "$IMAGES" >/dev/null
 fi   # else: the test bed that is up imported the images its runner built (tests/run.sh)
