@@ -192,7 +192,8 @@ async fn an_environment_without_a_namespace_object_or_port_protocols_deploys_on_
             "a namespace of its own",
         )
         .unwrap();
-    stack.start_shipd(&[]).unwrap();
+    // Drift checks every second: the defaults Ship filled in must not look like drift.
+    stack.start_shipd(&["--drift-interval", "1s"]).unwrap();
     stack
         .settled(&release_name("main", &commit), Phase::Succeeded, SETTLE)
         .await
@@ -214,4 +215,18 @@ async fn an_environment_without_a_namespace_object_or_port_protocols_deploys_on_
         .unwrap();
     let port = &service.spec.unwrap().ports.unwrap()[0];
     assert_eq!(port.protocol.as_deref(), Some("TCP"));
+    // Three drift checks later, nothing was "put back".
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let release = stack
+        .releases()
+        .get(&release_name("main", &commit))
+        .await
+        .unwrap();
+    let corrected = release.status.unwrap().drift_corrections.unwrap_or(0);
+    assert_eq!(corrected, 0, "filled-in defaults were reported as drift");
+    assert!(
+        !stack.logs().contains("had drifted"),
+        "drift logged:\n{}",
+        stack.logs()
+    );
 }
