@@ -28,7 +28,8 @@ fresh() {   # fresh NAME INPUTS...: true when OUT/NAME.tar was built from these 
 done_() { mv "$OUT/$1.sum.new" "$OUT/$1.sum"; }
 
 [[ -f "$PREFIX/pause.c" ]] || { log "ERROR: $PREFIX/pause.c missing: run tests/cluster/local-k8s.sh install"; exit 1; }
-[[ -x /bin/busybox ]] && /bin/busybox --list | grep -qx httpd || {
+# (no grep -q: its early exit would fail the pipe under pipefail)
+[[ -x /bin/busybox ]] && /bin/busybox --list 2>/dev/null | grep -x httpd >/dev/null || {
   log "installing Debian's busybox-static and gcc (apt-get)"; apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends busybox-static gcc libc6-dev >/dev/null; }
 
