@@ -84,10 +84,23 @@ pub fn to_collect(releases: &[ShipRelease], keep: usize) -> Vec<String> {
         .iter()
         .find(|r| phase_of(r) == Some(Phase::Succeeded))
         .map(|r| sequence(r));
+    // The newest release that came from the branch is what `tip_release` compares the tip
+    // with: collecting it (after many manual rollbacks) would make the tip look new again.
+    let newest_from_branch = sorted
+        .iter()
+        .find(|r| {
+            matches!(
+                r.spec.reason,
+                ship_api::Reason::Push | ship_api::Reason::Promotion
+            )
+        })
+        .map(|r| sequence(r));
     sorted
         .iter()
         .skip(keep)
-        .filter(|r| r.is_settled() && Some(sequence(r)) != newest_good)
+        .filter(|r| {
+            r.is_settled() && Some(sequence(r)) != newest_good && Some(sequence(r)) != newest_from_branch
+        })
         .filter_map(|r| r.metadata.name.clone())
         .collect()
 }
@@ -388,6 +401,22 @@ mod tests {
         // Keep e, d (newest two), b (in progress), a (the newest good one): collect c.
         assert_eq!(gone, vec!["c".to_owned()]);
         assert!(to_collect(&all, 10).is_empty());
+        // After manual releases only, the newest release from the branch stays too.
+        let manual = |name: &str, c: char, seq: i64| {
+            let mut r = release(name, c, seq, Phase::Succeeded);
+            r.spec.reason = Reason::Manual;
+            r
+        };
+        let all = vec![
+            release("push", 'a', 1, Phase::RolledBack),
+            manual("m1", 'b', 2),
+            manual("m2", 'c', 3),
+            manual("m3", 'd', 4),
+        ];
+        let mut gone = to_collect(&all, 1);
+        gone.sort();
+        // keep m3 (newest, and newest good), push (newest from the branch): collect m1, m2
+        assert_eq!(gone, vec!["m1".to_owned(), "m2".to_owned()]);
     }
 
     #[test]
