@@ -12,15 +12,37 @@ pub fn release_name(environment: &str, commit: &str) -> String {
     format!("{environment}-{}", commit.get(..10).unwrap_or(commit))
 }
 
+/// How a tip was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TipSeen {
+    /// In the mirror at start, or a branch seen for the first time: possibly older than what
+    /// this controller did since (a promotion it pushed that the mirror has not fetched yet).
+    Known,
+    /// A fetch saw the branch move to it (forwards, or rewritten).
+    Moved,
+}
+
 /// What a branch tip at `commit` asks of `environment`, given the environment's `releases`:
-/// `None` when the environment already follows it (the newest release that came from the
-/// branch, by a push or a promotion, is of this commit: deployed, deploying, or quarantined
-/// after failing here), else the name of a new release. The first release of a commit is
-/// [`release_name`]; when the branch comes back to a commit released before (a force-push
-/// backwards, a reset, a branch re-created), the new release is `<name>-2`, `-3`, ... so that its
-/// name and history tell it from the first time. Manual rollbacks are not from the branch: a
-/// tip that has not moved does not undo one.
-pub fn tip_release(environment: &str, commit: &str, releases: &[ShipRelease]) -> Option<String> {
+/// `None` when the environment already follows it, else the name of a new release.
+/// - The first release of a commit is [`release_name`], whichever way the tip was seen.
+/// - A tip the branch *moved* to gets a release unless the newest release that came from the
+///   branch (by a push or a promotion) is of this commit (deployed, deploying, or quarantined
+///   after failing here). So when the branch comes back to a commit released before (a
+///   force-push backwards, a reset), the new release is `<name>-2`, `-3`, ..., its name and
+///   history telling it from the first time.
+/// - A tip only [`TipSeen::Known`] never gets a second release: it may be stale.
+/// - Manual rollbacks are not from the branch: a tip that has not moved does not undo one.
+pub fn tip_release(
+    environment: &str,
+    commit: &str,
+    releases: &[ShipRelease],
+    seen: TipSeen,
+) -> Option<String> {
+    let base = release_name(environment, commit);
+    let taken = |name: &str| releases.iter().any(|r| r.metadata.name.as_deref() == Some(name));
+    if seen == TipSeen::Known {
+        return (!taken(&base)).then_some(base);
+    }
     let from_branch = releases
         .iter()
         .filter(|r| r.spec.environment == environment)
@@ -34,8 +56,6 @@ pub fn tip_release(environment: &str, commit: &str, releases: &[ShipRelease]) ->
     if from_branch.is_some_and(|r| r.spec.commit == commit) {
         return None;
     }
-    let base = release_name(environment, commit);
-    let taken = |name: &str| releases.iter().any(|r| r.metadata.name.as_deref() == Some(name));
     if !taken(&base) {
         return Some(base);
     }
@@ -467,10 +487,13 @@ mod tests {
         let a = "a".repeat(40);
         let b = "b".repeat(40);
         // nothing yet: the first release of the tip
-        assert_eq!(tip_release("main", &a, &[]).as_deref(), Some("main-aaaaaaaaaa"));
+        assert_eq!(
+            tip_release("main", &a, &[], TipSeen::Moved).as_deref(),
+            Some("main-aaaaaaaaaa")
+        );
         let first = release("main-aaaaaaaaaa", 'a', 1, Phase::Succeeded);
         assert_eq!(
-            tip_release("main", &a, std::slice::from_ref(&first)),
+            tip_release("main", &a, std::slice::from_ref(&first), TipSeen::Moved),
             None,
             "already there"
         );
@@ -478,19 +501,19 @@ mod tests {
         let second = release("main-bbbbbbbbbb", 'b', 2, Phase::RolledBack);
         let both = [first.clone(), second.clone()];
         assert_eq!(
-            tip_release("main", &b, &both),
+            tip_release("main", &b, &both, TipSeen::Moved),
             None,
             "b is quarantined, not re-released"
         );
         assert_eq!(
-            tip_release("main", &a, &both).as_deref(),
+            tip_release("main", &a, &both, TipSeen::Moved).as_deref(),
             Some("main-aaaaaaaaaa-2")
         );
         let again = release("main-aaaaaaaaaa-2", 'a', 3, Phase::Succeeded);
         let three = [first.clone(), second.clone(), again];
-        assert_eq!(tip_release("main", &a, &three), None);
+        assert_eq!(tip_release("main", &a, &three, TipSeen::Moved), None);
         assert_eq!(
-            tip_release("main", &b, &three).as_deref(),
+            tip_release("main", &b, &three, TipSeen::Moved).as_deref(),
             Some("main-bbbbbbbbbb-2")
         );
         // a manual rollback is not the branch: the tip it rolled away from does not come back
@@ -499,7 +522,7 @@ mod tests {
             Reason::Manual,
         );
         let rolled = [first, second.clone(), manual];
-        assert_eq!(tip_release("main", &b, &rolled), None);
+        assert_eq!(tip_release("main", &b, &rolled, TipSeen::Moved), None);
         // other environments' releases do not count
         let prod = with_reason(
             release("production-aaaaaaaaaa", 'a', 5, Phase::Succeeded),
@@ -507,7 +530,21 @@ mod tests {
         );
         let mut prod = prod;
         prod.spec.environment = "production".into();
-        assert_eq!(tip_release("main", &b, &[second, prod]).as_deref(), None);
+        assert_eq!(
+            tip_release("main", &b, &[second.clone(), prod], TipSeen::Moved).as_deref(),
+            None
+        );
+        // a tip seen only at start (maybe stale: a promotion this controller pushed and the
+        // mirror has not fetched) gets a first release, never a second one
+        assert_eq!(
+            tip_release("main", &a, std::slice::from_ref(&second), TipSeen::Known).as_deref(),
+            Some("main-aaaaaaaaaa")
+        );
+        let promoted = with_reason(
+            release("main-cccccccccc", 'c', 9, Phase::Succeeded),
+            Reason::Promotion,
+        );
+        assert_eq!(tip_release("main", &b, &[second, promoted], TipSeen::Known), None);
     }
 
     #[test]

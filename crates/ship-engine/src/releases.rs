@@ -72,6 +72,7 @@ pub async fn create_for_tip(
     client: &Client,
     namespace: &str,
     new: &NewRelease<'_>,
+    seen: crate::plan::TipSeen,
 ) -> Result<Option<String>, kube::Error> {
     let api: Api<ShipRelease> = Api::namespaced(client.clone(), namespace);
     let selector = format!("{}={}", keys::ENVIRONMENT, new.environment);
@@ -79,7 +80,7 @@ pub async fn create_for_tip(
         .list(&kube::api::ListParams::default().labels(&selector))
         .await?
         .items;
-    let Some(name) = crate::plan::tip_release(new.environment, new.commit, &releases) else {
+    let Some(name) = crate::plan::tip_release(new.environment, new.commit, &releases, seen) else {
         return Ok(None);
     };
     let object = named_release_object(new, &name, jiff::Timestamp::now().as_millisecond());

@@ -272,7 +272,12 @@ impl std::fmt::Debug for TipTarget {
 
 /// Makes (or finds) the release of `commit`, the tip of `branch`. `false` when it could not be
 /// made now (the API server is away, for example) and must be tried again.
-async fn release_tip(target: &TipTarget, branch: &str, commit: git2::Oid) -> bool {
+async fn release_tip(
+    target: &TipTarget,
+    branch: &str,
+    commit: git2::Oid,
+    seen: ship_engine::plan::TipSeen,
+) -> bool {
     let repo = target.repo.clone();
     let (c, b) = (commit.to_string(), branch.to_owned());
     // The commit's own ship.yaml says which environment the branch deploys. When it cannot be
@@ -300,7 +305,7 @@ async fn release_tip(target: &TipTarget, branch: &str, commit: git2::Oid) -> boo
         reason: ship_api::Reason::Push,
         promotion: None,
     };
-    match ship_engine::releases::create_for_tip(&target.client, &target.namespace, &new).await {
+    match ship_engine::releases::create_for_tip(&target.client, &target.namespace, &new, seen).await {
         Ok(Some(release)) => {
             info!(environment, commit = %commit, release, branch, "release created");
             true
@@ -332,11 +337,18 @@ pub async fn handle_tips(target: TipTarget, mut tips: mpsc::Receiver<TipChange>)
     };
     // Tips still owed a release, by branch (a newer tip replaces an older one): a tip is never
     // dropped because the API server was away when it arrived.
-    let mut owed: std::collections::BTreeMap<String, git2::Oid> = known.into_iter().collect();
+    // How each was seen decides whether a commit released before is released again
+    // (`plan::tip_release`): only a fetch that saw the branch move says it moved.
+    use ship_engine::plan::TipSeen;
+    let mut owed: std::collections::BTreeMap<String, (git2::Oid, TipSeen)> =
+        known.into_iter().map(|(b, c)| (b, (c, TipSeen::Known))).collect();
     loop {
-        let branches: Vec<(String, git2::Oid)> = owed.iter().map(|(b, c)| (b.clone(), *c)).collect();
-        for (branch, commit) in branches {
-            if release_tip(&target, &branch, commit).await && owed.get(&branch) == Some(&commit) {
+        let branches: Vec<(String, (git2::Oid, TipSeen))> =
+            owed.iter().map(|(b, c)| (b.clone(), *c)).collect();
+        for (branch, (commit, seen)) in branches {
+            if release_tip(&target, &branch, commit, seen).await
+                && owed.get(&branch).map(|o| o.0) == Some(commit)
+            {
                 owed.remove(&branch);
             }
         }
@@ -352,6 +364,11 @@ pub async fn handle_tips(target: TipTarget, mut tips: mpsc::Receiver<TipChange>)
         if change.kind == TipChangeKind::ForcePushed && target.force_push == ForcePushPolicy::Refuse {
             continue;
         }
-        owed.insert(change.branch, change.new);
+        let seen = match change.kind {
+            TipChangeKind::FastForward | TipChangeKind::ForcePushed => TipSeen::Moved,
+            // a branch seen for the first time (a fresh mirror) may be behind this controller
+            TipChangeKind::Created => TipSeen::Known,
+        };
+        owed.insert(change.branch, (change.new, seen));
     }
 }
