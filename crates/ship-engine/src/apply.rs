@@ -643,3 +643,45 @@ pub fn evaluate(inventory: &[InventoryEntry], live: &HashMap<(String, String, St
     }
     progressing.map_or(Health::Healthy, Health::Progressing)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn what_kubernetes_and_ship_made_does_not_keep_a_namespace_alive() {
+        let ship = json!({"metadata": {"name": "web", "labels": {keys::MANAGED_BY: keys::MANAGED_BY_SHIP, keys::ENVIRONMENT: "main"}}});
+        assert!(made_by_kubernetes_or_ship("ConfigMap", &ship, "main"));
+        assert!(
+            !made_by_kubernetes_or_ship("ConfigMap", &ship, "production"),
+            "another environment's"
+        );
+        let owned = json!({"metadata": {"name": "web-1", "ownerReferences": [{"uid": "u"}]}});
+        assert!(made_by_kubernetes_or_ship("Pod", &owned, "main"));
+        let defaults = [
+            ("ServiceAccount", json!({"metadata": {"name": "default"}})),
+            (
+                "Secret",
+                json!({"metadata": {"name": "default-token-x"}, "type": "kubernetes.io/service-account-token"}),
+            ),
+            ("ConfigMap", json!({"metadata": {"name": "kube-root-ca.crt"}})),
+        ];
+        for (kind, object) in &defaults {
+            assert!(made_by_kubernetes_or_ship(kind, object, "main"), "{kind}");
+        }
+        // what people make by hand keeps it
+        let by_hand = [
+            (
+                "Secret",
+                json!({"metadata": {"name": "db-password"}, "type": "Opaque"}),
+            ),
+            ("PersistentVolumeClaim", json!({"metadata": {"name": "data"}})),
+            ("ServiceAccount", json!({"metadata": {"name": "app"}})),
+            ("ConfigMap", json!({"metadata": {"name": "settings"}})),
+        ];
+        for (kind, object) in &by_hand {
+            assert!(!made_by_kubernetes_or_ship(kind, object, "main"), "{kind}");
+        }
+    }
+}
