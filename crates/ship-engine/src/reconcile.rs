@@ -762,8 +762,9 @@ impl Driver<'_> {
                 Ok(false)
             }
             Err(err) => {
-                // Transient (the remote is away, or moved since the last fetch): say so in the
-                // status, and let the error policy retry.
+                // Transient (the remote is away, moved since the last fetch, or the branch was
+                // deleted there: `MissingBranch`, and a push never recreates it): say so in the
+                // status, and let the error policy retry until it is back.
                 let step = Step {
                     phase: Phase::Pending,
                     reason: err.label(),

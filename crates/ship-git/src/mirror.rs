@@ -382,6 +382,14 @@ impl Mirror {
             message,
             stale,
         };
+        // A plain push to a branch the remote no longer has would create it: a promotion must
+        // never bring back a branch someone deleted. Ask the remote first.
+        if !self.remote_has_branch(branch, credentials)? {
+            return Err(GitError::MissingBranch {
+                branch: branch.to_owned(),
+                url: self.display_url(),
+            });
+        }
         let local = format!("{PUSH_PREFIX}{branch}");
         self.repo
             .reference(&local, commit, true, "ship: fast-forward push")
@@ -412,6 +420,27 @@ impl Mirror {
             return Err(push_err(message, stale));
         }
         Ok(PushOutcome::Pushed)
+    }
+
+    /// Does the remote advertise `refs/heads/<branch>` to a pusher? (One connection, no fetch.)
+    fn remote_has_branch(&self, branch: &str, credentials: &Credentials) -> Result<bool, GitError> {
+        let list_err = |e: git2::Error| GitError::Push {
+            branch: branch.to_owned(),
+            url: self.display_url(),
+            message: e.message().to_owned(),
+            stale: false,
+        };
+        let mut remote = self.repo.remote_anonymous(&self.url).map_err(list_err)?;
+        let connection = remote
+            .connect_auth(git2::Direction::Push, Some(credentials.callbacks()), None)
+            .map_err(list_err)?;
+        let wanted = format!("refs/heads/{branch}");
+        let found = connection
+            .list()
+            .map_err(list_err)?
+            .iter()
+            .any(|head| head.name() == wanted);
+        Ok(found)
     }
 
     /// The commits reachable from `to` but not from `from` (all of `to`'s history when `from` is

@@ -225,6 +225,31 @@ async fn unreachable_remote_backs_off_then_recovers() {
 }
 
 #[test]
+fn a_push_never_recreates_a_branch_deleted_on_the_remote() {
+    let remote = Remote::new().unwrap();
+    let _daemon = GitDaemon::start(remote.dir.path()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = Mirror::open(&dir.path().join("mirror.git"), &_daemon.url("repo.git")).unwrap();
+    let tested = remote.commit_file("a.txt", "1\n", "tested on main").unwrap();
+    remote.push("main", false).unwrap();
+    mirror
+        .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
+        .unwrap();
+    // Someone deletes production; the mirror still remembers its last tip.
+    ship_testkit::git::git(&remote.bare, &["branch", "-D", "production"]).unwrap();
+    assert!(mirror.tip("production").is_some());
+    match mirror.fast_forward("production", oid(&tested), &Credentials::None) {
+        Err(err @ ship_git::GitError::MissingBranch { .. }) => {
+            assert_eq!(err.label(), "MissingBranch");
+            assert!(err.to_string().contains("\"production\""), "{err}");
+        }
+        other => panic!("expected MissingBranch, got {other:?}"),
+    }
+    let heads = ship_testkit::git::git(&remote.bare, &["branch", "--list", "production"]).unwrap();
+    assert_eq!(heads.trim(), "", "the deleted branch was pushed back");
+}
+
+#[test]
 fn fast_forward_pushes_only_when_the_branch_can_follow() {
     let remote = Remote::new().unwrap();
     let mut daemon = GitDaemon::start(remote.dir.path()).unwrap();
