@@ -17,7 +17,7 @@ use ship_api::{FIELD_MANAGER, InventoryEntry, PruneRefusal, keys};
 use tokio::time::Instant;
 
 use crate::health::{Health, assess};
-use crate::plan::{PruneVerdict, entry_of, managed_by_ship, prune_verdict};
+use crate::plan::{PruneVerdict, entry_of, prune_verdict};
 
 /// Why objects could not be applied, pruned or watched.
 #[derive(Debug, thiserror::Error)]
@@ -186,15 +186,15 @@ impl Applier {
             Err(kube::Error::Api(e)) if e.code == 403 => return Ok(false),
             Err(err) => return Err(ApplyError::Read(api_message(&err))),
         }
+        let labels = crate::plan::ship_labels(environment);
         let object = k8s_openapi::api::core::v1::Namespace {
             metadata: kube::api::ObjectMeta {
                 name: Some(namespace.to_owned()),
                 labels: Some(
-                    [
-                        (keys::MANAGED_BY.to_owned(), keys::MANAGED_BY_SHIP.to_owned()),
-                        (keys::ENVIRONMENT.to_owned(), environment.to_owned()),
-                    ]
-                    .into(),
+                    labels
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
                 ),
                 ..Default::default()
             },
@@ -394,11 +394,7 @@ impl Applier {
                 Err(err) => return Err(ApplyError::Read(api_message(&err))),
             };
             let live = serde_json::to_value(&live).unwrap_or_default();
-            let marked_enabled = live
-                .pointer("/metadata/annotations")
-                .and_then(|a| a.get(keys::PRUNE))
-                .and_then(Value::as_str)
-                == Some(keys::PRUNE_ENABLED);
+            let marked_enabled = crate::plan::prune_mark(&live) == Some(keys::PRUNE_ENABLED);
             // Only a Namespace git lets go is searched for what others keep in it.
             let unowned =
                 if entry.kind == "Namespace" && marked_enabled && entry.name != environment_namespace {
@@ -473,7 +469,7 @@ impl Applier {
                 };
                 for item in list.items {
                     let value = serde_json::to_value(&item).unwrap_or_default();
-                    if !made_by_kubernetes_or_ship(&resource.kind, &value, environment) {
+                    if !crate::plan::made_by_kubernetes_or_ship(&resource.kind, &value, environment) {
                         let name = item.metadata.name.unwrap_or_default();
                         return Ok(Some(format!("{}/{namespace}/{name}", resource.kind)));
                     }
@@ -582,25 +578,6 @@ impl Applier {
     }
 }
 
-/// Does `object` (of `kind`) come from Ship for `environment`, from its owner, or from
-/// Kubernetes' own per-namespace defaults? Pure.
-fn made_by_kubernetes_or_ship(kind: &str, object: &Value, environment: &str) -> bool {
-    let name = object
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let has_owner = object
-        .pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|o| !o.is_empty());
-    let secret_type = object.get("type").and_then(Value::as_str).unwrap_or_default();
-    managed_by_ship(object, environment)
-        || has_owner
-        || (kind == "ServiceAccount" && name == "default")
-        || (kind == "Secret" && secret_type == "kubernetes.io/service-account-token")
-        || (kind == "ConfigMap" && name == "kube-root-ca.crt")
-}
-
 /// Why a rollout is not healthy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HealthFailure {
@@ -642,46 +619,4 @@ pub fn evaluate(inventory: &[InventoryEntry], live: &HashMap<(String, String, St
         }
     }
     progressing.map_or(Health::Healthy, Health::Progressing)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn what_kubernetes_and_ship_made_does_not_keep_a_namespace_alive() {
-        let ship = json!({"metadata": {"name": "web", "labels": {keys::MANAGED_BY: keys::MANAGED_BY_SHIP, keys::ENVIRONMENT: "main"}}});
-        assert!(made_by_kubernetes_or_ship("ConfigMap", &ship, "main"));
-        assert!(
-            !made_by_kubernetes_or_ship("ConfigMap", &ship, "production"),
-            "another environment's"
-        );
-        let owned = json!({"metadata": {"name": "web-1", "ownerReferences": [{"uid": "u"}]}});
-        assert!(made_by_kubernetes_or_ship("Pod", &owned, "main"));
-        let defaults = [
-            ("ServiceAccount", json!({"metadata": {"name": "default"}})),
-            (
-                "Secret",
-                json!({"metadata": {"name": "default-token-x"}, "type": "kubernetes.io/service-account-token"}),
-            ),
-            ("ConfigMap", json!({"metadata": {"name": "kube-root-ca.crt"}})),
-        ];
-        for (kind, object) in &defaults {
-            assert!(made_by_kubernetes_or_ship(kind, object, "main"), "{kind}");
-        }
-        // what people make by hand keeps it
-        let by_hand = [
-            (
-                "Secret",
-                json!({"metadata": {"name": "db-password"}, "type": "Opaque"}),
-            ),
-            ("PersistentVolumeClaim", json!({"metadata": {"name": "data"}})),
-            ("ServiceAccount", json!({"metadata": {"name": "app"}})),
-            ("ConfigMap", json!({"metadata": {"name": "settings"}})),
-        ];
-        for (kind, object) in &by_hand {
-            assert!(!made_by_kubernetes_or_ship(kind, object, "main"), "{kind}");
-        }
-    }
 }

@@ -139,6 +139,14 @@ pub async fn run_http(target: CheckTarget<'_>, test: &HttpTest) -> CheckOutcome 
     outcome(answer.and_then(|(status, body)| judge(&test.expect, status, &body)))
 }
 
+/// The test's request headers, `{namespace}` and `{environment}` filled in.
+fn headers<'t>(target: CheckTarget<'_>, test: &'t HttpTest) -> impl Iterator<Item = (&'t str, String)> {
+    let (namespace, environment) = (target.namespace.to_owned(), target.environment.to_owned());
+    test.headers
+        .iter()
+        .map(move |(name, value)| (name.as_str(), expand(value, &namespace, &environment)))
+}
+
 /// Sends the test's request to its URL: the answer's status and body.
 async fn send_to_url(
     target: CheckTarget<'_>,
@@ -154,8 +162,8 @@ async fn send_to_url(
         ));
     }
     let mut request = target.http.request(method, &url).timeout(timeout);
-    for (name, value) in &test.headers {
-        request = request.header(name, expand(value, target.namespace, target.environment));
+    for (name, value) in headers(target, test) {
+        request = request.header(name, value);
     }
     if let Some(body) = &test.body {
         request = request.body(body.clone());
@@ -187,8 +195,8 @@ async fn send_to_service(
         test.method, target.namespace, service.name, service.port, service.path
     );
     let mut request = http::Request::builder().method(method.as_str()).uri(&path);
-    for (name, value) in &test.headers {
-        request = request.header(name, expand(value, target.namespace, target.environment));
+    for (name, value) in headers(target, test) {
+        request = request.header(name, value);
     }
     let request = request
         .body(test.body.clone().unwrap_or_default().into_bytes())

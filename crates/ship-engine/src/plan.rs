@@ -209,19 +209,46 @@ fn insert_into(object: &mut serde_json::Value, field: &str, pairs: &[(&str, &str
 /// Stamps one object with Ship's labels (managed-by, environment) and annotations (commit,
 /// release). Labels select; annotations describe.
 pub fn stamp(object: &mut serde_json::Value, stamp: Stamp<'_>) {
-    insert_into(
-        object,
-        "labels",
-        &[
-            (keys::MANAGED_BY, keys::MANAGED_BY_SHIP),
-            (keys::ENVIRONMENT, stamp.environment),
-        ],
-    );
+    insert_into(object, "labels", &ship_labels(stamp.environment));
     insert_into(
         object,
         "annotations",
         &[(keys::COMMIT, stamp.commit), (keys::RELEASE, stamp.release)],
     );
+}
+
+/// The labels that mark an object as Ship's for `environment` (what [`managed_by_ship`] and
+/// pruning look for).
+pub fn ship_labels(environment: &str) -> [(&'static str, &str); 2] {
+    [
+        (keys::MANAGED_BY, keys::MANAGED_BY_SHIP),
+        (keys::ENVIRONMENT, environment),
+    ]
+}
+
+/// The `ship.dev/prune` mark an object carries, if any.
+pub fn prune_mark(object: &serde_json::Value) -> Option<&str> {
+    object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(keys::PRUNE))
+        .and_then(serde_json::Value::as_str)
+}
+
+/// Does `object` (of `kind`), found in a namespace, come from Ship for `environment`, from its
+/// owner, or from Kubernetes' own per-namespace defaults (the `default` ServiceAccount,
+/// ServiceAccount token Secrets, `kube-root-ca.crt`)? What does not keeps a namespace from
+/// being pruned.
+pub fn made_by_kubernetes_or_ship(kind: &str, object: &serde_json::Value, environment: &str) -> bool {
+    let name = str_at(object, "/metadata/name");
+    let has_owner = object
+        .pointer("/metadata/ownerReferences")
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|o| !o.is_empty());
+    managed_by_ship(object, environment)
+        || has_owner
+        || (kind == "ServiceAccount" && name == "default")
+        || (kind == "Secret" && str_at(object, "/type") == "kubernetes.io/service-account-token")
+        || (kind == "ConfigMap" && name == "kube-root-ca.crt")
 }
 
 /// The objects of a release, stamped and in apply order (stable within a kind).
@@ -288,10 +315,7 @@ pub fn prune_verdict(
     if !managed_by_ship(live, environment) {
         return PruneVerdict::NotOwned;
     }
-    let marked = live
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(keys::PRUNE))
-        .and_then(serde_json::Value::as_str);
+    let marked = prune_mark(live);
     if marked == Some(keys::PRUNE_DISABLED) {
         return PruneVerdict::Refuse(format!("it is marked {}: {}", keys::PRUNE, keys::PRUNE_DISABLED));
     }
@@ -545,6 +569,43 @@ mod tests {
             Reason::Promotion,
         );
         assert_eq!(tip_release("main", &b, &[second, promoted], TipSeen::Known), None);
+    }
+
+    #[test]
+    fn what_kubernetes_and_ship_made_does_not_keep_a_namespace_alive() {
+        use serde_json::json;
+        let ship = json!({"metadata": {"name": "web", "labels": {keys::MANAGED_BY: keys::MANAGED_BY_SHIP, keys::ENVIRONMENT: "main"}}});
+        assert!(made_by_kubernetes_or_ship("ConfigMap", &ship, "main"));
+        assert!(
+            !made_by_kubernetes_or_ship("ConfigMap", &ship, "production"),
+            "another environment's"
+        );
+        let owned = json!({"metadata": {"name": "web-1", "ownerReferences": [{"uid": "u"}]}});
+        assert!(made_by_kubernetes_or_ship("Pod", &owned, "main"));
+        let defaults = [
+            ("ServiceAccount", json!({"metadata": {"name": "default"}})),
+            (
+                "Secret",
+                json!({"metadata": {"name": "default-token-x"}, "type": "kubernetes.io/service-account-token"}),
+            ),
+            ("ConfigMap", json!({"metadata": {"name": "kube-root-ca.crt"}})),
+        ];
+        for (kind, object) in &defaults {
+            assert!(made_by_kubernetes_or_ship(kind, object, "main"), "{kind}");
+        }
+        // what people make by hand keeps it
+        let by_hand = [
+            (
+                "Secret",
+                json!({"metadata": {"name": "db-password"}, "type": "Opaque"}),
+            ),
+            ("PersistentVolumeClaim", json!({"metadata": {"name": "data"}})),
+            ("ServiceAccount", json!({"metadata": {"name": "app"}})),
+            ("ConfigMap", json!({"metadata": {"name": "settings"}})),
+        ];
+        for (kind, object) in &by_hand {
+            assert!(!made_by_kubernetes_or_ship(kind, object, "main"), "{kind}");
+        }
     }
 
     #[test]

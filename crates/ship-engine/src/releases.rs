@@ -58,9 +58,16 @@ pub async fn create(
     let object = release_object(new, jiff::Timestamp::now().as_millisecond());
     let name = object.metadata.name.clone().unwrap_or_default();
     let api: Api<ShipRelease> = Api::namespaced(client.clone(), namespace);
-    match api.create(&PostParams::default(), &object).await {
-        Ok(_) => Ok((name, true)),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok((name, false)),
+    let created = create_or_stand(&api, &object).await?;
+    Ok((name, created))
+}
+
+/// Creates `object`; `false` when a release of that name exists already (made before a
+/// restart, or by the other path), which then stands.
+async fn create_or_stand(api: &Api<ShipRelease>, object: &ShipRelease) -> Result<bool, kube::Error> {
+    match api.create(&PostParams::default(), object).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
         Err(err) => Err(err),
     }
 }
@@ -84,10 +91,6 @@ pub async fn create_for_tip(
         return Ok(None);
     };
     let object = named_release_object(new, &name, jiff::Timestamp::now().as_millisecond());
-    match api.create(&PostParams::default(), &object).await {
-        Ok(_) => Ok(Some(name)),
-        // Made meanwhile (by this controller before a restart): it stands.
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
-        Err(err) => Err(err),
-    }
+    let created = create_or_stand(&api, &object).await?;
+    Ok(created.then_some(name))
 }

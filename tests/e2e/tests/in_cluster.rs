@@ -124,7 +124,7 @@ async fn the_chart_runs_ship_in_the_cluster_and_it_deploys_a_kustomization_as_re
     remote.push("main", false).unwrap();
     remote.push("production", false).unwrap();
 
-    let token = format!("{:032x}", rand_u128());
+    let token = ship_testkit::cluster::random_hex();
     let secret = cluster.kubectl(&[
         "create",
         "secret",
@@ -303,7 +303,7 @@ async fn the_chart_runs_ship_in_the_cluster_and_it_deploys_a_kustomization_as_re
     // The webhook Service selects the leader once it has labelled itself; until the endpoint
     // controller and kube-proxy have caught up (a second or so) a connection is refused, and a
     // git host's delivery would be retried. So is this one, on connection errors only.
-    let delivery = format!("{:032x}", rand_u128());
+    let delivery = ship_testkit::cluster::random_hex();
     let answer = eventually(
         "the webhook Service accepts a connection",
         Duration::from_secs(20),
@@ -359,21 +359,4 @@ async fn the_chart_runs_ship_in_the_cluster_and_it_deploys_a_kustomization_as_re
         "{}",
         String::from_utf8_lossy(&uninstall.stderr)
     );
-}
-
-fn rand_u128() -> u128 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
-    u128::from(h.finish()) << 64
-        | u128::from(
-            std::collections::hash_map::RandomState::new()
-                .build_hasher()
-                .finish(),
-        )
 }

@@ -194,6 +194,11 @@ where
     }
 }
 
+/// A random token of 32 hex digits (webhook secrets, delivery ids), for tests only.
+pub fn random_hex() -> String {
+    (0..4).map(|_| format!("{:08x}", rand_u32())).collect()
+}
+
 pub(crate) fn rand_u32() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
