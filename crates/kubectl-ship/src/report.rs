@@ -68,57 +68,26 @@ pub struct EnvironmentStatus {
 
 /// Releases newest first (by their sequence, as the controller orders them).
 pub fn newest_first(releases: &[ShipRelease]) -> Vec<&ShipRelease> {
-    let mut sorted: Vec<&ShipRelease> = releases.iter().collect();
-    sorted.sort_by_key(|r| std::cmp::Reverse(r.sequence()));
-    sorted
+    ship_api::environment::newest_first(releases)
 }
 
 /// Every environment's status, by environment name.
 pub fn environments(releases: &[ShipRelease]) -> Vec<EnvironmentStatus> {
-    let sorted = newest_first(releases);
-    let mut names: Vec<&str> = sorted.iter().map(|r| r.spec.environment.as_str()).collect();
+    let mut names: Vec<&str> = releases.iter().map(|r| r.spec.environment.as_str()).collect();
     names.sort_unstable();
     names.dedup();
     names
         .into_iter()
         .filter_map(|env| {
-            let of_env: Vec<&ShipRelease> = sorted
-                .iter()
-                .copied()
-                .filter(|r| r.spec.environment == env)
-                .collect();
-            let latest = *of_env.first()?;
-            let last_good = of_env
-                .iter()
-                .find(|r| r.phase() == Some(Phase::Succeeded))
-                .copied();
+            let found = ship_api::environment::releases_of(env, releases)?;
             Some(EnvironmentStatus {
                 environment: env.to_owned(),
-                deployed: deployed(latest, &of_env).map(ReleaseRow::of),
-                latest: ReleaseRow::of(latest),
-                last_good: last_good.map(ReleaseRow::of),
+                deployed: found.deployed.map(ReleaseRow::of),
+                latest: ReleaseRow::of(found.latest),
+                last_good: found.last_good.map(ReleaseRow::of),
             })
         })
         .collect()
-}
-
-/// The release whose commit runs in the environment, given its newest release.
-fn deployed<'a>(latest: &'a ShipRelease, of_env: &[&'a ShipRelease]) -> Option<&'a ShipRelease> {
-    match latest.phase() {
-        Some(Phase::RolledBack) => {
-            let target = latest.status.as_ref()?.rolled_back_to.as_deref()?;
-            of_env
-                .iter()
-                .copied()
-                .find(|r| r.metadata.name.as_deref() == Some(target))
-        }
-        // In flight, or failed before applying: what runs is the newest one that settled well.
-        Some(Phase::Succeeded) => Some(latest),
-        _ => of_env
-            .iter()
-            .copied()
-            .find(|r| matches!(r.phase(), Some(Phase::Succeeded))),
-    }
 }
 
 /// Why a rollback cannot be made.
@@ -181,8 +150,9 @@ pub fn rollback_target<'a>(
             })?;
         return Ok((latest, target));
     }
-    let deployed_commit =
-        deployed(latest, &of_env).map_or(latest.spec.commit.as_str(), |d| d.spec.commit.as_str());
+    let deployed_commit = ship_api::environment::releases_of(env, releases)
+        .and_then(|found| found.deployed)
+        .map_or(latest.spec.commit.as_str(), |d| d.spec.commit.as_str());
     let target = of_env
         .iter()
         .find(|r| r.phase() == Some(Phase::Succeeded) && r.spec.commit != deployed_commit)

@@ -1,12 +1,17 @@
 //! Ship's API types.
 //!
-//! This crate holds the `ShipRelease` custom resource and the pure helpers that describe its
+//! This crate holds the `ShipRelease`, `ShipEnvironment` and `ShipPromotion` custom resources and the pure helpers that describe its
 //! status (phases and kstatus conditions). It has no runtime logic and never talks to a cluster.
 
 pub mod conditions;
+pub mod environment;
 pub mod promotion;
 pub mod release;
 
+pub use environment::{
+    CommitRef, EnvironmentReleases, ReleaseRef, ShipEnvironment, ShipEnvironmentSpec, ShipEnvironmentStatus,
+    SyncReason,
+};
 pub use promotion::{
     Behind, PromotionOrigin, PromotionOutcome, PromotionRun, ShipPromotion, ShipPromotionSpec,
     ShipPromotionStatus,
@@ -65,6 +70,10 @@ pub fn crds() -> Result<Vec<(&'static str, String)>, serde_norway::Error> {
         (
             "shipreleases.yaml",
             format!("{header}{}", serde_norway::to_string(&ShipRelease::crd())?),
+        ),
+        (
+            "shipenvironments.yaml",
+            format!("{header}{}", serde_norway::to_string(&ShipEnvironment::crd())?),
         ),
         (
             "shippromotions.yaml",

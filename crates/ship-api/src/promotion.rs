@@ -145,6 +145,9 @@ pub enum PromotionOutcome {
     NothingTested,
     /// The target branch has commits the source lacks; nothing was forced.
     Diverged,
+    /// The source or target branch is missing on the remote; nothing was pushed (a promotion
+    /// never re-creates a deleted branch).
+    BranchMissing,
     /// The promotion could not be evaluated (the repository or `ship.yaml` is unreadable).
     Error,
 }
@@ -157,6 +160,7 @@ impl PromotionOutcome {
             PromotionOutcome::UpToDate => "UpToDate",
             PromotionOutcome::NothingTested => "NothingTested",
             PromotionOutcome::Diverged => "Diverged",
+            PromotionOutcome::BranchMissing => "BranchMissing",
             PromotionOutcome::Error => "Error",
         }
     }

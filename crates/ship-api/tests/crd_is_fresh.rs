@@ -35,17 +35,26 @@ fn printer_columns(yaml: &str) -> Vec<String> {
 #[test]
 fn crds_have_no_cel_rules_and_serve_status() {
     let crds = ship_api::crds().unwrap();
+    let columns = |file: &str| {
+        let (_, yaml) = crds.iter().find(|(f, _)| *f == file).unwrap();
+        printer_columns(yaml)
+    };
     // The 1.20 apiserver rejects CRDs carrying `x-kubernetes-validations` (CEL).
     assert!(
         crds.iter()
             .all(|(_, yaml)| !yaml.contains("x-kubernetes-validations"))
     );
     assert_eq!(
-        printer_columns(&crds[0].1),
+        columns("shipreleases.yaml"),
         ["Env", "Commit", "Phase", "Tests", "Age", "Message"]
     );
     assert_eq!(
-        printer_columns(&crds[1].1),
+        columns("shippromotions.yaml"),
         ["From", "To", "Behind", "Last", "Next", "Ready"]
+    );
+    // One line per environment: what runs where, and whether it is what git says.
+    assert_eq!(
+        columns("shipenvironments.yaml"),
+        ["Branch", "Tip", "Running", "In-Sync", "Reason", "Release"]
     );
 }

@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod checks;
+pub mod environment;
 pub mod events;
 pub mod health;
 pub mod jobs;

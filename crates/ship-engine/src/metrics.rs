@@ -31,6 +31,15 @@ pub struct EnvLabels {
     pub environment: String,
 }
 
+/// `environment`, `reason` (the `InSync` condition's reason).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncLabels {
+    /// Environment.
+    pub environment: String,
+    /// Why it is, or is not, in sync: `Synced`, `Progressing`, `TipFailed`, ...
+    pub reason: String,
+}
+
 /// `environment`, `phase`, `reason`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -165,9 +174,14 @@ pub struct Metrics {
     pub last_fetch_success: Gauge<f64, AtomicU64>,
     /// 1 while this instance leads (acts on releases).
     pub leader: Gauge,
+    /// 1 while an environment runs its branch's tip, else 0; labelled with the reason.
+    pub environment_in_sync: Family<SyncLabels, Gauge>,
+    /// 1 while an environment's branch is missing on the remote.
+    pub environment_branch_missing: Family<EnvLabels, Gauge>,
     /// Which commit each environment's info series names, to delete it when it changes.
     deployed: Mutex<HashMap<String, CommitLabels>>,
     latest: Mutex<HashMap<String, LatestLabels>>,
+    sync: Mutex<HashMap<String, SyncLabels>>,
 }
 
 impl Default for Metrics {
@@ -191,8 +205,11 @@ impl Default for Metrics {
             source_up: Gauge::default(),
             last_fetch_success: Gauge::default(),
             leader: Gauge::default(),
+            environment_in_sync: Family::default(),
+            environment_branch_missing: Family::default(),
             deployed: Mutex::default(),
             latest: Mutex::default(),
+            sync: Mutex::default(),
         }
     }
 }
@@ -330,6 +347,16 @@ impl Metrics {
             "1 while this instance is the leader (it fetches, applies and tests)",
             self.leader.clone(),
         );
+        r.register(
+            "environment_in_sync",
+            "1 while the environment runs its branch's tip, else 0, with the reason",
+            self.environment_in_sync.clone(),
+        );
+        r.register(
+            "environment_branch_missing",
+            "1 while the environment's branch is missing on the remote",
+            self.environment_branch_missing.clone(),
+        );
     }
 
     /// A release entered settled `phase` for `reason`.
@@ -378,6 +405,23 @@ impl Metrics {
                 test: test.to_owned(),
             })
             .set(i64::from(passed));
+    }
+
+    /// Whether `environment` runs its branch's tip, and why (one series per environment), and
+    /// whether its branch is missing.
+    pub fn environment(&self, environment: &str, reason: &str, branch_missing: bool) {
+        let labels = SyncLabels {
+            environment: environment.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let synced = reason == ship_api::SyncReason::Synced.as_str();
+        replace_series(&self.environment_in_sync, &self.sync, environment, labels.clone());
+        self.environment_in_sync
+            .get_or_create(&labels)
+            .set(i64::from(synced));
+        self.environment_branch_missing
+            .get_or_create(&env(environment))
+            .set(i64::from(branch_missing));
     }
 
     /// A reconcile failed with the error labelled `label`.

@@ -94,6 +94,8 @@ pub enum Verdict {
     NothingTested,
     /// The target holds commits the candidate lacks.
     Diverged,
+    /// The source or target branch is missing on the remote (or was never fetched).
+    BranchMissing,
 }
 
 impl Verdict {
@@ -103,6 +105,7 @@ impl Verdict {
             Verdict::UpToDate => PromotionOutcome::UpToDate,
             Verdict::NothingTested => PromotionOutcome::NothingTested,
             Verdict::Diverged => PromotionOutcome::Diverged,
+            Verdict::BranchMissing => PromotionOutcome::BranchMissing,
         }
     }
 }
@@ -125,12 +128,14 @@ fn describe(commits: &[CommitSummary], more: bool) -> String {
 
 /// Decides a promotion from the mirror: `tested` maps each source commit whose release
 /// Succeeded to that release's name. The candidate is the newest of them on the source
-/// branch; a red commit newer than it is skipped, never promoted.
+/// branch; a red commit newer than it is skipped, never promoted. `missing` names the branches
+/// the remote lacks at the last fetch: a promotion from or into one of them does not run.
 pub fn evaluate(
     mirror: &Mirror,
     source_branch: &str,
     target_branch: &str,
     tested: &HashMap<String, String>,
+    missing: &[String],
 ) -> Result<Evaluation, GitError> {
     let source_tip = mirror.tip(source_branch);
     let target_tip = mirror.tip(target_branch);
@@ -161,9 +166,12 @@ pub fn evaluate(
             diverging = mirror.log_between(Some(source), target, DIVERGING_SHOWN)?;
         }
     }
+    let gone = |branch: &str| missing.iter().any(|m| m == branch);
     let verdict = match (candidate.as_ref(), target_tip) {
+        _ if gone(source_branch) || gone(target_branch) => Verdict::BranchMissing,
         (None, _) => Verdict::NothingTested,
-        (Some(_), None) => Verdict::Promote,
+        // Never fetched: a promotion would create the branch, and that is not its job.
+        (Some(_), None) => Verdict::BranchMissing,
         (Some(&(commit, _)), Some(target)) => {
             if mirror.is_ancestor(commit, target)? {
                 Verdict::UpToDate
@@ -457,6 +465,16 @@ impl Promoter {
                     settings.to_branch, settings.from
                 );
             }
+            Verdict::BranchMissing => {
+                run.message = format!(
+                    "not promoting {candidate}: branch {} or {} is missing on the remote; \
+                     nothing was pushed, and the promotion waits until the branch is back",
+                    settings.from_branch, settings.to_branch
+                );
+                warn!(promotion = settings.to, "{}", run.message);
+                self.publish(object, EventType::Warning, "PromotionRefused", &run.message)
+                    .await;
+            }
             Verdict::Diverged => {
                 let (commits, more) = &evaluation.diverging;
                 run.message = format!(
@@ -540,8 +558,13 @@ impl Promoter {
         let mut status = previous.clone();
         let tested = self.tested(&settings.from).await?;
         let (from_branch, to_branch) = (settings.from_branch.clone(), settings.to_branch.clone());
+        let missing = self
+            .source
+            .as_ref()
+            .map(|s| s.borrow().missing_branches.clone())
+            .unwrap_or_default();
         let evaluation = self
-            .blocking(move |mirror| Ok(evaluate(mirror, &from_branch, &to_branch, &tested)?))
+            .blocking(move |mirror| Ok(evaluate(mirror, &from_branch, &to_branch, &tested, &missing)?))
             .await?;
 
         let last_handled = previous.last_schedule_time.as_ref().map_or(now, |t| t.0);
@@ -576,19 +599,33 @@ impl Promoter {
         }
 
         let (diverging, more) = &evaluation.diverging;
-        let stall_message = (!diverging.is_empty()).then(|| {
-            format!(
-                "{} has {} commit(s) that {} lacks ({}): merge them into {} so promotions can fast-forward",
-                settings.to_branch,
-                diverging.len(),
-                settings.from_branch,
-                describe(diverging, *more),
-                settings.from_branch
-            )
-        });
+        let stall = if evaluation.verdict == Verdict::BranchMissing {
+            Some((
+                "BranchMissing",
+                format!(
+                    "branch {} or {} is missing on the remote: promotions wait until it is back \
+                     (they never re-create a branch)",
+                    settings.from_branch, settings.to_branch
+                ),
+            ))
+        } else {
+            (!diverging.is_empty()).then(|| {
+                (
+                    "Diverged",
+                    format!(
+                        "{} has {} commit(s) that {} lacks ({}): merge them into {} so promotions can fast-forward",
+                        settings.to_branch,
+                        diverging.len(),
+                        settings.from_branch,
+                        describe(diverging, *more),
+                        settings.from_branch
+                    ),
+                )
+            })
+        };
         let time = Time(now);
         status.conditions = conditions(
-            stall_message.as_deref().map(|m| ("Diverged", m)),
+            stall.as_ref().map(|(reason, m)| (*reason, m.as_str())),
             object.metadata.generation,
             &previous.conditions,
             &time,

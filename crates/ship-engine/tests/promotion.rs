@@ -58,7 +58,14 @@ fn newest_green_commit_is_promoted_and_red_ones_skipped() {
     repo.remote.push("main", false).unwrap();
     repo.fetch();
 
-    let e = evaluate(&repo.mirror, "main", "production", &tested(&[&green1, &green2])).unwrap();
+    let e = evaluate(
+        &repo.mirror,
+        "main",
+        "production",
+        &tested(&[&green1, &green2]),
+        &[],
+    )
+    .unwrap();
     assert_eq!(e.verdict, Verdict::Promote);
     assert_eq!(
         e.candidate,
@@ -71,7 +78,7 @@ fn newest_green_commit_is_promoted_and_red_ones_skipped() {
     assert!(e.diverging.0.is_empty());
 
     // Nothing green: nothing to promote.
-    let e = evaluate(&repo.mirror, "main", "production", &HashMap::new()).unwrap();
+    let e = evaluate(&repo.mirror, "main", "production", &HashMap::new(), &[]).unwrap();
     assert_eq!((e.verdict, e.candidate), (Verdict::NothingTested, None));
 
     // production already at the newest green commit: up to date, one commit (red) behind.
@@ -79,9 +86,44 @@ fn newest_green_commit_is_promoted_and_red_ones_skipped() {
         .git(&["push", "-q", "origin", &format!("{green2}:refs/heads/production")])
         .unwrap();
     repo.fetch();
-    let e = evaluate(&repo.mirror, "main", "production", &tested(&[&green1, &green2])).unwrap();
+    let e = evaluate(
+        &repo.mirror,
+        "main",
+        "production",
+        &tested(&[&green1, &green2]),
+        &[],
+    )
+    .unwrap();
     assert_eq!(e.verdict, Verdict::UpToDate);
     assert_eq!(e.behind.commits, 1);
+}
+
+#[test]
+fn a_missing_branch_stops_the_promotion() {
+    let repo = Repo::new();
+    let green = repo.commit(1);
+    repo.remote.push("main", false).unwrap();
+    repo.fetch();
+    let ready = evaluate(&repo.mirror, "main", "production", &tested(&[&green]), &[]).unwrap();
+    assert_eq!(ready.verdict, Verdict::Promote);
+    // production deleted on the remote: the mirror still knows its last tip, and the
+    // promotion neither runs nor would re-create the branch
+    let gone = ["production".to_owned()];
+    let e = evaluate(&repo.mirror, "main", "production", &tested(&[&green]), &gone).unwrap();
+    assert_eq!(e.verdict, Verdict::BranchMissing);
+    let source_gone = ["main".to_owned()];
+    let e = evaluate(
+        &repo.mirror,
+        "main",
+        "production",
+        &tested(&[&green]),
+        &source_gone,
+    )
+    .unwrap();
+    assert_eq!(e.verdict, Verdict::BranchMissing);
+    // a target never fetched is missing too
+    let e = evaluate(&repo.mirror, "main", "staging", &tested(&[&green]), &[]).unwrap();
+    assert_eq!(e.verdict, Verdict::BranchMissing);
 }
 
 #[test]
@@ -99,7 +141,7 @@ fn a_diverged_target_is_refused_and_its_commits_named() {
     repo.remote.push("production", false).unwrap();
     repo.fetch();
 
-    let e = evaluate(&repo.mirror, "main", "production", &tested(&[&green])).unwrap();
+    let e = evaluate(&repo.mirror, "main", "production", &tested(&[&green]), &[]).unwrap();
     assert_eq!(e.verdict, Verdict::Diverged);
     let named: Vec<String> = e.diverging.0.iter().map(|c| c.id.to_string()).collect();
     assert_eq!(named, [hotfix]);

@@ -124,7 +124,8 @@ fn main() {
             let t = Instant::now();
             let changes = ship
                 .fetch(&branches, &Credentials::None, ForcePushPolicy::Follow)
-                .unwrap();
+                .unwrap()
+                .changes;
             assert_eq!(changes.len(), 1, "exactly the new main commit");
             ship_times.push(t.elapsed());
         };

@@ -12,4 +12,6 @@ pub mod watch;
 pub mod webhook;
 
 pub use credentials::Credentials;
-pub use mirror::{CommitSummary, ForcePushPolicy, GitError, Mirror, PushOutcome, TipChange, TipChangeKind};
+pub use mirror::{
+    CommitSummary, Fetched, ForcePushPolicy, GitError, Mirror, PushOutcome, TipChange, TipChangeKind,
+};

@@ -164,6 +164,16 @@ pub struct TipChange {
     pub kind: TipChangeKind,
 }
 
+/// What one [`Mirror::fetch`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fetched {
+    /// Tips that moved (or were seen for the first time).
+    pub changes: Vec<TipChange>,
+    /// Followed branches the remote does not have (deleted, or never created), in the order
+    /// they were asked for.
+    pub missing: Vec<String>,
+}
+
 /// One commit, as a log line shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitSummary {
@@ -285,15 +295,16 @@ impl Mirror {
         self.repo.refname_to_id(&format!("{FETCHED_PREFIX}{branch}")).ok()
     }
 
-    /// Fetches exactly `branches` (`refs/heads/<b>`) and reports every tip that moved.
-    /// A branch missing on the remote is an error: both environments need theirs.
+    /// Fetches exactly `branches` (`refs/heads/<b>`) and reports every tip that moved, and
+    /// every branch the remote does not have. A missing branch keeps its last fetched tip (its
+    /// environment keeps running what it has) and does not fail the fetch of the others.
     /// A force-pushed tip is reported, and accepted or not by `policy`.
     pub fn fetch(
         &self,
         branches: &[String],
         credentials: &Credentials,
         policy: ForcePushPolicy,
-    ) -> Result<Vec<TipChange>, GitError> {
+    ) -> Result<Fetched, GitError> {
         let fetch_err = |e: git2::Error| GitError::Fetch {
             url: self.display_url(),
             message: e.message().to_owned(),
@@ -303,6 +314,13 @@ impl Mirror {
             .iter()
             .map(|b| format!("+refs/heads/{b}:{INCOMING_PREFIX}{b}"))
             .collect();
+        // A fetch leaves a branch the remote lacks untouched: without this, the incoming ref of
+        // a deleted branch would still name its last tip, and the deletion would go unseen.
+        for branch in branches {
+            if let Ok(mut stale) = self.repo.find_reference(&format!("{INCOMING_PREFIX}{branch}")) {
+                stale.delete().map_err(fetch_err)?;
+            }
+        }
         let mut remote = self.repo.remote_anonymous(&self.url).map_err(fetch_err)?;
         let mut options = FetchOptions::new();
         options.remote_callbacks(credentials.callbacks());
@@ -310,13 +328,11 @@ impl Mirror {
         remote
             .fetch(&refspecs, Some(&mut options), None)
             .map_err(fetch_err)?;
-        let mut changes = Vec::new();
+        let mut fetched = Fetched::default();
         for (branch, old) in branches.iter().zip(before) {
             let Ok(new) = self.repo.refname_to_id(&format!("{INCOMING_PREFIX}{branch}")) else {
-                return Err(GitError::MissingBranch {
-                    branch: branch.clone(),
-                    url: self.display_url(),
-                });
+                fetched.missing.push(branch.clone());
+                continue;
             };
             let kind = match old {
                 None => TipChangeKind::Created,
@@ -332,14 +348,14 @@ impl Mirror {
                     .reference(&name, new, true, "ship: accept fetched tip")
                     .map_err(fetch_err)?;
             }
-            changes.push(TipChange {
+            fetched.changes.push(TipChange {
                 branch: branch.clone(),
                 old,
                 new,
                 kind,
             });
         }
-        Ok(changes)
+        Ok(fetched)
     }
 
     /// Is `ancestor` an ancestor of (or equal to) `commit`?

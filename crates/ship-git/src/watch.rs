@@ -87,6 +87,9 @@ pub struct SourceStatus {
     pub fetches: u64,
     /// Force-pushes seen, newest last (bounded).
     pub force_pushes: Vec<TipChange>,
+    /// Followed branches the remote did not have at the last fetch that reached it. Their
+    /// environments keep running what they have; promotions into them wait.
+    pub missing_branches: Vec<String>,
 }
 
 /// Handle on a running source.
@@ -205,7 +208,8 @@ async fn fetch_loop(
             (observer.0)(started.elapsed(), result.as_ref().err().map(GitError::label));
         }
         match result {
-            Ok(changes) => {
+            Ok(fetched) => {
+                let changes = fetched.changes;
                 let forced: Vec<TipChange> = changes
                     .iter()
                     .filter(|c| c.kind == TipChangeKind::ForcePushed)
@@ -215,6 +219,16 @@ async fn fetch_loop(
                     if !s.ready && s.consecutive_failures > 0 {
                         info!(url, "git source reachable again");
                     }
+                    for branch in fetched.missing.iter().filter(|b| !s.missing_branches.contains(b)) {
+                        warn!(
+                            url,
+                            branch, "branch is missing on the remote: its environment keeps what it runs"
+                        );
+                    }
+                    for branch in s.missing_branches.iter().filter(|b| !fetched.missing.contains(b)) {
+                        info!(url, branch, "branch is back on the remote");
+                    }
+                    s.missing_branches.clone_from(&fetched.missing);
                     s.ready = true;
                     s.reason = "Fetched";
                     s.message = format!(

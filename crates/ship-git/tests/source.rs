@@ -26,7 +26,8 @@ fn file_remote_tips_pushes_and_other_branches() {
     let mirror = Mirror::open(&dir.path().join("mirror.git"), &remote.file_url()).unwrap();
     let first = mirror
         .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
-        .unwrap();
+        .unwrap()
+        .changes;
     assert_eq!(first.len(), 2);
     assert!(first.iter().all(|c| c.kind == TipChangeKind::Created));
 
@@ -34,7 +35,8 @@ fn file_remote_tips_pushes_and_other_branches() {
     remote.push("main", false).unwrap();
     let changes = mirror
         .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
-        .unwrap();
+        .unwrap()
+        .changes;
     assert_eq!(changes.len(), 1);
     assert_eq!(
         (changes[0].branch.as_str(), changes[0].new, changes[0].kind),
@@ -44,7 +46,8 @@ fn file_remote_tips_pushes_and_other_branches() {
     remote.push("production", false).unwrap();
     let changes = mirror
         .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
-        .unwrap();
+        .unwrap()
+        .changes;
     assert_eq!(
         changes.iter().map(|c| c.branch.as_str()).collect::<Vec<_>>(),
         ["production"]
@@ -57,6 +60,7 @@ fn file_remote_tips_pushes_and_other_branches() {
         mirror
             .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
             .unwrap()
+            .changes
             .is_empty()
     );
     assert!(
@@ -78,6 +82,7 @@ fn piled_up_packs_are_combined_and_no_commit_is_lost() {
         mirror
             .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
             .unwrap()
+            .changes
     };
     fetch(&mirror);
     let mut commits = Vec::new();
@@ -136,7 +141,8 @@ fn git_daemon_force_push_is_reported_and_policy_applies() {
 
     let seen = follow
         .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
-        .unwrap();
+        .unwrap()
+        .changes;
     assert_eq!(seen.len(), 1);
     assert_eq!(
         (seen[0].kind, seen[0].old, seen[0].new),
@@ -146,7 +152,8 @@ fn git_daemon_force_push_is_reported_and_policy_applies() {
 
     let held = refuse
         .fetch(&branches(), &Credentials::None, ForcePushPolicy::Refuse)
-        .unwrap();
+        .unwrap()
+        .changes;
     assert_eq!(held[0].kind, TipChangeKind::ForcePushed);
     assert_eq!(
         refuse.tip("main"),
@@ -155,24 +162,50 @@ fn git_daemon_force_push_is_reported_and_policy_applies() {
     );
     let again = refuse
         .fetch(&branches(), &Credentials::None, ForcePushPolicy::Refuse)
-        .unwrap();
+        .unwrap()
+        .changes;
     assert_eq!(again.len(), 1, "reported at every fetch while refused");
 }
 
 #[test]
-fn missing_branch_is_a_clear_error() {
+fn a_missing_branch_is_reported_and_keeps_its_last_tip() {
     let remote = Remote::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mirror = Mirror::open(&dir.path().join("m.git"), &remote.file_url()).unwrap();
-    let err = mirror
-        .fetch(
-            &["main".into(), "staging".into()],
-            &Credentials::None,
-            ForcePushPolicy::Follow,
-        )
-        .unwrap_err();
-    assert_eq!(err.label(), "MissingBranch");
-    assert!(err.to_string().contains("\"staging\""), "{err}");
+    let followed: Vec<String> = vec!["main".into(), "staging".into(), "production".into()];
+    let first = mirror
+        .fetch(&followed, &Credentials::None, ForcePushPolicy::Follow)
+        .unwrap();
+    assert_eq!(
+        first.missing,
+        ["staging"],
+        "never created: missing, and the others fetched"
+    );
+    assert_eq!(first.changes.len(), 2);
+
+    // Deleted on the remote after it was fetched: reported at every fetch until it is back,
+    // and the mirror keeps the last tip (the environment keeps running it).
+    let last = mirror.tip("production").unwrap();
+    ship_testkit::git::git(&remote.bare, &["branch", "-D", "production"]).unwrap();
+    for _ in 0..2 {
+        let fetched = mirror
+            .fetch(&followed, &Credentials::None, ForcePushPolicy::Follow)
+            .unwrap();
+        assert_eq!(fetched.missing, ["staging", "production"]);
+        assert!(fetched.changes.is_empty(), "{fetched:?}");
+        assert_eq!(mirror.tip("production"), Some(last));
+    }
+
+    // Re-created at a new commit: it is back, and the move is a change like any other.
+    let new = remote.commit_file("a.txt", "2\n", "after the deletion").unwrap();
+    remote.push("production", false).unwrap();
+    let fetched = mirror
+        .fetch(&followed, &Credentials::None, ForcePushPolicy::Follow)
+        .unwrap();
+    assert_eq!(fetched.missing, ["staging"]);
+    assert_eq!(fetched.changes.len(), 1);
+    assert_eq!(fetched.changes[0].new, oid(&new));
+    assert_eq!(fetched.changes[0].kind, TipChangeKind::FastForward);
 }
 
 #[tokio::test]
@@ -259,6 +292,7 @@ fn fast_forward_pushes_only_when_the_branch_can_follow() {
         mirror
             .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
             .unwrap()
+            .changes
     };
     let remote_tip = |branch: &str| {
         remote

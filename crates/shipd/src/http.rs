@@ -99,30 +99,36 @@ pub async fn serve(
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
-/// Waits until the ShipRelease CRD is present, logging once every minute while it is not.
+/// Waits until every Ship CRD is present, logging once a minute while one is not.
 /// Errors other than "not found" (RBAC, connectivity) are retried too: they may be transient.
 pub async fn wait_for_crd(client: Client) -> anyhow::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client);
-    let name = ShipRelease::crd_name();
+    let names = [
+        ShipRelease::crd_name(),
+        ship_api::ShipPromotion::crd_name(),
+        ship_api::ShipEnvironment::crd_name(),
+    ];
     let mut attempt: u32 = 0;
-    loop {
-        match crds.get_opt(name).await {
-            Ok(Some(_)) => {
-                info!(crd = name, "CRD found");
-                return Ok(());
+    'next: loop {
+        for name in names {
+            match crds.get_opt(name).await {
+                Ok(Some(_)) => continue,
+                Ok(None) if attempt.is_multiple_of(30) => {
+                    warn!(
+                        crd = name,
+                        "CRD not installed; apply deploy/crds/ (shipd does not install it; helm upgrade does not either)"
+                    );
+                }
+                Err(err) if attempt.is_multiple_of(30) => {
+                    warn!(crd = name, error = %err, "cannot read the CRD; retrying")
+                }
+                _ => {}
             }
-            Ok(None) if attempt.is_multiple_of(30) => {
-                warn!(
-                    crd = name,
-                    "CRD not installed; apply deploy/crds/ (shipd does not install it)"
-                );
-            }
-            Err(err) if attempt.is_multiple_of(30) => {
-                warn!(crd = name, error = %err, "cannot read the CRD; retrying")
-            }
-            _ => {}
+            attempt = attempt.wrapping_add(1);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            continue 'next;
         }
-        attempt = attempt.wrapping_add(1);
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        info!(crds = ?names, "CRDs found");
+        return Ok(());
     }
 }

@@ -233,12 +233,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
             source: Some(handle.status()),
         };
         tokio::spawn(ship_engine::promotion::run(promoter, stopped(stop_rx.clone())));
+        let (handled_tx, handled_rx) = watch::channel(std::collections::BTreeMap::new());
+        let keeper = ship_engine::environment::Keeper {
+            client: client.clone(),
+            namespace: namespace.clone(),
+            repo: repo.clone(),
+            branches: args.source.branches.clone(),
+            source: handle.status(),
+            handled: handled_rx,
+            recorder: ctx.recorder.clone(),
+            metrics: metrics.clone(),
+            interval: args.promotion_interval,
+        };
+        tokio::spawn(ship_engine::environment::run(keeper, stopped(stop_rx.clone())));
         let target = source::TipTarget {
             client,
             namespace,
             repo,
             branches: args.source.branches.clone(),
             force_push: args.source.force_push.policy(),
+            handled: handled_tx,
         };
         tokio::spawn(source::handle_tips(target, tips));
     }

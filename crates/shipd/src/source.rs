@@ -259,6 +259,8 @@ pub struct TipTarget {
     pub branches: Vec<String>,
     /// Refused force-pushes make no release.
     pub force_push: ForcePushPolicy,
+    /// Tips handled (a release made or found), by branch: the environments record them.
+    pub handled: watch::Sender<std::collections::BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for TipTarget {
@@ -339,17 +341,29 @@ pub async fn handle_tips(target: TipTarget, mut tips: mpsc::Receiver<TipChange>)
     // dropped because the API server was away when it arrived.
     // How each was seen decides whether a commit released before is released again
     // (`plan::tip_release`): only a fetch that saw the branch move says it moved.
+    // A tip in the mirror at start that differs from the one the environment last handled
+    // moved while this process was away (a force-push back, with a fresh mirror): it moved.
     use ship_engine::plan::TipSeen;
-    let mut owed: std::collections::BTreeMap<String, (git2::Oid, TipSeen)> =
-        known.into_iter().map(|(b, c)| (b, (c, TipSeen::Known))).collect();
+    let recorded = ship_engine::environment::handled_tips(&target.client, &target.namespace).await;
+    let mut owed: std::collections::BTreeMap<String, (git2::Oid, TipSeen)> = known
+        .into_iter()
+        .map(|(b, c)| {
+            let moved = recorded.get(&b).is_some_and(|r| *r != c.to_string());
+            let seen = if moved { TipSeen::Moved } else { TipSeen::Known };
+            (b, (c, seen))
+        })
+        .collect();
     loop {
         let branches: Vec<(String, (git2::Oid, TipSeen))> =
             owed.iter().map(|(b, c)| (b.clone(), *c)).collect();
         for (branch, (commit, seen)) in branches {
-            if release_tip(&target, &branch, commit, seen).await
-                && owed.get(&branch).map(|o| o.0) == Some(commit)
-            {
-                owed.remove(&branch);
+            if release_tip(&target, &branch, commit, seen).await {
+                target.handled.send_modify(|h| {
+                    h.insert(branch.clone(), commit.to_string());
+                });
+                if owed.get(&branch).map(|o| o.0) == Some(commit) {
+                    owed.remove(&branch);
+                }
             }
         }
         let change = if owed.is_empty() {

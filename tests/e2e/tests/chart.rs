@@ -169,9 +169,13 @@ fn the_chart_and_plain_manifests_use_only_apis_their_kubernetes_serves() {
     }
     // The plain manifests are rendered once, so they must apply on every supported version.
     let plain = std::fs::read_to_string(repo_root().join("deploy/ship/ship.yaml")).unwrap();
-    let crds = ["shipreleases.yaml", "shippromotions.yaml"]
-        .map(|f| std::fs::read_to_string(repo_root().join("deploy/crds").join(f)).unwrap())
-        .join("\n---\n");
+    let crds = [
+        "shipreleases.yaml",
+        "shippromotions.yaml",
+        "shipenvironments.yaml",
+    ]
+    .map(|f| std::fs::read_to_string(repo_root().join("deploy/crds").join(f)).unwrap())
+    .join("\n---\n");
     for minor in [OLDEST, (1, 21), (1, 22), (1, 25), (1, 26), (1, 29), NEWEST] {
         assert_eq!(
             unserved_in(&plain, minor),

@@ -99,7 +99,11 @@ impl TestCluster {
 
     /// Applies Ship's committed CRDs (idempotent, server-side) and waits until they are served.
     pub async fn install_crds(&self) -> anyhow::Result<()> {
-        for file in ["shipreleases.yaml", "shippromotions.yaml"] {
+        for file in [
+            "shipreleases.yaml",
+            "shippromotions.yaml",
+            "shipenvironments.yaml",
+        ] {
             self.install_crd(&repo_root().join("deploy/crds").join(file))
                 .await?;
         }

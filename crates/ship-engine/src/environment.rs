@@ -1,0 +1,685 @@
+//! Keeps one `ShipEnvironment` per environment of `ship.yaml`: its branch, the tip, what runs,
+//! and whether the two agree (`InSync`), or the branch is gone (`BranchMissing`).
+//!
+//! Deciding is pure ([`declared`], [`sync`], [`status`]); [`run`] is the thin loop that reads
+//! the mirror, lists releases and writes the status by server-side apply.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use ship_api::conditions::{Observation, READY, RECONCILING, STALLED, condition};
+use ship_api::environment::{BRANCH_MISSING, IN_SYNC, releases_of};
+use ship_api::{
+    CommitRef, FIELD_MANAGER, Phase, ReleaseRef, ShipEnvironment, ShipEnvironmentSpec, ShipEnvironmentStatus,
+    ShipRelease, SyncReason, keys,
+};
+use ship_render::ShipConfig;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::source::{LoadError, Repo};
+
+/// An environment as `ship.yaml` declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declared {
+    /// Its name.
+    pub name: String,
+    /// The branch it deploys.
+    pub branch: String,
+    /// The namespace its objects go to.
+    pub namespace: String,
+}
+
+/// The environments deploying a followed branch, from the `ship.yaml` at each branch's tip
+/// (`configs`: branch and the config at its tip). An environment's own branch's config wins
+/// over what another branch's config says of it; an environment whose branch has no readable
+/// config (deleted, never pushed) is still known from the others'.
+pub fn declared(followed: &[String], configs: &[(String, ShipConfig)]) -> Vec<Declared> {
+    let mut found: BTreeMap<String, (bool, Declared)> = BTreeMap::new();
+    for (config_branch, config) in configs {
+        for (name, environment) in &config.environments {
+            let branch = environment.branch(name);
+            if !followed.iter().any(|b| b == branch) {
+                continue;
+            }
+            let own = branch == config_branch;
+            let entry = Declared {
+                name: name.clone(),
+                branch: branch.to_owned(),
+                namespace: environment.namespace(name).to_owned(),
+            };
+            match found.get(name) {
+                Some((true, _)) if !own => {}
+                _ => {
+                    found.insert(name.clone(), (own, entry));
+                }
+            }
+        }
+    }
+    found.into_values().map(|(_, d)| d).collect()
+}
+
+/// Whether an environment runs its branch's tip: the reason, and a sentence saying it.
+/// `tip` is the branch's tip as last fetched; `releases` may hold other environments' too.
+pub fn sync(
+    environment: &str,
+    branch: &str,
+    tip: Option<&str>,
+    branch_missing: bool,
+    releases: &[ShipRelease],
+) -> (SyncReason, String) {
+    let found = releases_of(environment, releases);
+    let running = found
+        .and_then(|f| f.deployed)
+        .map_or_else(|| "nothing".to_owned(), describe);
+    if branch_missing {
+        return (
+            SyncReason::BranchMissing,
+            format!(
+                "branch {branch} is missing on the remote: {environment} keeps running {running}; \
+                 promotions into it wait until the branch is back"
+            ),
+        );
+    }
+    let Some(tip) = tip else {
+        return (
+            SyncReason::NotFetched,
+            format!("branch {branch} has not been fetched yet"),
+        );
+    };
+    let short: String = tip.chars().take(7).collect();
+    let Some(found) = found else {
+        return (
+            SyncReason::Pending,
+            format!("the tip of {branch} ({short}) has no release yet"),
+        );
+    };
+    let latest = found.latest;
+    let settled = latest.is_settled();
+    if latest.spec.commit == tip {
+        return match latest.phase() {
+            Some(Phase::Succeeded) => (
+                SyncReason::Synced,
+                format!("running {}, the tip of {branch}", describe(latest)),
+            ),
+            Some(Phase::Failed | Phase::RolledBack) if settled => (
+                SyncReason::TipFailed,
+                format!(
+                    "the tip of {branch} ({short}) failed here (release {}): running {running} \
+                     until a new commit arrives",
+                    latest.name_any()
+                ),
+            ),
+            _ => (
+                SyncReason::Progressing,
+                format!(
+                    "releasing the tip of {branch} ({short}) as {}; running {running}",
+                    latest.name_any()
+                ),
+            ),
+        };
+    }
+    if settled && found.deployed.is_some_and(|d| d.spec.commit == tip) {
+        return (
+            SyncReason::Synced,
+            format!("running {running}, the tip of {branch}"),
+        );
+    }
+    if settled
+        && matches!(
+            latest.spec.reason,
+            ship_api::Reason::Manual | ship_api::Reason::Rollback
+        )
+    {
+        return (
+            SyncReason::ManualRollback,
+            format!(
+                "rolled back by hand to {running} (release {}); the tip of {branch} ({short}) \
+                 comes back with the next commit",
+                latest.name_any()
+            ),
+        );
+    }
+    (
+        SyncReason::Pending,
+        format!("the tip of {branch} ({short}) has no release yet; running {running}"),
+    )
+}
+
+fn describe(release: &ShipRelease) -> String {
+    format!("{} ({})", release.name_any(), release.spec.short_commit())
+}
+
+/// What [`status`] looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct Observed<'a> {
+    /// The environment.
+    pub declared: &'a Declared,
+    /// The branch's tip as last fetched.
+    pub tip: Option<&'a str>,
+    /// The remote lacks the branch.
+    pub branch_missing: bool,
+    /// Releases (all environments').
+    pub releases: &'a [ShipRelease],
+    /// The tip last handed to the release maker, when this process knows one.
+    pub handled_tip: Option<&'a str>,
+    /// The object's `metadata.generation`.
+    pub generation: Option<i64>,
+}
+
+/// The status to write, from what is observed and the previous status (condition times are
+/// kept when unchanged, and the last handled tip when this process has not handled one).
+pub fn status(
+    observed: &Observed<'_>,
+    previous: &ShipEnvironmentStatus,
+    now: &Time,
+) -> ShipEnvironmentStatus {
+    let d = observed.declared;
+    let (reason, message) = sync(
+        &d.name,
+        &d.branch,
+        observed.tip,
+        observed.branch_missing,
+        observed.releases,
+    );
+    let found = releases_of(&d.name, observed.releases);
+    let generation = observed.generation;
+    let sync_says = says(reason.as_str(), &message, generation);
+    let prev = &previous.conditions;
+    let missing_message = format!("branch {} is missing on the remote", d.branch);
+    let missing_says = if observed.branch_missing {
+        says(BRANCH_MISSING, &missing_message, generation)
+    } else {
+        says("BranchFound", "the branch exists on the remote", generation)
+    };
+    let conditions = vec![
+        condition(READY, reason == SyncReason::Synced, &sync_says, prev, now),
+        condition(RECONCILING, reason.is_reconciling(), &sync_says, prev, now),
+        condition(STALLED, reason.is_stalled(), &sync_says, prev, now),
+        condition(IN_SYNC, reason == SyncReason::Synced, &sync_says, prev, now),
+        condition(BRANCH_MISSING, observed.branch_missing, &missing_says, prev, now),
+    ];
+    ShipEnvironmentStatus {
+        observed_generation: observed.generation,
+        conditions,
+        message: Some(message),
+        tip: observed.tip.map(CommitRef::of),
+        last_handled_tip: observed
+            .handled_tip
+            .map(str::to_owned)
+            .or_else(|| previous.last_handled_tip.clone()),
+        deployed: found.and_then(|f| f.deployed).map(ReleaseRef::of),
+        latest: found.map(|f| ReleaseRef::of(f.latest)),
+        last_good: found.and_then(|f| f.last_good).map(ReleaseRef::of),
+    }
+}
+
+fn says<'a>(reason: &'a str, message: &'a str, generation: Option<i64>) -> Observation<'a> {
+    Observation {
+        phase: Phase::Succeeded,
+        reason,
+        message,
+        generation,
+    }
+}
+
+/// The reason of condition `type_` in `conditions`, when it is True.
+fn true_reason<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a str> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "True")
+        .map(|c| c.reason.as_str())
+}
+
+/// The tips last handled, by branch, as the ShipEnvironments in `namespace` record them (for
+/// the release maker after a restart). Empty when they cannot be read.
+pub async fn handled_tips(client: &Client, namespace: &str) -> BTreeMap<String, String> {
+    let api: Api<ShipEnvironment> = Api::namespaced(client.clone(), namespace);
+    match api.list(&ListParams::default()).await {
+        Ok(list) => list
+            .items
+            .into_iter()
+            .filter_map(|e| {
+                let tip = e.status?.last_handled_tip?;
+                Some((e.spec.branch, tip))
+            })
+            .collect(),
+        Err(err) => {
+            warn!(error = %err, "cannot read ShipEnvironments; tips seen at start count as unmoved");
+            BTreeMap::new()
+        }
+    }
+}
+
+/// Where and how the environments are kept.
+#[derive(Clone)]
+pub struct Keeper {
+    /// Client of the cluster holding the ShipReleases and ShipEnvironments.
+    pub client: Client,
+    /// Their namespace.
+    pub namespace: String,
+    /// The repository.
+    pub repo: Repo,
+    /// Branches followed.
+    pub branches: Vec<String>,
+    /// The git source's health (which branches are missing).
+    pub source: watch::Receiver<ship_git::watch::SourceStatus>,
+    /// Tips handed to the release maker, by branch.
+    pub handled: watch::Receiver<BTreeMap<String, String>>,
+    /// The shared event recorder.
+    pub recorder: crate::events::EventRecorder,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Longest time between two looks.
+    pub interval: Duration,
+}
+
+impl std::fmt::Debug for Keeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keeper")
+            .field("namespace", &self.namespace)
+            .field("branches", &self.branches)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a look at the environments failed (retried at the next one).
+#[derive(Debug, thiserror::Error)]
+pub enum EnvironmentError {
+    /// Reading or writing ShipEnvironments or ShipReleases failed.
+    #[error(
+        "cannot read or write ShipEnvironments (check the CRD is installed and the controller's RBAC): {0}"
+    )]
+    Api(#[from] kube::Error),
+    /// The repository could not be read.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+}
+
+impl EnvironmentError {
+    /// Stable label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            EnvironmentError::Api(_) => "EnvironmentApi",
+            EnvironmentError::Load(e) => e.label(),
+        }
+    }
+}
+
+/// Each followed branch's tip and the `ship.yaml` there (branches without a tip, or whose
+/// config cannot be read, are left out; the flag says whether all could be read).
+type Tips = (BTreeMap<String, String>, Vec<(String, ShipConfig)>, bool);
+
+impl Keeper {
+    fn environments(&self) -> Api<ShipEnvironment> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    async fn tips(&self) -> Result<Tips, LoadError> {
+        let (mirror, branches) = (self.repo.mirror.clone(), self.branches.clone());
+        tokio::task::spawn_blocking(move || {
+            let mirror = mirror.lock().map_err(|_| LoadError::MirrorPoisoned)?;
+            let (mut tips, mut configs, mut complete) = (BTreeMap::new(), Vec::new(), true);
+            for branch in branches {
+                let Some(tip) = mirror.tip(&branch) else {
+                    continue;
+                };
+                tips.insert(branch.clone(), tip.to_string());
+                match crate::source::load_config(&mirror, tip) {
+                    Ok(config) => configs.push((branch, config)),
+                    Err(_) => complete = false,
+                }
+            }
+            Ok((tips, configs, complete))
+        })
+        .await
+        .map_err(|e| LoadError::Scratch(format!("environment task failed: {e}")))?
+    }
+
+    async fn publish(&self, object: &ShipEnvironment, type_: EventType, reason: &str, note: &str) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(crate::checks::tail(note, 1000)),
+            action: "Sync".into(),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            warn!(error = %err, reason, "cannot publish event");
+        }
+    }
+
+    /// The object for `declared`, applied when absent or changed in ship.yaml.
+    async fn object(
+        &self,
+        declared: &Declared,
+        existing: Option<&ShipEnvironment>,
+    ) -> Result<ShipEnvironment, EnvironmentError> {
+        let spec = ShipEnvironmentSpec {
+            branch: declared.branch.clone(),
+            namespace: declared.namespace.clone(),
+        };
+        if let Some(found) = existing.filter(|e| e.spec == spec) {
+            return Ok(found.clone());
+        }
+        let object = ShipEnvironment {
+            metadata: ObjectMeta {
+                name: Some(declared.name.clone()),
+                labels: Some(
+                    [
+                        (keys::ENVIRONMENT.to_owned(), declared.name.clone()),
+                        (keys::MANAGED_BY.to_owned(), keys::MANAGED_BY_SHIP.to_owned()),
+                    ]
+                    .into(),
+                ),
+                ..ObjectMeta::default()
+            },
+            spec,
+            status: None,
+        };
+        let applied = self
+            .environments()
+            .patch(
+                &declared.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&object),
+            )
+            .await?;
+        Ok(applied)
+    }
+
+    async fn write_status(
+        &self,
+        object: &ShipEnvironment,
+        status: &ShipEnvironmentStatus,
+    ) -> Result<(), EnvironmentError> {
+        if object.status.as_ref() == Some(status) {
+            return Ok(());
+        }
+        let patch = serde_json::json!({
+            "apiVersion": ShipEnvironment::api_version(&()),
+            "kind": ShipEnvironment::kind(&()),
+            "status": status,
+        });
+        self.environments()
+            .patch_status(
+                &object.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// One look: every declared environment's object and status brought up to date.
+    async fn look(&self) -> Result<(), EnvironmentError> {
+        let (tips, configs, complete) = self.tips().await?;
+        let declared = declared(&self.branches, &configs);
+        let releases: Api<ShipRelease> = Api::namespaced(self.client.clone(), &self.namespace);
+        let releases = releases.list(&ListParams::default()).await?.items;
+        let existing: BTreeMap<String, ShipEnvironment> = self
+            .environments()
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .map(|e| (e.name_any(), e))
+            .collect();
+        let missing = self.source.borrow().missing_branches.clone();
+        let handled = self.handled.borrow().clone();
+        let now = Time(jiff::Timestamp::now());
+        for d in &declared {
+            let object = self.object(d, existing.get(&d.name)).await?;
+            let previous = object.status.clone().unwrap_or_default();
+            let observed = Observed {
+                declared: d,
+                tip: tips.get(&d.branch).map(String::as_str),
+                branch_missing: missing.contains(&d.branch),
+                releases: &releases,
+                handled_tip: handled.get(&d.branch).map(String::as_str),
+                generation: object.metadata.generation,
+            };
+            let status = status(&observed, &previous, &now);
+            let was_missing = true_reason(&previous.conditions, BRANCH_MISSING).is_some();
+            match (was_missing, observed.branch_missing) {
+                (false, true) => {
+                    let note = status.message.clone().unwrap_or_default();
+                    warn!(environment = d.name, branch = d.branch, "{note}");
+                    self.publish(&object, EventType::Warning, "BranchMissing", &note)
+                        .await;
+                }
+                (true, false) => {
+                    let note = format!("branch {} is back on the remote", d.branch);
+                    info!(environment = d.name, branch = d.branch, "{note}");
+                    self.publish(&object, EventType::Normal, "BranchRestored", &note)
+                        .await;
+                }
+                _ => {}
+            }
+            self.metrics
+                .environment(&d.name, sync_reason_of(&status), observed.branch_missing);
+            self.write_status(&object, &status).await?;
+        }
+        // An environment no longer in any ship.yaml goes, once every config could be read.
+        if complete && !configs.is_empty() {
+            let names: BTreeSet<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+            for (name, object) in &existing {
+                let ours =
+                    object.labels().get(keys::MANAGED_BY).map(String::as_str) == Some(keys::MANAGED_BY_SHIP);
+                if ours && !names.contains(name.as_str()) {
+                    info!(
+                        environment = name,
+                        "no ship.yaml declares this environment any more"
+                    );
+                    self.environments().delete(name, &DeleteParams::default()).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `InSync` condition's reason.
+fn sync_reason_of(status: &ShipEnvironmentStatus) -> &str {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == IN_SYNC)
+        .map_or("", |c| c.reason.as_str())
+}
+
+/// Shortest time between two looks: a burst of release changes makes one look.
+const MIN_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Keeps the ShipEnvironments until `shutdown` resolves: a look whenever a release changes,
+/// a fetch reports, a tip is handled, and at least every `interval`.
+pub async fn run(keeper: Keeper, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let releases: Api<ShipRelease> = Api::namespaced(keeper.client.clone(), &keeper.namespace);
+    let mut changes = watcher(releases, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let (mut source, mut handled) = (keeper.source.clone(), keeper.handled.clone());
+    tokio::pin!(shutdown);
+    let mut failures = 0u32;
+    loop {
+        let wait = match keeper.look().await {
+            Ok(()) => {
+                failures = 0;
+                keeper.interval
+            }
+            Err(err) => {
+                failures += 1;
+                warn!(error = %err, kind = err.label(), "environment look failed; retrying");
+                ship_git::watch::backoff(failures, Duration::from_secs(1), keeper.interval)
+            }
+        };
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(wait) => {},
+            Some(_) = changes.next() => {},
+            Ok(()) = source.changed() => {},
+            Ok(()) = handled.changed() => {},
+        }
+        tokio::time::sleep(MIN_INTERVAL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use ship_api::{Reason, ShipReleaseSpec, ShipReleaseStatus};
+
+    fn sha(c: char) -> String {
+        c.to_string().repeat(40)
+    }
+
+    fn release(name: &str, commit: char, seq: i64, phase: Phase, reason: Reason) -> ShipRelease {
+        ShipRelease {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                annotations: Some([(keys::SEQUENCE.to_owned(), seq.to_string())].into()),
+                ..ObjectMeta::default()
+            },
+            spec: ShipReleaseSpec {
+                environment: "production".into(),
+                commit: sha(commit),
+                branch: "production".into(),
+                reason,
+                rollback_of: None,
+                promotion: None,
+            },
+            status: Some(ShipReleaseStatus {
+                phase: Some(phase),
+                ..ShipReleaseStatus::default()
+            }),
+        }
+    }
+
+    fn reason(tip: Option<char>, missing: bool, releases: &[ShipRelease]) -> SyncReason {
+        let tip = tip.map(sha);
+        sync("production", "production", tip.as_deref(), missing, releases).0
+    }
+
+    #[test]
+    fn in_sync_only_when_the_tip_runs() {
+        let a = release("production-a", 'a', 1, Phase::Succeeded, Reason::Push);
+        assert_eq!(
+            reason(Some('a'), false, std::slice::from_ref(&a)),
+            SyncReason::Synced
+        );
+        assert_eq!(reason(None, false, &[]), SyncReason::NotFetched);
+        assert_eq!(reason(Some('a'), false, &[]), SyncReason::Pending);
+        // the tip moved on; its release is not made yet, then under way
+        assert_eq!(
+            reason(Some('b'), false, std::slice::from_ref(&a)),
+            SyncReason::Pending
+        );
+        let b = release("production-b", 'b', 2, Phase::Testing, Reason::Push);
+        assert_eq!(reason(Some('b'), false, &[a.clone(), b]), SyncReason::Progressing);
+        // it failed and rolled back: quarantined, shown as such
+        let mut failed = release("production-b", 'b', 2, Phase::RolledBack, Reason::Push);
+        failed.status.as_mut().unwrap().rolled_back_to = Some("production-a".into());
+        let history = [a.clone(), failed];
+        assert_eq!(reason(Some('b'), false, &history), SyncReason::TipFailed);
+        let (_, message) = sync("production", "production", Some(&sha('b')), false, &history);
+        assert!(message.contains("production-a (aaaaaaa)"), "{message}");
+        // force-pushed back to what runs: in sync at once
+        assert_eq!(reason(Some('a'), false, &history), SyncReason::Synced);
+        // a branch deleted on the remote says so, whatever runs
+        assert_eq!(reason(Some('a'), true, &history), SyncReason::BranchMissing);
+    }
+
+    #[test]
+    fn a_manual_rollback_holds_and_says_so() {
+        let a = release("production-a", 'a', 1, Phase::Succeeded, Reason::Push);
+        let b = release("production-b", 'b', 2, Phase::Succeeded, Reason::Push);
+        let back = release("production-a-r", 'a', 3, Phase::Succeeded, Reason::Rollback);
+        assert_eq!(
+            reason(Some('b'), false, &[a, b, back]),
+            SyncReason::ManualRollback
+        );
+    }
+
+    #[test]
+    fn status_keeps_times_and_the_handled_tip() {
+        let d = Declared {
+            name: "production".into(),
+            branch: "production".into(),
+            namespace: "shop".into(),
+        };
+        let a = release("production-a", 'a', 1, Phase::Succeeded, Reason::Push);
+        let releases = [a];
+        let tip = sha('a');
+        let observed = Observed {
+            declared: &d,
+            tip: Some(&tip),
+            branch_missing: false,
+            releases: &releases,
+            handled_tip: Some(&tip),
+            generation: Some(1),
+        };
+        let t1 = Time(jiff::Timestamp::from_second(100).unwrap());
+        let first = status(&observed, &ShipEnvironmentStatus::default(), &t1);
+        let get =
+            |s: &ShipEnvironmentStatus, t: &str| s.conditions.iter().find(|c| c.type_ == t).cloned().unwrap();
+        assert_eq!(get(&first, IN_SYNC).status, "True");
+        assert_eq!(get(&first, READY).status, "True");
+        assert_eq!(get(&first, BRANCH_MISSING).status, "False");
+        assert_eq!(first.deployed.as_ref().unwrap().name, "production-a");
+        assert_eq!(first.tip.as_ref().unwrap().short_commit, "aaaaaaa");
+
+        // later, the branch is deleted; this process has handled nothing since a restart
+        let t2 = Time(jiff::Timestamp::from_second(200).unwrap());
+        let gone = Observed {
+            branch_missing: true,
+            handled_tip: None,
+            ..observed
+        };
+        let second = status(&gone, &first, &t2);
+        assert_eq!(second.last_handled_tip.as_deref(), Some(tip.as_str()));
+        assert_eq!(get(&second, BRANCH_MISSING).status, "True");
+        assert_eq!(get(&second, BRANCH_MISSING).last_transition_time, t2);
+        assert_eq!(get(&second, STALLED).status, "True");
+        assert_eq!(get(&second, IN_SYNC).reason, "BranchMissing");
+        // a look that finds nothing new keeps every time, so it writes nothing
+        let t3 = Time(jiff::Timestamp::from_second(300).unwrap());
+        assert_eq!(status(&gone, &second, &t3), second);
+    }
+
+    #[test]
+    fn environments_come_from_every_branch_config_and_their_own_wins() {
+        let main = ship_render::config::parse(
+            "environments:\n  main: {}\n  production: {namespace: shop}\n  staging: {branch: staging}\n",
+        )
+        .unwrap();
+        let production =
+            ship_render::config::parse("environments:\n  main: {}\n  production: {namespace: shop-prod}\n")
+                .unwrap();
+        let followed = vec!["main".to_owned(), "production".to_owned()];
+        let both = declared(
+            &followed,
+            &[("main".into(), main.clone()), ("production".into(), production)],
+        );
+        let names: Vec<(&str, &str)> = both
+            .iter()
+            .map(|d| (d.name.as_str(), d.namespace.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [("main", "main"), ("production", "shop-prod")],
+            "staging is not followed"
+        );
+        // production's branch is gone: main's ship.yaml still declares it
+        let one = declared(&followed, &[("main".into(), main)]);
+        assert_eq!(one[1].namespace, "shop");
+    }
+}
