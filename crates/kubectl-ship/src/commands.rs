@@ -9,7 +9,9 @@ use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
-use ship_api::{Phase, PromotionOutcome, Reason, ShipPromotion, ShipRelease, ShipReleaseSpec, keys};
+use ship_api::{
+    Phase, PromotionOutcome, Reason, ShipEnvironment, ShipPromotion, ShipRelease, ShipReleaseSpec, keys,
+};
 
 use crate::report::{self, ReleaseRow};
 use crate::{CliError, Output, Style, WaitArgs};
@@ -81,6 +83,16 @@ impl Target {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
+    /// The ShipEnvironments shipd keeps; none when their CRD is not installed (an older Ship).
+    async fn kept_environments(&self) -> Result<Vec<ShipEnvironment>, CliError> {
+        let api: Api<ShipEnvironment> = Api::namespaced(self.client.clone(), &self.namespace);
+        match api.list(&ListParams::default()).await {
+            Ok(list) => Ok(list.items),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     async fn all_releases(&self) -> Result<Vec<ShipRelease>, CliError> {
         let releases = self.releases().list(&ListParams::default()).await?.items;
         if releases.is_empty() {
@@ -123,7 +135,8 @@ fn short(commit: &str) -> &str {
 pub async fn status(target: &Target, style: Style) -> Result<ExitCode, CliError> {
     let releases = target.all_releases().await?;
     let promotions = target.promotions().list(&ListParams::default()).await?.items;
-    let environments = report::environments(&releases);
+    let kept = target.kept_environments().await?;
+    let environments = report::environments(&releases, &kept);
     let now = Timestamp::now();
     if structured(style) {
         #[derive(Serialize)]
@@ -157,7 +170,7 @@ pub async fn status(target: &Target, style: Style) -> Result<ExitCode, CliError>
         return Ok(ExitCode::SUCCESS);
     }
     let wide = style.output == Output::Wide;
-    let mut headers = vec!["ENV", "DEPLOYED", "PHASE", "TESTS", "AGE", "LAST GOOD"];
+    let mut headers = vec!["ENV", "DEPLOYED", "PHASE", "TESTS", "AGE", "LAST GOOD", "SYNC"];
     if wide {
         headers.push("RELEASE");
     }
@@ -173,6 +186,10 @@ pub async fn status(target: &Target, style: Style) -> Result<ExitCode, CliError>
                 e.latest.tests.clone(),
                 e.latest.created.map(|t| report::age(now, t)).unwrap_or_default(),
                 e.last_good.as_ref().map_or("-".into(), |g| g.short().to_owned()),
+                // The reason is long; when it is not "Synced", a line below the table says it.
+                e.sync.as_ref().map_or("-".into(), |s| {
+                    if s.in_sync == "True" { "yes" } else { "no" }.to_owned()
+                }),
             ];
             if wide {
                 row.push(e.latest.name.clone());
@@ -196,6 +213,10 @@ pub async fn status(target: &Target, style: Style) -> Result<ExitCode, CliError>
     });
     print!("{text}");
     for e in &environments {
+        if let Some(sync) = e.sync.as_ref().filter(|s| s.in_sync != "True") {
+            let line = format!("{}: {}", e.environment, sync.message);
+            println!("{}", report::fit(&line, WIDTH));
+        }
         let deployed_other = e.deployed.as_ref().is_none_or(|d| d.name != e.latest.name);
         if deployed_other && !e.latest.message.is_empty() {
             let line = format!(
@@ -505,7 +526,7 @@ pub async fn diff(
     hide_expected: bool,
 ) -> Result<ExitCode, CliError> {
     let releases = target.all_releases().await?;
-    let environments = report::environments(&releases);
+    let environments = report::environments(&releases, &[]);
     let deployed = |env: &str| -> Result<String, CliError> {
         environments
             .iter()

@@ -3,7 +3,8 @@
 
 use jiff::Timestamp;
 use serde::Serialize;
-use ship_api::{Phase, ShipPromotion, ShipRelease};
+use ship_api::environment::IN_SYNC;
+use ship_api::{Phase, ShipEnvironment, ShipPromotion, ShipRelease};
 
 /// One release, as the plugin shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -64,6 +65,40 @@ pub struct EnvironmentStatus {
     pub latest: ReleaseRow,
     /// The newest release that Succeeded.
     pub last_good: Option<ReleaseRow>,
+    /// What the environment's ShipEnvironment says (absent before shipd wrote one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncRow>,
+}
+
+/// Whether an environment runs its branch's tip, as its ShipEnvironment says.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncRow {
+    /// The branch.
+    pub branch: String,
+    /// The branch's tip as last fetched (full SHA; empty before the first fetch).
+    pub tip: String,
+    /// `True` or `False`.
+    pub in_sync: String,
+    /// The `InSync` reason: `Synced`, `Progressing`, `TipFailed`, `BranchMissing`, ...
+    pub reason: String,
+    /// The sentence saying it.
+    pub message: String,
+}
+
+impl SyncRow {
+    /// The row for `environment`, once shipd wrote its InSync condition.
+    pub fn of(environment: &ShipEnvironment) -> Option<Self> {
+        let status = environment.status.as_ref()?;
+        let in_sync = status.conditions.iter().find(|c| c.type_ == IN_SYNC)?;
+        Some(Self {
+            branch: environment.spec.branch.clone(),
+            tip: status.tip.as_ref().map(|t| t.commit.clone()).unwrap_or_default(),
+            in_sync: in_sync.status.clone(),
+            reason: in_sync.reason.clone(),
+            message: status.message.clone().unwrap_or_default(),
+        })
+    }
 }
 
 /// Releases newest first (by their sequence, as the controller orders them).
@@ -71,8 +106,8 @@ pub fn newest_first(releases: &[ShipRelease]) -> Vec<&ShipRelease> {
     ship_api::environment::newest_first(releases)
 }
 
-/// Every environment's status, by environment name.
-pub fn environments(releases: &[ShipRelease]) -> Vec<EnvironmentStatus> {
+/// Every environment's status, by environment name, with what its ShipEnvironment says.
+pub fn environments(releases: &[ShipRelease], kept: &[ShipEnvironment]) -> Vec<EnvironmentStatus> {
     let mut names: Vec<&str> = releases.iter().map(|r| r.spec.environment.as_str()).collect();
     names.sort_unstable();
     names.dedup();
@@ -85,6 +120,10 @@ pub fn environments(releases: &[ShipRelease]) -> Vec<EnvironmentStatus> {
                 deployed: found.deployed.map(ReleaseRow::of),
                 latest: ReleaseRow::of(found.latest),
                 last_good: found.last_good.map(ReleaseRow::of),
+                sync: kept
+                    .iter()
+                    .find(|k| k.metadata.name.as_deref() == Some(env))
+                    .and_then(SyncRow::of),
             })
         })
         .collect()
@@ -273,8 +312,27 @@ mod tests {
         let good = release("main", 1, Phase::Succeeded, 1);
         let bad = rolled_back(release("main", 2, Phase::RolledBack, 2), &good);
         let prod = release("production", 1, Phase::Testing, 5);
-        let envs = environments(&[bad.clone(), good.clone(), prod]);
+        let kept: ShipEnvironment = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ship.dev/v1alpha1", "kind": "ShipEnvironment",
+            "metadata": {"name": "main"},
+            "spec": {"branch": "main"},
+            "status": {
+                "message": "the tip of main failed here",
+                "tip": {"commit": bad.spec.commit, "shortCommit": "2222222"},
+                "conditions": [{"type": "InSync", "status": "False", "reason": "TipFailed",
+                    "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+            }
+        }))
+        .unwrap();
+        let envs = environments(&[bad.clone(), good.clone(), prod], std::slice::from_ref(&kept));
         assert_eq!(envs.len(), 2);
+        let sync = envs[0].sync.as_ref().unwrap();
+        assert_eq!(
+            (sync.in_sync.as_str(), sync.reason.as_str()),
+            ("False", "TipFailed")
+        );
+        assert_eq!(sync.tip, bad.spec.commit);
+        assert_eq!(envs[1].sync, None, "no ShipEnvironment for production yet");
         let main = &envs[0];
         assert_eq!(main.environment, "main");
         assert_eq!(main.latest.name, bad.metadata.name.clone().unwrap());

@@ -114,6 +114,33 @@ fn chart_lints_renders_and_its_schema_refuses_bad_values() {
         assert!(rendered.contains(needle), "{needle} missing");
     }
     assert!(!rendered.contains("cluster-admin"));
+    // The out-of-sync delay is a setting; every other rule is the plain file's, as written.
+    let out_of_sync_for = |rendered: &str| -> Vec<String> {
+        let doc = rendered
+            .split("\n---")
+            .find(|d| d.contains("kind: PrometheusRule"))
+            .unwrap();
+        let rule: serde_json::Value = serde_norway::from_str(doc).unwrap();
+        rule["spec"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|g| g["rules"].as_array().unwrap().clone())
+            .filter(|r| r["alert"] == "ShipEnvironmentOutOfSync")
+            .map(|r| r["for"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(out_of_sync_for(&rendered), ["15m"]);
+    let slower = template(
+        "ship",
+        &[
+            "git.url=https://git.example/app.git",
+            "monitoring.prometheusRule.enabled=true",
+            "monitoring.prometheusRule.outOfSyncFor=42m",
+        ],
+    );
+    assert_eq!(out_of_sync_for(&slower), ["42m"]);
+    assert!(slower.contains("alert: ShipBranchMissing"));
     // No secret value can reach the chart: only names.
     assert!(rendered.contains("- --webhook-secret=ship-webhook"));
 }

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, ResourceExt};
 use ship_api::{Phase, Reason, keys};
 use ship_testkit::cluster::workspace_bin;
-use ship_testkit::stack::{Stack, configmap, release_name};
+use ship_testkit::stack::{Stack, configmap, environment_condition, release_name};
 
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -79,7 +79,23 @@ async fn kubectl_ship_status_promote_rollback_history_logs_and_diff() {
         .await
         .unwrap();
 
-    // status: main deployed at v1, production one commit behind.
+    // The environments' own objects have caught up: main runs its tip; production's tip
+    // (the repository's first commit, with no ship.yaml) failed there.
+    let reason_is = |reason: &'static str| {
+        move |e: &ship_api::ShipEnvironment| {
+            environment_condition(e, ship_api::environment::IN_SYNC).is_some_and(|(_, r)| r == reason)
+        }
+    };
+    stack
+        .environment_where("main", SETTLE, reason_is("Synced"))
+        .await
+        .unwrap();
+    stack
+        .environment_where("production", SETTLE, reason_is("TipFailed"))
+        .await
+        .unwrap();
+
+    // status: main deployed at v1 and in sync, production one commit behind.
     let out = kubectl_ship(&stack, &["status"]).await;
     assert!(out.status.success(), "{}", text(&out));
     let status = stdout(&out);
@@ -90,7 +106,14 @@ async fn kubectl_ship_status_promote_rollback_history_logs_and_diff() {
         .find(|l| l.starts_with("main "))
         .unwrap_or_default();
     assert!(
-        main_row.contains(&v1[..7]) && main_row.contains("Succeeded") && main_row.contains("sample app"),
+        main_row.contains(&v1[..7])
+            && main_row.contains("Succeeded")
+            && main_row.contains(" yes ")
+            && main_row.contains("sample app"),
+        "{status}"
+    );
+    assert!(
+        status.contains("production: the tip of production (") && status.contains(") failed here"),
         "{status}"
     );
     assert!(status.contains("production is 1 commit behind main"), "{status}");

@@ -1,16 +1,23 @@
 //! The cluster follows the branch whatever its history does (issue: a branch moved back to an
 //! older commit was silently not deployed). `git push -f` of main back to a commit released
 //! before deploys it again as a release of its own (`<env>-<sha10>-2`), and forward again
-//! likewise; a tip that did not move does not undo a manual rollback.
+//! likewise; a tip that did not move does not undo a manual rollback. Production's
+//! ShipEnvironment says when it is out of sync and why, and when its branch is deleted; a
+//! deleted branch changes nothing in the cluster and is never re-created by a promotion.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
-use ship_api::{Phase, Reason};
-use ship_testkit::stack::{Stack, configmap, release_name};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use ship_api::environment::{BRANCH_MISSING, IN_SYNC};
+use ship_api::{Phase, PromotionOutcome, Reason, ShipEnvironment};
+use ship_testkit::stack::{Stack, configmap, environment_condition, release_name};
 
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -76,4 +83,228 @@ async fn a_force_push_back_to_a_released_commit_deploys_it_again() {
         .filter_map(|r| r.metadata.name)
         .collect();
     assert_eq!(names.len(), 4, "no release made twice: {names:?}");
+}
+
+/// The InSync condition's status and reason, as a watch sees each change of them.
+fn record_in_sync(stack: &Stack, name: &str) -> Arc<Mutex<Vec<(String, String)>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = watcher(stack.environments(), config).applied_objects().boxed();
+    let into = seen.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(environment)) = events.next().await {
+            if let Some(now) = environment_condition(&environment, IN_SYNC) {
+                let mut seen = into.lock().unwrap();
+                if seen.last() != Some(&now) {
+                    seen.push(now);
+                }
+            }
+        }
+    });
+    seen
+}
+
+fn in_sync_with(environment: &ShipEnvironment, release: &str) -> bool {
+    environment_condition(environment, IN_SYNC) == Some(("True".into(), "Synced".into()))
+        && environment
+            .status
+            .as_ref()
+            .and_then(|s| s.deployed.as_ref())
+            .is_some_and(|d| d.name == release)
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn production_follows_its_branch_back_and_a_deleted_branch_changes_nothing() {
+    let mut stack = Stack::new("prodhistory", "{enabled: true}").await.unwrap();
+    let first = stack.deploy_first(&[]).await.unwrap();
+    stack.remote.push("production", true).unwrap();
+    let prod_first = release_name("production", &first);
+    stack
+        .settled(&prod_first, Phase::Succeeded, SETTLE)
+        .await
+        .unwrap();
+    stack
+        .environment_where("production", SETTLE, |e| in_sync_with(e, &prod_first))
+        .await
+        .unwrap();
+    let second = stack
+        .remote
+        .commit_files(
+            &[("deploy/production/web.yaml", &configmap("healthy production, v2"))],
+            "v2",
+        )
+        .unwrap();
+    stack.remote.push("production", false).unwrap();
+    let prod_second = release_name("production", &second);
+    stack
+        .settled(&prod_second, Phase::Succeeded, SETTLE)
+        .await
+        .unwrap();
+    stack
+        .environment_where("production", SETTLE, |e| in_sync_with(e, &prod_second))
+        .await
+        .unwrap();
+    let prod_ns = format!("{}-prod", stack.ns);
+    let web = || async {
+        let cm = Api::<ConfigMap>::namespaced(stack.cluster.client(), &prod_ns)
+            .get("web")
+            .await
+            .unwrap();
+        (
+            cm.data.unwrap_or_default()["body"].clone(),
+            cm.metadata.resource_version.unwrap_or_default(),
+        )
+    };
+    assert_eq!(web().await.0, "healthy production, v2");
+
+    // `git push -f origin <older>:production`, the git way to roll back: out of sync until the
+    // older commit is released again, then in sync on that new release.
+    let seen = record_in_sync(&stack, "production");
+    stack
+        .remote
+        .git(&[
+            "push",
+            "-q",
+            "-f",
+            "origin",
+            &format!("{first}:refs/heads/production"),
+        ])
+        .unwrap();
+    let again = format!("{prod_first}-2");
+    stack.settled(&again, Phase::Succeeded, SETTLE).await.unwrap();
+    let back = stack
+        .environment_where("production", SETTLE, |e| in_sync_with(e, &again))
+        .await
+        .unwrap();
+    assert_eq!(web().await.0, "healthy production");
+    let history = seen.lock().unwrap().clone();
+    let statuses: Vec<&str> = history.iter().map(|(s, _)| s.as_str()).collect();
+    assert!(
+        statuses.windows(2).any(|w| w == ["False", "True"]),
+        "InSync went False, then True: {history:?}"
+    );
+    assert!(
+        history
+            .iter()
+            .any(|(s, r)| s == "False" && (r == "Pending" || r == "Progressing")),
+        "{history:?}"
+    );
+    let status = back.status.unwrap();
+    assert_eq!(status.tip.unwrap().commit, first);
+    assert_eq!(status.last_good.unwrap().name, again);
+
+    // Someone deletes production on the remote: the environment says so, runs what it ran,
+    // and neither a release nor a promotion touches anything.
+    let before = web().await;
+    let releases_before = stack
+        .releases()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .len();
+    ship_testkit::git::git(&stack.remote.bare, &["branch", "-D", "production"]).unwrap();
+    let missing = stack
+        .environment_where("production", SETTLE, |e| {
+            environment_condition(e, BRANCH_MISSING).is_some_and(|(s, _)| s == "True")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        environment_condition(&missing, IN_SYNC),
+        Some(("False".into(), "BranchMissing".into()))
+    );
+    assert_eq!(
+        environment_condition(&missing, "Stalled").map(|(s, _)| s),
+        Some("True".into())
+    );
+    let message = missing.status.as_ref().unwrap().message.clone().unwrap();
+    assert!(message.contains(&again), "says what keeps running: {message}");
+    let events = stack
+        .cluster
+        .kubectl(&["get", "events.events.k8s.io", "-n", &stack.ns, "-o", "json"])
+        .unwrap();
+    let events = String::from_utf8_lossy(&events.stdout);
+    assert!(
+        events.contains("\"BranchMissing\"") && events.contains("\"Warning\""),
+        "a Warning event BranchMissing"
+    );
+    let metrics = stack.shipd.as_ref().unwrap().probe("/metrics").await.unwrap().1;
+    assert!(
+        metrics.contains("ship_environment_branch_missing{environment=\"production\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ship_environment_in_sync{environment=\"production\",reason=\"BranchMissing\"} 0"),
+        "{metrics}"
+    );
+    // Ask for a promotion now: it refuses, and the branch stays deleted.
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        ship_api::keys::REQUESTED_AT: "while-production-is-gone",
+        ship_api::keys::REQUESTED_BY: "history-test",
+    }}});
+    stack
+        .promotions()
+        .patch("production", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    stack
+        .promotion_where("production", SETTLE, |p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.last_run.as_ref())
+                .is_some_and(|r| {
+                    r.requested_by == "history-test" && r.outcome == PromotionOutcome::BranchMissing
+                })
+        })
+        .await
+        .unwrap();
+    let heads = ship_testkit::git::git(&stack.remote.bare, &["branch", "--list", "production"]).unwrap();
+    assert_eq!(heads.trim(), "", "the deleted branch was not re-created");
+    assert_eq!(web().await, before, "the cluster was not touched");
+    let releases_after = stack
+        .releases()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .len();
+    assert_eq!(releases_after, releases_before, "no release was made");
+
+    // The branch comes back at the commit that runs: in sync again, with no new release.
+    stack
+        .remote
+        .git(&["push", "-q", "origin", &format!("{first}:refs/heads/production")])
+        .unwrap();
+    stack
+        .environment_where("production", SETTLE, |e| {
+            environment_condition(e, BRANCH_MISSING).is_some_and(|(s, _)| s == "False")
+                && in_sync_with(e, &again)
+        })
+        .await
+        .unwrap();
+    let listed = stack
+        .cluster
+        .kubectl(&["get", "shipenvironments", "-n", &stack.ns])
+        .unwrap();
+    let table = String::from_utf8_lossy(&listed.stdout);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("production "))
+        .unwrap_or_else(|| panic!("{table}"));
+    let columns: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        columns[..7],
+        [
+            "production",
+            "production",
+            &first[..7],
+            &first[..7],
+            "True",
+            "Synced",
+            &again
+        ],
+        "{table}"
+    );
 }

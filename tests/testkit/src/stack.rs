@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use kube::Api;
-use ship_api::{Phase, ShipPromotion, ShipRelease};
+use ship_api::{Phase, ShipEnvironment, ShipPromotion, ShipRelease};
 
 use crate::app::App;
 use crate::cluster::{TestCluster, eventually};
@@ -191,6 +191,11 @@ impl Stack {
         }
     }
 
+    /// The ShipEnvironments of this stack.
+    pub fn environments(&self) -> Api<ShipEnvironment> {
+        Api::namespaced(self.cluster.client(), &self.ns)
+    }
+
     /// Waits until the ShipPromotion `name` satisfies `done`.
     pub async fn promotion_where(
         &self,
@@ -198,21 +203,53 @@ impl Stack {
         timeout: Duration,
         done: impl Fn(&ShipPromotion) -> bool,
     ) -> anyhow::Result<ShipPromotion> {
-        let api = self.promotions();
-        let result = eventually(&format!("promotion {name}"), timeout, || {
+        self.object_where(self.promotions(), name, timeout, done).await
+    }
+
+    /// Waits until the ShipEnvironment `name` satisfies `done`.
+    pub async fn environment_where(
+        &self,
+        name: &str,
+        timeout: Duration,
+        done: impl Fn(&ShipEnvironment) -> bool,
+    ) -> anyhow::Result<ShipEnvironment> {
+        self.object_where(self.environments(), name, timeout, done).await
+    }
+
+    /// Waits until object `name` of `api` satisfies `done`; the failure shows shipd's logs and
+    /// the object as it stands.
+    async fn object_where<K>(
+        &self,
+        api: Api<K>,
+        name: &str,
+        timeout: Duration,
+        done: impl Fn(&K) -> bool,
+    ) -> anyhow::Result<K>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    {
+        let what = format!("{} {name}", K::kind(&()));
+        let result = eventually(&what, timeout, || {
             let api = api.clone();
             let done = &done;
-            async move { Ok(api.get_opt(name).await?.filter(|p| done(p))) }
+            async move { Ok(api.get_opt(name).await?.filter(|o| done(o))) }
         })
         .await;
         match result {
             Ok(found) => Ok(found),
             Err(err) => {
                 let now = api.get_opt(name).await.ok().flatten();
-                anyhow::bail!("shipd logs:\n{}\npromotion now: {now:#?}\n{err:#}", self.logs())
+                anyhow::bail!("shipd logs:\n{}\n{what} now: {now:#?}\n{err:#}", self.logs())
             }
         }
     }
+}
+
+/// The status of condition `type_` on a ShipEnvironment, and its reason (`None`: not written).
+pub fn environment_condition(environment: &ShipEnvironment, type_: &str) -> Option<(String, String)> {
+    let status = environment.status.as_ref()?;
+    let found = status.conditions.iter().find(|c| c.type_ == type_)?;
+    Some((found.status.clone(), found.reason.clone()))
 }
 
 /// The phases a release went through, in order.
