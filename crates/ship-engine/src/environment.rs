@@ -498,9 +498,19 @@ fn sync_reason_of(status: &ShipEnvironmentStatus) -> &str {
 /// Shortest time between two looks: a burst of release changes makes one look.
 const MIN_INTERVAL: Duration = Duration::from_millis(250);
 
+/// A request for a look now, answered once its status is written (or the look failed).
+pub type LookNow = tokio::sync::oneshot::Sender<()>;
+
 /// Keeps the ShipEnvironments until `shutdown` resolves: a look whenever a release changes,
-/// a fetch reports, a tip is handled, and at least every `interval`.
-pub async fn run(keeper: Keeper, shutdown: impl Future<Output = ()> + Send + 'static) {
+/// a fetch reports, a tip is handled, and at least every `interval`; and one on request from
+/// `looks`, answered when written. The release maker asks before it makes the release of a new
+/// tip, so that the environment is recorded out of sync before the release that brings it back
+/// (however fast that release is).
+pub async fn run(
+    keeper: Keeper,
+    mut looks: tokio::sync::mpsc::Receiver<LookNow>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
     let releases: Api<ShipRelease> = Api::namespaced(keeper.client.clone(), &keeper.namespace);
     let mut changes = watcher(releases, watcher::Config::default())
         .default_backoff()
@@ -508,6 +518,7 @@ pub async fn run(keeper: Keeper, shutdown: impl Future<Output = ()> + Send + 'st
     let (mut source, mut handled) = (keeper.source.clone(), keeper.handled.clone());
     tokio::pin!(shutdown);
     let mut failures = 0u32;
+    let mut asked: Vec<LookNow> = Vec::new();
     loop {
         let wait = match keeper.look().await {
             Ok(()) => {
@@ -520,12 +531,20 @@ pub async fn run(keeper: Keeper, shutdown: impl Future<Output = ()> + Send + 'st
                 ship_git::watch::backoff(failures, Duration::from_secs(1), keeper.interval)
             }
         };
+        for answer in asked.drain(..) {
+            let _ = answer.send(());
+        }
         tokio::select! {
             () = &mut shutdown => return,
             () = tokio::time::sleep(wait) => {},
             Some(_) = changes.next() => {},
             Ok(()) = source.changed() => {},
             Ok(()) = handled.changed() => {},
+            Some(answer) = looks.recv() => {
+                // Asked: look at once, without the pause that coalesces bursts.
+                asked.push(answer);
+                continue;
+            }
         }
         tokio::time::sleep(MIN_INTERVAL).await;
     }

@@ -22,6 +22,18 @@ pub enum TipSeen {
     Moved,
 }
 
+/// How a tip seen without a fetch that saw it move (in the mirror at start, or the first fetch
+/// of a fresh mirror) counts: [`TipSeen::Moved`] when it differs from the tip the environment
+/// last handled (`recorded`: the branch moved while no controller watched, a force-push back
+/// during a restart for example), else [`TipSeen::Known`]. Without a record it is Known: it
+/// may be older than what this controller did (a promotion pushed but not fetched yet).
+pub fn first_sight(recorded: Option<&str>, commit: &str) -> TipSeen {
+    match recorded {
+        Some(handled) if handled != commit => TipSeen::Moved,
+        _ => TipSeen::Known,
+    }
+}
+
 /// What a branch tip at `commit` asks of `environment`, given the environment's `releases`:
 /// `None` when the environment already follows it, else the name of a new release.
 /// - The first release of a commit is [`release_name`], whichever way the tip was seen.
@@ -558,6 +570,10 @@ mod tests {
             tip_release("main", &b, &[second.clone(), prod], TipSeen::Moved).as_deref(),
             None
         );
+        // first sight: moved only when the environment last handled another tip
+        assert_eq!(first_sight(None, &a), TipSeen::Known);
+        assert_eq!(first_sight(Some(&a), &a), TipSeen::Known);
+        assert_eq!(first_sight(Some(&b), &a), TipSeen::Moved);
         // a tip seen only at start (maybe stale: a promotion this controller pushed and the
         // mirror has not fetched) gets a first release, never a second one
         assert_eq!(

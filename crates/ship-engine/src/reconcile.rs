@@ -1128,7 +1128,29 @@ impl Driver<'_> {
                 .await;
         };
         let commit = good.spec.commit.clone();
-        let (inventory, refused) = self.apply_commit(&commit, &target).await?;
+        let (inventory, refused) = match self.apply_commit(&commit, &target).await {
+            Ok(applied) => applied,
+            // Gone for good: no branch reaches it, this mirror never had it, and the remote
+            // does not serve it by id. Retrying cannot help; say so and settle.
+            Err(Error::Load(LoadError::UnknownCommit(_))) => {
+                let message = format!(
+                    "cannot roll back to {target}: its commit {} is no longer in the repository (the                      branch's history was rewritten, and the remote does not serve the commit by id);                      commit {} stays applied: push a fix or a revert to roll forward",
+                    good.spec.short_commit(),
+                    self.release.spec.short_commit()
+                );
+                return self
+                    .persist(
+                        Step {
+                            phase: Phase::Failed,
+                            reason: "RollbackFailed",
+                            message,
+                        },
+                        |_| {},
+                    )
+                    .await;
+            }
+            Err(err) => return Err(err),
+        };
         self.fault_point("MidRollback").await;
         let step = match self.wait_healthy(Phase::RollingBack, &commit, &inventory).await? {
             Waited::Superseded => return Ok(()),

@@ -67,18 +67,18 @@ pub struct Repo {
     pub mirror: Arc<Mutex<Mirror>>,
     /// Where commits are exported for rendering.
     pub scratch: PathBuf,
+    /// The running fetch loop: to fetch again after a push, and to fetch by id a commit a
+    /// release names that no branch reaches any more.
+    pub source: Option<ship_git::watch::SourceHandle>,
     /// Write access, for promotions; without it a promotion release fails with `NoPushAccess`.
     pub push: Option<PushAccess>,
 }
 
-/// What a promotion's push needs: credentials with write access, and the running source, to
-/// fetch again when the remote refused a push because its branch had moved.
+/// What a promotion's push needs: credentials with write access.
 #[derive(Debug, Clone)]
 pub struct PushAccess {
     /// Credentials with write access to the repository (never printed).
     pub credentials: tokio::sync::watch::Receiver<ship_git::Credentials>,
-    /// The fetch loop.
-    pub source: ship_git::watch::SourceHandle,
 }
 
 fn export<T>(
@@ -92,10 +92,12 @@ fn export<T>(
         .prefix("render-")
         .tempdir_in(scratch_root)
         .map_err(|e| LoadError::Scratch(e.to_string()))?;
-    if mirror.repository().find_commit(commit).is_err() {
+    if !mirror.has_commit(commit) {
         return Err(LoadError::UnknownCommit(commit.to_string()));
     }
     mirror.export_tree(commit, scratch.path(), ExportLimits::default())?;
+    // Rendered once, so maybe deployed: keep it for a rollback whatever the branch does.
+    mirror.keep(commit)?;
     then(scratch.path())
 }
 
@@ -122,10 +124,18 @@ impl Repo {
         f(&mirror)
     }
 
-    /// Renders and validates `environment` at `commit`.
+    /// Renders and validates `environment` at `commit`. A commit the mirror lacks (a rewritten
+    /// history and a new mirror) is fetched by id first, when the source can.
     pub fn render(&self, commit: &str, environment: &str) -> Result<Rendered, LoadError> {
         let oid = parse_commit(commit)?;
         self.with_mirror(|mirror| {
+            if let Some(source) = self.source.as_ref().filter(|_| !mirror.has_commit(oid)) {
+                if let Err(err) = mirror.fetch_commit(oid, &source.credentials()) {
+                    tracing::warn!(commit, error = %err, "a release names a commit no branch reaches, and it cannot be fetched");
+                    return Err(LoadError::UnknownCommit(commit.to_owned()));
+                }
+                tracing::info!(commit, "fetched by id a commit no branch reaches");
+            }
             export(mirror, oid, &self.scratch, |tree| {
                 Ok(ship_render::render_environment(
                     tree,
@@ -178,7 +188,11 @@ impl Repo {
             // Fetch now: after a push, so the mirror (and what is reported from it) sees the
             // new tip at once; after a stale refusal, so a retry sees what moved.
             Ok(ship_git::PushOutcome::Pushed)
-            | Err(LoadError::Git(ship_git::GitError::Push { stale: true, .. })) => push.source.trigger(),
+            | Err(LoadError::Git(ship_git::GitError::Push { stale: true, .. })) => {
+                if let Some(source) = &self.source {
+                    source.trigger();
+                }
+            }
             _ => {}
         }
         result

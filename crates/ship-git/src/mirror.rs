@@ -10,6 +10,9 @@ use crate::Credentials;
 const FETCHED_PREFIX: &str = "refs/ship/fetched/";
 /// Where a fetch lands before its tips are compared and accepted.
 const INCOMING_PREFIX: &str = "refs/ship/incoming/";
+/// Where commits a release deployed are kept (`refs/ship/keep/<sha>`): a force-push that drops
+/// them from every branch must not drop what a rollback goes back to.
+const KEEP_PREFIX: &str = "refs/ship/keep/";
 /// The local ref a fast-forward push sends from (libgit2 pushes refs, not bare commit ids).
 const PUSH_PREFIX: &str = "refs/ship/push/";
 /// Most diverging commits named in a [`GitError::Diverged`].
@@ -356,6 +359,49 @@ impl Mirror {
             });
         }
         Ok(fetched)
+    }
+
+    /// Keeps `commit` in the mirror whatever the branches do (a ref of its own). Idempotent.
+    pub fn keep(&self, commit: Oid) -> Result<(), GitError> {
+        let name = format!("{KEEP_PREFIX}{commit}");
+        if self.repo.find_reference(&name).is_ok() {
+            return Ok(());
+        }
+        self.repo
+            .reference(&name, commit, true, "ship: keep a released commit")
+            .map(drop)
+            .map_err(read_err(format!("keep {commit}")))
+    }
+
+    /// Holds the mirror `commit`? (It may be on no branch: kept, or fetched by id.)
+    pub fn has_commit(&self, commit: Oid) -> bool {
+        self.repo.find_commit(commit).is_ok()
+    }
+
+    /// Fetches `commit` by id, for a commit a release names that no followed branch reaches
+    /// any more (history rewritten, and this mirror is new). Servers that allow it (GitHub,
+    /// GitLab, git with `uploadpack.allowAnySHA1InWant`) send it; others refuse, and the error
+    /// says so. The commit is then kept.
+    pub fn fetch_commit(&self, commit: Oid, credentials: &Credentials) -> Result<(), GitError> {
+        let fetch_err = |e: git2::Error| GitError::Fetch {
+            url: self.display_url(),
+            message: format!("commit {commit} by id: {}", e.message()),
+        };
+        let mut remote = self.repo.remote_anonymous(&self.url).map_err(fetch_err)?;
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(credentials.callbacks());
+        options.download_tags(AutotagOption::None);
+        remote
+            .fetch(
+                &[format!("+{commit}:{KEEP_PREFIX}{commit}")],
+                Some(&mut options),
+                None,
+            )
+            .map_err(fetch_err)?;
+        if !self.has_commit(commit) {
+            return Err(fetch_err(git2::Error::from_str("the remote did not send it")));
+        }
+        Ok(())
     }
 
     /// Is `ancestor` an ancestor of (or equal to) `commit`?

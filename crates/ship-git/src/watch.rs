@@ -98,6 +98,7 @@ pub struct SourceHandle {
     trigger: Arc<Notify>,
     status: watch::Receiver<SourceStatus>,
     mirror: Arc<Mutex<Mirror>>,
+    credentials: watch::Receiver<Credentials>,
 }
 
 impl SourceHandle {
@@ -112,6 +113,10 @@ impl SourceHandle {
     /// The mirror, for reading commits (lock briefly; fetches take it too).
     pub fn mirror(&self) -> Arc<Mutex<Mirror>> {
         self.mirror.clone()
+    }
+    /// The credentials fetches use (never printed).
+    pub fn credentials(&self) -> Credentials {
+        self.credentials.borrow().clone()
     }
 }
 
@@ -143,6 +148,7 @@ pub fn spawn(
         trigger: trigger.clone(),
         status: status_rx,
         mirror: mirror.clone(),
+        credentials: credentials.clone(),
     };
     tokio::spawn(async move {
         tokio::select! {

@@ -283,6 +283,59 @@ fn a_push_never_recreates_a_branch_deleted_on_the_remote() {
 }
 
 #[test]
+fn a_commit_no_branch_reaches_is_kept_and_fetched_by_id() {
+    let remote = Remote::new().unwrap();
+    let daemon = GitDaemon::start(remote.dir.path()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = Mirror::open(&dir.path().join("mirror.git"), &daemon.url("repo.git")).unwrap();
+    let released = remote
+        .commit_file("a.txt", "1\n", "released, then rewritten away")
+        .unwrap();
+    remote.push("main", false).unwrap();
+    mirror
+        .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
+        .unwrap();
+    mirror.keep(oid(&released)).unwrap();
+    mirror.keep(oid(&released)).unwrap(); // idempotent
+    // History rewritten: no branch reaches the released commit any more.
+    remote.git(&["reset", "-q", "--hard", "HEAD~1"]).unwrap();
+    let rewritten = remote.commit_file("b.txt", "2\n", "the new history").unwrap();
+    remote.push("main", true).unwrap();
+    mirror
+        .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
+        .unwrap();
+    assert_eq!(mirror.tip("main"), Some(oid(&rewritten)));
+    assert!(mirror.has_commit(oid(&released)), "kept across the force-push");
+
+    // A new mirror (a restarted pod) has only what the branches reach; the remote, which
+    // serves any commit by id (as GitHub does), sends the released one when asked.
+    let fresh = Mirror::open(&dir.path().join("fresh.git"), &daemon.url("repo.git")).unwrap();
+    fresh
+        .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
+        .unwrap();
+    assert!(!fresh.has_commit(oid(&released)));
+    fresh.fetch_commit(oid(&released), &Credentials::None).unwrap();
+    assert!(fresh.has_commit(oid(&released)));
+
+    // A server that does not serve unreachable commits refuses, with an error that says which.
+    ship_testkit::git::git(
+        &remote.bare,
+        &["config", "uploadpack.allowAnySHA1InWant", "false"],
+    )
+    .unwrap();
+    let strict = Mirror::open(&dir.path().join("strict.git"), &daemon.url("repo.git")).unwrap();
+    strict
+        .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
+        .unwrap();
+    let err = strict
+        .fetch_commit(oid(&released), &Credentials::None)
+        .unwrap_err();
+    assert_eq!(err.label(), "FetchFailed");
+    assert!(err.to_string().contains(&released), "{err}");
+    assert!(!strict.has_commit(oid(&released)));
+}
+
+#[test]
 fn fast_forward_pushes_only_when_the_branch_can_follow() {
     let remote = Remote::new().unwrap();
     let mut daemon = GitDaemon::start(remote.dir.path()).unwrap();

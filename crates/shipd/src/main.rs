@@ -203,9 +203,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let repo = ship_engine::source::Repo {
             mirror: handle.mirror(),
             scratch: args.source.data_dir.join("scratch"),
+            source: Some(handle.clone()),
             push: Some(ship_engine::source::PushAccess {
                 credentials: started.push_credentials,
-                source: handle.clone(),
             }),
         };
         ctx = ctx.with_repo(repo.clone());
@@ -245,7 +245,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             metrics: metrics.clone(),
             interval: args.promotion_interval,
         };
-        tokio::spawn(ship_engine::environment::run(keeper, stopped(stop_rx.clone())));
+        let (look_now, looks) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(ship_engine::environment::run(
+            keeper,
+            looks,
+            stopped(stop_rx.clone()),
+        ));
         let target = source::TipTarget {
             client,
             namespace,
@@ -253,6 +258,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             branches: args.source.branches.clone(),
             force_push: args.source.force_push.policy(),
             handled: handled_tx,
+            look_now,
         };
         tokio::spawn(source::handle_tips(target, tips));
     }

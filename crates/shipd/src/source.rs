@@ -261,6 +261,9 @@ pub struct TipTarget {
     pub force_push: ForcePushPolicy,
     /// Tips handled (a release made or found), by branch: the environments record them.
     pub handled: watch::Sender<std::collections::BTreeMap<String, String>>,
+    /// Asks the environments to record what they see now (a moved tip: out of sync), before
+    /// the release that follows the tip is made.
+    pub look_now: mpsc::Sender<ship_engine::environment::LookNow>,
 }
 
 impl std::fmt::Debug for TipTarget {
@@ -323,6 +326,17 @@ async fn release_tip(
     }
 }
 
+/// Longest wait for the environments to record a moved tip; the release is made regardless.
+const RECORD_WAIT: Duration = Duration::from_secs(5);
+
+/// Asks the environments to record the tips as they stand, and waits (briefly) until they have.
+async fn record_environments(target: &TipTarget) {
+    let (answer, written) = tokio::sync::oneshot::channel();
+    if target.look_now.send(answer).await.is_ok() {
+        let _ = tokio::time::timeout(RECORD_WAIT, written).await;
+    }
+}
+
 /// How often tips whose release could not be made are tried again.
 const RETRY_TIPS: Duration = Duration::from_secs(2);
 
@@ -341,15 +355,14 @@ pub async fn handle_tips(target: TipTarget, mut tips: mpsc::Receiver<TipChange>)
     // dropped because the API server was away when it arrived.
     // How each was seen decides whether a commit released before is released again
     // (`plan::tip_release`): only a fetch that saw the branch move says it moved.
-    // A tip in the mirror at start that differs from the one the environment last handled
-    // moved while this process was away (a force-push back, with a fresh mirror): it moved.
-    use ship_engine::plan::TipSeen;
-    let recorded = ship_engine::environment::handled_tips(&target.client, &target.namespace).await;
+    // The tips the environments last handled: a tip first seen without a fetch that saw it
+    // move (in the mirror at start, or a fresh mirror's first fetch) is compared with them.
+    use ship_engine::plan::{TipSeen, first_sight};
+    let mut recorded = ship_engine::environment::handled_tips(&target.client, &target.namespace).await;
     let mut owed: std::collections::BTreeMap<String, (git2::Oid, TipSeen)> = known
         .into_iter()
         .map(|(b, c)| {
-            let moved = recorded.get(&b).is_some_and(|r| *r != c.to_string());
-            let seen = if moved { TipSeen::Moved } else { TipSeen::Known };
+            let seen = first_sight(recorded.get(&b).map(String::as_str), &c.to_string());
             (b, (c, seen))
         })
         .collect();
@@ -357,7 +370,9 @@ pub async fn handle_tips(target: TipTarget, mut tips: mpsc::Receiver<TipChange>)
         let branches: Vec<(String, (git2::Oid, TipSeen))> =
             owed.iter().map(|(b, c)| (b.clone(), *c)).collect();
         for (branch, (commit, seen)) in branches {
+            record_environments(&target).await;
             if release_tip(&target, &branch, commit, seen).await {
+                recorded.insert(branch.clone(), commit.to_string());
                 target.handled.send_modify(|h| {
                     h.insert(branch.clone(), commit.to_string());
                 });
@@ -380,8 +395,10 @@ pub async fn handle_tips(target: TipTarget, mut tips: mpsc::Receiver<TipChange>)
         }
         let seen = match change.kind {
             TipChangeKind::FastForward | TipChangeKind::ForcePushed => TipSeen::Moved,
-            // a branch seen for the first time (a fresh mirror) may be behind this controller
-            TipChangeKind::Created => TipSeen::Known,
+            TipChangeKind::Created => first_sight(
+                recorded.get(&change.branch).map(String::as_str),
+                &change.new.to_string(),
+            ),
         };
         owed.insert(change.branch, (change.new, seen));
     }

@@ -9,7 +9,6 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, ResourceExt};
 use ship_api::{Phase, Reason, keys};
-use ship_testkit::cluster::workspace_bin;
 use ship_testkit::stack::{Stack, configmap, environment_condition, release_name};
 
 const SETTLE: Duration = Duration::from_secs(60);
@@ -17,26 +16,7 @@ const SETTLE: Duration = Duration::from_secs(60);
 /// Runs `kubectl ship ARGS -n NS` with the workspace's plugin first on PATH. Asynchronously:
 /// the app stand-in answering the release's tests runs on this test's runtime.
 async fn kubectl_ship(stack: &Stack, args: &[&str]) -> Output {
-    let plugin_dir = workspace_bin("kubectl-ship").parent().unwrap().to_owned();
-    assert!(
-        plugin_dir.join("kubectl-ship").exists(),
-        "build kubectl-ship first"
-    );
-    let path = format!(
-        "{}:{}",
-        plugin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut full = vec!["ship"];
-    full.extend_from_slice(args);
-    full.extend(["-n", &stack.ns]);
-    tokio::process::Command::new("kubectl")
-        .args(&full)
-        .env("PATH", path)
-        .env("KUBECONFIG", stack.cluster.kubeconfig())
-        .output()
-        .await
-        .unwrap()
+    stack.kubectl_ship(args).await.unwrap()
 }
 
 fn text(out: &Output) -> String {

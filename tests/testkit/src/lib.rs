@@ -3,6 +3,7 @@
 //! - [`app`]: a real HTTP server standing for the deployed application;
 //! - [`apis`]: which Kubernetes versions serve which API group-versions;
 //! - [`ports`]: ports for child processes, reserved across test processes;
+//! - [`seeded`]: a seeded generator for randomized tests that replay;
 //!
 //! Pods run on the test bed's real node (`tests/cluster/node.sh`); no kubelet stand-in remains.
 
@@ -15,4 +16,5 @@ pub mod ports;
 pub mod process;
 pub mod prometheus;
 pub mod remote;
+pub mod seeded;
 pub mod stack;

@@ -119,6 +119,44 @@ impl Stack {
         Shipd::start(kubeconfig, &args)
     }
 
+    /// Deletes shipd's git mirror, as a restart on an empty volume would find it (stop shipd
+    /// first).
+    pub fn wipe_mirror(&self) -> anyhow::Result<()> {
+        let mirror = self.data.path().join("mirror.git");
+        if mirror.exists() {
+            std::fs::remove_dir_all(&mirror).with_context(|| format!("remove {}", mirror.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `kubectl ship ARGS -n <ns>` as a user would: kubectl finds the plugin on PATH.
+    pub async fn kubectl_ship(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        let plugin_dir = crate::cluster::workspace_bin("kubectl-ship")
+            .parent()
+            .map(std::path::Path::to_owned)
+            .unwrap_or_default();
+        anyhow::ensure!(
+            plugin_dir.join("kubectl-ship").exists(),
+            "build kubectl-ship first (cargo build --workspace --bins)"
+        );
+        let path = format!(
+            "{}:{}",
+            plugin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut full = vec!["ship"];
+        full.extend_from_slice(args);
+        full.extend(["-n", &self.ns]);
+        let out = tokio::process::Command::new("kubectl")
+            .args(&full)
+            .env("PATH", path)
+            .env("KUBECONFIG", self.cluster.kubeconfig())
+            .output()
+            .await
+            .context("run kubectl ship")?;
+        Ok(out)
+    }
+
     /// SIGKILLs shipd, if running.
     pub fn kill_shipd(&mut self) -> anyhow::Result<()> {
         if let Some(mut shipd) = self.shipd.take() {
