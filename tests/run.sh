@@ -32,6 +32,14 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
+if ! command -v lighttpd >/dev/null || [[ ! -e /usr/lib/lighttpd/mod_openssl.so ]] || [[ ! -x /usr/sbin/sshd ]]; then
+  log "installing Debian's lighttpd, lighttpd-mod-openssl and openssh-server (git over HTTPS and SSH for the transport tests) with apt-get"
+  [[ $EUID -eq 0 ]] || { log "ERROR: installing them needs root (apt-get)"; exit 1; }
+  apt-get update -qq
+  # Debian's policy-rc.d (present in container images) keeps the packages from starting daemons.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lighttpd lighttpd-mod-openssl openssh-server >/dev/null
+fi
+
 log "helm, for the chart tests: $(tests/tools/helm.sh)"
 
 log "cargo fmt --check"

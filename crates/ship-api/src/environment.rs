@@ -20,6 +20,9 @@ use crate::{Phase, ShipRelease};
 /// Condition: the environment runs its branch's tip (reason `Synced`), or why not
 /// ([`SyncReason`]).
 pub const IN_SYNC: &str = "InSync";
+/// Condition: the repository can be fetched (reason `Fetched`), or why not: `FetchFailed`,
+/// `AuthenticationFailed`, `HostKeyChanged`, `HostKeyUnknown`, `CertificateUntrusted`, ...
+pub const SOURCE_READY: &str = "SourceReady";
 /// Condition: the environment's branch no longer exists on the remote (reason `BranchMissing`).
 /// The environment keeps running what it has, and promotions into it wait.
 pub const BRANCH_MISSING: &str = "BranchMissing";
@@ -94,7 +97,7 @@ pub struct ShipEnvironmentStatus {
     pub observed_generation: Option<i64>,
 
     /// `Ready` (in sync), `Reconciling`, `Stalled` (a person must act: the tip failed, the
-    /// branch is gone, or a manual rollback holds), `InSync`, `BranchMissing`.
+    /// branch is gone, or a manual rollback holds), `InSync`, `BranchMissing`, `SourceReady`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 

@@ -15,7 +15,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use ship_api::conditions::{Observation, READY, RECONCILING, STALLED, condition};
-use ship_api::environment::{BRANCH_MISSING, IN_SYNC, releases_of};
+use ship_api::environment::{BRANCH_MISSING, IN_SYNC, SOURCE_READY, releases_of};
 use ship_api::{
     CommitRef, FIELD_MANAGER, Phase, ReleaseRef, ShipEnvironment, ShipEnvironmentSpec, ShipEnvironmentStatus,
     ShipRelease, SyncReason, keys,
@@ -172,6 +172,9 @@ pub struct Observed<'a> {
     pub handled_tip: Option<&'a str>,
     /// The object's `metadata.generation`.
     pub generation: Option<i64>,
+    /// Whether the repository can be fetched, and if not why (a fixed reason, and a message
+    /// without credentials); `None` before the first fetch.
+    pub source: Option<(bool, &'a str, &'a str)>,
 }
 
 /// The status to write, from what is observed and the previous status (condition times are
@@ -206,6 +209,22 @@ pub fn status(
         condition(IN_SYNC, reason == SyncReason::Synced, &sync_says, prev, now),
         condition(BRANCH_MISSING, observed.branch_missing, &missing_says, prev, now),
     ];
+    let mut conditions = conditions;
+    if let Some((ready, reason, message)) = observed.source {
+        // A fixed message while all is well, so a look after each fetch writes nothing.
+        let message = if ready {
+            "the repository is fetched"
+        } else {
+            message
+        };
+        conditions.push(condition(
+            SOURCE_READY,
+            ready,
+            &says(reason, message, generation),
+            prev,
+            now,
+        ));
+    }
     ShipEnvironmentStatus {
         observed_generation: observed.generation,
         conditions,
@@ -432,7 +451,11 @@ impl Keeper {
             .into_iter()
             .map(|e| (e.name_any(), e))
             .collect();
-        let missing = self.source.borrow().missing_branches.clone();
+        let source = self.source.borrow().clone();
+        let missing = source.missing_branches.clone();
+        // Before the first fetch there is nothing to say about the source yet.
+        let source_says =
+            (source.fetches > 0).then_some((source.ready, source.reason, source.message.as_str()));
         let handled = self.handled.borrow().clone();
         let now = Time(jiff::Timestamp::now());
         for d in &declared {
@@ -445,6 +468,7 @@ impl Keeper {
                 releases: &releases,
                 handled_tip: handled.get(&d.branch).map(String::as_str),
                 generation: object.metadata.generation,
+                source: source_says,
             };
             let status = status(&observed, &previous, &now);
             let was_missing = true_reason(&previous.conditions, BRANCH_MISSING).is_some();
@@ -546,7 +570,12 @@ pub async fn run(
                 continue;
             }
         }
-        tokio::time::sleep(MIN_INTERVAL).await;
+        // The pause that coalesces a burst of changes; a request cuts it short (a release
+        // waits on it).
+        tokio::select! {
+            () = tokio::time::sleep(MIN_INTERVAL) => {},
+            Some(answer) = looks.recv() => asked.push(answer),
+        }
     }
 }
 
@@ -645,6 +674,7 @@ mod tests {
             releases: &releases,
             handled_tip: Some(&tip),
             generation: Some(1),
+            source: Some((true, "Fetched", "fetched in 3 ms")),
         };
         let t1 = Time(jiff::Timestamp::from_second(100).unwrap());
         let first = status(&observed, &ShipEnvironmentStatus::default(), &t1);
@@ -653,6 +683,18 @@ mod tests {
         assert_eq!(get(&first, IN_SYNC).status, "True");
         assert_eq!(get(&first, READY).status, "True");
         assert_eq!(get(&first, BRANCH_MISSING).status, "False");
+        assert_eq!(get(&first, SOURCE_READY).message, "the repository is fetched");
+        let refused = Observed {
+            source: Some((
+                false,
+                "AuthenticationFailed",
+                "the remote refused the credentials",
+            )),
+            ..observed
+        };
+        let refused = status(&refused, &first, &t1);
+        assert_eq!(get(&refused, SOURCE_READY).status, "False");
+        assert_eq!(get(&refused, SOURCE_READY).reason, "AuthenticationFailed");
         assert_eq!(first.deployed.as_ref().unwrap().name, "production-a");
         assert_eq!(first.tip.as_ref().unwrap().short_commit, "aaaaaaa");
 

@@ -43,9 +43,9 @@ const BEHIND_LIMIT: usize = 1000;
 /// Diverging commits named in a condition or event.
 const DIVERGING_SHOWN: usize = 10;
 
-/// Condition on a ShipPromotion: the repository can be fetched (reason `Fetched`, or the
-/// fetch failure's label such as `FetchFailed`).
-pub const SOURCE_READY: &str = "SourceReady";
+/// Condition on a ShipPromotion (as on each ShipEnvironment): the repository can be fetched
+/// (reason `Fetched`, or the fetch failure's label such as `FetchFailed`).
+pub use ship_api::environment::SOURCE_READY;
 
 /// `requestedBy` of scheduled runs.
 pub const SCHEDULE: &str = "schedule";

@@ -5,6 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use git2::{AutotagOption, FetchOptions, ObjectType, Oid, Repository};
 
 use crate::Credentials;
+use crate::credentials::RefusalCell;
 
 /// Where accepted tips live in the mirror: `refs/ship/fetched/<branch>`.
 const FETCHED_PREFIX: &str = "refs/ship/fetched/";
@@ -49,6 +50,14 @@ pub enum GitError {
         url: String,
         /// libgit2's message.
         message: String,
+    },
+    /// The remote refused us, or we refused it (credentials, SSH host key, TLS certificate).
+    #[error("cannot reach {url}: {}", refusal.advice())]
+    Refused {
+        /// Remote URL without any user information.
+        url: String,
+        /// Why.
+        refusal: crate::credentials::Refusal,
     },
     /// A branch that should exist on the remote does not.
     #[error("branch {branch:?} does not exist in {url}: create it or fix the configuration")]
@@ -133,6 +142,7 @@ impl GitError {
         match self {
             GitError::Open { .. } => "MirrorOpen",
             GitError::Fetch { .. } => "FetchFailed",
+            GitError::Refused { refusal, .. } => refusal.label(),
             GitError::MissingBranch { .. } => "MissingBranch",
             GitError::Read { .. } => "ReadFailed",
             GitError::UnsafeTree { .. } => "UnsafeTree",
@@ -288,6 +298,30 @@ impl Mirror {
         })
     }
 
+    /// The refusal the callbacks recorded (or libgit2's own certificate refusal) as an error;
+    /// else `otherwise`.
+    fn refused_or(
+        &self,
+        refused: &RefusalCell,
+        error: &git2::Error,
+        otherwise: impl FnOnce() -> GitError,
+    ) -> GitError {
+        let refusal = refused.get().or_else(|| {
+            // libgit2 reports an untrusted certificate with one code or another by version and
+            // TLS backend; its message names the certificate either way.
+            let certificate = error.code() == git2::ErrorCode::Certificate
+                || (error.class() == git2::ErrorClass::Ssl && error.message().contains("certificate"));
+            certificate.then_some(crate::credentials::Refusal::CertificateUntrusted)
+        });
+        match refusal {
+            Some(refusal) => GitError::Refused {
+                url: self.display_url(),
+                refusal,
+            },
+            None => otherwise(),
+        }
+    }
+
     /// The remote URL, safe to print.
     pub fn display_url(&self) -> String {
         redact_url(&self.url)
@@ -308,9 +342,12 @@ impl Mirror {
         credentials: &Credentials,
         policy: ForcePushPolicy,
     ) -> Result<Fetched, GitError> {
-        let fetch_err = |e: git2::Error| GitError::Fetch {
-            url: self.display_url(),
-            message: e.message().to_owned(),
+        let refused = RefusalCell::default();
+        let fetch_err = |e: git2::Error| {
+            self.refused_or(&refused, &e, || GitError::Fetch {
+                url: self.display_url(),
+                message: e.message().to_owned(),
+            })
         };
         let before: Vec<Option<Oid>> = branches.iter().map(|b| self.tip(b)).collect();
         let refspecs: Vec<String> = branches
@@ -326,7 +363,7 @@ impl Mirror {
         }
         let mut remote = self.repo.remote_anonymous(&self.url).map_err(fetch_err)?;
         let mut options = FetchOptions::new();
-        options.remote_callbacks(credentials.callbacks());
+        options.remote_callbacks(credentials.callbacks(&self.url, &refused));
         options.download_tags(AutotagOption::None);
         remote
             .fetch(&refspecs, Some(&mut options), None)
@@ -383,13 +420,16 @@ impl Mirror {
     /// GitLab, git with `uploadpack.allowAnySHA1InWant`) send it; others refuse, and the error
     /// says so. The commit is then kept.
     pub fn fetch_commit(&self, commit: Oid, credentials: &Credentials) -> Result<(), GitError> {
-        let fetch_err = |e: git2::Error| GitError::Fetch {
-            url: self.display_url(),
-            message: format!("commit {commit} by id: {}", e.message()),
+        let refused = RefusalCell::default();
+        let fetch_err = |e: git2::Error| {
+            self.refused_or(&refused, &e, || GitError::Fetch {
+                url: self.display_url(),
+                message: format!("commit {commit} by id: {}", e.message()),
+            })
         };
         let mut remote = self.repo.remote_anonymous(&self.url).map_err(fetch_err)?;
         let mut options = FetchOptions::new();
-        options.remote_callbacks(credentials.callbacks());
+        options.remote_callbacks(credentials.callbacks(&self.url, &refused));
         options.download_tags(AutotagOption::None);
         remote
             .fetch(
@@ -460,9 +500,10 @@ impl Mirror {
             .repo
             .remote_anonymous(&self.url)
             .map_err(|e| push_err(e.message().to_owned(), false))?;
-        // Declared before the callbacks that borrow it, so it outlives them.
+        // Declared before the callbacks that borrow them, so they outlive them.
         let mut refused: Option<String> = None;
-        let mut callbacks = credentials.callbacks();
+        let refusal = RefusalCell::default();
+        let mut callbacks = credentials.callbacks(&self.url, &refusal);
         callbacks.push_update_reference(|_refname, status| {
             refused = status.map(str::to_owned);
             Ok(())
@@ -475,7 +516,7 @@ impl Mirror {
         drop(remote);
         if let Err(err) = pushed {
             let stale = err.code() == git2::ErrorCode::NotFastForward;
-            return Err(push_err(err.message().to_owned(), stale));
+            return Err(self.refused_or(&refusal, &err, || push_err(err.message().to_owned(), stale)));
         }
         if let Some(message) = refused {
             let stale = message.contains("fast-forward") || message.contains("fetch first");
@@ -486,15 +527,22 @@ impl Mirror {
 
     /// Does the remote advertise `refs/heads/<branch>` to a pusher? (One connection, no fetch.)
     fn remote_has_branch(&self, branch: &str, credentials: &Credentials) -> Result<bool, GitError> {
-        let list_err = |e: git2::Error| GitError::Push {
-            branch: branch.to_owned(),
-            url: self.display_url(),
-            message: e.message().to_owned(),
-            stale: false,
+        let refused = RefusalCell::default();
+        let list_err = |e: git2::Error| {
+            self.refused_or(&refused, &e, || GitError::Push {
+                branch: branch.to_owned(),
+                url: self.display_url(),
+                message: e.message().to_owned(),
+                stale: false,
+            })
         };
         let mut remote = self.repo.remote_anonymous(&self.url).map_err(list_err)?;
         let connection = remote
-            .connect_auth(git2::Direction::Push, Some(credentials.callbacks()), None)
+            .connect_auth(
+                git2::Direction::Push,
+                Some(credentials.callbacks(&self.url, &refused)),
+                None,
+            )
             .map_err(list_err)?;
         let wanted = format!("refs/heads/{branch}");
         let found = connection

@@ -52,8 +52,9 @@ pub struct SourceArgs {
     #[arg(long, env = "SHIP_SECRET_NAMESPACE", default_value = "default")]
     pub secret_namespace: String,
 
-    /// Secret with git credentials: `username` + `password` (or `token`) for https,
-    /// `identity` + `known_hosts` (+ `username`) for ssh.
+    /// Secret with git credentials: `username` + `password` (or `token`) for https, and
+    /// `ca.crt` for a server whose certificate a private CA signed; `identity` +
+    /// `known_hosts` (+ `username`) for ssh.
     #[arg(long, env = "SHIP_GIT_SECRET")]
     pub git_secret: Option<String>,
 
@@ -114,12 +115,19 @@ fn credentials_from(secret: &Secret) -> Credentials {
             known_hosts: key(secret, "known_hosts").unwrap_or_default(),
         };
     }
-    match key(secret, "password").or_else(|| key(secret, "token")) {
-        Some(token) => Credentials::Token {
+    // Flux's key for a private CA: the HTTPS server's certificate is checked against it.
+    let ca_bundle = key(secret, "ca.crt");
+    match (
+        key(secret, "password").or_else(|| key(secret, "token")),
+        ca_bundle,
+    ) {
+        (Some(token), ca_bundle) => Credentials::Token {
             username: key(secret, "username").unwrap_or_else(|| "git".into()),
             token,
+            ca_bundle,
         },
-        None => Credentials::None,
+        (None, Some(ca_bundle)) => Credentials::Anonymous { ca_bundle },
+        (None, None) => Credentials::None,
     }
 }
 

@@ -96,6 +96,11 @@ async fn webhook_push_is_fetched_rendered_and_validated() {
     let body = br#"{"ref":"refs/heads/main"}"#.to_vec();
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{webhook_port}/hooks/push");
+    // Fetches start at least a second apart (a webhook storm does bounded work), and the
+    // startup fetch was moments ago: measured from a quiet source, a webhook fetches at once.
+    // (Without this wait the measure included up to a second of that spacing, and failed
+    // under load.)
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let started = Instant::now();
     let response = client
         .post(&url)

@@ -4,6 +4,7 @@
 //! - [`apis`]: which Kubernetes versions serve which API group-versions;
 //! - [`ports`]: ports for child processes, reserved across test processes;
 //! - [`seeded`]: a seeded generator for randomized tests that replay;
+//! - [`servers`]: git over HTTPS (lighttpd) and SSH (sshd), as users serve it;
 //!
 //! Pods run on the test bed's real node (`tests/cluster/node.sh`); no kubelet stand-in remains.
 
@@ -17,4 +18,5 @@ pub mod process;
 pub mod prometheus;
 pub mod remote;
 pub mod seeded;
+pub mod servers;
 pub mod stack;
