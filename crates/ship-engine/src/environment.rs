@@ -422,18 +422,7 @@ impl Keeper {
         if object.status.as_ref() == Some(status) {
             return Ok(());
         }
-        let patch = serde_json::json!({
-            "apiVersion": ShipEnvironment::api_version(&()),
-            "kind": ShipEnvironment::kind(&()),
-            "status": status,
-        });
-        self.environments()
-            .patch_status(
-                &object.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
+        crate::status::apply_status(&self.environments(), &object.name_any(), status).await?;
         Ok(())
     }
 

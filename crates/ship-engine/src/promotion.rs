@@ -19,14 +19,14 @@ use futures::StreamExt;
 use git2::Oid;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use ship_api::conditions::{Observation, READY, STALLED, condition};
 use ship_api::{
-    Behind, FIELD_MANAGER, Phase, PromotionOrigin, PromotionOutcome, PromotionRun, Reason, ShipPromotion,
-    ShipPromotionSpec, ShipPromotionStatus, ShipRelease, keys,
+    Behind, Phase, PromotionOrigin, PromotionOutcome, PromotionRun, Reason, ShipPromotion, ShipPromotionSpec,
+    ShipPromotionStatus, ShipRelease, keys,
 };
 use ship_git::{CommitSummary, GitError, Mirror};
 use ship_render::schedule::Schedule;
@@ -400,18 +400,7 @@ impl Promoter {
         if object.status.as_ref() == Some(status) {
             return Ok(());
         }
-        let patch = serde_json::json!({
-            "apiVersion": ShipPromotion::api_version(&()),
-            "kind": ShipPromotion::kind(&()),
-            "status": status,
-        });
-        self.promotions()
-            .patch_status(
-                &object.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
+        crate::status::apply_status(&self.promotions(), &object.name_any(), status).await?;
         Ok(())
     }
 

@@ -27,8 +27,8 @@ use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use ship_api::{
-    FIELD_MANAGER, InventoryEntry, Phase, Reason, ShipRelease, ShipReleaseStatus, TestResult, TestVerdict,
-    awaits_rollback, keys,
+    InventoryEntry, Phase, Reason, ShipRelease, ShipReleaseStatus, TestResult, TestVerdict, awaits_rollback,
+    keys,
 };
 use ship_render::Rendered;
 use tokio::sync::watch;
@@ -331,17 +331,9 @@ async fn apply_status(
     name: &str,
     status: &ShipReleaseStatus,
 ) -> Result<(), Error> {
-    let patch = serde_json::json!({
-        "apiVersion": ShipRelease::api_version(&()),
-        "kind": ShipRelease::kind(&()),
-        "status": status,
-    });
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    ctx.releases(namespace)
-        .patch_status(name, &params, &Patch::Apply(&patch))
+    crate::status::apply_status(&ctx.releases(namespace), name, status)
         .await
-        .map_err(Error::StatusWrite)?;
-    Ok(())
+        .map_err(Error::StatusWrite)
 }
 
 /// Longest event note the API server accepts is 1 KiB; keep well under it.

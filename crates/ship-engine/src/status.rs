@@ -1,4 +1,5 @@
-//! Pure construction of the status the controller writes next.
+//! Pure construction of the status the controller writes next, and the one writer of every
+//! Ship object's status (server-side apply on `/status`, fixed field manager).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use ship_api::conditions::{Observation, kstatus_conditions};
@@ -52,6 +53,25 @@ pub fn next_status(release: &ShipRelease, step: &Step, now: &Time) -> ShipReleas
         // explicitly.
         ..current
     }
+}
+
+/// Server-side apply of `status` on `/status` of the object `name` of `api`, with Ship's fixed
+/// field manager (forced: Ship owns its status fields). The one way any Ship object's status is
+/// written (releases, environments, promotions).
+pub async fn apply_status<K, S>(api: &kube::Api<K>, name: &str, status: &S) -> Result<(), kube::Error>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug,
+    S: k8s_openapi::serde::Serialize,
+{
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    let params = kube::api::PatchParams::apply(ship_api::FIELD_MANAGER).force();
+    api.patch_status(name, &params, &kube::api::Patch::Apply(&patch))
+        .await
+        .map(drop)
 }
 
 #[cfg(test)]

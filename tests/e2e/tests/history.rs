@@ -13,7 +13,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use ship_api::environment::{BRANCH_MISSING, IN_SYNC};
 use ship_api::{Phase, PromotionOutcome, Reason, ShipEnvironment};
@@ -240,13 +239,8 @@ async fn production_follows_its_branch_back_and_a_deleted_branch_changes_nothing
         "{metrics}"
     );
     // Ask for a promotion now: it refuses, and the branch stays deleted.
-    let patch = serde_json::json!({"metadata": {"annotations": {
-        ship_api::keys::REQUESTED_AT: "while-production-is-gone",
-        ship_api::keys::REQUESTED_BY: "history-test",
-    }}});
     stack
-        .promotions()
-        .patch("production", &PatchParams::default(), &Patch::Merge(&patch))
+        .request_promotion("while-production-is-gone", "history-test")
         .await
         .unwrap();
     stack

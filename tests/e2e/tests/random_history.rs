@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail, ensure};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use ship_api::environment::{BRANCH_MISSING, IN_SYNC};
 use ship_api::{Phase, ShipRelease, keys};
@@ -462,14 +462,7 @@ impl World {
             }
             Op::Promotion => {
                 let value = format!("step-{n}");
-                let patch = serde_json::json!({"metadata": {"annotations": {
-                    keys::REQUESTED_AT: value,
-                    keys::REQUESTED_BY: "random-history",
-                }}});
-                self.stack
-                    .promotions()
-                    .patch("production", &PatchParams::default(), &Patch::Merge(&patch))
-                    .await?;
+                self.stack.request_promotion(&value, "random-history").await?;
                 marker = Some(value);
                 "promotion requested".to_owned()
             }

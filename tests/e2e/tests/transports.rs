@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use ship_api::environment::SOURCE_READY;
-use ship_api::{Phase, PromotionOutcome, keys};
+use ship_api::{Phase, PromotionOutcome};
 use ship_testkit::servers::{HttpsGit, SshGit};
 use ship_testkit::stack::{Stack, environment_condition, release_name};
 
@@ -37,23 +37,18 @@ async fn put_secret(stack: &Stack, data: serde_json::Value) {
 async fn deploy_and_promote(stack: &mut Stack, url: &str) {
     stack.remote.push("main", false).unwrap();
     let main = stack.branch_tip("main").unwrap();
-    stack.start_shipd(&["--repo-url", url, "--git-secret", "git"]).unwrap();
+    stack
+        .start_shipd(&["--repo-url", url, "--git-secret", "git"])
+        .unwrap();
     stack
         .settled(&release_name("main", &main), Phase::Succeeded, SETTLE)
         .await
         .unwrap();
-    let patch = serde_json::json!({"metadata": {"annotations": {
-        keys::REQUESTED_AT: "now", keys::REQUESTED_BY: "transport-test",
-    }}});
     stack
         .promotion_where("production", SETTLE, |_| true)
         .await
         .unwrap();
-    stack
-        .promotions()
-        .patch("production", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
+    stack.request_promotion("now", "transport-test").await.unwrap();
     stack
         .promotion_where("production", SETTLE, |p| {
             p.status

@@ -229,6 +229,23 @@ impl Stack {
         }
     }
 
+    /// Asks for a promotion into production now, as `kubectl ship promote` does: annotates
+    /// the ShipPromotion with `requested-at` = `value` (a new value each time) and `by`.
+    pub async fn request_promotion(&self, value: &str, by: &str) -> anyhow::Result<()> {
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            ship_api::keys::REQUESTED_AT: value,
+            ship_api::keys::REQUESTED_BY: by,
+        }}});
+        self.promotions()
+            .patch(
+                "production",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// The ShipEnvironments of this stack.
     pub fn environments(&self) -> Api<ShipEnvironment> {
         Api::namespaced(self.cluster.client(), &self.ns)
