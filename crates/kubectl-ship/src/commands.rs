@@ -127,9 +127,7 @@ fn structured(style: Style) -> bool {
     matches!(style.output, Output::Json | Output::Yaml)
 }
 
-fn short(commit: &str) -> &str {
-    commit.get(..7).unwrap_or(commit)
-}
+use ship_api::names::short_sha as short;
 
 /// `kubectl ship status`.
 pub async fn status(target: &Target, style: Style) -> Result<ExitCode, CliError> {

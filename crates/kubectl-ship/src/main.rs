@@ -150,10 +150,7 @@ pub struct WaitArgs {
     timeout: Duration,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    ship_render::config::parse_duration(text)
-        .ok_or_else(|| format!("{text:?} is not a duration like 90s or 10m"))
-}
+use ship_render::config::duration_flag as parse_duration;
 
 /// Why a command failed. Each maps to exit code 1 and one line on stderr.
 #[derive(Debug, thiserror::Error)]

@@ -49,7 +49,7 @@ impl ReleaseRow {
 
     /// The first seven characters of the commit.
     pub fn short(&self) -> &str {
-        self.commit.get(..7).unwrap_or(&self.commit)
+        ship_api::names::short_sha(&self.commit)
     }
 }
 
@@ -192,13 +192,12 @@ pub fn rollback_target<'a>(
     let deployed_commit = ship_api::environment::releases_of(env, releases)
         .and_then(|found| found.deployed)
         .map_or(latest.spec.commit.as_str(), |d| d.spec.commit.as_str());
-    let target = of_env
-        .iter()
-        .find(|r| r.phase() == Some(Phase::Succeeded) && r.spec.commit != deployed_commit)
-        .ok_or_else(|| RollbackProblem::NoEarlierGood {
+    let target = ship_api::environment::last_good(env, releases, None, deployed_commit).ok_or_else(|| {
+        RollbackProblem::NoEarlierGood {
             env: env.to_owned(),
-            deployed: deployed_commit.chars().take(7).collect(),
-        })?;
+            deployed: ship_api::names::short_sha(deployed_commit).to_owned(),
+        }
+    })?;
     Ok((latest, target))
 }
 

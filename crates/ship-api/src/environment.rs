@@ -142,7 +142,7 @@ impl CommitRef {
     pub fn of(commit: &str) -> Self {
         Self {
             commit: commit.to_owned(),
-            short_commit: commit.chars().take(7).collect(),
+            short_commit: crate::names::short_sha(commit).to_owned(),
         }
     }
 }
@@ -255,6 +255,30 @@ pub fn newest_first(releases: &[ShipRelease]) -> Vec<&ShipRelease> {
     sorted
 }
 
+/// **The** last good release: the newest release of `environment` that Succeeded, older than
+/// `before` (a release's [`ShipRelease::sequence`]; `None`: of all), and not of commit
+/// `other_than` (going back to the commit that runs changes nothing). One meaning for every
+/// use:
+/// - what a failed release rolls back to: `last_good(env, all, Some(failed.sequence()), failed's commit)`;
+/// - what `kubectl ship rollback` goes back to: `last_good(env, all, None, the commit that runs)`;
+/// - the environment's last good release, as shown: `last_good(env, all, None, "")`.
+pub fn last_good<'a>(
+    environment: &str,
+    releases: &'a [ShipRelease],
+    before: Option<&(i64, String)>,
+    other_than: &str,
+) -> Option<&'a ShipRelease> {
+    releases
+        .iter()
+        .filter(|r| {
+            r.spec.environment == environment
+                && r.phase() == Some(Phase::Succeeded)
+                && r.spec.commit != other_than
+                && before.is_none_or(|b| r.sequence() < *b)
+        })
+        .max_by_key(|r| r.sequence())
+}
+
 /// What runs in `environment`, from all the releases given (others' are ignored); `None`
 /// when it has no release.
 pub fn releases_of<'a>(environment: &str, releases: &'a [ShipRelease]) -> Option<EnvironmentReleases<'a>> {
@@ -263,10 +287,7 @@ pub fn releases_of<'a>(environment: &str, releases: &'a [ShipRelease]) -> Option
         .filter(|r| r.spec.environment == environment)
         .collect();
     let latest = *of_env.first()?;
-    let last_good = of_env
-        .iter()
-        .copied()
-        .find(|r| r.phase() == Some(Phase::Succeeded));
+    let last_good = last_good(environment, releases, None, "");
     let deployed = match latest.phase() {
         Some(Phase::RolledBack) => latest
             .status
@@ -287,4 +308,84 @@ pub fn releases_of<'a>(environment: &str, releases: &'a [ShipRelease]) -> Option
         deployed,
         last_good,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Reason, ShipReleaseSpec, ShipReleaseStatus, keys};
+    use kube::api::ObjectMeta;
+
+    fn release(name: &str, commit: char, seq: i64, phase: Phase) -> ShipRelease {
+        ShipRelease {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                annotations: Some([(keys::SEQUENCE.to_owned(), seq.to_string())].into()),
+                ..ObjectMeta::default()
+            },
+            spec: ShipReleaseSpec {
+                environment: "production".into(),
+                commit: commit.to_string().repeat(40),
+                branch: "production".into(),
+                reason: Reason::Push,
+                rollback_of: None,
+                promotion: None,
+            },
+            status: Some(ShipReleaseStatus {
+                phase: Some(phase),
+                ..ShipReleaseStatus::default()
+            }),
+        }
+    }
+
+    /// Pins the one meaning of "last good": the newest Succeeded release, before a point and
+    /// other than a commit, whichever of its three uses asks.
+    #[test]
+    fn last_good_has_one_meaning() {
+        let mut other_env = release("main-a", 'a', 9, Phase::Succeeded);
+        other_env.spec.environment = "main".into();
+        let all = [
+            release("p-a", 'a', 1, Phase::Succeeded),
+            release("p-b", 'b', 2, Phase::Succeeded),
+            release("p-b-2", 'b', 3, Phase::Succeeded),
+            release("p-c", 'c', 4, Phase::Failed),
+            other_env,
+        ];
+        let name = |r: Option<&ShipRelease>| r.and_then(|r| r.metadata.name.clone());
+        // shown as the environment's last good release
+        assert_eq!(
+            name(last_good("production", &all, None, "")),
+            Some("p-b-2".into())
+        );
+        assert_eq!(
+            name(releases_of("production", &all).and_then(|f| f.last_good)),
+            Some("p-b-2".into())
+        );
+        // what the failed p-c rolls back to
+        assert_eq!(
+            name(last_good(
+                "production",
+                &all,
+                Some(&all[3].sequence()),
+                &all[3].spec.commit
+            )),
+            Some("p-b-2".into())
+        );
+        // what p-b-2 would have rolled back to: not its own commit
+        assert_eq!(
+            name(last_good(
+                "production",
+                &all,
+                Some(&all[2].sequence()),
+                &all[2].spec.commit
+            )),
+            Some("p-a".into())
+        );
+        // what `kubectl ship rollback` goes back to while b runs
+        assert_eq!(
+            name(last_good("production", &all, None, &all[2].spec.commit)),
+            Some("p-a".into())
+        );
+        assert_eq!(last_good("staging", &all, None, ""), None);
+    }
 }

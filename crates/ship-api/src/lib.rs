@@ -5,6 +5,7 @@
 
 pub mod conditions;
 pub mod environment;
+pub mod names;
 pub mod promotion;
 pub mod release;
 

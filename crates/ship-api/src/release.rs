@@ -473,7 +473,7 @@ impl ShipReleaseSpec {
 
     /// The first seven characters of the commit, as git shows it.
     pub fn short_commit(&self) -> &str {
-        self.commit.get(..7).unwrap_or(&self.commit)
+        crate::names::short_sha(&self.commit)
     }
 }
 

@@ -94,7 +94,7 @@ pub fn sync(
             format!("branch {branch} has not been fetched yet"),
         );
     };
-    let short: String = tip.chars().take(7).collect();
+    let short = ship_api::names::short_sha(tip);
     let Some(found) = found else {
         return (
             SyncReason::Pending,

@@ -2,7 +2,7 @@
 //!
 //! The engine turns branch tips into `ShipRelease` objects and walks each through its state
 //! machine. Deciding is pure ([`plan`], [`health`], [`checks`], [`status`]); only [`apply`],
-//! [`jobs`], [`releases`] and [`reconcile`] talk to the API server, and every transition is
+//! [`jobs`], [`releases`], [`tips`], [`environment`] and [`reconcile`] talk to the API server, and every transition is
 //! persisted before the action it announces.
 
 pub mod apply;
@@ -19,5 +19,6 @@ pub mod reconcile;
 pub mod releases;
 pub mod source;
 pub mod status;
+pub mod tips;
 
 pub use reconcile::{Context, Error, Settings, run};

@@ -6,11 +6,7 @@ use std::collections::BTreeSet;
 use ship_api::{InventoryEntry, Phase, ShipRelease, keys};
 use ship_render::Manifest;
 
-/// Name of the release of `commit` to `environment` created from a branch tip. Deterministic,
-/// so a restarted controller that sees the same tip again finds the release it already made.
-pub fn release_name(environment: &str, commit: &str) -> String {
-    format!("{environment}-{}", commit.get(..10).unwrap_or(commit))
-}
+pub use ship_api::names::release_name;
 
 /// How a tip was seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,19 +88,15 @@ fn phase_of(release: &ShipRelease) -> Option<Phase> {
     release.status.as_ref().and_then(|s| s.phase)
 }
 
-/// The environment's last good release before `release`: the newest Succeeded one of another
-/// commit (rolling back to the same commit would change nothing).
-pub fn last_good<'a>(release: &ShipRelease, others: &'a [ShipRelease]) -> Option<&'a ShipRelease> {
-    let own = sequence(release);
-    others
-        .iter()
-        .filter(|o| {
-            o.spec.environment == release.spec.environment
-                && o.spec.commit != release.spec.commit
-                && phase_of(o) == Some(Phase::Succeeded)
-                && sequence(o) < own
-        })
-        .max_by_key(|o| sequence(o))
+/// What `release` rolls back to if it fails: the environment's last good release before it,
+/// of another commit ([`ship_api::environment::last_good`], the one meaning of "last good").
+pub fn rollback_target<'a>(release: &ShipRelease, others: &'a [ShipRelease]) -> Option<&'a ShipRelease> {
+    ship_api::environment::last_good(
+        &release.spec.environment,
+        others,
+        Some(&sequence(release)),
+        &release.spec.commit,
+    )
 }
 
 /// Releases of one environment to delete so that at most `keep` remain: the oldest settled ones,
@@ -432,15 +424,15 @@ mod tests {
         );
         assert!(newer_release(&all[4], &all).is_none());
         assert_eq!(
-            last_good(&all[3], &all).map(|r| r.metadata.name.as_deref()),
+            rollback_target(&all[3], &all).map(|r| r.metadata.name.as_deref()),
             Some(Some("b"))
         );
         // e deploys b's commit again: its last good release must be another commit.
         assert_eq!(
-            last_good(&all[4], &all).map(|r| r.metadata.name.as_deref()),
+            rollback_target(&all[4], &all).map(|r| r.metadata.name.as_deref()),
             Some(Some("a"))
         );
-        assert!(last_good(&all[0], &all).is_none());
+        assert!(rollback_target(&all[0], &all).is_none());
     }
 
     #[test]

@@ -111,7 +111,7 @@ impl Verdict {
 }
 
 fn short(id: Oid) -> String {
-    id.to_string().chars().take(7).collect()
+    ship_api::names::short_sha(&id.to_string()).to_owned()
 }
 
 fn describe(commits: &[CommitSummary], more: bool) -> String {
@@ -440,7 +440,11 @@ impl Promoter {
             release: None,
             message: String::new(),
         };
-        let candidate = commit.as_deref().map(|c| &c[..7]).unwrap_or_default().to_owned();
+        let candidate = commit
+            .as_deref()
+            .map(ship_api::names::short_sha)
+            .unwrap_or_default()
+            .to_owned();
         match evaluation.verdict {
             Verdict::NothingTested => {
                 run.message = format!(

@@ -686,7 +686,7 @@ impl Driver<'_> {
         }
         let inventory: Vec<InventoryEntry> = objects.iter().map(plan::entry_of).collect();
         let releases = self.environment_releases().await?;
-        let good = plan::last_good(&self.release, &releases).map(|g| g.spec.commit.clone());
+        let good = plan::rollback_target(&self.release, &releases).map(|g| g.spec.commit.clone());
         let (suspects, truncated) = match &self.ctx.repo {
             Some(repo) => {
                 let repo = repo.clone();
@@ -1056,7 +1056,7 @@ impl Driver<'_> {
     async fn begin_rollback(&mut self) -> Result<(), Error> {
         let releases = self.environment_releases().await?;
         let failure = self.status().and_then(|s| s.message.clone()).unwrap_or_default();
-        match plan::last_good(&self.release, &releases) {
+        match plan::rollback_target(&self.release, &releases) {
             Some(good) => {
                 let target = good.name_any();
                 let message = format!(

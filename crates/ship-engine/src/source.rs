@@ -159,7 +159,7 @@ impl Repo {
             let suspects = commits
                 .into_iter()
                 .map(|c| SuspectCommit {
-                    commit: c.id.to_string().chars().take(7).collect(),
+                    commit: ship_api::names::short_sha(&c.id.to_string()).to_owned(),
                     author: c.author,
                     subject: c.subject,
                 })

@@ -124,7 +124,7 @@ pub enum GitError {
 }
 
 fn short(id: Oid) -> String {
-    id.to_string().chars().take(7).collect()
+    ship_api::names::short_sha(&id.to_string()).to_owned()
 }
 
 /// What [`Mirror::fast_forward`] did.

@@ -322,6 +322,12 @@ pub fn parse(text: &str) -> Result<ShipConfig, ConfigError> {
     Ok(config)
 }
 
+/// [`parse_duration`] for a command-line flag (clap's `value_parser`): the error says what
+/// is expected. shipd and `kubectl ship` take durations the way `ship.yaml` writes them.
+pub fn duration_flag(text: &str) -> Result<Duration, String> {
+    parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration like 90s, 5m or 1h30m"))
+}
+
 /// Parses a duration written like `90s`, `5m`, `1h30m` or `250ms`.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let mut total = Duration::ZERO;

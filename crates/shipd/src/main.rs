@@ -251,7 +251,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             looks,
             stopped(stop_rx.clone()),
         ));
-        let target = source::TipTarget {
+        let target = ship_engine::tips::TipTarget {
             client,
             namespace,
             repo,
@@ -260,7 +260,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             handled: handled_tx,
             look_now,
         };
-        tokio::spawn(source::handle_tips(target, tips));
+        tokio::spawn(ship_engine::tips::handle_tips(target, tips));
     }
 
     let ready: Arc<AtomicBool> = state.releases_synced.clone();

@@ -336,10 +336,7 @@ pub async fn managed_configmaps(client: kube::Client, namespace: &str) -> anyhow
     Ok(names)
 }
 
-/// The name Ship gives the release of `commit` to `environment`.
-pub fn release_name(environment: &str, commit: &str) -> String {
-    format!("{environment}-{}", &commit[..10.min(commit.len())])
-}
+pub use ship_api::names::release_name;
 
 /// `release` is in `phase` and, unless that phase is one of work in progress, the controller
 /// is done with it: a release that failed after changing the cluster is `Failed` for a moment
