@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # release.sh - the release engine's benchmarks on a real local control plane:
 #   applying 500 objects (Ship vs kubectl apply --server-side, same apiserver, same run),
-#   rollout healthy -> first post-deployment test, and test failure -> rollback applied.
+#   rollout healthy -> first post-deployment test, and test failure -> rollback applied;
+#   and the API requests one good and one rolled-back release cost the apiserver.
 #
 # Builds shipd in release mode, starts the control plane (installing
 # it the first time, see tests/cluster/up.sh), runs `cargo bench -p ship-e2e --bench release`,
@@ -20,3 +21,5 @@ trap 'tests/cluster/down.sh "$DIR"' EXIT
 source "$DIR/env"
 log "control plane up: $LOCAL_K8S_SERVER"
 cargo bench --locked -p ship-e2e --bench release
+# API requests per release (verb and resource, from apiserver_request_total).
+cargo bench --locked -p ship-e2e --bench requests

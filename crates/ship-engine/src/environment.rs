@@ -12,7 +12,7 @@ use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use ship_api::conditions::{Observation, READY, RECONCILING, STALLED, condition};
 use ship_api::environment::{BRANCH_MISSING, IN_SYNC, SOURCE_READY, releases_of};
@@ -427,18 +427,21 @@ impl Keeper {
     }
 
     /// One look: every declared environment's object and status brought up to date.
-    async fn look(&self) -> Result<(), EnvironmentError> {
+    async fn look(&self, stores: &Stores) -> Result<(), EnvironmentError> {
         let (tips, configs, complete) = self.tips().await?;
         let declared = declared(&self.branches, &configs);
-        let releases: Api<ShipRelease> = Api::namespaced(self.client.clone(), &self.namespace);
-        let releases = releases.list(&ListParams::default()).await?.items;
-        let existing: BTreeMap<String, ShipEnvironment> = self
-            .environments()
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .map(|e| (e.name_any(), e))
+        // From the watches' stores: a look lists nothing.
+        let releases: Vec<ShipRelease> = stores
+            .releases
+            .state()
+            .iter()
+            .map(|r| ShipRelease::clone(r))
+            .collect();
+        let existing: BTreeMap<String, ShipEnvironment> = stores
+            .environments
+            .state()
+            .iter()
+            .map(|e| (e.name_any(), ShipEnvironment::clone(e)))
             .collect();
         let source = self.source.borrow().clone();
         let missing = source.missing_branches.clone();
@@ -524,16 +527,53 @@ pub async fn run(
     mut looks: tokio::sync::mpsc::Receiver<LookNow>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    use futures::FutureExt as _;
     let releases: Api<ShipRelease> = Api::namespaced(keeper.client.clone(), &keeper.namespace);
-    let mut changes = watcher(releases, watcher::Config::default())
+    let (release_store, release_writer) = reflector::store();
+    let mut release_events = reflector(release_writer, watcher(releases, watcher::Config::default()))
         .default_backoff()
         .boxed();
-    let (mut source, mut handled) = (keeper.source.clone(), keeper.handled.clone());
+    let (environment_store, environment_writer) = reflector::store();
+    let mut environment_events = reflector(
+        environment_writer,
+        watcher(keeper.environments(), watcher::Config::default()),
+    )
+    .default_backoff()
+    .boxed();
+    let stores = Stores {
+        releases: release_store,
+        environments: environment_store,
+    };
     tokio::pin!(shutdown);
+    // The first look waits for both stores: an empty one would read as "no releases yet".
+    {
+        let ready = async {
+            let _ = stores.releases.wait_until_ready().await;
+            let _ = stores.environments.wait_until_ready().await;
+        };
+        tokio::pin!(ready);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = &mut ready => break,
+                Some(_) = release_events.next() => {},
+                Some(_) = environment_events.next() => {},
+            }
+        }
+    }
+    let (mut source, mut handled) = (keeper.source.clone(), keeper.handled.clone());
+    // What of the source's health a look writes; a fetch that changed none of it is no reason
+    // to look (fetches come every poll interval).
+    let worth_a_look =
+        |s: &ship_git::watch::SourceStatus| (s.ready, s.reason, s.missing_branches.clone(), s.fetches > 0);
+    let mut last_source = worth_a_look(&source.borrow_and_update());
     let mut failures = 0u32;
     let mut asked: Vec<LookNow> = Vec::new();
     loop {
-        let wait = match keeper.look().await {
+        // Bring the stores up to what the watches have delivered, then look.
+        while let Some(Some(_)) = release_events.next().now_or_never() {}
+        while let Some(Some(_)) = environment_events.next().now_or_never() {}
+        let wait = match keeper.look(&stores).await {
             Ok(()) => {
                 failures = 0;
                 keeper.interval
@@ -547,17 +587,34 @@ pub async fn run(
         for answer in asked.drain(..) {
             let _ = answer.send(());
         }
-        tokio::select! {
-            () = &mut shutdown => return,
-            () = tokio::time::sleep(wait) => {},
-            Some(_) = changes.next() => {},
-            Ok(()) = source.changed() => {},
-            Ok(()) = handled.changed() => {},
-            Some(answer) = looks.recv() => {
-                // Asked: look at once, without the pause that coalesces bursts.
-                asked.push(answer);
-                continue;
+        let sleep = tokio::time::sleep(wait);
+        tokio::pin!(sleep);
+        let mut urgent = false;
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = &mut sleep => break,
+                Some(_) = release_events.next() => break,
+                // Keeps the store current; the keeper's own writes need no look.
+                Some(_) = environment_events.next() => {},
+                Ok(()) = source.changed() => {
+                    let now = worth_a_look(&source.borrow_and_update());
+                    if now != last_source {
+                        last_source = now;
+                        break;
+                    }
+                }
+                Ok(()) = handled.changed() => break,
+                Some(answer) = looks.recv() => {
+                    // Asked: look at once, without the pause that coalesces bursts.
+                    asked.push(answer);
+                    urgent = true;
+                    break;
+                }
             }
+        }
+        if urgent {
+            continue;
         }
         // The pause that coalesces a burst of changes; a request cuts it short (a release
         // waits on it).
@@ -566,6 +623,12 @@ pub async fn run(
             Some(answer) = looks.recv() => asked.push(answer),
         }
     }
+}
+
+/// What a look reads, kept current by watches.
+struct Stores {
+    releases: reflector::Store<ShipRelease>,
+    environments: reflector::Store<ShipEnvironment>,
 }
 
 #[cfg(test)]
