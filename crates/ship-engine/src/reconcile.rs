@@ -1093,6 +1093,16 @@ impl Driver<'_> {
         }
     }
 
+    /// Failed, for good: the rollback cannot be made (the message says why and what to do).
+    async fn rollback_failed(&mut self, message: String) -> Result<(), Error> {
+        let step = Step {
+            phase: Phase::Failed,
+            reason: "RollbackFailed",
+            message,
+        };
+        self.persist(step, |_| {}).await
+    }
+
     /// RollingBack: re-apply the last good release's commit, prune what this one added, wait
     /// for health; then RolledBack.
     async fn roll_back(&mut self) -> Result<(), Error> {
@@ -1108,16 +1118,7 @@ impl Driver<'_> {
             .map_err(Error::Releases)?
         else {
             let message = format!("the release to roll back to, {target:?}, no longer exists");
-            return self
-                .persist(
-                    Step {
-                        phase: Phase::Failed,
-                        reason: "RollbackFailed",
-                        message,
-                    },
-                    |_| {},
-                )
-                .await;
+            return self.rollback_failed(message).await;
         };
         let commit = good.spec.commit.clone();
         let (inventory, refused) = match self.apply_commit(&commit, &target).await {
@@ -1126,20 +1127,13 @@ impl Driver<'_> {
             // does not serve it by id. Retrying cannot help; say so and settle.
             Err(Error::Load(LoadError::UnknownCommit(_))) => {
                 let message = format!(
-                    "cannot roll back to {target}: its commit {} is no longer in the repository (the                      branch's history was rewritten, and the remote does not serve the commit by id);                      commit {} stays applied: push a fix or a revert to roll forward",
+                    "cannot roll back to {target}: its commit {} is no longer in the repository (the \
+                     branch's history was rewritten, and the remote does not serve the commit by id); \
+                     commit {} stays applied: push a fix or a revert to roll forward",
                     good.spec.short_commit(),
                     self.release.spec.short_commit()
                 );
-                return self
-                    .persist(
-                        Step {
-                            phase: Phase::Failed,
-                            reason: "RollbackFailed",
-                            message,
-                        },
-                        |_| {},
-                    )
-                    .await;
+                return self.rollback_failed(message).await;
             }
             Err(err) => return Err(err),
         };

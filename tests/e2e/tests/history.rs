@@ -302,3 +302,55 @@ async fn production_follows_its_branch_back_and_a_deleted_branch_changes_nothing
         "{table}"
     );
 }
+
+/// The rollback target's commit can be gone for good: the branch's history was rewritten, the
+/// mirror is new (a restarted pod), and the server does not serve unreachable commits by id.
+/// The release then fails settled, saying so, instead of retrying the rollback forever (the
+/// randomized history test found that loop).
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn a_rollback_target_gone_with_a_rewritten_history_fails_settled() {
+    let mut stack = Stack::new("gonetarget", "{enabled: false}").await.unwrap();
+    ship_testkit::git::git(
+        &stack.remote.bare,
+        &["config", "uploadpack.allowAnySHA1InWant", "false"],
+    )
+    .unwrap();
+    let good = stack.deploy_first(&[]).await.unwrap();
+    // While shipd is down and its mirror lost, main is rewritten to an unrelated, broken history.
+    stack.kill_shipd().unwrap();
+    stack.wipe_mirror().unwrap();
+    stack
+        .remote
+        .git(&["checkout", "-q", "--orphan", "rewritten"])
+        .unwrap();
+    let broken = stack
+        .remote
+        .commit_files(
+            &[("deploy/main/web.yaml", &configmap("broken, rewritten"))],
+            "rewritten",
+        )
+        .unwrap();
+    stack.remote.push("main", true).unwrap();
+    stack.start_shipd(&[]).unwrap();
+    let failed = stack
+        .settled(&release_name("main", &broken), Phase::Failed, SETTLE)
+        .await
+        .unwrap();
+    let status = failed.status.unwrap();
+    let message = status.message.unwrap_or_default();
+    assert_eq!(
+        status.rolled_back_to.as_deref(),
+        Some(release_name("main", &good).as_str())
+    );
+    assert!(
+        message.contains("no longer in the repository") && message.contains(&good[..7]),
+        "{message}"
+    );
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.reason, "RollbackFailed");
+    assert!(
+        stack.logs().contains("cannot be fetched"),
+        "the fetch by id was tried"
+    );
+}
