@@ -16,6 +16,7 @@ use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use ship_api::environment::{BRANCH_MISSING, IN_SYNC};
 use ship_api::{Phase, PromotionOutcome, Reason, ShipEnvironment};
+use ship_testkit::cluster::eventually;
 use ship_testkit::stack::{Stack, configmap, environment_condition, release_name};
 
 const SETTLE: Duration = Duration::from_secs(60);
@@ -353,4 +354,66 @@ async fn a_rollback_target_gone_with_a_rewritten_history_fails_settled() {
         stack.logs().contains("cannot be fetched"),
         "the fetch by id was tried"
     );
+}
+
+/// An environment lives as long as some followed branch's ship.yaml declares it: dropping it
+/// from main alone keeps it (production's own branch still declares it), dropping it from both
+/// removes its ShipEnvironment.
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn an_environment_no_ship_yaml_declares_loses_its_object() {
+    let mut stack = Stack::new("envlife", "{enabled: false}").await.unwrap();
+    stack.deploy_first(&[]).await.unwrap();
+    stack.remote.push("production", true).unwrap();
+    stack
+        .environment_where("production", SETTLE, |e| {
+            environment_condition(e, IN_SYNC).is_some_and(|(s, _)| s == "True")
+        })
+        .await
+        .unwrap();
+    let ship_yaml = std::fs::read_to_string(stack.remote.work.join("ship.yaml")).unwrap();
+    let without: String = ship_yaml
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("production:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(without, ship_yaml);
+    let dropped = stack
+        .push_main(&[("ship.yaml", &without)], "drop production")
+        .unwrap();
+    stack
+        .settled(&release_name("main", &dropped), Phase::Succeeded, SETTLE)
+        .await
+        .unwrap();
+    stack
+        .environment_where("main", SETTLE, |e| {
+            e.status
+                .as_ref()
+                .and_then(|s| s.tip.as_ref())
+                .is_some_and(|t| t.commit == dropped)
+        })
+        .await
+        .unwrap();
+    assert!(
+        stack
+            .environments()
+            .get_opt("production")
+            .await
+            .unwrap()
+            .is_some(),
+        "production's own branch still declares it"
+    );
+    // production's branch takes the same ship.yaml: nothing declares production any more.
+    stack.remote.push("production", true).unwrap();
+    eventually("production's ShipEnvironment deleted", SETTLE, || async {
+        Ok(stack
+            .environments()
+            .get_opt("production")
+            .await?
+            .is_none()
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+    assert!(stack.environments().get_opt("main").await.unwrap().is_some());
 }
