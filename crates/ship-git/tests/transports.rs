@@ -174,3 +174,49 @@ fn ssh_with_a_deploy_key_and_known_hosts_from_keyscan() {
     assert_eq!(err.label(), "HostKeyChanged", "the push is refused too: {err}");
     no_secret_in(&err, &[&server.identity]);
 }
+
+/// A revoked token is not hammered: the fetch loop backs off (1 s doubling, here 100 ms to
+/// 400 ms) like any failure, each attempt offers the token once, and the status names why.
+#[tokio::test]
+#[ignore = "needs lighttpd (tests/run.sh installs it)"]
+async fn wrong_credentials_back_off_and_say_why() {
+    use std::time::Duration;
+    let remote = Remote::new().unwrap();
+    let server = HttpsGit::start(remote.dir.path(), "ship", TOKEN).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config =
+        ship_git::watch::SourceConfig::new(server.url("repo.git"), branches(), dir.path().join("m.git"));
+    config.poll_interval = Duration::from_millis(100);
+    config.min_backoff = Duration::from_millis(100);
+    config.max_backoff = Duration::from_millis(400);
+    config.min_interval = Duration::ZERO;
+    let wrong = Credentials::Token {
+        username: "ship".into(),
+        token: "revoked".into(),
+        ca_bundle: Some(server.ca.ca_pem.clone()),
+    };
+    let (_creds_tx, creds) = tokio::sync::watch::channel(wrong);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let started = std::time::Instant::now();
+    let (source, _tips) = ship_git::watch::spawn(config, creds, async move { drop(stop_rx.await) }).unwrap();
+    let mut status = source.status();
+    let failing = tokio::time::timeout(
+        Duration::from_secs(10),
+        status.wait_for(|s| s.consecutive_failures >= 4),
+    )
+    .await
+    .expect("failures counted")
+    .unwrap()
+    .clone();
+    // Four attempts waited at least 100 + 200 + 400 ms between them.
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(failing.reason, "AuthenticationFailed");
+    assert_eq!(failing.retry_in, Some(Duration::from_millis(400)));
+    assert!(failing.message.contains("check the token"), "{}", failing.message);
+    assert!(!failing.message.contains("revoked"), "no secret in the status");
+    drop(stop_tx);
+}
