@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use ship_api::conditions::{Observation, READY, RECONCILING, STALLED, condition};
@@ -363,16 +363,9 @@ impl Keeper {
     }
 
     async fn publish(&self, object: &ShipEnvironment, type_: EventType, reason: &str, note: &str) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(crate::checks::tail(note, 1000)),
-            action: "Sync".into(),
-            secondary: None,
-        };
-        if let Err(err) = self.recorder.publish(&event, &object.object_ref(&())).await {
-            warn!(error = %err, reason, "cannot publish event");
-        }
+        self.recorder
+            .announce(&object.object_ref(&()), type_, reason, "Sync", note)
+            .await;
     }
 
     /// The object for `declared`, applied when absent or changed in ship.yaml.

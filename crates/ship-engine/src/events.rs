@@ -17,6 +17,9 @@ use kube::runtime::events::{Event, Recorder, Reporter};
 /// Publishes one recorder serves before a fresh one (with an empty cache) replaces it.
 pub const EVENTS_PER_RECORDER: u32 = 512;
 
+/// Longest event note kept: the API server accepts 1 KiB; stay well under it.
+pub const MAX_NOTE: usize = 1000;
+
 /// The recorder in use and how many events it has published.
 struct Current {
     recorder: Recorder,
@@ -62,6 +65,28 @@ impl EventRecorder {
             current.recorder.clone()
         };
         recorder.publish(event, regarding).await
+    }
+
+    /// Announces `reason` about `regarding` with `note` (its end, within [`MAX_NOTE`]), as part
+    /// of `action`. An event is a courtesy: failing to publish one is logged, never an error.
+    pub async fn announce(
+        &self,
+        regarding: &ObjectReference,
+        type_: kube::runtime::events::EventType,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(crate::text::tail(note, MAX_NOTE)),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(err) = self.publish(&event, regarding).await {
+            tracing::warn!(error = %err, reason, "cannot publish event");
+        }
     }
 
     /// How many times the inner recorder has been replaced.

@@ -256,7 +256,7 @@ pub fn stuck_pod(workload: &Value, pods: &[&Value], replicasets: &[&Value]) -> O
                             text.push_str(&format!(" after {restarts} restarts"));
                         }
                         if !message.is_empty() {
-                            text.push_str(&format!(": {}", super::checks::tail(message, 300)));
+                            text.push_str(&format!(": {}", crate::text::tail(message, 300)));
                         }
                         text
                     })

@@ -12,9 +12,10 @@ use kube::{Api, Client};
 use serde_json::Value;
 use ship_api::{FIELD_MANAGER, keys};
 
-use crate::checks::{CheckOutcome, tail};
+use crate::checks::CheckOutcome;
 use crate::health::{Health, assess};
 use crate::plan::{Stamp, stamp};
+use crate::text::tail;
 
 /// Most bytes of a test's log kept in status and events.
 pub const MAX_LOG_BYTES: usize = 8 * 1024;

@@ -11,7 +11,6 @@ pub mod environment;
 pub mod events;
 pub mod health;
 pub mod jobs;
-pub mod lease;
 pub mod metrics;
 pub mod plan;
 pub mod promotion;
@@ -19,6 +18,7 @@ pub mod reconcile;
 pub mod releases;
 pub mod source;
 pub mod status;
+pub mod text;
 pub mod tips;
 
 pub use reconcile::{Context, Error, Settings, run};

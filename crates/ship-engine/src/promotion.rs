@@ -20,7 +20,7 @@ use git2::Oid;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{ListParams, ObjectMeta, PostParams};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use ship_api::conditions::{Observation, READY, STALLED, condition};
@@ -311,16 +311,9 @@ impl Promoter {
     }
 
     async fn publish(&self, object: &ShipPromotion, type_: EventType, reason: &str, note: &str) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(crate::checks::tail(note, 1000)),
-            action: "Promote".into(),
-            secondary: None,
-        };
-        if let Err(err) = self.recorder.publish(&event, &object.object_ref(&())).await {
-            warn!(error = %err, reason, "cannot publish event");
-        }
+        self.recorder
+            .announce(&object.object_ref(&()), type_, reason, "Promote", note)
+            .await;
     }
 
     async fn blocking<T: Send + 'static>(

@@ -23,7 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Reporter};
+use kube::runtime::events::{EventType, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use ship_api::{
@@ -336,9 +336,6 @@ async fn apply_status(
         .map_err(Error::StatusWrite)
 }
 
-/// Longest event note the API server accepts is 1 KiB; keep well under it.
-const MAX_NOTE: usize = 1000;
-
 async fn publish(
     ctx: &Context,
     object: &impl Resource<DynamicType = ()>,
@@ -346,18 +343,9 @@ async fn publish(
     reason: &str,
     note: &str,
 ) {
-    let note = crate::checks::tail(note, MAX_NOTE);
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(err) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
-        // An event is a courtesy; failing to publish one must not fail the release.
-        warn!(error = %err, reason, "cannot publish event");
-    }
+    ctx.recorder
+        .announce(&object.object_ref(&()), type_, reason, "Reconcile", note)
+        .await;
 }
 
 /// The namespace ship.yaml gives `environment` at this commit.

@@ -160,12 +160,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| args.source.secret_namespace.clone());
         let identity = args.instance.clone().unwrap_or_else(default_identity);
-        let timing = ship_engine::lease::Timing {
+        let timing = ship_lease::Timing {
             lease_duration: args.leader.lease_duration,
             renew_deadline: args.leader.lease_renew_deadline,
             retry_period: args.leader.lease_retry_period,
         };
-        let elector = ship_engine::lease::Elector::new(
+        let elector = ship_lease::Elector::new(
             client.clone(),
             &namespace,
             &args.leader.lease_name,
