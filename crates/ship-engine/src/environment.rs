@@ -24,7 +24,7 @@ use ship_render::ShipConfig;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::source::{LoadError, Repo};
+use crate::repo::{LoadError, Repo};
 
 /// An environment as `ship.yaml` declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -351,7 +351,7 @@ impl Keeper {
                     continue;
                 };
                 tips.insert(branch.clone(), tip.to_string());
-                match crate::source::load_config(&mirror, tip) {
+                match crate::repo::load_config(&mirror, tip) {
                     Ok(config) => configs.push((branch, config)),
                     Err(_) => complete = false,
                 }

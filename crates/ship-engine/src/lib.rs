@@ -1,8 +1,16 @@
 //! Ship's release engine.
 //!
 //! The engine turns branch tips into `ShipRelease` objects and walks each through its state
-//! machine. Deciding is pure ([`plan`], [`health`], [`checks`], [`status`]); only [`apply`],
-//! [`jobs`], [`releases`], [`tips`], [`environment`] and [`reconcile`] talk to the API server, and every transition is
+//! machine, and keeps each environment's `ShipEnvironment` and the `ShipPromotion`.
+//! - From a push to a release: [`tips`] (the tip -> release rule), [`releases`] (creating them),
+//!   [`repo`] (reading and rendering a commit from the mirror).
+//! - The release's state machine: [`reconcile`] (the executor), [`status`] (what it writes),
+//!   [`apply`], [`health`], [`checks`] and [`jobs`] (applying, waiting, testing).
+//! - Around it: [`environment`] (in sync with git), [`promotion`] (the weekly promotion),
+//!   [`events`], [`metrics`], [`text`].
+//!
+//! Deciding is pure ([`plan`], [`health`], [`checks`], [`status`], the `environment` and
+//! `promotion` evaluations); the rest talks to the API server, and every transition is
 //! persisted before the action it announces.
 
 pub mod apply;
@@ -16,7 +24,7 @@ pub mod plan;
 pub mod promotion;
 pub mod reconcile;
 pub mod releases;
-pub mod source;
+pub mod repo;
 pub mod status;
 pub mod text;
 pub mod tips;

@@ -34,7 +34,7 @@ use ship_render::{ShipConfig, config};
 use tracing::{info, warn};
 
 use crate::releases::{self, NewRelease};
-use crate::source::{LoadError, Repo};
+use crate::repo::{LoadError, Repo};
 
 /// Commits of the source branch searched for a tested one, newest first.
 const SEARCH_DEPTH: usize = 1000;
@@ -337,7 +337,7 @@ impl Promoter {
             let Some(tip) = mirror.tip(&branch) else {
                 return Ok(None);
             };
-            match crate::source::load_config(mirror, tip) {
+            match crate::repo::load_config(mirror, tip) {
                 Ok(config) => Ok(settings_of(&config)),
                 Err(err) => Ok(Some(Err(format!(
                     "{} at {branch}'s tip: {err}",

@@ -37,7 +37,7 @@ use tracing::{Instrument, info, warn};
 
 use crate::apply::{Applier, ApplyError, HealthFailure};
 use crate::plan::{self, Stamp};
-use crate::source::{LoadError, Repo};
+use crate::repo::{LoadError, Repo};
 use crate::status::{Step, next_status};
 
 /// Settings of the release engine.

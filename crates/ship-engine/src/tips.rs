@@ -22,7 +22,7 @@ pub struct TipTarget {
     /// Namespace the ShipReleases are created in.
     pub namespace: String,
     /// The repository.
-    pub repo: crate::source::Repo,
+    pub repo: crate::repo::Repo,
     /// Branches followed.
     pub branches: Vec<String>,
     /// Refused force-pushes make no release.
@@ -57,7 +57,7 @@ async fn release_tip(
     // read, the environment named like the branch gets a release that fails with the reason.
     let environment = match tokio::task::spawn_blocking(move || repo.environment_for(&c, &b)).await {
         Ok(Ok(environment)) => environment,
-        Ok(Err(crate::source::LoadError::NoEnvironment(_))) => {
+        Ok(Err(crate::repo::LoadError::NoEnvironment(_))) => {
             info!(branch, commit = %commit, "no environment deploys this branch; no release");
             return true;
         }

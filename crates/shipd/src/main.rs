@@ -200,11 +200,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(started) = started {
         let handle = started.handle;
         let tips = started.tips;
-        let repo = ship_engine::source::Repo {
+        let repo = ship_engine::repo::Repo {
             mirror: handle.mirror(),
             scratch: args.source.data_dir.join("scratch"),
             source: Some(handle.clone()),
-            push: Some(ship_engine::source::PushAccess {
+            push: Some(ship_engine::repo::PushAccess {
                 credentials: started.push_credentials,
             }),
         };
