@@ -230,8 +230,16 @@ fn current_pod_of(workload: &Value, pod: &Value, replicasets: &[&Value]) -> bool
 }
 
 /// The first Pod of `workload`'s current revision that is stuck (see the module's
-/// documentation), as a message naming the Pod, the container and the reason.
+/// documentation), as a message naming the Pod, the container and the reason. Nothing is judged
+/// until the workload's controller has observed its latest spec: before that, the revision it
+/// names is the previous one (right after a rollback re-applies a good template, the broken
+/// revision's Pods still look current, and judging them failed the rollback).
 pub fn stuck_pod(workload: &Value, pods: &[&Value], replicasets: &[&Value]) -> Option<String> {
+    let generation = int_at(workload, "/metadata/generation")?;
+    let observed = int_at(workload, "/status/observedGeneration")?;
+    if observed < generation {
+        return None;
+    }
     pods.iter()
         .filter(|pod| pod.pointer("/metadata/deletionTimestamp").is_none())
         .filter(|pod| current_pod_of(workload, pod, replicasets))
@@ -281,7 +289,8 @@ mod tests {
 
     #[test]
     fn a_current_pod_stuck_fails_its_deployment_and_older_revisions_do_not_count() {
-        let deploy = json!({"kind": "Deployment", "metadata": {"uid": "d", "annotations": {"deployment.kubernetes.io/revision": "2"}}});
+        let deploy = json!({"kind": "Deployment", "metadata": {"uid": "d", "generation": 2,
+            "annotations": {"deployment.kubernetes.io/revision": "2"}}, "status": {"observedGeneration": 2}});
         let rs = |uid: &str, revision: &str| {
             json!({"kind": "ReplicaSet", "metadata": {"uid": uid, "ownerReferences": [{"uid": "d"}],
                    "annotations": {"deployment.kubernetes.io/revision": revision}}})
@@ -329,12 +338,21 @@ mod tests {
         // a pod in another workload's ReplicaSet is not this one's
         let stranger = pod("other", "x", json!({}), Some(("CrashLoopBackOff", "")));
         assert_eq!(stuck_pod(&deploy, &[&stranger], &replicasets), None);
+        // a rollback re-applied a good template (generation 3) that the controller has not
+        // observed yet: the revision it names is still the broken one, so nothing is judged
+        let mut rolled_back = deploy.clone();
+        rolled_back["metadata"]["generation"] = json!(3);
+        assert_eq!(stuck_pod(&rolled_back, &[&crashing_new], &replicasets), None);
+        rolled_back["status"]["observedGeneration"] = json!(3);
+        assert!(stuck_pod(&rolled_back, &[&crashing_new], &replicasets).is_some());
+        let unobserved = json!({"kind": "Deployment", "metadata": {"uid": "d", "generation": 1}});
+        assert_eq!(stuck_pod(&unobserved, &[&crashing_new], &replicasets), None);
     }
 
     #[test]
     fn statefulsets_judge_their_update_revision_and_init_containers_count() {
-        let sts =
-            json!({"kind": "StatefulSet", "metadata": {"uid": "s"}, "status": {"updateRevision": "r2"}});
+        let sts = json!({"kind": "StatefulSet", "metadata": {"uid": "s", "generation": 1},
+            "status": {"updateRevision": "r2", "observedGeneration": 1}});
         let old = pod(
             "db-0",
             "s",
@@ -348,7 +366,7 @@ mod tests {
             stuck_pod(&sts, &[&new], &[]).as_deref(),
             Some("pod db-0: container migrate: CreateContainerConfigError: secret \"db\" not found")
         );
-        let ds = json!({"kind": "DaemonSet", "metadata": {"uid": "ds"}});
+        let ds = json!({"kind": "DaemonSet", "metadata": {"uid": "ds", "generation": 1}, "status": {"observedGeneration": 1}});
         let agent = pod("agent-x", "ds", json!({}), Some(("ImagePullBackOff", "")));
         assert!(stuck_pod(&ds, &[&agent], &[]).is_some());
         assert!(judges_pods("Deployment") && !judges_pods("Job") && !judges_pods("ConfigMap"));
