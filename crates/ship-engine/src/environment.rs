@@ -342,24 +342,23 @@ impl Keeper {
     }
 
     async fn tips(&self) -> Result<Tips, LoadError> {
-        let (mirror, branches) = (self.repo.mirror.clone(), self.branches.clone());
-        tokio::task::spawn_blocking(move || {
-            let mirror = mirror.lock().map_err(|_| LoadError::MirrorPoisoned)?;
-            let (mut tips, mut configs, mut complete) = (BTreeMap::new(), Vec::new(), true);
-            for branch in branches {
-                let Some(tip) = mirror.tip(&branch) else {
-                    continue;
-                };
-                tips.insert(branch.clone(), tip.to_string());
-                match crate::repo::load_config(&mirror, tip) {
-                    Ok(config) => configs.push((branch, config)),
-                    Err(_) => complete = false,
+        let branches = self.branches.clone();
+        self.repo
+            .read(move |mirror| {
+                let (mut tips, mut configs, mut complete) = (BTreeMap::new(), Vec::new(), true);
+                for branch in branches {
+                    let Some(tip) = mirror.tip(&branch) else {
+                        continue;
+                    };
+                    tips.insert(branch.clone(), tip.to_string());
+                    match crate::repo::load_config(mirror, tip) {
+                        Ok(config) => configs.push((branch, config)),
+                        Err(_) => complete = false,
+                    }
                 }
-            }
-            Ok((tips, configs, complete))
-        })
-        .await
-        .map_err(|e| LoadError::Scratch(format!("environment task failed: {e}")))?
+                Ok((tips, configs, complete))
+            })
+            .await
     }
 
     async fn publish(&self, object: &ShipEnvironment, type_: EventType, reason: &str, note: &str) {

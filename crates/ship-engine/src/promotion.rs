@@ -316,36 +316,24 @@ impl Promoter {
             .await;
     }
 
-    async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Mirror) -> Result<T, LoadError> + Send + 'static,
-    ) -> Result<T, LoadError> {
-        let mirror = self.repo.mirror.clone();
-        tokio::task::spawn_blocking(move || {
-            let mirror = mirror.lock().map_err(|_| LoadError::MirrorPoisoned)?;
-            work(&mirror)
-        })
-        .await
-        .map_err(|e| LoadError::Scratch(format!("promotion task failed: {e}")))?
-    }
-
     /// The promotion's settings from `ship.yaml` at the config branch's tip; `None` when
     /// promotion is off or the branch is not fetched yet.
     async fn settings(&self) -> Result<Option<Result<Settings, String>>, LoadError> {
         let branch = self.config_branch.clone();
-        self.blocking(move |mirror| {
-            let Some(tip) = mirror.tip(&branch) else {
-                return Ok(None);
-            };
-            match crate::repo::load_config(mirror, tip) {
-                Ok(config) => Ok(settings_of(&config)),
-                Err(err) => Ok(Some(Err(format!(
-                    "{} at {branch}'s tip: {err}",
-                    config::FILE_NAME
-                )))),
-            }
-        })
-        .await
+        self.repo
+            .read(move |mirror| {
+                let Some(tip) = mirror.tip(&branch) else {
+                    return Ok(None);
+                };
+                match crate::repo::load_config(mirror, tip) {
+                    Ok(config) => Ok(settings_of(&config)),
+                    Err(err) => Ok(Some(Err(format!(
+                        "{} at {branch}'s tip: {err}",
+                        config::FILE_NAME
+                    )))),
+                }
+            })
+            .await
     }
 
     /// The ShipPromotion for `settings`, created on first sight. A new one counts the
@@ -550,7 +538,8 @@ impl Promoter {
             .map(|s| s.borrow().missing_branches.clone())
             .unwrap_or_default();
         let evaluation = self
-            .blocking(move |mirror| Ok(evaluate(mirror, &from_branch, &to_branch, &tested, &missing)?))
+            .repo
+            .read(move |mirror| Ok(evaluate(mirror, &from_branch, &to_branch, &tested, &missing)?))
             .await?;
 
         let last_handled = previous.last_schedule_time.as_ref().map_or(now, |t| t.0);

@@ -119,6 +119,21 @@ fn parse_commit(commit: &str) -> Result<Oid, LoadError> {
 }
 
 impl Repo {
+    /// Runs `work` on the mirror in a blocking task (libgit2 and the file system block), for
+    /// the async loops that read the repository (promotion, environments).
+    pub async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Mirror) -> Result<T, LoadError> + Send + 'static,
+    ) -> Result<T, LoadError> {
+        let mirror = self.mirror.clone();
+        tokio::task::spawn_blocking(move || {
+            let mirror = mirror.lock().map_err(|_| LoadError::MirrorPoisoned)?;
+            work(&mirror)
+        })
+        .await
+        .map_err(|e| LoadError::Scratch(format!("repository task failed: {e}")))?
+    }
+
     fn with_mirror<T>(&self, f: impl FnOnce(&Mirror) -> Result<T, LoadError>) -> Result<T, LoadError> {
         let mirror = self.mirror.lock().map_err(|_| LoadError::MirrorPoisoned)?;
         f(&mirror)
