@@ -119,10 +119,6 @@ pub async fn handle_tips(target: TipTarget, mut tips: mpsc::Receiver<TipChange>)
             .collect(),
         Err(_) => Vec::new(),
     };
-    // Tips still owed a release, by branch (a newer tip replaces an older one): a tip is never
-    // dropped because the API server was away when it arrived.
-    // How each was seen decides whether a commit released before is released again
-    // (`plan::tip_release`): only a fetch that saw the branch move says it moved.
     // The tips the environments last handled: a tip first seen without a fetch that saw it
     // move (in the mirror at start, or a fresh mirror's first fetch) is compared with them.
     use plan::{TipSeen, first_sight};
@@ -134,11 +130,18 @@ pub async fn handle_tips(target: TipTarget, mut tips: mpsc::Receiver<TipChange>)
             (b, (c, seen))
         })
         .collect();
+    // Tips still owed a release, by branch (a newer tip replaces an older one): a tip is never
+    // dropped because the API server was away when it arrived. How each was seen decides
+    // whether a commit released before is released again (`plan::tip_release`): only a fetch
+    // that saw the branch move says it moved.
     loop {
         let branches: Vec<(String, (git2::Oid, TipSeen))> =
             owed.iter().map(|(b, c)| (b.clone(), *c)).collect();
-        for (branch, (commit, seen)) in branches {
+        // One look records every owed tip (the mirror holds them all), before any release.
+        if !branches.is_empty() {
             record_environments(&target).await;
+        }
+        for (branch, (commit, seen)) in branches {
             if release_tip(&target, &branch, commit, seen).await {
                 recorded.insert(branch.clone(), commit.to_string());
                 target.handled.send_modify(|h| {
