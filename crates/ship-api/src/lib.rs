@@ -7,6 +7,7 @@ pub mod conditions;
 pub mod environment;
 pub mod names;
 pub mod promotion;
+pub mod reason;
 pub mod release;
 
 pub use environment::{
@@ -17,8 +18,9 @@ pub use promotion::{
     Behind, PromotionOrigin, PromotionOutcome, PromotionRun, ShipPromotion, ShipPromotionSpec,
     ShipPromotionStatus,
 };
+pub use reason::StatusReason;
 pub use release::{
-    InventoryEntry, Phase, PruneRefusal, ROLLBACK_REASONS, Reason, ShipRelease, ShipReleaseSpec,
+    InventoryEntry, Phase, PruneRefusal, Reason, ShipRelease, ShipReleaseSpec,
     ShipReleaseStatus, SuspectCommit, TestResult, TestVerdict, Transition, awaits_rollback,
 };
 

@@ -174,15 +174,7 @@ impl Phase {
     }
 }
 
-/// Ready reasons of a `Failed` release whose objects reached the cluster: the controller goes on
-/// to roll back to the last good release (or, with none, settles with `NoGoodRelease`).
-pub const ROLLBACK_REASONS: [&str; 3] = ["HealthTimeout", "Unhealthy", "TestsFailed"];
-
-/// A release in `phase` whose Ready reason is `reason` has failed and is about to roll back:
-/// not settled yet, though its phase is one a settled release can have.
-pub fn awaits_rollback(phase: Phase, reason: &str) -> bool {
-    phase == Phase::Failed && ROLLBACK_REASONS.contains(&reason)
-}
+pub use crate::reason::awaits_rollback;
 
 impl std::fmt::Display for Phase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -264,6 +256,11 @@ pub struct ShipReleaseStatus {
     /// release's life while it is the one deployed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_corrections: Option<u64>,
+
+    /// When the deployed objects were last re-applied to correct drift (unset until the first
+    /// check after the release settled). The next check is due one drift interval later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_checked_at: Option<Time>,
 
     /// Objects an earlier release applied that this one no longer declares, and that Ship
     /// refused to delete (each is also announced by a `PruneRefused` Warning event). They stay
@@ -574,7 +571,7 @@ mod tests {
         };
         assert!(!ShipRelease::new("r", spec(Reason::Push, None)).is_settled());
         assert!(!in_phase(Phase::Testing, "Testing").is_settled());
-        for reason in ROLLBACK_REASONS {
+        for reason in ["HealthTimeout", "Unhealthy", "TestsFailed"] {
             assert!(!in_phase(Phase::Failed, reason).is_settled(), "{reason}");
         }
         assert_eq!(

@@ -15,10 +15,12 @@
 
 pub mod apply;
 pub mod checks;
+pub mod clock;
 pub mod environment;
 pub mod events;
 pub mod health;
 pub mod jobs;
+pub mod machine;
 pub mod metrics;
 pub mod plan;
 pub mod promotion;

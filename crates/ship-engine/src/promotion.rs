@@ -50,22 +50,7 @@ pub use ship_api::environment::SOURCE_READY;
 /// `requestedBy` of scheduled runs.
 pub const SCHEDULE: &str = "schedule";
 
-/// The time, as the promotion sees it. Tests start shipd with a clock set to a chosen moment.
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
-
-/// The real clock.
-pub fn system_clock() -> Clock {
-    Arc::new(Timestamp::now)
-}
-
-/// A clock that reads `start` now and runs at real speed from there (for tests).
-pub fn clock_from(start: Timestamp) -> Clock {
-    let origin = std::time::Instant::now();
-    Arc::new(move || {
-        let elapsed = jiff::SignedDuration::try_from(origin.elapsed()).unwrap_or_default();
-        start.checked_add(elapsed).unwrap_or(start)
-    })
-}
+pub use crate::clock::{Clock, clock_from, system_clock};
 
 /// What the repository says about a promotion right now.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,917 @@
+//! The release state machine, as one pure function: [`step`] takes what is known of a release
+//! ([`Snapshot`]), what just happened ([`Event`]) and the time, and returns the [`Transition`]:
+//! the status to persist, what to record in it, and the [`Action`]s that follow. It does no
+//! I/O (no kube, no tokio): the executor in [`crate::reconcile`] observes the cluster and the
+//! repository, turns what it saw into an `Event`, persists the transition, and then carries out
+//! its actions, so every transition is written before the work it announces.
+//!
+//! ```text
+//! (new) ─Observed─▶ Pending ─Prepared─▶ Applying ─Applied─▶ Progressing ─Healthy─▶ Testing ─all passed─▶ Succeeded
+//!                    │ Refused (nothing applied)              │ HealthTimedOut/Unhealthy  │ a test failed
+//!                    ▼                                        ▼                           ▼
+//!                  Failed (CommitRefused)                   Failed (HealthTimeout | Unhealthy | TestsFailed)
+//!                                                             │ RollbackTargetChosen       │ NoGoodRelease
+//!                                                             ▼                            ▼
+//!                                                        RollingBack ─RolledBack─▶ RolledBack   Failed (NoGoodRelease)
+//!                                                             └ target or its commit gone, unhealthy: Failed (RollbackFailed)
+//! Pending ─ClusterUnavailable─▶ Pending (RemoteCluster)     Pending ─PushBlocked─▶ Pending (AwaitingPush)
+//! any in-progress phase, or Failed about to roll back ─a newer release─▶ Superseded (Failed, reason Superseded)
+//! any phase ─SpecInvalid─▶ Failed (InvalidSpec)
+//! ```
+//!
+//! A crash anywhere resumes: on restart the executor feeds [`Event::Observed`], and every
+//! phase answers it with its own work again (each phase's work is idempotent).
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use ship_api::{
+    InventoryEntry, Phase, PruneRefusal, ShipReleaseStatus, StatusReason, SuspectCommit, TestResult, TestVerdict,
+};
+
+/// What the machine knows about a release when it decides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The persisted phase; `None` before the controller first wrote one.
+    pub phase: Option<Phase>,
+    /// The persisted reason (read back with [`StatusReason::read`]).
+    pub reason: Option<StatusReason>,
+    /// The persisted message (the failure, when a rollback is next).
+    pub message: String,
+    /// Short SHA of the release's commit.
+    pub short_commit: String,
+    /// The environment.
+    pub environment: String,
+    /// For RollingBack and RolledBack: the release rolled back to.
+    pub rolled_back_to: Option<String>,
+    /// The environment's newest release, when it is newer than this one.
+    pub superseded_by: Option<String>,
+    /// When the deployed objects were last applied: the settling, or the last drift check.
+    pub applied_at: Option<Timestamp>,
+    /// How often the deployed release is re-applied to correct drift.
+    pub drift_interval: Duration,
+}
+
+impl Snapshot {
+    /// Failed after changing the cluster: the rollback is next.
+    pub fn awaits_rollback(&self) -> bool {
+        self.phase == Some(Phase::Failed) && self.reason.is_some_and(StatusReason::leads_to_rollback)
+    }
+
+    fn unfinished(&self) -> bool {
+        self.phase.is_some_and(Phase::is_in_progress) || self.awaits_rollback()
+    }
+}
+
+/// What Pending's work found: the commit rendered, validated and passed the dry run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Every object the release will apply.
+    pub inventory: Vec<InventoryEntry>,
+    /// The commits since the last good release, newest first.
+    pub suspects: Vec<SuspectCommit>,
+    /// More commits came than `suspects` lists.
+    pub suspects_truncated: bool,
+    /// First line of the commit's message.
+    pub subject: Option<String>,
+}
+
+/// What happened, as the executor observed it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The release was read: a reconcile started (first sight, a change, or a restart).
+    Observed,
+    /// The spec breaks a rule the schema cannot express.
+    SpecInvalid(String),
+    /// Pending: the commit rendered and passed the dry run.
+    Prepared(Plan),
+    /// Pending: the commit cannot be deployed (`cause` is the error's fixed label).
+    Refused {
+        /// Fixed label of the cause.
+        cause: &'static str,
+        /// What is wrong, for a person.
+        problem: String,
+    },
+    /// Pending: the environment's remote cluster cannot be reached.
+    ClusterUnavailable(String),
+    /// Pending: a promotion cannot fast-forward its branch yet.
+    PushBlocked {
+        /// Fixed label of the cause.
+        cause: &'static str,
+        /// The branch.
+        branch: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Applying: every object applied, and what the commit no longer declares pruned.
+    Applied {
+        /// The objects applied.
+        inventory: Vec<InventoryEntry>,
+        /// Objects kept although no longer declared.
+        prune_refused: Vec<PruneRefusal>,
+    },
+    /// Progressing: every object is healthy; these tests come next.
+    Healthy {
+        /// The names of the environment's tests.
+        tests: Vec<String>,
+    },
+    /// Progressing: the health timeout passed (the last thing seen unhealthy).
+    HealthTimedOut(String),
+    /// Progressing: the rollout failed.
+    Unhealthy(String),
+    /// Testing: every test ran.
+    TestsRan(Vec<TestResult>),
+    /// Failed: the last good release to go back to.
+    RollbackTargetChosen {
+        /// Its name.
+        release: String,
+        /// Its commit, short.
+        short_commit: String,
+    },
+    /// Failed: there is no earlier good release.
+    NoGoodRelease,
+    /// RollingBack: the release to roll back to no longer exists.
+    RollbackTargetGone,
+    /// RollingBack: the good release's commit is no longer in the repository.
+    RollbackCommitGone {
+        /// The good release's commit, short.
+        good_commit: String,
+    },
+    /// RollingBack: the good commit is applied again and healthy.
+    RolledBack {
+        /// The good release's commit, short.
+        good_commit: String,
+        /// Objects of the failed commit kept although the good one does not declare them.
+        prune_refused: Vec<PruneRefusal>,
+    },
+    /// RollingBack: the good commit did not become healthy.
+    RollbackUnhealthy {
+        /// What was wrong.
+        problem: String,
+        /// As for [`Event::RolledBack`].
+        prune_refused: Vec<PruneRefusal>,
+    },
+    /// Settled and deployed: the objects were re-applied; `drifted` had changed.
+    DriftCorrected {
+        /// Objects found changed or deleted and put back.
+        drifted: u64,
+        /// The commit applied, short.
+        commit: String,
+    },
+    /// A wait ended without an outcome (it will be taken up again).
+    Interrupted,
+}
+
+/// The work a phase announces; the executor does it and reports an [`Event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+pub enum Work {
+    /// Render, validate, dry-run (and, for a promotion, fast-forward the branch).
+    Prepare,
+    /// Apply every object and prune what earlier releases applied that this one does not.
+    Apply,
+    /// Wait for the objects to become healthy.
+    AwaitHealth,
+    /// Run the post-deployment tests.
+    RunTests,
+    /// Find the last good release.
+    ChooseRollbackTarget,
+    /// Re-apply the last good release and wait for its health.
+    RollBack,
+    /// Re-apply the deployed release, counting what had drifted.
+    CorrectDrift,
+}
+
+/// A notice published as a Kubernetes Event beside the transition's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+pub enum Notice {
+    /// An object no longer declared was kept.
+    PruneRefused,
+    /// A post-deployment test failed.
+    TestFailed,
+    /// Objects had drifted and were put back.
+    DriftCorrected,
+}
+
+/// What follows a transition, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Publish a Warning event.
+    Announce {
+        /// Its reason.
+        notice: Notice,
+        /// Its note.
+        note: String,
+    },
+    /// Delete the environment's oldest settled releases beyond the history limit.
+    CollectGarbage,
+    /// Do this work now.
+    Work(Work),
+    /// The status says what is awaited: fail the reconcile, to be retried with backoff.
+    Retry,
+    /// Look again in a moment (a wait was cut short).
+    RequeueSoon,
+    /// Look again after this long (the next drift check).
+    RequeueAfter(Duration),
+}
+
+/// What to write into the status besides phase, reason and message.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Record {
+    /// Nothing more.
+    #[default]
+    Nothing,
+    /// The plan: inventory and suspects.
+    Plan(Plan),
+    /// The objects applied and the prune refusals.
+    Applied {
+        /// As in [`Event::Applied`].
+        inventory: Vec<InventoryEntry>,
+        /// As in [`Event::Applied`].
+        prune_refused: Vec<PruneRefusal>,
+    },
+    /// The tests about to run.
+    TestsStarted(Vec<String>),
+    /// The tests' results.
+    TestsRan(Vec<TestResult>),
+    /// The release being rolled back to.
+    RollbackTo(String),
+    /// What the rollback kept.
+    PruneRefused(Vec<PruneRefusal>),
+    /// A drift check at this time, and how many objects it put back.
+    DriftChecked {
+        /// When.
+        at: Timestamp,
+        /// How many.
+        drifted: u64,
+    },
+}
+
+impl Record {
+    /// Writes the record into `status`.
+    pub fn write(self, status: &mut ShipReleaseStatus) {
+        match self {
+            Record::Nothing => {}
+            Record::Plan(plan) => {
+                status.inventory = plan.inventory;
+                status.suspects = plan.suspects;
+                status.suspects_truncated = plan.suspects_truncated;
+                status.commit_subject = plan.subject;
+            }
+            Record::Applied {
+                inventory,
+                prune_refused,
+            } => {
+                status.inventory = inventory;
+                status.prune_refused = prune_refused;
+            }
+            Record::TestsStarted(names) => {
+                status.test_summary = Some(format!("0/{}", names.len()));
+                status.tests = names
+                    .into_iter()
+                    .map(|name| TestResult {
+                        name,
+                        verdict: TestVerdict::Running,
+                        duration_millis: None,
+                        message: String::new(),
+                        log: String::new(),
+                    })
+                    .collect();
+            }
+            Record::TestsRan(results) => {
+                status.test_summary = Some(format!("{}/{}", passed(&results), results.len()));
+                status.tests = results;
+            }
+            Record::RollbackTo(release) => status.rolled_back_to = Some(release),
+            Record::PruneRefused(refused) => status.prune_refused = refused,
+            Record::DriftChecked { at, drifted } => {
+                status.drift_checked_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at));
+                if drifted > 0 {
+                    status.drift_corrections = Some(status.drift_corrections.unwrap_or(0) + drifted);
+                }
+            }
+        }
+    }
+}
+
+/// A change of phase, reason or message, to persist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The phase to be in.
+    pub phase: Phase,
+    /// Why.
+    pub reason: StatusReason,
+    /// For [`StatusReason::CommitRefused`] and [`StatusReason::AwaitingPush`]: the fixed label
+    /// of the cause, written as the condition's reason in place of the family's.
+    pub cause: Option<&'static str>,
+    /// For a person.
+    pub message: String,
+}
+
+impl Change {
+    /// The label written as the Ready condition's and the event's reason.
+    pub fn label(&self) -> &'static str {
+        self.cause.unwrap_or_else(|| self.reason.label())
+    }
+
+    /// A phase a person should hear about as a Warning.
+    pub fn is_warning(&self) -> bool {
+        matches!(self.phase, Phase::Failed | Phase::RolledBack | Phase::RollingBack)
+    }
+}
+
+/// The machine's answer to one event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// The status change to persist; `None` keeps phase, reason and message.
+    pub change: Option<Change>,
+    /// What else to write into the status (with the change).
+    pub record: Record,
+    /// What follows, once the status is written.
+    pub actions: Vec<Action>,
+}
+
+impl Transition {
+    /// Nothing changes and nothing follows: the event does not apply in this state.
+    pub fn ignore() -> Self {
+        Self {
+            change: None,
+            record: Record::Nothing,
+            actions: Vec::new(),
+        }
+    }
+
+    fn stay(actions: Vec<Action>) -> Self {
+        Self {
+            actions,
+            ..Self::ignore()
+        }
+    }
+
+    fn to(phase: Phase, reason: StatusReason, message: String) -> Self {
+        Self {
+            change: Some(Change {
+                phase,
+                reason,
+                cause: None,
+                message,
+            }),
+            ..Self::ignore()
+        }
+    }
+
+    fn because(mut self, cause: &'static str) -> Self {
+        if let Some(change) = &mut self.change {
+            change.cause = Some(cause);
+        }
+        self
+    }
+
+    fn recording(mut self, record: Record) -> Self {
+        self.record = record;
+        self
+    }
+
+    fn then(mut self, actions: impl IntoIterator<Item = Action>) -> Self {
+        self.actions.extend(actions);
+        self
+    }
+
+    /// The work that follows, if any.
+    pub fn work(&self) -> Option<Work> {
+        self.actions.iter().find_map(|a| match a {
+            Action::Work(work) => Some(*work),
+            _ => None,
+        })
+    }
+}
+
+fn passed(results: &[TestResult]) -> usize {
+    results.iter().filter(|r| r.verdict == TestVerdict::Passed).count()
+}
+
+fn prune_notices<'a>(commit: &'a str, refused: &'a [PruneRefusal]) -> impl Iterator<Item = Action> + 'a {
+    refused.iter().map(move |refusal| Action::Announce {
+        notice: Notice::PruneRefused,
+        note: format!(
+            "{} is no longer declared by commit {commit} but was kept: {}",
+            refusal.object, refusal.reason
+        ),
+    })
+}
+
+/// What a settled, deployed release does on being looked at: correct drift when due.
+fn deployed(snapshot: &Snapshot, now: Timestamp) -> Transition {
+    let since = snapshot
+        .applied_at
+        .and_then(|at| Duration::try_from(now.duration_since(at)).ok());
+    match since {
+        Some(since) if since < snapshot.drift_interval => {
+            Transition::stay(vec![Action::RequeueAfter(snapshot.drift_interval - since)])
+        }
+        // Never applied (as far as the status says), or due, or the clock went back: check now.
+        _ => Transition::stay(vec![Action::Work(Work::CorrectDrift)]),
+    }
+}
+
+/// The transition of the release described by `snapshot` on `event` at `now`.
+pub fn step(snapshot: &Snapshot, event: Event, now: Timestamp) -> Transition {
+    use Phase::*;
+    use StatusReason as R;
+    let commit = &snapshot.short_commit;
+    let rerun = |work| Transition::stay(vec![Action::Work(work)]);
+    let settle_after = vec![Action::CollectGarbage, Action::RequeueAfter(snapshot.drift_interval)];
+    if let Event::SpecInvalid(problem) = event {
+        return Transition::to(Failed, R::InvalidSpec, problem);
+    }
+    let Some(phase) = snapshot.phase else {
+        // Nothing was done for a release without a phase: only looking at it means anything.
+        if event != Event::Observed {
+            return Transition::ignore();
+        }
+        let message = format!("release of {commit} to {} accepted", snapshot.environment);
+        return Transition::to(Pending, R::Accepted, message).then([Action::Work(Work::Prepare)]);
+    };
+    if let Some(newer) = &snapshot.superseded_by
+        && snapshot.unfinished()
+    {
+        // A failed release about to roll back stays Failed: its commit did fail.
+        let phase = if snapshot.awaits_rollback() { Failed } else { Superseded };
+        return Transition::to(phase, R::Superseded, format!("superseded by {newer}"));
+    }
+    match (phase, event) {
+        (Pending, Event::Observed) => rerun(Work::Prepare),
+        (Pending, Event::Prepared(plan)) => {
+            let message = format!(
+                "applying {} objects of commit {commit} ({} new commits)",
+                plan.inventory.len(),
+                plan.suspects.len()
+            );
+            Transition::to(Applying, R::Applying, message)
+                .recording(Record::Plan(plan))
+                .then([Action::Work(Work::Apply)])
+        }
+        (Pending, Event::Refused { cause, problem }) => {
+            let message = format!("commit {commit} cannot be deployed, nothing was applied: {problem}");
+            Transition::to(Failed, R::CommitRefused, message)
+                .because(cause)
+                .then([Action::CollectGarbage])
+        }
+        (Pending, Event::ClusterUnavailable(problem)) => {
+            let message = format!("waiting for the environment's cluster: {problem}");
+            Transition::to(Pending, R::RemoteCluster, message).then([Action::Retry])
+        }
+        (Pending, Event::PushBlocked { cause, branch, problem }) => {
+            let message = format!("waiting to fast-forward {branch}: {problem}");
+            Transition::to(Pending, R::AwaitingPush, message)
+                .because(cause)
+                .then([Action::Retry])
+        }
+        (Applying, Event::Observed) => rerun(Work::Apply),
+        (Applying, Event::Applied { inventory, prune_refused }) => {
+            let mut message = format!("{} objects applied; waiting for them to become healthy", inventory.len());
+            if !prune_refused.is_empty() {
+                message.push_str(&format!(
+                    " ({} no longer declared but kept: see status.pruneRefused)",
+                    prune_refused.len()
+                ));
+            }
+            let notices: Vec<Action> = prune_notices(commit, &prune_refused).collect();
+            Transition::to(Progressing, R::Progressing, message)
+                .recording(Record::Applied {
+                    inventory,
+                    prune_refused,
+                })
+                .then(notices)
+                .then([Action::Work(Work::AwaitHealth)])
+        }
+        (Progressing, Event::Observed) => rerun(Work::AwaitHealth),
+        (Progressing, Event::Healthy { tests }) => {
+            let message = format!("healthy; running {} post-deployment tests", tests.len());
+            Transition::to(Testing, R::Testing, message)
+                .recording(Record::TestsStarted(tests))
+                .then([Action::Work(Work::RunTests)])
+        }
+        (Progressing, Event::HealthTimedOut(last)) => {
+            let message = format!("not healthy within the health timeout: {last}");
+            Transition::to(Failed, R::HealthTimeout, message).then([Action::Work(Work::ChooseRollbackTarget)])
+        }
+        (Progressing, Event::Unhealthy(problem)) => {
+            Transition::to(Failed, R::Unhealthy, format!("rollout failed: {problem}"))
+                .then([Action::Work(Work::ChooseRollbackTarget)])
+        }
+        (Testing, Event::Observed) => rerun(Work::RunTests),
+        (Testing, Event::TestsRan(results)) => {
+            let (passed, total) = (passed(&results), results.len());
+            let failed: Vec<&TestResult> = results.iter().filter(|r| r.verdict == TestVerdict::Failed).collect();
+            let transition = if failed.is_empty() && passed == total {
+                let message = format!("commit {commit} is live and passed {passed}/{total} tests");
+                Transition::to(Succeeded, R::Succeeded, message).then(settle_after)
+            } else {
+                let names: Vec<&str> = failed.iter().map(|r| r.name.as_str()).collect();
+                let message = format!("{passed}/{total} tests passed; failed: {}", names.join(", "));
+                let notices: Vec<Action> = failed
+                    .iter()
+                    .map(|r| Action::Announce {
+                        notice: Notice::TestFailed,
+                        note: format!("test {} failed: {}\n{}", r.name, r.message, r.log),
+                    })
+                    .collect();
+                Transition::to(Failed, R::TestsFailed, message)
+                    .then(notices)
+                    .then([Action::Work(Work::ChooseRollbackTarget)])
+            };
+            transition.recording(Record::TestsRan(results))
+        }
+        (Failed, Event::Observed) if snapshot.awaits_rollback() => rerun(Work::ChooseRollbackTarget),
+        (Failed, Event::RollbackTargetChosen { release, short_commit }) if snapshot.awaits_rollback() => {
+            let message = format!(
+                "{}; rolling back to {release} (commit {short_commit})",
+                snapshot.message
+            );
+            Transition::to(RollingBack, R::RollingBack, message)
+                .recording(Record::RollbackTo(release))
+                .then([Action::Work(Work::RollBack)])
+        }
+        (Failed, Event::NoGoodRelease) if snapshot.awaits_rollback() => {
+            let message = format!(
+                "{}; no earlier good release to roll back to: the environment keeps commit {commit} until a new commit arrives",
+                snapshot.message
+            );
+            Transition::to(Failed, R::NoGoodRelease, message).then([Action::CollectGarbage])
+        }
+        (RollingBack, Event::Observed) => rerun(Work::RollBack),
+        (RollingBack, Event::RollbackTargetGone) => {
+            let target = snapshot.rolled_back_to.clone().unwrap_or_default();
+            let message = format!("the release to roll back to, {target:?}, no longer exists");
+            Transition::to(Failed, R::RollbackFailed, message).then([Action::CollectGarbage])
+        }
+        (RollingBack, Event::RollbackCommitGone { good_commit }) => {
+            let target = snapshot.rolled_back_to.as_deref().unwrap_or_default();
+            // Gone for good: no branch reaches it, this mirror never had it, and the remote does
+            // not serve it by id. Retrying cannot help; say so and settle.
+            let message = format!(
+                "cannot roll back to {target}: its commit {good_commit} is no longer in the repository (the \
+                 branch's history was rewritten, and the remote does not serve the commit by id); \
+                 commit {commit} stays applied: push a fix or a revert to roll forward"
+            );
+            Transition::to(Failed, R::RollbackFailed, message).then([Action::CollectGarbage])
+        }
+        (RollingBack, Event::RolledBack { good_commit, prune_refused }) => {
+            let target = snapshot.rolled_back_to.as_deref().unwrap_or_default();
+            let message = format!(
+                "rolled back to {target} (commit {good_commit}); commit {commit} stays quarantined until the branch moves"
+            );
+            let notices: Vec<Action> = prune_notices(&good_commit, &prune_refused).collect();
+            Transition::to(RolledBack, R::RolledBack, message)
+                .recording(Record::PruneRefused(prune_refused))
+                .then(notices)
+                .then(settle_after)
+        }
+        (RollingBack, Event::RollbackUnhealthy { problem, prune_refused }) => {
+            let target = snapshot.rolled_back_to.as_deref().unwrap_or_default();
+            let message = format!("the rollback to {target} did not become healthy: {problem}");
+            Transition::to(Failed, R::RollbackFailed, message)
+                .recording(Record::PruneRefused(prune_refused))
+                .then([Action::CollectGarbage])
+        }
+        (Progressing | Testing | RollingBack, Event::Interrupted) => Transition::stay(vec![Action::RequeueSoon]),
+        (Succeeded | RolledBack, Event::Observed) if snapshot.superseded_by.is_none() => deployed(snapshot, now),
+        (Succeeded | RolledBack, Event::DriftCorrected { drifted, commit }) if snapshot.superseded_by.is_none() => {
+            let notice = (drifted > 0).then(|| Action::Announce {
+                notice: Notice::DriftCorrected,
+                note: format!("{drifted} objects had drifted from commit {commit} and were put back"),
+            });
+            Transition::stay(notice.into_iter().collect())
+                .recording(Record::DriftChecked { at: now, drifted })
+                .then([Action::RequeueAfter(snapshot.drift_interval)])
+        }
+        _ => Transition::ignore(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Write;
+
+    const NOW: i64 = 1_000_000;
+
+    fn snapshot(phase: Option<Phase>, reason: Option<StatusReason>) -> Snapshot {
+        Snapshot {
+            phase,
+            reason,
+            message: "the failure".into(),
+            short_commit: "abc1234".into(),
+            environment: "main".into(),
+            rolled_back_to: Some("main-good".into()),
+            superseded_by: None,
+            applied_at: Some(Timestamp::from_second(NOW - 10).unwrap()),
+            drift_interval: Duration::from_secs(300),
+        }
+    }
+
+    fn refusal() -> Vec<PruneRefusal> {
+        vec![PruneRefusal {
+            object: "ConfigMap/app/kept".into(),
+            reason: "made by hand".into(),
+        }]
+    }
+
+    fn result(name: &str, verdict: TestVerdict) -> TestResult {
+        TestResult {
+            name: name.into(),
+            verdict,
+            duration_millis: Some(5),
+            message: "saw 500".into(),
+            log: String::new(),
+        }
+    }
+
+    /// One event of every kind (two of TestsRan: all passed, one failed).
+    fn events() -> Vec<(&'static str, Event)> {
+        vec![
+            ("Observed", Event::Observed),
+            ("SpecInvalid", Event::SpecInvalid("bad spec".into())),
+            (
+                "Prepared",
+                Event::Prepared(Plan {
+                    inventory: vec![InventoryEntry {
+                        api_version: "v1".into(),
+                        kind: "ConfigMap".into(),
+                        namespace: "app".into(),
+                        name: "c".into(),
+                    }],
+                    ..Plan::default()
+                }),
+            ),
+            (
+                "Refused",
+                Event::Refused {
+                    cause: "InvalidYaml",
+                    problem: "line 3".into(),
+                },
+            ),
+            ("ClusterUnavailable", Event::ClusterUnavailable("no Secret".into())),
+            (
+                "PushBlocked",
+                Event::PushBlocked {
+                    cause: "MissingBranch",
+                    branch: "production".into(),
+                    problem: "gone".into(),
+                },
+            ),
+            (
+                "Applied",
+                Event::Applied {
+                    inventory: Vec::new(),
+                    prune_refused: refusal(),
+                },
+            ),
+            (
+                "Healthy",
+                Event::Healthy {
+                    tests: vec!["t1".into()],
+                },
+            ),
+            ("HealthTimedOut", Event::HealthTimedOut("Deployment/app".into())),
+            ("Unhealthy", Event::Unhealthy("CrashLoopBackOff".into())),
+            (
+                "TestsPassed",
+                Event::TestsRan(vec![result("t1", TestVerdict::Passed)]),
+            ),
+            (
+                "TestsFailed",
+                Event::TestsRan(vec![
+                    result("t1", TestVerdict::Passed),
+                    result("t2", TestVerdict::Failed),
+                ]),
+            ),
+            (
+                "RollbackTargetChosen",
+                Event::RollbackTargetChosen {
+                    release: "main-good".into(),
+                    short_commit: "9999999".into(),
+                },
+            ),
+            ("NoGoodRelease", Event::NoGoodRelease),
+            ("RollbackTargetGone", Event::RollbackTargetGone),
+            (
+                "RollbackCommitGone",
+                Event::RollbackCommitGone {
+                    good_commit: "9999999".into(),
+                },
+            ),
+            (
+                "RolledBack",
+                Event::RolledBack {
+                    good_commit: "9999999".into(),
+                    prune_refused: Vec::new(),
+                },
+            ),
+            (
+                "RollbackUnhealthy",
+                Event::RollbackUnhealthy {
+                    problem: "CrashLoopBackOff".into(),
+                    prune_refused: Vec::new(),
+                },
+            ),
+            (
+                "DriftCorrected",
+                Event::DriftCorrected {
+                    drifted: 2,
+                    commit: "abc1234".into(),
+                },
+            ),
+            ("Interrupted", Event::Interrupted),
+        ]
+    }
+
+    /// Every state the machine distinguishes (a Failed release about to roll back is one; a
+    /// settled Failed is another).
+    fn states() -> Vec<(&'static str, Snapshot)> {
+        use StatusReason as R;
+        let of = |phase, reason| snapshot(Some(phase), Some(reason));
+        vec![
+            ("new", snapshot(None, None)),
+            ("Pending", of(Phase::Pending, R::Accepted)),
+            ("Pending/AwaitingPush", of(Phase::Pending, R::AwaitingPush)),
+            ("Applying", of(Phase::Applying, R::Applying)),
+            ("Progressing", of(Phase::Progressing, R::Progressing)),
+            ("Testing", of(Phase::Testing, R::Testing)),
+            ("Succeeded", of(Phase::Succeeded, R::Succeeded)),
+            ("Failed/TestsFailed", of(Phase::Failed, R::TestsFailed)),
+            ("Failed/CommitRefused", of(Phase::Failed, R::CommitRefused)),
+            ("RollingBack", of(Phase::RollingBack, R::RollingBack)),
+            ("RolledBack", of(Phase::RolledBack, R::RolledBack)),
+            ("Superseded", of(Phase::Superseded, R::Superseded)),
+        ]
+    }
+
+    fn describe(t: &Transition) -> String {
+        let mut out = match &t.change {
+            Some(change) => format!("{}/{}", change.phase, change.label()),
+            None => "=".into(),
+        };
+        for action in &t.actions {
+            let _ = match action {
+                Action::Announce { notice, .. } => write!(out, " !{}", <&str>::from(notice)),
+                Action::CollectGarbage => write!(out, " gc"),
+                Action::Work(work) => write!(out, " {}", <&str>::from(work)),
+                Action::Retry => write!(out, " retry"),
+                Action::RequeueSoon => write!(out, " soon"),
+                Action::RequeueAfter(d) => write!(out, " after:{}s", d.as_secs()),
+            };
+        }
+        out
+    }
+
+    fn table(superseded: bool) -> String {
+        let now = Timestamp::from_second(NOW).unwrap();
+        let mut out = String::new();
+        for (state, mut snapshot) in states() {
+            if superseded {
+                snapshot.superseded_by = Some("main-newer".into());
+            }
+            for (name, event) in events() {
+                let t = step(&snapshot, event, now);
+                let _ = writeln!(out, "{state} + {name} -> {}", describe(&t));
+            }
+        }
+        out
+    }
+
+    /// Compares a table with its committed copy; `SHIP_BLESS=1` rewrites the copy instead
+    /// (review the diff before committing it).
+    fn check_table(file: &str, expected: &str, actual: &str) {
+        if std::env::var_os("SHIP_BLESS").is_some() {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(file);
+            std::fs::write(path, actual).unwrap();
+            return;
+        }
+        let changed: Vec<String> = actual
+            .lines()
+            .zip(expected.lines())
+            .filter(|(a, e)| a != e)
+            .map(|(a, e)| format!("expected: {e}\n  actual: {a}"))
+            .collect();
+        assert!(
+            changed.is_empty() && actual.lines().count() == expected.lines().count(),
+            "the transition table changed; if intended, rerun with SHIP_BLESS=1 and review src/{file}:\n{}",
+            changed.join("\n")
+        );
+    }
+
+    /// The transition table: every (state, event) pair.
+    #[test]
+    fn every_state_answers_every_event() {
+        check_table("machine_table.txt", include_str!("machine_table.txt"), &table(false));
+    }
+
+    /// Once a newer release exists, nothing unfinished goes on; the settled stay as they are.
+    #[test]
+    fn a_newer_release_supersedes_every_unfinished_state() {
+        check_table(
+            "machine_table_superseded.txt",
+            include_str!("machine_table_superseded.txt"),
+            &table(true),
+        );
+    }
+
+    /// A crash anywhere: the restart feeds Observed, and each phase resumes its own work.
+    #[test]
+    fn a_restart_resumes_every_phase_with_its_own_work() {
+        let now = Timestamp::from_second(NOW).unwrap();
+        let resumed: Vec<(&str, Option<Work>)> = states()
+            .into_iter()
+            .map(|(state, s)| (state, step(&s, Event::Observed, now).work()))
+            .collect();
+        assert_eq!(
+            resumed,
+            [
+                ("new", Some(Work::Prepare)),
+                ("Pending", Some(Work::Prepare)),
+                ("Pending/AwaitingPush", Some(Work::Prepare)),
+                ("Applying", Some(Work::Apply)),
+                ("Progressing", Some(Work::AwaitHealth)),
+                ("Testing", Some(Work::RunTests)),
+                ("Succeeded", None),
+                ("Failed/TestsFailed", Some(Work::ChooseRollbackTarget)),
+                ("Failed/CommitRefused", None),
+                ("RollingBack", Some(Work::RollBack)),
+                ("RolledBack", None),
+                ("Superseded", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn drift_is_corrected_once_the_interval_has_passed() {
+        let s = snapshot(Some(Phase::Succeeded), Some(StatusReason::Succeeded));
+        let at = |seconds| Timestamp::from_second(seconds).unwrap();
+        assert_eq!(
+            step(&s, Event::Observed, at(NOW)).actions,
+            [Action::RequeueAfter(Duration::from_secs(290))]
+        );
+        assert_eq!(step(&s, Event::Observed, at(NOW + 290)).work(), Some(Work::CorrectDrift));
+        let never = Snapshot {
+            applied_at: None,
+            ..s.clone()
+        };
+        assert_eq!(step(&never, Event::Observed, at(NOW)).work(), Some(Work::CorrectDrift));
+        let checked = step(
+            &s,
+            Event::DriftCorrected {
+                drifted: 0,
+                commit: "abc1234".into(),
+            },
+            at(NOW),
+        );
+        assert_eq!(checked.record, Record::DriftChecked { at: at(NOW), drifted: 0 });
+        assert_eq!(checked.actions, [Action::RequeueAfter(Duration::from_secs(300))]);
+    }
+
+    #[test]
+    fn records_reach_the_status() {
+        let mut status = ShipReleaseStatus::default();
+        Record::TestsStarted(vec!["a".into(), "b".into()]).write(&mut status);
+        assert_eq!(status.test_summary.as_deref(), Some("0/2"));
+        assert!(status.tests.iter().all(|t| t.verdict == TestVerdict::Running));
+        Record::TestsRan(vec![result("a", TestVerdict::Passed), result("b", TestVerdict::Failed)])
+            .write(&mut status);
+        assert_eq!(status.test_summary.as_deref(), Some("1/2"));
+        let at = Timestamp::from_second(NOW).unwrap();
+        Record::DriftChecked { at, drifted: 2 }.write(&mut status);
+        Record::DriftChecked { at, drifted: 0 }.write(&mut status);
+        Record::DriftChecked { at, drifted: 3 }.write(&mut status);
+        assert_eq!(status.drift_corrections, Some(5));
+        assert_eq!(status.drift_checked_at.map(|t| t.0), Some(at));
+    }
+
+    #[test]
+    fn messages_say_what_happened_and_what_follows() {
+        let now = Timestamp::from_second(NOW).unwrap();
+        let failed = snapshot(Some(Phase::Failed), Some(StatusReason::TestsFailed));
+        let t = step(&failed, Event::NoGoodRelease, now);
+        assert_eq!(
+            t.change.unwrap().message,
+            "the failure; no earlier good release to roll back to: the environment keeps commit abc1234 until a new commit arrives"
+        );
+        let pending = snapshot(Some(Phase::Pending), Some(StatusReason::Accepted));
+        let refused = step(
+            &pending,
+            Event::Refused {
+                cause: "SecretInGit",
+                problem: "a Secret".into(),
+            },
+            now,
+        )
+        .change
+        .unwrap();
+        assert_eq!(refused.label(), "SecretInGit");
+        assert_eq!(refused.reason, StatusReason::CommitRefused);
+        assert_eq!(
+            refused.message,
+            "commit abc1234 cannot be deployed, nothing was applied: a Secret"
+        );
+    }
+}
