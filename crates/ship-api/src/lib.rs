@@ -20,8 +20,8 @@ pub use promotion::{
 };
 pub use reason::StatusReason;
 pub use release::{
-    InventoryEntry, Phase, PruneRefusal, Reason, ShipRelease, ShipReleaseSpec,
-    ShipReleaseStatus, SuspectCommit, TestResult, TestVerdict, Transition, awaits_rollback,
+    InventoryEntry, Phase, PruneRefusal, Reason, ShipRelease, ShipReleaseSpec, ShipReleaseStatus,
+    SuspectCommit, TestResult, TestVerdict, Transition, awaits_rollback,
 };
 
 /// The API group of every Ship resource.

@@ -11,7 +11,9 @@ use crate::Phase;
 /// `DryRunFailed`) and [`StatusReason::AwaitingPush`] (a promotion waits to fast-forward its
 /// branch: `MissingBranch`, `FetchFailed`, ...). Their cause travels beside them (see
 /// `Transition::label` in the engine), so the status keeps saying exactly what went wrong.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumIter, strum::EnumString)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumIter, strum::EnumString,
+)]
 pub enum StatusReason {
     /// Pending: the controller saw the release and will start it.
     Accepted,
@@ -146,7 +148,10 @@ mod tests {
             ]
         );
         assert!(awaits_rollback(Phase::Failed, "TestsFailed"));
-        assert!(!awaits_rollback(Phase::Failed, "DryRunFailed"), "a refusal applied nothing");
+        assert!(
+            !awaits_rollback(Phase::Failed, "DryRunFailed"),
+            "a refusal applied nothing"
+        );
         assert!(!awaits_rollback(Phase::Failed, "NoGoodRelease"));
         assert!(!awaits_rollback(Phase::Testing, "TestsFailed"));
     }

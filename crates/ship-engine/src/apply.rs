@@ -39,6 +39,8 @@ pub enum ApplyError {
         object: String,
         /// The API server's message.
         message: String,
+        /// The API server\'s HTTP status code, when it answered.
+        code: Option<u16>,
     },
     /// The apply of an object failed.
     #[error("{object}: server-side apply failed: {message}")]
@@ -47,6 +49,8 @@ pub enum ApplyError {
         object: String,
         /// The API server's message.
         message: String,
+        /// The API server\'s HTTP status code, when it answered.
+        code: Option<u16>,
     },
     /// An object could not be deleted while pruning.
     #[error("{object}: cannot prune: {message}")]
@@ -55,6 +59,8 @@ pub enum ApplyError {
         object: String,
         /// The API server's message.
         message: String,
+        /// The API server\'s HTTP status code, when it answered.
+        code: Option<u16>,
     },
     /// A CRD applied by the release was not established in time.
     #[error("CustomResourceDefinition {0} was not established within 30 s")]
@@ -77,13 +83,24 @@ impl ApplyError {
         }
     }
 
-    /// Will trying again later help? A refused object will not change by itself; a lost
-    /// connection may.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            ApplyError::Read(_) | ApplyError::Apply { .. } | ApplyError::Prune { .. }
-        )
+    /// How the failure is handled: a refused object will not change by itself (refuse the
+    /// commit); a lost connection, a busy or failing API server may (retry).
+    pub fn disposition(&self) -> crate::error::Disposition {
+        use crate::error::Disposition;
+        match self {
+            ApplyError::Read(_) | ApplyError::Apply { .. } | ApplyError::Prune { .. } => Disposition::Retry,
+            ApplyError::DryRun { code, .. } if crate::error::is_passing(*code) => Disposition::Retry,
+            ApplyError::DryRun { .. } | ApplyError::UnknownKind { .. } | ApplyError::CrdNotEstablished(_) => {
+                Disposition::Refuse
+            }
+        }
+    }
+}
+
+fn api_code(err: &kube::Error) -> Option<u16> {
+    match err {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
     }
 }
 
@@ -209,6 +226,7 @@ impl Applier {
             Err(err) => Err(ApplyError::Apply {
                 object: format!("Namespace/{namespace}"),
                 message: api_message(&err),
+                code: api_code(&err),
             }),
         }
     }
@@ -268,6 +286,7 @@ impl Applier {
             Err(err) => Err(ApplyError::DryRun {
                 object: entry.to_string(),
                 message: api_message(&err),
+                code: api_code(&err),
             }),
         }
     }
@@ -341,6 +360,7 @@ impl Applier {
             .map_err(|e| ApplyError::Apply {
                 object: entry.to_string(),
                 message: api_message(&e),
+                code: api_code(&e),
             })?;
         Ok(count_drift && before != after.metadata.resource_version)
     }
@@ -434,6 +454,7 @@ impl Applier {
                     return Err(ApplyError::Prune {
                         object: entry.to_string(),
                         message: api_message(&err),
+                        code: api_code(&err),
                     });
                 }
             }

@@ -17,6 +17,7 @@ pub mod apply;
 pub mod checks;
 pub mod clock;
 pub mod environment;
+pub mod error;
 pub mod events;
 pub mod health;
 pub mod jobs;

@@ -26,7 +26,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use ship_api::{
-    InventoryEntry, Phase, PruneRefusal, ShipReleaseStatus, StatusReason, SuspectCommit, TestResult, TestVerdict,
+    InventoryEntry, Phase, PruneRefusal, ShipReleaseStatus, StatusReason, SuspectCommit, TestResult,
+    TestVerdict,
 };
 
 /// What the machine knows about a release when it decides.
@@ -386,7 +387,10 @@ impl Transition {
 }
 
 fn passed(results: &[TestResult]) -> usize {
-    results.iter().filter(|r| r.verdict == TestVerdict::Passed).count()
+    results
+        .iter()
+        .filter(|r| r.verdict == TestVerdict::Passed)
+        .count()
 }
 
 fn prune_notices<'a>(commit: &'a str, refused: &'a [PruneRefusal]) -> impl Iterator<Item = Action> + 'a {
@@ -419,7 +423,10 @@ pub fn step(snapshot: &Snapshot, event: Event, now: Timestamp) -> Transition {
     use StatusReason as R;
     let commit = &snapshot.short_commit;
     let rerun = |work| Transition::stay(vec![Action::Work(work)]);
-    let settle_after = vec![Action::CollectGarbage, Action::RequeueAfter(snapshot.drift_interval)];
+    let settle_after = vec![
+        Action::CollectGarbage,
+        Action::RequeueAfter(snapshot.drift_interval),
+    ];
     if let Event::SpecInvalid(problem) = event {
         return Transition::to(Failed, R::InvalidSpec, problem);
     }
@@ -435,7 +442,11 @@ pub fn step(snapshot: &Snapshot, event: Event, now: Timestamp) -> Transition {
         && snapshot.unfinished()
     {
         // A failed release about to roll back stays Failed: its commit did fail.
-        let phase = if snapshot.awaits_rollback() { Failed } else { Superseded };
+        let phase = if snapshot.awaits_rollback() {
+            Failed
+        } else {
+            Superseded
+        };
         return Transition::to(phase, R::Superseded, format!("superseded by {newer}"));
     }
     match (phase, event) {
@@ -460,15 +471,31 @@ pub fn step(snapshot: &Snapshot, event: Event, now: Timestamp) -> Transition {
             let message = format!("waiting for the environment's cluster: {problem}");
             Transition::to(Pending, R::RemoteCluster, message).then([Action::Retry])
         }
-        (Pending, Event::PushBlocked { cause, branch, problem }) => {
+        (
+            Pending,
+            Event::PushBlocked {
+                cause,
+                branch,
+                problem,
+            },
+        ) => {
             let message = format!("waiting to fast-forward {branch}: {problem}");
             Transition::to(Pending, R::AwaitingPush, message)
                 .because(cause)
                 .then([Action::Retry])
         }
         (Applying, Event::Observed) => rerun(Work::Apply),
-        (Applying, Event::Applied { inventory, prune_refused }) => {
-            let mut message = format!("{} objects applied; waiting for them to become healthy", inventory.len());
+        (
+            Applying,
+            Event::Applied {
+                inventory,
+                prune_refused,
+            },
+        ) => {
+            let mut message = format!(
+                "{} objects applied; waiting for them to become healthy",
+                inventory.len()
+            );
             if !prune_refused.is_empty() {
                 message.push_str(&format!(
                     " ({} no longer declared but kept: see status.pruneRefused)",
@@ -502,7 +529,10 @@ pub fn step(snapshot: &Snapshot, event: Event, now: Timestamp) -> Transition {
         (Testing, Event::Observed) => rerun(Work::RunTests),
         (Testing, Event::TestsRan(results)) => {
             let (passed, total) = (passed(&results), results.len());
-            let failed: Vec<&TestResult> = results.iter().filter(|r| r.verdict == TestVerdict::Failed).collect();
+            let failed: Vec<&TestResult> = results
+                .iter()
+                .filter(|r| r.verdict == TestVerdict::Failed)
+                .collect();
             let transition = if failed.is_empty() && passed == total {
                 let message = format!("commit {commit} is live and passed {passed}/{total} tests");
                 Transition::to(Succeeded, R::Succeeded, message).then(settle_after)
@@ -523,7 +553,13 @@ pub fn step(snapshot: &Snapshot, event: Event, now: Timestamp) -> Transition {
             transition.recording(Record::TestsRan(results))
         }
         (Failed, Event::Observed) if snapshot.awaits_rollback() => rerun(Work::ChooseRollbackTarget),
-        (Failed, Event::RollbackTargetChosen { release, short_commit }) if snapshot.awaits_rollback() => {
+        (
+            Failed,
+            Event::RollbackTargetChosen {
+                release,
+                short_commit,
+            },
+        ) if snapshot.awaits_rollback() => {
             let message = format!(
                 "{}; rolling back to {release} (commit {short_commit})",
                 snapshot.message
@@ -556,7 +592,13 @@ pub fn step(snapshot: &Snapshot, event: Event, now: Timestamp) -> Transition {
             );
             Transition::to(Failed, R::RollbackFailed, message).then([Action::CollectGarbage])
         }
-        (RollingBack, Event::RolledBack { good_commit, prune_refused }) => {
+        (
+            RollingBack,
+            Event::RolledBack {
+                good_commit,
+                prune_refused,
+            },
+        ) => {
             let target = snapshot.rolled_back_to.as_deref().unwrap_or_default();
             let message = format!(
                 "rolled back to {target} (commit {good_commit}); commit {commit} stays quarantined until the branch moves"
@@ -567,16 +609,28 @@ pub fn step(snapshot: &Snapshot, event: Event, now: Timestamp) -> Transition {
                 .then(notices)
                 .then(settle_after)
         }
-        (RollingBack, Event::RollbackUnhealthy { problem, prune_refused }) => {
+        (
+            RollingBack,
+            Event::RollbackUnhealthy {
+                problem,
+                prune_refused,
+            },
+        ) => {
             let target = snapshot.rolled_back_to.as_deref().unwrap_or_default();
             let message = format!("the rollback to {target} did not become healthy: {problem}");
             Transition::to(Failed, R::RollbackFailed, message)
                 .recording(Record::PruneRefused(prune_refused))
                 .then([Action::CollectGarbage])
         }
-        (Progressing | Testing | RollingBack, Event::Interrupted) => Transition::stay(vec![Action::RequeueSoon]),
-        (Succeeded | RolledBack, Event::Observed) if snapshot.superseded_by.is_none() => deployed(snapshot, now),
-        (Succeeded | RolledBack, Event::DriftCorrected { drifted, commit }) if snapshot.superseded_by.is_none() => {
+        (Progressing | Testing | RollingBack, Event::Interrupted) => {
+            Transition::stay(vec![Action::RequeueSoon])
+        }
+        (Succeeded | RolledBack, Event::Observed) if snapshot.superseded_by.is_none() => {
+            deployed(snapshot, now)
+        }
+        (Succeeded | RolledBack, Event::DriftCorrected { drifted, commit })
+            if snapshot.superseded_by.is_none() =>
+        {
             let notice = (drifted > 0).then(|| Action::Announce {
                 notice: Notice::DriftCorrected,
                 note: format!("{drifted} objects had drifted from commit {commit} and were put back"),
@@ -651,7 +705,10 @@ mod tests {
                     problem: "line 3".into(),
                 },
             ),
-            ("ClusterUnavailable", Event::ClusterUnavailable("no Secret".into())),
+            (
+                "ClusterUnavailable",
+                Event::ClusterUnavailable("no Secret".into()),
+            ),
             (
                 "PushBlocked",
                 Event::PushBlocked {
@@ -784,7 +841,9 @@ mod tests {
     /// (review the diff before committing it).
     fn check_table(file: &str, expected: &str, actual: &str) {
         if std::env::var_os("SHIP_BLESS").is_some() {
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(file);
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("src")
+                .join(file);
             std::fs::write(path, actual).unwrap();
             return;
         }
@@ -804,7 +863,11 @@ mod tests {
     /// The transition table: every (state, event) pair.
     #[test]
     fn every_state_answers_every_event() {
-        check_table("machine_table.txt", include_str!("machine_table.txt"), &table(false));
+        check_table(
+            "machine_table.txt",
+            include_str!("machine_table.txt"),
+            &table(false),
+        );
     }
 
     /// Once a newer release exists, nothing unfinished goes on; the settled stay as they are.
@@ -852,12 +915,18 @@ mod tests {
             step(&s, Event::Observed, at(NOW)).actions,
             [Action::RequeueAfter(Duration::from_secs(290))]
         );
-        assert_eq!(step(&s, Event::Observed, at(NOW + 290)).work(), Some(Work::CorrectDrift));
+        assert_eq!(
+            step(&s, Event::Observed, at(NOW + 290)).work(),
+            Some(Work::CorrectDrift)
+        );
         let never = Snapshot {
             applied_at: None,
             ..s.clone()
         };
-        assert_eq!(step(&never, Event::Observed, at(NOW)).work(), Some(Work::CorrectDrift));
+        assert_eq!(
+            step(&never, Event::Observed, at(NOW)).work(),
+            Some(Work::CorrectDrift)
+        );
         let checked = step(
             &s,
             Event::DriftCorrected {
@@ -866,7 +935,13 @@ mod tests {
             },
             at(NOW),
         );
-        assert_eq!(checked.record, Record::DriftChecked { at: at(NOW), drifted: 0 });
+        assert_eq!(
+            checked.record,
+            Record::DriftChecked {
+                at: at(NOW),
+                drifted: 0
+            }
+        );
         assert_eq!(checked.actions, [Action::RequeueAfter(Duration::from_secs(300))]);
     }
 
@@ -876,8 +951,11 @@ mod tests {
         Record::TestsStarted(vec!["a".into(), "b".into()]).write(&mut status);
         assert_eq!(status.test_summary.as_deref(), Some("0/2"));
         assert!(status.tests.iter().all(|t| t.verdict == TestVerdict::Running));
-        Record::TestsRan(vec![result("a", TestVerdict::Passed), result("b", TestVerdict::Failed)])
-            .write(&mut status);
+        Record::TestsRan(vec![
+            result("a", TestVerdict::Passed),
+            result("b", TestVerdict::Failed),
+        ])
+        .write(&mut status);
         assert_eq!(status.test_summary.as_deref(), Some("1/2"));
         let at = Timestamp::from_second(NOW).unwrap();
         Record::DriftChecked { at, drifted: 2 }.write(&mut status);

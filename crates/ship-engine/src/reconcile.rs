@@ -1,17 +1,12 @@
-//! The release state machine and the thin layer that talks to the API server.
+//! The executor of the release state machine: the thin layer that talks to the API server.
 //!
-//! Every phase is written to status (server-side apply on `/status`, fixed field manager)
-//! before the work it announces, and every phase's work is idempotent, so a controller killed
-//! anywhere resumes from the persisted phase and reaches the same end state:
-//!
-//! ```text
-//! Pending ──render, dry run──▶ Applying ──apply, prune──▶ Progressing ──healthy──▶ Testing ──pass──▶ Succeeded
-//!    │ invalid                                              │ timeout/failed          │ fail
-//!    ▼                                                      ▼                         ▼
-//! Failed (nothing applied)                               Failed ──last good?──▶ RollingBack ──healthy──▶ RolledBack
-//!                                                           └─ no good release: Failed (NoGoodRelease), bad commit stays
-//! any in-progress phase ──newer release of the environment──▶ Superseded
-//! ```
+//! [`crate::machine::step`] decides; this module observes (the cluster, the repository, the
+//! environment's other releases: I/O → [`Event`]) and executes (each [`Action`] → I/O). Every
+//! transition is written to status (server-side apply on `/status`, fixed field manager) before
+//! the work it announces, and every phase's work is idempotent, so a controller killed anywhere
+//! resumes from the persisted phase and reaches the same end state. The fault-injection pause
+//! points (tests only) hang off the executor: after each persisted phase, and inside the work
+//! (see [`FAULT_POINTS`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,23 +17,24 @@ use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{EventType, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use ship_api::{
-    InventoryEntry, Phase, Reason, ShipRelease, ShipReleaseStatus, TestResult, TestVerdict, awaits_rollback,
-    keys,
-};
+use ship_api::{Phase, Reason, ShipRelease, ShipReleaseStatus, StatusReason, TestResult, TestVerdict, keys};
 use ship_render::Rendered;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{Instrument, info, warn};
 
-use crate::apply::{Applier, ApplyError, HealthFailure};
+use crate::apply::{Applier, HealthFailure};
+use crate::clock::Clock;
+pub use crate::error::{Disposition, Error};
+use crate::machine::{self, Action, Change, Event, Plan, Snapshot, Work};
 use crate::plan::{self, Stamp};
 use crate::repo::{LoadError, Repo};
-use crate::status::{Step, next_status};
+use crate::status::next_status;
 
 /// Settings of the release engine.
 #[derive(Debug, Clone)]
@@ -100,11 +96,15 @@ pub struct Context {
     http: reqwest::Client,
     applier: Arc<Applier>,
     slots: Arc<Mutex<HashMap<String, Arc<EnvironmentSlot>>>>,
-    drift_checked: Arc<Mutex<HashMap<String, Instant>>>,
     rendered: Arc<Mutex<Vec<RenderedCommit>>>,
     targets: Arc<Mutex<TargetCache>>,
     /// Namespace of the Secrets holding remote clusters' kubeconfigs (default: the release's).
     pub secret_namespace: Option<String>,
+    /// The engine's one clock (shared with the promotion).
+    pub clock: Clock,
+    /// The controller's reflector store of ShipReleases, once its first list is complete:
+    /// every read of an environment's releases comes from it, not from the API server.
+    store: Arc<std::sync::OnceLock<Store<DeserializeGuard<ShipRelease>>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -139,11 +139,22 @@ impl Context {
                 .unwrap_or_default(),
             applier: Arc::new(Applier::default()),
             slots: Arc::default(),
-            drift_checked: Arc::default(),
             rendered: Arc::default(),
             targets: Arc::default(),
             secret_namespace: None,
+            clock: crate::clock::system_clock(),
+            store: Arc::default(),
         }
+    }
+
+    /// The same context, reading the time from `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn now(&self) -> jiff::Timestamp {
+        (self.clock)()
     }
 
     /// The same context, reading commits from `repo`.
@@ -152,7 +163,7 @@ impl Context {
         self
     }
 
-    /// The same context, with `settings`.
+    /// The same context, reporting to `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
         self.metrics = metrics;
         self
@@ -232,6 +243,51 @@ impl Context {
         Api::namespaced(self.client.clone(), namespace)
     }
 
+    /// Every release of `environment` in `namespace`: from the reflector store once it holds
+    /// the first full list, from the API server before (a reconcile can start while the first
+    /// list is still being read, and prune and rollback decisions need every release).
+    async fn environment_releases(
+        &self,
+        namespace: &str,
+        environment: &str,
+    ) -> Result<Vec<ShipRelease>, Error> {
+        let of_environment = |r: &ShipRelease| r.spec.environment == environment;
+        if let Some(store) = self.store.get() {
+            return Ok(store
+                .state()
+                .iter()
+                .filter_map(|r| r.0.as_ref().ok())
+                .filter(|r| r.metadata.namespace.as_deref() == Some(namespace))
+                .filter(|r| of_environment(r))
+                .cloned()
+                .collect());
+        }
+        // `ensure_identity` labels every release on first sight, so the label finds them all;
+        // the spec decides should a hand-edited label disagree.
+        let params = ListParams::default().labels(&format!("{}={environment}", keys::ENVIRONMENT));
+        let listed = self
+            .releases(namespace)
+            .list(&params)
+            .await
+            .map_err(Error::Releases)?;
+        Ok(listed.items.into_iter().filter(of_environment).collect())
+    }
+
+    /// The release `name` in `namespace`: from the store, asking the API server only when the
+    /// store does not have it (so a release is never taken for gone on a store's word alone).
+    async fn release(&self, namespace: &str, name: &str) -> Result<Option<ShipRelease>, Error> {
+        if let Some(store) = self.store.get()
+            && let Some(found) = store.get(&ObjectRef::new(name).within(namespace))
+            && let Ok(release) = &found.0
+        {
+            return Ok(Some(release.clone()));
+        }
+        self.releases(namespace)
+            .get_opt(name)
+            .await
+            .map_err(Error::Releases)
+    }
+
     fn slot(&self, namespace: &str, environment: &str) -> Arc<EnvironmentSlot> {
         let key = format!("{namespace}/{environment}");
         let mut slots = match self.slots.lock() {
@@ -276,52 +332,6 @@ impl Context {
         }
         Ok(rendered)
     }
-}
-
-/// Why a reconcile failed (to be retried). Each variant has a fixed label for metrics and events.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The status write was refused or did not reach the API server.
-    #[error("cannot write the ShipRelease status (check the controller's RBAC for shipreleases/status): {0}")]
-    StatusWrite(#[source] kube::Error),
-    /// The object has no namespace, which a namespaced ShipRelease always has.
-    #[error("the ShipRelease has no namespace")]
-    NoNamespace,
-    /// Listing or deleting ShipReleases failed.
-    #[error("cannot read the environment's ShipReleases: {0}")]
-    Releases(#[source] kube::Error),
-    /// The cluster could not be reached while applying, pruning or watching.
-    #[error(transparent)]
-    Apply(#[from] ApplyError),
-    /// The commit could not be read yet (for example before the first fetch).
-    #[error(transparent)]
-    Load(#[from] LoadError),
-    /// The environment's remote cluster cannot be reached with the Secret named in ship.yaml.
-    #[error("cannot use the remote cluster of Secret {secret} (ship.yaml kubeconfigSecret): {problem}")]
-    RemoteCluster {
-        /// `namespace/name` of the Secret.
-        secret: String,
-        /// What is wrong.
-        problem: String,
-    },
-}
-
-impl Error {
-    /// Stable label for metrics and event reasons.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Error::StatusWrite(_) => "StatusWrite",
-            Error::NoNamespace => "NoNamespace",
-            Error::Releases(_) => "ReleaseList",
-            Error::Apply(e) => e.label(),
-            Error::Load(e) => e.label(),
-            Error::RemoteCluster { .. } => "RemoteCluster",
-        }
-    }
-}
-
-fn now() -> Time {
-    Time(jiff::Timestamp::now())
 }
 
 /// Server-side apply of `status` with Ship's fixed field manager.
@@ -371,17 +381,7 @@ fn transition_time(status: Option<&ShipReleaseStatus>, phase: Phase) -> Option<j
         .map(|t| t.at.0)
 }
 
-/// The instant `timeout` after `phase` was entered (persisted, so a restart keeps the deadline).
-fn deadline_after(status: Option<&ShipReleaseStatus>, phase: Phase, timeout: Duration) -> Instant {
-    let entered = transition_time(status, phase).unwrap_or_else(jiff::Timestamp::now);
-    let elapsed = jiff::Timestamp::now()
-        .duration_since(entered)
-        .try_into()
-        .unwrap_or(Duration::ZERO);
-    Instant::now() + timeout.saturating_sub(elapsed)
-}
-
-/// Walks one release through its phases.
+/// Walks one release through its phases: observes, asks [`machine::step`], persists, executes.
 struct Driver<'a> {
     ctx: &'a Context,
     release: ShipRelease,
@@ -389,6 +389,9 @@ struct Driver<'a> {
     name: String,
     slot: Arc<EnvironmentSlot>,
     own: (i64, String),
+    /// The error behind an [`Event`] whose transition says to retry (the status already tells
+    /// what is awaited); returned to the controller so its disposition sets the delay.
+    blocked: Option<Error>,
 }
 
 /// How a wait ended.
@@ -414,6 +417,25 @@ impl Driver<'_> {
         *self.slot.newest.borrow() > self.own
     }
 
+    /// What the machine is told of this release.
+    fn snapshot(&self) -> Snapshot {
+        let status = self.status();
+        let phase = self.phase();
+        let settled_at = phase.and_then(|p| transition_time(status, p));
+        let checked_at = status.and_then(|s| s.drift_checked_at.as_ref()).map(|t| t.0);
+        Snapshot {
+            phase,
+            reason: phase.and_then(|p| StatusReason::read(p, ready_reason(status))),
+            message: status.and_then(|s| s.message.clone()).unwrap_or_default(),
+            short_commit: self.release.spec.short_commit().to_owned(),
+            environment: self.environment().to_owned(),
+            rolled_back_to: status.and_then(|s| s.rolled_back_to.clone()),
+            superseded_by: self.superseded().then(|| self.slot.newest.borrow().1.clone()),
+            applied_at: settled_at.max(checked_at),
+            drift_interval: self.ctx.settings.drift_interval,
+        }
+    }
+
     /// Runs `work` until it ends or a newer release of the environment appears.
     async fn unless_superseded<T>(&self, work: impl Future<Output = T>) -> Waited<T> {
         let mut newest = self.slot.newest.subscribe();
@@ -424,32 +446,35 @@ impl Driver<'_> {
         }
     }
 
-    /// Persists `step` (and `edit`s to the status), then announces it.
-    async fn persist(&mut self, step: Step, edit: impl FnOnce(&mut ShipReleaseStatus)) -> Result<(), Error> {
-        let mut status = next_status(&self.release, &step, &now());
-        edit(&mut status);
+    /// Persists `change` and `record` (nothing when the status would not change), then
+    /// announces a phase change: log line, event, metrics, and the fault point of the phase.
+    async fn persist(&mut self, change: Option<Change>, record: machine::Record) -> Result<(), Error> {
+        let now = Time(self.ctx.now());
+        let mut status = match &change {
+            Some(change) => next_status(&self.release, change, &now),
+            None => self.release.status.clone().unwrap_or_default(),
+        };
+        record.write(&mut status);
         if self.release.status.as_ref() == Some(&status) {
             return Ok(());
         }
-        let changed_phase = self.phase() != Some(step.phase);
         let previous = self.release.status.clone();
         apply_status(self.ctx, &self.namespace, &self.name, &status).await?;
         self.release.status = Some(status);
-        if changed_phase {
-            self.measure(previous.as_ref(), &step);
-            let warning = matches!(step.phase, Phase::Failed | Phase::RolledBack | Phase::RollingBack);
-            if warning {
-                warn!(phase = %step.phase, reason = step.reason, "{}", step.message);
-            } else {
-                info!(phase = %step.phase, reason = step.reason, "{}", step.message);
-            }
-            let type_ = if warning {
+        if let Some(change) = change
+            && previous.as_ref().and_then(|s| s.phase) != Some(change.phase)
+        {
+            self.measure(previous.as_ref(), &change);
+            let reason = change.label();
+            let type_ = if change.is_warning() {
+                warn!(phase = %change.phase, reason, "{}", change.message);
                 EventType::Warning
             } else {
+                info!(phase = %change.phase, reason, "{}", change.message);
                 EventType::Normal
             };
-            publish(self.ctx, &self.release, type_, step.reason, &step.message).await;
-            self.fault_point(step.phase.as_str()).await;
+            publish(self.ctx, &self.release, type_, reason, &change.message).await;
+            self.fault_point(change.phase.as_str()).await;
         }
         Ok(())
     }
@@ -476,11 +501,11 @@ impl Driver<'_> {
             .is_some_and(|(armed, _)| armed == point)
     }
 
-    /// Metrics of a phase change just persisted (from `previous` status to `step`).
-    fn measure(&self, previous: Option<&ShipReleaseStatus>, step: &Step) {
+    /// Metrics of a phase change just persisted (from `previous` status to `change`).
+    fn measure(&self, previous: Option<&ShipReleaseStatus>, change: &Change) {
         let metrics = &self.ctx.metrics;
         let environment = self.environment();
-        let now = jiff::Timestamp::now();
+        let now = self.ctx.now();
         let since = |phase: Phase| {
             transition_time(previous, phase).and_then(|t| Duration::try_from(now.duration_since(t)).ok())
         };
@@ -497,13 +522,13 @@ impl Driver<'_> {
         {
             metrics.step(environment, name, took);
         }
-        if !step.phase.is_in_progress() {
-            metrics.settled(environment, step.phase.as_str(), step.reason);
+        if !change.phase.is_in_progress() {
+            metrics.settled(environment, change.phase.as_str(), change.label());
             if let Some(took) = since(Phase::Pending) {
                 metrics.step(environment, "total", took);
             }
         }
-        match step.phase {
+        match change.phase {
             Phase::Succeeded => {
                 metrics.deployed(environment, &self.release.spec.commit);
                 metrics.succeeded_at(
@@ -526,26 +551,15 @@ impl Driver<'_> {
                 environment,
                 &self.name,
                 &self.release.spec.commit,
-                step.phase.as_str(),
+                change.phase.as_str(),
             );
         }
     }
 
     async fn environment_releases(&self) -> Result<Vec<ShipRelease>, Error> {
-        let params = ListParams::default().labels(&format!("{}={}", keys::ENVIRONMENT, self.environment()));
-        let listed = self
-            .ctx
-            .releases(&self.namespace)
-            .list(&params)
+        self.ctx
+            .environment_releases(&self.namespace, self.environment())
             .await
-            .map_err(Error::Releases)?;
-        // `ensure_identity` labels every release on first sight, so the label finds them all;
-        // the spec decides should a hand-edited label disagree.
-        let all = listed.items;
-        Ok(all
-            .into_iter()
-            .filter(|r| r.spec.environment == self.release.spec.environment)
-            .collect())
     }
 
     /// The client of the cluster this release's environment deploys to.
@@ -586,7 +600,7 @@ impl Driver<'_> {
             .annotations
             .as_ref()
             .and_then(|a| a.get(keys::SEQUENCE).cloned())
-            .unwrap_or_else(|| jiff::Timestamp::now().as_millisecond().to_string());
+            .unwrap_or_else(|| self.ctx.now().as_millisecond().to_string());
         let patch = serde_json::json!({"metadata": {
             "labels": {keys::ENVIRONMENT: self.release.spec.environment},
             "annotations": {keys::SEQUENCE: sequence},
@@ -602,47 +616,34 @@ impl Driver<'_> {
         Ok(())
     }
 
-    /// Fails the release before anything was applied: the commit itself is at fault.
-    async fn refuse(
-        &mut self,
-        reason: &'static str,
-        problem: &(dyn std::fmt::Display + Sync),
-    ) -> Result<(), Error> {
-        let message = format!(
-            "commit {} cannot be deployed, nothing was applied: {problem}",
-            self.release.spec.short_commit()
-        );
-        let step = Step {
-            phase: Phase::Failed,
-            reason,
-            message,
-        };
-        self.persist(step, |_| {}).await
+    /// `err` as the event it is: a refusal of the commit when that is its disposition; the
+    /// error itself (to be retried) otherwise.
+    fn refusal(err: Error) -> Result<Event, Error> {
+        match err.disposition() {
+            Disposition::Refuse => Ok(Event::Refused {
+                cause: err.label(),
+                problem: err.to_string(),
+            }),
+            Disposition::Retry | Disposition::Stall => Err(err),
+        }
     }
 
-    /// Pending: render and dry-run; record inventory and suspects; then Applying. A bad commit
-    /// fails here with nothing applied.
-    async fn start(&mut self) -> Result<(), Error> {
+    /// Pending: render and dry-run; find inventory and suspects. A bad commit is refused here
+    /// with nothing applied.
+    async fn prepare(&mut self) -> Result<Event, Error> {
         let commit = self.release.spec.commit.clone();
         let rendered = match self.ctx.render(&commit, self.environment()).await {
             Ok(rendered) => rendered,
-            Err(err @ (LoadError::Render(_) | LoadError::Git(ship_git::GitError::UnsafeTree { .. }))) => {
-                return self.refuse(err.label(), &err).await;
-            }
-            Err(err) => return Err(err.into()),
+            Err(err) => return Self::refusal(err.into()),
         };
         let objects = plan::prepare(&rendered.manifests, self.stamp(&commit, &self.name));
         let target = match self.target(&rendered).await {
             Ok(target) => target,
             Err(err) => {
-                // Not the commit's fault: say so in the status, and retry.
-                let step = Step {
-                    phase: Phase::Pending,
-                    reason: err.label(),
-                    message: format!("waiting for the environment's cluster: {err}"),
-                };
-                self.persist(step, |_| {}).await?;
-                return Err(err);
+                // Not the commit's fault: the status says so, and the controller retries.
+                let problem = err.to_string();
+                self.blocked = Some(err);
+                return Ok(Event::ClusterUnavailable(problem));
             }
         };
         // The environment's namespace belongs to the environment: made when missing (only after
@@ -659,26 +660,24 @@ impl Driver<'_> {
                 "created the environment's namespace"
             ),
             Ok(false) => {}
-            Err(err) if err.is_transient() => return Err(err.into()),
+            Err(err) if err.disposition() == Disposition::Retry => return Err(err.into()),
             Err(err) => {
                 warn!(error = %err, "cannot create the environment's namespace; the dry run says what is missing")
             }
         }
-        match self.ctx.applier.dry_run(&target, &objects).await {
-            Ok(()) => {}
-            Err(err) if err.is_transient() => return Err(err.into()),
-            Err(err) => return self.refuse(err.label(), &err).await,
+        if let Err(err) = self.ctx.applier.dry_run(&target, &objects).await {
+            return Self::refusal(err.into());
         }
-        if self.release.spec.reason == Reason::Promotion && !self.promoted().await? {
-            return Ok(());
+        if self.release.spec.reason == Reason::Promotion
+            && let Some(blocked) = self.promote().await?
+        {
+            return Ok(blocked);
         }
-        let inventory: Vec<InventoryEntry> = objects.iter().map(plan::entry_of).collect();
         let releases = self.environment_releases().await?;
         let good = plan::rollback_target(&self.release, &releases).map(|g| g.spec.commit.clone());
-        let (suspects, truncated) = match &self.ctx.repo {
+        let (suspects, suspects_truncated) = match &self.ctx.repo {
             Some(repo) => {
-                let repo = repo.clone();
-                let c = commit.clone();
+                let (repo, c) = (repo.clone(), commit.clone());
                 tokio::task::spawn_blocking(move || repo.suspects(good.as_deref(), &c))
                     .await
                     .ok()
@@ -687,33 +686,18 @@ impl Driver<'_> {
             }
             None => Default::default(),
         };
-        let subject = self.ctx.repo.as_ref().and_then(|repo| repo.subject(&commit));
-        let message = format!(
-            "applying {} objects of commit {} ({} new commits)",
-            inventory.len(),
-            self.release.spec.short_commit(),
-            suspects.len()
-        );
-        self.persist(
-            Step {
-                phase: Phase::Applying,
-                reason: "Applying",
-                message,
-            },
-            |s| {
-                s.inventory = inventory;
-                s.suspects = suspects;
-                s.suspects_truncated = truncated;
-                s.commit_subject = subject;
-            },
-        )
-        .await
+        Ok(Event::Prepared(Plan {
+            inventory: objects.iter().map(plan::entry_of).collect(),
+            suspects,
+            suspects_truncated,
+            subject: self.ctx.repo.as_ref().and_then(|repo| repo.subject(&commit)),
+        }))
     }
 
     /// A promotion deploys only what its branch holds: fast-forward the branch to the commit
-    /// first (idempotent: a branch that already holds it is left alone). `false` when the
-    /// release cannot go on now; its status then says why.
-    async fn promoted(&mut self) -> Result<bool, Error> {
+    /// first (idempotent: a branch that already holds it is left alone). `Some` when the
+    /// release cannot go on now: the refusal, or what the push waits for.
+    async fn promote(&mut self) -> Result<Option<Event>, Error> {
         let repo = self
             .ctx
             .repo
@@ -731,27 +715,23 @@ impl Driver<'_> {
                     info!(branch, "{message}");
                     publish(self.ctx, &self.release, EventType::Normal, "Pushed", &message).await;
                 }
-                Ok(true)
-            }
-            Err(LoadError::Git(err @ ship_git::GitError::Diverged { .. })) => {
-                self.refuse(err.label(), &err).await?;
-                Ok(false)
-            }
-            Err(err @ LoadError::NoPushAccess) => {
-                self.refuse(err.label(), &err).await?;
-                Ok(false)
+                Ok(None)
             }
             Err(err) => {
-                // Transient (the remote is away, moved since the last fetch, or the branch was
-                // deleted there: `MissingBranch`, and a push never recreates it): say so in the
-                // status, and let the error policy retry until it is back.
-                let step = Step {
-                    phase: Phase::Pending,
-                    reason: err.label(),
-                    message: format!("waiting to fast-forward {branch}: {err}"),
+                let err = Error::Load(err);
+                if err.disposition() == Disposition::Refuse {
+                    return Self::refusal(err).map(Some);
+                }
+                // Passing (the remote is away, moved since the last fetch, or the branch was
+                // deleted there: `MissingBranch`, and a push never recreates it): the status
+                // says so, and the controller retries until it is back.
+                let event = Event::PushBlocked {
+                    cause: err.label(),
+                    branch,
+                    problem: err.to_string(),
                 };
-                self.persist(step, |_| {}).await?;
-                Err(err.into())
+                self.blocked = Some(err);
+                Ok(Some(event))
             }
         }
     }
@@ -762,7 +742,7 @@ impl Driver<'_> {
         &self,
         commit: &str,
         stamp_release: &str,
-    ) -> Result<(Vec<InventoryEntry>, Vec<ship_api::PruneRefusal>), Error> {
+    ) -> Result<(Vec<ship_api::InventoryEntry>, Vec<ship_api::PruneRefusal>), Error> {
         let rendered = self.ctx.render(commit, self.environment()).await?;
         let objects = plan::prepare(&rendered.manifests, self.stamp(commit, stamp_release));
         let target = self.target(&rendered).await?;
@@ -773,7 +753,7 @@ impl Driver<'_> {
             self.fault_point("MidApply").await;
         }
         let applied = self.ctx.applier.apply(&target, &objects, false).await?;
-        let keep: Vec<InventoryEntry> = objects.iter().map(plan::entry_of).collect();
+        let keep: Vec<ship_api::InventoryEntry> = objects.iter().map(plan::entry_of).collect();
         let releases = self.environment_releases().await?;
         let previous = releases
             .iter()
@@ -793,56 +773,22 @@ impl Driver<'_> {
             commit,
             "objects applied"
         );
-        for refusal in &refused {
-            let note = format!(
-                "{} is no longer declared by commit {} but was kept: {}",
-                refusal.object,
-                &commit[..7.min(commit.len())],
-                refusal.reason
-            );
-            publish(self.ctx, &self.release, EventType::Warning, "PruneRefused", &note).await;
-        }
         Ok((keep, refused))
     }
 
-    /// Applying: apply (idempotent), prune, then Progressing.
-    async fn apply(&mut self) -> Result<(), Error> {
-        let commit = self.release.spec.commit.clone();
-        let name = self.name.clone();
-        let (inventory, refused) = self.apply_commit(&commit, &name).await?;
-        let mut message = format!(
-            "{} objects applied; waiting for them to become healthy",
-            inventory.len()
-        );
-        if !refused.is_empty() {
-            message.push_str(&format!(
-                " ({} no longer declared but kept: see status.pruneRefused)",
-                refused.len()
-            ));
-        }
-        self.persist(
-            Step {
-                phase: Phase::Progressing,
-                reason: "Progressing",
-                message,
-            },
-            |s| {
-                s.inventory = inventory;
-                s.prune_refused = refused;
-            },
-        )
-        .await
-    }
-
-    /// Waits for `inventory` to be healthy until `timeout` after `phase` was entered.
+    /// Waits for `inventory` to be healthy until the health timeout after `phase` was entered
+    /// (persisted, so a restart keeps the deadline).
     async fn wait_healthy(
         &self,
         phase: Phase,
         commit: &str,
-        inventory: &[InventoryEntry],
+        inventory: &[ship_api::InventoryEntry],
     ) -> Result<Waited<Result<(), HealthFailure>>, Error> {
         let rendered = self.ctx.render(commit, self.environment()).await?;
-        let deadline = deadline_after(self.status(), phase, rendered.config.health_timeout());
+        let now = self.ctx.now();
+        let entered = transition_time(self.status(), phase).unwrap_or(now);
+        let elapsed = Duration::try_from(now.duration_since(entered)).unwrap_or(Duration::ZERO);
+        let deadline = Instant::now() + rendered.config.health_timeout().saturating_sub(elapsed);
         let target = self.target(&rendered).await?;
         let wait = self
             .ctx
@@ -854,62 +800,31 @@ impl Driver<'_> {
         }
     }
 
-    /// Progressing: wait for health by watch; then Testing, or Failed.
-    async fn await_health(&mut self) -> Result<(), Error> {
+    /// Progressing: wait for health by watch.
+    async fn await_health(&self) -> Result<Event, Error> {
         let commit = self.release.spec.commit.clone();
         let inventory = self.status().map(|s| s.inventory.clone()).unwrap_or_default();
-        let health = match self.wait_healthy(Phase::Progressing, &commit, &inventory).await? {
-            Waited::Done(health) => health,
-            Waited::Superseded => return Ok(()),
-        };
-        let step = match health {
-            Ok(()) => {
-                let rendered = self.ctx.render(&commit, self.environment()).await?;
-                let names: Vec<String> = rendered
-                    .config
-                    .tests_for(self.environment())
-                    .map(|t| t.name.clone())
-                    .collect();
-                let message = format!("healthy; running {} post-deployment tests", names.len());
-                let step = Step {
-                    phase: Phase::Testing,
-                    reason: "Testing",
-                    message,
-                };
-                let total = names.len();
-                return self
-                    .persist(step, |s| {
-                        s.tests = names
-                            .into_iter()
-                            .map(|name| TestResult {
-                                name,
-                                verdict: TestVerdict::Running,
-                                duration_millis: None,
-                                message: String::new(),
-                                log: String::new(),
-                            })
-                            .collect();
-                        s.test_summary = Some(format!("0/{total}"));
-                    })
-                    .await;
-            }
-            Err(HealthFailure::Timeout(last)) => Step {
-                phase: Phase::Failed,
-                reason: "HealthTimeout",
-                message: format!("not healthy within the health timeout: {last}"),
+        Ok(
+            match self.wait_healthy(Phase::Progressing, &commit, &inventory).await? {
+                Waited::Superseded => Event::Interrupted,
+                Waited::Done(Ok(())) => {
+                    let rendered = self.ctx.render(&commit, self.environment()).await?;
+                    let tests = rendered
+                        .config
+                        .tests_for(self.environment())
+                        .map(|t| t.name.clone())
+                        .collect();
+                    Event::Healthy { tests }
+                }
+                Waited::Done(Err(HealthFailure::Timeout(last))) => Event::HealthTimedOut(last),
+                Waited::Done(Err(HealthFailure::Failed(problem))) => Event::Unhealthy(problem),
             },
-            Err(HealthFailure::Failed(message)) => Step {
-                phase: Phase::Failed,
-                reason: "Unhealthy",
-                message: format!("rollout failed: {message}"),
-            },
-        };
-        self.persist(step, |_| {}).await
+        )
     }
 
     /// Testing: run every test (again, after a restart: they are queries, and a Job keeps its
-    /// per-release name); then Succeeded or Failed.
-    async fn test(&mut self) -> Result<(), Error> {
+    /// per-release name).
+    async fn run_tests(&self) -> Result<Event, Error> {
         let commit = self.release.spec.commit.clone();
         let rendered = self.ctx.render(&commit, self.environment()).await?;
         let environment = self.environment().to_owned();
@@ -924,9 +839,6 @@ impl Driver<'_> {
         let target = self.target(&rendered).await?;
         let runs = rendered.config.tests_for(&environment).map(|test| {
             let name = test.name.clone();
-            let namespace = namespace.clone();
-            let environment = environment.clone();
-            let allowed = env_config.allowed_test_hosts.clone();
             let job = rendered
                 .test_jobs
                 .iter()
@@ -938,285 +850,92 @@ impl Driver<'_> {
                         self.stamp(&commit, &self.name),
                     )
                 });
-            let http = test.http.clone();
-            let ctx = self.ctx;
-            let target = target.clone();
-            async move {
-                let (outcome, log) = match (http, job) {
-                    (Some(http), _) => {
-                        let check = crate::checks::CheckTarget {
-                            http: &ctx.http,
-                            cluster: &target,
-                            namespace: &namespace,
-                            environment: &environment,
-                            allowed_hosts: &allowed,
-                        };
-                        (crate::checks::run_http(check, &http).await, String::new())
-                    }
-                    (None, Some(job)) => match crate::jobs::run(&target, &namespace, &job, deadline).await {
-                        Ok(done) => done,
-                        Err(err) => (
-                            crate::checks::CheckOutcome {
-                                passed: false,
-                                message: format!("cannot run the test Job: {err}"),
-                                duration: Duration::ZERO,
-                            },
-                            String::new(),
-                        ),
-                    },
-                    (None, None) => (
-                        crate::checks::CheckOutcome {
-                            passed: false,
-                            message: "the test declares neither http nor job".into(),
-                            duration: Duration::ZERO,
-                        },
-                        String::new(),
-                    ),
-                };
-                TestResult {
-                    name,
-                    verdict: if outcome.passed {
-                        TestVerdict::Passed
-                    } else {
-                        TestVerdict::Failed
-                    },
-                    duration_millis: Some(u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX)),
-                    message: outcome.message,
-                    log,
-                }
-            }
+            let check = crate::checks::CheckTarget {
+                http: &self.ctx.http,
+                cluster: &target,
+                namespace: &namespace,
+                environment: &environment,
+                allowed_hosts: &env_config.allowed_test_hosts,
+            };
+            run_test(check, name, test.http.clone(), job, deadline)
         });
         let results = match self.unless_superseded(futures::future::join_all(runs)).await {
             Waited::Done(results) => results,
-            Waited::Superseded => return Ok(()),
+            Waited::Superseded => return Ok(Event::Interrupted),
         };
         self.fault_point("MidTest").await;
-        let passed = results
-            .iter()
-            .filter(|r| r.verdict == TestVerdict::Passed)
-            .count();
-        let total = results.len();
         for result in &results {
             self.ctx
                 .metrics
                 .test(&environment, &result.name, result.verdict == TestVerdict::Passed);
         }
-        for failed in results.iter().filter(|r| r.verdict == TestVerdict::Failed) {
-            warn!(
-                test = failed.name,
-                log = failed.log,
-                "post-deployment test failed: {}",
-                failed.message
-            );
-            let note = format!("test {} failed: {}\n{}", failed.name, failed.message, failed.log);
-            publish(self.ctx, &self.release, EventType::Warning, "TestFailed", &note).await;
-        }
-        let step = if passed == total {
-            Step {
-                phase: Phase::Succeeded,
-                reason: "Succeeded",
-                message: format!(
-                    "commit {} is live and passed {passed}/{total} tests",
-                    self.release.spec.short_commit()
-                ),
-            }
-        } else {
-            let failed: Vec<&str> = results
-                .iter()
-                .filter(|r| r.verdict == TestVerdict::Failed)
-                .map(|r| r.name.as_str())
-                .collect();
-            Step {
-                phase: Phase::Failed,
-                reason: "TestsFailed",
-                message: format!("{passed}/{total} tests passed; failed: {}", failed.join(", ")),
-            }
-        };
-        self.persist(step, |s| {
-            s.tests = results;
-            s.test_summary = Some(format!("{passed}/{total}"));
-        })
-        .await
+        Ok(Event::TestsRan(results))
     }
 
-    /// Failed after changing the cluster: choose the last good release, or say loudly that
-    /// there is none.
-    async fn begin_rollback(&mut self) -> Result<(), Error> {
+    /// Failed after changing the cluster: find the last good release.
+    async fn choose_rollback_target(&self) -> Result<Event, Error> {
         let releases = self.environment_releases().await?;
-        let failure = self.status().and_then(|s| s.message.clone()).unwrap_or_default();
-        match plan::rollback_target(&self.release, &releases) {
-            Some(good) => {
-                let target = good.name_any();
-                let message = format!(
-                    "{failure}; rolling back to {target} (commit {})",
-                    good.spec.short_commit()
-                );
-                self.persist(
-                    Step {
-                        phase: Phase::RollingBack,
-                        reason: "RollingBack",
-                        message,
-                    },
-                    |s| {
-                        s.rolled_back_to = Some(target);
-                    },
-                )
-                .await
-            }
-            None => {
-                let message = format!(
-                    "{failure}; no earlier good release to roll back to: the environment keeps commit {} until a new commit arrives",
-                    self.release.spec.short_commit()
-                );
-                self.persist(
-                    Step {
-                        phase: Phase::Failed,
-                        reason: "NoGoodRelease",
-                        message,
-                    },
-                    |_| {},
-                )
-                .await
-            }
-        }
-    }
-
-    /// Failed, for good: the rollback cannot be made (the message says why and what to do).
-    async fn rollback_failed(&mut self, message: String) -> Result<(), Error> {
-        let step = Step {
-            phase: Phase::Failed,
-            reason: "RollbackFailed",
-            message,
-        };
-        self.persist(step, |_| {}).await
+        Ok(match plan::rollback_target(&self.release, &releases) {
+            Some(good) => Event::RollbackTargetChosen {
+                release: good.name_any(),
+                short_commit: good.spec.short_commit().to_owned(),
+            },
+            None => Event::NoGoodRelease,
+        })
     }
 
     /// RollingBack: re-apply the last good release's commit, prune what this one added, wait
-    /// for health; then RolledBack.
-    async fn roll_back(&mut self) -> Result<(), Error> {
+    /// for health.
+    async fn roll_back(&self) -> Result<Event, Error> {
         let target = self
             .status()
             .and_then(|s| s.rolled_back_to.clone())
             .unwrap_or_default();
-        let Some(good) = self
-            .ctx
-            .releases(&self.namespace)
-            .get_opt(&target)
-            .await
-            .map_err(Error::Releases)?
-        else {
-            let message = format!("the release to roll back to, {target:?}, no longer exists");
-            return self.rollback_failed(message).await;
+        let Some(good) = self.ctx.release(&self.namespace, &target).await? else {
+            return Ok(Event::RollbackTargetGone);
         };
+        let good_commit = good.spec.short_commit().to_owned();
         let commit = good.spec.commit.clone();
-        let (inventory, refused) = match self.apply_commit(&commit, &target).await {
+        let (inventory, prune_refused) = match self.apply_commit(&commit, &target).await {
             Ok(applied) => applied,
-            // Gone for good: no branch reaches it, this mirror never had it, and the remote
-            // does not serve it by id. Retrying cannot help; say so and settle.
             Err(Error::Load(LoadError::UnknownCommit(_))) => {
-                let message = format!(
-                    "cannot roll back to {target}: its commit {} is no longer in the repository (the \
-                     branch's history was rewritten, and the remote does not serve the commit by id); \
-                     commit {} stays applied: push a fix or a revert to roll forward",
-                    good.spec.short_commit(),
-                    self.release.spec.short_commit()
-                );
-                return self.rollback_failed(message).await;
+                return Ok(Event::RollbackCommitGone { good_commit });
             }
             Err(err) => return Err(err),
         };
         self.fault_point("MidRollback").await;
-        let step = match self.wait_healthy(Phase::RollingBack, &commit, &inventory).await? {
-            Waited::Superseded => return Ok(()),
-            Waited::Done(Ok(())) => Step {
-                phase: Phase::RolledBack,
-                reason: "RolledBack",
-                message: format!(
-                    "rolled back to {target} (commit {}); commit {} stays quarantined until the branch moves",
-                    good.spec.short_commit(),
-                    self.release.spec.short_commit()
-                ),
+        Ok(
+            match self.wait_healthy(Phase::RollingBack, &commit, &inventory).await? {
+                Waited::Superseded => Event::Interrupted,
+                Waited::Done(Ok(())) => Event::RolledBack {
+                    good_commit,
+                    prune_refused,
+                },
+                Waited::Done(Err(HealthFailure::Timeout(problem) | HealthFailure::Failed(problem))) => {
+                    Event::RollbackUnhealthy {
+                        problem,
+                        prune_refused,
+                    }
+                }
             },
-            Waited::Done(Err(HealthFailure::Timeout(m) | HealthFailure::Failed(m))) => Step {
-                phase: Phase::Failed,
-                reason: "RollbackFailed",
-                message: format!("the rollback to {target} did not become healthy: {m}"),
-            },
-        };
-        self.persist(step, |s| s.prune_refused = refused).await
+        )
     }
 
-    /// Drives the release through every phase it can reach now.
-    async fn drive(&mut self) -> Result<(), Error> {
-        loop {
-            let Some(phase) = self.phase() else { return Ok(()) };
-            let wants_rollback = awaits_rollback(phase, ready_reason(self.status()));
-            if (phase.is_in_progress() || wants_rollback) && self.superseded() {
-                let message = format!("superseded by {}", self.slot.newest.borrow().1);
-                let phase = if wants_rollback {
-                    Phase::Failed
-                } else {
-                    Phase::Superseded
-                };
-                return self
-                    .persist(
-                        Step {
-                            phase,
-                            reason: "Superseded",
-                            message,
-                        },
-                        |_| {},
-                    )
-                    .await;
-            }
-            match phase {
-                Phase::Pending => self.start().await?,
-                Phase::Applying => self.apply().await?,
-                Phase::Progressing => self.await_health().await?,
-                Phase::Testing => self.test().await?,
-                Phase::Failed if wants_rollback => self.begin_rollback().await?,
-                Phase::RollingBack => self.roll_back().await?,
-                _ => return Ok(()),
-            }
-            if self.phase() == Some(phase) && !self.superseded() {
-                // No progress and no supersession: a wait was cut short; try again later.
-                return Ok(());
-            }
-        }
-    }
-
-    /// For the environment's deployed release: re-apply it when due and count what had drifted.
-    async fn correct_drift(&mut self) -> Result<Option<Duration>, Error> {
-        let interval = self.ctx.settings.drift_interval;
-        let due = self
-            .ctx
-            .drift_checked
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&self.name).copied())
-            .is_none_or(|t| t.elapsed() >= interval);
-        if !due {
-            return Ok(Some(interval));
-        }
+    /// Succeeded or RolledBack, the environment's deployed release: re-apply it and count what
+    /// had drifted. `None` when there is nothing to re-apply (the good release is gone).
+    async fn correct_drift(&self) -> Result<Option<Event>, Error> {
         let (commit, stamp_release) = match self.phase() {
-            Some(Phase::Succeeded) => (self.release.spec.commit.clone(), self.name.clone()),
             Some(Phase::RolledBack) => {
                 let target = self
                     .status()
                     .and_then(|s| s.rolled_back_to.clone())
                     .unwrap_or_default();
-                match self
-                    .ctx
-                    .releases(&self.namespace)
-                    .get_opt(&target)
-                    .await
-                    .map_err(Error::Releases)?
-                {
+                match self.ctx.release(&self.namespace, &target).await? {
                     Some(good) => (good.spec.commit.clone(), target),
                     None => return Ok(None),
                 }
             }
-            _ => return Ok(None),
+            _ => (self.release.spec.commit.clone(), self.name.clone()),
         };
         // This is the environment's deployed release: say so (also after a restart).
         self.ctx.metrics.deployed(self.environment(), &commit);
@@ -1224,31 +943,77 @@ impl Driver<'_> {
         let objects = plan::prepare(&rendered.manifests, self.stamp(&commit, &stamp_release));
         let target = self.target(&rendered).await?;
         let applied = self.ctx.applier.apply(&target, &objects, true).await?;
-        if let Ok(mut checked) = self.ctx.drift_checked.lock() {
-            checked.insert(self.name.clone(), Instant::now());
+        Ok(Some(Event::DriftCorrected {
+            drifted: applied.drifted as u64,
+            commit: ship_api::names::short_sha(&commit).to_owned(),
+        }))
+    }
+
+    /// Does `work`; `None` when there is nothing more to do now.
+    async fn perform(&mut self, work: Work) -> Result<Option<Event>, Error> {
+        match work {
+            Work::Prepare => self.prepare().await.map(Some),
+            Work::Apply => {
+                let commit = self.release.spec.commit.clone();
+                let name = self.name.clone();
+                let (inventory, prune_refused) = self.apply_commit(&commit, &name).await?;
+                Ok(Some(Event::Applied {
+                    inventory,
+                    prune_refused,
+                }))
+            }
+            Work::AwaitHealth => self.await_health().await.map(Some),
+            Work::RunTests => self.run_tests().await.map(Some),
+            Work::ChooseRollbackTarget => self.choose_rollback_target().await.map(Some),
+            Work::RollBack => self.roll_back().await.map(Some),
+            Work::CorrectDrift => self.correct_drift().await,
         }
-        if applied.drifted > 0 {
-            let total = self.status().and_then(|s| s.drift_corrections).unwrap_or(0) + applied.drifted as u64;
-            let message = format!(
-                "{} objects had drifted from commit {} and were put back",
-                applied.drifted,
-                &commit[..7.min(commit.len())]
-            );
-            warn!(drifted = applied.drifted, "{message}");
-            publish(
-                self.ctx,
-                &self.release,
-                EventType::Warning,
-                "DriftCorrected",
-                &message,
-            )
-            .await;
-            let mut status = self.release.status.clone().unwrap_or_default();
-            status.drift_corrections = Some(total);
-            apply_status(self.ctx, &self.namespace, &self.name, &status).await?;
-            self.release.status = Some(status);
+    }
+
+    /// Drives the release from `event` through every phase it can reach now; says when to look
+    /// again.
+    async fn drive(&mut self, mut event: Event) -> Result<Requeue, Error> {
+        loop {
+            let transition = machine::step(&self.snapshot(), event, self.ctx.now());
+            let work = transition.work();
+            self.persist(transition.change, transition.record).await?;
+            for action in transition.actions {
+                match action {
+                    Action::Announce { notice, note } => {
+                        let reason: &'static str = notice.into();
+                        warn!(notice = reason, "{note}");
+                        publish(self.ctx, &self.release, EventType::Warning, reason, &note).await;
+                    }
+                    Action::CollectGarbage if !self.superseded() => self.collect_garbage().await?,
+                    Action::CollectGarbage | Action::Work(_) => {}
+                    Action::Retry => {
+                        return match self.blocked.take() {
+                            Some(err) => Err(err),
+                            None => Ok(Requeue::requeue(Disposition::Retry.retry_after())),
+                        };
+                    }
+                    Action::RequeueSoon => return Ok(Requeue::requeue(Duration::from_secs(1))),
+                    Action::RequeueAfter(after) => return Ok(Requeue::requeue(after)),
+                }
+            }
+            let Some(work) = work else {
+                return Ok(Requeue::await_change());
+            };
+            if self.snapshot().superseded_by.is_some() {
+                // A newer release appeared meanwhile: let the machine say what that means
+                // before doing any more work for this one.
+                event = Event::Observed;
+                if machine::step(&self.snapshot(), Event::Observed, self.ctx.now()).work() == Some(work) {
+                    // Settled and superseded work (none today) would loop: stop instead.
+                    return Ok(Requeue::await_change());
+                }
+                continue;
+            }
+            match self.perform(work).await? {
+                Some(next) => event = next,
+                None => return Ok(Requeue::await_change()),
+            }
         }
-        Ok(Some(interval))
     }
 
     /// Deletes the environment's oldest settled releases beyond the history limit.
@@ -1261,13 +1026,7 @@ impl Driver<'_> {
                 .delete(&name, &DeleteParams::default())
                 .await
             {
-                Ok(_) => {
-                    info!(collected = name, "old release deleted (history limit)");
-                    // Its drift bookkeeping goes with it, so memory does not grow with history.
-                    if let Ok(mut checked) = self.ctx.drift_checked.lock() {
-                        checked.remove(&name);
-                    }
-                }
+                Ok(_) => info!(collected = name, "old release deleted (history limit)"),
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(err) => return Err(Error::Releases(err)),
             }
@@ -1276,11 +1035,50 @@ impl Driver<'_> {
     }
 }
 
+/// Runs one post-deployment test: an HTTP check, or a Job.
+async fn run_test(
+    check: crate::checks::CheckTarget<'_>,
+    name: String,
+    http: Option<ship_render::config::HttpTest>,
+    job: Option<serde_json::Value>,
+    deadline: Instant,
+) -> TestResult {
+    let failed = |message: String| {
+        (
+            crate::checks::CheckOutcome {
+                passed: false,
+                message,
+                duration: Duration::ZERO,
+            },
+            String::new(),
+        )
+    };
+    let (outcome, log) = match (http, job) {
+        (Some(http), _) => (crate::checks::run_http(check, &http).await, String::new()),
+        (None, Some(job)) => match crate::jobs::run(check.cluster, check.namespace, &job, deadline).await {
+            Ok(done) => done,
+            Err(err) => failed(format!("cannot run the test Job: {err}")),
+        },
+        (None, None) => failed("the test declares neither http nor job".into()),
+    };
+    TestResult {
+        name,
+        verdict: if outcome.passed {
+            TestVerdict::Passed
+        } else {
+            TestVerdict::Failed
+        },
+        duration_millis: Some(u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX)),
+        message: outcome.message,
+        log,
+    }
+}
+
 /// Reconciles one ShipRelease: level-based and idempotent.
 pub async fn reconcile(
     object: Arc<DeserializeGuard<ShipRelease>>,
     ctx: Arc<Context>,
-) -> Result<Action, Error> {
+) -> Result<Requeue, Error> {
     let namespace = object.namespace().ok_or(Error::NoNamespace)?;
     let name = object.name_any();
     let release = match &object.0 {
@@ -1295,15 +1093,9 @@ pub async fn reconcile(
                 ..Default::default()
             };
             apply_status(&ctx, &namespace, &name, &status).await?;
-            publish(
-                &ctx,
-                object.as_ref(),
-                EventType::Warning,
-                "InvalidObject",
-                &message,
-            )
-            .await;
-            return Ok(Action::await_change());
+            let reason = StatusReason::InvalidObject.label();
+            publish(&ctx, object.as_ref(), EventType::Warning, reason, &message).await;
+            return Ok(Requeue::await_change());
         }
     };
     let span = tracing::info_span!(
@@ -1323,7 +1115,7 @@ async fn reconcile_release(
     namespace: String,
     name: String,
     ctx: &Context,
-) -> Result<Action, Error> {
+) -> Result<Requeue, Error> {
     let slot = ctx.slot(&namespace, &release.spec.environment);
     let own = plan::sequence(&release);
     let mut driver = Driver {
@@ -1333,34 +1125,12 @@ async fn reconcile_release(
         name,
         slot,
         own,
+        blocked: None,
     };
     if let Err(problem) = driver.release.spec.validate() {
-        let step = Step {
-            phase: Phase::Failed,
-            reason: "InvalidSpec",
-            message: problem.to_string(),
-        };
-        driver.persist(step, |_| {}).await?;
-        return Ok(Action::await_change());
+        return driver.drive(Event::SpecInvalid(problem.to_string())).await;
     }
     driver.ensure_identity().await?;
-    if driver.phase().is_none() {
-        let message = format!(
-            "release of {} to {} accepted",
-            driver.release.spec.short_commit(),
-            driver.environment()
-        );
-        driver
-            .persist(
-                Step {
-                    phase: Phase::Pending,
-                    reason: "Accepted",
-                    message,
-                },
-                |_| {},
-            )
-            .await?;
-    }
     let releases = driver.environment_releases().await?;
     if let Some(newest) = releases.iter().map(plan::sequence).max() {
         driver.slot.newest.send_if_modified(|current| {
@@ -1371,7 +1141,6 @@ async fn reconcile_release(
             newer
         });
     }
-    let settled_before = driver.release.is_settled();
     if driver.phase() == Some(Phase::Succeeded)
         && let Some(at) = transition_time(driver.status(), Phase::Succeeded)
     {
@@ -1393,35 +1162,17 @@ async fn reconcile_release(
             phase.as_str(),
         );
     }
-    {
-        let slot = driver.slot.clone();
-        let _turn = slot.lock.lock().await;
-        driver.drive().await?;
-        let settled = driver.release.is_settled();
-        if settled && !driver.superseded() {
-            if !settled_before {
-                // Just settled: the apply was the drift check.
-                if let Ok(mut checked) = ctx.drift_checked.lock() {
-                    checked.insert(driver.name.clone(), Instant::now());
-                }
-                driver.collect_garbage().await?;
-            }
-            if let Some(next) = driver.correct_drift().await? {
-                return Ok(Action::requeue(next));
-            }
-        }
-    }
-    if driver.phase().is_some_and(Phase::is_in_progress) {
-        // A wait was cut short (for example by a newer release): look again soon.
-        return Ok(Action::requeue(Duration::from_secs(1)));
-    }
-    Ok(Action::await_change())
+    let slot = driver.slot.clone();
+    let _turn = slot.lock.lock().await;
+    driver.drive(Event::Observed).await
 }
 
-fn error_policy(_object: Arc<DeserializeGuard<ShipRelease>>, error: &Error, ctx: Arc<Context>) -> Action {
-    warn!(error = %error, kind = error.label(), "reconcile failed; retrying");
+fn error_policy(_object: Arc<DeserializeGuard<ShipRelease>>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    let disposition = error.disposition();
+    let disposition_label: &'static str = disposition.into();
+    warn!(error = %error, kind = error.label(), disposition = disposition_label, "reconcile failed; retrying");
     ctx.metrics.reconcile_error(error.label());
-    Action::requeue(Duration::from_secs(5))
+    Requeue::requeue(disposition.retry_after())
 }
 
 /// Runs the ShipRelease controller until `shutdown` resolves. `ready` turns true once the
@@ -1437,12 +1188,17 @@ pub async fn run(
     };
     let controller = Controller::new(api, watcher::Config::default()).graceful_shutdown_on(shutdown);
     let store = controller.store();
+    let ready_store = ctx.store.clone();
     tokio::spawn(async move {
         // The store's readiness signal wakes only its most recent waiter, and the controller
         // waits on it too: poll again every 200 ms rather than wait once.
         loop {
             match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
-                Ok(Ok(())) => return ready.store(true, Ordering::SeqCst),
+                Ok(Ok(())) => {
+                    // From now on the engine reads releases from the store.
+                    let _ = ready_store.set(store);
+                    return ready.store(true, Ordering::SeqCst);
+                }
                 Ok(Err(_)) => return,
                 Err(_elapsed) => {}
             }

@@ -3,26 +3,18 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use ship_api::conditions::{Observation, kstatus_conditions};
-use ship_api::{Phase, ShipRelease, ShipReleaseStatus, Transition};
+use ship_api::{ShipRelease, ShipReleaseStatus, Transition};
+
+use crate::machine::Change;
 
 /// Upper bound on recorded transitions, so a release that loops (for example through repeated
 /// crash-and-resume) cannot grow its status without limit.
 pub const MAX_TRANSITIONS: usize = 32;
 
-/// One step of the state machine, as the controller decided it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Step {
-    /// Phase to be in after this step.
-    pub phase: Phase,
-    /// Fixed CamelCase reason code for the conditions and the event.
-    pub reason: &'static str,
-    /// Human-readable message.
-    pub message: String,
-}
-
-/// The status `release` should have after `step`, at time `now`. A phase change appends a
+/// The status `release` should have after `step` (a [`Change`] the machine decided), at time
+/// `now`. A phase change appends a
 /// transition; conditions keep their `lastTransitionTime` when their status is unchanged.
-pub fn next_status(release: &ShipRelease, step: &Step, now: &Time) -> ShipReleaseStatus {
+pub fn next_status(release: &ShipRelease, step: &Change, now: &Time) -> ShipReleaseStatus {
     let current = release.status.clone().unwrap_or_default();
     let generation = release.metadata.generation;
     let mut transitions = current.transitions.clone();
@@ -38,7 +30,7 @@ pub fn next_status(release: &ShipRelease, step: &Step, now: &Time) -> ShipReleas
     }
     let observation = Observation {
         phase: step.phase,
-        reason: step.reason,
+        reason: step.label(),
         message: &step.message,
         generation,
     };
@@ -77,7 +69,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ship_api::{Reason, ShipReleaseSpec};
+    use ship_api::{Phase, Reason, ShipReleaseSpec, StatusReason};
 
     fn release() -> ShipRelease {
         let mut r = ShipRelease::new(
@@ -99,10 +91,11 @@ mod tests {
         Time(jiff::Timestamp::from_second(s).unwrap())
     }
 
-    fn step(phase: Phase) -> Step {
-        Step {
+    fn step(phase: Phase) -> Change {
+        Change {
             phase,
-            reason: phase.as_str(),
+            reason: StatusReason::Progressing,
+            cause: None,
             message: format!("now {phase}"),
         }
     }

@@ -191,7 +191,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut ctx = ship_engine::Context::new(client.clone(), args.namespace.clone(), args.instance)
         .with_settings(settings)
         .with_metrics(metrics.clone())
-        .with_secret_namespace(args.source.secret_namespace.clone());
+        .with_secret_namespace(args.source.secret_namespace.clone())
+        .with_clock(match args.test_clock {
+            Some(start) => ship_engine::clock::clock_from(start),
+            None => ship_engine::clock::system_clock(),
+        });
     let started = source::start(&args.source, client.clone(), stop_rx.clone(), metrics.clone()).await?;
     let webhook_counters = started.as_ref().map(|s| s.webhook_counters.clone());
     if let Ok(mut registry) = state.registry.write() {
@@ -224,10 +228,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .cloned()
                 .unwrap_or_else(|| "main".into()),
             recorder: ctx.recorder.clone(),
-            clock: match args.test_clock {
-                Some(start) => ship_engine::promotion::clock_from(start),
-                None => ship_engine::promotion::system_clock(),
-            },
+            clock: ctx.clock.clone(),
             interval: args.promotion_interval,
             metrics: metrics.clone(),
             source: Some(handle.status()),
