@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # release.sh - the release engine's benchmarks on a real local control plane:
-#   applying 500 objects (Ship vs kubectl apply --server-side, same apiserver, same run),
+#   full releases of 1,000 and 2,000 objects (Ship's render, dry run, apply and health vs
+#   kubectl apply --server-side, same apiserver, same run), shipd's resident memory idle and
+#   after a 2,000-object release (against kubectl's peak applying the same),
 #   rollout healthy -> first post-deployment test, and test failure -> rollback applied;
 #   and the API requests one good and one rolled-back release cost the apiserver.
 #
@@ -13,6 +15,11 @@ cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ship/target}"
 log() { printf '[bench %(%T)T] %s\n' -1 "$*" >&2; }
 
+if [[ ! -x /usr/bin/time ]]; then
+  log "installing GNU time (apt-get install time): kubectl's peak memory is the memory reference"
+  sudo_cmd=""; [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
+  $sudo_cmd apt-get install -y -qq time >/dev/null
+fi
 log "building shipd (release)"
 cargo build --release --locked -p shipd
 DIR="$(tests/cluster/up.sh)"   # control plane and the real node
@@ -23,3 +30,5 @@ log "control plane up: $LOCAL_K8S_SERVER"
 cargo bench --locked -p ship-e2e --bench release
 # API requests per release (verb and resource, from apiserver_request_total).
 cargo bench --locked -p ship-e2e --bench requests
+# shipd's resident memory, idle and after a release of 2,000 objects.
+cargo bench --locked -p ship-e2e --bench memory

@@ -17,7 +17,8 @@ use ship_api::{FIELD_MANAGER, InventoryEntry, PruneRefusal, keys};
 use tokio::time::Instant;
 
 use crate::health::{Health, assess};
-use crate::plan::{PruneVerdict, entry_of, prune_verdict};
+use crate::inventory::entry_of;
+use crate::prune::{PruneVerdict, prune_verdict};
 
 /// Why objects could not be applied, pruned or watched.
 #[derive(Debug, thiserror::Error)]
@@ -203,7 +204,7 @@ impl Applier {
             Err(kube::Error::Api(e)) if e.code == 403 => return Ok(false),
             Err(err) => return Err(ApplyError::Read(api_message(&err))),
         }
-        let labels = crate::plan::ship_labels(environment);
+        let labels = crate::inventory::ship_labels(environment);
         let object = k8s_openapi::api::core::v1::Namespace {
             metadata: kube::api::ObjectMeta {
                 name: Some(namespace.to_owned()),
@@ -304,10 +305,10 @@ impl Applier {
         // Objects of one rank have no order among themselves: apply them concurrently.
         let mut start = 0;
         while start < objects.len() {
-            let rank = crate::plan::apply_rank(&objects[start]);
+            let rank = crate::inventory::apply_rank(&objects[start]);
             let end = objects[start..]
                 .iter()
-                .position(|o| crate::plan::apply_rank(o) != rank)
+                .position(|o| crate::inventory::apply_rank(o) != rank)
                 .map_or(objects.len(), |n| start + n);
             let batch = &objects[start..end];
             let mut pending = Vec::with_capacity(batch.len());
@@ -372,24 +373,24 @@ impl Applier {
             .and_then(Value::as_str)
             .unwrap_or_default();
         let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let established = api
-                .get_opt(name)
-                .await
-                .map_err(|e| ApplyError::Read(api_message(&e)))?
-                .and_then(|c| c.status)
-                .and_then(|s| s.conditions)
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Established" && c.status == "True"));
-            if established {
+        // kube-runtime's wait watches the one CRD and returns when it is established.
+        let established = kube::runtime::wait::await_condition(
+            api,
+            name,
+            kube::runtime::wait::conditions::is_crd_established(),
+        );
+        match tokio::time::timeout(Duration::from_secs(30), established).await {
+            Ok(Ok(_)) => {
                 if let Some(group) = crd.pointer("/spec/group").and_then(Value::as_str) {
                     self.forget_group(group);
                 }
-                return Ok(());
+                Ok(())
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(Err(err)) => Err(ApplyError::Read(format!(
+                "watching CustomResourceDefinition {name}: {err}"
+            ))),
+            Err(_elapsed) => Err(ApplyError::CrdNotEstablished(name.to_owned())),
         }
-        Err(ApplyError::CrdNotEstablished(name.to_owned()))
     }
 
     /// Deletes the `entries` that [`prune_verdict`] lets go, for `environment` whose namespace is
@@ -414,7 +415,7 @@ impl Applier {
                 Err(err) => return Err(ApplyError::Read(api_message(&err))),
             };
             let live = serde_json::to_value(&live).unwrap_or_default();
-            let marked_enabled = crate::plan::prune_mark(&live) == Some(keys::PRUNE_ENABLED);
+            let marked_enabled = crate::prune::prune_mark(&live) == Some(keys::PRUNE_ENABLED);
             // Only a Namespace git lets go is searched for what others keep in it.
             let unowned =
                 if entry.kind == "Namespace" && marked_enabled && entry.name != environment_namespace {
@@ -490,7 +491,7 @@ impl Applier {
                 };
                 for item in list.items {
                     let value = serde_json::to_value(&item).unwrap_or_default();
-                    if !crate::plan::made_by_kubernetes_or_ship(&resource.kind, &value, environment) {
+                    if !crate::prune::made_by_kubernetes_or_ship(&resource.kind, &value, environment) {
                         let name = item.metadata.name.unwrap_or_default();
                         return Ok(Some(format!("{}/{namespace}/{name}", resource.kind)));
                     }

@@ -16,16 +16,16 @@ pub fn expand(template: &str, namespace: &str, environment: &str) -> String {
         .replace("{environment}", environment)
 }
 
-/// The host of an http(s) URL, lower-cased, without port or credentials.
+/// The host of an http(s) URL, lower-cased (international names in their ASCII form), without
+/// port, credentials or an IPv6 address's brackets. Parsed by the WHATWG URL rules (the `url`
+/// crate, as reqwest sends it), so the host checked is the host called.
 pub fn host_of(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if let Some(v6) = host.strip_prefix('[') {
-        v6.split(']').next()?
-    } else {
-        host.split(':').next()?
-    };
+    let parsed = url::Url::parse(url).ok()?;
+    let host = parsed.host_str()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 

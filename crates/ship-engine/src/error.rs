@@ -28,10 +28,12 @@ impl Disposition {
     }
 }
 
-/// An answer from the API server that may be different next time: no answer at all, too many
-/// requests, a timeout, a conflict, or a server error.
+/// An answer from the API server that may be different next time: no answer at all, a
+/// conflict, too many requests, or the server (or a proxy before it) unavailable or timing out.
+/// Not a bare 500: Kubernetes 1.20 answers a server-side apply patch that does not fit the
+/// object's schema (`.spec.replicas: expected numeric`) with 500, and that is the commit's.
 pub fn is_passing(code: Option<u16>) -> bool {
-    code.is_none_or(|code| matches!(code, 409 | 429 | 500..))
+    code.is_none_or(|code| matches!(code, 409 | 429 | 502..=504))
 }
 
 fn kube_disposition(err: &kube::Error) -> Disposition {
@@ -125,7 +127,10 @@ mod tests {
         assert_eq!(dry_run(Some(422)).disposition(), Disposition::Refuse);
         assert_eq!(dry_run(Some(400)).disposition(), Disposition::Refuse);
         assert_eq!(dry_run(Some(403)).disposition(), Disposition::Refuse);
-        assert_eq!(dry_run(Some(500)).disposition(), Disposition::Retry);
+        assert_eq!(dry_run(Some(503)).disposition(), Disposition::Retry);
+        assert_eq!(dry_run(Some(504)).disposition(), Disposition::Retry);
+        // 1.20's answer to a patch that does not fit the schema: the commit's fault.
+        assert_eq!(dry_run(Some(500)).disposition(), Disposition::Refuse);
         assert_eq!(dry_run(Some(429)).disposition(), Disposition::Retry);
         assert_eq!(dry_run(None).disposition(), Disposition::Retry);
     }

@@ -3,18 +3,16 @@
 
 use std::time::Instant;
 
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, LogParams, Patch, PatchParams};
-use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::Value;
 use ship_api::{FIELD_MANAGER, keys};
 
 use crate::checks::CheckOutcome;
 use crate::health::{Health, assess};
-use crate::plan::{Stamp, stamp};
+use crate::inventory::{Stamp, stamp};
 use crate::text::tail;
 
 /// Most bytes of a test's log kept in status and events.
@@ -69,25 +67,20 @@ pub async fn run(
         &Patch::Apply(job),
     )
     .await?;
-    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut events = watcher(jobs, config).boxed();
-    let verdict = loop {
-        let next = tokio::select! {
-            next = events.next() => next,
-            () = tokio::time::sleep_until(deadline) => break Err(format!("Job {name} did not finish in time")),
-        };
-        match next {
-            Some(Ok(watcher::Event::Apply(job) | watcher::Event::InitApply(job))) => {
-                match assess(&serde_json::to_value(&job).unwrap_or_default()) {
-                    Health::Healthy => break Ok(format!("Job {name} completed")),
-                    Health::Failed(message) => break Err(message),
-                    Health::Progressing(_) => {}
-                }
-            }
-            Some(Ok(_)) => {}
-            Some(Err(err)) => tracing::debug!(error = %err, "test job watch error; retrying"),
-            None => break Err(format!("the watch of Job {name} ended")),
-        }
+    let judged = |job: &Job| assess(&serde_json::to_value(job).unwrap_or_default());
+    // kube-runtime's wait watches the one Job until the health rules judge it done.
+    let finished = kube::runtime::wait::await_condition(jobs, &name, move |job: Option<&Job>| {
+        job.is_some_and(|job| !matches!(judged(job), Health::Progressing(_)))
+    });
+    let verdict = match tokio::time::timeout_at(deadline, finished).await {
+        Err(_elapsed) => Err(format!("Job {name} did not finish in time")),
+        Ok(Err(err)) => Err(format!("the watch of Job {name} ended: {err}")),
+        Ok(Ok(None)) => Err(format!("Job {name} was deleted before it finished")),
+        Ok(Ok(Some(job))) => match judged(&job) {
+            Health::Healthy => Ok(format!("Job {name} completed")),
+            Health::Failed(message) => Err(message),
+            Health::Progressing(_) => Err(format!("Job {name} did not finish")),
+        },
     };
     let log = log_tail(client, namespace, &name).await;
     let (passed, message) = match verdict {

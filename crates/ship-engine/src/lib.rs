@@ -19,12 +19,15 @@ pub mod clock;
 pub mod environment;
 pub mod error;
 pub mod events;
+#[cfg(test)]
+mod fixtures;
 pub mod health;
+pub mod inventory;
 pub mod jobs;
 pub mod machine;
 pub mod metrics;
-pub mod plan;
 pub mod promotion;
+pub mod prune;
 pub mod reconcile;
 pub mod releases;
 pub mod repo;

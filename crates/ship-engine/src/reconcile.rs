@@ -31,8 +31,9 @@ use tracing::{Instrument, info, warn};
 use crate::apply::{Applier, HealthFailure};
 use crate::clock::Clock;
 pub use crate::error::{Disposition, Error};
+use crate::inventory::{self, Stamp};
 use crate::machine::{self, Action, Change, Event, Plan, Snapshot, Work};
-use crate::plan::{self, Stamp};
+use crate::releases;
 use crate::repo::{LoadError, Repo};
 use crate::status::next_status;
 
@@ -612,7 +613,7 @@ impl Driver<'_> {
             .await
             .map_err(Error::Releases)?;
         self.release.metadata = patched.metadata;
-        self.own = plan::sequence(&self.release);
+        self.own = releases::sequence(&self.release);
         Ok(())
     }
 
@@ -636,7 +637,7 @@ impl Driver<'_> {
             Ok(rendered) => rendered,
             Err(err) => return Self::refusal(err.into()),
         };
-        let objects = plan::prepare(&rendered.manifests, self.stamp(&commit, &self.name));
+        let objects = inventory::prepare(&rendered.manifests, self.stamp(&commit, &self.name));
         let target = match self.target(&rendered).await {
             Ok(target) => target,
             Err(err) => {
@@ -673,8 +674,8 @@ impl Driver<'_> {
         {
             return Ok(blocked);
         }
-        let releases = self.environment_releases().await?;
-        let good = plan::rollback_target(&self.release, &releases).map(|g| g.spec.commit.clone());
+        let others = self.environment_releases().await?;
+        let good = releases::rollback_target(&self.release, &others).map(|g| g.spec.commit.clone());
         let (suspects, suspects_truncated) = match &self.ctx.repo {
             Some(repo) => {
                 let (repo, c) = (repo.clone(), commit.clone());
@@ -687,7 +688,7 @@ impl Driver<'_> {
             None => Default::default(),
         };
         Ok(Event::Prepared(Plan {
-            inventory: objects.iter().map(plan::entry_of).collect(),
+            inventory: objects.iter().map(inventory::entry_of).collect(),
             suspects,
             suspects_truncated,
             subject: self.ctx.repo.as_ref().and_then(|repo| repo.subject(&commit)),
@@ -744,7 +745,7 @@ impl Driver<'_> {
         stamp_release: &str,
     ) -> Result<(Vec<ship_api::InventoryEntry>, Vec<ship_api::PruneRefusal>), Error> {
         let rendered = self.ctx.render(commit, self.environment()).await?;
-        let objects = plan::prepare(&rendered.manifests, self.stamp(commit, stamp_release));
+        let objects = inventory::prepare(&rendered.manifests, self.stamp(commit, stamp_release));
         let target = self.target(&rendered).await?;
         if self.armed("MidApply") && stamp_release == self.name {
             // Tests only: stop with half the objects applied.
@@ -753,13 +754,13 @@ impl Driver<'_> {
             self.fault_point("MidApply").await;
         }
         let applied = self.ctx.applier.apply(&target, &objects, false).await?;
-        let keep: Vec<ship_api::InventoryEntry> = objects.iter().map(plan::entry_of).collect();
-        let releases = self.environment_releases().await?;
-        let previous = releases
+        let keep: Vec<ship_api::InventoryEntry> = objects.iter().map(inventory::entry_of).collect();
+        let all = self.environment_releases().await?;
+        let previous = all
             .iter()
             .filter_map(|r| r.status.as_ref())
             .flat_map(|s| s.inventory.iter());
-        let gone = plan::to_prune(previous, &keep);
+        let gone = crate::prune::to_prune(previous, &keep);
         let environment_namespace = environment_namespace(&rendered, self.environment());
         let (pruned, refused) = self
             .ctx
@@ -874,8 +875,8 @@ impl Driver<'_> {
 
     /// Failed after changing the cluster: find the last good release.
     async fn choose_rollback_target(&self) -> Result<Event, Error> {
-        let releases = self.environment_releases().await?;
-        Ok(match plan::rollback_target(&self.release, &releases) {
+        let others = self.environment_releases().await?;
+        Ok(match releases::rollback_target(&self.release, &others) {
             Some(good) => Event::RollbackTargetChosen {
                 release: good.name_any(),
                 short_commit: good.spec.short_commit().to_owned(),
@@ -940,7 +941,7 @@ impl Driver<'_> {
         // This is the environment's deployed release: say so (also after a restart).
         self.ctx.metrics.deployed(self.environment(), &commit);
         let rendered = self.ctx.render(&commit, self.environment()).await?;
-        let objects = plan::prepare(&rendered.manifests, self.stamp(&commit, &stamp_release));
+        let objects = inventory::prepare(&rendered.manifests, self.stamp(&commit, &stamp_release));
         let target = self.target(&rendered).await?;
         let applied = self.ctx.applier.apply(&target, &objects, true).await?;
         Ok(Some(Event::DriftCorrected {
@@ -1018,8 +1019,8 @@ impl Driver<'_> {
 
     /// Deletes the environment's oldest settled releases beyond the history limit.
     async fn collect_garbage(&self) -> Result<(), Error> {
-        let releases = self.environment_releases().await?;
-        for name in plan::to_collect(&releases, self.ctx.settings.history_limit) {
+        let all = self.environment_releases().await?;
+        for name in releases::to_collect(&all, self.ctx.settings.history_limit) {
             match self
                 .ctx
                 .releases(&self.namespace)
@@ -1117,7 +1118,7 @@ async fn reconcile_release(
     ctx: &Context,
 ) -> Result<Requeue, Error> {
     let slot = ctx.slot(&namespace, &release.spec.environment);
-    let own = plan::sequence(&release);
+    let own = releases::sequence(&release);
     let mut driver = Driver {
         ctx,
         release,
@@ -1131,8 +1132,8 @@ async fn reconcile_release(
         return driver.drive(Event::SpecInvalid(problem.to_string())).await;
     }
     driver.ensure_identity().await?;
-    let releases = driver.environment_releases().await?;
-    if let Some(newest) = releases.iter().map(plan::sequence).max() {
+    let all = driver.environment_releases().await?;
+    if let Some(newest) = all.iter().map(releases::sequence).max() {
         driver.slot.newest.send_if_modified(|current| {
             let newer = newest > *current;
             if newer {

@@ -1,11 +1,13 @@
-//! Creating releases: one per new branch tip, named deterministically so that seeing the same
-//! tip again (after a restart) finds the release already made instead of deploying twice.
+//! An environment's releases: creating them (one per new branch tip, named deterministically so
+//! that seeing the same tip again after a restart finds the release already made instead of
+//! deploying twice), their order, what a failed one rolls back to, and the history kept.
 
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use ship_api::{Reason, ShipRelease, ShipReleaseSpec, keys};
 
-use crate::plan::release_name;
+use ship_api::Phase;
+use ship_api::names::release_name;
 
 /// What to release.
 #[derive(Debug, Clone)]
@@ -72,14 +74,14 @@ async fn create_or_stand(api: &Api<ShipRelease>, object: &ShipRelease) -> Result
     }
 }
 
-/// Makes the release a branch tip asks for ([`crate::plan::tip_release`]), reading the
+/// Makes the release a branch tip asks for ([`crate::tips::tip_release`]), reading the
 /// environment's releases in `namespace` first. Returns the name of the release made, or `None`
 /// when the environment already follows the tip.
 pub async fn create_for_tip(
     client: &Client,
     namespace: &str,
     new: &NewRelease<'_>,
-    seen: crate::plan::TipSeen,
+    seen: crate::tips::TipSeen,
 ) -> Result<Option<String>, kube::Error> {
     let api: Api<ShipRelease> = Api::namespaced(client.clone(), namespace);
     let selector = format!("{}={}", keys::ENVIRONMENT, new.environment);
@@ -87,10 +89,140 @@ pub async fn create_for_tip(
         .list(&kube::api::ListParams::default().labels(&selector))
         .await?
         .items;
-    let Some(name) = crate::plan::tip_release(new.environment, new.commit, &releases, seen) else {
+    let Some(name) = crate::tips::tip_release(new.environment, new.commit, &releases, seen) else {
         return Ok(None);
     };
     let object = named_release_object(new, &name, jiff::Timestamp::now().as_millisecond());
     let created = create_or_stand(&api, &object).await?;
     Ok(created.then_some(name))
+}
+
+/// A release's place in its environment's order (see [`ShipRelease::sequence`]).
+pub fn sequence(release: &ShipRelease) -> (i64, String) {
+    release.sequence()
+}
+
+/// The newest release of `release`'s environment among `others`, when it is newer than `release`.
+pub fn newer_release<'a>(release: &ShipRelease, others: &'a [ShipRelease]) -> Option<&'a ShipRelease> {
+    let own = sequence(release);
+    others
+        .iter()
+        .filter(|o| o.spec.environment == release.spec.environment && sequence(o) > own)
+        .max_by_key(|o| sequence(o))
+}
+
+fn phase_of(release: &ShipRelease) -> Option<Phase> {
+    release.status.as_ref().and_then(|s| s.phase)
+}
+
+/// What `release` rolls back to if it fails: the environment's last good release before it,
+/// of another commit ([`ship_api::environment::last_good`], the one meaning of "last good").
+pub fn rollback_target<'a>(release: &ShipRelease, others: &'a [ShipRelease]) -> Option<&'a ShipRelease> {
+    ship_api::environment::last_good(
+        &release.spec.environment,
+        others,
+        Some(&sequence(release)),
+        &release.spec.commit,
+    )
+}
+
+/// Releases of one environment to delete so that at most `keep` remain: the oldest settled ones,
+/// never one still in progress, and never the environment's newest Succeeded release.
+pub fn to_collect(releases: &[ShipRelease], keep: usize) -> Vec<String> {
+    let mut sorted: Vec<&ShipRelease> = releases.iter().collect();
+    sorted.sort_by_key(|r| std::cmp::Reverse(sequence(r)));
+    let newest_good = sorted
+        .iter()
+        .find(|r| phase_of(r) == Some(Phase::Succeeded))
+        .map(|r| sequence(r));
+    // The newest release that came from the branch is what `tip_release` compares the tip
+    // with: collecting it (after many manual rollbacks) would make the tip look new again.
+    let newest_from_branch = sorted
+        .iter()
+        .find(|r| {
+            matches!(
+                r.spec.reason,
+                ship_api::Reason::Push | ship_api::Reason::Promotion
+            )
+        })
+        .map(|r| sequence(r));
+    sorted
+        .iter()
+        .skip(keep)
+        .filter(|r| {
+            r.is_settled() && Some(sequence(r)) != newest_good && Some(sequence(r)) != newest_from_branch
+        })
+        .filter_map(|r| r.metadata.name.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::release;
+    #[test]
+    fn names_are_deterministic_and_valid() {
+        assert_eq!(
+            release_name("main", "0123456789abcdef0123456789abcdef01234567"),
+            "main-0123456789"
+        );
+    }
+
+    #[test]
+    fn newest_wins_and_last_good_skips_failures_and_same_commit() {
+        let all = vec![
+            release("a", 'a', 1, Phase::Succeeded),
+            release("b", 'b', 2, Phase::Succeeded),
+            release("c", 'c', 3, Phase::RolledBack),
+            release("d", 'd', 4, Phase::Testing),
+            release("e", 'b', 5, Phase::Progressing),
+        ];
+        assert_eq!(
+            newer_release(&all[3], &all).map(|r| r.metadata.name.as_deref()),
+            Some(Some("e"))
+        );
+        assert!(newer_release(&all[4], &all).is_none());
+        assert_eq!(
+            rollback_target(&all[3], &all).map(|r| r.metadata.name.as_deref()),
+            Some(Some("b"))
+        );
+        // e deploys b's commit again: its last good release must be another commit.
+        assert_eq!(
+            rollback_target(&all[4], &all).map(|r| r.metadata.name.as_deref()),
+            Some(Some("a"))
+        );
+        assert!(rollback_target(&all[0], &all).is_none());
+    }
+
+    #[test]
+    fn collection_keeps_in_progress_and_newest_good() {
+        let all = vec![
+            release("a", 'a', 1, Phase::Succeeded),
+            release("b", 'b', 2, Phase::Pending),
+            release("c", 'c', 3, Phase::Failed),
+            release("d", 'd', 4, Phase::RolledBack),
+            release("e", 'e', 5, Phase::Failed),
+        ];
+        let mut gone = to_collect(&all, 2);
+        gone.sort();
+        // Keep e, d (newest two), b (in progress), a (the newest good one): collect c.
+        assert_eq!(gone, vec!["c".to_owned()]);
+        assert!(to_collect(&all, 10).is_empty());
+        // After manual releases only, the newest release from the branch stays too.
+        let manual = |name: &str, c: char, seq: i64| {
+            let mut r = release(name, c, seq, Phase::Succeeded);
+            r.spec.reason = Reason::Manual;
+            r
+        };
+        let all = vec![
+            release("push", 'a', 1, Phase::RolledBack),
+            manual("m1", 'b', 2),
+            manual("m2", 'c', 3),
+            manual("m3", 'd', 4),
+        ];
+        let mut gone = to_collect(&all, 1);
+        gone.sort();
+        // keep m3 (newest, and newest good), push (newest from the branch): collect m1, m2
+        assert_eq!(gone, vec!["m1".to_owned(), "m2".to_owned()]);
+    }
 }

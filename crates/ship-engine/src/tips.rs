@@ -1,6 +1,6 @@
 //! From branch tips to releases: the rule that turns each tip the source reports (and each tip
-//! already in the mirror at start) into the ShipRelease it asks for ([`plan::tip_release`],
-//! [`plan::first_sight`]), retrying while the API server is away, and telling the environments
+//! already in the mirror at start) into the ShipRelease it asks for ([`tip_release`],
+//! [`first_sight`], pure), retrying while the API server is away, and telling the environments
 //! first so that a moved tip is recorded out of sync before its release exists.
 
 use std::time::Duration;
@@ -12,7 +12,72 @@ use tracing::{info, warn};
 
 use kube::Client;
 
-use crate::plan;
+use ship_api::ShipRelease;
+
+use crate::releases::sequence;
+pub use ship_api::names::release_name;
+
+/// How a tip was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TipSeen {
+    /// In the mirror at start, or a branch seen for the first time: possibly older than what
+    /// this controller did since (a promotion it pushed that the mirror has not fetched yet).
+    Known,
+    /// A fetch saw the branch move to it (forwards, or rewritten).
+    Moved,
+}
+
+/// How a tip seen without a fetch that saw it move (in the mirror at start, or the first fetch
+/// of a fresh mirror) counts: [`TipSeen::Moved`] when it differs from the tip the environment
+/// last handled (`recorded`: the branch moved while no controller watched, a force-push back
+/// during a restart for example), else [`TipSeen::Known`]. Without a record it is Known: it
+/// may be older than what this controller did (a promotion pushed but not fetched yet).
+pub fn first_sight(recorded: Option<&str>, commit: &str) -> TipSeen {
+    match recorded {
+        Some(handled) if handled != commit => TipSeen::Moved,
+        _ => TipSeen::Known,
+    }
+}
+
+/// What a branch tip at `commit` asks of `environment`, given the environment's `releases`:
+/// `None` when the environment already follows it, else the name of a new release.
+/// - The first release of a commit is [`release_name`], whichever way the tip was seen.
+/// - A tip the branch *moved* to gets a release unless the newest release that came from the
+///   branch (by a push or a promotion) is of this commit (deployed, deploying, or quarantined
+///   after failing here). So when the branch comes back to a commit released before (a
+///   force-push backwards, a reset), the new release is `<name>-2`, `-3`, ..., its name and
+///   history telling it from the first time.
+/// - A tip only [`TipSeen::Known`] never gets a second release: it may be stale.
+/// - Manual rollbacks are not from the branch: a tip that has not moved does not undo one.
+pub fn tip_release(
+    environment: &str,
+    commit: &str,
+    releases: &[ShipRelease],
+    seen: TipSeen,
+) -> Option<String> {
+    let base = release_name(environment, commit);
+    let taken = |name: &str| releases.iter().any(|r| r.metadata.name.as_deref() == Some(name));
+    if seen == TipSeen::Known {
+        return (!taken(&base)).then_some(base);
+    }
+    let from_branch = releases
+        .iter()
+        .filter(|r| r.spec.environment == environment)
+        .filter(|r| {
+            matches!(
+                r.spec.reason,
+                ship_api::Reason::Push | ship_api::Reason::Promotion
+            )
+        })
+        .max_by_key(|r| sequence(r));
+    if from_branch.is_some_and(|r| r.spec.commit == commit) {
+        return None;
+    }
+    if !taken(&base) {
+        return Some(base);
+    }
+    (2..).map(|n| format!("{base}-{n}")).find(|name| !taken(name))
+}
 
 /// Where tips become releases.
 #[derive(Clone)]
@@ -45,12 +110,7 @@ impl std::fmt::Debug for TipTarget {
 
 /// Makes (or finds) the release of `commit`, the tip of `branch`. `false` when it could not be
 /// made now (the API server is away, for example) and must be tried again.
-async fn release_tip(
-    target: &TipTarget,
-    branch: &str,
-    commit: git2::Oid,
-    seen: crate::plan::TipSeen,
-) -> bool {
+async fn release_tip(target: &TipTarget, branch: &str, commit: git2::Oid, seen: TipSeen) -> bool {
     let repo = target.repo.clone();
     let (c, b) = (commit.to_string(), branch.to_owned());
     // The commit's own ship.yaml says which environment the branch deploys. When it cannot be
@@ -121,7 +181,7 @@ pub async fn handle_tips(target: TipTarget, mut tips: mpsc::Receiver<TipChange>)
     };
     // The tips the environments last handled: a tip first seen without a fetch that saw it
     // move (in the mirror at start, or a fresh mirror's first fetch) is compared with them.
-    use plan::{TipSeen, first_sight};
+    use {TipSeen, first_sight};
     let mut recorded = crate::environment::handled_tips(&target.client, &target.namespace).await;
     let mut owed: std::collections::BTreeMap<String, (git2::Oid, TipSeen)> = known
         .into_iter()
@@ -132,7 +192,7 @@ pub async fn handle_tips(target: TipTarget, mut tips: mpsc::Receiver<TipChange>)
         .collect();
     // Tips still owed a release, by branch (a newer tip replaces an older one): a tip is never
     // dropped because the API server was away when it arrived. How each was seen decides
-    // whether a commit released before is released again (`plan::tip_release`): only a fetch
+    // whether a commit released before is released again (`tip_release`): only a fetch
     // that saw the branch move says it moved.
     loop {
         let branches: Vec<(String, (git2::Oid, TipSeen))> =
@@ -172,5 +232,84 @@ pub async fn handle_tips(target: TipTarget, mut tips: mpsc::Receiver<TipChange>)
             ),
         };
         owed.insert(change.branch, (change.new, seen));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::release;
+    use ship_api::{Phase, Reason};
+    #[test]
+    fn a_tip_gets_a_release_unless_the_branch_already_led_there() {
+        let with_reason = |mut r: ShipRelease, reason: Reason| {
+            r.spec.reason = reason;
+            r
+        };
+        let a = "a".repeat(40);
+        let b = "b".repeat(40);
+        // nothing yet: the first release of the tip
+        assert_eq!(
+            tip_release("main", &a, &[], TipSeen::Moved).as_deref(),
+            Some("main-aaaaaaaaaa")
+        );
+        let first = release("main-aaaaaaaaaa", 'a', 1, Phase::Succeeded);
+        assert_eq!(
+            tip_release("main", &a, std::slice::from_ref(&first), TipSeen::Moved),
+            None,
+            "already there"
+        );
+        // the branch moves on, then is force-pushed back: a second release of a, told apart
+        let second = release("main-bbbbbbbbbb", 'b', 2, Phase::RolledBack);
+        let both = [first.clone(), second.clone()];
+        assert_eq!(
+            tip_release("main", &b, &both, TipSeen::Moved),
+            None,
+            "b is quarantined, not re-released"
+        );
+        assert_eq!(
+            tip_release("main", &a, &both, TipSeen::Moved).as_deref(),
+            Some("main-aaaaaaaaaa-2")
+        );
+        let again = release("main-aaaaaaaaaa-2", 'a', 3, Phase::Succeeded);
+        let three = [first.clone(), second.clone(), again];
+        assert_eq!(tip_release("main", &a, &three, TipSeen::Moved), None);
+        assert_eq!(
+            tip_release("main", &b, &three, TipSeen::Moved).as_deref(),
+            Some("main-bbbbbbbbbb-2")
+        );
+        // a manual rollback is not the branch: the tip it rolled away from does not come back
+        let manual = with_reason(
+            release("main-aaaaaaaaaa-m", 'a', 4, Phase::Succeeded),
+            Reason::Manual,
+        );
+        let rolled = [first, second.clone(), manual];
+        assert_eq!(tip_release("main", &b, &rolled, TipSeen::Moved), None);
+        // other environments' releases do not count
+        let prod = with_reason(
+            release("production-aaaaaaaaaa", 'a', 5, Phase::Succeeded),
+            Reason::Promotion,
+        );
+        let mut prod = prod;
+        prod.spec.environment = "production".into();
+        assert_eq!(
+            tip_release("main", &b, &[second.clone(), prod], TipSeen::Moved).as_deref(),
+            None
+        );
+        // first sight: moved only when the environment last handled another tip
+        assert_eq!(first_sight(None, &a), TipSeen::Known);
+        assert_eq!(first_sight(Some(&a), &a), TipSeen::Known);
+        assert_eq!(first_sight(Some(&b), &a), TipSeen::Moved);
+        // a tip seen only at start (maybe stale: a promotion this controller pushed and the
+        // mirror has not fetched) gets a first release, never a second one
+        assert_eq!(
+            tip_release("main", &a, std::slice::from_ref(&second), TipSeen::Known).as_deref(),
+            Some("main-aaaaaaaaaa")
+        );
+        let promoted = with_reason(
+            release("main-cccccccccc", 'c', 9, Phase::Succeeded),
+            Reason::Promotion,
+        );
+        assert_eq!(tip_release("main", &b, &[second, promoted], TipSeen::Known), None);
     }
 }

@@ -1,13 +1,15 @@
 //! Release engine benchmarks on the real local control plane (`bench/release.sh` starts it and
 //! builds shipd in release mode). Not a test: it prints figures and ratios measured in one run.
 //!
-//! 1. Apply 500 objects: Ship's renderer + applier against `kubectl apply --server-side` of the
-//!    same files, against the same apiserver, alternating who goes first (ratio of medians).
+//! 1. A full release of 1,000 and 2,000 objects: Ship's render, dry run, apply and health
+//!    against `kubectl apply --server-side` of the same files, against the same apiserver,
+//!    alternating who goes first (ratio of medians).
 //! 2. Rollout healthy → first post-deployment test request, for a Deployment rollout through a
 //!    running shipd (goal: under 1 s; ratio to that goal).
 //! 3. Failing test answered → the previous commit's objects applied again (rollback latency).
 //!
-//! `ROUNDS` (default 5) and `OBJECTS` (default 500) come from the environment.
+//! `ROUNDS` (default 5; at most 3 for the full releases) and `OBJECTS` (default `1000,2000`)
+//! come from the environment.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is the failure report
 
@@ -19,9 +21,9 @@ use kube::{Api, ResourceExt};
 use ship_api::keys;
 use ship_engine::apply::Applier;
 use ship_engine::health::{Health, assess};
-use ship_engine::plan::{Stamp, prepare};
+use ship_engine::inventory::{Stamp, prepare};
 use ship_testkit::app::App;
-use ship_testkit::bench::{env_or, ms, percentile};
+use ship_testkit::bench::{configmap_files, env_or, ms, percentile};
 use ship_testkit::cluster::TestCluster;
 use ship_testkit::git::{GitDaemon, Remote};
 use ship_testkit::process::Shipd;
@@ -30,24 +32,26 @@ fn median(samples: &mut [Duration]) -> Duration {
     percentile(samples, 0.5)
 }
 
+/// Writes `objects` ConfigMaps of `namespace` into `dir` (replacing what was there).
 fn write_objects(dir: &std::path::Path, namespace: &str, objects: usize, round: usize) {
+    let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).unwrap();
-    for i in 0..objects {
-        let text = format!(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i}, namespace: {namespace}}}\ndata: {{round: \"{round}\", payload: \"{}\"}}\n",
-            "x".repeat(200)
-        );
-        std::fs::write(dir.join(format!("cm-{i}.yaml")), text).unwrap();
+    for (name, text) in configmap_files(objects, Some(namespace), round) {
+        std::fs::write(dir.join(name), text).unwrap();
     }
 }
 
-async fn bench_apply(cluster: &TestCluster, rounds: usize, objects: usize) {
+/// Ship's full release of `objects` ConfigMaps (render, dry run of the whole set, server-side
+/// apply, health) against `kubectl apply --server-side` of the same files (no dry run, no
+/// health), against the same apiserver, alternating who goes first; ratio of medians.
+async fn bench_full_release(cluster: &TestCluster, rounds: usize, objects: usize) {
     let client = cluster.client();
     let ship_ns = cluster.namespace("bench-ship").await.unwrap();
     let kubectl_ns = cluster.namespace("bench-kubectl").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let applier = Applier::default();
     let (mut ship, mut kubectl) = (Vec::new(), Vec::new());
+    let mut phases = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     for round in 0..rounds {
         write_objects(&dir.path().join("ship"), &ship_ns, objects, round);
         write_objects(&dir.path().join("kubectl"), &kubectl_ns, objects, round);
@@ -63,9 +67,29 @@ async fn bench_apply(cluster: &TestCluster, rounds: usize, objects: usize) {
                     release: "bench",
                 },
             );
+            let rendered = t.elapsed();
+            applier.dry_run(&client, &stamped).await.unwrap();
+            let dry_run = t.elapsed();
             let applied = applier.apply(&client, &stamped, false).await.unwrap();
             assert_eq!(applied.objects, objects);
-            t.elapsed()
+            let applied_at = t.elapsed();
+            let inventory: Vec<_> = stamped.iter().map(ship_engine::inventory::entry_of).collect();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+            applier
+                .wait_healthy(&client, &inventory, "bench", deadline)
+                .await
+                .unwrap()
+                .unwrap();
+            let total = t.elapsed();
+            (
+                total,
+                [
+                    rendered,
+                    dry_run - rendered,
+                    applied_at - dry_run,
+                    total - applied_at,
+                ],
+            )
         };
         let run_kubectl = || {
             let t = Instant::now();
@@ -81,22 +105,34 @@ async fn bench_apply(cluster: &TestCluster, rounds: usize, objects: usize) {
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             t.elapsed()
         };
-        if round % 2 == 0 {
-            ship.push(run_ship.await);
+        let (took, parts) = if round % 2 == 0 {
+            let ship_run = run_ship.await;
             kubectl.push(run_kubectl());
+            ship_run
         } else {
             kubectl.push(run_kubectl());
-            ship.push(run_ship.await);
+            run_ship.await
+        };
+        ship.push(took);
+        for (all, part) in phases.iter_mut().zip(parts) {
+            all.push(part);
         }
     }
     let (s, k) = (median(&mut ship), median(&mut kubectl));
-    println!("apply {objects} ConfigMaps (server-side), {rounds} rounds, median:");
-    println!("  ship (render + apply): {:>8.1} ms", ms(s));
-    println!("  kubectl --server-side: {:>8.1} ms", ms(k));
+    let [render, dry_run, apply, health] = phases.map(|mut p| ms(median(&mut p)));
+    println!("full release of {objects} ConfigMaps, {rounds} rounds, median:");
+    println!("  ship (render + dry run + apply + health): {:>8.1} ms", ms(s));
     println!(
-        "  ratio ship/kubectl:    {:>8.2}",
+        "    render {render:.1} ms, dry run {dry_run:.1} ms, apply {apply:.1} ms, health {health:.1} ms"
+    );
+    println!("  kubectl apply --server-side:              {:>8.1} ms", ms(k));
+    println!(
+        "  ratio ship/kubectl:                       {:>8.2}  (goal: 0.25 or less)",
         s.as_secs_f64() / k.as_secs_f64()
     );
+    for ns in [&ship_ns, &kubectl_ns] {
+        let _ = cluster.kubectl(&["delete", "namespace", ns, "--wait=false"]);
+    }
 }
 
 fn files(ns: &str, app: &App, version: usize, good: bool) -> Vec<(String, String)> {
@@ -229,14 +265,24 @@ async fn bench_release_latency(cluster: &TestCluster, rounds: usize) {
 
 fn main() {
     let rounds = env_or("ROUNDS", 5);
-    let objects = env_or("OBJECTS", 500);
+    let objects: Vec<usize> = std::env::var("OBJECTS")
+        .unwrap_or_else(|_| "1000,2000".into())
+        .split(',')
+        .map(|n| {
+            n.trim()
+                .parse()
+                .expect("OBJECTS: a comma-separated list of counts")
+        })
+        .collect();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let cluster = TestCluster::connect()
             .await
             .expect("KUBECONFIG: run bench/release.sh");
         cluster.install_crds().await.unwrap();
-        bench_apply(&cluster, rounds, objects).await;
+        for count in objects {
+            bench_full_release(&cluster, rounds.min(3), count).await;
+        }
         bench_release_latency(&cluster, rounds).await;
     });
 }

@@ -23,3 +23,38 @@ pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 pub fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }
+
+/// `count` ConfigMaps as repository files, 100 to a file (multi-document YAML, as real
+/// repositories group them, and inside the renderer's file limit): `(file name, text)`. Each
+/// carries `round` and a 200-byte payload; `namespace`, when given, is written into each.
+pub fn configmap_files(count: usize, namespace: Option<&str>, round: usize) -> Vec<(String, String)> {
+    let payload = "x".repeat(200);
+    let namespace = namespace
+        .map(|ns| format!(", namespace: {ns}"))
+        .unwrap_or_default();
+    (0..count)
+        .step_by(100)
+        .enumerate()
+        .map(|(file, start)| {
+            let text = (start..count.min(start + 100))
+                .map(|i| {
+                    format!(
+                        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i}{namespace}}}\n\
+                         data: {{round: \"{round}\", payload: \"{payload}\"}}\n"
+                    )
+                })
+                .collect();
+            (format!("cms-{file}.yaml"), text)
+        })
+        .collect()
+}
+
+/// A figure of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, ...) in KiB; zero when unreadable.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}

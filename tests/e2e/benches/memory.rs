@@ -1,0 +1,112 @@
+//! shipd's memory: resident set idle, and after a release of 2,000 objects, through a running
+//! shipd built for release (`bench/release.sh` runs it). The reference, measured in the same
+//! run, is kubectl's peak resident set applying the same 2,000 objects (`/usr/bin/time`), and
+//! shipd's own idle figure.
+//!
+//! Goals (#16): under 30 MiB idle, under 60 MiB after 2,000 objects.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is the failure report
+
+use std::time::Duration;
+
+use ship_api::Phase;
+use ship_testkit::bench::{configmap_files, proc_status_kib};
+use ship_testkit::stack::{Stack, release_name};
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// kubectl's peak resident set (KiB) applying the files in `dir` server-side.
+fn kubectl_peak_kib(stack: &Stack, dir: &std::path::Path) -> Option<u64> {
+    let out = std::process::Command::new("/usr/bin/time")
+        .args([
+            "-f",
+            "%M",
+            "kubectl",
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+        ])
+        .arg(dir)
+        .env("KUBECONFIG", stack.cluster.kubeconfig())
+        .output()
+        .ok()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .last()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut stack = Stack::new("bench-memory", "{enabled: false}")
+            .await
+            .expect("KUBECONFIG: run bench/release.sh");
+        stack.deploy_first(&["--promotion-interval", "1h"]).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let pid = stack.shipd.as_ref().unwrap().pid();
+        let idle = proc_status_kib(pid, "VmRSS");
+
+        // 1,999 ConfigMaps beside the sample app's one: a release of 2,000 objects.
+        let files = configmap_files(1_999, None, 0);
+        let paths: Vec<(String, &str)> = files
+            .iter()
+            .map(|(name, text)| (format!("deploy/main/{name}"), text.as_str()))
+            .collect();
+        let borrowed: Vec<(&str, &str)> = paths.iter().map(|(p, t)| (p.as_str(), *t)).collect();
+        let commit = stack.push_main(&borrowed, "2,000 objects").unwrap();
+        let release = stack
+            .settled(
+                &release_name("main", &commit),
+                Phase::Succeeded,
+                Duration::from_secs(600),
+            )
+            .await
+            .unwrap();
+        assert_eq!(release.status.unwrap().inventory.len(), 2_000);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let after = proc_status_kib(pid, "VmRSS");
+        let peak = proc_status_kib(pid, "VmHWM");
+
+        let dir = tempfile::tempdir().unwrap();
+        let reference_ns = stack.cluster.namespace("bench-memory-kubectl").await.unwrap();
+        for (name, text) in configmap_files(2_000, Some(&reference_ns), 0) {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let kubectl = kubectl_peak_kib(&stack, dir.path());
+
+        println!("shipd resident memory (release build):");
+        println!(
+            "  idle:                          {:>7.1} MiB  (goal: under 30)",
+            mib(idle)
+        );
+        println!(
+            "  after a 2,000-object release:  {:>7.1} MiB  (goal: under 60)",
+            mib(after)
+        );
+        println!("  peak during it (VmHWM):        {:>7.1} MiB", mib(peak));
+        println!(
+            "  ratio after/idle:              {:>7.2}",
+            after as f64 / idle.max(1) as f64
+        );
+        match kubectl {
+            Some(k) => {
+                println!("  kubectl apply of the same, peak: {:>5.1} MiB", mib(k));
+                println!(
+                    "  ratio shipd peak/kubectl peak: {:>7.2}",
+                    peak as f64 / k.max(1) as f64
+                );
+            }
+            None => println!("  (no /usr/bin/time: kubectl's reference not measured)"),
+        }
+        let _ = stack
+            .cluster
+            .kubectl(&["delete", "namespace", &reference_ns, "--wait=false"]);
+    });
+}
