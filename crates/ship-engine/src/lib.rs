@@ -1,21 +1,30 @@
 //! Ship's release engine.
 //!
 //! The engine turns branch tips into `ShipRelease` objects and walks each through its state
-//! machine, and keeps each environment's `ShipEnvironment` and the `ShipPromotion`.
-//! - From a push to a release: [`tips`] (the tip -> release rule), [`releases`] (creating them),
-//!   [`repo`] (reading and rendering a commit from the mirror).
-//! - The release's state machine: [`reconcile`] (the executor), [`status`] (what it writes),
-//!   [`apply`], [`health`], [`checks`] and [`jobs`] (applying, waiting, testing).
-//! - Around it: [`environment`] (in sync with git), [`promotion`] (the weekly promotion),
-//!   [`events`], [`metrics`], [`text`].
+//! machine, and keeps each environment's `ShipEnvironment` and the `ShipPromotion`. A reader
+//! following a push to a transition (docs/architecture.md tells it at length):
+//! 1. [`tips`]: the tip -> release rule, and the loop that applies it to each tip the git source
+//!    reports; [`releases`] creates the release (and holds release order, the rollback target
+//!    and the history kept).
+//! 2. [`reconcile`]: the executor. For each release it builds a [`machine::Snapshot`], asks
+//!    [`machine::step`] (pure: the whole transition table, with its tests) what follows an
+//!    [`machine::Event`], persists the transition ([`status`]), then carries out its actions:
+//!    the phase's work, done by [`repo`] (reading and rendering a commit), [`apply`] with
+//!    [`inventory`] and [`prune`], [`health`], [`checks`] and [`jobs`]; each reports the next
+//!    event. [`context`] is what every reconcile shares; [`error`] decides whether a failure
+//!    refuses the commit, is retried, or stalls.
+//! 3. Around it: [`environment`] (in sync with git), [`promotion`] (the weekly promotion),
+//!    [`events`], [`metrics`], [`clock`], [`text`].
 //!
-//! Deciding is pure ([`plan`], [`health`], [`checks`], [`status`], the `environment` and
-//! `promotion` evaluations); the rest talks to the API server, and every transition is
-//! persisted before the action it announces.
+//! Deciding is pure ([`machine`], the tip rule in [`tips`], release order in [`releases`],
+//! [`inventory`], [`prune`], [`health`], [`checks`], [`status`], the `environment` and
+//! `promotion` evaluations, [`error`]'s dispositions); the rest
+//! talks to the API server, and every transition is persisted before the action it announces.
 
 pub mod apply;
 pub mod checks;
 pub mod clock;
+pub mod context;
 pub mod environment;
 pub mod error;
 pub mod events;

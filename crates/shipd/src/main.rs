@@ -56,7 +56,8 @@ struct Args {
     #[command(flatten)]
     leader: LeaderArgs,
 
-    /// Testing only: the promotion's clock starts at this RFC 3339 time and runs at real speed.
+    /// Testing only: the promotion schedule's clock starts at this RFC 3339 time and runs at
+    /// real speed (the release engine keeps the real clock).
     #[arg(long, env = "SHIP_TEST_CLOCK", hide = true)]
     test_clock: Option<jiff::Timestamp>,
 
@@ -191,11 +192,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut ctx = ship_engine::Context::new(client.clone(), args.namespace.clone(), args.instance)
         .with_settings(settings)
         .with_metrics(metrics.clone())
-        .with_secret_namespace(args.source.secret_namespace.clone())
-        .with_clock(match args.test_clock {
-            Some(start) => ship_engine::clock::clock_from(start),
-            None => ship_engine::clock::system_clock(),
-        });
+        .with_secret_namespace(args.source.secret_namespace.clone());
     let started = source::start(&args.source, client.clone(), stop_rx.clone(), metrics.clone()).await?;
     let webhook_counters = started.as_ref().map(|s| s.webhook_counters.clone());
     if let Ok(mut registry) = state.registry.write() {
@@ -228,7 +225,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .cloned()
                 .unwrap_or_else(|| "main".into()),
             recorder: ctx.recorder.clone(),
-            clock: ctx.clock.clone(),
+            // The test clock moves the schedule only. The release engine keeps the real clock
+            // (its default): its timestamps are compared with those other shipd instances,
+            // kubectl ship and the API server wrote, and a deadline persisted by one shipd must
+            // mean the same to the next, whatever test clock that one starts with.
+            clock: match args.test_clock {
+                Some(start) => ship_engine::clock::clock_from(start),
+                None => ship_engine::clock::system_clock(),
+            },
             interval: args.promotion_interval,
             metrics: metrics.clone(),
             source: Some(handle.status()),
