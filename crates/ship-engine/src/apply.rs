@@ -83,19 +83,6 @@ impl ApplyError {
             ApplyError::Read(_) => "ApiReadFailed",
         }
     }
-
-    /// How the failure is handled: a refused object will not change by itself (refuse the
-    /// commit); a lost connection, a busy or failing API server may (retry).
-    pub fn disposition(&self) -> crate::error::Disposition {
-        use crate::error::Disposition;
-        match self {
-            ApplyError::Read(_) | ApplyError::Apply { .. } | ApplyError::Prune { .. } => Disposition::Retry,
-            ApplyError::DryRun { code, .. } if crate::error::is_passing(*code) => Disposition::Retry,
-            ApplyError::DryRun { .. } | ApplyError::UnknownKind { .. } | ApplyError::CrdNotEstablished(_) => {
-                Disposition::Refuse
-            }
-        }
-    }
 }
 
 fn api_code(err: &kube::Error) -> Option<u16> {

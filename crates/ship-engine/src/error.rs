@@ -91,7 +91,7 @@ impl Error {
         match self {
             Error::StatusWrite(e) | Error::Releases(e) => kube_disposition(e),
             Error::NoNamespace | Error::RemoteCluster { .. } => Disposition::Stall,
-            Error::Apply(e) => e.disposition(),
+            Error::Apply(e) => apply_disposition(e),
             Error::Load(LoadError::Render(_) | LoadError::NoPushAccess) => Disposition::Refuse,
             Error::Load(LoadError::Git(GitError::UnsafeTree { .. } | GitError::Diverged { .. })) => {
                 Disposition::Refuse
@@ -102,6 +102,18 @@ impl Error {
                 | LoadError::Git(GitError::Refused { .. }),
             ) => Disposition::Stall,
             Error::Load(_) => Disposition::Retry,
+        }
+    }
+}
+
+/// How a failure to apply, prune or watch is handled: a refused object will not change by
+/// itself (refuse the commit); a lost connection, a busy or failing API server may (retry).
+pub fn apply_disposition(err: &ApplyError) -> Disposition {
+    match err {
+        ApplyError::Read(_) | ApplyError::Apply { .. } | ApplyError::Prune { .. } => Disposition::Retry,
+        ApplyError::DryRun { code, .. } if is_passing(*code) => Disposition::Retry,
+        ApplyError::DryRun { .. } | ApplyError::UnknownKind { .. } | ApplyError::CrdNotEstablished(_) => {
+            Disposition::Refuse
         }
     }
 }

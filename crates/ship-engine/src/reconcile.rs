@@ -361,7 +361,7 @@ impl Driver<'_> {
                 "created the environment's namespace"
             ),
             Ok(false) => {}
-            Err(err) if err.disposition() == Disposition::Retry => return Err(err.into()),
+            Err(err) if crate::error::apply_disposition(&err) == Disposition::Retry => return Err(err.into()),
             Err(err) => {
                 warn!(error = %err, "cannot create the environment's namespace; the dry run says what is missing")
             }

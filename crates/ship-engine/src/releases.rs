@@ -66,35 +66,15 @@ pub async fn create(
 
 /// Creates `object`; `false` when a release of that name exists already (made before a
 /// restart, or by the other path), which then stands.
-async fn create_or_stand(api: &Api<ShipRelease>, object: &ShipRelease) -> Result<bool, kube::Error> {
+pub(crate) async fn create_or_stand(
+    api: &Api<ShipRelease>,
+    object: &ShipRelease,
+) -> Result<bool, kube::Error> {
     match api.create(&PostParams::default(), object).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
         Err(err) => Err(err),
     }
-}
-
-/// Makes the release a branch tip asks for ([`crate::tips::tip_release`]), reading the
-/// environment's releases in `namespace` first. Returns the name of the release made, or `None`
-/// when the environment already follows the tip.
-pub async fn create_for_tip(
-    client: &Client,
-    namespace: &str,
-    new: &NewRelease<'_>,
-    seen: crate::tips::TipSeen,
-) -> Result<Option<String>, kube::Error> {
-    let api: Api<ShipRelease> = Api::namespaced(client.clone(), namespace);
-    let selector = format!("{}={}", keys::ENVIRONMENT, new.environment);
-    let releases = api
-        .list(&kube::api::ListParams::default().labels(&selector))
-        .await?
-        .items;
-    let Some(name) = crate::tips::tip_release(new.environment, new.commit, &releases, seen) else {
-        return Ok(None);
-    };
-    let object = named_release_object(new, &name, jiff::Timestamp::now().as_millisecond());
-    let created = create_or_stand(&api, &object).await?;
-    Ok(created.then_some(name))
 }
 
 /// A release's place in its environment's order (see [`ShipRelease::sequence`]).

@@ -10,9 +10,9 @@ use ship_git::{TipChange, TipChangeKind};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use kube::Client;
+use kube::{Api, Client};
 
-use ship_api::ShipRelease;
+use ship_api::{ShipRelease, keys};
 
 use crate::releases::sequence;
 pub use ship_api::names::release_name;
@@ -138,7 +138,7 @@ async fn release_tip(target: &TipTarget, branch: &str, commit: git2::Oid, seen: 
         reason: ship_api::Reason::Push,
         promotion: None,
     };
-    match crate::releases::create_for_tip(&target.client, &target.namespace, &new, seen).await {
+    match create_for_tip(&target.client, &target.namespace, &new, seen).await {
         Ok(Some(release)) => {
             info!(environment, commit = %commit, release, branch, "release created");
             true
@@ -233,6 +233,29 @@ pub async fn handle_tips(target: TipTarget, mut tips: mpsc::Receiver<TipChange>)
         };
         owed.insert(change.branch, (change.new, seen));
     }
+}
+
+/// Makes the release a branch tip asks for ([`tip_release`]), reading the
+/// environment's releases in `namespace` first. Returns the name of the release made, or `None`
+/// when the environment already follows the tip.
+pub async fn create_for_tip(
+    client: &Client,
+    namespace: &str,
+    new: &crate::releases::NewRelease<'_>,
+    seen: TipSeen,
+) -> Result<Option<String>, kube::Error> {
+    let api: Api<ShipRelease> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("{}={}", keys::ENVIRONMENT, new.environment);
+    let releases = api
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await?
+        .items;
+    let Some(name) = tip_release(new.environment, new.commit, &releases, seen) else {
+        return Ok(None);
+    };
+    let object = crate::releases::named_release_object(new, &name, jiff::Timestamp::now().as_millisecond());
+    let created = crate::releases::create_or_stand(&api, &object).await?;
+    Ok(created.then_some(name))
 }
 
 #[cfg(test)]
