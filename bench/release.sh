@@ -29,6 +29,8 @@ source "$DIR/env"
 log "control plane up: $LOCAL_K8S_SERVER"
 cargo bench --locked -p ship-e2e --bench release
 # API requests per release (verb and resource, from apiserver_request_total).
-cargo bench --locked -p ship-e2e --bench requests
+# shipd's client logs each request at debug level, so its own share can be told apart.
+SHIP_SHIPD_WRAPPER="env RUST_LOG=info,ship_engine=debug,kube_client=debug" \
+  cargo bench --locked -p ship-e2e --bench requests
 # shipd's resident memory, idle and after a release of 2,000 objects.
 cargo bench --locked -p ship-e2e --bench memory

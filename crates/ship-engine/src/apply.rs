@@ -20,6 +20,12 @@ use crate::health::{Health, assess};
 use crate::inventory::entry_of;
 use crate::prune::{PruneVerdict, prune_verdict};
 
+/// Requests a dry run or an apply keeps in flight at once. Measured (bench/release.sh, 1,000
+/// ConfigMaps on the 2-core bed): 8 in flight took 1.78 s, 32 took 1.38 s, 64 took 1.28 s; 32
+/// keeps most of the gain and stays well inside the API server's default limits and its
+/// priority levels' shares (a 429 is retried, never a refusal).
+const IN_FLIGHT: usize = 32;
+
 /// Why objects could not be applied, pruned or watched.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -244,7 +250,7 @@ impl Applier {
             checks.push(self.dry_run_one(client, object, &params, &created_namespaces, &created_kinds));
         }
         // A handful at a time: fast on a large set, gentle on the API server.
-        let results: Vec<Result<(), ApplyError>> = stream::iter(checks).buffered(8).collect().await;
+        let results: Vec<Result<(), ApplyError>> = stream::iter(checks).buffered(IN_FLIGHT).collect().await;
         results.into_iter().collect()
     }
 
@@ -302,7 +308,8 @@ impl Applier {
             for object in batch {
                 pending.push(self.apply_one(client, object, &params, count_drift));
             }
-            let results: Vec<Result<bool, ApplyError>> = stream::iter(pending).buffered(8).collect().await;
+            let results: Vec<Result<bool, ApplyError>> =
+                stream::iter(pending).buffered(IN_FLIGHT).collect().await;
             for changed in results {
                 applied.objects += 1;
                 applied.drifted += usize::from(changed?);

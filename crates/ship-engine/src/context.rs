@@ -246,6 +246,10 @@ impl Context {
                 .cloned()
                 .collect());
         }
+        tracing::debug!(
+            environment,
+            "listing releases: the store has not read its first list yet"
+        );
         // `ensure_identity` labels every release on first sight, so the label finds them all;
         // the spec decides should a hand-edited label disagree.
         let params = ListParams::default().labels(&format!("{}={environment}", keys::ENVIRONMENT));

@@ -149,7 +149,8 @@ fn files(ns: &str, app: &App, version: usize, good: bool) -> Vec<(String, String
     let deployment = format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 1\n  \
          selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata:\n      labels: {{app: web}}\n      \
-         annotations: {{version: \"{version}\"}}\n    spec:\n      containers: [{{name: web, image: \"web:{version}\"}}]\n"
+         annotations: {{version: \"{version}\"}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      \
+         containers: [{{name: web, image: ship.dev/demo-app:1, imagePullPolicy: Never}}]\n"
     );
     vec![
         ("ship.yaml".into(), ship),

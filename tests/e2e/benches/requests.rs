@@ -61,6 +61,49 @@ fn scrape(stack: &Stack) -> Counts {
     counts
 }
 
+/// The requests shipd itself sent, by (verb, resource[/subresource]) for [`COUNTED`], read from
+/// its kube client's `requesting` debug lines in `log` (bench/release.sh starts shipd with
+/// `kube_client=debug`): the apiserver's totals also count other clients (the controller
+/// manager's, the benchmark's own), these only shipd's.
+fn shipd_requests(log: &str) -> Counts {
+    let mut counts = Counts::new();
+    for line in log.lines().filter(|l| l.contains("\"message\":\"requesting\"")) {
+        let field = |name: &str| {
+            line.split(&format!("\"{name}\":\""))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or("")
+        };
+        let (method, url) = (field("http.method"), field("http.url"));
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        let segments: Vec<&str> = path.split('/').collect();
+        let Some(mut at) = segments.iter().position(|s| COUNTED.contains(s)) else {
+            continue;
+        };
+        // `namespaces/<ns>/<resource>...`: the resource is two further on.
+        if segments[at] == "namespaces" && segments.len() > at + 2 {
+            at += 2;
+        }
+        if !COUNTED.contains(&segments[at]) {
+            continue;
+        }
+        let named = segments.len() > at + 1;
+        let resource = match segments.get(at + 2) {
+            Some(sub) => format!("{}/{sub}", segments[at]),
+            None => segments[at].to_owned(),
+        };
+        let verb = match method {
+            "GET" if query.contains("watch=true") => "WATCH",
+            "GET" if !named => "LIST",
+            // Ship's patches with a field manager are server-side applies.
+            "PATCH" if query.contains("fieldManager=") => "APPLY",
+            other => other,
+        };
+        *counts.entry((verb.to_owned(), resource)).or_default() += 1.0;
+    }
+    counts
+}
+
 fn diff(after: &Counts, before: &Counts) -> Counts {
     after
         .iter()
@@ -106,8 +149,9 @@ async fn one_release(
     files: &[(&str, &str)],
     message: &str,
     phase: Phase,
-) -> (Counts, Duration) {
+) -> (Counts, Counts, Duration) {
     let before = scrape(stack);
+    let log_before = stack.logs().len();
     let started = Instant::now();
     let commit = stack.push_main(files, message).unwrap();
     let mut own_gets = 0.0;
@@ -119,24 +163,52 @@ async fn one_release(
     if let Some(gets) = counts.get_mut(&("GET".to_owned(), "shipreleases".to_owned())) {
         *gets = (*gets - own_gets).max(0.0);
     }
-    (counts, took)
+    let own = shipd_requests(stack.logs().get(log_before..).unwrap_or_default());
+    (counts, own, took)
 }
 
 fn print(title: &str, counts: &Counts, quiet: &Counts, quiet_for: Duration, took: Duration) {
+    print_with(title, counts, quiet, quiet_for, took, None);
+}
+
+fn print_with(
+    title: &str,
+    counts: &Counts,
+    quiet: &Counts,
+    quiet_for: Duration,
+    took: Duration,
+    own: Option<&Counts>,
+) {
     // What shipd does on its own over the same time, scaled from the quiet spell.
     let scale = took.as_secs_f64() / quiet_for.as_secs_f64();
     println!(
         "\n{title} ({:.1} s, quiet-spell share scaled by {scale:.2}):",
         took.as_secs_f64()
     );
-    println!("  {:<8} {:<28} {:>7} {:>7}", "verb", "resource", "count", "quiet");
-    for ((verb, resource), n) in counts {
-        let q = quiet
-            .get(&(verb.clone(), resource.clone()))
-            .copied()
-            .unwrap_or(0.0)
-            * scale;
-        println!("  {verb:<8} {resource:<28} {n:>7.0} {q:>7.1}");
+    println!(
+        "  {:<8} {:<28} {:>7} {:>7} {:>7}",
+        "verb", "resource", "count", "quiet", "shipd"
+    );
+    let mut keys: Vec<&(String, String)> = counts
+        .keys()
+        .chain(own.into_iter().flat_map(|o| o.keys()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        let n = counts.get(key).copied().unwrap_or(0.0);
+        let q = quiet.get(key).copied().unwrap_or(0.0) * scale;
+        let mine = own.map_or("-".to_owned(), |o| {
+            format!("{:.0}", o.get(key).copied().unwrap_or(0.0))
+        });
+        println!("  {:<8} {:<28} {n:>7.0} {q:>7.1} {mine:>7}", key.0, key.1);
+    }
+    if let Some(own) = own {
+        println!(
+            "  shipd itself sent {:.0} of them ({:.0} reads)",
+            total(own),
+            reads(own)
+        );
     }
     println!(
         "  total {:.0} requests ({:.0} reads); of them the quiet spell would account for {:.1}",
@@ -152,6 +224,19 @@ fn main() {
         let mut stack = Stack::new("bench-requests", "{enabled: false}")
             .await
             .expect("KUBECONFIG: run bench/release.sh");
+        // A namespace being deleted (the other benchmarks' namespaces) has the namespace
+        // controller list every kind in it, Ship's too, until it is gone: wait for quiet.
+        let quiet_namespaces = Instant::now() + Duration::from_secs(180);
+        while Instant::now() < quiet_namespaces {
+            let out = stack
+                .cluster
+                .kubectl(&["get", "namespaces", "--no-headers"])
+                .unwrap();
+            if !String::from_utf8_lossy(&out.stdout).contains("Terminating") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         // Polling stays on (1 s: fetches cost the apiserver nothing); the promotion's look is
         // pushed out of the way.
         stack.deploy_first(&["--promotion-interval", "1h"]).await.unwrap();
@@ -168,34 +253,36 @@ fn main() {
             quiet_for,
         );
 
-        let (good, took) = one_release(
+        let (good, good_own, took) = one_release(
             &stack,
             &[("deploy/main/web.yaml", &configmap("healthy main, v2"))],
             "v2",
             Phase::Succeeded,
         )
         .await;
-        print(
+        print_with(
             "one good release (1 object, 1 test)",
             &good,
             &quiet,
             quiet_for,
             took,
+            Some(&good_own),
         );
 
-        let (bad, took) = one_release(
+        let (bad, bad_own, took) = one_release(
             &stack,
             &[("deploy/main/web.yaml", &configmap("broken main, v3"))],
             "v3",
             Phase::RolledBack,
         )
         .await;
-        print(
+        print_with(
             "one rolled-back release (1 object, 1 failing test)",
             &bad,
             &quiet,
             quiet_for,
             took,
+            Some(&bad_own),
         );
     });
 }
