@@ -298,6 +298,8 @@ pub struct Keeper {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Longest time between two looks.
     pub interval: Duration,
+    /// The time (the release engine's clock: condition times compare with the releases').
+    pub clock: crate::clock::Clock,
 }
 
 impl std::fmt::Debug for Keeper {
@@ -441,7 +443,7 @@ impl Keeper {
         let source_says =
             (source.fetches > 0).then_some((source.ready, source.reason, source.message.as_str()));
         let handled = self.handled.borrow().clone();
-        let now = Time(jiff::Timestamp::now());
+        let now = Time((self.clock)());
         for d in &declared {
             let object = self.object(d, existing.get(&d.name)).await?;
             let previous = object.status.clone().unwrap_or_default();

@@ -249,6 +249,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             recorder: ctx.recorder.clone(),
             metrics: metrics.clone(),
             interval: args.promotion_interval,
+            clock: ctx.clock.clone(),
         };
         let (look_now, looks) = tokio::sync::mpsc::channel(8);
         tokio::spawn(ship_engine::environment::run(
