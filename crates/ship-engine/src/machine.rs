@@ -907,6 +907,115 @@ mod tests {
         );
     }
 
+    /// The phase a piece of work belongs to (what the executor may be doing in it).
+    fn phase_of_work(work: Work) -> &'static [Phase] {
+        match work {
+            Work::Prepare => &[Phase::Pending],
+            Work::Apply => &[Phase::Applying],
+            Work::AwaitHealth => &[Phase::Progressing],
+            Work::RunTests => &[Phase::Testing],
+            Work::ChooseRollbackTarget => &[Phase::Failed],
+            Work::RollBack => &[Phase::RollingBack],
+            Work::CorrectDrift => &[Phase::Succeeded, Phase::RolledBack],
+        }
+    }
+
+    /// Random walks: from a new release, events chosen from a seed (the outcome the executor
+    /// would report for the work at hand, or any event at all, or a newer release appearing),
+    /// applied as the executor applies them. Invariants, not examples:
+    /// - work is only ever announced in the phase it belongs to;
+    /// - a settled release stays settled (only an invalid spec still changes it);
+    /// - once a newer release exists, an unfinished one settles at the next step, with no work;
+    /// - Succeeded comes only from Testing, RolledBack only from RollingBack, and a refusal
+    ///   (nothing applied) only from Pending.
+    #[test]
+    fn random_walks_keep_the_invariants() {
+        let now = Timestamp::from_second(NOW).unwrap();
+        let all = events();
+        for seed in 0..300 {
+            let mut rng = ship_testkit::seeded::Seeded::new(seed);
+            let mut s = snapshot(None, None);
+            s.rolled_back_to = None;
+            let mut work: Option<Work> = None;
+            for step_no in 0..60 {
+                if rng.chance(3) {
+                    s.superseded_by = Some("main-newer".into());
+                }
+                let event = match (work, rng.below(3)) {
+                    (Some(w), 0 | 1) => {
+                        let fitting: Vec<&(&str, Event)> = all
+                            .iter()
+                            .filter(|(name, _)| match w {
+                                Work::Prepare => matches!(
+                                    *name,
+                                    "Prepared" | "Refused" | "ClusterUnavailable" | "PushBlocked"
+                                ),
+                                Work::Apply => *name == "Applied",
+                                Work::AwaitHealth => matches!(
+                                    *name,
+                                    "Healthy" | "HealthTimedOut" | "Unhealthy" | "Interrupted"
+                                ),
+                                Work::RunTests => {
+                                    matches!(*name, "TestsPassed" | "TestsFailed" | "Interrupted")
+                                }
+                                Work::ChooseRollbackTarget => {
+                                    matches!(*name, "RollbackTargetChosen" | "NoGoodRelease")
+                                }
+                                Work::RollBack => matches!(
+                                    *name,
+                                    "RolledBack"
+                                        | "RollbackUnhealthy"
+                                        | "RollbackTargetGone"
+                                        | "RollbackCommitGone"
+                                        | "Interrupted"
+                                ),
+                                Work::CorrectDrift => *name == "DriftCorrected",
+                            })
+                            .collect();
+                        rng.pick(&fitting).1.clone()
+                    }
+                    (None, 0) => Event::Observed,
+                    _ => rng.pick(&all).1.clone(),
+                };
+                let spec_invalid = matches!(event, Event::SpecInvalid(_));
+                let before = s.clone();
+                let t = step(&before, event.clone(), now);
+                let context = format!("seed {seed}, step {step_no}: {before:?} + {event:?} -> {t:?}");
+                let phase_after = t.change.as_ref().map(|c| c.phase).or(before.phase);
+                if let Some(w) = t.work() {
+                    assert!(phase_of_work(w).contains(&phase_after.unwrap()), "{context}");
+                }
+                let settled = before.phase.is_some() && !before.unfinished();
+                if settled && !spec_invalid {
+                    assert_eq!(phase_after, before.phase, "a settled release moved: {context}");
+                }
+                if before.superseded_by.is_some() && before.unfinished() && !spec_invalid {
+                    let change = t.change.as_ref().expect(&context);
+                    assert_eq!(change.reason, StatusReason::Superseded, "{context}");
+                    assert!(t.work().is_none(), "{context}");
+                }
+                if let Some(change) = &t.change {
+                    match change.phase {
+                        Phase::Succeeded => assert_eq!(before.phase, Some(Phase::Testing), "{context}"),
+                        Phase::RolledBack => assert_eq!(before.phase, Some(Phase::RollingBack), "{context}"),
+                        _ => {}
+                    }
+                    if change.reason == StatusReason::CommitRefused {
+                        assert_eq!(before.phase, Some(Phase::Pending), "{context}");
+                    }
+                    // What the executor persists.
+                    s.phase = Some(change.phase);
+                    s.reason = Some(change.reason);
+                    s.message = change.message.clone();
+                }
+                if let Record::RollbackTo(target) = &t.record {
+                    s.rolled_back_to = Some(target.clone());
+                }
+                work = t.work();
+            }
+        }
+    }
+
     #[test]
     fn drift_is_corrected_once_the_interval_has_passed() {
         let s = snapshot(Some(Phase::Succeeded), Some(StatusReason::Succeeded));
