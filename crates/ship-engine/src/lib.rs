@@ -10,7 +10,8 @@
 //!    [`machine::step`] (pure: the whole transition table, with its tests) what follows an
 //!    [`machine::Event`], persists the transition ([`status`]), then carries out its actions:
 //!    the phase's work, done by [`repo`] (reading and rendering a commit), [`apply`] with
-//!    [`inventory`] and [`prune`], [`health`], [`checks`] and [`jobs`]; each reports the next
+//!    [`inventory`], [`prune`] and [`references`], [`health`], [`checks`] and [`jobs`]; each
+//!    reports the next
 //!    event. [`context`] is what every reconcile shares; [`error`] decides whether a failure
 //!    refuses the commit, is retried, or stalls.
 //! 3. Around it: [`environment`] (in sync with git), [`promotion`] (the weekly promotion),
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod promotion;
 pub mod prune;
 pub mod reconcile;
+pub mod references;
 pub mod releases;
 pub mod repo;
 pub mod status;

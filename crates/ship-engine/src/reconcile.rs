@@ -369,6 +369,9 @@ impl Driver<'_> {
         if let Err(err) = self.ctx.applier.dry_run(&target, &objects).await {
             return Self::refusal(err.into());
         }
+        if let Some(refused) = missing_references(&target, &objects).await? {
+            return Ok(refused);
+        }
         if self.release.spec.reason == Reason::Promotion
             && let Some(blocked) = self.promote().await?
         {
@@ -734,6 +737,40 @@ impl Driver<'_> {
         }
         Ok(())
     }
+}
+
+/// Most missing references named in one refusal.
+const MISSING_SHOWN: usize = 10;
+
+/// A refusal when the workloads among `objects` need Secrets, ConfigMaps or ServiceAccounts
+/// that neither the commit declares nor the target cluster holds (a Pod would wait for them
+/// until the health timeout). `None` when nothing is missing.
+async fn missing_references(target: &Client, objects: &[serde_json::Value]) -> Result<Option<Event>, Error> {
+    use crate::references;
+    let needed = references::required(objects);
+    if needed.is_empty() {
+        return Ok(None);
+    }
+    let present = references::present(target, &needed)
+        .await
+        .map_err(|e| crate::apply::ApplyError::Read(format!("listing what the workloads need: {e}")))?;
+    let gone = references::missing(&needed, &references::declared(objects), &present);
+    if gone.is_empty() {
+        return Ok(None);
+    }
+    let mut shown: Vec<String> = gone.iter().take(MISSING_SHOWN).map(ToString::to_string).collect();
+    if gone.len() > MISSING_SHOWN {
+        shown.push(format!("and {} more", gone.len() - MISSING_SHOWN));
+    }
+    Ok(Some(Event::Refused {
+        cause: "MissingReference",
+        problem: format!(
+            "{} objects the workloads need exist neither in the commit nor in the cluster: {}; create them, \
+             or mark the reference optional",
+            gone.len(),
+            shown.join("; ")
+        ),
+    }))
 }
 
 /// Runs one post-deployment test: an HTTP check, or a Job.

@@ -392,6 +392,87 @@ async fn invalid_object_fails_before_anything_changes() {
     assert!(!serde_json::to_string(&failed).unwrap().contains("hunter2"));
 }
 
+/// A workload whose Pods need a Secret nobody made fails in Pending, at once, with nothing
+/// applied, naming what is missing; what a person made by hand, and what is `optional`, counts
+/// as there; once the Secret exists, the same workload deploys. No Secret's data is printed.
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn a_missing_secret_fails_in_pending_within_a_second_with_nothing_applied() {
+    let mut stack = Stack::new("release-references", "30s").await;
+    let good = stack.push(&[("deploy/main/web.yaml", &configmap("healthy"))], "good");
+    stack.start_shipd(&[]);
+    stack.settled(&good, Phase::Succeeded, SETTLE).await;
+    let configmaps = Api::<ConfigMap>::namespaced(stack.cluster.client(), &stack.ns);
+    let by_hand: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "made-by-hand"}, "data": {"MODE": "shop"}
+    }))
+    .unwrap();
+    configmaps.create(&Default::default(), &by_hand).await.unwrap();
+    let needs = deployment(Pods::Ready).replace(
+        "imagePullPolicy: Never,",
+        "imagePullPolicy: Never,\n         env: [{name: DB_PASSWORD, valueFrom: {secretKeyRef: {name: db-credentials, key: password}}}, \
+         {name: MAYBE, valueFrom: {secretKeyRef: {name: not-needed, key: k, optional: true}}}],\n         \
+         envFrom: [{configMapRef: {name: made-by-hand}}],",
+    );
+    assert!(needs.contains("db-credentials"), "{needs}");
+    let bad = stack.push(
+        &[
+            ("deploy/main/web.yaml", &configmap("healthy, v2")),
+            ("deploy/main/app.yaml", &needs),
+        ],
+        "needs a Secret nobody made",
+    );
+    // From the moment the release is seen to Failed (status times have only second precision).
+    let name = ship_testkit::stack::release_name("main", &bad);
+    let api = stack.releases();
+    eventually(&format!("{name} created"), SETTLE, || {
+        let (api, name) = (api.clone(), name.clone());
+        async move { Ok(api.get_opt(&name).await?) }
+    })
+    .await
+    .unwrap();
+    let seen = std::time::Instant::now();
+    let failed = stack.settled(&bad, Phase::Failed, SETTLE).await;
+    let took = seen.elapsed();
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert_eq!(reason(&failed), "MissingReference");
+    let status = failed.status.clone().unwrap();
+    let message = status.message.clone().unwrap();
+    let expected = format!(
+        "Deployment/{ns}/web needs Secret/{ns}/db-credentials (env DB_PASSWORD)",
+        ns = stack.ns
+    );
+    assert!(
+        message.contains(&expected) && message.contains("nothing was applied"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("made-by-hand") && !message.contains("not-needed"),
+        "{message}"
+    );
+    assert_eq!(stack.web_commit().await, good, "nothing was applied");
+    let deployments = Api::<Deployment>::namespaced(stack.cluster.client(), &stack.ns);
+    assert!(deployments.get_opt("web").await.unwrap().is_none());
+
+    // Once someone makes the Secret, the next commit with the same workload deploys.
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "db-credentials"}, "stringData": {"password": "s3cret-value"}
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(stack.cluster.client(), &stack.ns)
+        .create(&Default::default(), &secret)
+        .await
+        .unwrap();
+    let fixed = stack.push(
+        &[("deploy/main/web.yaml", &configmap("healthy, v3"))],
+        "the Secret exists now",
+    );
+    let done = stack.settled(&fixed, Phase::Succeeded, SETTLE).await;
+    assert!(!serde_json::to_string(&done).unwrap().contains("s3cret-value"));
+    let logs = stack.shipd.as_ref().map(Shipd::logs).unwrap_or_default();
+    assert!(!logs.contains("s3cret-value"));
+}
+
 #[tokio::test]
 #[ignore = "needs the local control plane: tests/run.sh"]
 async fn health_timeout_rolls_back_and_first_failure_has_nothing_to_roll_back_to() {
