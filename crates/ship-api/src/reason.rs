@@ -41,6 +41,9 @@ pub enum StatusReason {
     Unhealthy,
     /// Failed: a post-deployment test failed; a rollback follows.
     TestsFailed,
+    /// Failed: the tests did not finish within the test deadline (`testing.timeout`); a
+    /// rollback follows.
+    TestTimeout,
     /// Failed, settled: nothing good to roll back to; the failed commit stays.
     NoGoodRelease,
     /// Failed, settled: the rollback could not be made or did not become healthy.
@@ -65,7 +68,10 @@ impl StatusReason {
     pub fn leads_to_rollback(self) -> bool {
         matches!(
             self,
-            StatusReason::HealthTimeout | StatusReason::Unhealthy | StatusReason::TestsFailed
+            StatusReason::HealthTimeout
+                | StatusReason::Unhealthy
+                | StatusReason::TestsFailed
+                | StatusReason::TestTimeout
         )
     }
 
@@ -127,6 +133,7 @@ mod tests {
                 "HealthTimeout",
                 "Unhealthy",
                 "TestsFailed",
+                "TestTimeout",
                 "NoGoodRelease",
                 "RollbackFailed",
                 "RollingBack",
@@ -144,7 +151,8 @@ mod tests {
             [
                 StatusReason::HealthTimeout,
                 StatusReason::Unhealthy,
-                StatusReason::TestsFailed
+                StatusReason::TestsFailed,
+                StatusReason::TestTimeout
             ]
         );
         assert!(awaits_rollback(Phase::Failed, "TestsFailed"));

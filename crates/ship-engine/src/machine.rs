@@ -9,7 +9,7 @@
 //! (new) ─Observed─▶ Pending ─Prepared─▶ Applying ─Applied─▶ Progressing ─Healthy─▶ Testing ─all passed─▶ Succeeded
 //!                    │ Refused (nothing applied)              │ HealthTimedOut/Unhealthy  │ a test failed
 //!                    ▼                                        ▼                           ▼
-//!                  Failed (CommitRefused)                   Failed (HealthTimeout | Unhealthy | TestsFailed)
+//!                  Failed (CommitRefused)                   Failed (HealthTimeout | Unhealthy | TestsFailed | TestTimeout)
 //!                                                             │ RollbackTargetChosen       │ NoGoodRelease
 //!                                                             ▼                            ▼
 //!                                                        RollingBack ─RolledBack─▶ RolledBack   Failed (NoGoodRelease)
@@ -122,6 +122,14 @@ pub enum Event {
     Unhealthy(String),
     /// Testing: every test ran.
     TestsRan(Vec<TestResult>),
+    /// Testing: the test deadline passed; `unfinished` were still running (and are failed in
+    /// `results`).
+    TestDeadlinePassed {
+        /// Every test's result.
+        results: Vec<TestResult>,
+        /// The tests still running at the deadline.
+        unfinished: Vec<String>,
+    },
     /// Failed: the last good release to go back to.
     RollbackTargetChosen {
         /// Its name.
@@ -552,6 +560,23 @@ pub fn step(snapshot: &Snapshot, event: Event, now: Timestamp) -> Transition {
             };
             transition.recording(Record::TestsRan(results))
         }
+        (Testing, Event::TestDeadlinePassed { results, unfinished }) => {
+            let message = format!(
+                "the tests did not finish within the test deadline (testing.timeout); still running: {}",
+                unfinished.join(", ")
+            );
+            let notices: Vec<Action> = unfinished
+                .iter()
+                .map(|name| Action::Announce {
+                    notice: Notice::TestFailed,
+                    note: format!("test {name} did not finish within the test deadline"),
+                })
+                .collect();
+            Transition::to(Failed, R::TestTimeout, message)
+                .recording(Record::TestsRan(results))
+                .then(notices)
+                .then([Action::Work(Work::ChooseRollbackTarget)])
+        }
         (Failed, Event::Observed) if snapshot.awaits_rollback() => rerun(Work::ChooseRollbackTarget),
         (
             Failed,
@@ -742,6 +767,13 @@ mod tests {
                     result("t1", TestVerdict::Passed),
                     result("t2", TestVerdict::Failed),
                 ]),
+            ),
+            (
+                "TestDeadlinePassed",
+                Event::TestDeadlinePassed {
+                    results: vec![result("t1", TestVerdict::Failed)],
+                    unfinished: vec!["t1".into()],
+                },
             ),
             (
                 "RollbackTargetChosen",

@@ -137,6 +137,15 @@ impl Driver<'_> {
         }
     }
 
+    /// The instant `timeout` after `phase` was entered, by the persisted transition time (so a
+    /// restart keeps the deadline).
+    fn deadline_after(&self, phase: Phase, timeout: Duration) -> Instant {
+        let now = self.ctx.now();
+        let entered = transition_time(self.status(), phase).unwrap_or(now);
+        let elapsed = Duration::try_from(now.duration_since(entered)).unwrap_or(Duration::ZERO);
+        Instant::now() + timeout.saturating_sub(elapsed)
+    }
+
     /// Runs `work` until it ends or a newer release of the environment appears.
     async fn unless_superseded<T>(&self, work: impl Future<Output = T>) -> Waited<T> {
         let mut newest = self.slot.newest.subscribe();
@@ -489,10 +498,7 @@ impl Driver<'_> {
         inventory: &[ship_api::InventoryEntry],
     ) -> Result<Waited<Result<(), HealthFailure>>, Error> {
         let rendered = self.ctx.render(commit, self.environment()).await?;
-        let now = self.ctx.now();
-        let entered = transition_time(self.status(), phase).unwrap_or(now);
-        let elapsed = Duration::try_from(now.duration_since(entered)).unwrap_or(Duration::ZERO);
-        let deadline = Instant::now() + rendered.config.health_timeout().saturating_sub(elapsed);
+        let deadline = self.deadline_after(phase, rendered.config.health_timeout());
         let target = self.target(&rendered).await?;
         let wait = self
             .ctx
@@ -539,7 +545,8 @@ impl Driver<'_> {
             .cloned()
             .unwrap_or_default();
         let namespace = env_config.namespace(&environment).to_owned();
-        let deadline = Instant::now() + rendered.config.health_timeout();
+        // The test deadline runs from the persisted Testing transition, so a restart keeps it.
+        let deadline = self.deadline_after(Phase::Testing, rendered.config.test_timeout());
         let target = self.target(&rendered).await?;
         let runs = rendered.config.tests_for(&environment).map(|test| {
             let name = test.name.clone();
@@ -561,19 +568,45 @@ impl Driver<'_> {
                 environment: &environment,
                 allowed_hosts: &env_config.allowed_test_hosts,
             };
-            run_test(check, name, test.http.clone(), job, deadline)
+            let http = test.http.clone();
+            async move {
+                let run = run_test(check, name.clone(), http, job, deadline);
+                match tokio::time::timeout_at(deadline, run).await {
+                    Ok(result) => (result, false),
+                    Err(_elapsed) => (
+                        TestResult {
+                            name,
+                            verdict: TestVerdict::Failed,
+                            duration_millis: None,
+                            message: "did not finish within the test deadline (testing.timeout)".into(),
+                            log: String::new(),
+                        },
+                        true,
+                    ),
+                }
+            }
         });
-        let results = match self.unless_superseded(futures::future::join_all(runs)).await {
-            Waited::Done(results) => results,
+        let finished = match self.unless_superseded(futures::future::join_all(runs)).await {
+            Waited::Done(finished) => finished,
             Waited::Superseded => return Ok(Event::Interrupted),
         };
+        let unfinished: Vec<String> = finished
+            .iter()
+            .filter(|(_, late)| *late)
+            .map(|(r, _)| r.name.clone())
+            .collect();
+        let results: Vec<TestResult> = finished.into_iter().map(|(r, _)| r).collect();
         self.fault_point("MidTest").await;
         for result in &results {
             self.ctx
                 .metrics
                 .test(&environment, &result.name, result.verdict == TestVerdict::Passed);
         }
-        Ok(Event::TestsRan(results))
+        if unfinished.is_empty() {
+            Ok(Event::TestsRan(results))
+        } else {
+            Ok(Event::TestDeadlinePassed { results, unfinished })
+        }
     }
 
     /// Failed after changing the cluster: find the last good release.

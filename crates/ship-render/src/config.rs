@@ -36,6 +36,10 @@ pub struct ShipConfig {
     #[serde(default)]
     pub health: Health,
 
+    /// How long the post-deployment tests may take, together.
+    #[serde(default)]
+    pub testing: Testing,
+
     /// The forced weekly release of `main` into `production`.
     #[serde(default)]
     pub promotion: Promotion,
@@ -88,6 +92,29 @@ pub struct Health {
 
 fn default_health_timeout() -> String {
     "5m".into()
+}
+
+/// Settings of the post-deployment test phase.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Testing {
+    /// How long the tests of one release may take, together, from the moment it became healthy,
+    /// e.g. `90s`, `2m`. A test still running then fails, and the release rolls back. Default
+    /// `2m`: tests are meant to answer within seconds of the rollout.
+    #[serde(default = "default_testing_timeout")]
+    pub timeout: String,
+}
+
+fn default_testing_timeout() -> String {
+    "2m".into()
+}
+
+impl Default for Testing {
+    fn default() -> Self {
+        Self {
+            timeout: default_testing_timeout(),
+        }
+    }
 }
 
 impl Default for Health {
@@ -408,11 +435,16 @@ impl ShipConfig {
                 format!("two environments deploy branch {:?}; give each its own", pair[0]),
             ));
         }
-        if parse_duration(&self.health.timeout).is_none_or(|d| d.is_zero()) {
-            return Err(invalid(
-                "health.timeout",
-                format!("{:?} is not a duration like 90s or 5m", self.health.timeout),
-            ));
+        for (field, value) in [
+            ("health.timeout", &self.health.timeout),
+            ("testing.timeout", &self.testing.timeout),
+        ] {
+            if parse_duration(value).is_none_or(|d| d.is_zero()) {
+                return Err(invalid(
+                    field,
+                    format!("{value:?} is not a duration like 90s or 5m"),
+                ));
+            }
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, test) in self.tests.iter().enumerate() {
@@ -521,6 +553,12 @@ impl ShipConfig {
     /// The health timeout, parsed (checked when the file was parsed).
     pub fn health_timeout(&self) -> Duration {
         parse_duration(&self.health.timeout).unwrap_or(Duration::from_secs(300))
+    }
+
+    /// The test phase's deadline after the release became healthy, parsed (checked when the file
+    /// was parsed).
+    pub fn test_timeout(&self) -> Duration {
+        parse_duration(&self.testing.timeout).unwrap_or(Duration::from_secs(120))
     }
 
     /// The promotion schedule, parsed (checked when the file was parsed).

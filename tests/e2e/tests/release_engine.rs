@@ -680,6 +680,73 @@ fn journey_job(exit_code: u8, log: &str) -> String {
     )
 }
 
+/// A journey that hangs fails the release when the test deadline (`testing.timeout`) passes,
+/// with its own reason, and the release rolls back; shipd killed mid-test and started again
+/// keeps the deadline (it runs from the persisted Testing transition), it does not start anew.
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn a_test_past_its_deadline_fails_with_its_reason_and_a_restart_keeps_the_deadline() {
+    let mut stack = Stack::new("release-deadline", "30s").await;
+    let good = stack.push(&[("deploy/main/web.yaml", &configmap("healthy"))], "good");
+    stack.start_shipd(&[]);
+    stack.settled(&good, Phase::Succeeded, SETTLE).await;
+    let config = ship_yaml(&stack.ns, &stack.app_url, "30s").replace(
+        "promotion: {enabled: false}",
+        "promotion: {enabled: false}\ntesting: {timeout: 8s}",
+    ) + "- name: journeys\n  job: tests/journeys.yaml\n";
+    let hanging = journey_job(0, "started").replace("exit 0", "sleep 3600");
+    let bad = stack.push(
+        &[
+            ("ship.yaml", &config),
+            ("deploy/main/web.yaml", &configmap("healthy, v2")),
+            ("tests/journeys.yaml", &hanging),
+        ],
+        "a journey that hangs",
+    );
+    let name = format!("main-{}", &bad[..10]);
+    let api = stack.releases();
+    eventually(&format!("{name} Testing"), SETTLE, || {
+        let (api, name) = (api.clone(), name.clone());
+        async move {
+            let release = api.get_opt(&name).await?;
+            Ok(release.filter(|r| r.status.as_ref().and_then(|s| s.phase) == Some(Phase::Testing)))
+        }
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stack.kill_shipd();
+    stack.start_shipd(&[]);
+    let rolled = stack.settled(&bad, Phase::RolledBack, SETTLE).await;
+    let status = rolled.status.unwrap();
+    let failed = status
+        .transitions
+        .iter()
+        .find(|t| t.phase == Phase::Failed)
+        .unwrap();
+    assert!(
+        failed.message.contains("did not finish within the test deadline")
+            && failed.message.contains("journeys"),
+        "{failed:?}"
+    );
+    let journeys = status.tests.iter().find(|t| t.name == "journeys").unwrap();
+    assert!(journeys.message.contains("test deadline"), "{journeys:?}");
+    let testing = status
+        .transitions
+        .iter()
+        .rev()
+        .find(|t| t.phase == Phase::Testing)
+        .unwrap();
+    // Whole seconds: 8 s, give or take the rounding; a deadline started anew after the restart
+    // (3 s in) would end 11 s or more after Testing began.
+    let took = failed.at.0.duration_since(testing.at.0).as_secs();
+    assert!(
+        (7..=10).contains(&took),
+        "the deadline ended {took} s after Testing began"
+    );
+    assert_eq!(stack.web_commit().await, good, "rolled back to the good commit");
+}
+
 #[tokio::test]
 #[ignore = "needs the local control plane: tests/run.sh"]
 async fn job_tests_keep_their_log_and_old_releases_are_collected() {
