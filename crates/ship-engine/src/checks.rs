@@ -139,6 +139,27 @@ pub async fn run_http(target: CheckTarget<'_>, test: &HttpTest) -> CheckOutcome 
     outcome(answer.and_then(|(status, body)| judge(&test.expect, status, &body)))
 }
 
+/// Runs an HTTP test up to `1 + retries` times, `interval` apart, until an attempt passes (an
+/// app may need a moment after its rollout). The outcome is the passing attempt's, or the last
+/// one's; the caller bounds the whole by the test deadline.
+pub async fn run_http_with_retries(target: CheckTarget<'_>, test: &HttpTest) -> CheckOutcome {
+    let started = Instant::now();
+    let attempts = test.retries.saturating_add(1);
+    let mut attempt = 1;
+    loop {
+        let mut outcome = run_http(target, test).await;
+        if outcome.passed || attempt >= attempts {
+            if attempts > 1 {
+                outcome.message = format!("{} (attempt {attempt} of {attempts})", outcome.message);
+            }
+            outcome.duration = started.elapsed();
+            return outcome;
+        }
+        attempt += 1;
+        tokio::time::sleep(test.retry_interval()).await;
+    }
+}
+
 /// The test's request headers, `{namespace}` and `{environment}` filled in.
 fn headers<'t>(target: CheckTarget<'_>, test: &'t HttpTest) -> impl Iterator<Item = (&'t str, String)> {
     let (namespace, environment) = (target.namespace.to_owned(), target.environment.to_owned());

@@ -825,7 +825,10 @@ async fn run_test(
         )
     };
     let (outcome, log) = match (http, job) {
-        (Some(http), _) => (crate::checks::run_http(check, &http).await, String::new()),
+        (Some(http), _) => (
+            crate::checks::run_http_with_retries(check, &http).await,
+            String::new(),
+        ),
         (None, Some(job)) => match crate::jobs::run(check.cluster, check.namespace, &job, deadline).await {
             Ok(done) => done,
             Err(err) => failed(format!("cannot run the test Job: {err}")),

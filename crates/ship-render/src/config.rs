@@ -216,9 +216,33 @@ pub struct HttpTest {
     /// Per-attempt timeout, e.g. `10s`. Default `10s`.
     #[serde(default = "default_test_timeout")]
     pub timeout: String,
+    /// Attempts after the first, for an app that needs a moment after its rollout (a cache to
+    /// warm, a connection pool to fill). The test passes on the first attempt that passes and
+    /// fails with the last attempt's answer; all attempts stay within `testing.timeout`.
+    /// Default 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+    /// Time between two attempts, e.g. `2s`. Default `1s`.
+    #[serde(default = "default_retry_interval")]
+    pub interval: String,
     /// The known result.
     #[serde(default)]
     pub expect: Expect,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn default_retry_interval() -> String {
+    "1s".into()
+}
+
+impl HttpTest {
+    /// The time between two attempts, parsed (checked when the file was parsed).
+    pub fn retry_interval(&self) -> Duration {
+        parse_duration(&self.interval).unwrap_or(Duration::from_secs(1))
+    }
 }
 
 /// Where a `service` test sends its request.
@@ -504,6 +528,12 @@ impl ShipConfig {
                             format!("{:?} is not a duration", http.timeout),
                         ));
                     }
+                    if parse_duration(&http.interval).is_none() {
+                        return Err(invalid(
+                            field("http.interval"),
+                            format!("{:?} is not a duration like 500ms or 2s", http.interval),
+                        ));
+                    }
                 }
                 (None, Some(job)) => {
                     if job.starts_with('/') || job.split('/').any(|part| part == "..") {
@@ -632,6 +662,34 @@ mod tests {
             ("GET", 200, "10s")
         );
         assert_eq!(c.tests[1].job.as_deref(), Some("tests/job.yaml"));
+        assert_eq!((http.retries, http.retry_interval()), (0, Duration::from_secs(1)));
+        assert_eq!(c.testing.timeout, "2m");
+        assert_eq!(c.test_timeout(), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn warm_up_retries_and_the_test_deadline_are_read_and_checked() {
+        let c = parse(
+            "environments: {main: {}, production: {}}\ntesting: {timeout: 45s}\ntests:\n- name: home\n  http: {url: 'http://web/', retries: 5, interval: 500ms}\n",
+        )
+        .unwrap();
+        let http = c.tests[0].http.as_ref().unwrap();
+        assert_eq!(
+            (http.retries, http.retry_interval()),
+            (5, Duration::from_millis(500))
+        );
+        assert_eq!(c.test_timeout(), Duration::from_secs(45));
+        let bad_interval = parse(
+            "environments: {main: {}, production: {}}\ntests:\n- name: home\n  http: {url: 'http://web/', interval: soon}\n",
+        );
+        assert!(
+            bad_interval
+                .unwrap_err()
+                .to_string()
+                .contains("tests[0].http.interval")
+        );
+        let bad_deadline = parse("environments: {main: {}, production: {}}\ntesting: {timeout: 0s}\n");
+        assert!(bad_deadline.unwrap_err().to_string().contains("testing.timeout"));
     }
 
     #[test]

@@ -680,6 +680,66 @@ fn journey_job(exit_code: u8, log: &str) -> String {
     )
 }
 
+/// An app that needs a moment after its rollout: with `retries`, the HTTP test asks again,
+/// `interval` apart, and the release succeeds on the first attempt that passes.
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn an_http_test_with_retries_waits_for_an_app_warming_up() {
+    let mut stack = Stack::new("release-warm-up", "30s").await;
+    let good = stack.push(&[("deploy/main/web.yaml", &configmap("healthy"))], "good");
+    stack.start_shipd(&[]);
+    stack.settled(&good, Phase::Succeeded, SETTLE).await;
+    let config = ship_yaml(&stack.ns, &stack.app_url, "30s").replace(
+        "expect: {bodyContains: healthy}}",
+        "retries: 40, interval: 250ms, expect: {bodyContains: healthy}}",
+    );
+    assert!(config.contains("retries: 40"), "{config}");
+    // The new version answers 503 until it has warmed up.
+    let warming = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {body: \"healthy, v2\", status: \"503\"}\n";
+    let warm = stack.push(
+        &[("ship.yaml", &config), ("deploy/main/web.yaml", warming)],
+        "v2, slow to warm up",
+    );
+    let name = format!("main-{}", &warm[..10]);
+    let api = stack.releases();
+    eventually(&format!("{name} Testing"), SETTLE, || {
+        let (api, name) = (api.clone(), name.clone());
+        async move {
+            let release = api.get_opt(&name).await?;
+            Ok(release.filter(|r| r.status.as_ref().and_then(|s| s.phase) == Some(Phase::Testing)))
+        }
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Warmed up: the app answers 200 from now on.
+    let patch = serde_json::json!({"data": {"status": "200"}});
+    Api::<ConfigMap>::namespaced(stack.cluster.client(), &stack.ns)
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    let done = stack.settled(&warm, Phase::Succeeded, SETTLE).await;
+    let home = done
+        .status
+        .unwrap()
+        .tests
+        .into_iter()
+        .find(|t| t.name == "home")
+        .unwrap();
+    let attempt: u32 = home
+        .message
+        .split("(attempt ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{home:?}"));
+    assert!(attempt > 1, "passed only after a retry: {home:?}");
+}
+
 /// A journey that hangs fails the release when the test deadline (`testing.timeout`) passes,
 /// with its own reason, and the release rolls back; shipd killed mid-test and started again
 /// keeps the deadline (it runs from the persisted Testing transition), it does not start anew.
