@@ -382,7 +382,7 @@ impl Driver<'_> {
             return Ok(refused);
         }
         if self.release.spec.reason == Reason::Promotion
-            && let Some(blocked) = self.promote().await?
+            && let Some(blocked) = self.promote(&rendered.config.promotion).await?
         {
             return Ok(blocked);
         }
@@ -410,7 +410,7 @@ impl Driver<'_> {
     /// A promotion deploys only what its branch holds: fast-forward the branch to the commit
     /// first (idempotent: a branch that already holds it is left alone). `Some` when the
     /// release cannot go on now: the refusal, or what the push waits for.
-    async fn promote(&mut self) -> Result<Option<Event>, Error> {
+    async fn promote(&mut self, settings: &ship_render::config::Promotion) -> Result<Option<Event>, Error> {
         let repo = self
             .ctx
             .repo
@@ -428,6 +428,7 @@ impl Driver<'_> {
                     info!(branch, "{message}");
                     publish(self.ctx, &self.release, EventType::Normal, "Pushed", &message).await;
                 }
+                self.tag(settings).await;
                 Ok(None)
             }
             Err(err) => {
@@ -447,6 +448,54 @@ impl Driver<'_> {
                 Ok(Some(event))
             }
         }
+    }
+
+    /// Tags the promoted commit when ship.yaml asks for it (`promotion.tag`). Never blocks the
+    /// release: a tag that cannot be pushed, or whose name another commit already has, is
+    /// announced as a Warning event, and the release goes on; an existing tag is never moved.
+    async fn tag(&self, settings: &ship_render::config::Promotion) {
+        let commit = self.release.spec.commit.clone();
+        let short = self.release.spec.short_commit().to_owned();
+        let date = self.ctx.now().strftime("%Y-%m-%d").to_string();
+        let Some(name) = settings.tag_name(&date, &short) else {
+            return;
+        };
+        let Some(repo) = self.ctx.repo.clone() else { return };
+        let subject = repo.subject(&commit).unwrap_or_default();
+        let message = format!(
+            "Promoted to {} by Ship (release {}): {subject}",
+            self.release.spec.branch, self.name
+        );
+        let (n, c) = (name.clone(), commit.clone());
+        let tagged = tokio::task::spawn_blocking(move || repo.push_tag(&n, &c, &message)).await;
+        let (type_, reason, note) = match tagged {
+            Ok(Ok(ship_git::TagOutcome::Pushed)) => (
+                EventType::Normal,
+                "Tagged",
+                format!("tagged commit {short} as {name}"),
+            ),
+            Ok(Ok(ship_git::TagOutcome::AlreadyThere)) => return,
+            Ok(Ok(ship_git::TagOutcome::Taken(other))) => (
+                EventType::Warning,
+                "TagTaken",
+                format!(
+                    "tag {name} already names commit {}; Ship never moves a tag, so commit {short} is not tagged",
+                    ship_api::names::short_sha(&other)
+                ),
+            ),
+            Ok(Err(err)) => (
+                EventType::Warning,
+                "TagFailed",
+                format!("cannot push tag {name}: {err}"),
+            ),
+            Err(err) => (
+                EventType::Warning,
+                "TagFailed",
+                format!("cannot push tag {name}: {err}"),
+            ),
+        };
+        info!(tag = name, reason, "{note}");
+        publish(self.ctx, &self.release, type_, reason, &note).await;
     }
 
     /// Applies `commit`'s objects stamped as `stamp_release`, and prunes what the environment's

@@ -191,6 +191,19 @@ impl Repo {
         Some(String::from_utf8_lossy(found.summary_bytes().unwrap_or_default()).into_owned())
     }
 
+    /// Creates and pushes the annotated tag `name` on `commit` (see [`Mirror::push_tag`]).
+    pub fn push_tag(
+        &self,
+        name: &str,
+        commit: &str,
+        message: &str,
+    ) -> Result<ship_git::TagOutcome, LoadError> {
+        let oid = parse_commit(commit)?;
+        let push = self.push.as_ref().ok_or(LoadError::NoPushAccess)?;
+        let credentials = push.credentials.borrow().clone();
+        self.with_mirror(|mirror| Ok(mirror.push_tag(name, oid, message, &credentials)?))
+    }
+
     /// Fast-forwards `branch` on the remote to `commit` (see [`Mirror::fast_forward`]). A push
     /// the remote refused because the branch moved asks the source to fetch, so a retry sees
     /// the new tip (and reports the divergence, if that is what it is).

@@ -13,5 +13,6 @@ pub mod webhook;
 
 pub use credentials::Credentials;
 pub use mirror::{
-    CommitSummary, Fetched, ForcePushPolicy, GitError, Mirror, PushOutcome, TipChange, TipChangeKind,
+    CommitSummary, Fetched, ForcePushPolicy, GitError, Mirror, PushOutcome, TagOutcome, TipChange,
+    TipChangeKind,
 };

@@ -136,6 +136,17 @@ pub enum PushOutcome {
     AlreadyContained,
 }
 
+/// What pushing a release tag did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagOutcome {
+    /// The annotated tag was created and pushed.
+    Pushed,
+    /// The remote already has the tag, on this commit: nothing to do.
+    AlreadyThere,
+    /// The remote has a tag of this name on another commit (its id): it is never moved.
+    Taken(String),
+}
+
 impl GitError {
     /// Stable label for metrics and event reasons.
     pub fn label(&self) -> &'static str {
@@ -526,6 +537,96 @@ impl Mirror {
     }
 
     /// Does the remote advertise `refs/heads/<branch>` to a pusher? (One connection, no fetch.)
+    /// Creates the annotated tag `name` on `commit` with `message` and pushes it (a plain push:
+    /// the remote refuses to replace an existing tag, and Ship never asks it to). A tag the
+    /// remote already has is left as it is: [`TagOutcome::AlreadyThere`] when it names
+    /// `commit`, [`TagOutcome::Taken`] when it names another commit.
+    pub fn push_tag(
+        &self,
+        name: &str,
+        commit: Oid,
+        message: &str,
+        credentials: &Credentials,
+    ) -> Result<TagOutcome, GitError> {
+        let refname = format!("refs/tags/{name}");
+        let push_err = |message: String| GitError::Push {
+            branch: refname.clone(),
+            url: self.display_url(),
+            message,
+            stale: false,
+        };
+        let refused = RefusalCell::default();
+        let remote_err = |e: git2::Error| self.refused_or(&refused, &e, || push_err(e.message().to_owned()));
+        {
+            let mut remote = self.repo.remote_anonymous(&self.url).map_err(remote_err)?;
+            // Listed as a fetch would: only that advertisement peels annotated tags (`^{}`).
+            let connection = remote
+                .connect_auth(
+                    git2::Direction::Fetch,
+                    Some(credentials.callbacks(&self.url, &refused)),
+                    None,
+                )
+                .map_err(remote_err)?;
+            let heads = connection.list().map_err(remote_err)?;
+            // An annotated tag is listed twice: the tag object, and `^{}` peeled to its commit.
+            let peeled = format!("{refname}^{{}}");
+            let on = heads
+                .iter()
+                .find(|h| h.name() == peeled)
+                .or_else(|| heads.iter().find(|h| h.name() == refname))
+                .map(|h| h.oid());
+            if let Some(on) = on {
+                return Ok(if on == commit {
+                    TagOutcome::AlreadyThere
+                } else {
+                    TagOutcome::Taken(on.to_string())
+                });
+            }
+        }
+        let target = self
+            .repo
+            .find_object(commit, Some(git2::ObjectType::Commit))
+            .map_err(|e| push_err(e.message().to_owned()))?;
+        let tagger =
+            git2::Signature::now("Ship", "ship@localhost").map_err(|e| push_err(e.message().to_owned()))?;
+        // A tag left in the mirror by an earlier attempt on the same commit is reused.
+        match self.repo.tag(name, &target, &tagger, message, false) {
+            Ok(_) => {}
+            Err(e) if e.code() == git2::ErrorCode::Exists => {
+                let existing = self
+                    .repo
+                    .revparse_single(&refname)
+                    .and_then(|o| o.peel_to_commit())
+                    .map_err(|e| push_err(e.message().to_owned()))?;
+                if existing.id() != commit {
+                    self.repo
+                        .tag(name, &target, &tagger, message, true)
+                        .map_err(|e| push_err(e.message().to_owned()))?;
+                }
+            }
+            Err(e) => return Err(push_err(e.message().to_owned())),
+        }
+        let mut remote = self.repo.remote_anonymous(&self.url).map_err(remote_err)?;
+        let mut rejected: Option<String> = None;
+        let mut callbacks = credentials.callbacks(&self.url, &refused);
+        callbacks.push_update_reference(|_refname, status| {
+            rejected = status.map(str::to_owned);
+            Ok(())
+        });
+        let mut options = git2::PushOptions::new();
+        options.remote_callbacks(callbacks);
+        let pushed = remote.push(&[format!("{refname}:{refname}")], Some(&mut options));
+        drop(options);
+        drop(remote);
+        if let Err(err) = pushed {
+            return Err(self.refused_or(&refused, &err, || push_err(err.message().to_owned())));
+        }
+        if let Some(message) = rejected {
+            return Err(push_err(message));
+        }
+        Ok(TagOutcome::Pushed)
+    }
+
     fn remote_has_branch(&self, branch: &str, credentials: &Credentials) -> Result<bool, GitError> {
         let refused = RefusalCell::default();
         let list_err = |e: git2::Error| {

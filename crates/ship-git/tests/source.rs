@@ -452,3 +452,41 @@ fn fast_forward_pushes_only_when_the_branch_can_follow() {
         other => panic!("expected a push failure, got {other:?}"),
     }
 }
+
+/// A release tag is an annotated tag pushed over git://; pushing it again changes nothing, and
+/// a tag of that name on another commit is never moved.
+#[test]
+fn a_release_tag_is_pushed_once_and_never_moved() {
+    let remote = Remote::new().unwrap();
+    let _daemon = GitDaemon::start(remote.dir.path()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = Mirror::open(&dir.path().join("mirror.git"), &_daemon.url("repo.git")).unwrap();
+    let first = remote.commit_file("a.txt", "1\n", "promoted").unwrap();
+    let second = remote.commit_file("a.txt", "2\n", "next").unwrap();
+    remote.push("main", false).unwrap();
+    mirror
+        .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
+        .unwrap();
+    let tag =
+        |name: &str, commit: &str| mirror.push_tag(name, oid(commit), "Promoted by Ship", &Credentials::None);
+    assert_eq!(tag("release-1", &first).unwrap(), ship_git::TagOutcome::Pushed);
+    let listed = remote.git(&["ls-remote", "--tags", "origin"]).unwrap();
+    // Annotated: the tag object, and the commit it peels to.
+    assert!(listed.contains("refs/tags/release-1^{}"), "{listed}");
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&first) && l.ends_with("release-1^{}")),
+        "{listed}"
+    );
+    assert_eq!(
+        tag("release-1", &first).unwrap(),
+        ship_git::TagOutcome::AlreadyThere
+    );
+    match tag("release-1", &second).unwrap() {
+        ship_git::TagOutcome::Taken(on) => assert_eq!(on, first),
+        other => panic!("{other:?}"),
+    }
+    let after = remote.git(&["ls-remote", "--tags", "origin"]).unwrap();
+    assert_eq!(after, listed, "the tag was not moved");
+}

@@ -144,6 +144,35 @@ pub struct Promotion {
     /// Turn the forced promotion off. Default `true`.
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// Tag each promoted commit: an annotated tag named by this template, pushed with the push
+    /// credentials, for example `release-{date}-{short}` (`{date}`: the day, `YYYY-MM-DD`, UTC;
+    /// `{short}`: the commit's short SHA). An existing tag is never moved. Default: no tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+impl Promotion {
+    /// The tag name for a promotion of `short` on `date`, when ship.yaml asks for tags.
+    pub fn tag_name(&self, date: &str, short: &str) -> Option<String> {
+        self.tag
+            .as_ref()
+            .map(|template| template.replace("{date}", date).replace("{short}", short))
+    }
+}
+
+/// Whether `name` is a tag name git accepts (`git check-ref-format`, the rules that matter for
+/// a name built from a template).
+fn valid_tag_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(['-', '/', '.'])
+        && !name.ends_with(['/', '.'])
+        && !name.ends_with(".lock")
+        && !name.contains("..")
+        && !name.contains("//")
+        && !name.contains("@{")
+        && !name
+            .chars()
+            .any(|c| c.is_ascii_control() || c.is_whitespace() || "~^:?*[\\{}".contains(c))
 }
 
 fn default_schedule() -> String {
@@ -170,6 +199,7 @@ impl Default for Promotion {
             from: default_from(),
             to: default_to(),
             enabled: true,
+            tag: None,
         }
     }
 }
@@ -562,6 +592,17 @@ impl ShipConfig {
                     ));
                 }
             }
+            if let Some(template) = &p.tag
+                && let Some(sample) = p.tag_name("2026-01-01", "0123456")
+                && !valid_tag_name(&sample)
+            {
+                return Err(invalid(
+                    "promotion.tag",
+                    format!(
+                        "{template:?} does not make a valid tag name (placeholders: {{date}}, {{short}}; no spaces, no ~^:?*[\\)"
+                    ),
+                ));
+            }
             match crate::schedule::Schedule::parse(&p.schedule, &p.time_zone) {
                 Ok(_) => {}
                 Err(err @ crate::schedule::ScheduleError::TimeZone(_)) => {
@@ -665,6 +706,38 @@ mod tests {
         assert_eq!((http.retries, http.retry_interval()), (0, Duration::from_secs(1)));
         assert_eq!(c.testing.timeout, "2m");
         assert_eq!(c.test_timeout(), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn a_promotion_tag_template_makes_a_valid_tag_name_or_is_refused() {
+        let c =
+            parse("environments: {main: {}, production: {}}\npromotion: {tag: 'release-{date}-{short}'}\n")
+                .unwrap();
+        assert_eq!(
+            c.promotion.tag_name("2026-12-08", "abc1234").as_deref(),
+            Some("release-2026-12-08-abc1234")
+        );
+        assert_eq!(
+            parse("environments: {main: {}, production: {}}\n")
+                .unwrap()
+                .promotion
+                .tag_name("d", "s"),
+            None
+        );
+        for bad in [
+            "release {date}",
+            "release-{when}",
+            "../x",
+            "a..b",
+            "x.lock",
+            "-x",
+            "a:b",
+        ] {
+            let text =
+                format!("environments: {{main: {{}}, production: {{}}}}\npromotion: {{tag: '{bad}'}}\n");
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains("promotion.tag"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -275,3 +275,60 @@ async fn a_diverged_production_branch_is_refused_with_a_condition_and_an_event()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// With `promotion.tag`, a promotion leaves an annotated tag on the promoted commit in the git
+/// server, announced by a `Tagged` event; a second promotion of the same commit changes nothing.
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn a_promotion_pushes_its_release_tag() {
+    let mut stack = Stack::new(
+        "promote-tag",
+        "{schedule: '0 10 * * TUE', timeZone: UTC, tag: 'release-{date}-{short}'}",
+    )
+    .await
+    .unwrap();
+    let green = stack.deploy_first(&[]).await.unwrap();
+    stack
+        .promotion_where("production", SETTLE, |_| true)
+        .await
+        .unwrap();
+    stack.request_promotion("now", "tag-test").await.unwrap();
+    let name = release_name("production", &green);
+    let release = stack.settled(&name, Phase::Succeeded, SETTLE).await.unwrap();
+    assert_eq!(release.spec.reason, Reason::Promotion);
+    let day = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
+    let tag = format!("release-{day}-{}", &green[..7]);
+    let listed = stack.remote.git(&["ls-remote", "--tags", "origin"]).unwrap();
+    // Annotated: the tag object, and `^{}` peeled to the promoted commit.
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&green) && l.ends_with(&format!("refs/tags/{tag}^{{}}"))),
+        "{tag} on {green}:\n{listed}"
+    );
+    let events: Api<Event> = Api::namespaced(stack.cluster.client(), &stack.ns);
+    let tagged = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .any(|e| {
+            e.reason.as_deref() == Some("Tagged") && e.message.as_deref().unwrap_or_default().contains(&tag)
+        });
+    assert!(tagged, "a Tagged event names {tag}");
+    // Asked again: production already holds the commit, the tag is there; nothing moves.
+    stack.request_promotion("again", "tag-test").await.unwrap();
+    stack
+        .promotion_where("production", SETTLE, |p| {
+            p.status
+                .as_ref()
+                .is_some_and(|s| s.last_handled_requested_at.as_deref() == Some("again"))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        stack.remote.git(&["ls-remote", "--tags", "origin"]).unwrap(),
+        listed
+    );
+}
