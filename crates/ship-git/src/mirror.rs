@@ -507,28 +507,15 @@ impl Mirror {
         self.repo
             .reference(&local, commit, true, "ship: fast-forward push")
             .map_err(|e| push_err(e.message().to_owned(), false))?;
-        let mut remote = self
-            .repo
-            .remote_anonymous(&self.url)
-            .map_err(|e| push_err(e.message().to_owned(), false))?;
-        // Declared before the callbacks that borrow them, so they outlive them.
-        let mut refused: Option<String> = None;
         let refusal = RefusalCell::default();
-        let mut callbacks = credentials.callbacks(&self.url, &refusal);
-        callbacks.push_update_reference(|_refname, status| {
-            refused = status.map(str::to_owned);
-            Ok(())
-        });
-        let mut options = git2::PushOptions::new();
-        options.remote_callbacks(callbacks);
-        let pushed = remote.push(&[format!("{local}:refs/heads/{branch}")], Some(&mut options));
-        // The callbacks borrow `refused`; read it only once they are gone.
-        drop(options);
-        drop(remote);
-        if let Err(err) = pushed {
-            let stale = err.code() == git2::ErrorCode::NotFastForward;
-            return Err(self.refused_or(&refusal, &err, || push_err(err.message().to_owned(), stale)));
-        }
+        let pushed = self.push_refspec(&format!("{local}:refs/heads/{branch}"), credentials, &refusal);
+        let refused = match pushed {
+            Ok(refused) => refused,
+            Err(err) => {
+                let stale = err.code() == git2::ErrorCode::NotFastForward;
+                return Err(self.refused_or(&refusal, &err, || push_err(err.message().to_owned(), stale)));
+            }
+        };
         if let Some(message) = refused {
             let stale = message.contains("fast-forward") || message.contains("fetch first");
             return Err(push_err(message, stale));
@@ -536,7 +523,6 @@ impl Mirror {
         Ok(PushOutcome::Pushed)
     }
 
-    /// Does the remote advertise `refs/heads/<branch>` to a pusher? (One connection, no fetch.)
     /// Creates the annotated tag `name` on `commit` with `message` and pushes it (a plain push:
     /// the remote refuses to replace an existing tag, and Ship never asks it to). A tag the
     /// remote already has is left as it is: [`TagOutcome::AlreadyThere`] when it names
@@ -606,27 +592,40 @@ impl Mirror {
             }
             Err(e) => return Err(push_err(e.message().to_owned())),
         }
-        let mut remote = self.repo.remote_anonymous(&self.url).map_err(remote_err)?;
-        let mut rejected: Option<String> = None;
-        let mut callbacks = credentials.callbacks(&self.url, &refused);
+        match self.push_refspec(&format!("{refname}:{refname}"), credentials, &refused) {
+            Ok(None) => Ok(TagOutcome::Pushed),
+            Ok(Some(message)) => Err(push_err(message)),
+            Err(err) => Err(self.refused_or(&refused, &err, || push_err(err.message().to_owned()))),
+        }
+    }
+
+    /// Pushes `refspec`, never forced. `Ok(Some(message))` when the remote refused the update
+    /// (a branch moved since, a tag that exists); errors of the transport as git2 gives them
+    /// (`refusal` records a credential refusal, for [`Mirror::refused_or`]).
+    fn push_refspec(
+        &self,
+        refspec: &str,
+        credentials: &Credentials,
+        refusal: &RefusalCell,
+    ) -> Result<Option<String>, git2::Error> {
+        let mut remote = self.repo.remote_anonymous(&self.url)?;
+        // Declared before the callbacks that borrow it, so it outlives them.
+        let mut refused: Option<String> = None;
+        let mut callbacks = credentials.callbacks(&self.url, refusal);
         callbacks.push_update_reference(|_refname, status| {
-            rejected = status.map(str::to_owned);
+            refused = status.map(str::to_owned);
             Ok(())
         });
         let mut options = git2::PushOptions::new();
         options.remote_callbacks(callbacks);
-        let pushed = remote.push(&[format!("{refname}:{refname}")], Some(&mut options));
+        let pushed = remote.push(&[refspec], Some(&mut options));
+        // The callbacks borrow `refused`; read it only once they are gone.
         drop(options);
         drop(remote);
-        if let Err(err) = pushed {
-            return Err(self.refused_or(&refused, &err, || push_err(err.message().to_owned())));
-        }
-        if let Some(message) = rejected {
-            return Err(push_err(message));
-        }
-        Ok(TagOutcome::Pushed)
+        pushed.map(|()| refused)
     }
 
+    /// Does the remote advertise `refs/heads/<branch>` to a pusher? (One connection, no fetch.)
     fn remote_has_branch(&self, branch: &str, credentials: &Credentials) -> Result<bool, GitError> {
         let refused = RefusalCell::default();
         let list_err = |e: git2::Error| {

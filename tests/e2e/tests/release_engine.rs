@@ -148,6 +148,20 @@ impl Stack {
         Api::namespaced(self.cluster.client(), &self.ns)
     }
 
+    /// Waits until release `name` is in `phase` (settled or not).
+    async fn in_phase(&self, name: &str, phase: Phase) {
+        let api = self.releases();
+        eventually(&format!("{name} {phase}"), SETTLE, || {
+            let (api, name) = (api.clone(), name.to_owned());
+            async move {
+                let release = api.get_opt(&name).await?;
+                Ok(release.filter(|r| r.status.as_ref().and_then(|s| s.phase) == Some(phase)))
+            }
+        })
+        .await
+        .unwrap();
+    }
+
     /// Waits until the release of `commit` to main settles in `phase`.
     async fn settled(&self, commit: &str, phase: Phase, timeout: Duration) -> ShipRelease {
         let name = format!("main-{}", &commit[..10]);
@@ -700,17 +714,9 @@ async fn an_http_test_with_retries_waits_for_an_app_warming_up() {
         &[("ship.yaml", &config), ("deploy/main/web.yaml", warming)],
         "v2, slow to warm up",
     );
-    let name = format!("main-{}", &warm[..10]);
-    let api = stack.releases();
-    eventually(&format!("{name} Testing"), SETTLE, || {
-        let (api, name) = (api.clone(), name.clone());
-        async move {
-            let release = api.get_opt(&name).await?;
-            Ok(release.filter(|r| r.status.as_ref().and_then(|s| s.phase) == Some(Phase::Testing)))
-        }
-    })
-    .await
-    .unwrap();
+    stack
+        .in_phase(&format!("main-{}", &warm[..10]), Phase::Testing)
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     // Warmed up: the app answers 200 from now on.
     let patch = serde_json::json!({"data": {"status": "200"}});
@@ -763,17 +769,9 @@ async fn a_test_past_its_deadline_fails_with_its_reason_and_a_restart_keeps_the_
         ],
         "a journey that hangs",
     );
-    let name = format!("main-{}", &bad[..10]);
-    let api = stack.releases();
-    eventually(&format!("{name} Testing"), SETTLE, || {
-        let (api, name) = (api.clone(), name.clone());
-        async move {
-            let release = api.get_opt(&name).await?;
-            Ok(release.filter(|r| r.status.as_ref().and_then(|s| s.phase) == Some(Phase::Testing)))
-        }
-    })
-    .await
-    .unwrap();
+    stack
+        .in_phase(&format!("main-{}", &bad[..10]), Phase::Testing)
+        .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     stack.kill_shipd();
     stack.start_shipd(&[]);
