@@ -630,32 +630,14 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use ship_api::{Reason, ShipReleaseSpec, ShipReleaseStatus};
+    use ship_api::Reason;
 
     fn sha(c: char) -> String {
         c.to_string().repeat(40)
     }
 
     fn release(name: &str, commit: char, seq: i64, phase: Phase, reason: Reason) -> ShipRelease {
-        ShipRelease {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                annotations: Some([(keys::SEQUENCE.to_owned(), seq.to_string())].into()),
-                ..ObjectMeta::default()
-            },
-            spec: ShipReleaseSpec {
-                environment: "production".into(),
-                commit: sha(commit),
-                branch: "production".into(),
-                reason,
-                rollback_of: None,
-                promotion: None,
-            },
-            status: Some(ShipReleaseStatus {
-                phase: Some(phase),
-                ..ShipReleaseStatus::default()
-            }),
-        }
+        crate::fixtures::release_of("production", name, commit, seq, phase, reason)
     }
 
     fn reason(tip: Option<char>, missing: bool, releases: &[ShipRelease]) -> SyncReason {

@@ -2,15 +2,29 @@
 
 use ship_api::{InventoryEntry, Phase, Reason, ShipRelease, ShipReleaseSpec, ShipReleaseStatus, keys};
 
-/// A release of environment `main` named `name`, of a commit of 40 `commit_char`s, in `phase`.
+/// A push release of environment `main` named `name`, of a commit of 40 `commit_char`s, in
+/// `phase`.
 pub fn release(name: &str, commit_char: char, seq: i64, phase: Phase) -> ShipRelease {
+    release_of("main", name, commit_char, seq, phase, Reason::Push)
+}
+
+/// A release of `environment` (from the branch of that name) for `reason`, otherwise as
+/// [`release`].
+pub fn release_of(
+    environment: &str,
+    name: &str,
+    commit_char: char,
+    seq: i64,
+    phase: Phase,
+    reason: Reason,
+) -> ShipRelease {
     let mut r = ShipRelease::new(
         name,
         ShipReleaseSpec {
-            environment: "main".into(),
+            environment: environment.into(),
             commit: std::iter::repeat_n(commit_char, 40).collect(),
-            branch: "main".into(),
-            reason: Reason::Push,
+            branch: environment.into(),
+            reason,
             rollback_of: None,
             promotion: None,
         },

@@ -73,7 +73,9 @@ pub async fn run(
         job.is_some_and(|job| !matches!(judged(job), Health::Progressing(_)))
     });
     let verdict = match tokio::time::timeout_at(deadline, finished).await {
-        Err(_elapsed) => Err(format!("Job {name} did not finish in time")),
+        Err(_elapsed) => Err(format!(
+            "Job {name} did not finish within the test deadline (testing.timeout)"
+        )),
         Ok(Err(err)) => Err(format!("the watch of Job {name} ended: {err}")),
         Ok(Ok(None)) => Err(format!("Job {name} was deleted before it finished")),
         Ok(Ok(Some(job))) => match judged(&job) {

@@ -59,7 +59,8 @@ impl Snapshot {
         self.phase == Some(Phase::Failed) && self.reason.is_some_and(StatusReason::leads_to_rollback)
     }
 
-    fn unfinished(&self) -> bool {
+    /// Still the controller's work: in progress, or failed with its rollback next.
+    pub fn unfinished(&self) -> bool {
         self.phase.is_some_and(Phase::is_in_progress) || self.awaits_rollback()
     }
 }

@@ -621,7 +621,13 @@ impl Driver<'_> {
             async move {
                 let run = run_test(check, name.clone(), http, job, deadline);
                 match tokio::time::timeout_at(deadline, run).await {
-                    Ok(result) => (result, false),
+                    // A Job test watches the same deadline itself (and keeps its log): a test
+                    // that failed once the deadline had passed did not finish in time, whichever
+                    // of the two timers fired first.
+                    Ok(result) => {
+                        let late = result.verdict == TestVerdict::Failed && Instant::now() >= deadline;
+                        (result, late)
+                    }
                     Err(_elapsed) => (
                         TestResult {
                             name,
@@ -785,14 +791,11 @@ impl Driver<'_> {
             let Some(work) = work else {
                 return Ok(Requeue::await_change());
             };
-            if self.snapshot().superseded_by.is_some() {
-                // A newer release appeared meanwhile: let the machine say what that means
-                // before doing any more work for this one.
+            let snapshot = self.snapshot();
+            if snapshot.superseded_by.is_some() && snapshot.unfinished() {
+                // A newer release appeared meanwhile: the machine settles this one (on any
+                // event) before any more work is done for it.
                 event = Event::Observed;
-                if machine::step(&self.snapshot(), Event::Observed, self.ctx.now()).work() == Some(work) {
-                    // Settled and superseded work (none today) would loop: stop instead.
-                    return Ok(Requeue::await_change());
-                }
                 continue;
             }
             match self.perform(work).await? {

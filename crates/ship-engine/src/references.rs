@@ -239,6 +239,20 @@ pub fn missing(
         .collect()
 }
 
+/// The names of the `K`s in `namespace`, read as metadata only.
+async fn names_of<K>(client: &Client, namespace: &str) -> Result<BTreeSet<String>, kube::Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + k8s_openapi::serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let listed = Api::<K>::namespaced(client.clone(), namespace)
+        .list_metadata(&ListParams::default())
+        .await?;
+    Ok(listed.items.into_iter().filter_map(|o| o.metadata.name).collect())
+}
+
 /// Names of the Secrets, ConfigMaps and ServiceAccounts in the namespaces `required` names, read
 /// as metadata only (a Secret's data never leaves the API server). A list the controller may not
 /// read (RBAC) is left out, and its references are not judged.
@@ -247,20 +261,10 @@ pub async fn present(client: &Client, required: &[Reference]) -> Result<Present,
     let wanted: BTreeSet<(Kind, String)> = required.iter().map(|r| (r.kind, r.namespace.clone())).collect();
     let mut present = Present::new();
     for (kind, namespace) in wanted {
-        let params = ListParams::default();
         let listed = match kind {
-            Kind::Secret => Api::<Secret>::namespaced(client.clone(), &namespace)
-                .list_metadata(&params)
-                .await
-                .map(|l| l.items.into_iter().filter_map(|o| o.metadata.name).collect()),
-            Kind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), &namespace)
-                .list_metadata(&params)
-                .await
-                .map(|l| l.items.into_iter().filter_map(|o| o.metadata.name).collect()),
-            Kind::ServiceAccount => Api::<ServiceAccount>::namespaced(client.clone(), &namespace)
-                .list_metadata(&params)
-                .await
-                .map(|l| l.items.into_iter().filter_map(|o| o.metadata.name).collect()),
+            Kind::Secret => names_of::<Secret>(client, &namespace).await,
+            Kind::ConfigMap => names_of::<ConfigMap>(client, &namespace).await,
+            Kind::ServiceAccount => names_of::<ServiceAccount>(client, &namespace).await,
         };
         match listed {
             Ok(names) => {
