@@ -83,6 +83,32 @@ impl Target {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
+    fn environments(&self) -> Api<ShipEnvironment> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// The ShipEnvironment of `name`, or an error saying which exist.
+    async fn environment(&self, name: &str) -> Result<ShipEnvironment, CliError> {
+        if let Some(found) = self.environments().get_opt(name).await? {
+            return Ok(found);
+        }
+        let known: Vec<String> = self
+            .kept_environments()
+            .await?
+            .iter()
+            .map(ResourceExt::name_any)
+            .collect();
+        Err(CliError::NotFound(format!(
+            "no ShipEnvironment {name:?} in namespace {:?} (known: {}): shipd makes one per environment of ship.yaml",
+            self.namespace,
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        )))
+    }
+
     /// The ShipEnvironments shipd keeps; none when their CRD is not installed (an older Ship).
     async fn kept_environments(&self) -> Result<Vec<ShipEnvironment>, CliError> {
         let api: Api<ShipEnvironment> = Api::namespaced(self.client.clone(), &self.namespace);
@@ -186,7 +212,12 @@ pub async fn status(target: &Target, style: Style) -> Result<ExitCode, CliError>
                 e.last_good.as_ref().map_or("-".into(), |g| g.short().to_owned()),
                 // The reason is long; when it is not "Synced", a line below the table says it.
                 e.sync.as_ref().map_or("-".into(), |s| {
-                    if s.in_sync == "True" { "yes" } else { "no" }.to_owned()
+                    match (s.hold.is_some(), s.in_sync == "True") {
+                        (true, _) => "held",
+                        (false, true) => "yes",
+                        (false, false) => "no",
+                    }
+                    .to_owned()
                 }),
             ];
             if wide {
@@ -214,6 +245,24 @@ pub async fn status(target: &Target, style: Style) -> Result<ExitCode, CliError>
         if let Some(sync) = e.sync.as_ref().filter(|s| s.in_sync != "True") {
             let line = format!("{}: {}", e.environment, sync.message);
             println!("{}", report::fit(&line, WIDTH));
+        }
+        if let Some((hold, sync)) = e.sync.as_ref().and_then(|s| Some((s.hold.as_ref()?, s))) {
+            // The sync sentence names a hold only when a tip waits on it.
+            if sync.reason != ship_api::SyncReason::Held.as_str() {
+                println!(
+                    "{}",
+                    report::fit(&format!("{}: {}", e.environment, hold.describe()), WIDTH)
+                );
+            }
+            if !sync.held_commits.is_empty() {
+                let line = format!(
+                    "{}: held back: {} (kubectl ship resume {})",
+                    e.environment,
+                    sync.held_commits.join(", "),
+                    e.environment
+                );
+                println!("{}", report::fit(&line, WIDTH));
+            }
         }
         let deployed_other = e.deployed.as_ref().is_none_or(|d| d.name != e.latest.name);
         if deployed_other && !e.latest.message.is_empty() {
@@ -313,12 +362,81 @@ pub async fn history(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `kubectl ship hold ENV --reason TEXT`: sets the environment's `spec.hold`. A hold already
+/// there keeps its holder and time; only its reason changes.
+pub async fn hold(target: &Target, environment: &str, reason: &str) -> Result<ExitCode, CliError> {
+    let current = target.environment(environment).await?;
+    let hold = match current.spec.hold {
+        Some(existing) => ship_api::Hold {
+            reason: reason.to_owned(),
+            ..existing
+        },
+        None => ship_api::Hold {
+            reason: reason.to_owned(),
+            by: target.user.clone(),
+            since: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                Timestamp::now(),
+            )),
+        },
+    };
+    let patch = serde_json::json!({"spec": {"hold": hold}});
+    target
+        .environments()
+        .patch(environment, &cli_patch(), &Patch::Merge(&patch))
+        .await?;
+    eprintln!(
+        "{environment} {}: new tips and promotions wait until `kubectl ship resume {environment}`",
+        hold.describe()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kubectl ship resume ENV`: removes the hold (whoever placed it); the newest tip deploys.
+pub async fn resume(target: &Target, environment: &str) -> Result<ExitCode, CliError> {
+    let current = target.environment(environment).await?;
+    let Some(hold) = current.spec.hold else {
+        eprintln!("{environment} is not held");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let patch = serde_json::json!({"spec": {"hold": null}});
+    target
+        .environments()
+        .patch(environment, &cli_patch(), &Patch::Merge(&patch))
+        .await?;
+    let waiting = current
+        .status
+        .map(|s| s.held_commits)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|h| h.short_commit)
+        .collect::<Vec<_>>();
+    let waiting = if waiting.is_empty() {
+        String::new()
+    } else {
+        format!("; held back meanwhile: {}", waiting.join(", "))
+    };
+    eprintln!(
+        "{environment} resumed (it was {}): the newest tip deploys{waiting}",
+        hold.describe()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Patch parameters of `kubectl ship`'s own writes.
+fn cli_patch() -> PatchParams {
+    PatchParams {
+        field_manager: Some(ship_api::CLI_FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    }
+}
+
 /// `kubectl ship promote`: asks the controller for a promotion now (the `ship.dev/requested-at`
-/// annotation), and with `--wait` follows what it did.
+/// annotation), and with `--wait` follows what it did. `force` overrides a hold on the target.
 pub async fn promote(
     target: &Target,
     style: Style,
     to: Option<&str>,
+    force: bool,
     wait: &WaitArgs,
 ) -> Result<ExitCode, CliError> {
     let promotions = target.promotions().list(&ListParams::default()).await?.items;
@@ -337,13 +455,15 @@ pub async fn promote(
     })?;
     let name = promotion.name_any();
     let token = Timestamp::now().to_string();
+    // `null` removes an override left by an earlier forced request.
     let patch = serde_json::json!({"metadata": {"annotations": {
         keys::REQUESTED_AT: token,
         keys::REQUESTED_BY: target.user,
+        keys::OVERRIDE_HOLD: force.then_some("true"),
     }}});
     target
         .promotions()
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(&name, &cli_patch(), &Patch::Merge(&patch))
         .await?;
     eprintln!(
         "promotion of {} into {} requested by {}",
@@ -381,16 +501,29 @@ pub async fn promote(
     }
 }
 
-/// `kubectl ship rollback ENV [--to COMMIT]`: a `reason: Rollback` release of the target commit.
+/// `kubectl ship rollback ENV [--to COMMIT] [--hold [--reason TEXT]]`: a `reason: Rollback` release of
+/// the target commit; with `--hold`, the environment is held first, so that no push undoes the
+/// rollback while people talk.
 pub async fn rollback(
     target: &Target,
     style: Style,
     environment: &str,
     to: Option<&str>,
+    hold_with: Option<Option<String>>,
     wait: &WaitArgs,
 ) -> Result<ExitCode, CliError> {
     let releases = target.all_releases().await?;
     let (current, good) = report::rollback_target(&releases, environment, to)?;
+    if let Some(reason) = hold_with {
+        let reason = reason.unwrap_or_else(|| {
+            format!(
+                "rolled back from {} to {}",
+                current.spec.short_commit(),
+                good.spec.short_commit()
+            )
+        });
+        hold(target, environment, &reason).await?;
+    }
     let release = ShipRelease {
         metadata: ObjectMeta {
             generate_name: Some(format!("{environment}-rollback-")),

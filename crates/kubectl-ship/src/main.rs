@@ -30,13 +30,17 @@ Examples:
   kubectl ship rollback production --wait
   kubectl ship rollback production --to 3f2c1ab --wait
 
+  # Roll back first, then talk: roll back and hold production (no push or Tuesday undoes it)
+  kubectl ship rollback production --hold --reason 'checkout errors, see incident 42'
+  kubectl ship resume production
+
   # How do the two stacks differ, beyond namespace and image tags? (run inside a clone)
   kubectl ship diff main production --hide-expected
 
   # The log of a release's post-deployment tests
   kubectl ship logs production-3f2c1ab9e0";
 
-/// Ship's view of your environments: status, history, promote, rollback, diff, logs.
+/// Ship's view of your environments: status, history, promote, rollback, hold, diff, logs.
 #[derive(Debug, Parser)]
 #[command(name = "kubectl-ship", bin_name = "kubectl ship", version, after_help = EXAMPLES)]
 struct Cli {
@@ -96,6 +100,9 @@ enum Command {
         /// The promotion's target environment (default: the only ShipPromotion).
         #[arg(long)]
         to: Option<String>,
+        /// Promote even though the target environment is held.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         wait: WaitArgs,
     },
@@ -106,8 +113,31 @@ enum Command {
         /// Commit (at least 4 characters) of an earlier release to go back to.
         #[arg(long)]
         to: Option<String>,
+        /// Also hold the environment, so that no push or scheduled promotion undoes the
+        /// rollback until `kubectl ship resume` ("rollback first, then talk").
+        #[arg(long)]
+        hold: bool,
+        /// The hold's reason (with --hold; default: which commit was rolled back).
+        #[arg(long, requires = "hold")]
+        reason: Option<String>,
         #[command(flatten)]
         wait: WaitArgs,
+    },
+    /// Stop the line: new tips of ENV's branch make no release and the promotion into ENV does
+    /// not run, until `kubectl ship resume ENV`.
+    ///
+    /// Drift correction and manual rollbacks still work; `promote --force` overrides the hold.
+    Hold {
+        /// Environment, e.g. production.
+        environment: String,
+        /// Why (shown by kubectl get, kubectl ship status and events).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a hold: the newest tip of ENV's branch deploys.
+    Resume {
+        /// Environment, e.g. production.
+        environment: String,
     },
     /// Diff two environments' manifests at their deployed commits.
     ///
@@ -233,12 +263,21 @@ async fn run(cli: Cli, style: Style) -> Result<std::process::ExitCode, CliError>
         Command::History { environment, limit } => {
             commands::history(&target, style, &environment, limit).await
         }
-        Command::Promote { to, wait } => commands::promote(&target, style, to.as_deref(), &wait).await,
+        Command::Promote { to, force, wait } => {
+            commands::promote(&target, style, to.as_deref(), force, &wait).await
+        }
         Command::Rollback {
             environment,
             to,
+            hold,
+            reason,
             wait,
-        } => commands::rollback(&target, style, &environment, to.as_deref(), &wait).await,
+        } => {
+            let hold = hold.then_some(reason);
+            commands::rollback(&target, style, &environment, to.as_deref(), hold, &wait).await
+        }
+        Command::Hold { environment, reason } => commands::hold(&target, &environment, &reason).await,
+        Command::Resume { environment } => commands::resume(&target, &environment).await,
         Command::Diff {
             from,
             to,

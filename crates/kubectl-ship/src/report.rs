@@ -84,6 +84,12 @@ pub struct SyncRow {
     pub reason: String,
     /// The sentence saying it.
     pub message: String,
+    /// The hold on the environment, when a person holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold: Option<ship_api::Hold>,
+    /// Tips the hold kept from releasing (short SHAs, oldest first).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held_commits: Vec<String>,
 }
 
 impl SyncRow {
@@ -97,6 +103,12 @@ impl SyncRow {
             in_sync: in_sync.status.clone(),
             reason: in_sync.reason.clone(),
             message: status.message.clone().unwrap_or_default(),
+            hold: environment.spec.hold.clone(),
+            held_commits: status
+                .held_commits
+                .iter()
+                .map(|h| h.short_commit.clone())
+                .collect(),
         })
     }
 }

@@ -26,6 +26,11 @@ pub const SOURCE_READY: &str = "SourceReady";
 /// Condition: the environment's branch no longer exists on the remote (reason `BranchMissing`).
 /// The environment keeps running what it has, and promotions into it wait.
 pub const BRANCH_MISSING: &str = "BranchMissing";
+/// Condition: a person holds the environment (`spec.hold`, reason `Held`): new tips make no
+/// release and the promotion into it does not run, until `kubectl ship resume`.
+pub const HELD: &str = "Held";
+/// How many held commits `status.heldCommits` keeps (the newest).
+pub const HELD_COMMITS_KEPT: usize = 10;
 
 /// One environment declared in `ship.yaml`, as shipd sees it.
 // kube-derive takes one `printcolumn(...)` per column; clippy reads their keys as duplicates.
@@ -67,6 +72,12 @@ pub const BRANCH_MISSING: &str = "BranchMissing";
         json_path = ".status.conditions[?(@.type==\"InSync\")].reason"
     ),
     printcolumn(
+        name = "Held",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Held\")].status",
+        description = "A person holds the environment (kubectl ship hold)"
+    ),
+    printcolumn(
         name = "Release",
         type_ = "string",
         json_path = ".status.deployed.name",
@@ -86,6 +97,58 @@ pub struct ShipEnvironmentSpec {
     /// The namespace the environment's objects go to (from `ship.yaml`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace: String,
+    /// Set by a person (`kubectl ship hold ENV --reason TEXT`) to stop the line: while it is
+    /// set, new tips of the branch make no release and the promotion into the environment does
+    /// not run (each is recorded in `status.heldCommits` and announced). Drift correction and
+    /// manual rollbacks still work. Removing it (`kubectl ship resume ENV`) deploys the
+    /// newest tip. shipd never writes this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Hold>,
+}
+
+impl ShipEnvironmentSpec {
+    /// Whether `other` declares the same environment (branch and namespace), whatever its hold.
+    pub fn declares_same(&self, other: &ShipEnvironmentSpec) -> bool {
+        self.branch == other.branch && self.namespace == other.namespace
+    }
+}
+
+/// A person's hold on an environment.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Hold {
+    /// Why, in the holder's words (shown by `kubectl get`, `kubectl ship status` and events).
+    pub reason: String,
+    /// Who holds it (the kubeconfig user of `kubectl ship hold`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub by: String,
+    /// Since when (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+}
+
+impl Hold {
+    /// One line: who, since when, why.
+    pub fn describe(&self) -> String {
+        let by = if self.by.is_empty() { "someone" } else { &self.by };
+        match &self.since {
+            Some(since) => format!("held by {by} since {}: {}", since.0, self.reason),
+            None => format!("held by {by}: {}", self.reason),
+        }
+    }
+}
+
+/// A commit the branch moved to while the environment was held: it made no release.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldCommit {
+    /// Full SHA.
+    pub commit: String,
+    /// First 7 characters, for display.
+    pub short_commit: String,
+    /// When shipd first saw it held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }
 
 /// What shipd knows about the environment.
@@ -125,6 +188,11 @@ pub struct ShipEnvironmentStatus {
     /// The newest release that Succeeded: what a failure rolls back to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_good: Option<ReleaseRef>,
+
+    /// While held: the tips of the branch that made no release because of the hold (newest
+    /// last, at most 10). Cleared on resume, when the newest deploys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_commits: Vec<HeldCommit>,
 }
 
 /// A commit, as the status shows it.
@@ -192,11 +260,13 @@ pub enum SyncReason {
     BranchMissing,
     /// The branch has not been fetched yet.
     NotFetched,
+    /// A person holds the environment: the tip waits for `kubectl ship resume`.
+    Held,
 }
 
 impl SyncReason {
     /// Every reason.
-    pub const ALL: [SyncReason; 7] = [
+    pub const ALL: [SyncReason; 8] = [
         SyncReason::Synced,
         SyncReason::Progressing,
         SyncReason::Pending,
@@ -204,6 +274,7 @@ impl SyncReason {
         SyncReason::ManualRollback,
         SyncReason::BranchMissing,
         SyncReason::NotFetched,
+        SyncReason::Held,
     ];
 
     /// The reason's name, as conditions, events and metric labels carry it.
@@ -216,6 +287,7 @@ impl SyncReason {
             SyncReason::ManualRollback => "ManualRollback",
             SyncReason::BranchMissing => "BranchMissing",
             SyncReason::NotFetched => "NotFetched",
+            SyncReason::Held => "Held",
         }
     }
 
@@ -227,12 +299,12 @@ impl SyncReason {
         )
     }
 
-    /// Nothing changes until a person acts: a new commit, or the branch restored (kstatus
-    /// `Stalled`).
+    /// Nothing changes until a person acts: a new commit, the branch restored, or a resume
+    /// (kstatus `Stalled`).
     pub fn is_stalled(self) -> bool {
         matches!(
             self,
-            SyncReason::TipFailed | SyncReason::ManualRollback | SyncReason::BranchMissing
+            SyncReason::TipFailed | SyncReason::ManualRollback | SyncReason::BranchMissing | SyncReason::Held
         )
     }
 }

@@ -11,8 +11,8 @@ pub mod reason;
 pub mod release;
 
 pub use environment::{
-    CommitRef, EnvironmentReleases, ReleaseRef, ShipEnvironment, ShipEnvironmentSpec, ShipEnvironmentStatus,
-    SyncReason,
+    CommitRef, EnvironmentReleases, HeldCommit, Hold, ReleaseRef, ShipEnvironment, ShipEnvironmentSpec,
+    ShipEnvironmentStatus, SyncReason,
 };
 pub use promotion::{
     Behind, PromotionOrigin, PromotionOutcome, PromotionRun, ShipPromotion, ShipPromotionSpec,
@@ -29,6 +29,9 @@ pub const GROUP: &str = "ship.dev";
 
 /// Field manager used for every server-side apply Ship makes (objects and `/status`).
 pub const FIELD_MANAGER: &str = "ship-controller";
+
+/// Field manager of `kubectl ship`'s writes (a hold, a resume, a promotion request).
+pub const CLI_FIELD_MANAGER: &str = "kubectl-ship";
 
 /// Label and annotation keys Ship puts on what it manages.
 pub mod keys {
@@ -53,6 +56,9 @@ pub mod keys {
     pub const REQUESTED_AT: &str = "ship.dev/requested-at";
     /// Annotation on a ShipPromotion, next to [`REQUESTED_AT`]: who asked.
     pub const REQUESTED_BY: &str = "ship.dev/requested-by";
+    /// Annotation on a ShipPromotion, next to [`REQUESTED_AT`]: `"true"` when the request
+    /// overrides a hold on the target environment (`kubectl ship promote --force`).
+    pub const OVERRIDE_HOLD: &str = "ship.dev/override-hold";
     /// Annotation on a managed object, in git: [`PRUNE_DISABLED`] keeps it when a later commit
     /// no longer declares it (any kind); [`PRUNE_ENABLED`] lets Ship prune a kind whose deletion
     /// cascades (Namespace, CustomResourceDefinition, PersistentVolumeClaim, PersistentVolume),

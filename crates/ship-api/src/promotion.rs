@@ -150,6 +150,9 @@ pub enum PromotionOutcome {
     BranchMissing,
     /// The promotion could not be evaluated (the repository or `ship.yaml` is unreadable).
     Error,
+    /// The target environment is held (`kubectl ship hold`); nothing was pushed. A scheduled
+    /// run stays due and runs on resume; `kubectl ship promote --force` overrides the hold.
+    Held,
 }
 
 impl PromotionOutcome {
@@ -162,6 +165,7 @@ impl PromotionOutcome {
             PromotionOutcome::Diverged => "Diverged",
             PromotionOutcome::BranchMissing => "BranchMissing",
             PromotionOutcome::Error => "Error",
+            PromotionOutcome::Held => "Held",
         }
     }
 }

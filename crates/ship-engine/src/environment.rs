@@ -15,10 +15,10 @@ use kube::runtime::events::EventType;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use ship_api::conditions::{Observation, READY, RECONCILING, STALLED, condition};
-use ship_api::environment::{BRANCH_MISSING, IN_SYNC, SOURCE_READY, releases_of};
+use ship_api::environment::{BRANCH_MISSING, HELD, HELD_COMMITS_KEPT, IN_SYNC, SOURCE_READY, releases_of};
 use ship_api::{
-    CommitRef, FIELD_MANAGER, Phase, ReleaseRef, ShipEnvironment, ShipEnvironmentSpec, ShipEnvironmentStatus,
-    ShipRelease, SyncReason, keys,
+    CommitRef, FIELD_MANAGER, HeldCommit, Hold, Phase, ReleaseRef, ShipEnvironment, ShipEnvironmentSpec,
+    ShipEnvironmentStatus, ShipRelease, SyncReason, keys,
 };
 use ship_render::ShipConfig;
 use tokio::sync::watch;
@@ -67,13 +67,15 @@ pub fn declared(followed: &[String], configs: &[(String, ShipConfig)]) -> Vec<De
 }
 
 /// Whether an environment runs its branch's tip: the reason, and a sentence saying it.
-/// `tip` is the branch's tip as last fetched; `releases` may hold other environments' too.
+/// `tip` is the branch's tip as last fetched; `releases` may hold other environments' too;
+/// `hold` is the environment's hold, when a person holds it.
 pub fn sync(
     environment: &str,
     branch: &str,
     tip: Option<&str>,
     branch_missing: bool,
     releases: &[ShipRelease],
+    hold: Option<&Hold>,
 ) -> (SyncReason, String) {
     let found = releases_of(environment, releases);
     let running = found
@@ -132,6 +134,18 @@ pub fn sync(
             format!("running {running}, the tip of {branch}"),
         );
     }
+    // The tip has no release, and a person holds the environment: it waits for a resume
+    // (whether the last release was a manual rollback or not).
+    if let Some(hold) = hold {
+        return (
+            SyncReason::Held,
+            format!(
+                "{}; the tip of {branch} ({short}) waits for `kubectl ship resume {environment}`; \
+                 running {running}",
+                hold.describe()
+            ),
+        );
+    }
     if settled
         && matches!(
             latest.spec.reason,
@@ -175,6 +189,8 @@ pub struct Observed<'a> {
     /// Whether the repository can be fetched, and if not why (a fixed reason, and a message
     /// without credentials); `None` before the first fetch.
     pub source: Option<(bool, &'a str, &'a str)>,
+    /// The environment's hold (`spec.hold`), when a person holds it.
+    pub hold: Option<&'a Hold>,
 }
 
 /// The status to write, from what is observed and the previous status (condition times are
@@ -191,6 +207,7 @@ pub fn status(
         observed.tip,
         observed.branch_missing,
         observed.releases,
+        observed.hold,
     );
     let found = releases_of(&d.name, observed.releases);
     let generation = observed.generation;
@@ -202,12 +219,18 @@ pub fn status(
     } else {
         says("BranchFound", "the branch exists on the remote", generation)
     };
+    let hold_message = observed.hold.map(Hold::describe);
+    let held_says = match &hold_message {
+        Some(message) => says(HELD, message, generation),
+        None => says("NotHeld", "no one holds the environment", generation),
+    };
     let conditions = vec![
         condition(READY, reason == SyncReason::Synced, &sync_says, prev, now),
         condition(RECONCILING, reason.is_reconciling(), &sync_says, prev, now),
         condition(STALLED, reason.is_stalled(), &sync_says, prev, now),
         condition(IN_SYNC, reason == SyncReason::Synced, &sync_says, prev, now),
         condition(BRANCH_MISSING, observed.branch_missing, &missing_says, prev, now),
+        condition(HELD, observed.hold.is_some(), &held_says, prev, now),
     ];
     let mut conditions = conditions;
     if let Some((ready, reason, message)) = observed.source {
@@ -237,7 +260,34 @@ pub fn status(
         deployed: found.and_then(|f| f.deployed).map(ReleaseRef::of),
         latest: found.map(|f| ReleaseRef::of(f.latest)),
         last_good: found.and_then(|f| f.last_good).map(ReleaseRef::of),
+        held_commits: held_commits(observed, reason, &previous.held_commits, now),
     }
+}
+
+/// The tips held so far: while held, the previous ones and the tip when it waits (once, the
+/// newest [`HELD_COMMITS_KEPT`]); none once the hold is gone.
+fn held_commits(
+    observed: &Observed<'_>,
+    reason: SyncReason,
+    previous: &[HeldCommit],
+    now: &Time,
+) -> Vec<HeldCommit> {
+    if observed.hold.is_none() {
+        return Vec::new();
+    }
+    let mut held = previous.to_vec();
+    if let Some(tip) = observed.tip.filter(|_| reason == SyncReason::Held)
+        && !held.iter().any(|h| h.commit == tip)
+    {
+        held.push(HeldCommit {
+            commit: tip.to_owned(),
+            short_commit: ship_api::names::short_sha(tip).to_owned(),
+            seen_at: Some(now.clone()),
+        });
+    }
+    let extra = held.len().saturating_sub(HELD_COMMITS_KEPT);
+    held.drain(..extra);
+    held
 }
 
 fn says<'a>(reason: &'a str, message: &'a str, generation: Option<i64>) -> Observation<'a> {
@@ -277,6 +327,19 @@ pub async fn handled_tips(client: &Client, namespace: &str) -> BTreeMap<String, 
     }
 }
 
+/// The hold on `environment` (its ShipEnvironment's `spec.hold`), read from the API server,
+/// not a cache: a hold placed just before a push or a Tuesday must stop it. `None` when it is
+/// not held, or has no ShipEnvironment yet. The one check the release maker and the promotion
+/// share.
+pub async fn hold_of(
+    client: &Client,
+    namespace: &str,
+    environment: &str,
+) -> Result<Option<Hold>, kube::Error> {
+    let api: Api<ShipEnvironment> = Api::namespaced(client.clone(), namespace);
+    Ok(api.get_opt(environment).await?.and_then(|e| e.spec.hold))
+}
+
 /// Where and how the environments are kept.
 #[derive(Clone)]
 pub struct Keeper {
@@ -300,6 +363,9 @@ pub struct Keeper {
     pub interval: Duration,
     /// The time (the release engine's clock: condition times compare with the releases').
     pub clock: crate::clock::Clock,
+    /// The environments a person holds, for the release maker (which waits on a change to
+    /// try held tips again; it reads the hold itself before it decides).
+    pub holds: watch::Sender<BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for Keeper {
@@ -375,11 +441,13 @@ impl Keeper {
         declared: &Declared,
         existing: Option<&ShipEnvironment>,
     ) -> Result<ShipEnvironment, EnvironmentError> {
+        // Never the hold: that field is a person's (shipd's apply leaves it alone).
         let spec = ShipEnvironmentSpec {
             branch: declared.branch.clone(),
             namespace: declared.namespace.clone(),
+            hold: None,
         };
-        if let Some(found) = existing.filter(|e| e.spec == spec) {
+        if let Some(found) = existing.filter(|e| e.spec.declares_same(&spec)) {
             return Ok(found.clone());
         }
         let object = ShipEnvironment {
@@ -455,8 +523,10 @@ impl Keeper {
                 handled_tip: handled.get(&d.branch).map(String::as_str),
                 generation: object.metadata.generation,
                 source: source_says,
+                hold: object.spec.hold.as_ref(),
             };
             let status = status(&observed, &previous, &now);
+            self.announce_hold(&object, &previous, &status).await;
             let was_missing = true_reason(&previous.conditions, BRANCH_MISSING).is_some();
             match (was_missing, observed.branch_missing) {
                 (false, true) => {
@@ -475,8 +545,15 @@ impl Keeper {
             }
             self.metrics
                 .environment(&d.name, sync_reason_of(&status), observed.branch_missing);
+            self.metrics.held(&d.name, held_since(&object, &status));
             self.write_status(&object, &status).await?;
         }
+        self.holds.send_if_modified(|known| {
+            let now = held_names(existing.values());
+            let changed = *known != now;
+            *known = now;
+            changed
+        });
         // An environment no longer in any ship.yaml goes, once every config could be read.
         if complete && !configs.is_empty() {
             let names: BTreeSet<&str> = declared.iter().map(|d| d.name.as_str()).collect();
@@ -494,6 +571,82 @@ impl Keeper {
         }
         Ok(())
     }
+}
+
+impl Keeper {
+    /// Events for a hold placed or lifted, and for each tip it holds back.
+    async fn announce_hold(
+        &self,
+        object: &ShipEnvironment,
+        previous: &ShipEnvironmentStatus,
+        status: &ShipEnvironmentStatus,
+    ) {
+        let name = object.name_any();
+        let was_held = true_reason(&previous.conditions, HELD).is_some();
+        match (was_held, object.spec.hold.as_ref()) {
+            (false, Some(hold)) => {
+                let note = format!(
+                    "{}: new tips make no release and promotions wait (kubectl ship resume {name})",
+                    hold.describe()
+                );
+                warn!(environment = name, "{note}");
+                self.publish(object, EventType::Warning, "Held", &note).await;
+            }
+            (true, None) => {
+                let waited: Vec<&str> = previous
+                    .held_commits
+                    .iter()
+                    .map(|h| h.short_commit.as_str())
+                    .collect();
+                let note = if waited.is_empty() {
+                    "resumed: no tip was held back".to_owned()
+                } else {
+                    format!(
+                        "resumed: the newest tip deploys; held back meanwhile: {}",
+                        waited.join(", ")
+                    )
+                };
+                info!(environment = name, "{note}");
+                self.publish(object, EventType::Normal, "Resumed", &note).await;
+            }
+            _ => {}
+        }
+        for held in status
+            .held_commits
+            .iter()
+            .filter(|h| !previous.held_commits.iter().any(|p| p.commit == h.commit))
+        {
+            let note = format!(
+                "the tip {} of {} makes no release while the environment is held",
+                held.short_commit, object.spec.branch
+            );
+            info!(environment = name, commit = held.commit, "{note}");
+            self.publish(object, EventType::Normal, "TipHeld", &note).await;
+        }
+    }
+}
+
+/// Since when `object` is held (seconds since the epoch): its hold's time, else when the
+/// `Held` condition turned True; `None` when it is not held.
+fn held_since(object: &ShipEnvironment, status: &ShipEnvironmentStatus) -> Option<f64> {
+    let hold = object.spec.hold.as_ref()?;
+    let since = hold.since.as_ref().map(|t| t.0).or_else(|| {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == HELD && c.status == "True")
+            .map(|c| c.last_transition_time.0)
+    })?;
+    Some(since.as_millisecond() as f64 / 1000.0)
+}
+
+/// The names of the environments a person holds.
+fn held_names<'a>(environments: impl IntoIterator<Item = &'a ShipEnvironment>) -> BTreeSet<String> {
+    environments
+        .into_iter()
+        .filter(|e| e.spec.hold.is_some())
+        .map(ResourceExt::name_any)
+        .collect()
 }
 
 /// The `InSync` condition's reason.
@@ -563,10 +716,14 @@ pub async fn run(
     let mut last_source = worth_a_look(&source.borrow_and_update());
     let mut failures = 0u32;
     let mut asked: Vec<LookNow> = Vec::new();
+    // The holds the last look saw: a hold placed or lifted is worth a look at once.
+    let holds_now =
+        |store: &reflector::Store<ShipEnvironment>| held_names(store.state().iter().map(AsRef::as_ref));
     loop {
         // Bring the stores up to what the watches have delivered, then look.
         while let Some(Some(_)) = release_events.next().now_or_never() {}
         while let Some(Some(_)) = environment_events.next().now_or_never() {}
+        let last_holds = holds_now(&stores.environments);
         let wait = match keeper.look(&stores).await {
             Ok(()) => {
                 failures = 0;
@@ -589,8 +746,13 @@ pub async fn run(
                 () = &mut shutdown => return,
                 () = &mut sleep => break,
                 Some(_) = release_events.next() => break,
-                // Keeps the store current; the keeper's own writes need no look.
-                Some(_) = environment_events.next() => {},
+                // Keeps the store current; the keeper's own writes need no look, a person's
+                // hold does.
+                Some(_) = environment_events.next() => {
+                    if holds_now(&stores.environments) != last_holds {
+                        break;
+                    }
+                },
                 Ok(()) = source.changed() => {
                     let now = worth_a_look(&source.borrow_and_update());
                     if now != last_source {
@@ -642,7 +804,15 @@ mod tests {
 
     fn reason(tip: Option<char>, missing: bool, releases: &[ShipRelease]) -> SyncReason {
         let tip = tip.map(sha);
-        sync("production", "production", tip.as_deref(), missing, releases).0
+        sync(
+            "production",
+            "production",
+            tip.as_deref(),
+            missing,
+            releases,
+            None,
+        )
+        .0
     }
 
     #[test]
@@ -666,7 +836,7 @@ mod tests {
         failed.status.as_mut().unwrap().rolled_back_to = Some("production-a".into());
         let history = [a.clone(), failed];
         assert_eq!(reason(Some('b'), false, &history), SyncReason::TipFailed);
-        let (_, message) = sync("production", "production", Some(&sha('b')), false, &history);
+        let (_, message) = sync("production", "production", Some(&sha('b')), false, &history, None);
         assert!(message.contains("production-a (aaaaaaa)"), "{message}");
         // force-pushed back to what runs: in sync at once
         assert_eq!(reason(Some('a'), false, &history), SyncReason::Synced);
@@ -703,6 +873,7 @@ mod tests {
             handled_tip: Some(&tip),
             generation: Some(1),
             source: Some((true, "Fetched", "fetched in 3 ms")),
+            hold: None,
         };
         let t1 = Time(jiff::Timestamp::from_second(100).unwrap());
         let first = status(&observed, &ShipEnvironmentStatus::default(), &t1);
@@ -742,6 +913,112 @@ mod tests {
         // a look that finds nothing new keeps every time, so it writes nothing
         let t3 = Time(jiff::Timestamp::from_second(300).unwrap());
         assert_eq!(status(&gone, &second, &t3), second);
+    }
+
+    /// A hold stops the tip, not what runs or is under way: a tip without a release waits
+    /// (Held, Stalled, recorded once each, newest kept), a release already under way goes on,
+    /// and a resume forgets what was held.
+    #[test]
+    fn a_hold_keeps_tips_waiting_and_records_each() {
+        let d = Declared {
+            name: "production".into(),
+            branch: "production".into(),
+            namespace: "shop".into(),
+        };
+        let hold = Hold {
+            reason: "incident 42".into(),
+            by: "alice".into(),
+            since: Some(Time(jiff::Timestamp::from_second(50).unwrap())),
+        };
+        let a = release("production-a", 'a', 1, Phase::Succeeded, Reason::Push);
+        let releases = [a.clone()];
+        let (tip_a, tip_b, tip_c) = (sha('a'), sha('b'), sha('c'));
+        let held = |tip: &str, releases: &[ShipRelease]| {
+            sync(
+                "production",
+                "production",
+                Some(tip),
+                false,
+                releases,
+                Some(&hold),
+            )
+        };
+        // what runs is the tip: held, and in sync all the same
+        assert_eq!(held(&tip_a, &releases).0, SyncReason::Synced);
+        // a new tip waits, and the sentence says who holds it and how to resume
+        let (reason, message) = held(&tip_b, &releases);
+        assert_eq!(reason, SyncReason::Held);
+        assert!(reason.is_stalled() && !reason.is_reconciling());
+        assert!(message.contains("held by alice"), "{message}");
+        assert!(message.contains("incident 42"), "{message}");
+        assert!(message.contains("kubectl ship resume production"), "{message}");
+        // a release already under way (a forced promotion) is not held
+        let b = release("production-b", 'b', 2, Phase::Testing, Reason::Promotion);
+        assert_eq!(held(&tip_b, &[a.clone(), b]).0, SyncReason::Progressing);
+        // a manual rollback then a hold: the hold says why the tip waits
+        let back = release("production-a-r", 'a', 3, Phase::Succeeded, Reason::Rollback);
+        assert_eq!(held(&tip_b, &[a.clone(), back]).0, SyncReason::Held);
+
+        fn looked<'a>(
+            declared: &'a Declared,
+            releases: &'a [ShipRelease],
+            tip: &'a str,
+            hold: Option<&'a Hold>,
+        ) -> Observed<'a> {
+            Observed {
+                declared,
+                tip: Some(tip),
+                branch_missing: false,
+                releases,
+                handled_tip: None,
+                generation: Some(1),
+                source: None,
+                hold,
+            }
+        }
+        let observed = |tip, hold| looked(&d, &releases, tip, hold);
+        let hold = Some(&hold);
+        let t = |s| Time(jiff::Timestamp::from_second(s).unwrap());
+        let get =
+            |s: &ShipEnvironmentStatus, t: &str| s.conditions.iter().find(|c| c.type_ == t).cloned().unwrap();
+        let first = status(
+            &observed(&tip_b, hold),
+            &ShipEnvironmentStatus::default(),
+            &t(100),
+        );
+        assert_eq!(get(&first, HELD).status, "True");
+        assert_eq!(get(&first, STALLED).status, "True");
+        assert_eq!(get(&first, IN_SYNC).reason, "Held");
+        assert_eq!(first.held_commits.len(), 1);
+        assert_eq!(first.held_commits[0].short_commit, "bbbbbbb");
+        // the same tip at the next look is not recorded twice; a newer one is added
+        let again = status(&observed(&tip_b, hold), &first, &t(200));
+        assert_eq!(again, first, "nothing new: nothing to write");
+        let second = status(&observed(&tip_c, hold), &again, &t(300));
+        let shorts: Vec<&str> = second
+            .held_commits
+            .iter()
+            .map(|h| h.short_commit.as_str())
+            .collect();
+        assert_eq!(shorts, ["bbbbbbb", "ccccccc"]);
+        // bounded: the newest are kept
+        let mut many = second.clone();
+        many.held_commits = (0..HELD_COMMITS_KEPT + 3)
+            .map(|n| HeldCommit {
+                commit: format!("{n:040}"),
+                short_commit: format!("{n:07}"),
+                seen_at: None,
+            })
+            .collect();
+        let bounded = status(&observed(&tip_c, hold), &many, &t(400));
+        assert_eq!(bounded.held_commits.len(), HELD_COMMITS_KEPT);
+        assert_eq!(bounded.held_commits.last().unwrap().short_commit, "ccccccc");
+        // resumed: nothing held, the tip is owed a release
+        let resumed = status(&observed(&tip_c, None), &second, &t(500));
+        assert_eq!(get(&resumed, HELD).status, "False");
+        assert_eq!(get(&resumed, HELD).last_transition_time, t(500));
+        assert_eq!(get(&resumed, IN_SYNC).reason, "Pending");
+        assert!(resumed.held_commits.is_empty());
     }
 
     #[test]

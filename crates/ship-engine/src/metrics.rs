@@ -178,6 +178,10 @@ pub struct Metrics {
     pub environment_in_sync: Family<SyncLabels, Gauge>,
     /// 1 while an environment's branch is missing on the remote.
     pub environment_branch_missing: Family<EnvLabels, Gauge>,
+    /// 1 while a person holds an environment (`kubectl ship hold`), else 0.
+    pub environment_held: Family<EnvLabels, Gauge>,
+    /// Since when an environment is held (seconds since the epoch; 0 while not held).
+    pub environment_held_since: Family<EnvLabels, Gauge<f64, AtomicU64>>,
     /// Which commit each environment's info series names, to delete it when it changes.
     deployed: Mutex<HashMap<String, CommitLabels>>,
     latest: Mutex<HashMap<String, LatestLabels>>,
@@ -207,6 +211,8 @@ impl Default for Metrics {
             leader: Gauge::default(),
             environment_in_sync: Family::default(),
             environment_branch_missing: Family::default(),
+            environment_held: Family::default(),
+            environment_held_since: Family::default(),
             deployed: Mutex::default(),
             latest: Mutex::default(),
             sync: Mutex::default(),
@@ -357,6 +363,17 @@ impl Metrics {
             "1 while the environment's branch is missing on the remote",
             self.environment_branch_missing.clone(),
         );
+        r.register(
+            "environment_held",
+            "1 while a person holds the environment (kubectl ship hold): new tips and promotions wait",
+            self.environment_held.clone(),
+        );
+        r.register_with_unit(
+            "environment_held_since_timestamp",
+            "Since when the environment is held (seconds since the epoch; 0 while not held)",
+            Unit::Seconds,
+            self.environment_held_since.clone(),
+        );
     }
 
     /// A release entered settled `phase` for `reason`.
@@ -422,6 +439,16 @@ impl Metrics {
         self.environment_branch_missing
             .get_or_create(&env(environment))
             .set(i64::from(branch_missing));
+    }
+
+    /// Whether `environment` is held, and since when (seconds since the epoch).
+    pub fn held(&self, environment: &str, since: Option<f64>) {
+        self.environment_held
+            .get_or_create(&env(environment))
+            .set(i64::from(since.is_some()));
+        self.environment_held_since
+            .get_or_create(&env(environment))
+            .set(since.unwrap_or(0.0));
     }
 
     /// A reconcile failed with the error labelled `label`.

@@ -532,7 +532,59 @@ impl Promoter {
         let requested = annotation(&object, keys::REQUESTED_AT)
             .filter(|r| previous.last_handled_requested_at.as_deref() != Some(*r))
             .map(str::to_owned);
-        if due.is_some() || requested.is_some() {
+        // A hold on the target stops a promotion that would push, unless the request overrides
+        // it; a held scheduled run stays due (it runs on resume), a held request is answered.
+        let forced = requested.is_some() && annotation(&object, keys::OVERRIDE_HOLD) == Some("true");
+        let hold =
+            if (due.is_some() || requested.is_some()) && evaluation.verdict == Verdict::Promote && !forced {
+                crate::environment::hold_of(&self.client, &self.namespace, &settings.to).await?
+            } else {
+                None
+            };
+        if let Some(hold) = hold {
+            let candidate = evaluation.candidate.as_ref().map(|(c, _)| c.to_string());
+            let run = PromotionRun {
+                at: Time(now),
+                requested_by: if requested.is_some() {
+                    annotation(&object, keys::REQUESTED_BY)
+                        .unwrap_or("unknown")
+                        .to_owned()
+                } else {
+                    SCHEDULE.to_owned()
+                },
+                outcome: PromotionOutcome::Held,
+                message: format!(
+                    "not promoting {} {} into {}: {} is {}; the promotion runs on resume \
+                     (or override: kubectl ship promote --force)",
+                    settings.from,
+                    candidate
+                        .as_deref()
+                        .map(ship_api::names::short_sha)
+                        .unwrap_or_default(),
+                    settings.to,
+                    settings.to,
+                    hold.describe()
+                ),
+                commit: candidate,
+                release: None,
+            };
+            // Announced once per held run, not at every look while it stays due.
+            let announced = previous
+                .last_run
+                .as_ref()
+                .is_some_and(|r| r.outcome == PromotionOutcome::Held && r.commit == run.commit);
+            if !announced || requested.is_some() {
+                warn!(promotion = settings.to, "{}", run.message);
+                self.publish(&object, EventType::Warning, "PromotionHeld", &run.message)
+                    .await;
+                self.metrics.promotion_run(run.outcome.as_str());
+                status.message = Some(run.message.clone());
+                status.last_run = Some(run);
+            }
+            if requested.is_some() {
+                status.last_handled_requested_at = requested;
+            }
+        } else if due.is_some() || requested.is_some() {
             // A request names its requester; a scheduled time alone is the schedule's run.
             let requested_by = if requested.is_some() {
                 annotation(&object, keys::REQUESTED_BY)
@@ -644,8 +696,13 @@ impl Settings {
 }
 
 /// Runs the promotion loop until `shutdown` resolves: a look every `interval`, at each scheduled
-/// time, and whenever a ShipPromotion changes (a `kubectl ship promote` request).
-pub async fn run(promoter: Promoter, shutdown: impl Future<Output = ()> + Send + 'static) {
+/// time, whenever a ShipPromotion changes (a `kubectl ship promote` request), and when a hold
+/// is placed or lifted (`holds`: a held scheduled run is still due, and runs on resume).
+pub async fn run(
+    promoter: Promoter,
+    mut holds: tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
     // With backoff: a missing CRD or RBAC refusal must not spin the loop.
     let mut changes = watcher(promoter.promotions(), watcher::Config::default())
         .default_backoff()
@@ -670,6 +727,7 @@ pub async fn run(promoter: Promoter, shutdown: impl Future<Output = ()> + Send +
             () = &mut shutdown => return,
             () = tokio::time::sleep(wait) => {},
             Some(_) = changes.next() => {},
+            Ok(()) = holds.changed() => {},
         }
     }
 }

@@ -97,6 +97,9 @@ pub struct TipTarget {
     /// Asks the environments to record what they see now (a moved tip: out of sync), before
     /// the release that follows the tip is made.
     pub look_now: mpsc::Sender<crate::environment::LookNow>,
+    /// The environments a person holds (from the environments' keeper): a change wakes the
+    /// tips a hold kept back.
+    pub holds: watch::Receiver<std::collections::BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for TipTarget {
@@ -108,9 +111,19 @@ impl std::fmt::Debug for TipTarget {
     }
 }
 
-/// Makes (or finds) the release of `commit`, the tip of `branch`. `false` when it could not be
-/// made now (the API server is away, for example) and must be tried again.
-async fn release_tip(target: &TipTarget, branch: &str, commit: git2::Oid, seen: TipSeen) -> bool {
+/// What became of a tip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handled {
+    /// Its release was made, or it needs none.
+    Done,
+    /// The release could not be made now (the API server is away, for example): try again.
+    Retry,
+    /// The environment is held: try again when a hold changes.
+    Held,
+}
+
+/// Makes (or finds) the release of `commit`, the tip of `branch`.
+async fn release_tip(target: &TipTarget, branch: &str, commit: git2::Oid, seen: TipSeen) -> Handled {
     let repo = target.repo.clone();
     let (c, b) = (commit.to_string(), branch.to_owned());
     // The commit's own ship.yaml says which environment the branch deploys. When it cannot be
@@ -119,7 +132,7 @@ async fn release_tip(target: &TipTarget, branch: &str, commit: git2::Oid, seen: 
         Ok(Ok(environment)) => environment,
         Ok(Err(crate::repo::LoadError::NoEnvironment(_))) => {
             info!(branch, commit = %commit, "no environment deploys this branch; no release");
-            return true;
+            return Handled::Done;
         }
         Ok(Err(err)) => {
             warn!(branch, commit = %commit, reason = err.label(), error = %err, "cannot read ship.yaml at the tip");
@@ -127,7 +140,7 @@ async fn release_tip(target: &TipTarget, branch: &str, commit: git2::Oid, seen: 
         }
         Err(err) => {
             warn!(error = %err, "ship.yaml task failed");
-            return false;
+            return Handled::Retry;
         }
     };
     let commit_text = commit.to_string();
@@ -139,17 +152,21 @@ async fn release_tip(target: &TipTarget, branch: &str, commit: git2::Oid, seen: 
         promotion: None,
     };
     match create_for_tip(&target.client, &target.namespace, &new, seen).await {
-        Ok(Some(release)) => {
+        Ok(TipOutcome::Created(release)) => {
             info!(environment, commit = %commit, release, branch, "release created");
-            true
+            Handled::Done
         }
-        Ok(None) => {
+        Ok(TipOutcome::Follows) => {
             tracing::debug!(environment, commit = %commit, "the environment already follows this tip");
-            true
+            Handled::Done
+        }
+        Ok(TipOutcome::Held) => {
+            info!(environment, commit = %commit, branch, "the environment is held: no release until it resumes");
+            Handled::Held
         }
         Err(err) => {
             warn!(environment, commit = %commit, branch, error = %err, "cannot create the release; retrying");
-            false
+            Handled::Retry
         }
     }
 }
@@ -191,37 +208,45 @@ pub async fn handle_tips(target: TipTarget, mut tips: mpsc::Receiver<TipChange>)
         })
         .collect();
     // Tips still owed a release, by branch (a newer tip replaces an older one): a tip is never
-    // dropped because the API server was away when it arrived. How each was seen decides
-    // whether a commit released before is released again (`tip_release`): only a fetch
-    // that saw the branch move says it moved.
+    // dropped because the API server was away when it arrived, nor because its environment
+    // was held. How each was seen decides whether a commit released before is released again
+    // (`tip_release`): only a fetch that saw the branch move says it moved.
+    let mut holds = target.holds.clone();
+    let mut try_now = true;
     loop {
         let branches: Vec<(String, (git2::Oid, TipSeen))> =
             owed.iter().map(|(b, c)| (b.clone(), *c)).collect();
         // One look records every owed tip (the mirror holds them all), before any release.
-        if !branches.is_empty() {
+        if !branches.is_empty() && try_now {
             record_environments(&target).await;
         }
-        for (branch, (commit, seen)) in branches {
-            if release_tip(&target, &branch, commit, seen).await {
-                recorded.insert(branch.clone(), commit.to_string());
-                target.handled.send_modify(|h| {
-                    h.insert(branch.clone(), commit.to_string());
-                });
-                if owed.get(&branch).map(|o| o.0) == Some(commit) {
-                    owed.remove(&branch);
+        let mut retry = false;
+        for (branch, (commit, seen)) in branches.into_iter().filter(|_| try_now) {
+            match release_tip(&target, &branch, commit, seen).await {
+                Handled::Done => {
+                    recorded.insert(branch.clone(), commit.to_string());
+                    target.handled.send_modify(|h| {
+                        h.insert(branch.clone(), commit.to_string());
+                    });
+                    if owed.get(&branch).map(|o| o.0) == Some(commit) {
+                        owed.remove(&branch);
+                    }
                 }
+                Handled::Retry => retry = true,
+                // Kept owed, not retried on a timer: a hold lifted wakes it.
+                Handled::Held => {}
             }
         }
-        let change = if owed.is_empty() {
-            tips.recv().await
-        } else {
-            match tokio::time::timeout(RETRY_TIPS, tips.recv()).await {
-                Ok(change) => change,
-                Err(_elapsed) => continue,
-            }
+        try_now = true;
+        let change = tokio::select! {
+            change = tips.recv() => change,
+            Ok(()) = holds.changed() => continue,
+            () = tokio::time::sleep(RETRY_TIPS), if retry => continue,
         };
         let Some(change) = change else { return };
         if change.kind == TipChangeKind::ForcePushed && target.force_push == ForcePushPolicy::Refuse {
+            // Nothing new to try; a held tip waits for its hold to change.
+            try_now = retry;
             continue;
         }
         let seen = match change.kind {
@@ -235,15 +260,26 @@ pub async fn handle_tips(target: TipTarget, mut tips: mpsc::Receiver<TipChange>)
     }
 }
 
-/// Makes the release a branch tip asks for ([`tip_release`]), reading the
-/// environment's releases in `namespace` first. Returns the name of the release made, or `None`
-/// when the environment already follows the tip.
+/// What [`create_for_tip`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TipOutcome {
+    /// It made the release named.
+    Created(String),
+    /// The environment already follows the tip (or the release existed).
+    Follows,
+    /// The tip asks for a release, and a person holds the environment: none was made.
+    Held,
+}
+
+/// Makes the release a branch tip asks for ([`tip_release`]), reading the environment's
+/// releases in `namespace` first, and then, when one is due, its hold (read from the API
+/// server, not a cache: a hold placed just before a push must stop it).
 pub async fn create_for_tip(
     client: &Client,
     namespace: &str,
     new: &crate::releases::NewRelease<'_>,
     seen: TipSeen,
-) -> Result<Option<String>, kube::Error> {
+) -> Result<TipOutcome, kube::Error> {
     let api: Api<ShipRelease> = Api::namespaced(client.clone(), namespace);
     let selector = format!("{}={}", keys::ENVIRONMENT, new.environment);
     let releases = api
@@ -251,11 +287,21 @@ pub async fn create_for_tip(
         .await?
         .items;
     let Some(name) = tip_release(new.environment, new.commit, &releases, seen) else {
-        return Ok(None);
+        return Ok(TipOutcome::Follows);
     };
+    if crate::environment::hold_of(client, namespace, new.environment)
+        .await?
+        .is_some()
+    {
+        return Ok(TipOutcome::Held);
+    }
     let object = crate::releases::named_release_object(new, &name, jiff::Timestamp::now().as_millisecond());
     let created = crate::releases::create_or_stand(&api, &object).await?;
-    Ok(created.then_some(name))
+    Ok(if created {
+        TipOutcome::Created(name)
+    } else {
+        TipOutcome::Follows
+    })
 }
 
 #[cfg(test)]

@@ -237,7 +237,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
             metrics: metrics.clone(),
             source: Some(handle.status()),
         };
-        tokio::spawn(ship_engine::promotion::run(promoter, stopped(stop_rx.clone())));
+        // Holds, as the environments' keeper sees them: the promotion and the release maker
+        // wake on a change (each reads the hold itself before it decides).
+        let (holds_tx, holds_rx) = watch::channel(std::collections::BTreeSet::new());
+        tokio::spawn(ship_engine::promotion::run(
+            promoter,
+            holds_rx.clone(),
+            stopped(stop_rx.clone()),
+        ));
         let (handled_tx, handled_rx) = watch::channel(std::collections::BTreeMap::new());
         let keeper = ship_engine::environment::Keeper {
             client: client.clone(),
@@ -250,6 +257,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             metrics: metrics.clone(),
             interval: args.promotion_interval,
             clock: ctx.clock.clone(),
+            holds: holds_tx,
         };
         let (look_now, looks) = tokio::sync::mpsc::channel(8);
         tokio::spawn(ship_engine::environment::run(
@@ -265,6 +273,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             force_push: args.source.force_push.policy(),
             handled: handled_tx,
             look_now,
+            holds: holds_rx,
         };
         tokio::spawn(ship_engine::tips::handle_tips(target, tips));
     }
