@@ -55,6 +55,6 @@ fn crds_have_no_cel_rules_and_serve_status() {
     // One line per environment: what runs where, and whether it is what git says.
     assert_eq!(
         columns("shipenvironments.yaml"),
-        ["Branch", "Tip", "Running", "In-Sync", "Reason", "Release"]
+        ["Branch", "Tip", "Running", "In-Sync", "Reason", "Held", "Release"]
     );
 }
