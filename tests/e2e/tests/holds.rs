@@ -7,8 +7,6 @@
 
 use std::time::Duration;
 
-use kube::ResourceExt;
-use kube::api::ListParams;
 use ship_api::{Phase, PromotionOutcome, Reason, ShipEnvironment};
 use ship_testkit::cluster::eventually;
 use ship_testkit::stack::{Stack, configmap, release_name};
@@ -59,18 +57,10 @@ fn condition(e: &ShipEnvironment, type_: &str) -> Option<(String, String)> {
 }
 
 async fn releases_of(stack: &Stack, environment: &str) -> Vec<String> {
-    let mut names: Vec<String> = stack
-        .releases()
-        .list(&ListParams::default())
+    stack
+        .release_names(|r| r.spec.environment == environment)
         .await
         .unwrap()
-        .items
-        .into_iter()
-        .filter(|r| r.spec.environment == environment)
-        .map(|r| r.name_any())
-        .collect();
-    names.sort();
-    names
 }
 
 #[tokio::test]

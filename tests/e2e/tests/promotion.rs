@@ -25,18 +25,10 @@ fn last_schedule(p: &ship_api::ShipPromotion) -> Option<jiff::Timestamp> {
 }
 
 async fn promotion_releases(stack: &Stack) -> Vec<String> {
-    let mut names: Vec<String> = stack
-        .releases()
-        .list(&ListParams::default())
+    stack
+        .release_names(|r| r.spec.reason == Reason::Promotion)
         .await
         .unwrap()
-        .items
-        .into_iter()
-        .filter(|r| r.spec.reason == Reason::Promotion)
-        .map(|r| r.name_any())
-        .collect();
-    names.sort();
-    names
 }
 
 #[tokio::test]

@@ -198,6 +198,21 @@ impl Stack {
         Api::namespaced(self.cluster.client(), &self.ns)
     }
 
+    /// The names of this stack's releases that `keep` keeps, sorted.
+    pub async fn release_names(&self, keep: impl Fn(&ShipRelease) -> bool) -> anyhow::Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .releases()
+            .list(&kube::api::ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|r| keep(r))
+            .map(|r| r.metadata.name.unwrap_or_default())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// The ShipPromotions of this stack.
     pub fn promotions(&self) -> Api<ShipPromotion> {
         Api::namespaced(self.cluster.client(), &self.ns)
