@@ -290,7 +290,7 @@ async fn production_follows_its_branch_back_and_a_deleted_branch_changes_nothing
         .unwrap_or_else(|| panic!("{table}"));
     let columns: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(
-        columns[..7],
+        columns[..8],
         [
             "production",
             "production",
@@ -298,6 +298,7 @@ async fn production_follows_its_branch_back_and_a_deleted_branch_changes_nothing
             &first[..7],
             "True",
             "Synced",
+            "False",
             &again
         ],
         "{table}"
