@@ -111,8 +111,7 @@ impl Target {
 
     /// The ShipEnvironments shipd keeps; none when their CRD is not installed (an older Ship).
     async fn kept_environments(&self) -> Result<Vec<ShipEnvironment>, CliError> {
-        let api: Api<ShipEnvironment> = Api::namespaced(self.client.clone(), &self.namespace);
-        match api.list(&ListParams::default()).await {
+        match self.environments().list(&ListParams::default()).await {
             Ok(list) => Ok(list.items),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
             Err(err) => Err(err.into()),

@@ -541,17 +541,19 @@ impl Promoter {
             } else {
                 None
             };
+        // A request names its requester; a scheduled time alone is the schedule's run.
+        let requested_by = if requested.is_some() {
+            annotation(&object, keys::REQUESTED_BY)
+                .unwrap_or("unknown")
+                .to_owned()
+        } else {
+            SCHEDULE.to_owned()
+        };
         if let Some(hold) = hold {
             let candidate = evaluation.candidate.as_ref().map(|(c, _)| c.to_string());
             let run = PromotionRun {
                 at: Time(now),
-                requested_by: if requested.is_some() {
-                    annotation(&object, keys::REQUESTED_BY)
-                        .unwrap_or("unknown")
-                        .to_owned()
-                } else {
-                    SCHEDULE.to_owned()
-                },
+                requested_by: requested_by.clone(),
                 outcome: PromotionOutcome::Held,
                 message: format!(
                     "not promoting {} {} into {}: {} is {}; the promotion runs on resume \
@@ -585,14 +587,6 @@ impl Promoter {
                 status.last_handled_requested_at = requested;
             }
         } else if due.is_some() || requested.is_some() {
-            // A request names its requester; a scheduled time alone is the schedule's run.
-            let requested_by = if requested.is_some() {
-                annotation(&object, keys::REQUESTED_BY)
-                    .unwrap_or("unknown")
-                    .to_owned()
-            } else {
-                SCHEDULE.to_owned()
-            };
             let run = self
                 .promote(&object, &settings, &evaluation, &requested_by, due, now)
                 .await?;
