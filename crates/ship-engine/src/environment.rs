@@ -489,21 +489,28 @@ impl Keeper {
     }
 
     /// One look: every declared environment's object and status brought up to date.
-    async fn look(&self, stores: &Stores) -> Result<(), EnvironmentError> {
+    ///
+    /// It reads releases and environments from the API server, not from the watches' stores:
+    /// a store is only as new as the last time its stream was polled, and a look often answers
+    /// a request ("the tip was held", "a release is about to be made") that must not be told
+    /// about a world older than itself. A drain of the streams before the look did not do: an
+    /// HTTP/1 watch body hands over what the connection has read only once asked, so a drain
+    /// without waiting left events of a rollback finished a second earlier unread. Looks are
+    /// coalesced ([`MIN_INTERVAL`]), so this is at most a few lists a second.
+    async fn look(&self) -> Result<(), EnvironmentError> {
         let (tips, configs, complete) = self.tips().await?;
         let declared = declared(&self.branches, &configs);
-        // From the watches' stores: a look lists nothing.
-        let releases: Vec<ShipRelease> = stores
-            .releases
-            .state()
-            .iter()
-            .map(|r| ShipRelease::clone(r))
-            .collect();
-        let existing: BTreeMap<String, ShipEnvironment> = stores
-            .environments
-            .state()
-            .iter()
-            .map(|e| (e.name_any(), ShipEnvironment::clone(e)))
+        let releases: Vec<ShipRelease> = Api::<ShipRelease>::namespaced(self.client.clone(), &self.namespace)
+            .list(&ListParams::default())
+            .await?
+            .items;
+        let existing: BTreeMap<String, ShipEnvironment> = self
+            .environments()
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .map(|e| (e.name_any(), e))
             .collect();
         let source = self.source.borrow().clone();
         let missing = source.missing_branches.clone();
@@ -674,10 +681,9 @@ pub async fn run(
     mut looks: tokio::sync::mpsc::Receiver<LookNow>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    use futures::FutureExt as _;
+    // The watches only say when to look; a look reads the API server itself.
     let releases: Api<ShipRelease> = Api::namespaced(keeper.client.clone(), &keeper.namespace);
-    let (release_store, release_writer) = reflector::store();
-    let mut release_events = reflector(release_writer, watcher(releases, watcher::Config::default()))
+    let mut release_events = watcher(releases, watcher::Config::default())
         .default_backoff()
         .boxed();
     let (environment_store, environment_writer) = reflector::store();
@@ -687,27 +693,7 @@ pub async fn run(
     )
     .default_backoff()
     .boxed();
-    let stores = Stores {
-        releases: release_store,
-        environments: environment_store,
-    };
     tokio::pin!(shutdown);
-    // The first look waits for both stores: an empty one would read as "no releases yet".
-    {
-        let ready = async {
-            let _ = stores.releases.wait_until_ready().await;
-            let _ = stores.environments.wait_until_ready().await;
-        };
-        tokio::pin!(ready);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => return,
-                () = &mut ready => break,
-                Some(_) = release_events.next() => {},
-                Some(_) = environment_events.next() => {},
-            }
-        }
-    }
     let (mut source, mut handled) = (keeper.source.clone(), keeper.handled.clone());
     // What of the source's health a look writes; a fetch that changed none of it is no reason
     // to look (fetches come every poll interval).
@@ -720,11 +706,8 @@ pub async fn run(
     let holds_now =
         |store: &reflector::Store<ShipEnvironment>| held_names(store.state().iter().map(AsRef::as_ref));
     loop {
-        // Bring the stores up to what the watches have delivered, then look.
-        while let Some(Some(_)) = release_events.next().now_or_never() {}
-        while let Some(Some(_)) = environment_events.next().now_or_never() {}
-        let last_holds = holds_now(&stores.environments);
-        let wait = match keeper.look(&stores).await {
+        let last_holds = holds_now(&environment_store);
+        let wait = match keeper.look().await {
             Ok(()) => {
                 failures = 0;
                 keeper.interval
@@ -749,7 +732,7 @@ pub async fn run(
                 // Keeps the store current; the keeper's own writes need no look, a person's
                 // hold does.
                 Some(_) = environment_events.next() => {
-                    if holds_now(&stores.environments) != last_holds {
+                    if holds_now(&environment_store) != last_holds {
                         break;
                     }
                 },
@@ -779,12 +762,6 @@ pub async fn run(
             Some(answer) = looks.recv() => asked.push(answer),
         }
     }
-}
-
-/// What a look reads, kept current by watches.
-struct Stores {
-    releases: reflector::Store<ShipRelease>,
-    environments: reflector::Store<ShipEnvironment>,
 }
 
 #[cfg(test)]
