@@ -243,6 +243,14 @@ async fn rollback_hold_rolls_back_and_the_next_push_waits() {
         "the held tip's status names what runs: {:?}",
         held.status
     );
+    assert_eq!(
+        held.status
+            .as_ref()
+            .and_then(|s| s.deployed.as_ref())
+            .map(|d| d.commit.as_str()),
+        Some(first.as_str()),
+        "the rollback runs the first commit again"
+    );
     assert!(
         stack
             .releases()
