@@ -63,7 +63,7 @@ pub fn judge(expect: &Expect, status: u16, body: &str) -> Result<String, String>
 }
 
 /// The first 200 characters of a body, for messages.
-fn excerpt(body: &str) -> String {
+pub(crate) fn excerpt(body: &str) -> String {
     let mut cut: String = body.chars().take(200).collect();
     if cut.len() < body.len() {
         cut.push('…');
@@ -244,7 +244,7 @@ async fn send_to_service(
 }
 
 /// A reqwest error without its URL (which may carry credentials in user:password form).
-fn describe(err: &reqwest::Error) -> String {
+pub(crate) fn describe(err: &reqwest::Error) -> String {
     if err.is_timeout() {
         return "timed out".into();
     }
@@ -258,7 +258,7 @@ fn describe(err: &reqwest::Error) -> String {
     }
 }
 
-async fn read_bounded(mut response: reqwest::Response) -> Result<String, String> {
+pub(crate) async fn read_bounded(mut response: reqwest::Response) -> Result<String, String> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
         if body.len() + chunk.len() > MAX_BODY_BYTES {

@@ -22,6 +22,7 @@
 //! `promotion` evaluations, [`error`]'s dispositions); the rest
 //! talks to the API server, and every transition is persisted before the action it announces.
 
+pub mod analysis;
 pub mod apply;
 pub mod checks;
 pub mod clock;

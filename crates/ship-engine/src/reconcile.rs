@@ -617,9 +617,13 @@ impl Driver<'_> {
                 environment: &environment,
                 allowed_hosts: &env_config.allowed_test_hosts,
             };
-            let http = test.http.clone();
+            let kind = match (&test.http, &test.prometheus) {
+                (Some(http), _) => TestKind::Http(http.clone()),
+                (None, Some(prometheus)) => TestKind::Prometheus(prometheus.clone()),
+                (None, None) => TestKind::Job(job),
+            };
             async move {
-                let run = run_test(check, name.clone(), http, job, deadline);
+                let run = run_test(check, name.clone(), kind, deadline);
                 match tokio::time::timeout_at(deadline, run).await {
                     // A Job test watches the same deadline itself (and keeps its log): a test
                     // that failed once the deadline had passed did not finish in time, whichever
@@ -858,12 +862,21 @@ async fn missing_references(target: &Client, objects: &[serde_json::Value]) -> R
     }))
 }
 
-/// Runs one post-deployment test: an HTTP check, or a Job.
+/// What one post-deployment test runs.
+enum TestKind {
+    /// A known query, a known result.
+    Http(ship_render::config::HttpTest),
+    /// A Prometheus analysis.
+    Prometheus(ship_render::config::PrometheusTest),
+    /// A Job (its object, when the rendering found its manifest).
+    Job(Option<serde_json::Value>),
+}
+
+/// Runs one post-deployment test: an HTTP check, a Prometheus analysis, or a Job.
 async fn run_test(
     check: crate::checks::CheckTarget<'_>,
     name: String,
-    http: Option<ship_render::config::HttpTest>,
-    job: Option<serde_json::Value>,
+    kind: TestKind,
     deadline: Instant,
 ) -> TestResult {
     let failed = |message: String| {
@@ -876,16 +889,19 @@ async fn run_test(
             String::new(),
         )
     };
-    let (outcome, log) = match (http, job) {
-        (Some(http), _) => (
+    let (outcome, log) = match kind {
+        TestKind::Http(http) => (
             crate::checks::run_http_with_retries(check, &http).await,
             String::new(),
         ),
-        (None, Some(job)) => match crate::jobs::run(check.cluster, check.namespace, &job, deadline).await {
-            Ok(done) => done,
-            Err(err) => failed(format!("cannot run the test Job: {err}")),
-        },
-        (None, None) => failed("the test declares neither http nor job".into()),
+        TestKind::Prometheus(prometheus) => crate::analysis::run(check, &prometheus).await,
+        TestKind::Job(Some(job)) => {
+            match crate::jobs::run(check.cluster, check.namespace, &job, deadline).await {
+                Ok(done) => done,
+                Err(err) => failed(format!("cannot run the test Job: {err}")),
+            }
+        }
+        TestKind::Job(None) => failed("the test's Job manifest was not rendered".into()),
     };
     TestResult {
         name,

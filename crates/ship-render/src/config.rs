@@ -204,7 +204,7 @@ impl Default for Promotion {
     }
 }
 
-/// One post-deployment test: exactly one of `http` or `job`.
+/// One post-deployment test: exactly one of `http`, `job` or `prometheus`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TestSpec {
@@ -216,6 +216,10 @@ pub struct TestSpec {
     /// A Kubernetes Job manifest in the repository, run once per release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
+    /// A PromQL query against a Prometheus, measured over time and judged against a range
+    /// (an analysis, as Argo Rollouts and Flagger judge a release by its metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusTest>,
     /// Only in these environments (default: all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub environments: Vec<String>,
@@ -258,6 +262,72 @@ pub struct HttpTest {
     /// The known result.
     #[serde(default)]
     pub expect: Expect,
+}
+
+/// A PromQL instant query, run `count` times `interval` apart; each answer is one measurement,
+/// passing when it lies within `min`..=`max`. The test fails as soon as more than
+/// `failureLimit` measurements failed, and passes once all `count` are taken. So `count` ×
+/// `interval` says for how long the release is watched, `interval` how often, and the range
+/// what it must hold to.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusTest {
+    /// The Prometheus server's base URL, e.g. `http://prometheus.monitoring:9090` (the HTTP
+    /// API is under `/api/v1`). `{namespace}` and `{environment}` are replaced. Subject to the
+    /// environment's `allowedTestHosts`.
+    pub address: String,
+    /// A PromQL instant query; `{namespace}` and `{environment}` are replaced. It must answer
+    /// one number: a scalar, or a vector of one sample (aggregate with `sum`, `max`, ...). No
+    /// samples fail the measurement: append `or vector(0)` when no data means no errors.
+    pub query: String,
+    /// The lowest passing value (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// The highest passing value (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// How many measurements to take. Default 1.
+    #[serde(default = "default_measurements")]
+    pub count: u32,
+    /// The time between two measurements, e.g. `10s`. Default `10s`.
+    #[serde(default = "default_measurement_interval")]
+    pub interval: String,
+    /// Failing measurements tolerated; one more fails the test. Default 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failure_limit: u32,
+    /// Per-query timeout, e.g. `5s`. Default `10s`.
+    #[serde(default = "default_test_timeout")]
+    pub timeout: String,
+}
+
+fn default_measurements() -> u32 {
+    1
+}
+
+fn default_measurement_interval() -> String {
+    "10s".into()
+}
+
+impl PrometheusTest {
+    /// The time between two measurements, parsed (checked when the file was parsed).
+    pub fn measurement_interval(&self) -> Duration {
+        parse_duration(&self.interval).unwrap_or(Duration::from_secs(10))
+    }
+
+    /// The per-query timeout, parsed (checked when the file was parsed).
+    pub fn query_timeout(&self) -> Duration {
+        parse_duration(&self.timeout).unwrap_or(Duration::from_secs(10))
+    }
+
+    /// The passing range, as people read it: `<= 0.05`, `>= 1`, `0.9..=1`.
+    pub fn range(&self) -> String {
+        match (self.min, self.max) {
+            (Some(min), Some(max)) => format!("between {min} and {max}"),
+            (Some(min), None) => format!(">= {min}"),
+            (None, Some(max)) => format!("<= {max}"),
+            (None, None) => "any value".into(),
+        }
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -509,13 +579,18 @@ impl ShipConfig {
                     format!("duplicate test name {:?}", test.name),
                 ));
             }
+            let kinds = [test.http.is_some(), test.job.is_some(), test.prometheus.is_some()];
+            if kinds.iter().filter(|k| **k).count() != 1 {
+                return Err(invalid(
+                    format!("tests[{i}]"),
+                    "give exactly one of `http`, `job` or `prometheus`",
+                ));
+            }
+            if let Some(prometheus) = &test.prometheus {
+                self.validate_prometheus_test(prometheus, &field)?;
+            }
             match (&test.http, &test.job) {
-                (Some(_), Some(_)) | (None, None) => {
-                    return Err(invalid(
-                        format!("tests[{i}]"),
-                        "give exactly one of `http` or `job`",
-                    ));
-                }
+                (None, None) | (Some(_), Some(_)) => {}
                 (Some(http), None) => {
                     match (&http.url, &http.service) {
                         (Some(_), Some(_)) | (None, None) => {
@@ -610,6 +685,83 @@ impl ShipConfig {
                 }
                 Err(err) => return Err(invalid("promotion.schedule", err.to_string())),
             }
+        }
+        Ok(())
+    }
+
+    /// Checks one `prometheus` test; `field` names its fields in messages.
+    fn validate_prometheus_test(
+        &self,
+        test: &PrometheusTest,
+        field: &dyn Fn(&str) -> String,
+    ) -> Result<(), ConfigError> {
+        if !(test.address.starts_with("http://") || test.address.starts_with("https://")) {
+            return Err(invalid(
+                field("prometheus.address"),
+                "must start with http:// or https://",
+            ));
+        }
+        if test.query.trim().is_empty() {
+            return Err(invalid(field("prometheus.query"), "must not be empty"));
+        }
+        for (name, bound) in [("min", test.min), ("max", test.max)] {
+            if bound.is_some_and(|b| !b.is_finite()) {
+                return Err(invalid(
+                    field(&format!("prometheus.{name}")),
+                    "must be a finite number",
+                ));
+            }
+        }
+        match (test.min, test.max) {
+            (None, None) => {
+                return Err(invalid(
+                    field("prometheus"),
+                    "give `min`, `max` or both: the range a measurement must lie in",
+                ));
+            }
+            (Some(min), Some(max)) if min > max => {
+                return Err(invalid(
+                    field("prometheus.min"),
+                    format!("{min} is above max ({max}): no value could pass"),
+                ));
+            }
+            _ => {}
+        }
+        if test.count == 0 {
+            return Err(invalid(field("prometheus.count"), "must be at least 1"));
+        }
+        if test.failure_limit >= test.count {
+            return Err(invalid(
+                field("prometheus.failureLimit"),
+                format!(
+                    "{} of {} measurements tolerated: the test could never fail (make it less than count)",
+                    test.failure_limit, test.count
+                ),
+            ));
+        }
+        for (name, value) in [("interval", &test.interval), ("timeout", &test.timeout)] {
+            if parse_duration(value).is_none_or(|d| d.is_zero()) {
+                return Err(invalid(
+                    field(&format!("prometheus.{name}")),
+                    format!("{value:?} is not a duration like 5s or 1m"),
+                ));
+            }
+        }
+        // The last measurement is taken (count - 1) intervals after the first; it must come
+        // before the test phase's deadline, or the test could only ever time out.
+        let watched = test.measurement_interval() * (test.count - 1);
+        if watched >= self.test_timeout() {
+            return Err(invalid(
+                field("prometheus.count"),
+                format!(
+                    "{} measurements {} apart take {}s, not within testing.timeout ({}): \
+                     take fewer or raise testing.timeout",
+                    test.count,
+                    test.interval,
+                    watched.as_secs(),
+                    self.testing.timeout
+                ),
+            ));
         }
         Ok(())
     }
@@ -763,6 +915,88 @@ mod tests {
         );
         let bad_deadline = parse("environments: {main: {}, production: {}}\ntesting: {timeout: 0s}\n");
         assert!(bad_deadline.unwrap_err().to_string().contains("testing.timeout"));
+    }
+
+    #[test]
+    fn prometheus_tests_are_read_and_checked() {
+        let env = "environments: {main: {}, production: {}}\n";
+        let c = parse(&format!(
+            "{env}tests:\n- name: errors\n  prometheus: {{address: 'http://prom:9090', query: 'sum(up)', max: 0.5, count: 6, interval: 5s, failureLimit: 1}}\n"
+        ))
+        .unwrap();
+        let p = c.tests[0].prometheus.as_ref().unwrap();
+        assert_eq!(
+            (
+                p.count,
+                p.measurement_interval(),
+                p.failure_limit,
+                p.query_timeout()
+            ),
+            (6, Duration::from_secs(5), 1, Duration::from_secs(10))
+        );
+        assert_eq!(p.range(), "<= 0.5");
+        let one = parse(&format!(
+            "{env}tests:\n- name: up\n  prometheus: {{address: 'http://prom:9090', query: up, min: 1}}\n"
+        ))
+        .unwrap();
+        let p = one.tests[0].prometheus.as_ref().unwrap();
+        assert_eq!((p.count, p.measurement_interval()), (1, Duration::from_secs(10)));
+        let cases = [
+            (
+                "{address: 'prom:9090', query: up, max: 1}",
+                "tests[0].prometheus.address",
+            ),
+            (
+                "{address: 'http://p', query: ' ', max: 1}",
+                "tests[0].prometheus.query",
+            ),
+            ("{address: 'http://p', query: up}", "tests[0].prometheus"),
+            (
+                "{address: 'http://p', query: up, min: 2, max: 1}",
+                "tests[0].prometheus.min",
+            ),
+            (
+                "{address: 'http://p', query: up, max: .nan}",
+                "tests[0].prometheus.max",
+            ),
+            (
+                "{address: 'http://p', query: up, max: 1, count: 0}",
+                "tests[0].prometheus.count",
+            ),
+            (
+                "{address: 'http://p', query: up, max: 1, count: 3, failureLimit: 3}",
+                "tests[0].prometheus.failureLimit",
+            ),
+            (
+                "{address: 'http://p', query: up, max: 1, interval: often}",
+                "tests[0].prometheus.interval",
+            ),
+            (
+                "{address: 'http://p', query: up, max: 1, timeout: 0s}",
+                "tests[0].prometheus.timeout",
+            ),
+            // 13 measurements 10s apart end 120s in: past the default 2m test deadline.
+            (
+                "{address: 'http://p', query: up, max: 1, count: 13}",
+                "testing.timeout",
+            ),
+            ("{address: 'http://p', query: up, max: 1, bogus: 1}", "bogus"),
+        ];
+        for (test, field) in cases {
+            let err = parse(&format!("{env}tests:\n- name: t\n  prometheus: {test}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{test}: {err}");
+        }
+        let both = parse(&format!(
+            "{env}tests:\n- name: t\n  job: x.yaml\n  prometheus: {{address: 'http://p', query: up, max: 1}}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            both.contains("exactly one of `http`, `job` or `prometheus`"),
+            "{both}"
+        );
     }
 
     #[test]

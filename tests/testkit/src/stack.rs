@@ -35,7 +35,7 @@ pub struct Stack {
     data: tempfile::TempDir,
     /// The running controller, if started.
     pub shipd: Option<Shipd>,
-    _app: App,
+    app: App,
 }
 
 impl Stack {
@@ -73,8 +73,13 @@ impl Stack {
             daemon,
             data: tempfile::tempdir()?,
             shipd: None,
-            _app: app,
+            app,
         })
+    }
+
+    /// The URL of the app stand-in's health answer, which the `home` test calls.
+    pub fn app_health_url(&self) -> String {
+        self.app.health_url()
     }
 
     /// Starts shipd on this stack (replacing a running one), with `extra` flags.
