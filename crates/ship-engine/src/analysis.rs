@@ -117,9 +117,7 @@ pub fn next(test: &PrometheusTest, tally: Tally) -> Next {
 /// The caller bounds the whole by the test deadline.
 pub async fn run(target: CheckTarget<'_>, test: &PrometheusTest) -> (CheckOutcome, String) {
     let started = Instant::now();
-    let address = expand(&test.address, target.namespace, target.environment);
-    let query = expand(&test.query, target.namespace, target.environment);
-    let url = format!("{}/api/v1/query", address.trim_end_matches('/'));
+    let (url, query) = request(target, test);
     let done = |passed: bool, message: String, log: String| {
         (
             CheckOutcome {
@@ -133,7 +131,7 @@ pub async fn run(target: CheckTarget<'_>, test: &PrometheusTest) -> (CheckOutcom
     if !host_allowed(&url, target.allowed_hosts) {
         return done(
             false,
-            format!("{address} is outside this environment's allowedTestHosts; refusing to call it"),
+            format!("{url} is outside this environment's allowedTestHosts; refusing to call it"),
             String::new(),
         );
     }
@@ -180,6 +178,27 @@ pub async fn run(target: CheckTarget<'_>, test: &PrometheusTest) -> (CheckOutcom
             }
         }
     }
+}
+
+/// Why Prometheus refuses the test's query, when it does (`bad_data`); `None` when it takes
+/// it, or cannot answer now, or the address is not allowed (the test itself says so). Asked
+/// before a release applies anything: a query refused now would fail every measurement.
+pub async fn refusal(target: CheckTarget<'_>, test: &PrometheusTest) -> Option<String> {
+    let (url, query) = request(target, test);
+    if !host_allowed(&url, target.allowed_hosts) {
+        return None;
+    }
+    match measure(target.http, &url, &query, test.query_timeout()).await {
+        Answer::Refused(why) => Some(why),
+        Answer::Value(_) | Answer::Unusable(_) => None,
+    }
+}
+
+/// The query endpoint and the query, `{namespace}` and `{environment}` filled in.
+fn request(target: CheckTarget<'_>, test: &PrometheusTest) -> (String, String) {
+    let address = expand(&test.address, target.namespace, target.environment);
+    let query = expand(&test.query, target.namespace, target.environment);
+    (format!("{}/api/v1/query", address.trim_end_matches('/')), query)
 }
 
 /// One instant query.

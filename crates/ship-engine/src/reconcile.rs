@@ -326,6 +326,46 @@ impl Driver<'_> {
         Ok(())
     }
 
+    /// The environment's settings in `rendered`'s ship.yaml, and its namespace.
+    fn environment_config(&self, rendered: &Rendered) -> (ship_render::config::Environment, String) {
+        let environment = self.environment();
+        let config = rendered
+            .config
+            .environments
+            .get(environment)
+            .cloned()
+            .unwrap_or_default();
+        let namespace = config.namespace(environment).to_owned();
+        (config, namespace)
+    }
+
+    /// Pending: a refusal when Prometheus refuses the query of one of the environment's
+    /// Prometheus tests (a syntax error, an unknown function): the test could never pass, so
+    /// the commit is refused before anything is applied. Asked once per test; a Prometheus
+    /// that cannot answer now is no reason to refuse (the measurements will tell).
+    async fn refused_queries(&self, rendered: &Rendered, target: &Client) -> Option<Event> {
+        let (env_config, namespace) = self.environment_config(rendered);
+        let check = crate::checks::CheckTarget {
+            http: &self.ctx.http,
+            cluster: target,
+            namespace: &namespace,
+            environment: self.environment(),
+            allowed_hosts: &env_config.allowed_test_hosts,
+        };
+        for test in rendered.config.tests_for(self.environment()) {
+            let Some(prometheus) = &test.prometheus else {
+                continue;
+            };
+            if let Some(why) = crate::analysis::refusal(check, prometheus).await {
+                return Some(Event::Refused {
+                    cause: "InvalidQuery",
+                    problem: format!("test {}: {why}; fix the query in ship.yaml", test.name),
+                });
+            }
+        }
+        None
+    }
+
     /// `err` as the event it is: a refusal of the commit when that is its disposition; the
     /// error itself (to be retried) otherwise.
     fn refusal(err: Error) -> Result<Event, Error> {
@@ -379,6 +419,9 @@ impl Driver<'_> {
             return Self::refusal(err.into());
         }
         if let Some(refused) = missing_references(&target, &objects).await? {
+            return Ok(refused);
+        }
+        if let Some(refused) = self.refused_queries(&rendered, &target).await {
             return Ok(refused);
         }
         if self.release.spec.reason == Reason::Promotion
@@ -587,13 +630,7 @@ impl Driver<'_> {
         let commit = self.release.spec.commit.clone();
         let rendered = self.ctx.render(&commit, self.environment()).await?;
         let environment = self.environment().to_owned();
-        let env_config = rendered
-            .config
-            .environments
-            .get(&environment)
-            .cloned()
-            .unwrap_or_default();
-        let namespace = env_config.namespace(&environment).to_owned();
+        let (env_config, namespace) = self.environment_config(&rendered);
         // The test deadline runs from the persisted Testing transition, so a restart keeps it.
         let deadline = self.deadline_after(Phase::Testing, rendered.config.test_timeout());
         let target = self.target(&rendered).await?;

@@ -145,4 +145,29 @@ async fn a_release_that_raises_errors_fails_its_promql_test_and_rolls_back() {
         "push to RolledBack: {took:?}; {taken} measurements; {}",
         failed.message
     );
+
+    // A query Prometheus cannot parse refuses the commit before anything is applied.
+    let broken = ship_yaml(&stack, &prometheus, &app_url).replace("[5s])) or", "[5s]) or");
+    let unparsable = stack
+        .push_main(
+            &[("ship.yaml", &broken), ("deploy/main/counter.yaml", &app(1))],
+            "a query with a parenthesis missing",
+        )
+        .unwrap();
+    let refused = stack
+        .settled(&release_name("main", &unparsable), Phase::Failed, SETTLE)
+        .await
+        .unwrap();
+    let status = refused.status.clone().unwrap();
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.reason, "InvalidQuery", "{status:?}");
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.contains("test error-rate: Prometheus refused the query")
+            && message.contains("nothing was applied"),
+        "{message}"
+    );
+    let counter = deployments.get("counter").await.unwrap();
+    let env = serde_json::to_string(&counter.spec.unwrap().template.spec.unwrap().containers[0].env).unwrap();
+    assert!(env.contains(r#""value":"0""#), "nothing was applied: {env}");
 }
