@@ -44,6 +44,9 @@ pub enum StatusReason {
     /// Failed: the tests did not finish within the test deadline (`testing.timeout`); a
     /// rollback follows.
     TestTimeout,
+    /// Failed: a continuous verification test (`every`, `onFailure: rollback`) failed while
+    /// the release was deployed; a rollback follows.
+    VerificationFailed,
     /// Failed, settled: nothing good to roll back to; the failed commit stays.
     NoGoodRelease,
     /// Failed, settled: the rollback could not be made or did not become healthy.
@@ -72,6 +75,7 @@ impl StatusReason {
                 | StatusReason::Unhealthy
                 | StatusReason::TestsFailed
                 | StatusReason::TestTimeout
+                | StatusReason::VerificationFailed
         )
     }
 
@@ -134,6 +138,7 @@ mod tests {
                 "Unhealthy",
                 "TestsFailed",
                 "TestTimeout",
+                "VerificationFailed",
                 "NoGoodRelease",
                 "RollbackFailed",
                 "RollingBack",
@@ -152,7 +157,8 @@ mod tests {
                 StatusReason::HealthTimeout,
                 StatusReason::Unhealthy,
                 StatusReason::TestsFailed,
-                StatusReason::TestTimeout
+                StatusReason::TestTimeout,
+                StatusReason::VerificationFailed
             ]
         );
         assert!(awaits_rollback(Phase::Failed, "TestsFailed"));

@@ -262,11 +262,49 @@ pub struct ShipReleaseStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_checked_at: Option<Time>,
 
+    /// Continuous verification: the runs of the tests that declare `every`, while this
+    /// release is the one deployed (see also the `Verified` condition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+
     /// Objects an earlier release applied that this one no longer declares, and that Ship
     /// refused to delete (each is also announced by a `PruneRefused` Warning event). They stay
     /// in the cluster; delete them by hand, or mark them `ship.dev/prune: enabled` in git.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prune_refused: Vec<PruneRefusal>,
+}
+
+/// Most verification runs a release keeps (the newest).
+pub const VERIFICATION_RUNS_KEPT: usize = 10;
+
+/// Most bytes of a test's log a verification run keeps (the end, where the cause usually is).
+pub const VERIFICATION_LOG_KEPT: usize = 2048;
+
+/// The `Verified` condition of a deployed release: whether the last run of its continuous
+/// verification tests passed.
+pub const VERIFIED: &str = "Verified";
+
+/// The continuous verification of a deployed release.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    /// The runs, oldest first, the newest [`VERIFICATION_RUNS_KEPT`]; each runs the tests due
+    /// then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<VerificationRun>,
+    /// Runs dropped from `runs` to keep it bounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_dropped: Option<u64>,
+}
+
+/// One run of continuous verification tests.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationRun {
+    /// When it ran.
+    pub at: Time,
+    /// The results of the tests that were due (logs cut to their last 2 KiB).
+    pub results: Vec<TestResult>,
 }
 
 /// An object Ship kept instead of pruning it, and why.

@@ -46,5 +46,6 @@ pub mod repo;
 pub mod status;
 pub mod text;
 pub mod tips;
+pub mod verification;
 
 pub use reconcile::{Context, Error, Settings, run};

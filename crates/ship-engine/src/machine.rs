@@ -22,6 +22,7 @@
 //! A crash anywhere resumes: on restart the executor feeds [`Event::Observed`], and every
 //! phase answers it with its own work again (each phase's work is idempotent).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -29,6 +30,8 @@ use ship_api::{
     InventoryEntry, Phase, PruneRefusal, ShipReleaseStatus, StatusReason, SuspectCommit, TestResult,
     TestVerdict,
 };
+
+use crate::verification::{self, Cadence};
 
 /// What the machine knows about a release when it decides.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -51,6 +54,13 @@ pub struct Snapshot {
     pub applied_at: Option<Timestamp>,
     /// How often the deployed release is re-applied to correct drift.
     pub drift_interval: Duration,
+    /// The continuous verification tests of the release's commit (empty when there are none,
+    /// or they are not known yet).
+    pub verification: Vec<Cadence>,
+    /// When each of them last ran.
+    pub verified_at: BTreeMap<String, Timestamp>,
+    /// When the release became the deployed one (its Succeeded transition).
+    pub deployed_since: Option<Timestamp>,
 }
 
 impl Snapshot {
@@ -168,6 +178,8 @@ pub enum Event {
         /// The commit applied, short.
         commit: String,
     },
+    /// Succeeded and deployed: the continuous verification tests that were due ran.
+    Verified(Vec<TestResult>),
     /// A wait ended without an outcome (it will be taken up again).
     Interrupted,
 }
@@ -189,6 +201,8 @@ pub enum Work {
     RollBack,
     /// Re-apply the deployed release, counting what had drifted.
     CorrectDrift,
+    /// Run the continuous verification tests that are due.
+    Verify,
 }
 
 /// A notice published as a Kubernetes Event beside the transition's own.
@@ -200,6 +214,8 @@ pub enum Notice {
     TestFailed,
     /// Objects had drifted and were put back.
     DriftCorrected,
+    /// A continuous verification test failed against the deployed release.
+    VerificationFailed,
 }
 
 /// What follows a transition, in order.
@@ -254,6 +270,13 @@ pub enum Record {
         /// How many.
         drifted: u64,
     },
+    /// A continuous verification run at this time.
+    Verified {
+        /// When.
+        at: Timestamp,
+        /// Its results.
+        results: Vec<TestResult>,
+    },
 }
 
 impl Record {
@@ -299,6 +322,7 @@ impl Record {
                     status.drift_corrections = Some(status.drift_corrections.unwrap_or(0) + drifted);
                 }
             }
+            Record::Verified { at, results } => verification::record(status, at, results),
         }
     }
 }
@@ -412,18 +436,87 @@ fn prune_notices<'a>(commit: &'a str, refused: &'a [PruneRefusal]) -> impl Itera
     })
 }
 
-/// What a settled, deployed release does on being looked at: correct drift when due.
+/// What a settled, deployed release does on being looked at: verify when a continuous
+/// verification test is due (a Succeeded release only: a rolled-back one runs an older
+/// commit, whose tests were not asked of it), correct drift when due, else look again when
+/// the first of the two comes due.
 fn deployed(snapshot: &Snapshot, now: Timestamp) -> Transition {
+    let verify_at = match (snapshot.phase, snapshot.deployed_since) {
+        (Some(Phase::Succeeded), Some(since)) => {
+            verification::next_due(&snapshot.verification, &snapshot.verified_at, since)
+        }
+        _ => None,
+    };
+    if verify_at.is_some_and(|at| at <= now) {
+        return Transition::stay(vec![Action::Work(Work::Verify)]);
+    }
     let since = snapshot
         .applied_at
         .and_then(|at| Duration::try_from(now.duration_since(at)).ok());
-    match since {
-        Some(since) if since < snapshot.drift_interval => {
-            Transition::stay(vec![Action::RequeueAfter(snapshot.drift_interval - since)])
-        }
+    let drift_wait = match since {
+        Some(since) if since < snapshot.drift_interval => snapshot.drift_interval - since,
         // Never applied (as far as the status says), or due, or the clock went back: check now.
-        _ => Transition::stay(vec![Action::Work(Work::CorrectDrift)]),
+        _ => return Transition::stay(vec![Action::Work(Work::CorrectDrift)]),
+    };
+    let verify_wait = verify_at.and_then(|at| Duration::try_from(at.duration_since(now)).ok());
+    let wait = verify_wait.map_or(drift_wait, |v| v.min(drift_wait));
+    Transition::stay(vec![Action::RequeueAfter(wait)])
+}
+
+/// A deployed Succeeded release after a verification run: the failures announced; a failure
+/// of an `onFailure: rollback` test fails the release, and its rollback follows (once: the
+/// release rolled back to is not verified, so it cannot roll back again); else it stays
+/// deployed and looks again when the next check is due.
+fn verified(snapshot: &Snapshot, results: Vec<TestResult>, now: Timestamp) -> Transition {
+    use StatusReason as R;
+    let failed: Vec<&TestResult> = results
+        .iter()
+        .filter(|r| r.verdict != TestVerdict::Passed)
+        .collect();
+    let notices: Vec<Action> = failed
+        .iter()
+        .map(|r| Action::Announce {
+            notice: Notice::VerificationFailed,
+            note: format!(
+                "verification test {} failed against commit {}: {}\n{}",
+                r.name, snapshot.short_commit, r.message, r.log
+            ),
+        })
+        .collect();
+    let rolls_back: Vec<&str> = failed
+        .iter()
+        .filter(|r| snapshot.verification.iter().any(|c| c.test == r.name && c.rolls_back))
+        .map(|r| r.name.as_str())
+        .collect();
+    let record = Record::Verified {
+        at: now,
+        results: results.clone(),
+    };
+    if !rolls_back.is_empty() {
+        let message = format!(
+            "commit {} failed continuous verification ({}; onFailure: rollback)",
+            snapshot.short_commit,
+            rolls_back.join(", ")
+        );
+        return Transition::to(Phase::Failed, R::VerificationFailed, message)
+            .recording(record)
+            .then(notices)
+            .then([Action::Work(Work::ChooseRollbackTarget)]);
     }
+    // Every test that was due counts as run now, so a test missing from the results cannot be
+    // asked for again at once.
+    let since = snapshot.deployed_since.unwrap_or(now);
+    let mut verified_at = verification::ran(&snapshot.verified_at, &results, now);
+    for due in verification::due_now(&snapshot.verification, &snapshot.verified_at, since, now) {
+        verified_at.insert(due.test.clone(), now);
+    }
+    let after = Snapshot {
+        verified_at,
+        ..snapshot.clone()
+    };
+    Transition::stay(notices)
+        .recording(record)
+        .then(deployed(&after, now).actions)
 }
 
 /// The transition of the release described by `snapshot` on `event` at `now`.
@@ -661,9 +754,16 @@ pub fn step(snapshot: &Snapshot, event: Event, now: Timestamp) -> Transition {
                 notice: Notice::DriftCorrected,
                 note: format!("{drifted} objects had drifted from commit {commit} and were put back"),
             });
+            let after = Snapshot {
+                applied_at: Some(now),
+                ..snapshot.clone()
+            };
             Transition::stay(notice.into_iter().collect())
                 .recording(Record::DriftChecked { at: now, drifted })
-                .then([Action::RequeueAfter(snapshot.drift_interval)])
+                .then(deployed(&after, now).actions)
+        }
+        (Succeeded, Event::Verified(results)) if snapshot.superseded_by.is_none() => {
+            verified(snapshot, results, now)
         }
         _ => Transition::ignore(),
     }
@@ -687,6 +787,29 @@ mod tests {
             superseded_by: None,
             applied_at: Some(Timestamp::from_second(NOW - 10).unwrap()),
             drift_interval: Duration::from_secs(300),
+            verification: Vec::new(),
+            verified_at: BTreeMap::new(),
+            deployed_since: Some(Timestamp::from_second(NOW - 100).unwrap()),
+        }
+    }
+
+    /// A deployed release with continuous verification: `t1` every minute (report) and `t2`
+    /// every 10 minutes (rollback), neither run yet, `t1` due.
+    fn verifying() -> Snapshot {
+        Snapshot {
+            verification: vec![
+                Cadence {
+                    test: "t1".into(),
+                    every: Duration::from_secs(60),
+                    rolls_back: false,
+                },
+                Cadence {
+                    test: "t2".into(),
+                    every: Duration::from_secs(600),
+                    rolls_back: true,
+                },
+            ],
+            ..snapshot(Some(Phase::Succeeded), Some(StatusReason::Succeeded))
         }
     }
 
@@ -812,6 +935,18 @@ mod tests {
                     commit: "abc1234".into(),
                 },
             ),
+            (
+                "VerifyPassed",
+                Event::Verified(vec![result("t1", TestVerdict::Passed)]),
+            ),
+            (
+                "VerifyFailed",
+                Event::Verified(vec![result("t1", TestVerdict::Failed)]),
+            ),
+            (
+                "VerifyFailedRollback",
+                Event::Verified(vec![result("t2", TestVerdict::Failed)]),
+            ),
             ("Interrupted", Event::Interrupted),
         ]
     }
@@ -829,7 +964,9 @@ mod tests {
             ("Progressing", of(Phase::Progressing, R::Progressing)),
             ("Testing", of(Phase::Testing, R::Testing)),
             ("Succeeded", of(Phase::Succeeded, R::Succeeded)),
+            ("Succeeded/verifying", verifying()),
             ("Failed/TestsFailed", of(Phase::Failed, R::TestsFailed)),
+            ("Failed/VerificationFailed", of(Phase::Failed, R::VerificationFailed)),
             ("Failed/CommitRefused", of(Phase::Failed, R::CommitRefused)),
             ("RollingBack", of(Phase::RollingBack, R::RollingBack)),
             ("RolledBack", of(Phase::RolledBack, R::RolledBack)),
@@ -931,7 +1068,9 @@ mod tests {
                 ("Progressing", Some(Work::AwaitHealth)),
                 ("Testing", Some(Work::RunTests)),
                 ("Succeeded", None),
+                ("Succeeded/verifying", Some(Work::Verify)),
                 ("Failed/TestsFailed", Some(Work::ChooseRollbackTarget)),
+                ("Failed/VerificationFailed", Some(Work::ChooseRollbackTarget)),
                 ("Failed/CommitRefused", None),
                 ("RollingBack", Some(Work::RollBack)),
                 ("RolledBack", None),
@@ -950,6 +1089,7 @@ mod tests {
             Work::ChooseRollbackTarget => &[Phase::Failed],
             Work::RollBack => &[Phase::RollingBack],
             Work::CorrectDrift => &[Phase::Succeeded, Phase::RolledBack],
+            Work::Verify => &[Phase::Succeeded],
         }
     }
 
@@ -957,7 +1097,8 @@ mod tests {
     /// would report for the work at hand, or any event at all, or a newer release appearing),
     /// applied as the executor applies them. Invariants, not examples:
     /// - work is only ever announced in the phase it belongs to;
-    /// - a settled release stays settled (only an invalid spec still changes it);
+    /// - a settled release stays settled (only an invalid spec still changes it, and a failed
+    ///   `onFailure: rollback` verification of the deployed Succeeded release);
     /// - once a newer release exists, an unfinished one settles at the next step, with no work;
     /// - Succeeded comes only from Testing, RolledBack only from RollingBack, and a refusal
     ///   (nothing applied) only from Pending.
@@ -969,6 +1110,8 @@ mod tests {
             let mut rng = ship_testkit::seeded::Seeded::new(seed);
             let mut s = snapshot(None, None);
             s.rolled_back_to = None;
+            // Verified once deployed (t2 rolls back); it became the deployed one long ago.
+            s.verification = verifying().verification;
             let mut work: Option<Work> = None;
             for step_no in 0..60 {
                 if rng.chance(3) {
@@ -1003,6 +1146,10 @@ mod tests {
                                         | "Interrupted"
                                 ),
                                 Work::CorrectDrift => *name == "DriftCorrected",
+                                Work::Verify => matches!(
+                                    *name,
+                                    "VerifyPassed" | "VerifyFailed" | "VerifyFailedRollback" | "Interrupted"
+                                ),
                             })
                             .collect();
                         rng.pick(&fitting).1.clone()
@@ -1019,8 +1166,17 @@ mod tests {
                     assert!(phase_of_work(w).contains(&phase_after.unwrap()), "{context}");
                 }
                 let settled = before.phase.is_some() && !before.unfinished();
-                if settled && !spec_invalid {
+                let verification_failed =
+                    t.change.as_ref().is_some_and(|c| c.reason == StatusReason::VerificationFailed);
+                if settled && !spec_invalid && !verification_failed {
                     assert_eq!(phase_after, before.phase, "a settled release moved: {context}");
+                }
+                if verification_failed {
+                    // The one way out of a settled phase: a deployed Succeeded release whose
+                    // `onFailure: rollback` verification failed; it rolls back next.
+                    assert_eq!(before.phase, Some(Phase::Succeeded), "{context}");
+                    assert!(before.superseded_by.is_none(), "{context}");
+                    assert_eq!(t.work(), Some(Work::ChooseRollbackTarget), "{context}");
                 }
                 if before.superseded_by.is_some() && before.unfinished() && !spec_invalid {
                     let change = t.change.as_ref().expect(&context);
@@ -1043,6 +1199,9 @@ mod tests {
                 }
                 if let Record::RollbackTo(target) = &t.record {
                     s.rolled_back_to = Some(target.clone());
+                }
+                if let Record::Verified { at, results } = &t.record {
+                    s.verified_at = verification::ran(&s.verified_at, results, *at);
                 }
                 work = t.work();
             }

@@ -182,6 +182,15 @@ pub struct Metrics {
     pub environment_held: Family<EnvLabels, Gauge>,
     /// Since when an environment is held (seconds since the epoch; 0 while not held).
     pub environment_held_since: Family<EnvLabels, Gauge<f64, AtomicU64>>,
+    /// 1 if a continuous verification test passed the last time it ran against the deployed
+    /// release, 0 if it failed.
+    pub verification_last_passed: Family<TestNameLabels, Gauge>,
+    /// When it last ran (seconds since the epoch).
+    pub verification_last_run: Family<TestNameLabels, Gauge<f64, AtomicU64>>,
+    /// Continuous verification results, by environment, test and verdict.
+    pub verification_results: Family<TestLabels, Counter>,
+    /// The verification tests with series, by environment, to delete them on a new release.
+    verified: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
     /// Which commit each environment's info series names, to delete it when it changes.
     deployed: Mutex<HashMap<String, CommitLabels>>,
     latest: Mutex<HashMap<String, LatestLabels>>,
@@ -213,6 +222,10 @@ impl Default for Metrics {
             environment_branch_missing: Family::default(),
             environment_held: Family::default(),
             environment_held_since: Family::default(),
+            verification_last_passed: Family::default(),
+            verification_last_run: Family::default(),
+            verification_results: Family::default(),
+            verified: Mutex::default(),
             deployed: Mutex::default(),
             latest: Mutex::default(),
             sync: Mutex::default(),
@@ -282,6 +295,22 @@ impl Metrics {
             "test_last_passed",
             "1 if the test passed the last time it ran in the environment, 0 if it failed",
             self.test_last_passed.clone(),
+        );
+        r.register(
+            "verification_last_passed",
+            "1 if the continuous verification test passed the last time it ran against the deployed release, 0 if it failed",
+            self.verification_last_passed.clone(),
+        );
+        r.register_with_unit(
+            "verification_last_run_timestamp",
+            "When the continuous verification test last ran against the deployed release (seconds since the epoch)",
+            Unit::Seconds,
+            self.verification_last_run.clone(),
+        );
+        r.register(
+            "verification_results",
+            "Continuous verification results, by environment, test and verdict",
+            self.verification_results.clone(),
         );
         r.register(
             "reconcile_errors",
@@ -449,6 +478,50 @@ impl Metrics {
         self.environment_held_since
             .get_or_create(&env(environment))
             .set(since.unwrap_or(0.0));
+    }
+
+    /// A continuous verification run of `test` against `environment`'s deployed release, at
+    /// `at`.
+    pub fn verified(&self, environment: &str, test: &str, passed: bool, at: jiff::Timestamp) {
+        let labels = TestNameLabels {
+            environment: environment.to_owned(),
+            test: test.to_owned(),
+        };
+        self.verification_last_passed.get_or_create(&labels).set(i64::from(passed));
+        self.verification_last_run
+            .get_or_create(&labels)
+            .set(at.as_millisecond() as f64 / 1000.0);
+        self.verification_results
+            .get_or_create(&TestLabels {
+                environment: environment.to_owned(),
+                test: test.to_owned(),
+                verdict: if passed { "Passed" } else { "Failed" }.to_owned(),
+            })
+            .inc();
+        let mut verified = match self.verified.lock() {
+            Ok(verified) => verified,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        verified
+            .entry(environment.to_owned())
+            .or_default()
+            .insert(test.to_owned());
+    }
+
+    /// Deletes `environment`'s verification verdicts (a new release is deployed).
+    pub fn forget_verification(&self, environment: &str) {
+        let mut verified = match self.verified.lock() {
+            Ok(verified) => verified,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for test in verified.remove(environment).unwrap_or_default() {
+            let labels = TestNameLabels {
+                environment: environment.to_owned(),
+                test,
+            };
+            self.verification_last_passed.remove(&labels);
+            self.verification_last_run.remove(&labels);
+        }
     }
 
     /// A reconcile failed with the error labelled `label`.

@@ -93,6 +93,9 @@ struct Driver<'a> {
     /// The error behind an [`Event`] whose transition says to retry (the status already tells
     /// what is awaited); returned to the controller so its disposition sets the delay.
     blocked: Option<Error>,
+    /// The continuous verification tests of the release's commit, once read (for a release
+    /// that is, or is about to be, deployed).
+    cadences: Option<Vec<crate::verification::Cadence>>,
 }
 
 /// How a wait ended.
@@ -134,7 +137,28 @@ impl Driver<'_> {
             superseded_by: self.superseded().then(|| self.slot.newest.borrow().1.clone()),
             applied_at: settled_at.max(checked_at),
             drift_interval: self.ctx.settings.drift_interval,
+            verification: self.cadences.clone().unwrap_or_default(),
+            verified_at: crate::verification::last_runs(status.and_then(|s| s.verification.as_ref())),
+            deployed_since: transition_time(status, Phase::Succeeded),
         }
+    }
+
+    /// Reads the continuous verification tests of the release's commit, once, when the
+    /// release is deployed or about to be (its tests are running). A commit that cannot be
+    /// rendered has none: it is not verified, and the log says why.
+    async fn know_cadences(&mut self) {
+        if self.cadences.is_some() || !matches!(self.phase(), Some(Phase::Testing | Phase::Succeeded)) {
+            return;
+        }
+        let commit = self.release.spec.commit.clone();
+        let cadences = match self.ctx.render(&commit, self.environment()).await {
+            Ok(rendered) => crate::verification::cadences(&rendered.config, self.environment()),
+            Err(err) => {
+                warn!(error = %err, "cannot read the commit's tests; it is not verified continuously");
+                Vec::new()
+            }
+        };
+        self.cadences = Some(cadences);
     }
 
     /// The instant `timeout` after `phase` was entered, by the persisted transition time (so a
@@ -241,6 +265,9 @@ impl Driver<'_> {
         match change.phase {
             Phase::Succeeded => {
                 metrics.deployed(environment, &self.release.spec.commit);
+                // A newly deployed release has not been verified yet: the last release's
+                // verdicts do not speak for it.
+                metrics.forget_verification(environment);
                 metrics.succeeded_at(
                     environment,
                     now.as_millisecond() as f64 / 1000.0,
@@ -629,60 +656,9 @@ impl Driver<'_> {
     async fn run_tests(&self) -> Result<Event, Error> {
         let commit = self.release.spec.commit.clone();
         let rendered = self.ctx.render(&commit, self.environment()).await?;
-        let environment = self.environment().to_owned();
-        let (env_config, namespace) = self.environment_config(&rendered);
         // The test deadline runs from the persisted Testing transition, so a restart keeps it.
         let deadline = self.deadline_after(Phase::Testing, rendered.config.test_timeout());
-        let target = self.target(&rendered).await?;
-        let runs = rendered.config.tests_for(&environment).map(|test| {
-            let name = test.name.clone();
-            let job = rendered
-                .test_jobs
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, template)| {
-                    crate::jobs::job_object(
-                        template,
-                        &crate::jobs::job_name(&self.name, &name),
-                        self.stamp(&commit, &self.name),
-                    )
-                });
-            let check = crate::checks::CheckTarget {
-                http: &self.ctx.http,
-                cluster: &target,
-                namespace: &namespace,
-                environment: &environment,
-                allowed_hosts: &env_config.allowed_test_hosts,
-            };
-            let kind = match (&test.http, &test.prometheus) {
-                (Some(http), _) => TestKind::Http(http.clone()),
-                (None, Some(prometheus)) => TestKind::Prometheus(prometheus.clone()),
-                (None, None) => TestKind::Job(job),
-            };
-            async move {
-                let run = run_test(check, name.clone(), kind, deadline);
-                match tokio::time::timeout_at(deadline, run).await {
-                    // A Job test watches the same deadline itself (and keeps its log): a test
-                    // that failed once the deadline had passed did not finish in time, whichever
-                    // of the two timers fired first.
-                    Ok(result) => {
-                        let late = result.verdict == TestVerdict::Failed && Instant::now() >= deadline;
-                        (result, late)
-                    }
-                    Err(_elapsed) => (
-                        TestResult {
-                            name,
-                            verdict: TestVerdict::Failed,
-                            duration_millis: None,
-                            message: "did not finish within the test deadline (testing.timeout)".into(),
-                            log: String::new(),
-                        },
-                        true,
-                    ),
-                }
-            }
-        });
-        let finished = match self.unless_superseded(futures::future::join_all(runs)).await {
+        let finished = match self.run_these(&rendered, |_| true, deadline).await? {
             Waited::Done(finished) => finished,
             Waited::Superseded => return Ok(Event::Interrupted),
         };
@@ -696,13 +672,114 @@ impl Driver<'_> {
         for result in &results {
             self.ctx
                 .metrics
-                .test(&environment, &result.name, result.verdict == TestVerdict::Passed);
+                .test(self.environment(), &result.name, result.verdict == TestVerdict::Passed);
         }
         if unfinished.is_empty() {
             Ok(Event::TestsRan(results))
         } else {
             Ok(Event::TestDeadlinePassed { results, unfinished })
         }
+    }
+
+    /// Succeeded and deployed: run the continuous verification tests that are due, within
+    /// `testing.timeout` from now (a run is not persisted before it starts: a restart runs the
+    /// due tests again).
+    async fn verify(&self) -> Result<Event, Error> {
+        let commit = self.release.spec.commit.clone();
+        let rendered = self.ctx.render(&commit, self.environment()).await?;
+        let snapshot = self.snapshot();
+        let now = self.ctx.now();
+        let since = snapshot.deployed_since.unwrap_or(now);
+        let due: Vec<String> =
+            crate::verification::due_now(&snapshot.verification, &snapshot.verified_at, since, now)
+                .into_iter()
+                .map(|c| c.test.clone())
+                .collect();
+        let deadline = Instant::now() + rendered.config.test_timeout();
+        let finished = match self
+            .run_these(&rendered, |name| due.iter().any(|d| d == name), deadline)
+            .await?
+        {
+            Waited::Done(finished) => finished,
+            Waited::Superseded => return Ok(Event::Interrupted),
+        };
+        let results: Vec<TestResult> = finished.into_iter().map(|(r, _)| r).collect();
+        for result in &results {
+            self.ctx.metrics.verified(
+                self.environment(),
+                &result.name,
+                result.verdict == TestVerdict::Passed,
+                now,
+            );
+        }
+        Ok(Event::Verified(results))
+    }
+
+    /// Runs the environment's tests that `wanted` names, at once, each bounded by `deadline`:
+    /// each result, and whether it failed for the deadline.
+    async fn run_these(
+        &self,
+        rendered: &Rendered,
+        wanted: impl Fn(&str) -> bool,
+        deadline: Instant,
+    ) -> Result<Waited<Vec<(TestResult, bool)>>, Error> {
+        let commit = self.release.spec.commit.clone();
+        let environment = self.environment().to_owned();
+        let (env_config, namespace) = self.environment_config(rendered);
+        let target = self.target(rendered).await?;
+        let runs = rendered
+            .config
+            .tests_for(&environment)
+            .filter(|test| wanted(&test.name))
+            .map(|test| {
+                let name = test.name.clone();
+                let job = rendered
+                    .test_jobs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, template)| {
+                        crate::jobs::job_object(
+                            template,
+                            &crate::jobs::job_name(&self.name, &name),
+                            self.stamp(&commit, &self.name),
+                        )
+                    });
+                let check = crate::checks::CheckTarget {
+                    http: &self.ctx.http,
+                    cluster: &target,
+                    namespace: &namespace,
+                    environment: &environment,
+                    allowed_hosts: &env_config.allowed_test_hosts,
+                };
+                let kind = match (&test.http, &test.prometheus) {
+                    (Some(http), _) => TestKind::Http(http.clone()),
+                    (None, Some(prometheus)) => TestKind::Prometheus(prometheus.clone()),
+                    (None, None) => TestKind::Job(job),
+                };
+                async move {
+                    let run = run_test(check, name.clone(), kind, deadline);
+                    match tokio::time::timeout_at(deadline, run).await {
+                        // A Job test watches the same deadline itself (and keeps its log): a
+                        // test that failed once the deadline had passed did not finish in
+                        // time, whichever of the two timers fired first.
+                        Ok(result) => {
+                            let late = result.verdict == TestVerdict::Failed && Instant::now() >= deadline;
+                            (result, late)
+                        }
+                        Err(_elapsed) => (
+                            TestResult {
+                                name,
+                                verdict: TestVerdict::Failed,
+                                duration_millis: None,
+                                message: "did not finish within the test deadline (testing.timeout)".into(),
+                                log: String::new(),
+                            },
+                            true,
+                        ),
+                    }
+                }
+            });
+        Ok(self.unless_superseded(futures::future::join_all(runs)).await)
     }
 
     /// Failed after changing the cluster: find the last good release.
@@ -800,6 +877,7 @@ impl Driver<'_> {
             Work::ChooseRollbackTarget => self.choose_rollback_target().await.map(Some),
             Work::RollBack => self.roll_back().await.map(Some),
             Work::CorrectDrift => self.correct_drift().await,
+            Work::Verify => self.verify().await.map(Some),
         }
     }
 
@@ -807,6 +885,7 @@ impl Driver<'_> {
     /// again.
     async fn drive(&mut self, mut event: Event) -> Result<Requeue, Error> {
         loop {
+            self.know_cadences().await;
             let transition = machine::step(&self.snapshot(), event, self.ctx.now());
             let work = transition.work();
             self.persist(transition.change, transition.record).await?;
@@ -1005,6 +1084,7 @@ async fn reconcile_release(
         slot,
         own,
         blocked: None,
+        cadences: None,
     };
     if let Err(problem) = driver.release.spec.validate() {
         return driver.drive(Event::SpecInvalid(problem.to_string())).await;

@@ -34,10 +34,21 @@ pub fn next_status(release: &ShipRelease, step: &Change, now: &Time) -> ShipRele
         message: &step.message,
         generation,
     };
+    // The kstatus conditions follow the phase; the others (`Verified`) are written by their
+    // own records and carry over.
+    let mut conditions = kstatus_conditions(&observation, &current.conditions, now);
+    conditions.extend(
+        current
+            .conditions
+            .iter()
+            .filter(|c| !conditions.iter().any(|k| k.type_ == c.type_))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
     ShipReleaseStatus {
         phase: Some(step.phase),
         observed_generation: generation,
-        conditions: kstatus_conditions(&observation, &current.conditions, now),
+        conditions,
         short_commit: Some(release.spec.short_commit().to_owned()),
         message: Some(step.message.clone()),
         transitions,
@@ -117,6 +128,16 @@ mod tests {
         let again = next_status(&r, &step(Phase::Applying), &at(20));
         assert_eq!(again.transitions.len(), 1);
         assert_eq!(again.transitions[0].at, at(10));
+    }
+
+    #[test]
+    fn other_conditions_carry_over_a_phase_change() {
+        let mut r = release();
+        r.status = Some(next_status(&r, &step(Phase::Succeeded), &at(10)));
+        crate::verification::record(r.status.as_mut().unwrap(), at(20).0, Vec::new());
+        let next = next_status(&r, &step(Phase::Failed), &at(30));
+        let types: Vec<&str> = next.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, ["Ready", "Reconciling", "Stalled", "Verified"]);
     }
 
     #[test]

@@ -204,6 +204,9 @@ impl Default for Promotion {
     }
 }
 
+/// Shortest `every` of a continuous verification test.
+pub const MIN_EVERY: Duration = Duration::from_secs(1);
+
 /// One post-deployment test: exactly one of `http`, `job` or `prometheus`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -223,6 +226,42 @@ pub struct TestSpec {
     /// Only in these environments (default: all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub environments: Vec<String>,
+    /// Continuous verification: run the test again this often against the deployed release,
+    /// e.g. `10m`, for as long as the release is the one deployed. Default: only once, after
+    /// the rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    /// What a failure of a continuous verification run does: `report` (default: the
+    /// `Verified` condition, the metric, the alert, an event) or `rollback` (also roll back to
+    /// the last good release, once: the release rolled back to is not verified again until a
+    /// new commit arrives). Only with `every`.
+    #[serde(default, skip_serializing_if = "OnFailure::is_report")]
+    pub on_failure: OnFailure,
+}
+
+/// What a failed continuous verification run does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OnFailure {
+    /// Say so: condition, metric, alert, event.
+    #[default]
+    Report,
+    /// Say so, and roll back to the last good release.
+    Rollback,
+}
+
+impl OnFailure {
+    fn is_report(&self) -> bool {
+        *self == OnFailure::Report
+    }
+}
+
+impl TestSpec {
+    /// How often the test runs again against the deployed release, parsed (checked when the
+    /// file was parsed); `None` when it runs only after the rollout.
+    pub fn every(&self) -> Option<Duration> {
+        self.every.as_deref().and_then(parse_duration)
+    }
 }
 
 /// A known query and its known result, sent to exactly one of `url` or `service`.
@@ -646,6 +685,27 @@ impl ShipConfig {
                     }
                 }
             }
+            match &test.every {
+                Some(every) if parse_duration(every).is_none_or(|d| d < MIN_EVERY) => {
+                    return Err(invalid(
+                        field("every"),
+                        format!("{every:?} is not a duration of at least 1s, like 10m"),
+                    ));
+                }
+                Some(_) if test.job.is_some() => {
+                    return Err(invalid(
+                        field("every"),
+                        "continuous verification runs http and prometheus tests; a Job test runs once per release",
+                    ));
+                }
+                None if test.on_failure != OnFailure::Report => {
+                    return Err(invalid(
+                        field("onFailure"),
+                        "applies to continuous verification only: give `every` too",
+                    ));
+                }
+                _ => {}
+            }
             for env in &test.environments {
                 if !self.environments.contains_key(env) {
                     return Err(invalid(
@@ -997,6 +1057,33 @@ mod tests {
             both.contains("exactly one of `http`, `job` or `prometheus`"),
             "{both}"
         );
+    }
+
+    #[test]
+    fn continuous_verification_is_read_and_checked() {
+        let env = "environments: {main: {}, production: {}}\n";
+        let c = parse(&format!(
+            "{env}tests:\n- name: a\n  http: {{url: 'http://web/'}}\n  every: 10m\n  onFailure: rollback\n- name: b\n  http: {{url: 'http://web/'}}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            (c.tests[0].every(), c.tests[0].on_failure),
+            (Some(Duration::from_secs(600)), OnFailure::Rollback)
+        );
+        assert_eq!((c.tests[1].every(), c.tests[1].on_failure), (None, OnFailure::Report));
+        let cases = [
+            ("http: {url: 'http://web/'}\n  every: soon", "tests[0].every"),
+            ("http: {url: 'http://web/'}\n  every: 500ms", "tests[0].every"),
+            ("http: {url: 'http://web/'}\n  onFailure: rollback", "tests[0].onFailure"),
+            ("http: {url: 'http://web/'}\n  every: 1m\n  onFailure: retry", "onFailure"),
+            ("job: tests/job.yaml\n  every: 1m", "a Job test runs once per release"),
+        ];
+        for (test, said) in cases {
+            let err = parse(&format!("{env}tests:\n- name: t\n  {test}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(said), "{test}: {err}");
+        }
     }
 
     #[test]
