@@ -21,8 +21,8 @@ pub use promotion::{
 pub use reason::StatusReason;
 pub use release::{
     InventoryEntry, Phase, PruneRefusal, Reason, ShipRelease, ShipReleaseSpec, ShipReleaseStatus,
-    SuspectCommit, TestResult, TestVerdict, Transition, VERIFICATION_LOG_KEPT, VERIFICATION_RUNS_KEPT, VERIFIED,
-    Verification, VerificationRun, awaits_rollback,
+    SuspectCommit, TestResult, TestVerdict, Transition, VERIFICATION_LOG_KEPT, VERIFICATION_RUNS_KEPT,
+    VERIFIED, Verification, VerificationRun, awaits_rollback,
 };
 
 /// The API group of every Ship resource.

@@ -485,7 +485,12 @@ fn verified(snapshot: &Snapshot, results: Vec<TestResult>, now: Timestamp) -> Tr
         .collect();
     let rolls_back: Vec<&str> = failed
         .iter()
-        .filter(|r| snapshot.verification.iter().any(|c| c.test == r.name && c.rolls_back))
+        .filter(|r| {
+            snapshot
+                .verification
+                .iter()
+                .any(|c| c.test == r.name && c.rolls_back)
+        })
         .map(|r| r.name.as_str())
         .collect();
     let record = Record::Verified {
@@ -966,7 +971,10 @@ mod tests {
             ("Succeeded", of(Phase::Succeeded, R::Succeeded)),
             ("Succeeded/verifying", verifying()),
             ("Failed/TestsFailed", of(Phase::Failed, R::TestsFailed)),
-            ("Failed/VerificationFailed", of(Phase::Failed, R::VerificationFailed)),
+            (
+                "Failed/VerificationFailed",
+                of(Phase::Failed, R::VerificationFailed),
+            ),
             ("Failed/CommitRefused", of(Phase::Failed, R::CommitRefused)),
             ("RollingBack", of(Phase::RollingBack, R::RollingBack)),
             ("RolledBack", of(Phase::RolledBack, R::RolledBack)),
@@ -1166,8 +1174,10 @@ mod tests {
                     assert!(phase_of_work(w).contains(&phase_after.unwrap()), "{context}");
                 }
                 let settled = before.phase.is_some() && !before.unfinished();
-                let verification_failed =
-                    t.change.as_ref().is_some_and(|c| c.reason == StatusReason::VerificationFailed);
+                let verification_failed = t
+                    .change
+                    .as_ref()
+                    .is_some_and(|c| c.reason == StatusReason::VerificationFailed);
                 if settled && !spec_invalid && !verification_failed {
                     assert_eq!(phase_after, before.phase, "a settled release moved: {context}");
                 }

@@ -487,7 +487,9 @@ impl Metrics {
             environment: environment.to_owned(),
             test: test.to_owned(),
         };
-        self.verification_last_passed.get_or_create(&labels).set(i64::from(passed));
+        self.verification_last_passed
+            .get_or_create(&labels)
+            .set(i64::from(passed));
         self.verification_last_run
             .get_or_create(&labels)
             .set(at.as_millisecond() as f64 / 1000.0);

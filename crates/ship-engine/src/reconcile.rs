@@ -670,9 +670,11 @@ impl Driver<'_> {
         let results: Vec<TestResult> = finished.into_iter().map(|(r, _)| r).collect();
         self.fault_point("MidTest").await;
         for result in &results {
-            self.ctx
-                .metrics
-                .test(self.environment(), &result.name, result.verdict == TestVerdict::Passed);
+            self.ctx.metrics.test(
+                self.environment(),
+                &result.name,
+                result.verdict == TestVerdict::Passed,
+            );
         }
         if unfinished.is_empty() {
             Ok(Event::TestsRan(results))

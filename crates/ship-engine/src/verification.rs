@@ -10,8 +10,8 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use ship_api::conditions::{Observation, condition};
 use ship_api::{
-    Phase, ShipReleaseStatus, TestResult, TestVerdict, VERIFICATION_LOG_KEPT, VERIFICATION_RUNS_KEPT, VERIFIED,
-    Verification, VerificationRun,
+    Phase, ShipReleaseStatus, TestResult, TestVerdict, VERIFICATION_LOG_KEPT, VERIFICATION_RUNS_KEPT,
+    VERIFIED, Verification, VerificationRun,
 };
 use ship_render::ShipConfig;
 use ship_render::config::OnFailure;
@@ -62,7 +62,11 @@ fn due_at(cadence: &Cadence, last: &BTreeMap<String, Timestamp>, since: Timestam
 }
 
 /// When the next test is due; `None` when there is no continuous verification.
-pub fn next_due(cadences: &[Cadence], last: &BTreeMap<String, Timestamp>, since: Timestamp) -> Option<Timestamp> {
+pub fn next_due(
+    cadences: &[Cadence],
+    last: &BTreeMap<String, Timestamp>,
+    since: Timestamp,
+) -> Option<Timestamp> {
     cadences.iter().map(|c| due_at(c, last, since)).min()
 }
 
@@ -73,11 +77,18 @@ pub fn due_now<'a>(
     since: Timestamp,
     now: Timestamp,
 ) -> Vec<&'a Cadence> {
-    cadences.iter().filter(|c| due_at(c, last, since) <= now).collect()
+    cadences
+        .iter()
+        .filter(|c| due_at(c, last, since) <= now)
+        .collect()
 }
 
 /// `last` with the tests of `results` run at `now`.
-pub fn ran(last: &BTreeMap<String, Timestamp>, results: &[TestResult], now: Timestamp) -> BTreeMap<String, Timestamp> {
+pub fn ran(
+    last: &BTreeMap<String, Timestamp>,
+    results: &[TestResult],
+    now: Timestamp,
+) -> BTreeMap<String, Timestamp> {
     let mut last = last.clone();
     for result in results {
         last.insert(result.name.clone(), now);
@@ -115,11 +126,20 @@ pub fn record(status: &mut ShipReleaseStatus, at: Timestamp, results: Vec<TestRe
         message: &message,
         generation: status.observed_generation,
     };
-    let verified = condition(VERIFIED, failed.is_empty(), &observation, &status.conditions, &Time(at));
+    let verified = condition(
+        VERIFIED,
+        failed.is_empty(),
+        &observation,
+        &status.conditions,
+        &Time(at),
+    );
     status.conditions.retain(|c| c.type_ != VERIFIED);
     status.conditions.push(verified);
     let verification = status.verification.get_or_insert_with(Verification::default);
-    verification.runs.push(VerificationRun { at: Time(at), results });
+    verification.runs.push(VerificationRun {
+        at: Time(at),
+        results,
+    });
     let extra = verification.runs.len().saturating_sub(VERIFICATION_RUNS_KEPT);
     if extra > 0 {
         verification.runs.drain(..extra);
@@ -184,22 +204,43 @@ mod tests {
             ..ShipReleaseStatus::default()
         };
         let long_log = "x".repeat(VERIFICATION_LOG_KEPT * 3);
-        record(&mut status, at(10), vec![result("home", TestVerdict::Passed, &long_log)]);
-        let verified = |s: &ShipReleaseStatus| s.conditions.iter().find(|c| c.type_ == VERIFIED).cloned().unwrap();
+        record(
+            &mut status,
+            at(10),
+            vec![result("home", TestVerdict::Passed, &long_log)],
+        );
+        let verified = |s: &ShipReleaseStatus| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == VERIFIED)
+                .cloned()
+                .unwrap()
+        };
         let first = verified(&status);
         assert_eq!((first.status.as_str(), first.reason.as_str()), ("True", "Passed"));
         let kept = &status.verification.as_ref().unwrap().runs[0].results[0].log;
         assert_eq!(kept.len(), VERIFICATION_LOG_KEPT);
         record(&mut status, at(20), vec![result("home", TestVerdict::Passed, "")]);
-        assert_eq!(verified(&status).last_transition_time, Time(at(10)), "kept while True");
+        assert_eq!(
+            verified(&status).last_transition_time,
+            Time(at(10)),
+            "kept while True"
+        );
         record(&mut status, at(30), vec![result("home", TestVerdict::Failed, "")]);
         let failed = verified(&status);
-        assert_eq!((failed.status.as_str(), failed.reason.as_str()), ("False", "Failed"));
+        assert_eq!(
+            (failed.status.as_str(), failed.reason.as_str()),
+            ("False", "Failed")
+        );
         assert_eq!(failed.message, "test home failed: home said so");
         assert_eq!(failed.last_transition_time, Time(at(30)));
         assert_eq!(status.conditions.len(), 1, "one Verified condition");
         for i in 0..(VERIFICATION_RUNS_KEPT as i64 + 5) {
-            record(&mut status, at(100 + i), vec![result("home", TestVerdict::Passed, "")]);
+            record(
+                &mut status,
+                at(100 + i),
+                vec![result("home", TestVerdict::Passed, "")],
+            );
         }
         let verification = status.verification.as_ref().unwrap();
         assert_eq!(verification.runs.len(), VERIFICATION_RUNS_KEPT);

@@ -1070,13 +1070,25 @@ mod tests {
             (c.tests[0].every(), c.tests[0].on_failure),
             (Some(Duration::from_secs(600)), OnFailure::Rollback)
         );
-        assert_eq!((c.tests[1].every(), c.tests[1].on_failure), (None, OnFailure::Report));
+        assert_eq!(
+            (c.tests[1].every(), c.tests[1].on_failure),
+            (None, OnFailure::Report)
+        );
         let cases = [
             ("http: {url: 'http://web/'}\n  every: soon", "tests[0].every"),
             ("http: {url: 'http://web/'}\n  every: 500ms", "tests[0].every"),
-            ("http: {url: 'http://web/'}\n  onFailure: rollback", "tests[0].onFailure"),
-            ("http: {url: 'http://web/'}\n  every: 1m\n  onFailure: retry", "onFailure"),
-            ("job: tests/job.yaml\n  every: 1m", "a Job test runs once per release"),
+            (
+                "http: {url: 'http://web/'}\n  onFailure: rollback",
+                "tests[0].onFailure",
+            ),
+            (
+                "http: {url: 'http://web/'}\n  every: 1m\n  onFailure: retry",
+                "onFailure",
+            ),
+            (
+                "job: tests/job.yaml\n  every: 1m",
+                "a Job test runs once per release",
+            ),
         ];
         for (test, said) in cases {
             let err = parse(&format!("{env}tests:\n- name: t\n  {test}\n"))
