@@ -263,6 +263,15 @@ pub async fn status(target: &Target, style: Style) -> Result<ExitCode, CliError>
                 println!("{}", report::fit(&line, WIDTH));
             }
         }
+        if let Some(verified) = e
+            .sync
+            .as_ref()
+            .and_then(|s| s.verified.as_ref())
+            .filter(|v| !v.passed)
+        {
+            let line = format!("{}: verification failing: {}", e.environment, verified.message);
+            println!("{}", report::fit(&line, WIDTH));
+        }
         let deployed_other = e.deployed.as_ref().is_none_or(|d| d.name != e.latest.name);
         if deployed_other && !e.latest.message.is_empty() {
             let line = format!(

@@ -90,6 +90,20 @@ pub struct SyncRow {
     /// Tips the hold kept from releasing (short SHAs, oldest first).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub held_commits: Vec<String>,
+    /// The deployed release's continuous verification, when it has one: whether its last run
+    /// passed, and what it said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Verified>,
+}
+
+/// The last continuous verification run of what an environment runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verified {
+    /// Its last run passed.
+    pub passed: bool,
+    /// What it said (the failing tests and why).
+    pub message: String,
 }
 
 impl SyncRow {
@@ -109,6 +123,14 @@ impl SyncRow {
                 .iter()
                 .map(|h| h.short_commit.clone())
                 .collect(),
+            verified: status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == ship_api::VERIFIED)
+                .map(|c| Verified {
+                    passed: c.status == "True",
+                    message: c.message.clone(),
+                }),
         })
     }
 }

@@ -18,7 +18,7 @@ use ship_api::conditions::{Observation, READY, RECONCILING, STALLED, condition};
 use ship_api::environment::{BRANCH_MISSING, HELD, HELD_COMMITS_KEPT, IN_SYNC, SOURCE_READY, releases_of};
 use ship_api::{
     CommitRef, FIELD_MANAGER, HeldCommit, Hold, Phase, ReleaseRef, ShipEnvironment, ShipEnvironmentSpec,
-    ShipEnvironmentStatus, ShipRelease, SyncReason, keys,
+    ShipEnvironmentStatus, ShipRelease, SyncReason, VERIFIED, keys,
 };
 use ship_render::ShipConfig;
 use tokio::sync::watch;
@@ -233,6 +233,23 @@ pub fn status(
         condition(HELD, observed.hold.is_some(), &held_says, prev, now),
     ];
     let mut conditions = conditions;
+    // The deployed release's continuous verification, while it is the newest release and
+    // Succeeded (a rolled-back environment runs a release nothing verifies).
+    let verification = found
+        .filter(|f| f.deployed.is_some_and(|d| d.name_any() == f.latest.name_any()))
+        .map(|f| f.latest)
+        .filter(|r| r.phase() == Some(Phase::Succeeded))
+        .and_then(|r| r.status.as_ref())
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == VERIFIED));
+    if let Some(verified) = verification {
+        conditions.push(condition(
+            VERIFIED,
+            verified.status == "True",
+            &says(&verified.reason, &verified.message, generation),
+            prev,
+            now,
+        ));
+    }
     if let Some((ready, reason, message)) = observed.source {
         // A fixed message while all is well, so a look after each fetch writes nothing.
         let message = if ready {
@@ -829,6 +846,62 @@ mod tests {
         assert_eq!(
             reason(Some('b'), false, &[a, b, back]),
             SyncReason::ManualRollback
+        );
+    }
+
+    #[test]
+    fn the_deployed_releases_verification_shows_while_it_is_the_newest() {
+        let d = Declared {
+            name: "production".into(),
+            branch: "production".into(),
+            namespace: "shop".into(),
+        };
+        let mut a = release("production-a", 'a', 1, Phase::Succeeded, Reason::Push);
+        let at = |s| jiff::Timestamp::from_second(s).unwrap();
+        let failing = ship_api::TestResult {
+            name: "home".into(),
+            verdict: ship_api::TestVerdict::Failed,
+            duration_millis: None,
+            message: "HTTP 503".into(),
+            log: String::new(),
+        };
+        crate::verification::record(a.status.as_mut().unwrap(), at(50), vec![failing]);
+        let tip = sha('a');
+        let releases = [a.clone()];
+        let observed = Observed {
+            declared: &d,
+            tip: Some(&tip),
+            branch_missing: false,
+            releases: &releases,
+            handled_tip: None,
+            generation: Some(1),
+            source: None,
+            hold: None,
+        };
+        let now = Time(at(100));
+        let shown = status(&observed, &ShipEnvironmentStatus::default(), &now);
+        let verified = shown.conditions.iter().find(|c| c.type_ == VERIFIED).unwrap();
+        assert_eq!(
+            (
+                verified.status.as_str(),
+                verified.reason.as_str(),
+                verified.message.as_str()
+            ),
+            ("False", "Failed", "test home failed: HTTP 503")
+        );
+        // Rolled back from a newer release: what runs is not verified, so nothing is shown.
+        let mut b = release("production-b", 'b', 2, Phase::RolledBack, Reason::Push);
+        b.status.as_mut().unwrap().rolled_back_to = Some("production-a".into());
+        let releases = [a, b];
+        let rolled_back = Observed {
+            releases: &releases,
+            ..observed
+        };
+        let shown = status(&rolled_back, &shown, &now);
+        assert!(
+            shown.conditions.iter().all(|c| c.type_ != VERIFIED),
+            "{:?}",
+            shown.conditions
         );
     }
 

@@ -14,7 +14,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use ship_api::{Phase, ShipRelease, VERIFIED};
 use ship_testkit::cluster::{eventually, repo_root};
 use ship_testkit::prometheus::Prometheus;
-use ship_testkit::stack::{Stack, configmap, release_name};
+use ship_testkit::stack::{Stack, configmap, environment_condition, release_name};
 
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -50,17 +50,7 @@ fn runs(release: &ShipRelease) -> usize {
 }
 
 async fn release_where(stack: &Stack, name: &str, done: impl Fn(&ShipRelease) -> bool) -> ShipRelease {
-    let api = stack.releases();
-    let done = &done;
-    let found = eventually(&format!("release {name}"), SETTLE, || {
-        let api = api.clone();
-        async move { Ok(api.get_opt(name).await?.filter(|r| done(r))) }
-    })
-    .await;
-    match found {
-        Ok(release) => release,
-        Err(err) => panic!("shipd logs:\n{}\n{err:#}", stack.logs()),
-    }
+    stack.release_where(name, SETTLE, done).await.unwrap()
 }
 
 /// Edits the app's ConfigMap by hand, as a person would, outside any release.
@@ -117,6 +107,19 @@ async fn a_verified_test_fails_when_the_app_breaks_outside_a_release_and_the_ale
     assert!(
         last.results[0].message.contains("broken by hand"),
         "the run kept what the app answered: {last:?}"
+    );
+    // The environment shows it, and so does kubectl ship status.
+    stack
+        .environment_where("main", SETTLE, |e| {
+            environment_condition(e, VERIFIED).is_some_and(|(status, _)| status == "False")
+        })
+        .await
+        .unwrap();
+    let shown = stack.kubectl_ship(&["status"]).await.unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("main: verification failing: test home failed"),
+        "{shown}"
     );
     assert_eq!(
         stack

@@ -291,6 +291,16 @@ impl Stack {
         self.object_where(self.environments(), name, timeout, done).await
     }
 
+    /// Waits until the ShipRelease `name` satisfies `done`.
+    pub async fn release_where(
+        &self,
+        name: &str,
+        timeout: Duration,
+        done: impl Fn(&ShipRelease) -> bool,
+    ) -> anyhow::Result<ShipRelease> {
+        self.object_where(self.releases(), name, timeout, done).await
+    }
+
     /// Waits until object `name` of `api` satisfies `done`; the failure shows shipd's logs and
     /// the object as it stands.
     async fn object_where<K>(
