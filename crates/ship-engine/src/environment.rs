@@ -505,30 +505,36 @@ impl Keeper {
         Ok(())
     }
 
-    /// One look: every declared environment's object and status brought up to date.
-    ///
-    /// It reads releases and environments from the API server, not from the watches' stores:
-    /// a store is only as new as the last time its stream was polled, and a look often answers
-    /// a request ("the tip was held", "a release is about to be made") that must not be told
-    /// about a world older than itself. A drain of the streams before the look did not do: an
-    /// HTTP/1 watch body hands over what the connection has read only once asked, so a drain
-    /// without waiting left events of a rollback finished a second earlier unread. Looks are
-    /// coalesced ([`MIN_INTERVAL`]), so this is at most a few lists a second.
-    async fn look(&self) -> Result<(), EnvironmentError> {
+    /// One look: every declared environment's object and status brought up to date, from
+    /// releases and environments read as `read` says.
+    async fn look(&self, stores: &Stores, read: Read) -> Result<(), EnvironmentError> {
         let (tips, configs, complete) = self.tips().await?;
         let declared = declared(&self.branches, &configs);
-        let releases: Vec<ShipRelease> = Api::<ShipRelease>::namespaced(self.client.clone(), &self.namespace)
-            .list(&ListParams::default())
-            .await?
-            .items;
-        let existing: BTreeMap<String, ShipEnvironment> = self
-            .environments()
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .map(|e| (e.name_any(), e))
-            .collect();
+        let (releases, environments): (Vec<ShipRelease>, Vec<ShipEnvironment>) = match read {
+            Read::Stores => (
+                stores
+                    .releases
+                    .state()
+                    .iter()
+                    .map(|r| ShipRelease::clone(r))
+                    .collect(),
+                stores
+                    .environments
+                    .state()
+                    .iter()
+                    .map(|e| ShipEnvironment::clone(e))
+                    .collect(),
+            ),
+            Read::Server => (
+                Api::<ShipRelease>::namespaced(self.client.clone(), &self.namespace)
+                    .list(&ListParams::default())
+                    .await?
+                    .items,
+                self.environments().list(&ListParams::default()).await?.items,
+            ),
+        };
+        let existing: BTreeMap<String, ShipEnvironment> =
+            environments.into_iter().map(|e| (e.name_any(), e)).collect();
         let source = self.source.borrow().clone();
         let missing = source.missing_branches.clone();
         // Before the first fetch there is nothing to say about the source yet.
@@ -698,9 +704,9 @@ pub async fn run(
     mut looks: tokio::sync::mpsc::Receiver<LookNow>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    // The watches only say when to look; a look reads the API server itself.
     let releases: Api<ShipRelease> = Api::namespaced(keeper.client.clone(), &keeper.namespace);
-    let mut release_events = watcher(releases, watcher::Config::default())
+    let (release_store, release_writer) = reflector::store();
+    let mut release_events = reflector(release_writer, watcher(releases, watcher::Config::default()))
         .default_backoff()
         .boxed();
     let (environment_store, environment_writer) = reflector::store();
@@ -710,7 +716,28 @@ pub async fn run(
     )
     .default_backoff()
     .boxed();
+    let stores = Stores {
+        releases: release_store,
+        environments: environment_store,
+    };
     tokio::pin!(shutdown);
+    // A look from the stores waits for both to hold their first list: an empty one would read
+    // as "no releases yet".
+    {
+        let ready = async {
+            let _ = stores.releases.wait_until_ready().await;
+            let _ = stores.environments.wait_until_ready().await;
+        };
+        tokio::pin!(ready);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = &mut ready => break,
+                Some(_) = release_events.next() => {},
+                Some(_) = environment_events.next() => {},
+            }
+        }
+    }
     let (mut source, mut handled) = (keeper.source.clone(), keeper.handled.clone());
     // What of the source's health a look writes; a fetch that changed none of it is no reason
     // to look (fetches come every poll interval).
@@ -722,9 +749,11 @@ pub async fn run(
     // The holds the last look saw: a hold placed or lifted is worth a look at once.
     let holds_now =
         |store: &reflector::Store<ShipEnvironment>| held_names(store.state().iter().map(AsRef::as_ref));
+    // The first look, after a restart, answers the release maker's first question.
+    let mut read = Read::Server;
     loop {
-        let last_holds = holds_now(&environment_store);
-        let wait = match keeper.look().await {
+        let last_holds = holds_now(&stores.environments);
+        let wait = match keeper.look(&stores, read).await {
             Ok(()) => {
                 failures = 0;
                 keeper.interval
@@ -738,6 +767,8 @@ pub async fn run(
         for answer in asked.drain(..) {
             let _ = answer.send(());
         }
+        // A look for a change the watches delivered reads their stores, which hold that change.
+        read = Read::Stores;
         let sleep = tokio::time::sleep(wait);
         tokio::pin!(sleep);
         let mut urgent = false;
@@ -749,7 +780,8 @@ pub async fn run(
                 // Keeps the store current; the keeper's own writes need no look, a person's
                 // hold does.
                 Some(_) = environment_events.next() => {
-                    if holds_now(&environment_store) != last_holds {
+                    if holds_now(&stores.environments) != last_holds {
+                        read = Read::Server;
                         break;
                     }
                 },
@@ -760,10 +792,16 @@ pub async fn run(
                         break;
                     }
                 }
-                Ok(()) = handled.changed() => break,
+                // A tip handled (made a release, or held): the status that records it answers
+                // the release maker, so it must not be older than what the maker saw.
+                Ok(()) = handled.changed() => {
+                    read = Read::Server;
+                    break;
+                }
                 Some(answer) = looks.recv() => {
                     // Asked: look at once, without the pause that coalesces bursts.
                     asked.push(answer);
+                    read = Read::Server;
                     urgent = true;
                     break;
                 }
@@ -772,13 +810,47 @@ pub async fn run(
         if urgent {
             continue;
         }
-        // The pause that coalesces a burst of changes; a request cuts it short (a release
-        // waits on it).
-        tokio::select! {
-            () = tokio::time::sleep(MIN_INTERVAL) => {},
-            Some(answer) = looks.recv() => asked.push(answer),
+        // The pause that coalesces a burst of changes, applying every event that arrives
+        // meanwhile to the stores; a request cuts it short (a release waits on it).
+        let pause = tokio::time::sleep(MIN_INTERVAL);
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = &mut pause => break,
+                Some(_) = release_events.next() => {},
+                Some(_) = environment_events.next() => {},
+                Some(answer) = looks.recv() => {
+                    asked.push(answer);
+                    read = Read::Server;
+                    break;
+                }
+            }
         }
     }
+}
+
+/// Where a look reads releases and environments.
+///
+/// The watches' stores are as new as the last event applied, and the loop applies every event
+/// as it comes (during the pause too), so a look for a change the watches delivered reads them.
+/// A look that answers a request (the release maker asking, a tip handled, a hold placed) reads
+/// the API server: the stores may not yet hold events the server sent before the request. They
+/// once did not, and a status recording a held tip named the release before a rollback as the
+/// one running: the loop applied one event per look, and a drain without waiting read none of
+/// the rest (an HTTP/1 watch body hands over what the connection read only once asked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// The watches' stores.
+    Stores,
+    /// A list from the API server.
+    Server,
+}
+
+/// What a look reads, kept current by watches.
+struct Stores {
+    releases: reflector::Store<ShipRelease>,
+    environments: reflector::Store<ShipEnvironment>,
 }
 
 #[cfg(test)]

@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Event};
-use kube::api::ListParams;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, ResourceExt};
 use ship_api::{Phase, PromotionOutcome, Reason};
 use ship_testkit::stack::{Stack, configmap, release_name};
@@ -237,19 +236,10 @@ async fn a_diverged_production_branch_is_refused_with_a_condition_and_an_event()
     // Nothing forced: production is untouched and no promotion release exists.
     assert_eq!(stack.branch_tip("production").unwrap(), hotfix);
     assert!(promotion_releases(&stack).await.is_empty());
-    let events: Api<Event> = Api::namespaced(stack.cluster.client(), &stack.ns);
-    let refused = ship_testkit::cluster::eventually("PromotionRefused event", SETTLE, || {
-        let events = events.clone();
-        async move {
-            let list = events.list(&ListParams::default()).await?;
-            Ok(list
-                .items
-                .into_iter()
-                .find(|e| e.reason.as_deref() == Some("PromotionRefused")))
-        }
-    })
-    .await
-    .unwrap();
+    let refused = stack
+        .event_where("PromotionRefused", SETTLE, |_| true)
+        .await
+        .unwrap();
     assert_eq!(refused.type_.as_deref(), Some("Warning"));
     assert!(refused.message.unwrap_or_default().contains(&hotfix[..7]));
 
@@ -298,17 +288,10 @@ async fn a_promotion_pushes_its_release_tag() {
             .any(|l| l.starts_with(&green) && l.ends_with(&format!("refs/tags/{tag}^{{}}"))),
         "{tag} on {green}:\n{listed}"
     );
-    let events: Api<Event> = Api::namespaced(stack.cluster.client(), &stack.ns);
-    let tagged = events
-        .list(&ListParams::default())
+    stack
+        .event_where("Tagged", SETTLE, |note| note.contains(&tag))
         .await
-        .unwrap()
-        .items
-        .into_iter()
-        .any(|e| {
-            e.reason.as_deref() == Some("Tagged") && e.message.as_deref().unwrap_or_default().contains(&tag)
-        });
-    assert!(tagged, "a Tagged event names {tag}");
+        .expect("a Tagged event names the tag");
     // Asked again: production already holds the commit, the tag is there; nothing moves.
     stack.request_promotion("again", "tag-test").await.unwrap();
     stack

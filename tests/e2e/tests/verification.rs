@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Event as KubeEvent};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use ship_api::{Phase, ShipRelease, VERIFIED};
 use ship_testkit::cluster::{eventually, repo_root};
 use ship_testkit::prometheus::Prometheus;
@@ -129,20 +129,12 @@ async fn a_verified_test_fails_when_the_app_breaks_outside_a_release_and_the_ale
         std::slice::from_ref(&name),
         "no release was made"
     );
-    let events: Api<KubeEvent> = Api::namespaced(stack.cluster.client(), &stack.ns);
-    let warned = eventually("a VerificationFailed event", SETTLE, || {
-        let events = events.clone();
-        async move {
-            let list = events.list(&ListParams::default()).await?;
-            Ok(list
-                .items
-                .into_iter()
-                .find(|e| e.reason.as_deref() == Some("VerificationFailed")))
-        }
-    })
-    .await
-    .unwrap();
-    assert!(warned.message.unwrap_or_default().contains("test home failed"));
+    stack
+        .event_where("VerificationFailed", SETTLE, |note| {
+            note.contains("test home failed")
+        })
+        .await
+        .unwrap();
 
     let firing = eventually("ShipVerificationFailing fires", SETTLE, || async {
         Ok(prometheus

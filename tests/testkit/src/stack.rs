@@ -291,6 +291,28 @@ impl Stack {
         self.object_where(self.environments(), name, timeout, done).await
     }
 
+    /// Waits for a Kubernetes Event with `reason` in the stack's namespace whose note
+    /// satisfies `note`; returns it.
+    pub async fn event_where(
+        &self,
+        reason: &str,
+        timeout: Duration,
+        note: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<k8s_openapi::api::core::v1::Event> {
+        let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(self.cluster.client(), &self.ns);
+        let note = &note;
+        eventually(&format!("a {reason} event"), timeout, || {
+            let events = events.clone();
+            async move {
+                let list = events.list(&kube::api::ListParams::default()).await?;
+                Ok(list.items.into_iter().find(|e| {
+                    e.reason.as_deref() == Some(reason) && note(e.message.as_deref().unwrap_or_default())
+                }))
+            }
+        })
+        .await
+    }
+
     /// Waits until the ShipRelease `name` satisfies `done`.
     pub async fn release_where(
         &self,
