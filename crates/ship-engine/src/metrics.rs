@@ -233,6 +233,30 @@ impl Default for Metrics {
     }
 }
 
+/// The guard of `mutex`, also after a panic elsewhere poisoned it (the maps it guards only
+/// name series; a half-done update costs at most a stale series).
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+fn test_labels(environment: &str, test: &str) -> TestNameLabels {
+    TestNameLabels {
+        environment: environment.to_owned(),
+        test: test.to_owned(),
+    }
+}
+
+fn verdict_labels(environment: &str, test: &str, passed: bool) -> TestLabels {
+    TestLabels {
+        environment: environment.to_owned(),
+        test: test.to_owned(),
+        verdict: if passed { "Passed" } else { "Failed" }.to_owned(),
+    }
+}
+
 fn env(environment: &str) -> EnvLabels {
     EnvLabels {
         environment: environment.to_owned(),
@@ -254,10 +278,7 @@ fn replace_series<
     environment: &str,
     labels: L,
 ) {
-    let mut current = match current.lock() {
-        Ok(current) => current,
-        Err(poisoned) => poisoned.into_inner(),
-    };
+    let mut current = locked(current);
     if let Some(old) = current.insert(environment.to_owned(), labels.clone())
         && old != labels
     {
@@ -439,17 +460,10 @@ impl Metrics {
     /// A post-deployment test ended.
     pub fn test(&self, environment: &str, test: &str, passed: bool) {
         self.test_results
-            .get_or_create(&TestLabels {
-                environment: environment.to_owned(),
-                test: test.to_owned(),
-                verdict: if passed { "Passed" } else { "Failed" }.to_owned(),
-            })
+            .get_or_create(&verdict_labels(environment, test, passed))
             .inc();
         self.test_last_passed
-            .get_or_create(&TestNameLabels {
-                environment: environment.to_owned(),
-                test: test.to_owned(),
-            })
+            .get_or_create(&test_labels(environment, test))
             .set(i64::from(passed));
     }
 
@@ -483,10 +497,7 @@ impl Metrics {
     /// A continuous verification run of `test` against `environment`'s deployed release, at
     /// `at`.
     pub fn verified(&self, environment: &str, test: &str, passed: bool, at: jiff::Timestamp) {
-        let labels = TestNameLabels {
-            environment: environment.to_owned(),
-            test: test.to_owned(),
-        };
+        let labels = test_labels(environment, test);
         self.verification_last_passed
             .get_or_create(&labels)
             .set(i64::from(passed));
@@ -494,17 +505,9 @@ impl Metrics {
             .get_or_create(&labels)
             .set(at.as_millisecond() as f64 / 1000.0);
         self.verification_results
-            .get_or_create(&TestLabels {
-                environment: environment.to_owned(),
-                test: test.to_owned(),
-                verdict: if passed { "Passed" } else { "Failed" }.to_owned(),
-            })
+            .get_or_create(&verdict_labels(environment, test, passed))
             .inc();
-        let mut verified = match self.verified.lock() {
-            Ok(verified) => verified,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        verified
+        locked(&self.verified)
             .entry(environment.to_owned())
             .or_default()
             .insert(test.to_owned());
@@ -512,15 +515,9 @@ impl Metrics {
 
     /// Deletes `environment`'s verification verdicts (a new release is deployed).
     pub fn forget_verification(&self, environment: &str) {
-        let mut verified = match self.verified.lock() {
-            Ok(verified) => verified,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        for test in verified.remove(environment).unwrap_or_default() {
-            let labels = TestNameLabels {
-                environment: environment.to_owned(),
-                test,
-            };
+        let tests = locked(&self.verified).remove(environment).unwrap_or_default();
+        for test in tests {
+            let labels = test_labels(environment, &test);
             self.verification_last_passed.remove(&labels);
             self.verification_last_run.remove(&labels);
         }

@@ -353,6 +353,23 @@ impl Driver<'_> {
         Ok(())
     }
 
+    /// Where the environment's tests go: its cluster `target`, its namespace and its
+    /// `allowedTestHosts` (from `env_config`, its settings).
+    fn check_target<'c>(
+        &'c self,
+        target: &'c Client,
+        env_config: &'c ship_render::config::Environment,
+        namespace: &'c str,
+    ) -> crate::checks::CheckTarget<'c> {
+        crate::checks::CheckTarget {
+            http: &self.ctx.http,
+            cluster: target,
+            namespace,
+            environment: self.environment(),
+            allowed_hosts: &env_config.allowed_test_hosts,
+        }
+    }
+
     /// The environment's settings in `rendered`'s ship.yaml, and its namespace.
     fn environment_config(&self, rendered: &Rendered) -> (ship_render::config::Environment, String) {
         let environment = self.environment();
@@ -372,13 +389,7 @@ impl Driver<'_> {
     /// that cannot answer now is no reason to refuse (the measurements will tell).
     async fn refused_queries(&self, rendered: &Rendered, target: &Client) -> Option<Event> {
         let (env_config, namespace) = self.environment_config(rendered);
-        let check = crate::checks::CheckTarget {
-            http: &self.ctx.http,
-            cluster: target,
-            namespace: &namespace,
-            environment: self.environment(),
-            allowed_hosts: &env_config.allowed_test_hosts,
-        };
+        let check = self.check_target(target, &env_config, &namespace);
         for test in rendered.config.tests_for(self.environment()) {
             let Some(prometheus) = &test.prometheus else {
                 continue;
@@ -746,13 +757,7 @@ impl Driver<'_> {
                             self.stamp(&commit, &self.name),
                         )
                     });
-                let check = crate::checks::CheckTarget {
-                    http: &self.ctx.http,
-                    cluster: &target,
-                    namespace: &namespace,
-                    environment: &environment,
-                    allowed_hosts: &env_config.allowed_test_hosts,
-                };
+                let check = self.check_target(&target, &env_config, &namespace);
                 let kind = match (&test.http, &test.prometheus) {
                     (Some(http), _) => TestKind::Http(http.clone()),
                     (None, Some(prometheus)) => TestKind::Prometheus(prometheus.clone()),

@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use ship_api::{Phase, PromotionOutcome, Reason, ShipEnvironment};
-use ship_testkit::cluster::eventually;
 use ship_testkit::stack::{Stack, configmap, release_name};
 
 const SETTLE: Duration = Duration::from_secs(60);
@@ -25,23 +24,13 @@ async fn kubectl_ship_ok(stack: &Stack, args: &[&str]) -> String {
     text
 }
 
-/// Waits until the ShipEnvironment `name` satisfies `done`.
+/// Waits until the ShipEnvironment `name` satisfies `done` (the failure shows shipd's logs).
 async fn environment_where(
     stack: &Stack,
     name: &str,
     done: impl Fn(&ShipEnvironment) -> bool,
 ) -> ShipEnvironment {
-    let api = stack.environments();
-    let done = &done;
-    let result = eventually(&format!("environment {name}"), SETTLE, || {
-        let api = api.clone();
-        async move { Ok(api.get_opt(name).await?.filter(|e| done(e))) }
-    })
-    .await;
-    match result {
-        Ok(found) => found,
-        Err(err) => panic!("shipd logs:\n{}\n{err:#}", stack.logs()),
-    }
+    stack.environment_where(name, SETTLE, done).await.unwrap()
 }
 
 fn deployed_name(e: &ShipEnvironment) -> Option<&str> {
@@ -116,16 +105,10 @@ async fn a_hold_stops_a_push_and_a_tuesday_and_resume_deploys_the_newest_tip() {
     stack
         .start_shipd(&["--test-clock", "2026-11-24T09:59:58Z"])
         .unwrap();
-    let promotion = stack
-        .promotion_where("production", SETTLE, |p| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.last_run.as_ref())
-                .is_some_and(|r| r.outcome == PromotionOutcome::Held)
-        })
+    let run = stack
+        .promotion_ran("production", SETTLE, PromotionOutcome::Held)
         .await
         .unwrap();
-    let run = promotion.status.unwrap().last_run.unwrap();
     assert_eq!(run.commit.as_deref(), Some(green.as_str()), "{run:?}");
     assert!(run.message.contains("incident 42"), "{}", run.message);
     assert_eq!(stack.branch_tip("production").unwrap(), production_before);
@@ -172,16 +155,10 @@ async fn a_hold_stops_a_push_and_a_tuesday_and_resume_deploys_the_newest_tip() {
 
     // Resume production: the promotion that came due while held runs now.
     kubectl_ship_ok(&stack, &["resume", "production"]).await;
-    let promotion = stack
-        .promotion_where("production", SETTLE, |p| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.last_run.as_ref())
-                .is_some_and(|r| r.outcome == PromotionOutcome::Promoted)
-        })
+    let run = stack
+        .promotion_ran("production", SETTLE, PromotionOutcome::Promoted)
         .await
         .unwrap();
-    let run = promotion.status.unwrap().last_run.unwrap();
     let promoted = stack
         .settled(run.release.as_deref().unwrap(), Phase::Succeeded, SETTLE)
         .await

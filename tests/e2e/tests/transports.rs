@@ -50,12 +50,7 @@ async fn deploy_and_promote(stack: &mut Stack, url: &str) {
         .unwrap();
     stack.request_promotion("now", "transport-test").await.unwrap();
     stack
-        .promotion_where("production", SETTLE, |p| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.last_run.as_ref())
-                .is_some_and(|r| r.outcome == PromotionOutcome::Promoted)
-        })
+        .promotion_ran("production", SETTLE, PromotionOutcome::Promoted)
         .await
         .unwrap();
     stack

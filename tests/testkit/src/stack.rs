@@ -281,6 +281,28 @@ impl Stack {
         self.object_where(self.promotions(), name, timeout, done).await
     }
 
+    /// Waits until the last run of the ShipPromotion `name` ended with `outcome`; returns that
+    /// run.
+    pub async fn promotion_ran(
+        &self,
+        name: &str,
+        timeout: Duration,
+        outcome: ship_api::PromotionOutcome,
+    ) -> anyhow::Result<ship_api::PromotionRun> {
+        let promotion = self
+            .promotion_where(name, timeout, |p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.last_run.as_ref())
+                    .is_some_and(|r| r.outcome == outcome)
+            })
+            .await?;
+        promotion
+            .status
+            .and_then(|s| s.last_run)
+            .context("the last run was just seen")
+    }
+
     /// Waits until the ShipEnvironment `name` satisfies `done`.
     pub async fn environment_where(
         &self,
