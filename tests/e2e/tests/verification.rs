@@ -168,6 +168,21 @@ async fn a_verified_test_fails_when_the_app_breaks_outside_a_release_and_the_ale
     })
     .await
     .unwrap();
+    // A SIGKILL, and the app breaks while shipd is down: the next shipd verifies the deployed
+    // release again on its own (nothing but the persisted status tells it when).
+    stack.kill_shipd().unwrap();
+    edit_app_by_hand(&stack, "broken while shipd was down").await;
+    stack.start_shipd(&["--drift-interval", "1h"]).unwrap();
+    let after_restart = release_where(&stack, &name, |r| {
+        verified(r).is_some_and(|(status, message)| {
+            status == "False" && message.contains("broken while shipd was down")
+        })
+    })
+    .await;
+    assert_eq!(
+        after_restart.status.as_ref().unwrap().phase,
+        Some(Phase::Succeeded)
+    );
     let kept = stack.releases().get(&name).await.unwrap();
     assert!(
         runs(&kept) <= ship_api::VERIFICATION_RUNS_KEPT,
