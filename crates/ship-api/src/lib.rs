@@ -20,9 +20,9 @@ pub use promotion::{
 };
 pub use reason::StatusReason;
 pub use release::{
-    InventoryEntry, Phase, PruneRefusal, Reason, ShipRelease, ShipReleaseSpec, ShipReleaseStatus,
-    SuspectCommit, TestResult, TestVerdict, Transition, VERIFICATION_LOG_KEPT, VERIFICATION_RUNS_KEPT,
-    VERIFIED, Verification, VerificationRun, awaits_rollback,
+    InventoryEntry, NotificationOutcome, NotificationRecord, Phase, PruneRefusal, Reason, ShipRelease,
+    ShipReleaseSpec, ShipReleaseStatus, SuspectCommit, TestResult, TestVerdict, Transition,
+    VERIFICATION_LOG_KEPT, VERIFICATION_RUNS_KEPT, VERIFIED, Verification, VerificationRun, awaits_rollback,
 };
 
 /// The API group of every Ship resource.
@@ -33,6 +33,10 @@ pub const FIELD_MANAGER: &str = "ship-controller";
 
 /// Field manager of `kubectl ship`'s writes (a hold, a resume, a promotion request).
 pub const CLI_FIELD_MANAGER: &str = "kubectl-ship";
+
+/// Field manager of shipd's notifier, which alone writes a release's `status.notifications`
+/// (the controller's status writes leave that field out, so neither undoes the other).
+pub const NOTIFIER_FIELD_MANAGER: &str = "ship-notifier";
 
 /// Label and annotation keys Ship puts on what it manages.
 pub mod keys {

@@ -111,6 +111,11 @@ pub struct ShipPromotionStatus {
     /// How far the target branch lags behind the source branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub behind: Option<Behind>,
+
+    /// The notifications sent about the promotion's runs (as on a release: written by shipd's
+    /// notifier under its own field manager).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<crate::NotificationRecord>,
 }
 
 /// One run of the promotion: when, why, and what came of it.

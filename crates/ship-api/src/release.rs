@@ -272,6 +272,41 @@ pub struct ShipReleaseStatus {
     /// in the cluster; delete them by hand, or mark them `ship.dev/prune: enabled` in git.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prune_refused: Vec<PruneRefusal>,
+
+    /// The notifications sent about this release (commit statuses, chat and webhook
+    /// messages): one record per delivery, once it was delivered or given up on. Written by
+    /// shipd's notifier under its own field manager ([`crate::NOTIFIER_FIELD_MANAGER`]); what
+    /// is owed follows from `transitions`, so a delivery recorded here is never sent again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<NotificationRecord>,
+}
+
+/// One notification about a release, delivered or given up on.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationRecord {
+    /// The delivery's id: `<target>/<phase>/<transition time>`, also sent to generic
+    /// webhooks (`X-Ship-Delivery`), so a receiver can drop a repeat.
+    pub id: String,
+    /// Delivered, or given up on.
+    pub outcome: NotificationOutcome,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When it was delivered or given up on.
+    pub at: Time,
+    /// Why it was given up on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// How a notification ended.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum NotificationOutcome {
+    /// The receiver accepted it (HTTP 2xx).
+    Delivered,
+    /// The receiver refused it (4xx other than 408 and 429), or kept failing until the retry
+    /// time ran out; a `NotificationFailed` Warning event says why.
+    GaveUp,
 }
 
 /// Most verification runs a release keeps (the newest).

@@ -66,6 +66,13 @@ where
     K: kube::Resource<DynamicType = ()> + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug,
     S: k8s_openapi::serde::Serialize,
 {
+    let mut status = serde_json::to_value(status).map_err(kube::Error::SerdeError)?;
+    // `status.notifications` belongs to the notifier (its own field manager). Leaving it out
+    // here means a status built from a cached copy never takes it over and never puts back
+    // an older ledger, which would send a delivery twice.
+    if let Some(fields) = status.as_object_mut() {
+        fields.remove("notifications");
+    }
     let patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),

@@ -5,7 +5,7 @@
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
-use ship_api::{Phase, ShipRelease, TestVerdict};
+use ship_api::{Phase, PromotionOutcome, PromotionRun, ShipPromotion, ShipRelease, TestVerdict};
 
 use crate::forge::CommitState;
 
@@ -102,6 +102,40 @@ impl Notification {
                 .iter()
                 .map(|s| format!("{} {}: {}", s.commit, s.author, s.subject))
                 .collect(),
+            link: link.map(str::to_owned),
+        }
+    }
+
+    /// The notification of the promotion's last run, linking to `link`.
+    pub fn of_promotion(promotion: &ShipPromotion, link: Option<&str>) -> Self {
+        let status = promotion.status.clone().unwrap_or_default();
+        let run = status.last_run.unwrap_or(PromotionRun {
+            at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+            requested_by: String::new(),
+            outcome: PromotionOutcome::Error,
+            commit: None,
+            release: None,
+            message: String::new(),
+        });
+        let commit = run.commit.clone().unwrap_or_default();
+        Self {
+            environment: promotion.spec.to.clone(),
+            release: run
+                .release
+                .clone()
+                .unwrap_or_else(|| promotion.metadata.name.clone().unwrap_or_default()),
+            short_commit: commit.chars().take(7).collect(),
+            commit,
+            subject: None,
+            author: None,
+            phase: format!("Promotion {}", run.outcome.as_str()),
+            message: format!(
+                "promotion {} -> {} (requested by {}): {}",
+                promotion.spec.from, promotion.spec.to, run.requested_by, run.message
+            ),
+            failed_tests: Vec::new(),
+            rolled_back_to: None,
+            suspects: Vec::new(),
             link: link.map(str::to_owned),
         }
     }

@@ -1,0 +1,546 @@
+//! Where notifications go: shipd's `--notifications` file (the chart writes it from its
+//! `notifications` values). Credentials are Secret references only: a forge token, a Slack
+//! webhook URL (the URL is the credential) and a webhook's signing key are each a key of a
+//! Secret in shipd's Secret namespace, read when a delivery is sent and never kept.
+//!
+//! ```yaml
+//! statusPageUrl: https://ship.example.com        # links in statuses and messages
+//! commitStatuses:
+//!   - name: github
+//!     tokenSecret: {name: ship-forge, key: token}
+//!     # forge, apiUrl and repository follow from the repository URL on github.com and
+//!     # gitlab.com; set them for a self-hosted forge.
+//! webhooks:
+//!   - name: team-chat
+//!     format: slack
+//!     urlSecret: {name: ship-chat, key: url}
+//!   - name: audit
+//!     format: json
+//!     url: https://audit.example.com/ship
+//!     signingSecret: {name: ship-audit, key: key}
+//!     on: [Succeeded, Failed, RolledBack, PromotionDone, PromotionRefused]
+//! ```
+//!
+//! Reading and resolving the file is pure ([`NotifyConfig::parse`], [`NotifyConfig::targets`]).
+
+use serde::Deserialize;
+
+use crate::forge::{Forge, ForgeError, ForgeRepo, forge_repo};
+
+/// The notifications file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Base URL of Ship's status page as people reach it; statuses and messages link to the
+    /// release on it.
+    #[serde(default)]
+    pub status_page_url: Option<String>,
+    /// Commit statuses on the git host.
+    #[serde(default)]
+    pub commit_statuses: Vec<CommitStatusConfig>,
+    /// Chat and generic webhooks.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// A key of a Secret in shipd's Secret namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretKey {
+    /// The Secret's name.
+    pub name: String,
+    /// The key in its data.
+    pub key: String,
+}
+
+/// Commit statuses on one forge.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CommitStatusConfig {
+    /// The target's name (in delivery ids, events and logs).
+    pub name: String,
+    /// `github`, `gitlab` or `gitea` (Forgejo too); known from the URL for github.com and
+    /// gitlab.com.
+    #[serde(default)]
+    pub forge: Option<Forge>,
+    /// The API's base URL, for a self-hosted forge (GitHub Enterprise: `https://host/api/v3`).
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// `owner/repo` (GitLab: the project's path or number); default: from the repository URL.
+    #[serde(default)]
+    pub repository: Option<String>,
+    /// The status's context is `<context>/<environment>`.
+    #[serde(default = "default_context")]
+    pub context: String,
+    /// The environments reported (default: all).
+    #[serde(default)]
+    pub environments: Vec<String>,
+    /// The token: a GitHub token with `repo:status`, a GitLab token with `api`, a Gitea token
+    /// with `write:repository`.
+    pub token_secret: SecretKey,
+}
+
+fn default_context() -> String {
+    "ship".into()
+}
+
+/// A chat or generic webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The target's name (in delivery ids, events and logs).
+    pub name: String,
+    /// `slack` (Slack's incoming webhooks; Mattermost and Rocket.Chat take it too) or `json`
+    /// (Ship's notification as JSON, signed with HMAC-SHA256).
+    pub format: WebhookFormat,
+    /// The URL, when it is not a credential (a `json` receiver, which checks the signature).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The URL from a Secret (a Slack webhook URL is its own credential).
+    #[serde(default)]
+    pub url_secret: Option<SecretKey>,
+    /// The HMAC-SHA256 key a `json` webhook is signed with.
+    #[serde(default)]
+    pub signing_secret: Option<SecretKey>,
+    /// The transitions that send a message (default: Failed, RolledBack, PromotionDone,
+    /// PromotionRefused).
+    #[serde(default)]
+    pub on: Option<Vec<Trigger>>,
+    /// The environments reported (default: all).
+    #[serde(default)]
+    pub environments: Vec<String>,
+}
+
+/// A webhook's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// Slack's incoming-webhook JSON (`text`).
+    Slack,
+    /// Ship's notification as JSON, signed.
+    Json,
+}
+
+/// What sends a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, strum::AsRefStr)]
+pub enum Trigger {
+    /// A release started applying.
+    Applying,
+    /// A release succeeded.
+    Succeeded,
+    /// A release failed.
+    Failed,
+    /// A release rolled back (the environment runs the last good release).
+    RolledBack,
+    /// The promotion created a promotion release.
+    PromotionDone,
+    /// The promotion ran and did not promote (diverged, held, nothing tested, a branch
+    /// missing, an error).
+    PromotionRefused,
+}
+
+/// The triggers a webhook has without `on`.
+pub const DEFAULT_TRIGGERS: [Trigger; 4] = [
+    Trigger::Failed,
+    Trigger::RolledBack,
+    Trigger::PromotionDone,
+    Trigger::PromotionRefused,
+];
+
+/// Why the notifications file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not YAML of the expected shape.
+    #[error("the notifications file is not valid: {0}")]
+    Malformed(String),
+    /// Two targets share a name.
+    #[error("two notification targets are named {0:?}; names must be unique")]
+    DuplicateName(String),
+    /// A name that cannot go into a delivery id.
+    #[error("notification target name {0:?} must be 1-63 lowercase letters, digits and '-'")]
+    BadName(String),
+    /// A forge target whose repository cannot be worked out.
+    #[error("commit statuses {target:?}: {source}")]
+    Forge {
+        /// The target.
+        target: String,
+        /// Why.
+        source: ForgeError,
+    },
+    /// A webhook without a URL, or with two.
+    #[error("webhook {0:?} needs exactly one of url and urlSecret")]
+    WebhookUrl(String),
+    /// A Slack webhook URL written out (it is a credential).
+    #[error(
+        "webhook {0:?}: a Slack webhook URL is a credential; put it in a Secret and name it with urlSecret"
+    )]
+    SlackUrlInPlain(String),
+    /// A json webhook without a key to sign with, or a slack one with one.
+    #[error(
+        "webhook {0:?}: format json needs signingSecret (receivers verify the signature); slack takes none"
+    )]
+    Signing(String),
+    /// A URL that is not http(s).
+    #[error("{target:?}: {url:?} is not an http or https URL")]
+    NotHttp {
+        /// The target.
+        target: String,
+        /// The URL.
+        url: String,
+    },
+    /// Commit-status triggers are fixed.
+    #[error("webhook {0:?}: `on` lists no trigger")]
+    NoTriggers(String),
+}
+
+impl ConfigError {
+    /// Stable label for logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ConfigError::Malformed(_) => "Malformed",
+            ConfigError::DuplicateName(_) => "DuplicateName",
+            ConfigError::BadName(_) => "BadName",
+            ConfigError::Forge { .. } => "Forge",
+            ConfigError::WebhookUrl(_) => "WebhookUrl",
+            ConfigError::SlackUrlInPlain(_) => "SlackUrlInPlain",
+            ConfigError::Signing(_) => "Signing",
+            ConfigError::NotHttp { .. } => "NotHttp",
+            ConfigError::NoTriggers(_) => "NoTriggers",
+        }
+    }
+}
+
+/// One place notifications go, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Its name.
+    pub name: String,
+    /// What it is.
+    pub kind: TargetKind,
+    /// The environments it reports (empty: all).
+    pub environments: Vec<String>,
+}
+
+/// What a target is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetKind {
+    /// Commit statuses on a forge.
+    CommitStatus {
+        /// The repository there.
+        repo: ForgeRepo,
+        /// The context's prefix.
+        context: String,
+        /// The token.
+        token: SecretKey,
+    },
+    /// A webhook.
+    Webhook {
+        /// Its body.
+        format: WebhookFormat,
+        /// Its URL.
+        url: UrlSource,
+        /// The key it is signed with (json).
+        signing: Option<SecretKey>,
+        /// What sends to it.
+        triggers: Vec<Trigger>,
+    },
+}
+
+/// Where a webhook's URL comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlSource {
+    /// Written in the file.
+    Plain(String),
+    /// A Secret's key.
+    Secret(SecretKey),
+}
+
+impl Target {
+    /// The provider, for the `ship_notifications_total{provider}` label: `github`, `gitlab`,
+    /// `gitea`, `slack` or `webhook`.
+    pub fn provider(&self) -> &'static str {
+        match &self.kind {
+            TargetKind::CommitStatus { repo, .. } => match repo.forge {
+                Forge::GitHub => "github",
+                Forge::GitLab => "gitlab",
+                Forge::Gitea => "gitea",
+            },
+            TargetKind::Webhook {
+                format: WebhookFormat::Slack,
+                ..
+            } => "slack",
+            TargetKind::Webhook {
+                format: WebhookFormat::Json,
+                ..
+            } => "webhook",
+        }
+    }
+
+    /// Whether it reports `environment`.
+    pub fn reports(&self, environment: &str) -> bool {
+        self.environments.is_empty() || self.environments.iter().any(|e| e == environment)
+    }
+
+    /// Whether `trigger` sends to it. Commit statuses follow every release transition that
+    /// changes the commit's state (Applying, Succeeded, Failed, RolledBack), never a promotion.
+    pub fn fires_on(&self, trigger: Trigger) -> bool {
+        match &self.kind {
+            TargetKind::CommitStatus { .. } => {
+                !matches!(trigger, Trigger::PromotionDone | Trigger::PromotionRefused)
+            }
+            TargetKind::Webhook { triggers, .. } => triggers.contains(&trigger),
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn http_url(target: &str, url: &str) -> Result<(), ConfigError> {
+    match url::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(()),
+        _ => Err(ConfigError::NotHttp {
+            target: target.to_owned(),
+            url: url.to_owned(),
+        }),
+    }
+}
+
+impl NotifyConfig {
+    /// Reads the file's text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_norway::from_str(text).map_err(|err| ConfigError::Malformed(err.to_string()))
+    }
+
+    /// The targets, checked, with each forge repository worked out from `repo_url` (the
+    /// repository Ship deploys from) where the file does not name it.
+    pub fn targets(&self, repo_url: &str) -> Result<Vec<Target>, ConfigError> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut targets = Vec::new();
+        for c in &self.commit_statuses {
+            check_name(&mut names, &c.name)?;
+            let forge_error = |source| ConfigError::Forge {
+                target: c.name.clone(),
+                source,
+            };
+            if let Some(api) = &c.api_url {
+                http_url(&c.name, api)?;
+            }
+            let mut repo = forge_repo(repo_url, c.forge, c.api_url.as_deref());
+            if let Some(path) = &c.repository {
+                // The file names the repository; the URL still tells the forge and API when
+                // the file does not.
+                repo = match repo {
+                    Ok(mut derived) => {
+                        derived.path = path.trim_matches('/').to_owned();
+                        Ok(derived)
+                    }
+                    Err(_) => match (c.forge, &c.api_url) {
+                        (Some(forge), Some(api)) => Ok(ForgeRepo {
+                            forge,
+                            api: api.trim_end_matches('/').to_owned(),
+                            path: path.trim_matches('/').to_owned(),
+                        }),
+                        _ => repo,
+                    },
+                };
+            }
+            let repo = repo.map_err(forge_error)?;
+            if repo.forge != Forge::GitLab && repo.path.split('/').count() != 2 {
+                return Err(forge_error(ForgeError::NotOwnerRepo(repo.path)));
+            }
+            targets.push(Target {
+                name: c.name.clone(),
+                kind: TargetKind::CommitStatus {
+                    repo,
+                    context: c.context.clone(),
+                    token: c.token_secret.clone(),
+                },
+                environments: c.environments.clone(),
+            });
+        }
+        for w in &self.webhooks {
+            check_name(&mut names, &w.name)?;
+            let url = match (&w.url, &w.url_secret) {
+                (Some(_), None) if w.format == WebhookFormat::Slack => {
+                    return Err(ConfigError::SlackUrlInPlain(w.name.clone()));
+                }
+                (Some(url), None) => {
+                    http_url(&w.name, url)?;
+                    UrlSource::Plain(url.clone())
+                }
+                (None, Some(secret)) => UrlSource::Secret(secret.clone()),
+                _ => return Err(ConfigError::WebhookUrl(w.name.clone())),
+            };
+            if (w.format == WebhookFormat::Json) != w.signing_secret.is_some() {
+                return Err(ConfigError::Signing(w.name.clone()));
+            }
+            let triggers = w.on.clone().unwrap_or_else(|| DEFAULT_TRIGGERS.to_vec());
+            if triggers.is_empty() {
+                return Err(ConfigError::NoTriggers(w.name.clone()));
+            }
+            targets.push(Target {
+                name: w.name.clone(),
+                kind: TargetKind::Webhook {
+                    format: w.format,
+                    url,
+                    signing: w.signing_secret.clone(),
+                    triggers,
+                },
+                environments: w.environments.clone(),
+            });
+        }
+        Ok(targets)
+    }
+}
+
+fn check_name(names: &mut std::collections::BTreeSet<String>, name: &str) -> Result<(), ConfigError> {
+    if !valid_name(name) {
+        return Err(ConfigError::BadName(name.to_owned()));
+    }
+    if !names.insert(name.to_owned()) {
+        return Err(ConfigError::DuplicateName(name.to_owned()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const GITHUB_REPO: &str = "https://github.com/acme/shop.git";
+
+    fn targets(text: &str, repo: &str) -> Result<Vec<Target>, ConfigError> {
+        NotifyConfig::parse(text)?.targets(repo)
+    }
+
+    #[test]
+    fn the_documented_example_resolves() {
+        let text = "statusPageUrl: https://ship.example.com
+commitStatuses:
+  - name: github
+    tokenSecret: {name: ship-forge, key: token}
+webhooks:
+  - name: team-chat
+    format: slack
+    urlSecret: {name: ship-chat, key: url}
+  - name: audit
+    format: json
+    url: https://audit.example.com/ship
+    signingSecret: {name: ship-audit, key: key}
+    on: [Succeeded, Failed, RolledBack, PromotionDone, PromotionRefused]
+";
+        let t = targets(text, GITHUB_REPO).unwrap();
+        assert_eq!(
+            t.iter().map(Target::provider).collect::<Vec<_>>(),
+            ["github", "slack", "webhook"]
+        );
+        let TargetKind::CommitStatus { repo, context, .. } = &t[0].kind else {
+            panic!("{t:?}")
+        };
+        assert_eq!(repo.api, "https://api.github.com");
+        assert_eq!(repo.path, "acme/shop");
+        assert_eq!(context, "ship");
+        assert!(t[1].fires_on(Trigger::RolledBack) && !t[1].fires_on(Trigger::Succeeded));
+        assert!(t[2].fires_on(Trigger::Succeeded));
+        assert!(t[0].fires_on(Trigger::Applying) && !t[0].fires_on(Trigger::PromotionDone));
+    }
+
+    #[test]
+    fn a_self_hosted_forge_is_named_in_the_file() {
+        let text = "commitStatuses:
+  - name: gitea
+    forge: gitea
+    apiUrl: http://127.0.0.1:3000/
+    repository: team/app
+    environments: [production]
+    tokenSecret: {name: t, key: token}
+";
+        // The repository URL is a local path: nothing to derive, all named.
+        let t = targets(text, "/srv/git/app.git").unwrap();
+        assert_eq!(
+            t[0].kind,
+            TargetKind::CommitStatus {
+                repo: ForgeRepo {
+                    forge: Forge::Gitea,
+                    api: "http://127.0.0.1:3000".into(),
+                    path: "team/app".into()
+                },
+                context: "ship".into(),
+                token: SecretKey {
+                    name: "t".into(),
+                    key: "token".into()
+                },
+            }
+        );
+        assert!(t[0].reports("production") && !t[0].reports("main"));
+        // Without the forge and API, an unknown host is refused with what to set.
+        let err = targets(
+            "commitStatuses: [{name: x, tokenSecret: {name: t, key: k}}]",
+            "https://git.example.com/a/b",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("configure the forge"), "{err}");
+    }
+
+    #[test]
+    fn mistakes_are_refused_with_what_to_change() {
+        let cases = [
+            (
+                "webhooks: [{name: c, format: slack, url: 'https://hooks.slack.com/services/T/B/x'}]",
+                "SlackUrlInPlain",
+            ),
+            (
+                "webhooks: [{name: c, format: json, url: 'https://a.example'}]",
+                "Signing",
+            ),
+            (
+                "webhooks: [{name: c, format: slack, urlSecret: {name: s, key: u}, signingSecret: {name: s, key: k}}]",
+                "Signing",
+            ),
+            (
+                "webhooks: [{name: c, format: json, signingSecret: {name: s, key: k}}]",
+                "WebhookUrl",
+            ),
+            (
+                "webhooks: [{name: c, format: json, url: 'ftp://a', signingSecret: {name: s, key: k}}]",
+                "NotHttp",
+            ),
+            (
+                "webhooks: [{name: c, format: slack, urlSecret: {name: s, key: u}, on: []}]",
+                "NoTriggers",
+            ),
+            (
+                "webhooks: [{name: c, format: slack, urlSecret: {name: s, key: u}, on: [Exploded]}]",
+                "Malformed",
+            ),
+            (
+                "webhooks: [{name: Chat, format: slack, urlSecret: {name: s, key: u}}]",
+                "BadName",
+            ),
+            (
+                "webhooks: [{name: c, format: slack, urlSecret: {name: s, key: u}}, {name: c, format: slack, urlSecret: {name: s, key: u}}]",
+                "DuplicateName",
+            ),
+            ("webhook: []", "Malformed"),
+            (
+                "commitStatuses: [{name: g, repository: a/b/c, tokenSecret: {name: t, key: k}}]",
+                "Forge",
+            ),
+        ];
+        for (text, label) in cases {
+            let err = targets(text, GITHUB_REPO).unwrap_err();
+            assert_eq!(err.label(), label, "{text}: {err}");
+        }
+        assert!(targets("", GITHUB_REPO).unwrap().is_empty());
+    }
+}

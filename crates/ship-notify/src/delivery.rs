@@ -1,0 +1,302 @@
+//! One delivery as a request, and what an answer means: pure. The notifier in shipd sends
+//! it, retries as [`backoff`] says until its time runs out, and records the outcome.
+
+use std::time::Duration;
+
+use crate::config::{Target, TargetKind, Trigger, WebhookFormat};
+use crate::forge::{CommitState, CommitStatus, Token, commit_status_request};
+use crate::ledger::Owed;
+use crate::message::{Notification, SIGNATURE_HEADER, signature};
+
+/// The header a generic webhook's delivery id travels in (also in the body as `delivery`).
+pub const DELIVERY_HEADER: &str = "x-ship-delivery";
+/// The header naming what happened (`RolledBack`, `PromotionDone`, ...).
+pub const EVENT_HEADER: &str = "x-ship-event";
+
+/// The credentials a delivery needs, read from their Secrets just before it is sent.
+#[derive(Debug, Default, Clone)]
+pub struct Credentials {
+    /// A forge's token.
+    pub token: Option<Token>,
+    /// A webhook's URL, when it is kept in a Secret (its `Debug` shows only whether it is set).
+    pub url: Option<SecretUrl>,
+    /// A json webhook's signing key.
+    pub signing_key: Option<SigningKey>,
+}
+
+/// A webhook URL read from a Secret; its `Debug` never shows it.
+#[derive(Clone)]
+pub struct SecretUrl(pub String);
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretUrl(<redacted>)")
+    }
+}
+
+/// A signing key; its `Debug` never shows it.
+#[derive(Clone)]
+pub struct SigningKey(pub Vec<u8>);
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(<redacted>)")
+    }
+}
+
+/// Why a delivery cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// A credential's Secret or key is missing.
+    #[error("{0} is not set: create the Secret key the notifications file names")]
+    MissingCredential(&'static str),
+    /// The URL or a header cannot be used.
+    #[error("the request cannot be built ({0}); check the target's URL")]
+    BadRequest(String),
+}
+
+impl DeliveryError {
+    /// Stable label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            DeliveryError::MissingCredential(_) => "MissingCredential",
+            DeliveryError::BadRequest(_) => "BadRequest",
+        }
+    }
+}
+
+fn commit_state(trigger: Trigger) -> CommitState {
+    match trigger {
+        Trigger::Applying => CommitState::Pending,
+        Trigger::Succeeded => CommitState::Success,
+        Trigger::Failed | Trigger::RolledBack | Trigger::PromotionDone | Trigger::PromotionRefused => {
+            CommitState::Failure
+        }
+    }
+}
+
+/// The request that delivers `owed` to `target`, saying `notification`.
+pub fn request(
+    target: &Target,
+    owed: &Owed,
+    notification: &Notification,
+    credentials: &Credentials,
+) -> Result<http::Request<Vec<u8>>, DeliveryError> {
+    let bad = |err: http::Error| DeliveryError::BadRequest(err.to_string());
+    match &target.kind {
+        TargetKind::CommitStatus { repo, context, .. } => {
+            let token = credentials
+                .token
+                .as_ref()
+                .ok_or(DeliveryError::MissingCredential("the forge token"))?;
+            let context = format!("{context}/{}", notification.environment);
+            let description = notification.description();
+            let status = CommitStatus {
+                commit: &notification.commit,
+                state: commit_state(owed.trigger),
+                context: &context,
+                description: &description,
+                target_url: notification.link.as_deref(),
+            };
+            commit_status_request(repo, &status, token).map_err(bad)
+        }
+        TargetKind::Webhook {
+            format, url, signing, ..
+        } => {
+            let url = match url {
+                crate::config::UrlSource::Plain(url) => url.clone(),
+                crate::config::UrlSource::Secret(_) => credentials
+                    .url
+                    .as_ref()
+                    .map(|u| u.0.trim().to_owned())
+                    .ok_or(DeliveryError::MissingCredential("the webhook URL"))?,
+            };
+            let body = match format {
+                WebhookFormat::Slack => serde_json::to_vec(&notification.chat_body()).unwrap_or_default(),
+                WebhookFormat::Json => notification.webhook_body(&owed.id),
+            };
+            let mut builder = http::Request::builder()
+                .method(http::Method::POST)
+                .uri(url)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .header(
+                    http::header::USER_AGENT,
+                    concat!("ship/", env!("CARGO_PKG_VERSION")),
+                )
+                .header(DELIVERY_HEADER, owed.id.as_str())
+                .header(EVENT_HEADER, owed.trigger.as_ref());
+            if signing.is_some() {
+                let key = credentials
+                    .signing_key
+                    .as_ref()
+                    .ok_or(DeliveryError::MissingCredential("the signing key"))?;
+                builder = builder.header(SIGNATURE_HEADER, signature(&key.0, &body));
+            }
+            // The URI may be a credential (Slack's): the notifier never prints the request.
+            builder.body(body).map_err(bad)
+        }
+    }
+}
+
+/// What a receiver's answer means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Accepted (2xx).
+    Delivered,
+    /// Try again later: 5xx, 408 (timeout), 429 (slow down), or no answer at all.
+    Retry,
+    /// Refused for good (any other status): the request itself is wrong (a bad token, a
+    /// commit the forge does not have), and repeating it changes nothing.
+    Refused,
+}
+
+/// The meaning of an HTTP status.
+pub fn judge(status: u16) -> Answer {
+    match status {
+        200..=299 => Answer::Delivered,
+        408 | 429 | 500..=599 => Answer::Retry,
+        _ => Answer::Refused,
+    }
+}
+
+/// How long to wait before attempt `attempt + 1` (attempt 1 is the first): 1 s, 2 s, 4 s, ...
+/// doubling to at most 30 s, or `retry_after` (a 429's or 503's `Retry-After`) within 30 s.
+pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
+    const CAP: Duration = Duration::from_secs(30);
+    if let Some(wait) = retry_after {
+        return wait.min(CAP);
+    }
+    let doubled = Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5));
+    doubled.min(CAP)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::config::NotifyConfig;
+    use jiff::Timestamp;
+
+    fn notification() -> Notification {
+        Notification {
+            environment: "production".into(),
+            release: "production-0123456".into(),
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            short_commit: "0123456".into(),
+            subject: Some("Faster checkout".into()),
+            author: Some("Ada".into()),
+            phase: "RolledBack".into(),
+            message: "rolled back".into(),
+            failed_tests: vec![],
+            rolled_back_to: Some("production-abcdef1".into()),
+            suspects: vec![],
+            link: Some("http://ship/status#production-0123456".into()),
+        }
+    }
+
+    fn owed(target: usize, trigger: Trigger) -> Owed {
+        Owed {
+            id: format!("t/{}/7", trigger.as_ref()),
+            target,
+            trigger,
+            at: Timestamp::from_second(7).unwrap(),
+        }
+    }
+
+    fn targets() -> Vec<Target> {
+        NotifyConfig::parse(
+            "commitStatuses: [{name: gl, forge: gitlab, apiUrl: 'http://gl', repository: g/app, context: deploy, tokenSecret: {name: t, key: k}}]
+webhooks:
+  - {name: chat, format: slack, urlSecret: {name: s, key: u}}
+  - {name: audit, format: json, url: 'http://audit/in', signingSecret: {name: s, key: k}}
+",
+        )
+        .unwrap()
+        .targets("/srv/app.git")
+        .unwrap()
+    }
+
+    #[test]
+    fn a_rollback_is_a_failed_gitlab_status_in_the_environments_context() {
+        let credentials = Credentials {
+            token: Some(Token::new("glpat-secret")),
+            ..Credentials::default()
+        };
+        let r = request(
+            &targets()[0],
+            &owed(0, Trigger::RolledBack),
+            &notification(),
+            &credentials,
+        )
+        .unwrap();
+        assert_eq!(
+            r.uri(),
+            "http://gl/api/v4/projects/g%2Fapp/statuses/0123456789abcdef0123456789abcdef01234567"
+        );
+        let body: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+        assert_eq!(body["state"], "failed");
+        assert_eq!(body["name"], "deploy/production");
+        assert_eq!(body["target_url"], "http://ship/status#production-0123456");
+        assert!(!format!("{r:?}").contains("glpat-secret"));
+        // Without its token, nothing is built.
+        let err = request(
+            &targets()[0],
+            &owed(0, Trigger::RolledBack),
+            &notification(),
+            &Credentials::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.label(), "MissingCredential");
+    }
+
+    #[test]
+    fn webhooks_carry_the_id_and_json_ones_a_signature_of_the_body() {
+        let credentials = Credentials {
+            url: Some(SecretUrl("https://hooks.example/T/B/secret\n".into())),
+            signing_key: Some(SigningKey(b"k3y".to_vec())),
+            ..Credentials::default()
+        };
+        let chat = request(
+            &targets()[1],
+            &owed(1, Trigger::RolledBack),
+            &notification(),
+            &credentials,
+        )
+        .unwrap();
+        assert_eq!(chat.uri(), "https://hooks.example/T/B/secret");
+        assert!(chat.headers().get(SIGNATURE_HEADER).is_none());
+        let text: serde_json::Value = serde_json::from_slice(chat.body()).unwrap();
+        assert!(text["text"].as_str().unwrap().contains("RolledBack"));
+        let audit = request(
+            &targets()[2],
+            &owed(2, Trigger::RolledBack),
+            &notification(),
+            &credentials,
+        )
+        .unwrap();
+        assert_eq!(audit.uri(), "http://audit/in");
+        assert_eq!(audit.headers()[DELIVERY_HEADER], "t/RolledBack/7");
+        assert_eq!(audit.headers()[EVENT_HEADER], "RolledBack");
+        assert_eq!(
+            audit.headers()[SIGNATURE_HEADER].to_str().unwrap(),
+            signature(b"k3y", audit.body())
+        );
+        let body: serde_json::Value = serde_json::from_slice(audit.body()).unwrap();
+        assert_eq!(body["delivery"], "t/RolledBack/7");
+    }
+
+    #[test]
+    fn answers_and_waits() {
+        assert_eq!(judge(201), Answer::Delivered);
+        for retry in [408, 429, 500, 502, 503] {
+            assert_eq!(judge(retry), Answer::Retry, "{retry}");
+        }
+        for refused in [400, 401, 403, 404, 422] {
+            assert_eq!(judge(refused), Answer::Refused, "{refused}");
+        }
+        let waits: Vec<u64> = (1..=8).map(|a| backoff(a, None).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(backoff(1, Some(Duration::from_secs(90))), Duration::from_secs(30));
+    }
+}

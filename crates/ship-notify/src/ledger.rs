@@ -1,0 +1,322 @@
+//! What is owed: the deliveries a release's (or the promotion's) persisted history calls for,
+//! less those its status records as delivered or given up on. Pure.
+//!
+//! Nothing is written before a send, because the owed record already exists: the controller
+//! persists each transition before the action it announces, and a delivery's id names the
+//! transition (`<target>/<trigger>/<time>`). After a SIGKILL, the next shipd finds the same
+//! transitions and the same records, so what was owed is still owed and what was recorded is
+//! not sent again. The one window left is between a receiver's answer and the record: a
+//! delivery may then be sent twice, with the same id (at least once, as promised; generic
+//! webhooks carry the id so a receiver can drop the repeat, and a forge keeps the last state).
+
+use jiff::Timestamp;
+use ship_api::{Phase, PromotionOutcome, ShipPromotion, ShipRelease};
+
+use crate::config::{Target, TargetKind, Trigger};
+use crate::message::commit_state;
+
+/// One delivery owed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owed {
+    /// Its id: `<target>/<trigger>/<transition time, seconds since the epoch>`.
+    pub id: String,
+    /// The target's index in the resolved targets.
+    pub target: usize,
+    /// What happened.
+    pub trigger: Trigger,
+    /// When it happened.
+    pub at: Timestamp,
+}
+
+/// The trigger a release's entering `phase` is, if any.
+pub fn release_trigger(phase: Phase) -> Option<Trigger> {
+    match phase {
+        Phase::Applying => Some(Trigger::Applying),
+        Phase::Succeeded => Some(Trigger::Succeeded),
+        Phase::Failed => Some(Trigger::Failed),
+        Phase::RolledBack => Some(Trigger::RolledBack),
+        Phase::Pending | Phase::Progressing | Phase::Testing | Phase::RollingBack | Phase::Superseded => None,
+    }
+}
+
+/// The trigger a promotion run's outcome is, if any (an up-to-date target is no news).
+pub fn promotion_trigger(outcome: PromotionOutcome) -> Option<Trigger> {
+    match outcome {
+        PromotionOutcome::Promoted => Some(Trigger::PromotionDone),
+        PromotionOutcome::UpToDate => None,
+        PromotionOutcome::NothingTested
+        | PromotionOutcome::Diverged
+        | PromotionOutcome::BranchMissing
+        | PromotionOutcome::Error
+        | PromotionOutcome::Held => Some(Trigger::PromotionRefused),
+    }
+}
+
+fn id(target: &Target, trigger: Trigger, at: Timestamp) -> String {
+    format!("{}/{}/{}", target.name, trigger.as_ref(), at.as_second())
+}
+
+/// The deliveries `release` is owed, oldest first: for each target reporting its environment,
+/// each transition it fires on that happened at or after `since` (a target added today does
+/// not replay last month) and is not recorded in `status.notifications`.
+///
+/// A commit status says only what the commit's state is now, so a commit-status target is
+/// owed the newest of its transitions only: a `pending` never lands after the `success` that
+/// followed it, and a restart after both sends `success` alone.
+pub fn owed_for_release(release: &ShipRelease, targets: &[Target], since: Timestamp) -> Vec<Owed> {
+    let Some(status) = release.status.as_ref() else {
+        return Vec::new();
+    };
+    let recorded = |id: &str| status.notifications.iter().any(|n| n.id == id);
+    let mut owed = Vec::new();
+    for (index, target) in targets.iter().enumerate() {
+        if !target.reports(&release.spec.environment) {
+            continue;
+        }
+        let mut fired = status.transitions.iter().filter_map(|t| {
+            let trigger = release_trigger(t.phase).filter(|tr| target.fires_on(*tr))?;
+            Some((trigger, t.at.0))
+        });
+        let fired: Vec<(Trigger, Timestamp)> = match target.kind {
+            TargetKind::CommitStatus { .. } => fired
+                .rfind(|(trigger, _)| commit_state_of(*trigger))
+                .into_iter()
+                .collect(),
+            TargetKind::Webhook { .. } => fired.collect(),
+        };
+        for (trigger, at) in fired {
+            let id = id(target, trigger, at);
+            if at >= since && !recorded(&id) {
+                owed.push(Owed {
+                    id,
+                    target: index,
+                    trigger,
+                    at,
+                });
+            }
+        }
+    }
+    owed.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+    owed
+}
+
+/// Whether `trigger` changes a commit's state.
+fn commit_state_of(trigger: Trigger) -> bool {
+    let phase = match trigger {
+        Trigger::Applying => Phase::Applying,
+        Trigger::Succeeded => Phase::Succeeded,
+        Trigger::Failed => Phase::Failed,
+        Trigger::RolledBack => Phase::RolledBack,
+        Trigger::PromotionDone | Trigger::PromotionRefused => return false,
+    };
+    commit_state(phase).is_some()
+}
+
+/// The deliveries the promotion's last run is owed (the status keeps one run; each run is a
+/// new `at`).
+pub fn owed_for_promotion(promotion: &ShipPromotion, targets: &[Target], since: Timestamp) -> Vec<Owed> {
+    let Some(status) = promotion.status.as_ref() else {
+        return Vec::new();
+    };
+    let Some(run) = status.last_run.as_ref() else {
+        return Vec::new();
+    };
+    let Some(trigger) = promotion_trigger(run.outcome) else {
+        return Vec::new();
+    };
+    let at = run.at.0;
+    targets
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.reports(&promotion.spec.to) && t.fires_on(trigger))
+        .map(|(index, t)| Owed {
+            id: id(t, trigger, at),
+            target: index,
+            trigger,
+            at,
+        })
+        .filter(|o| at >= since && !status.notifications.iter().any(|n| n.id == o.id))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::config::NotifyConfig;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use ship_api::{
+        NotificationOutcome, NotificationRecord, Reason, ShipReleaseSpec, ShipReleaseStatus, Transition,
+    };
+
+    fn targets() -> Vec<Target> {
+        NotifyConfig::parse(
+            "commitStatuses: [{name: forge, forge: gitea, apiUrl: 'http://f', repository: a/b, tokenSecret: {name: t, key: k}}]
+webhooks:
+  - {name: chat, format: slack, urlSecret: {name: s, key: u}}
+  - {name: audit, format: json, url: 'http://a', signingSecret: {name: s, key: k}, on: [Applying, Succeeded, Failed, RolledBack], environments: [production]}
+",
+        )
+        .unwrap()
+        .targets("/srv/app.git")
+        .unwrap()
+    }
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    fn release(environment: &str, phases: &[(Phase, i64)]) -> ShipRelease {
+        let mut r = ShipRelease::new(
+            "r",
+            ShipReleaseSpec {
+                environment: environment.into(),
+                commit: "0123456789abcdef0123456789abcdef01234567".into(),
+                branch: environment.into(),
+                reason: Reason::Push,
+                rollback_of: None,
+                promotion: None,
+            },
+        );
+        r.status = Some(ShipReleaseStatus {
+            transitions: phases
+                .iter()
+                .map(|(phase, s)| Transition {
+                    phase: *phase,
+                    at: Time(at(*s)),
+                    message: String::new(),
+                })
+                .collect(),
+            ..ShipReleaseStatus::default()
+        });
+        r
+    }
+
+    fn record(r: &mut ShipRelease, id: &str) {
+        r.status.as_mut().unwrap().notifications.push(NotificationRecord {
+            id: id.into(),
+            outcome: NotificationOutcome::Delivered,
+            attempts: 1,
+            at: Time(at(0)),
+            message: None,
+        });
+    }
+
+    fn ids(owed: &[Owed]) -> Vec<&str> {
+        owed.iter().map(|o| o.id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_rollback_owes_each_target_what_it_fires_on() {
+        use Phase::*;
+        let history = [
+            (Pending, 1),
+            (Applying, 2),
+            (Progressing, 3),
+            (Testing, 4),
+            (Failed, 5),
+            (RollingBack, 6),
+            (RolledBack, 7),
+        ];
+        let mut r = release("production", &history);
+        assert_eq!(
+            ids(&owed_for_release(&r, &targets(), at(0))),
+            [
+                "audit/Applying/2",
+                "audit/Failed/5",
+                "chat/Failed/5",
+                "audit/RolledBack/7",
+                "chat/RolledBack/7",
+                // The forge is owed the commit's state now, not the way there.
+                "forge/RolledBack/7",
+            ]
+        );
+        // Recorded deliveries are not owed again; the rest are.
+        record(&mut r, "chat/Failed/5");
+        record(&mut r, "forge/RolledBack/7");
+        assert_eq!(
+            ids(&owed_for_release(&r, &targets(), at(0))),
+            [
+                "audit/Applying/2",
+                "audit/Failed/5",
+                "audit/RolledBack/7",
+                "chat/RolledBack/7"
+            ]
+        );
+        // Another environment: the audit hook reports production only.
+        let main = release("main", &history);
+        assert_eq!(
+            ids(&owed_for_release(&main, &targets(), at(0))),
+            ["chat/Failed/5", "chat/RolledBack/7", "forge/RolledBack/7"]
+        );
+        // Transitions older than `since` are not replayed.
+        assert_eq!(
+            ids(&owed_for_release(&main, &targets(), at(6))),
+            ["chat/RolledBack/7", "forge/RolledBack/7"]
+        );
+    }
+
+    #[test]
+    fn a_forge_hears_pending_while_applying_and_then_success_only() {
+        use Phase::*;
+        let applying = release("main", &[(Pending, 1), (Applying, 2), (Progressing, 3)]);
+        assert_eq!(
+            ids(&owed_for_release(&applying, &targets(), at(0))),
+            ["forge/Applying/2"]
+        );
+        let mut done = release(
+            "main",
+            &[(Pending, 1), (Applying, 2), (Testing, 4), (Succeeded, 9)],
+        );
+        assert_eq!(
+            ids(&owed_for_release(&done, &targets(), at(0))),
+            ["forge/Succeeded/9"]
+        );
+        record(&mut done, "forge/Succeeded/9");
+        assert!(owed_for_release(&done, &targets(), at(0)).is_empty());
+        // A superseded release owes nothing new, and one without a status nothing at all.
+        let superseded = release("main", &[(Pending, 1), (Superseded, 2)]);
+        assert!(owed_for_release(&superseded, &targets(), at(0)).is_empty());
+        let mut bare = superseded.clone();
+        bare.status = None;
+        assert!(owed_for_release(&bare, &targets(), at(0)).is_empty());
+    }
+
+    /// Every history a release can have, every subset recorded: what is owed and what is
+    /// recorded never overlap, and together they cover what the targets fire on.
+    #[test]
+    fn owed_and_recorded_partition_what_was_fired() {
+        let mut seed: u64 = 0x5eed;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..500 {
+            let n = (next() % 8) as usize;
+            let phases: Vec<(Phase, i64)> = (0..n)
+                .map(|i| (Phase::ALL[(next() % 9) as usize], i as i64 + 1))
+                .collect();
+            let mut r = release(if next() % 2 == 0 { "main" } else { "production" }, &phases);
+            let all = owed_for_release(&r, &targets(), at(0));
+            let recorded: Vec<String> = all
+                .iter()
+                .filter(|_| next() % 2 == 0)
+                .map(|o| o.id.clone())
+                .collect();
+            for id in &recorded {
+                record(&mut r, id);
+            }
+            let left = owed_for_release(&r, &targets(), at(0));
+            for o in &left {
+                assert!(!recorded.contains(&o.id), "{o:?} recorded and owed");
+            }
+            assert_eq!(left.len() + recorded.len(), all.len(), "{phases:?}");
+            assert!(all.windows(2).all(|w| w[0].at <= w[1].at));
+            let forge = all.iter().filter(|o| o.id.starts_with("forge/")).count();
+            assert!(forge <= 1, "{phases:?}");
+        }
+    }
+}
