@@ -223,6 +223,12 @@ impl Context {
         self
     }
 
+    /// The reflector store of ShipReleases, set once its first list is complete (the notifier
+    /// reads releases from it too).
+    pub fn release_store(&self) -> Arc<std::sync::OnceLock<Store<DeserializeGuard<ShipRelease>>>> {
+        self.store.clone()
+    }
+
     pub(crate) fn releases(&self, namespace: &str) -> Api<ShipRelease> {
         Api::namespaced(self.client.clone(), namespace)
     }

@@ -38,6 +38,7 @@ pub mod inventory;
 pub mod jobs;
 pub mod machine;
 pub mod metrics;
+pub mod notifier;
 pub mod promotion;
 pub mod prune;
 pub mod reconcile;

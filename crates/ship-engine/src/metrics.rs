@@ -118,6 +118,15 @@ pub struct KindLabels {
     pub kind: String,
 }
 
+/// `provider`, `result`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifyLabels {
+    /// `github`, `gitlab`, `gitea`, `slack` or `webhook`.
+    pub provider: String,
+    /// `delivered`, `retried` (an attempt failed and another follows) or `gave_up`.
+    pub result: String,
+}
+
 /// `from`, `to`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PromotionLabels {
@@ -189,6 +198,8 @@ pub struct Metrics {
     pub verification_last_run: Family<TestNameLabels, Gauge<f64, AtomicU64>>,
     /// Continuous verification results, by environment, test and verdict.
     pub verification_results: Family<TestLabels, Counter>,
+    /// Notification attempts' results, by provider.
+    pub notifications: Family<NotifyLabels, Counter>,
     /// The verification tests with series, by environment, to delete them on a new release.
     verified: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
     /// Which commit each environment's info series names, to delete it when it changes.
@@ -225,6 +236,7 @@ impl Default for Metrics {
             verification_last_passed: Family::default(),
             verification_last_run: Family::default(),
             verification_results: Family::default(),
+            notifications: Family::default(),
             verified: Mutex::default(),
             deployed: Mutex::default(),
             latest: Mutex::default(),
@@ -288,6 +300,16 @@ fn replace_series<
 }
 
 impl Metrics {
+    /// Counts a notification's `result` for `provider`.
+    pub fn notified(&self, provider: &str, result: &str) {
+        self.notifications
+            .get_or_create(&NotifyLabels {
+                provider: provider.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
     /// Registers every metric in `registry` under the prefix `ship`.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("ship");
@@ -316,6 +338,11 @@ impl Metrics {
             "test_last_passed",
             "1 if the test passed the last time it ran in the environment, 0 if it failed",
             self.test_last_passed.clone(),
+        );
+        r.register(
+            "notifications",
+            "Notifications (commit statuses, chat and webhook messages) by provider and result: delivered, retried (an attempt failed; another follows), gave_up",
+            self.notifications.clone(),
         );
         r.register(
             "verification_last_passed",

@@ -177,6 +177,11 @@ impl Token {
     fn reveal(&self) -> &str {
         &self.0
     }
+
+    /// The token, only to find and blank it in text that may echo it (a receiver's answer).
+    pub fn expose_for_redaction(&self) -> String {
+        self.0.clone()
+    }
 }
 
 impl std::fmt::Debug for Token {

@@ -10,7 +10,7 @@
 //! webhooks carry the id so a receiver can drop the repeat, and a forge keeps the last state).
 
 use jiff::Timestamp;
-use ship_api::{Phase, PromotionOutcome, ShipPromotion, ShipRelease};
+use ship_api::{NotificationRecord, Phase, PromotionOutcome, ShipPromotion, ShipRelease};
 
 use crate::config::{Target, TargetKind, Trigger};
 use crate::message::commit_state;
@@ -58,16 +58,22 @@ fn id(target: &Target, trigger: Trigger, at: Timestamp) -> String {
 
 /// The deliveries `release` is owed, oldest first: for each target reporting its environment,
 /// each transition it fires on that happened at or after `since` (a target added today does
-/// not replay last month) and is not recorded in `status.notifications`.
+/// not replay last month) and is not in `recorded` (`status.notifications`, with whatever this
+/// process wrote that the caller's copy does not show yet).
 ///
 /// A commit status says only what the commit's state is now, so a commit-status target is
 /// owed the newest of its transitions only: a `pending` never lands after the `success` that
 /// followed it, and a restart after both sends `success` alone.
-pub fn owed_for_release(release: &ShipRelease, targets: &[Target], since: Timestamp) -> Vec<Owed> {
+pub fn owed_for_release(
+    release: &ShipRelease,
+    recorded: &[NotificationRecord],
+    targets: &[Target],
+    since: Timestamp,
+) -> Vec<Owed> {
     let Some(status) = release.status.as_ref() else {
         return Vec::new();
     };
-    let recorded = |id: &str| status.notifications.iter().any(|n| n.id == id);
+    let recorded = |id: &str| recorded.iter().any(|n| n.id == id);
     let mut owed = Vec::new();
     for (index, target) in targets.iter().enumerate() {
         if !target.reports(&release.spec.environment) {
@@ -114,7 +120,12 @@ fn commit_state_of(trigger: Trigger) -> bool {
 
 /// The deliveries the promotion's last run is owed (the status keeps one run; each run is a
 /// new `at`).
-pub fn owed_for_promotion(promotion: &ShipPromotion, targets: &[Target], since: Timestamp) -> Vec<Owed> {
+pub fn owed_for_promotion(
+    promotion: &ShipPromotion,
+    recorded: &[NotificationRecord],
+    targets: &[Target],
+    since: Timestamp,
+) -> Vec<Owed> {
     let Some(status) = promotion.status.as_ref() else {
         return Vec::new();
     };
@@ -135,7 +146,7 @@ pub fn owed_for_promotion(promotion: &ShipPromotion, targets: &[Target], since: 
             trigger,
             at,
         })
-        .filter(|o| at >= since && !status.notifications.iter().any(|n| n.id == o.id))
+        .filter(|o| at >= since && !recorded.iter().any(|n| n.id == o.id))
         .collect()
 }
 
@@ -146,9 +157,7 @@ mod tests {
     use super::*;
     use crate::config::NotifyConfig;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use ship_api::{
-        NotificationOutcome, NotificationRecord, Reason, ShipReleaseSpec, ShipReleaseStatus, Transition,
-    };
+    use ship_api::{NotificationOutcome, Reason, ShipReleaseSpec, ShipReleaseStatus, Transition};
 
     fn targets() -> Vec<Target> {
         NotifyConfig::parse(
@@ -203,6 +212,10 @@ webhooks:
         });
     }
 
+    fn records_of(r: &ShipRelease) -> &[NotificationRecord] {
+        r.status.as_ref().map_or(&[], |s| s.notifications.as_slice())
+    }
+
     fn ids(owed: &[Owed]) -> Vec<&str> {
         owed.iter().map(|o| o.id.as_str()).collect()
     }
@@ -221,7 +234,7 @@ webhooks:
         ];
         let mut r = release("production", &history);
         assert_eq!(
-            ids(&owed_for_release(&r, &targets(), at(0))),
+            ids(&owed_for_release(&r, records_of(&r), &targets(), at(0))),
             [
                 "audit/Applying/2",
                 "audit/Failed/5",
@@ -236,7 +249,7 @@ webhooks:
         record(&mut r, "chat/Failed/5");
         record(&mut r, "forge/RolledBack/7");
         assert_eq!(
-            ids(&owed_for_release(&r, &targets(), at(0))),
+            ids(&owed_for_release(&r, records_of(&r), &targets(), at(0))),
             [
                 "audit/Applying/2",
                 "audit/Failed/5",
@@ -247,12 +260,12 @@ webhooks:
         // Another environment: the audit hook reports production only.
         let main = release("main", &history);
         assert_eq!(
-            ids(&owed_for_release(&main, &targets(), at(0))),
+            ids(&owed_for_release(&main, records_of(&main), &targets(), at(0))),
             ["chat/Failed/5", "chat/RolledBack/7", "forge/RolledBack/7"]
         );
         // Transitions older than `since` are not replayed.
         assert_eq!(
-            ids(&owed_for_release(&main, &targets(), at(6))),
+            ids(&owed_for_release(&main, records_of(&main), &targets(), at(6))),
             ["chat/RolledBack/7", "forge/RolledBack/7"]
         );
     }
@@ -262,7 +275,12 @@ webhooks:
         use Phase::*;
         let applying = release("main", &[(Pending, 1), (Applying, 2), (Progressing, 3)]);
         assert_eq!(
-            ids(&owed_for_release(&applying, &targets(), at(0))),
+            ids(&owed_for_release(
+                &applying,
+                records_of(&applying),
+                &targets(),
+                at(0)
+            )),
             ["forge/Applying/2"]
         );
         let mut done = release(
@@ -270,17 +288,17 @@ webhooks:
             &[(Pending, 1), (Applying, 2), (Testing, 4), (Succeeded, 9)],
         );
         assert_eq!(
-            ids(&owed_for_release(&done, &targets(), at(0))),
+            ids(&owed_for_release(&done, records_of(&done), &targets(), at(0))),
             ["forge/Succeeded/9"]
         );
         record(&mut done, "forge/Succeeded/9");
-        assert!(owed_for_release(&done, &targets(), at(0)).is_empty());
+        assert!(owed_for_release(&done, records_of(&done), &targets(), at(0)).is_empty());
         // A superseded release owes nothing new, and one without a status nothing at all.
         let superseded = release("main", &[(Pending, 1), (Superseded, 2)]);
-        assert!(owed_for_release(&superseded, &targets(), at(0)).is_empty());
+        assert!(owed_for_release(&superseded, records_of(&superseded), &targets(), at(0)).is_empty());
         let mut bare = superseded.clone();
         bare.status = None;
-        assert!(owed_for_release(&bare, &targets(), at(0)).is_empty());
+        assert!(owed_for_release(&bare, records_of(&bare), &targets(), at(0)).is_empty());
     }
 
     /// Every history a release can have, every subset recorded: what is owed and what is
@@ -300,7 +318,7 @@ webhooks:
                 .map(|i| (Phase::ALL[(next() % 9) as usize], i as i64 + 1))
                 .collect();
             let mut r = release(if next() % 2 == 0 { "main" } else { "production" }, &phases);
-            let all = owed_for_release(&r, &targets(), at(0));
+            let all = owed_for_release(&r, records_of(&r), &targets(), at(0));
             let recorded: Vec<String> = all
                 .iter()
                 .filter(|_| next() % 2 == 0)
@@ -309,7 +327,7 @@ webhooks:
             for id in &recorded {
                 record(&mut r, id);
             }
-            let left = owed_for_release(&r, &targets(), at(0));
+            let left = owed_for_release(&r, records_of(&r), &targets(), at(0));
             for o in &left {
                 assert!(!recorded.contains(&o.id), "{o:?} recorded and owed");
             }

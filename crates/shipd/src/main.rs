@@ -63,6 +63,51 @@ struct Args {
 
     #[command(flatten)]
     source: source::SourceArgs,
+
+    #[command(flatten)]
+    notify: NotifyArgs,
+}
+
+/// Notification flags.
+#[derive(Debug, Clone, clap::Args)]
+struct NotifyArgs {
+    /// The notifications file (docs/notifications.md): commit statuses, chat and signed
+    /// webhooks, each credential a Secret reference in --secret-namespace. Without it, Ship
+    /// sends none. A file that cannot be used stops shipd with the reason.
+    #[arg(long, env = "SHIP_NOTIFICATIONS")]
+    notifications: Option<std::path::PathBuf>,
+
+    /// How long a delivery is retried (with backoff, on 5xx, 408, 429 and no answer) before
+    /// it is given up on with a NotificationFailed Warning event.
+    #[arg(long, env = "SHIP_NOTIFY_GIVE_UP_AFTER", default_value = "10m", value_parser = source::parse_duration)]
+    notify_give_up_after: std::time::Duration,
+
+    /// How long one attempt may take.
+    #[arg(long, env = "SHIP_NOTIFY_ATTEMPT_TIMEOUT", default_value = "10s", value_parser = source::parse_duration)]
+    notify_attempt_timeout: std::time::Duration,
+
+    /// Transitions older than this are not notified (a target added today does not replay
+    /// last month's releases).
+    #[arg(long, env = "SHIP_NOTIFY_MAX_AGE", default_value = "1h", value_parser = source::parse_duration)]
+    notify_max_age: std::time::Duration,
+}
+
+/// The notification targets of the file `args` names (none without one).
+fn notification_targets(
+    args: &NotifyArgs,
+    repo_url: Option<&str>,
+) -> anyhow::Result<(Vec<ship_notify::config::Target>, Option<String>)> {
+    let Some(path) = &args.notifications else {
+        return Ok((Vec::new(), None));
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the notifications file {}", path.display()))?;
+    let config =
+        ship_notify::config::NotifyConfig::parse(&text).with_context(|| format!("in {}", path.display()))?;
+    let targets = config
+        .targets(repo_url.unwrap_or_default())
+        .with_context(|| format!("in {}", path.display()))?;
+    Ok((targets, config.status_page_url))
 }
 
 /// Leader election flags.
@@ -123,6 +168,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         info!("shutdown requested; finishing in-flight work");
         let _ = stop_tx.send(true);
     });
+
+    // A notifications file that cannot be used stops shipd before it acts, with the reason.
+    let (notify_targets, status_page_url) =
+        notification_targets(&args.notify, args.source.repo_url.as_deref())?;
 
     let config = kube::Config::infer()
         .await
@@ -193,6 +242,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_settings(settings)
         .with_metrics(metrics.clone())
         .with_secret_namespace(args.source.secret_namespace.clone());
+    let notifier = ship_engine::notifier::Notifier {
+        client: client.clone(),
+        namespace: args
+            .namespace
+            .clone()
+            .unwrap_or_else(|| args.source.secret_namespace.clone()),
+        secret_namespace: args.source.secret_namespace.clone(),
+        targets: Arc::new(notify_targets),
+        status_page_url,
+        give_up_after: args.notify.notify_give_up_after,
+        max_age: args.notify.notify_max_age,
+        attempt_timeout: args.notify.notify_attempt_timeout,
+        recorder: ctx.recorder.clone(),
+        metrics: metrics.clone(),
+        releases: ctx.release_store(),
+        clock: ctx.clock.clone(),
+        promotion_clock: match args.test_clock {
+            Some(start) => ship_engine::clock::clock_from(start),
+            None => ship_engine::clock::system_clock(),
+        },
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("cannot build the notifier's HTTP client")?,
+    };
+    // Its own task: a slow or dead receiver never holds up a release.
+    tokio::spawn(ship_engine::notifier::run(notifier, stopped(stop_rx.clone())));
     let started = source::start(&args.source, client.clone(), stop_rx.clone(), metrics.clone()).await?;
     let webhook_counters = started.as_ref().map(|s| s.webhook_counters.clone());
     if let Ok(mut registry) = state.registry.write() {

@@ -16,6 +16,7 @@ pub mod git;
 pub mod ports;
 pub mod process;
 pub mod prometheus;
+pub mod receiver;
 pub mod remote;
 pub mod seeded;
 pub mod servers;

@@ -1,0 +1,485 @@
+//! Notifications on the real control plane, to a recording receiver that checks each
+//! provider's contract: GitHub, GitLab and Gitea commit statuses (method, path, auth header,
+//! JSON fields and state names), a Slack-compatible chat webhook and a signed JSON webhook.
+//! A good push gives `pending` then `success`; a bad one `pending` then `failure`, naming the
+//! failed test and the release rolled back to. A receiver that answers 500 twice gets one
+//! delivery; one that refuses (401) is given up on with a Warning event and a metric; a SIGKILL
+//! between a transition and its notification delivers it once after the restart, and a
+//! restart after delivery sends nothing again.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::PostParams;
+use sha2::Sha256;
+use ship_api::{NotificationOutcome, Phase, ShipRelease};
+use ship_testkit::receiver::{Receiver, Recorded, Steady};
+use ship_testkit::stack::{Stack, configmap, release_name};
+
+const SETTLE: Duration = Duration::from_secs(60);
+const GITHUB_TOKEN: &str = "ghp_e2eNotifyToken7f3a";
+const GITLAB_TOKEN: &str = "glpat-e2eNotifyToken19c";
+const GITEA_TOKEN: &str = "gitea-e2e-notify-token-4be";
+const SLACK_PATH_SECRET: &str = "xoxb-e2e-slack-path-secret-88d";
+const SIGNING_KEY: &str = "e2e-signing-key-2ac1";
+
+async fn create_secret(stack: &Stack, name: &str, data: serde_json::Value) {
+    let secret: Secret =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "stringData": data})).unwrap();
+    Api::<Secret>::namespaced(stack.cluster.client(), &stack.ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+}
+
+async fn credentials(stack: &Stack, receiver: &Receiver) {
+    create_secret(
+        stack,
+        "forge-tokens",
+        serde_json::json!({"github": GITHUB_TOKEN, "gitlab": GITLAB_TOKEN, "gitea": GITEA_TOKEN}),
+    )
+    .await;
+    create_secret(
+        stack,
+        "chat",
+        serde_json::json!({"url": format!("{}/slack/T000/B000/{SLACK_PATH_SECRET}", receiver.url())}),
+    )
+    .await;
+    create_secret(stack, "audit", serde_json::json!({"key": SIGNING_KEY})).await;
+}
+
+/// Writes the notifications file; returns its path (kept by the returned directory).
+fn notifications_file(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notifications.yaml");
+    std::fs::write(&path, text).unwrap();
+    let path = path.display().to_string();
+    (dir, path)
+}
+
+fn every_provider(receiver: &Receiver) -> String {
+    let r = receiver.url();
+    format!(
+        "statusPageUrl: http://ship.example.test/
+commitStatuses:
+  - {{name: gh, forge: github, apiUrl: '{r}/github/api/v3', repository: acme/shop, tokenSecret: {{name: forge-tokens, key: github}}}}
+  - {{name: gl, forge: gitlab, apiUrl: '{r}/gitlab', repository: acme/shop, tokenSecret: {{name: forge-tokens, key: gitlab}}}}
+  - {{name: gt, forge: gitea, apiUrl: '{r}/gitea', repository: acme/shop, environments: [main], tokenSecret: {{name: forge-tokens, key: gitea}}}}
+webhooks:
+  - {{name: chat, format: slack, urlSecret: {{name: chat, key: url}}, environments: [main]}}
+  - {{name: audit, format: json, url: '{r}/audit', signingSecret: {{name: audit, key: key}}, on: [Applying, Succeeded, Failed, RolledBack], environments: [main]}}
+  - {{name: refused, format: json, url: '{r}/refuse', signingSecret: {{name: audit, key: key}}, on: [RolledBack], environments: [main]}}
+"
+    )
+}
+
+fn accepted(requests: &[Recorded]) -> Vec<Recorded> {
+    requests
+        .iter()
+        .filter(|r| r.answered.is_some_and(|c| (200..300).contains(&c)))
+        .cloned()
+        .collect()
+}
+
+fn states(requests: &[Recorded]) -> Vec<String> {
+    accepted(requests)
+        .iter()
+        .map(|r| r.json()["state"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SIGNING_KEY.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The contract of each forge, for one commit's statuses: method, path, headers, fields.
+fn check_forge_contract(forge: &str, requests: &[Recorded], commit: &str, release: &str) {
+    for r in requests {
+        assert_eq!(r.method, "POST", "{forge}");
+        assert_eq!(r.header("content-type"), Some("application/json"), "{forge}");
+        let body = r.json();
+        assert_eq!(
+            body["target_url"],
+            format!("http://ship.example.test/status#{release}"),
+            "{forge}"
+        );
+        assert!(
+            body["description"].as_str().unwrap().starts_with("main: "),
+            "{forge}: {body}"
+        );
+        match forge {
+            "github" => {
+                assert_eq!(
+                    r.path,
+                    format!("/github/api/v3/repos/acme/shop/statuses/{commit}")
+                );
+                assert_eq!(
+                    r.header("authorization"),
+                    Some(format!("Bearer {GITHUB_TOKEN}").as_str())
+                );
+                assert_eq!(r.header("accept"), Some("application/vnd.github+json"));
+                assert_eq!(r.header("x-github-api-version"), Some("2022-11-28"));
+                assert_eq!(body["context"], "ship/main");
+                assert!(body["description"].as_str().unwrap().chars().count() <= 140);
+            }
+            "gitlab" => {
+                assert_eq!(
+                    r.path,
+                    format!("/gitlab/api/v4/projects/acme%2Fshop/statuses/{commit}")
+                );
+                assert_eq!(r.header("private-token"), Some(GITLAB_TOKEN));
+                assert_eq!(body["name"], "ship/main");
+                assert!(body.get("context").is_none());
+            }
+            "gitea" => {
+                assert_eq!(r.path, format!("/gitea/api/v1/repos/acme/shop/statuses/{commit}"));
+                assert_eq!(
+                    r.header("authorization"),
+                    Some(format!("token {GITEA_TOKEN}").as_str())
+                );
+                assert_eq!(body["context"], "ship/main");
+            }
+            other => panic!("{other}"),
+        }
+    }
+}
+
+fn records(release: &ShipRelease) -> BTreeMap<String, (NotificationOutcome, u32)> {
+    release
+        .status
+        .as_ref()
+        .map(|s| {
+            s.notifications
+                .iter()
+                .map(|n| (n.id.clone(), (n.outcome, n.attempts)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn each_provider_hears_of_a_good_and_a_rolled_back_release_by_its_contract() {
+    let mut stack = Stack::new("notify", "{enabled: false}").await.unwrap();
+    let receiver = Receiver::start().await.unwrap();
+    credentials(&stack, &receiver).await;
+    // The chat receiver fails twice before it takes a message; the `refused` one never does.
+    receiver.script("/slack/", &[500, 500], Steady::Status(200));
+    receiver.script("/refuse", &[], Steady::Status(401));
+    let (_dir, file) = notifications_file(&every_provider(&receiver));
+    // Each release stays a second in Applying, so `pending` is sent before the release
+    // succeeds (a release faster than the notifier's look sends only its newest state).
+    let flags = [
+        "--notifications",
+        file.as_str(),
+        "--notify-give-up-after",
+        "30s",
+        "--test-pause-after",
+        "Applying:1s",
+    ];
+    let good = stack.deploy_first(&flags).await.unwrap();
+    let good_release = release_name("main", &good);
+
+    // A good push: pending, then success, on each forge, by its contract.
+    for (forge, prefix, success) in [
+        ("github", "/github/", "success"),
+        ("gitlab", "/gitlab/", "success"),
+        ("gitea", "/gitea/", "success"),
+    ] {
+        let seen = receiver
+            .wait_for(&format!("{forge}: pending, success"), prefix, SETTLE, |r| {
+                accepted(r)
+                    .iter()
+                    .any(|q| q.path.ends_with(&good) && q.json()["state"] == success)
+            })
+            .await
+            .unwrap();
+        // (The sample repository's production branch has no ship.yaml; its release fails in
+        // Pending, and its commit's status says so. Only the good commit's are looked at.)
+        let of_good: Vec<Recorded> = seen
+            .into_iter()
+            .filter(|r| r.path.ends_with(&format!("statuses/{good}")))
+            .collect();
+        assert_eq!(states(&of_good), ["pending", success], "{forge}");
+        check_forge_contract(forge, &of_good, &good, &good_release);
+    }
+    // The audit hook hears Applying and Succeeded, signed, each with its delivery id; chat
+    // (default: failures and promotions) hears nothing.
+    let audit = receiver
+        .wait_for("audit: Applying, Succeeded", "/audit", SETTLE, |r| {
+            accepted(r).len() == 2
+        })
+        .await
+        .unwrap();
+    for (r, event) in audit.iter().zip(["Applying", "Succeeded"]) {
+        assert_eq!(r.header("x-ship-event"), Some(event));
+        assert_eq!(r.header("x-ship-signature-256"), Some(sign(&r.body).as_str()));
+        let body = r.json();
+        assert_eq!(r.header("x-ship-delivery"), body["delivery"].as_str());
+        assert!(
+            body["delivery"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("audit/{event}/"))
+        );
+        assert_eq!(body["commit"], good.as_str());
+        assert_eq!(body["environment"], "main");
+        assert_eq!(body["phase"], event);
+    }
+    assert!(receiver.requests_under("/slack/").is_empty());
+
+    // A bad push: tests fail, the release rolls back.
+    let bad = stack
+        .push_main(
+            &[("deploy/main/web.yaml", &configmap("broken"))],
+            "bad: breaks the page",
+        )
+        .unwrap();
+    let bad_release = release_name("main", &bad);
+    stack
+        .settled(&bad_release, Phase::RolledBack, SETTLE)
+        .await
+        .unwrap();
+    for (forge, prefix) in [
+        ("github", "/github/"),
+        ("gitlab", "/gitlab/"),
+        ("gitea", "/gitea/"),
+    ] {
+        let failure = if forge == "gitlab" { "failed" } else { "failure" };
+        let path_part = format!("statuses/{bad}");
+        let seen = receiver
+            .wait_for(
+                &format!("{forge}: a failure naming the rollback"),
+                prefix,
+                SETTLE,
+                |r| {
+                    accepted(r).iter().any(|q| {
+                        q.path.ends_with(&path_part)
+                            && q.json()["description"]
+                                .as_str()
+                                .unwrap_or("")
+                                .contains("rolled back to")
+                    })
+                },
+            )
+            .await
+            .unwrap();
+        let of_bad: Vec<Recorded> = seen
+            .into_iter()
+            .filter(|r| r.path.ends_with(&path_part))
+            .collect();
+        check_forge_contract(forge, &of_bad, &bad, &bad_release);
+        let states = states(&of_bad);
+        assert_eq!(states[0], "pending", "{forge}: {states:?}");
+        assert!(states[1..].iter().all(|s| s == failure), "{forge}: {states:?}");
+        let last = accepted(&of_bad).last().unwrap().json();
+        let description = last["description"].as_str().unwrap();
+        assert!(description.contains("test home failed"), "{forge}: {description}");
+        assert!(
+            description.contains(&format!("rolled back to {good_release}")),
+            "{forge}: {description}"
+        );
+    }
+
+    // Chat: 500, 500, then the Failed message lands; then RolledBack. Each once.
+    let chat = receiver
+        .wait_for("chat: Failed and RolledBack", "/slack/", SETTLE, |r| {
+            accepted(r).len() == 2
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        chat.iter().map(|r| r.answered.unwrap()).collect::<Vec<_>>(),
+        [500, 500, 200, 200]
+    );
+    assert_eq!(chat[0].path, format!("/slack/T000/B000/{SLACK_PATH_SECRET}"));
+    let texts: Vec<String> = accepted(&chat)
+        .iter()
+        .map(|r| r.json()["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        texts[0].starts_with(&format!("*main* Failed: `{}` bad: breaks the page", &bad[..7])),
+        "{}",
+        texts[0]
+    );
+    assert!(
+        texts[1].starts_with(&format!("*main* RolledBack: `{}`", &bad[..7])),
+        "{}",
+        texts[1]
+    );
+    for text in &texts {
+        assert!(text.contains("• test *home* failed"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "<http://ship.example.test/status#{bad_release}|{bad_release}>"
+            )),
+            "{text}"
+        );
+    }
+
+    // The refusing receiver: one attempt (a 401 is not retried), recorded as given up, with a
+    // Warning event and a metric.
+    let release = stack
+        .release_where(&bad_release, SETTLE, |r| {
+            records(r)
+                .values()
+                .any(|(o, _)| *o == NotificationOutcome::GaveUp)
+        })
+        .await
+        .unwrap();
+    assert_eq!(receiver.requests_under("/refuse").len(), 1);
+    let recorded = records(&release);
+    let gave_up: Vec<&String> = recorded
+        .iter()
+        .filter(|(_, (o, _))| *o == NotificationOutcome::GaveUp)
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(gave_up.len(), 1, "{recorded:?}");
+    assert!(gave_up[0].starts_with("refused/RolledBack/"), "{recorded:?}");
+    let event = stack
+        .event_where("NotificationFailed", SETTLE, |note| note.contains("refused"))
+        .await
+        .unwrap();
+    let note = event.message.unwrap_or_default();
+    assert!(note.contains("HTTP 401"), "{note}");
+    let chat_failed = recorded
+        .iter()
+        .find(|(id, _)| id.starts_with("chat/Failed/"))
+        .unwrap();
+    assert_eq!(
+        *chat_failed.1,
+        (NotificationOutcome::Delivered, 3),
+        "{recorded:?}"
+    );
+    let metrics = stack.shipd.as_ref().unwrap().probe("/metrics").await.unwrap().1;
+    for line in [
+        "ship_notifications_total{provider=\"webhook\",result=\"gave_up\"} 1",
+        "ship_notifications_total{provider=\"slack\",result=\"retried\"} 2",
+        "ship_notifications_total{provider=\"slack\",result=\"delivered\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
+
+    // A restart sends nothing again: everything sent is recorded.
+    let before = receiver.requests().len();
+    stack.start_shipd(&flags).unwrap();
+    stack
+        .shipd
+        .as_ref()
+        .unwrap()
+        .wait_for_log(SETTLE, |l| l.contains("notifier started"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = receiver.requests();
+    assert_eq!(
+        after.len(),
+        before,
+        "sent again after a restart: {:?}",
+        after[before..].iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+
+    // No credential anywhere Ship writes.
+    let logs = stack.logs();
+    let statuses =
+        serde_json::to_string(&stack.releases().list(&Default::default()).await.unwrap().items).unwrap();
+    for (what, text) in [("logs", &logs), ("status", &statuses), ("metrics", &metrics)] {
+        for secret in [
+            GITHUB_TOKEN,
+            GITLAB_TOKEN,
+            GITEA_TOKEN,
+            SLACK_PATH_SECRET,
+            SIGNING_KEY,
+        ] {
+            assert!(!text.contains(secret), "{what} contains {secret}");
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn a_sigkill_between_a_transition_and_its_notification_delivers_it_once_after_the_restart() {
+    let mut stack = Stack::new("notify-kill", "{enabled: false}").await.unwrap();
+    let receiver = Receiver::start().await.unwrap();
+    credentials(&stack, &receiver).await;
+    // The receiver is down (503) until shipd has been killed.
+    receiver.script("/audit", &[], Steady::Status(503));
+    let r = receiver.url();
+    let (_dir, file) = notifications_file(&format!(
+        "webhooks:\n  - {{name: audit, format: json, url: '{r}/audit', signingSecret: {{name: audit, key: key}}}}\n"
+    ));
+    let flags = ["--notifications", file.as_str()];
+    stack.deploy_first(&flags).await.unwrap();
+    let bad = stack
+        .push_main(
+            &[("deploy/main/web.yaml", &configmap("broken"))],
+            "bad: breaks the page",
+        )
+        .unwrap();
+    let bad_release = release_name("main", &bad);
+    stack
+        .settled(&bad_release, Phase::RolledBack, SETTLE)
+        .await
+        .unwrap();
+    // The Failed message was tried (and refused with 503): the transitions are persisted,
+    // nothing is recorded as delivered.
+    receiver
+        .wait_for("an attempt", "/audit", SETTLE, |r| !r.is_empty())
+        .await
+        .unwrap();
+    stack.kill_shipd().unwrap();
+    let release = stack.releases().get(&bad_release).await.unwrap();
+    assert!(records(&release).is_empty(), "{:?}", records(&release));
+    let delivered_before = accepted(&receiver.requests_under("/audit")).len();
+    assert_eq!(delivered_before, 0);
+
+    receiver.script("/audit", &[], Steady::Status(202));
+    stack.start_shipd(&flags).unwrap();
+    // (The production branch of the sample repository has no ship.yaml: its release fails
+    // too, and is notified too; only the bad release's deliveries are counted here.)
+    let of_bad = |requests: &[Recorded]| -> Vec<String> {
+        accepted(requests)
+            .iter()
+            .filter(|r| r.json()["release"] == bad_release.as_str())
+            .map(|r| r.header("x-ship-delivery").unwrap().to_owned())
+            .collect()
+    };
+    let seen = receiver
+        .wait_for("Failed and RolledBack delivered", "/audit", SETTLE, |r| {
+            of_bad(r).len() == 2
+        })
+        .await
+        .unwrap();
+    let ids = of_bad(&seen);
+    assert!(
+        ids[0].starts_with("audit/Failed/") && ids[1].starts_with("audit/RolledBack/"),
+        "{ids:?}"
+    );
+    let release = stack
+        .release_where(&bad_release, SETTLE, |r| records(r).len() == 2)
+        .await
+        .unwrap();
+    for id in &ids {
+        assert_eq!(records(&release)[id].0, NotificationOutcome::Delivered);
+    }
+    // Killed again after the records landed: nothing is sent a second time.
+    stack.kill_shipd().unwrap();
+    stack.start_shipd(&flags).unwrap();
+    stack
+        .shipd
+        .as_ref()
+        .unwrap()
+        .wait_for_log(SETTLE, |l| l.contains("notifier started"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let all = of_bad(&receiver.requests_under("/audit"));
+    assert_eq!(all, ids, "each delivery lands once");
+}
