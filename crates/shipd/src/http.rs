@@ -1,5 +1,5 @@
-//! The probe server: `/healthz` (the process is alive), `/readyz` (it can do its job) and
-//! `/metrics` (Prometheus, OpenMetrics text).
+//! The probe server: `/healthz` (the process is alive), `/readyz` (it can do its job),
+//! `/metrics` (Prometheus, OpenMetrics text) and `/status` (the read-only status page).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +25,36 @@ pub struct State {
     pub standby: Arc<AtomicBool>,
     /// What `/metrics` serves (filled in once the source is known).
     pub registry: Arc<std::sync::RwLock<prometheus_client::registry::Registry>>,
+    /// What `/status` renders (set once this replica leads).
+    pub page: Arc<std::sync::OnceLock<crate::page::Sources>>,
+}
+
+/// `/status`: the status page, from the controller's caches.
+async fn status_page(
+    Extract(state): Extract<State>,
+) -> (StatusCode, [(axum::http::HeaderName, &'static str); 2], String) {
+    let headers = |ct| {
+        [
+            (axum::http::header::CONTENT_TYPE, ct),
+            // It changes every few seconds; a cache would show an old rollback as current.
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ]
+    };
+    if state.standby.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            headers("text/plain; charset=utf-8"),
+            "standby: another replica leads and serves the status page\n".into(),
+        );
+    }
+    match state.page.get().and_then(crate::page::Sources::render) {
+        Some(html) => (StatusCode::OK, headers("text/html; charset=utf-8"), html),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            headers("text/plain; charset=utf-8"),
+            "starting: the releases are not listed yet\n".into(),
+        ),
+    }
 }
 
 /// `/metrics`: every metric; OpenMetrics text when the client asks for it (Prometheus does),
@@ -95,6 +125,8 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/status", get(status_page))
+        .route("/", get(|| async { axum::response::Redirect::to("/status") }))
         .with_state(state);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

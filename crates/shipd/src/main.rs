@@ -4,6 +4,7 @@
 mod http;
 mod logging;
 mod metrics;
+mod page;
 mod source;
 
 use std::net::SocketAddr;
@@ -267,6 +268,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .build()
             .context("cannot build the notifier's HTTP client")?,
     };
+    let _ = state.page.set(page::Sources::start(
+        &client,
+        &notifier.namespace,
+        ctx.release_store(),
+    ));
     // Its own task: a slow or dead receiver never holds up a release.
     tokio::spawn(ship_engine::notifier::run(notifier, stopped(stop_rx.clone())));
     let started = source::start(&args.source, client.clone(), stop_rx.clone(), metrics.clone()).await?;

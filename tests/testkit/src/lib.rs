@@ -11,6 +11,7 @@
 pub mod apis;
 pub mod app;
 pub mod bench;
+pub mod browser;
 pub mod cluster;
 pub mod git;
 pub mod ports;
