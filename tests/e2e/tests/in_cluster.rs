@@ -345,6 +345,30 @@ async fn the_chart_runs_ship_in_the_cluster_and_it_deploys_a_kustomization_as_re
         pushed.elapsed(),
         second_done.status.unwrap().message.unwrap_or_default()
     );
+    // The status page, through the chart's Service (the leader's), as a person's browser would
+    // reach it: what is deployed where, the new commit among it.
+    let status_service = Api::<Service>::namespaced(cluster.client(), &ns)
+        .get(&format!("{release}-status"))
+        .await
+        .unwrap();
+    let status_ip = status_service.spec.unwrap().cluster_ip.unwrap();
+    let page = eventually("the status page answers", Duration::from_secs(20), || {
+        let url = format!("http://{status_ip}:80/status");
+        async move {
+            match reqwest::get(url).await {
+                Ok(answer) if answer.status().is_success() => Ok(Some(answer.text().await?)),
+                Ok(_) => Ok(None),
+                Err(err) if err.is_connect() => Ok(None),
+                Err(err) => Err(err.into()),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        page.contains(&format!("Deployed: <code>{}</code>", &second[..7])),
+        "{page}"
+    );
     let rss = rss_kib(&format!("--namespace={ns}"));
     eprintln!("shipd pods' RSS: {rss:?} KiB");
     assert_eq!(rss.len(), 2, "two shipd processes on the node");

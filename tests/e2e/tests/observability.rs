@@ -17,11 +17,14 @@ use ship_api::Phase;
 use ship_testkit::cluster::{eventually, repo_root};
 use ship_testkit::process::free_port;
 use ship_testkit::prometheus::Prometheus;
+use ship_testkit::receiver::{Receiver, Steady};
 use ship_testkit::stack::{Stack, configmap, release_name};
 
 const SETTLE: Duration = Duration::from_secs(60);
 const GIT_TOKEN: &str = "ghp-e2e-git-token-5d7a1c";
 const WEBHOOK_TOKEN: &str = "e2e-webhook-token-0b3e";
+const FORGE_TOKEN: &str = "ghp_e2eForgeTokenEchoed91d";
+const CHAT_URL_SECRET: &str = "T0/B0/e2e-chat-url-secret-c4f";
 
 fn rules_dir() -> PathBuf {
     repo_root().join("charts/ship/files")
@@ -110,6 +113,28 @@ async fn prometheus_sees_a_rollback_and_nothing_leaks_a_secret() {
         serde_json::json!({"token": WEBHOOK_TOKEN}),
     )
     .await;
+    // Notifications with credentials: a forge whose error page echoes the request's headers
+    // (the token among them) and a chat webhook whose URL is the credential.
+    let receiver = Receiver::start().await.unwrap();
+    receiver.script("/forge/", &[], Steady::Echo(401));
+    create_secret(
+        &stack,
+        "ship-notify",
+        serde_json::json!({"token": FORGE_TOKEN, "url": format!("{}/chat/{CHAT_URL_SECRET}", receiver.url())}),
+    )
+    .await;
+    let notify_dir = tempfile::tempdir().unwrap();
+    let notify_file = notify_dir.path().join("notifications.yaml");
+    std::fs::write(
+        &notify_file,
+        format!(
+            "commitStatuses:\n  - {{name: forge, forge: github, apiUrl: '{}/forge', repository: a/b, tokenSecret: {{name: ship-notify, key: token}}}}\n\
+             webhooks:\n  - {{name: chat, format: slack, urlSecret: {{name: ship-notify, key: url}}}}\n",
+            receiver.url()
+        ),
+    )
+    .unwrap();
+    let notify_file = notify_file.display().to_string();
     let webhook_port = free_port().unwrap();
     let webhook_addr = format!("127.0.0.1:{webhook_port}");
     let good = stack
@@ -120,6 +145,8 @@ async fn prometheus_sees_a_rollback_and_nothing_leaks_a_secret() {
             "ship-webhook",
             "--webhook-addr",
             &webhook_addr,
+            "--notifications",
+            &notify_file,
         ])
         .await
         .unwrap();
@@ -284,6 +311,31 @@ async fn prometheus_sees_a_rollback_and_nothing_leaks_a_secret() {
     }
     assert!(about_releases > 10, "{about_releases} release lines");
 
+    // The notifications were sent with their credentials, and the forge echoed the token back
+    // in its 401 (given up on, with the answer in the event and the status).
+    let echoed = receiver
+        .wait_for("the forge's echo", "/forge/", SETTLE, |r| !r.is_empty())
+        .await
+        .unwrap();
+    assert_eq!(
+        echoed[0].header("authorization"),
+        Some(format!("Bearer {FORGE_TOKEN}").as_str())
+    );
+    receiver
+        .wait_for("the chat message", "/chat/", SETTLE, |r| !r.is_empty())
+        .await
+        .unwrap();
+    stack
+        .event_where("NotificationFailed", SETTLE, |note| note.contains("HTTP 401"))
+        .await
+        .unwrap();
+    let scrape = reqwest::get(format!("http://{shipd_addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
     // No secret in the logs, the metrics, the events or the releases' status.
     let events = Api::<Event>::namespaced(stack.cluster.client(), &stack.ns)
         .list(&ListParams::default())
@@ -297,7 +349,7 @@ async fn prometheus_sees_a_rollback_and_nothing_leaks_a_secret() {
         ("status", serde_json::to_string(&statuses.items).unwrap()),
     ];
     for (what, text) in &captures {
-        for secret in [GIT_TOKEN, WEBHOOK_TOKEN] {
+        for secret in [GIT_TOKEN, WEBHOOK_TOKEN, FORGE_TOKEN, CHAT_URL_SECRET] {
             assert!(!text.contains(secret), "{what} contains a secret");
         }
     }
