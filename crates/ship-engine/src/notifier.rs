@@ -227,9 +227,12 @@ pub async fn run(notifier: Notifier, stop: impl std::future::Future<Output = ()>
                 .filter_map(Subject::release)
                 .collect();
             subjects.extend(promotion_store.state().into_iter().map(Subject::Promotion));
+            let present: std::collections::HashSet<_> = subjects.iter().map(Subject::key).collect();
             for subject in subjects {
                 notifier.look(subject, &memory);
             }
+            // Records of objects since deleted (history pruned) are no longer needed.
+            lock(&memory).written.retain(|key, _| present.contains(key));
         }
     };
     tokio::select! {

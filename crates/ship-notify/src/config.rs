@@ -132,6 +132,8 @@ pub enum Trigger {
     Failed,
     /// A release rolled back (the environment runs the last good release).
     RolledBack,
+    /// A newer commit superseded a release before it finished.
+    Superseded,
     /// The promotion created a promotion release.
     PromotionDone,
     /// The promotion ran and did not promote (diverged, held, nothing tested, a branch
@@ -282,7 +284,8 @@ impl Target {
     }
 
     /// Whether `trigger` sends to it. Commit statuses follow every release transition that
-    /// changes the commit's state (Applying, Succeeded, Failed, RolledBack), never a promotion.
+    /// changes the commit's state (Applying, Succeeded, Failed, RolledBack, Superseded), never
+    /// a promotion.
     pub fn fires_on(&self, trigger: Trigger) -> bool {
         match &self.kind {
             TargetKind::CommitStatus { .. } => {

@@ -69,6 +69,7 @@ fn commit_state(trigger: Trigger) -> CommitState {
     match trigger {
         Trigger::Applying => CommitState::Pending,
         Trigger::Succeeded => CommitState::Success,
+        Trigger::Superseded => CommitState::Cancelled,
         Trigger::Failed | Trigger::RolledBack | Trigger::PromotionDone | Trigger::PromotionRefused => {
             CommitState::Failure
         }

@@ -38,6 +38,9 @@ pub enum CommitState {
     Success,
     /// The release failed, or rolled back.
     Failure,
+    /// A newer commit superseded the release after it started applying: it never finished,
+    /// so it neither passed nor failed.
+    Cancelled,
 }
 
 impl CommitState {
@@ -48,6 +51,10 @@ impl CommitState {
             (CommitState::Success, _) => "success",
             (CommitState::Failure, Forge::GitLab) => "failed",
             (CommitState::Failure, Forge::GitHub | Forge::Gitea) => "failure",
+            (CommitState::Cancelled, Forge::GitLab) => "canceled",
+            // GitHub and Gitea have no "cancelled": "error" is their state for a run that did
+            // not come to a verdict.
+            (CommitState::Cancelled, Forge::GitHub | Forge::Gitea) => "error",
         }
     }
 }

@@ -35,7 +35,8 @@ pub fn release_trigger(phase: Phase) -> Option<Trigger> {
         Phase::Succeeded => Some(Trigger::Succeeded),
         Phase::Failed => Some(Trigger::Failed),
         Phase::RolledBack => Some(Trigger::RolledBack),
-        Phase::Pending | Phase::Progressing | Phase::Testing | Phase::RollingBack | Phase::Superseded => None,
+        Phase::Superseded => Some(Trigger::Superseded),
+        Phase::Pending | Phase::Progressing | Phase::Testing | Phase::RollingBack => None,
     }
 }
 
@@ -84,10 +85,17 @@ pub fn owed_for_release(
             Some((trigger, t.at.0))
         });
         let fired: Vec<(Trigger, Timestamp)> = match target.kind {
-            TargetKind::CommitStatus { .. } => fired
-                .rfind(|(trigger, _)| commit_state_of(*trigger))
-                .into_iter()
-                .collect(),
+            TargetKind::CommitStatus { .. } => {
+                let all: Vec<(Trigger, Timestamp)> = fired.by_ref().collect();
+                // A release superseded before it applied never said anything about its
+                // commit; one superseded later said `pending`, which must not stay so.
+                let said_pending = all.iter().any(|(t, _)| *t == Trigger::Applying);
+                all.into_iter()
+                    .rfind(|(trigger, _)| commit_state_of(*trigger))
+                    .filter(|(trigger, _)| *trigger != Trigger::Superseded || said_pending)
+                    .into_iter()
+                    .collect()
+            }
             TargetKind::Webhook { .. } => fired.collect(),
         };
         for (trigger, at) in fired {
@@ -113,6 +121,7 @@ fn commit_state_of(trigger: Trigger) -> bool {
         Trigger::Succeeded => Phase::Succeeded,
         Trigger::Failed => Phase::Failed,
         Trigger::RolledBack => Phase::RolledBack,
+        Trigger::Superseded => Phase::Superseded,
         Trigger::PromotionDone | Trigger::PromotionRefused => return false,
     };
     commit_state(phase).is_some()
@@ -293,9 +302,21 @@ webhooks:
         );
         record(&mut done, "forge/Succeeded/9");
         assert!(owed_for_release(&done, records_of(&done), &targets(), at(0)).is_empty());
-        // A superseded release owes nothing new, and one without a status nothing at all.
+        // A release superseded before it applied owes the forge nothing (it never said
+        // pending); one superseded while applying owes it a cancelled status, so the commit's
+        // pending does not stay forever. One without a status owes nothing at all.
         let superseded = release("main", &[(Pending, 1), (Superseded, 2)]);
         assert!(owed_for_release(&superseded, records_of(&superseded), &targets(), at(0)).is_empty());
+        let cut_short = release("main", &[(Pending, 1), (Applying, 2), (Superseded, 3)]);
+        assert_eq!(
+            ids(&owed_for_release(
+                &cut_short,
+                records_of(&cut_short),
+                &targets(),
+                at(0)
+            )),
+            ["forge/Superseded/3"]
+        );
         let mut bare = superseded.clone();
         bare.status = None;
         assert!(owed_for_release(&bare, records_of(&bare), &targets(), at(0)).is_empty());

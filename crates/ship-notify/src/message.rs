@@ -14,14 +14,15 @@ use crate::forge::CommitState;
 pub const SIGNATURE_HEADER: &str = "x-ship-signature-256";
 
 /// The commit status a release's phase calls for: pending once it applies, success when it
-/// succeeded, failure when it failed or rolled back. `None` for the phases in between and for
-/// a superseded release (it never ran; the release that superseded it speaks for the branch).
+/// succeeded, failure when it failed or rolled back, cancelled when a newer commit superseded
+/// it (sent only if it had said pending: see `ledger`). `None` for the phases in between.
 pub fn commit_state(phase: Phase) -> Option<CommitState> {
     match phase {
         Phase::Applying => Some(CommitState::Pending),
         Phase::Succeeded => Some(CommitState::Success),
         Phase::Failed | Phase::RolledBack => Some(CommitState::Failure),
-        Phase::Pending | Phase::Progressing | Phase::Testing | Phase::RollingBack | Phase::Superseded => None,
+        Phase::Superseded => Some(CommitState::Cancelled),
+        Phase::Pending | Phase::Progressing | Phase::Testing | Phase::RollingBack => None,
     }
 }
 
@@ -252,6 +253,7 @@ mod tests {
                 Phase::Applying => Some(CommitState::Pending),
                 Phase::Succeeded => Some(CommitState::Success),
                 Phase::Failed | Phase::RolledBack => Some(CommitState::Failure),
+                Phase::Superseded => Some(CommitState::Cancelled),
                 _ => None,
             };
             assert_eq!(state, want, "{phase:?}");

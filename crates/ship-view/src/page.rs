@@ -393,6 +393,58 @@ mod tests {
     }
 
     #[test]
+    fn the_promotion_says_how_far_behind_when_next_and_how_the_last_run_went() {
+        let mut promotion = ShipPromotion::new(
+            "production",
+            ship_api::ShipPromotionSpec {
+                from: "main".into(),
+                to: "production".into(),
+            },
+        );
+        promotion.status = Some(ship_api::ShipPromotionStatus {
+            schedule: Some("0 10 * * 2".into()),
+            time_zone: Some("UTC".into()),
+            next_schedule_time: Some(Time(at(7 * 86_400))),
+            last_run: Some(ship_api::PromotionRun {
+                at: Time(at(0)),
+                requested_by: "schedule".into(),
+                outcome: ship_api::PromotionOutcome::Diverged,
+                commit: None,
+                release: None,
+                message: "production has 1 commit main lacks".into(),
+            }),
+            behind: Some(ship_api::Behind {
+                commits: 3,
+                truncated: false,
+                oldest_commit: Some("abc1234".into()),
+                oldest_commit_time: Some(Time(at(0))),
+                source_commit: String::new(),
+                target_commit: String::new(),
+            }),
+            ..ship_api::ShipPromotionStatus::default()
+        });
+        let html = render(&PageInput {
+            releases: &[],
+            environments: &[],
+            promotion: Some(&promotion),
+            refresh_seconds: 5,
+            now: at(2 * 86_400),
+        });
+        assert!(
+            html.contains("<h2 id=\"promotion\">Promotion: main → production</h2>"),
+            "{html}"
+        );
+        assert!(html.contains("production is 3 commits behind main (oldest unreleased: abc1234, 2d old)"));
+        assert!(html.contains("Next run: 1970-01-08 00:00 UTC (0 10 * * 2 UTC)"));
+        assert!(
+            html.contains(
+                "Diverged</span> 2d ago, requested by schedule: production has 1 commit main lacks"
+            )
+        );
+        assert!(html.contains("No releases yet."));
+    }
+
+    #[test]
     fn escape_covers_every_special_character() {
         assert_eq!(
             escape("<a href='x'>\"&\"</a>"),

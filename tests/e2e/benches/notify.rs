@@ -13,9 +13,6 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
-use kube::api::PostParams;
 use ship_api::Phase;
 use ship_testkit::bench::{env_or, ms, percentile};
 use ship_testkit::receiver::{Receiver, Steady};
@@ -51,13 +48,11 @@ async fn main() {
     let mut stack = Stack::new("bench-notify", "{enabled: false}").await.unwrap();
     let dead = Receiver::start().await.unwrap();
     dead.script("/", &[], Steady::Hang);
-    let secret: Secret = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "dead"},
-        "stringData": {"token": "t", "url": format!("{}/chat", dead.url()), "key": "k"},
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(stack.cluster.client(), &stack.ns)
-        .create(&PostParams::default(), &secret)
+    stack
+        .create_secret(
+            "dead",
+            serde_json::json!({"token": "t", "url": format!("{}/chat", dead.url()), "key": "k"}),
+        )
         .await
         .unwrap();
     let r = dead.url();

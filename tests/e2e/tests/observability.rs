@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use k8s_openapi::api::core::v1::{Event, Secret};
+use k8s_openapi::api::core::v1::Event;
 use kube::Api;
-use kube::api::{ListParams, PostParams};
+use kube::api::ListParams;
 use sha2::Sha256;
 use ship_api::Phase;
 use ship_testkit::cluster::{eventually, repo_root};
@@ -88,41 +88,28 @@ fn sign(body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-async fn create_secret(stack: &Stack, name: &str, data: serde_json::Value) {
-    let secret: Secret =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "stringData": data})).unwrap();
-    Api::<Secret>::namespaced(stack.cluster.client(), &stack.ns)
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 #[ignore = "needs the local control plane and prometheus: tests/run.sh"]
 async fn prometheus_sees_a_rollback_and_nothing_leaks_a_secret() {
     let mut stack = Stack::new("observe", "{enabled: false}").await.unwrap();
-    create_secret(
-        &stack,
-        "ship-git",
-        serde_json::json!({"username": "ship", "token": GIT_TOKEN}),
-    )
-    .await;
-    create_secret(
-        &stack,
-        "ship-webhook",
-        serde_json::json!({"token": WEBHOOK_TOKEN}),
-    )
-    .await;
+    stack
+        .create_secret(
+            "ship-git",
+            serde_json::json!({"username": "ship", "token": GIT_TOKEN}),
+        )
+        .await
+        .unwrap();
+    stack
+        .create_secret("ship-webhook", serde_json::json!({"token": WEBHOOK_TOKEN}))
+        .await
+        .unwrap();
     // Notifications with credentials: a forge whose error page echoes the request's headers
     // (the token among them) and a chat webhook whose URL is the credential.
     let receiver = Receiver::start().await.unwrap();
     receiver.script("/forge/", &[], Steady::Echo(401));
-    create_secret(
-        &stack,
-        "ship-notify",
+    stack.create_secret("ship-notify",
         serde_json::json!({"token": FORGE_TOKEN, "url": format!("{}/chat/{CHAT_URL_SECRET}", receiver.url())}),
-    )
-    .await;
+    ).await.unwrap();
     let notify_dir = tempfile::tempdir().unwrap();
     let notify_file = notify_dir.path().join("notifications.yaml");
     std::fs::write(

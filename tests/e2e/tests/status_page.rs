@@ -11,7 +11,7 @@ use std::time::Duration;
 use ship_api::Phase;
 use ship_testkit::browser::Browser;
 use ship_testkit::cluster::repo_root;
-use ship_testkit::stack::{Stack, configmap, release_name};
+use ship_testkit::stack::{Stack, release_name};
 
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -37,13 +37,7 @@ async fn the_status_page_shows_a_rollback_as_it_happens() {
     );
     assert!(text.contains("Succeeded"), "{text}");
 
-    let bad = stack
-        .push_main(
-            &[("deploy/main/web.yaml", &configmap("broken"))],
-            "bad: breaks the page",
-        )
-        .unwrap();
-    let bad_release = release_name("main", &bad);
+    let (bad, bad_release) = stack.push_broken_main("bad: breaks the page").unwrap();
     stack
         .release_where(&bad_release, SETTLE, |r| r.phase() == Some(Phase::RollingBack))
         .await

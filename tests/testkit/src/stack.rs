@@ -178,6 +178,24 @@ impl Stack {
         Ok(commit)
     }
 
+    /// Pushes a commit on main that breaks the app (its `home` test fails), with `message` as
+    /// its subject; returns the commit and the name of its release.
+    pub fn push_broken_main(&self, message: &str) -> anyhow::Result<(String, String)> {
+        let commit = self.push_main(&[("deploy/main/web.yaml", &configmap("broken"))], message)?;
+        let release = release_name("main", &commit);
+        Ok((commit, release))
+    }
+
+    /// Creates the Secret `name` in the stack's namespace with `data` (as `stringData`).
+    pub async fn create_secret(&self, name: &str, data: serde_json::Value) -> anyhow::Result<()> {
+        let secret: k8s_openapi::api::core::v1::Secret =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "stringData": data}))?;
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(self.cluster.client(), &self.ns)
+            .create(&kube::api::PostParams::default(), &secret)
+            .await?;
+        Ok(())
+    }
+
     /// The opening of most stories: pushes the sample app to main, starts shipd with `extra`
     /// flags, and waits for main's release to succeed. Returns the commit.
     pub async fn deploy_first(&mut self, extra: &[&str]) -> anyhow::Result<String> {
