@@ -76,22 +76,24 @@ git init -q --bare -b main "$GIT/shop.git"
 git -C "$GIT/work" init -q -b main
 git -C "$GIT/work" config user.email demo@ship.dev; git -C "$GIT/work" config user.name "Demo Dev"
 git -C "$GIT/work" remote add origin "$GIT/shop.git"
-page() {  # page ENV TEXT: the environment's shop; the page's text lives in its ConfigMap
-  mkdir -p "$GIT/work/deploy/$1"
-  local sum; sum="$(printf '%s' "$2" | sha256sum | cut -c1-12)"
-  cat >"$GIT/work/deploy/$1/shop.yaml" <<YAML
+# One base for both environments (deploy/base); what differs between them (the replica count)
+# is declared in ship.yaml's `vars`, so `git diff` shows every difference (docs/rendering.md).
+page() {  # page TEXT: the shop; the page's text lives in its ConfigMap
+  mkdir -p "$GIT/work/deploy/base"
+  local sum; sum="$(printf '%s' "$1" | sha256sum | cut -c1-12)"
+  cat >"$GIT/work/deploy/base/shop.yaml" <<YAML
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: web}
 data:
-  health: "$2"
-  index.html: "<h1>$2</h1>"
+  health: "$1"
+  index.html: "<h1>$1</h1>"
 ---
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web}
 spec:
-  replicas: 2
+  replicas: \${replicas}
   selector: {matchLabels: {app: web}}
   template:
     metadata:
@@ -120,8 +122,8 @@ YAML
 commit() { git -C "$GIT/work" add -A && git -C "$GIT/work" commit -q -m "$1" && git -C "$GIT/work" rev-parse HEAD; }
 cat >"$GIT/work/ship.yaml" <<YAML
 environments:
-  main: {namespace: shop-main}
-  production: {namespace: shop-production}
+  main: {namespace: shop-main, path: deploy/base, vars: {replicas: "1"}}
+  production: {namespace: shop-production, path: deploy/base, vars: {replicas: "2"}}
 health: {timeout: 60s}
 tests:
   - name: home-page
@@ -130,8 +132,7 @@ tests:
       service: {name: web, port: http, path: /health}
       expect: {status: 200, bodyContains: "Welcome"}
 YAML
-page main "Welcome to the shop"
-page production "Welcome to the shop"
+page "Welcome to the shop"
 commit "The shop, in two environments" >/dev/null
 git -C "$GIT/work" push -q origin main main:production
 GIT_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("'"$NODE_IP"'",0)); print(s.getsockname()[1])')"
@@ -193,14 +194,14 @@ wait_release production "$FIRST" Succeeded
 echo "both environments run the first commit; the home-page test passes in each"
 
 say "Act 1: push to main: deployed, tested, Succeeded"
-page main "Welcome to the shop: prices now in euros"
+page "Welcome to the shop: prices now in euros"
 GOOD="$(commit "Show prices in euros")"
 push main
 wait_release main "$GOOD" Succeeded
 show
 
 say "Act 2: push a breaking commit: the home-page test fails, main rolls back"
-page main "Internal Server Error"
+page "Internal Server Error"
 BAD="$(commit "Refactor the page template")"
 push main
 wait_release main "$BAD" RolledBack
@@ -209,7 +210,7 @@ echo; echo "\$ kubectl ship logs main-${BAD:0:10} -n ship"
 kubectl ship logs "main-${BAD:0:10}" -n ship || true
 
 say "Act 3: push the fix: main rolls forward"
-page main "Welcome to the shop: prices now in euros, template fixed"
+page "Welcome to the shop: prices now in euros, template fixed"
 FIX="$(commit "Fix the page template")"
 push main
 wait_release main "$FIX" Succeeded

@@ -79,6 +79,15 @@ pub struct Environment {
     /// Hosts the built-in HTTP tests may call in this environment. Empty: any host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_test_hosts: Vec<String>,
+
+    /// Variables substituted into this environment's manifests as `${name}` (Flux's
+    /// post-build substitution): environments that share one `path` differ only here, in a
+    /// `git diff` of ship.yaml. `${name:=default}` has a default, `$${name}` is the text
+    /// itself; a `${name}` not declared fails the release in Pending, naming the file and
+    /// line. Without `vars`, manifests are not substituted at all. Example:
+    /// `vars: {replicas: "3", tag: "1.4.2"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vars: Option<BTreeMap<String, String>>,
 }
 
 /// Health settings.
@@ -581,6 +590,16 @@ impl ShipConfig {
                     field("path"),
                     format!("{path:?} must be relative and stay inside the repository"),
                 ));
+            }
+            for var in env.vars.iter().flat_map(BTreeMap::keys) {
+                if !crate::vars::is_name(var) {
+                    return Err(invalid(
+                        field("vars"),
+                        format!(
+                            "{var:?} is not a variable name: use letters, digits and _, not starting with a digit"
+                        ),
+                    ));
+                }
             }
             let branch = env.branch(name);
             if branch.is_empty() || branch.contains("..") || branch.starts_with('-') || branch.contains(' ') {

@@ -10,6 +10,7 @@ pub mod defaults;
 pub mod manifests;
 pub mod schedule;
 pub mod validate;
+pub mod vars;
 
 use std::path::Path;
 
@@ -185,6 +186,9 @@ pub enum RenderError {
         /// kustomize's message.
         message: String,
     },
+    /// A `${name}` the environment does not declare, or one that is malformed.
+    #[error(transparent)]
+    Vars(#[from] vars::VarsError),
 }
 
 impl RenderError {
@@ -212,6 +216,7 @@ impl RenderError {
             RenderError::KustomizeUnavailable { .. } => "KustomizeUnavailable",
             RenderError::Kustomize { .. } => "KustomizeFailed",
             RenderError::TestJob { .. } => "InvalidTestJob",
+            RenderError::Vars(e) => e.label(),
         }
     }
 }
@@ -256,7 +261,8 @@ pub fn render_configured(
         .environments
         .get(env_name)
         .ok_or_else(|| RenderError::UnknownEnvironment(env_name.to_owned()))?;
-    let manifests = manifests::render(root, &env.path(env_name), limits)?;
+    let vars = env.vars.as_ref();
+    let manifests = manifests::render_with_vars(root, &env.path(env_name), limits, vars)?;
     let manifests = validate::validate(env_name, env, manifests)?;
     let mut test_jobs = Vec::new();
     for test in config.tests_for(env_name) {
@@ -289,6 +295,10 @@ fn test_job(
         path: path.to_owned(),
         message: e.to_string(),
     })?;
+    let text = match &env.vars {
+        Some(vars) => vars::substitute(&text, vars, path)?,
+        None => text,
+    };
     let documents = manifests::parse_documents(&text, path, limits)?;
     let mut documents = validate::validate(env_name, env, documents)?;
     if documents.len() != 1 {

@@ -51,6 +51,23 @@ const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml
 
 /// Renders the manifests under `path` (relative to `root`).
 pub fn render(root: &Path, path: &str, limits: &Limits) -> Result<Vec<Manifest>, RenderError> {
+    render_with_vars(root, path, limits, None)
+}
+
+/// Renders the manifests under `path` (relative to `root`), substituting `vars` into each
+/// file's text (or kustomize's output) before it is read as YAML, when there are any.
+pub fn render_with_vars(
+    root: &Path,
+    path: &str,
+    limits: &Limits,
+    vars: Option<&std::collections::BTreeMap<String, String>>,
+) -> Result<Vec<Manifest>, RenderError> {
+    let substituted = |text: String, source: &str| -> Result<String, RenderError> {
+        Ok(match vars {
+            Some(vars) => crate::vars::substitute(&text, vars, source)?,
+            None => text,
+        })
+    };
     let (root, dir) = resolve(root, path)?;
     if !dir.is_dir() {
         return Err(RenderError::MissingPath {
@@ -59,7 +76,8 @@ pub fn render(root: &Path, path: &str, limits: &Limits) -> Result<Vec<Manifest>,
     }
     if KUSTOMIZATION_FILES.iter().any(|f| dir.join(f).is_file()) {
         let output = kustomize(&dir, path, limits)?;
-        return parse_documents(&output, &format!("{path} (kustomize)"), limits);
+        let source = format!("{path} (kustomize)");
+        return parse_documents(&substituted(output, &source)?, &source, limits);
     }
     let mut files = Vec::new();
     collect_files(&root, &dir, limits, &mut files)?;
@@ -91,6 +109,7 @@ pub fn render(root: &Path, path: &str, limits: &Limits) -> Result<Vec<Manifest>,
             path: rel.clone(),
             message: e.to_string(),
         })?;
+        let text = substituted(text, &rel)?;
         manifests.extend(parse_documents(&text, &rel, limits)?);
         if manifests.len() > limits.max_objects {
             return Err(RenderError::TooManyObjects {

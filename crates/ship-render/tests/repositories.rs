@@ -344,3 +344,69 @@ fn config_errors_name_the_line() {
     assert!(message.starts_with("ship.yaml: "), "{message}");
     assert!(message.contains("line 4"), "{message}");
 }
+
+/// Two environments share one base and differ only in `vars`.
+const SHARED_BASE: &str = "environments:\n  main: {namespace: app-main, path: deploy/base, vars: {replicas: \"1\", tag: \"1.5.0-rc1\"}}\n  production: {namespace: app-prod, path: deploy/base, vars: {replicas: \"3\", tag: \"1.4.2\"}}\n";
+
+const WEB: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: ${replicas}\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n      - name: web\n        image: \"registry.example.com/web:${tag}\"\n        env:\n        - {name: GREETING, value: \"${greeting:=hello}\"}\n        - {name: SCRIPT, value: \"echo $${HOME} $PATH\"}\n";
+
+#[test]
+fn a_shared_base_takes_each_environments_vars() {
+    let rendered = load(&[text("ship.yaml", SHARED_BASE), text("deploy/base/web.yaml", WEB)]).unwrap();
+    let web = &rendered.manifests[0].object;
+    assert_eq!(web["spec"]["replicas"], 1, "an integer, as YAML reads `1`");
+    let container = &web["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "registry.example.com/web:1.5.0-rc1");
+    assert_eq!(container["env"][0]["value"], "hello");
+    assert_eq!(container["env"][1]["value"], "echo ${HOME} $PATH");
+    // Production renders the same files with its own values.
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("deploy/base")).unwrap();
+    std::fs::write(root.path().join("ship.yaml"), SHARED_BASE).unwrap();
+    std::fs::write(root.path().join("deploy/base/web.yaml"), WEB).unwrap();
+    let production = render_environment(root.path(), "production", &Limits::default()).unwrap();
+    let web = &production.manifests[0].object;
+    assert_eq!(web["spec"]["replicas"], 3);
+    assert_eq!(web["metadata"]["namespace"], "app-prod");
+    assert_eq!(
+        web["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example.com/web:1.4.2"
+    );
+}
+
+#[test]
+fn an_undeclared_variable_fails_naming_the_file_and_line() {
+    let web = WEB.replace("${tag}", "${version}");
+    let (label, message) =
+        load(&[text("ship.yaml", SHARED_BASE), text("deploy/base/web.yaml", web)]).unwrap_err();
+    assert_eq!(label, "UndeclaredVariable");
+    assert!(
+        message.starts_with("deploy/base/web.yaml:12: ${version} is not declared"),
+        "{message}"
+    );
+    // Through kustomize: the overlay's output is substituted, and named as such.
+    let (label, message) = load(&[
+        text("ship.yaml", SHARED_BASE.replace("deploy/base", "deploy/overlay")),
+        text("deploy/base/kustomization.yaml", "resources: [config.yaml]\n"),
+        text(
+            "deploy/base/config.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {tag: \"${tag}\", host: \"${host}\"}\n",
+        ),
+        text("deploy/overlay/kustomization.yaml", "resources: [../base]\n"),
+    ])
+    .unwrap_err();
+    assert_eq!(label, "UndeclaredVariable");
+    assert!(message.starts_with("deploy/overlay (kustomize):"), "{message}");
+    assert!(message.contains("${host} is not declared"), "{message}");
+    // A bad name in ship.yaml is refused when ship.yaml is read.
+    let (label, message) = load(&[
+        text(
+            "ship.yaml",
+            SHARED_BASE.replace("replicas: \"1\"", "1replicas: \"1\""),
+        ),
+        text("deploy/base/web.yaml", WEB),
+    ])
+    .unwrap_err();
+    assert_eq!(label, "ConfigInvalid");
+    assert!(message.contains("environments.main.vars"), "{message}");
+}
