@@ -75,6 +75,8 @@ pub struct Notifier {
     /// The HTTP client deliveries go out with (no redirects: a redirect would carry the
     /// token elsewhere).
     pub http: reqwest::Client,
+    /// Held while a record is written (see [`Notifier::record`]).
+    pub record_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -517,8 +519,11 @@ impl Notifier {
     /// notifier's own field manager (the one writer of that field).
     async fn record(&self, subject: &Subject, record: NotificationRecord, memory: &Arc<Mutex<Memory>>) {
         let key = subject.key();
-        // Writes for one object go one at a time through the memory, so two deliveries that end
-        // together cannot each write a list without the other's record.
+        // One write at a time, the list computed inside: two deliveries that end together
+        // (four statuses of one release within a millisecond, say) must not each apply a list
+        // without the other's record, or the later apply of the shorter list drops a record
+        // and a restart sends that delivery again. The e2e caught exactly that.
+        let _one_writer = self.record_lock.lock().await;
         let records = {
             let mut memory = lock(memory);
             let mine = memory.written.entry(key.clone()).or_default();

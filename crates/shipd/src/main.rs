@@ -267,6 +267,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("cannot build the notifier's HTTP client")?,
+        record_lock: Arc::default(),
     };
     let _ = state.page.set(page::Sources::start(
         &client,

@@ -155,20 +155,29 @@ async fn nothing_owed(stack: &Stack, text: &str) {
         .unwrap();
     let since = jiff::Timestamp::UNIX_EPOCH;
     let releases = stack.releases();
-    let targets = &targets;
-    ship_testkit::cluster::eventually("every delivery recorded", SETTLE, || {
-        let releases = releases.clone();
-        async move {
-            let listed = releases.list(&Default::default()).await?;
-            let settled = listed.items.iter().all(|r| {
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        let listed = releases.list(&Default::default()).await.unwrap();
+        let owed: Vec<String> = listed
+            .items
+            .iter()
+            .flat_map(|r| {
                 let recorded = r.status.as_ref().map_or(&[][..], |s| s.notifications.as_slice());
-                ledger::owed_for_release(r, recorded, targets, since).is_empty()
-            });
-            Ok(settled.then_some(()))
+                ledger::owed_for_release(r, recorded, &targets, since)
+                    .into_iter()
+                    .map(|o| format!("{}: {}", r.metadata.name.clone().unwrap_or_default(), o.id))
+            })
+            .collect();
+        if owed.is_empty() {
+            return;
         }
-    })
-    .await
-    .unwrap();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still owed after {SETTLE:?}: {owed:?}\n{}",
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn records(release: &ShipRelease) -> BTreeMap<String, (NotificationOutcome, u32)> {
