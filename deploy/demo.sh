@@ -124,6 +124,8 @@ cat >"$GIT/work/ship.yaml" <<YAML
 environments:
   main: {namespace: shop-main, path: deploy/base, vars: {replicas: "1"}}
   production: {namespace: shop-production, path: deploy/base, vars: {replicas: "2"}}
+differences:  # kubectl ship diff main production --undeclared: exit 0 while only these differ
+  - {kind: Deployment, path: spec.replicas, reason: production runs two pods}
 health: {timeout: 60s}
 tests:
   - name: home-page

@@ -663,6 +663,7 @@ pub async fn diff(
     to: &str,
     repo: &Path,
     hide_expected: bool,
+    undeclared_only: bool,
 ) -> Result<ExitCode, CliError> {
     let releases = target.all_releases().await?;
     let environments = report::environments(&releases, &[]);
@@ -678,35 +679,70 @@ pub async fn diff(
     let repo = repo.to_owned();
     let (f, t) = (from.to_owned(), to.to_owned());
     let (fc, tc) = (from_commit.clone(), to_commit.clone());
-    let (a, b) = tokio::task::spawn_blocking(move || -> Result<(String, String), CliError> {
+    let (a, b) = tokio::task::spawn_blocking(move || -> Result<(Side, Side), CliError> {
         let mirror = ship_git::Mirror::open_local(&repo).map_err(|e| CliError::Repo(e.to_string()))?;
-        Ok((
-            rendered(&mirror, &fc, &f, hide_expected)?,
-            rendered(&mirror, &tc, &t, hide_expected)?,
-        ))
+        Ok((rendered(&mirror, &fc, &f)?, rendered(&mirror, &tc, &t)?))
     })
     .await
     .map_err(|e| CliError::Repo(e.to_string()))??;
+    // The ways the environments may differ, as the first environment's ship.yaml declares
+    // them (main: where configuration changes land first).
+    let fields = crate::diff::field_differences(&a.objects, &b.objects, &a.namespace, &b.namespace);
+    let declared_by =
+        |d: &crate::diff::FieldDifference| a.declared.iter().find(|c| c.covers(&d.kind, &d.name, &d.path));
+    if undeclared_only {
+        let undeclared: Vec<&crate::diff::FieldDifference> =
+            fields.iter().filter(|d| declared_by(d).is_none()).collect();
+        for d in &undeclared {
+            println!("{}", d.describe());
+        }
+        if undeclared.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!(
+            "{} undeclared difference(s) between {from} and {to}: eliminate them, or declare them in ship.yaml's `differences`",
+            undeclared.len()
+        );
+        return Ok(ExitCode::from(1));
+    }
     let labels = (
         format!("{from}@{}", short(&from_commit)),
         format!("{to}@{}", short(&to_commit)),
     );
-    match crate::diff::unified(&a, &b, &labels.0, &labels.1) {
-        Some(text) => {
-            print!("{text}");
-            Ok(ExitCode::from(1))
+    let text = |side: &Side| crate::diff::documents(&side.objects, &side.namespace, hide_expected);
+    let Some(unified) = crate::diff::unified(&text(&a), &text(&b), &labels.0, &labels.1) else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    print!("{unified}");
+    if !fields.is_empty() {
+        println!("\n# {} field(s) differ:", fields.len());
+        for d in &fields {
+            match declared_by(d) {
+                Some(c) => println!(
+                    "#   declared    {}{}",
+                    d.describe(),
+                    c.reason
+                        .as_deref()
+                        .map(|r| format!("  ({r})"))
+                        .unwrap_or_default()
+                ),
+                None => println!("#   UNDECLARED  {}", d.describe()),
+            }
         }
-        None => Ok(ExitCode::SUCCESS),
     }
+    Ok(ExitCode::from(1))
 }
 
-/// `env`'s objects at `commit`, rendered from the local clone, as comparable text.
-fn rendered(
-    mirror: &ship_git::Mirror,
-    commit: &str,
-    env: &str,
-    hide_expected: bool,
-) -> Result<String, CliError> {
+/// One environment's side of a diff: its objects, namespace, and the differences its
+/// ship.yaml declares.
+struct Side {
+    objects: Vec<serde_json::Value>,
+    namespace: String,
+    declared: Vec<ship_render::config::DeclaredDifference>,
+}
+
+/// `env`'s objects at `commit`, rendered from the local clone.
+fn rendered(mirror: &ship_git::Mirror, commit: &str, env: &str) -> Result<Side, CliError> {
     let oid = git2::Oid::from_str(commit).map_err(|e| CliError::Repo(e.to_string()))?;
     if mirror.repository().find_commit(oid).is_err() {
         return Err(CliError::Repo(format!(
@@ -726,6 +762,9 @@ fn rendered(
         .get(env)
         .map_or(env, |e| e.namespace(env))
         .to_owned();
-    let objects: Vec<serde_json::Value> = rendered.manifests.into_iter().map(|m| m.object).collect();
-    Ok(crate::diff::documents(&objects, &namespace, hide_expected))
+    Ok(Side {
+        objects: rendered.manifests.into_iter().map(|m| m.object).collect(),
+        namespace,
+        declared: rendered.config.differences,
+    })
 }

@@ -36,6 +36,8 @@ Examples:
 
   # How do the two stacks differ, beyond namespace and image tags? (run inside a clone)
   kubectl ship diff main production --hide-expected
+  # Any difference ship.yaml does not declare? (exit 1 if so; for CI)
+  kubectl ship diff main production --undeclared
 
   # The log of a release's post-deployment tests
   kubectl ship logs production-3f2c1ab9e0";
@@ -154,6 +156,11 @@ enum Command {
         /// Hide the differences every pair of stacks has: namespaces and image tags.
         #[arg(long)]
         hide_expected: bool,
+        /// Print only the differences that ship.yaml's `differences` does not declare, one per
+        /// line; exit 1 when there are any, 0 when every difference is declared (for CI or a
+        /// check before a promotion).
+        #[arg(long)]
+        undeclared: bool,
     },
     /// The kept log of a release's post-deployment tests.
     Logs {
@@ -283,7 +290,8 @@ async fn run(cli: Cli, style: Style) -> Result<std::process::ExitCode, CliError>
             to,
             repo,
             hide_expected,
-        } => commands::diff(&target, &from, &to, &repo, hide_expected).await,
+            undeclared,
+        } => commands::diff(&target, &from, &to, &repo, hide_expected, undeclared).await,
         Command::Logs { release } => commands::logs(&target, style, &release).await,
         Command::Completion { .. } => Ok(std::process::ExitCode::SUCCESS),
     }

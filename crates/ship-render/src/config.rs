@@ -43,6 +43,46 @@ pub struct ShipConfig {
     /// The forced weekly release of `main` into `production`.
     #[serde(default)]
     pub promotion: Promotion,
+
+    /// The ways the environments may differ: `kubectl ship diff` marks a difference that one of
+    /// these covers as declared, and `--undeclared` shows (and fails on) the rest. Example:
+    /// `[{path: spec.replicas, kind: Deployment}, {path: spec.rules.*.host, kind: Ingress}]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<DeclaredDifference>,
+}
+
+/// A way the environments may differ.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeclaredDifference {
+    /// A field of the objects, dotted; `*` matches any one key or list item, and the items of
+    /// a list whose items all have a `name` are named by it:
+    /// `spec.template.spec.containers.web.image`, `spec.template.spec.containers.*.resources`.
+    /// Everything under the field is covered.
+    pub path: String,
+    /// Only objects of this kind (default: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Only the object of this name (default: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Why the environments differ here (shown by `kubectl ship diff`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl DeclaredDifference {
+    /// Whether this covers the field `path` (dotted, as [`DeclaredDifference::path`]) of the
+    /// object `kind`/`name`.
+    pub fn covers(&self, kind: &str, name: &str, path: &str) -> bool {
+        if self.kind.as_deref().is_some_and(|k| k != kind) || self.name.as_deref().is_some_and(|n| n != name)
+        {
+            return false;
+        }
+        let want: Vec<&str> = self.path.split('.').collect();
+        let have: Vec<&str> = path.split('.').collect();
+        want.len() <= have.len() && want.iter().zip(&have).all(|(w, h)| *w == "*" || w == h)
+    }
 }
 
 /// One environment: a branch deployed to a namespace.
@@ -563,6 +603,17 @@ fn is_dns_label(s: &str) -> bool {
 
 impl ShipConfig {
     fn check(&self) -> Result<(), ConfigError> {
+        for (i, d) in self.differences.iter().enumerate() {
+            if d.path.is_empty() || d.path.split('.').any(str::is_empty) {
+                return Err(invalid(
+                    format!("differences[{i}].path"),
+                    format!(
+                        "{:?} is not a dotted field path (for example spec.replicas)",
+                        d.path
+                    ),
+                ));
+            }
+        }
         if self.environments.is_empty() {
             return Err(invalid(
                 "environments",

@@ -1,6 +1,7 @@
 //! One base, per-environment values, on the real control plane: both environments deploy the
-//! same files with their own `vars`, and a `${name}` nobody declared fails the release in
-//! Pending, naming the file and line, with nothing applied.
+//! same files with their own `vars`; `kubectl ship diff --undeclared` fails on the difference
+//! until ship.yaml declares it; and a `${name}` nobody declared fails the release in Pending,
+//! naming the file and line, with nothing applied.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -75,6 +76,38 @@ async fn a_shared_base_deploys_each_environment_with_its_vars_and_an_undeclared_
         web.data.unwrap()["script"],
         "echo ${HOME}",
         "the escape is the text itself"
+    );
+
+    // `kubectl ship diff --undeclared`: the body differs (through vars) and ship.yaml does
+    // not declare it yet: listed, exit 1. Declared on main: exit 0, and the full diff marks it.
+    let clone = stack.remote.work.display().to_string();
+    let undeclared = ["diff", "main", "production", "--repo", &clone, "--undeclared"];
+    let out = stack.kubectl_ship(&undeclared).await.unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(said, "ConfigMap/web data.body: \"healthy main\" -> \"healthy production\"\n");
+    let declared = format!(
+        "{ship_yaml}differences:\n- {{kind: ConfigMap, path: data.body, reason: each environment greets as itself}}\n"
+    );
+    let declaring = stack
+        .push_main(&[("ship.yaml", &declared)], "declare the greeting difference")
+        .unwrap();
+    stack
+        .settled(&release_name("main", &declaring), Phase::Succeeded, SETTLE)
+        .await
+        .unwrap();
+    let out = stack.kubectl_ship(&undeclared).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(out.stdout.is_empty());
+    let out = stack
+        .kubectl_ship(&["diff", "main", "production", "--repo", &clone])
+        .await
+        .unwrap();
+    let full = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "the environments still differ: {full}");
+    assert!(
+        full.contains("#   declared    ConfigMap/web data.body: \"healthy main\" -> \"healthy production\"  (each environment greets as itself)"),
+        "{full}"
     );
 
     // A variable nobody declared: Failed in Pending, the file and line named, nothing applied.
