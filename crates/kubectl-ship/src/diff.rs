@@ -95,19 +95,20 @@ impl FieldDifference {
 /// are not differences: each reads as `<namespace>`, as a whole value or as one dotted part of
 /// a host name.
 pub fn field_differences(a: &[Value], b: &[Value], ns_a: &str, ns_b: &str) -> Vec<FieldDifference> {
-    let keyed = |objects: &[Value], ns: &str| -> std::collections::BTreeMap<(String, String), Value> {
-        objects
-            .iter()
-            .map(|o| {
-                let mut o = o.clone();
-                hide_namespace(&mut o, ns);
-                let kind = o["kind"].as_str().unwrap_or_default().to_owned();
-                let name = o["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-                ((kind, name), o)
-            })
-            .collect()
-    };
-    let (a, b) = (keyed(a, ns_a), keyed(b, ns_b));
+    let by_kind_and_name =
+        |objects: &[Value], ns: &str| -> std::collections::BTreeMap<(String, String), Value> {
+            objects
+                .iter()
+                .map(|o| {
+                    let mut o = o.clone();
+                    hide_namespace(&mut o, ns);
+                    let kind = o["kind"].as_str().unwrap_or_default().to_owned();
+                    let name = o["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+                    ((kind, name), o)
+                })
+                .collect()
+        };
+    let (a, b) = (by_kind_and_name(a, ns_a), by_kind_and_name(b, ns_b));
     let mut keys: Vec<&(String, String)> = a.keys().chain(b.keys()).collect();
     keys.sort();
     keys.dedup();
@@ -140,35 +141,13 @@ fn walk(
     let text = |v: Option<&Value>| v.map(|v| serde_json::to_string(v).unwrap_or_default());
     match (a, b) {
         (Some(Value::Object(x)), Some(Value::Object(y))) => {
-            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            for k in keys {
-                path.push(k.clone());
-                walk(path, x.get(k), y.get(k), out);
-                path.pop();
-            }
+            walk_keyed(path, &keyed(x), &keyed(y), out);
         }
         (Some(Value::Array(x)), Some(Value::Array(y))) => {
-            let named = |items: &[Value]| -> Option<Vec<(String, Value)>> {
-                items
-                    .iter()
-                    .map(|i| i["name"].as_str().map(|n| (n.to_owned(), i.clone())))
-                    .collect()
-            };
+            // Items that all have a name are matched by it, so a reordered list is no
+            // difference and a path says `containers.web`, not `containers.0`.
             match (named(x), named(y)) {
-                (Some(x), Some(y)) if !x.is_empty() || !y.is_empty() => {
-                    let (x, y): (std::collections::BTreeMap<_, _>, std::collections::BTreeMap<_, _>) =
-                        (x.into_iter().collect(), y.into_iter().collect());
-                    let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
-                    keys.sort();
-                    keys.dedup();
-                    for k in keys {
-                        path.push(k.clone());
-                        walk(path, x.get(k), y.get(k), out);
-                        path.pop();
-                    }
-                }
+                (Some(x), Some(y)) if !x.is_empty() || !y.is_empty() => walk_keyed(path, &x, &y, out),
                 _ => {
                     for i in 0..x.len().max(y.len()) {
                         path.push(i.to_string());
@@ -180,6 +159,36 @@ fn walk(
         }
         (x, y) if x == y => {}
         (x, y) => out.push((path.join("."), text(x), text(y))),
+    }
+}
+
+/// Values by key (an object's fields, or named list items), in key order.
+type Keyed<'a> = std::collections::BTreeMap<&'a str, &'a Value>;
+
+/// An object's fields, by name.
+fn keyed(map: &serde_json::Map<String, Value>) -> Keyed<'_> {
+    map.iter().map(|(k, v)| (k.as_str(), v)).collect()
+}
+
+/// A list's items by their `name`, when every item has one.
+fn named(items: &[Value]) -> Option<Keyed<'_>> {
+    items.iter().map(|i| i["name"].as_str().map(|n| (n, i))).collect()
+}
+
+/// [`walk`] into each key of `x` or `y`.
+fn walk_keyed(
+    path: &mut Vec<String>,
+    x: &Keyed<'_>,
+    y: &Keyed<'_>,
+    out: &mut Vec<(String, Option<String>, Option<String>)>,
+) {
+    let mut keys: Vec<&str> = x.keys().chain(y.keys()).copied().collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for k in keys {
+        path.push(k.to_owned());
+        walk(path, x.get(k).copied(), y.get(k).copied(), out);
+        path.pop();
     }
 }
 

@@ -180,6 +180,20 @@ async fn nothing_owed(stack: &Stack, text: &str) {
     }
 }
 
+/// SIGKILLs shipd, starts it again with `flags`, and gives its notifier four seconds (40 looks)
+/// to send anything it thinks is owed.
+async fn restart_and_look(stack: &mut Stack, flags: &[&str]) {
+    stack.start_shipd(flags).unwrap();
+    stack
+        .shipd
+        .as_ref()
+        .unwrap()
+        .wait_for_log(SETTLE, |l| l.contains("notifier started"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+}
+
 fn records(release: &ShipRelease) -> BTreeMap<String, (NotificationOutcome, u32)> {
     release
         .status
@@ -395,15 +409,7 @@ async fn each_provider_hears_of_a_good_and_a_rolled_back_release_by_its_contract
     // design; so the kill waits until nothing is owed.)
     nothing_owed(&stack, &every_provider(&receiver)).await;
     let before = receiver.requests().len();
-    stack.start_shipd(&flags).unwrap();
-    stack
-        .shipd
-        .as_ref()
-        .unwrap()
-        .wait_for_log(SETTLE, |l| l.contains("notifier started"))
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    restart_and_look(&mut stack, &flags).await;
     let after = receiver.requests();
     assert_eq!(
         after.len(),
@@ -492,16 +498,7 @@ async fn a_sigkill_between_a_transition_and_its_notification_delivers_it_once_af
     }
     // Killed again after the records landed: nothing is sent a second time.
     nothing_owed(&stack, &audit_only).await;
-    stack.kill_shipd().unwrap();
-    stack.start_shipd(&flags).unwrap();
-    stack
-        .shipd
-        .as_ref()
-        .unwrap()
-        .wait_for_log(SETTLE, |l| l.contains("notifier started"))
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    restart_and_look(&mut stack, &flags).await;
     let all = of_bad(&receiver.requests_under("/audit"));
     assert_eq!(all, ids, "each delivery lands once");
 }

@@ -84,8 +84,16 @@ async fn a_shared_base_deploys_each_environment_with_its_vars_and_an_undeclared_
     let undeclared = ["diff", "main", "production", "--repo", &clone, "--undeclared"];
     let out = stack.kubectl_ship(&undeclared).await.unwrap();
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{said}{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(said, "ConfigMap/web data.body: \"healthy main\" -> \"healthy production\"\n");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        said,
+        "ConfigMap/web data.body: \"healthy main\" -> \"healthy production\"\n"
+    );
     let declared = format!(
         "{ship_yaml}differences:\n- {{kind: ConfigMap, path: data.body, reason: each environment greets as itself}}\n"
     );
@@ -97,14 +105,23 @@ async fn a_shared_base_deploys_each_environment_with_its_vars_and_an_undeclared_
         .await
         .unwrap();
     let out = stack.kubectl_ship(&undeclared).await.unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(out.stdout.is_empty());
     let out = stack
         .kubectl_ship(&["diff", "main", "production", "--repo", &clone])
         .await
         .unwrap();
     let full = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "the environments still differ: {full}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the environments still differ: {full}"
+    );
     assert!(
         full.contains("#   declared    ConfigMap/web data.body: \"healthy main\" -> \"healthy production\"  (each environment greets as itself)"),
         "{full}"
