@@ -223,6 +223,12 @@ impl Context {
         self
     }
 
+    /// The engine's HTTP client (no redirects), shared with the notifier: one connection pool,
+    /// and a redirect can never carry a token elsewhere.
+    pub fn http_client(&self) -> reqwest::Client {
+        self.http.clone()
+    }
+
     /// The reflector store of ShipReleases, set once its first list is complete (the notifier
     /// reads releases from it too).
     pub fn release_store(&self) -> Arc<std::sync::OnceLock<Store<DeserializeGuard<ShipRelease>>>> {

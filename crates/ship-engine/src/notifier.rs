@@ -13,14 +13,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use futures::StreamExt as _;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::core::DeserializeGuard;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::Store;
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+
 use kube::{Api, Client, Resource, ResourceExt};
 use ship_api::{NOTIFIER_FIELD_MANAGER, NotificationOutcome, NotificationRecord, ShipPromotion, ShipRelease};
 use ship_notify::config::{Target, TargetKind, UrlSource};
@@ -48,8 +47,9 @@ const LOOK_EVERY: Duration = Duration::from_millis(100);
 pub struct Notifier {
     /// The API client.
     pub client: Client,
-    /// Where promotions live (releases come from the engine's store, in whatever namespace).
-    pub namespace: String,
+    /// The ShipPromotions (shipd's store, shared with the status page; a malformed object is
+    /// skipped, never a stalled watch).
+    pub promotions: Store<DeserializeGuard<ShipPromotion>>,
     /// Where the Secrets the targets name live.
     pub secret_namespace: String,
     /// The targets, resolved.
@@ -209,11 +209,6 @@ pub async fn run(notifier: Notifier, stop: impl std::future::Future<Output = ()>
         return;
     }
     info!(targets = notifier.targets.len(), "notifier started");
-    let promotions: Api<ShipPromotion> = Api::namespaced(notifier.client.clone(), &notifier.namespace);
-    let (promotion_store, writer) = reflector::store();
-    let promotion_events = reflector(writer, watcher(promotions, watcher::Config::default()))
-        .applied_objects()
-        .for_each(|_| futures::future::ready(()));
     let memory = Arc::new(Mutex::new(Memory::default()));
     let looks = async {
         let mut tick = tokio::time::interval(LOOK_EVERY);
@@ -228,18 +223,27 @@ pub async fn run(notifier: Notifier, stop: impl std::future::Future<Output = ()>
                 .into_iter()
                 .filter_map(Subject::release)
                 .collect();
-            subjects.extend(promotion_store.state().into_iter().map(Subject::Promotion));
-            let present: std::collections::HashSet<_> = subjects.iter().map(Subject::key).collect();
+            subjects.extend(
+                notifier
+                    .promotions
+                    .state()
+                    .iter()
+                    .filter_map(|p| p.0.as_ref().ok())
+                    .map(|p| Subject::Promotion(Arc::new(p.clone()))),
+            );
+            // Records of objects since deleted (history pruned) are no longer needed.
+            let present: Option<std::collections::HashSet<_>> =
+                (!lock(&memory).written.is_empty()).then(|| subjects.iter().map(Subject::key).collect());
             for subject in subjects {
                 notifier.look(subject, &memory);
             }
-            // Records of objects since deleted (history pruned) are no longer needed.
-            lock(&memory).written.retain(|key, _| present.contains(key));
+            if let Some(present) = present {
+                lock(&memory).written.retain(|key, _| present.contains(key));
+            }
         }
     };
     tokio::select! {
         () = looks => {},
-        () = promotion_events => {},
         () = stop => {},
     }
 }
@@ -250,14 +254,20 @@ impl Notifier {
     fn look(&self, subject: Subject, memory: &Arc<Mutex<Memory>>) {
         let key = subject.key();
         let mut memory_now = lock(memory);
-        let recorded = union(
-            subject.recorded(),
-            memory_now.written.get(&key).map_or(&[], Vec::as_slice),
-        );
-        // The store caught up with what this process wrote: forget it.
-        if recorded.len() == subject.recorded().len() {
-            memory_now.written.remove(&key);
-        }
+        // What the status records, and what this process wrote that the store does not show
+        // yet. Usually nothing is pending: then the status's own list is read, not copied
+        // (this runs for every release ten times a second).
+        let recorded: std::borrow::Cow<'_, [NotificationRecord]> = match memory_now.written.get(&key) {
+            None => std::borrow::Cow::Borrowed(subject.recorded()),
+            Some(written) => {
+                let all = union(subject.recorded(), written);
+                // The store caught up with what this process wrote: forget it.
+                if all.len() == subject.recorded().len() {
+                    memory_now.written.remove(&key);
+                }
+                std::borrow::Cow::Owned(all)
+            }
+        };
         let owed = match (&subject, subject.as_release()) {
             (_, Some(r)) => {
                 ledger::owed_for_release(r, &recorded, &self.targets, before((self.clock)(), self.max_age))

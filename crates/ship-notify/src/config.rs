@@ -25,6 +25,8 @@
 
 use serde::Deserialize;
 
+use ship_api::Phase;
+
 use crate::forge::{Forge, ForgeError, ForgeRepo, forge_repo};
 
 /// The notifications file.
@@ -139,6 +141,38 @@ pub enum Trigger {
     /// The promotion ran and did not promote (diverged, held, nothing tested, a branch
     /// missing, an error).
     PromotionRefused,
+}
+
+impl Trigger {
+    /// The trigger a release's entering `phase` is, if any.
+    pub fn of_phase(phase: Phase) -> Option<Self> {
+        match phase {
+            Phase::Applying => Some(Trigger::Applying),
+            Phase::Succeeded => Some(Trigger::Succeeded),
+            Phase::Failed => Some(Trigger::Failed),
+            Phase::RolledBack => Some(Trigger::RolledBack),
+            Phase::Superseded => Some(Trigger::Superseded),
+            Phase::Pending | Phase::Progressing | Phase::Testing | Phase::RollingBack => None,
+        }
+    }
+
+    /// The release phase this trigger is the entering of (`None` for a promotion's).
+    pub fn phase(self) -> Option<Phase> {
+        match self {
+            Trigger::Applying => Some(Phase::Applying),
+            Trigger::Succeeded => Some(Phase::Succeeded),
+            Trigger::Failed => Some(Phase::Failed),
+            Trigger::RolledBack => Some(Phase::RolledBack),
+            Trigger::Superseded => Some(Phase::Superseded),
+            Trigger::PromotionDone | Trigger::PromotionRefused => None,
+        }
+    }
+
+    /// The commit state it sets, if it sets one ([`crate::message::commit_state`] of its
+    /// phase).
+    pub fn commit_state(self) -> Option<crate::forge::CommitState> {
+        self.phase().and_then(crate::message::commit_state)
+    }
 }
 
 /// The triggers a webhook has without `on`.
@@ -288,9 +322,7 @@ impl Target {
     /// a promotion.
     pub fn fires_on(&self, trigger: Trigger) -> bool {
         match &self.kind {
-            TargetKind::CommitStatus { .. } => {
-                !matches!(trigger, Trigger::PromotionDone | Trigger::PromotionRefused)
-            }
+            TargetKind::CommitStatus { .. } => trigger.commit_state().is_some(),
             TargetKind::Webhook { triggers, .. } => triggers.contains(&trigger),
         }
     }

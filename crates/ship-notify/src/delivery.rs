@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::config::{Target, TargetKind, Trigger, WebhookFormat};
-use crate::forge::{CommitState, CommitStatus, Token, commit_status_request};
+use crate::config::{Target, TargetKind, WebhookFormat};
+use crate::forge::{CommitStatus, Token, commit_status_request};
 use crate::ledger::Owed;
 use crate::message::{Notification, SIGNATURE_HEADER, signature};
 
@@ -65,17 +65,6 @@ impl DeliveryError {
     }
 }
 
-fn commit_state(trigger: Trigger) -> CommitState {
-    match trigger {
-        Trigger::Applying => CommitState::Pending,
-        Trigger::Succeeded => CommitState::Success,
-        Trigger::Superseded => CommitState::Cancelled,
-        Trigger::Failed | Trigger::RolledBack | Trigger::PromotionDone | Trigger::PromotionRefused => {
-            CommitState::Failure
-        }
-    }
-}
-
 /// The request that delivers `owed` to `target`, saying `notification`.
 pub fn request(
     target: &Target,
@@ -92,9 +81,13 @@ pub fn request(
                 .ok_or(DeliveryError::MissingCredential("the forge token"))?;
             let context = format!("{context}/{}", notification.environment);
             let description = notification.description();
+            // Commit-status targets fire only on triggers with a state (`Target::fires_on`).
+            let state = owed.trigger.commit_state().ok_or_else(|| {
+                DeliveryError::BadRequest(format!("{} sets no commit state", owed.trigger.as_ref()))
+            })?;
             let status = CommitStatus {
                 commit: &notification.commit,
-                state: commit_state(owed.trigger),
+                state,
                 context: &context,
                 description: &description,
                 target_url: notification.link.as_deref(),
@@ -176,7 +169,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::config::NotifyConfig;
+    use crate::config::{NotifyConfig, Trigger};
     use jiff::Timestamp;
 
     fn notification() -> Notification {

@@ -10,10 +10,9 @@
 //! webhooks carry the id so a receiver can drop the repeat, and a forge keeps the last state).
 
 use jiff::Timestamp;
-use ship_api::{NotificationRecord, Phase, PromotionOutcome, ShipPromotion, ShipRelease};
+use ship_api::{NotificationRecord, PromotionOutcome, ShipPromotion, ShipRelease};
 
 use crate::config::{Target, TargetKind, Trigger};
-use crate::message::commit_state;
 
 /// One delivery owed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,18 +25,6 @@ pub struct Owed {
     pub trigger: Trigger,
     /// When it happened.
     pub at: Timestamp,
-}
-
-/// The trigger a release's entering `phase` is, if any.
-pub fn release_trigger(phase: Phase) -> Option<Trigger> {
-    match phase {
-        Phase::Applying => Some(Trigger::Applying),
-        Phase::Succeeded => Some(Trigger::Succeeded),
-        Phase::Failed => Some(Trigger::Failed),
-        Phase::RolledBack => Some(Trigger::RolledBack),
-        Phase::Superseded => Some(Trigger::Superseded),
-        Phase::Pending | Phase::Progressing | Phase::Testing | Phase::RollingBack => None,
-    }
 }
 
 /// The trigger a promotion run's outcome is, if any (an up-to-date target is no news).
@@ -81,17 +68,19 @@ pub fn owed_for_release(
             continue;
         }
         let mut fired = status.transitions.iter().filter_map(|t| {
-            let trigger = release_trigger(t.phase).filter(|tr| target.fires_on(*tr))?;
+            let trigger = Trigger::of_phase(t.phase).filter(|tr| target.fires_on(*tr))?;
             Some((trigger, t.at.0))
         });
         let fired: Vec<(Trigger, Timestamp)> = match target.kind {
             TargetKind::CommitStatus { .. } => {
+                // Every trigger a commit-status target fires on sets a state; the newest is
+                // the commit's state now. A release superseded before it applied never said
+                // anything about its commit; one superseded later said `pending`, which must
+                // not stay so.
                 let all: Vec<(Trigger, Timestamp)> = fired.by_ref().collect();
-                // A release superseded before it applied never said anything about its
-                // commit; one superseded later said `pending`, which must not stay so.
                 let said_pending = all.iter().any(|(t, _)| *t == Trigger::Applying);
-                all.into_iter()
-                    .rfind(|(trigger, _)| commit_state_of(*trigger))
+                all.last()
+                    .copied()
                     .filter(|(trigger, _)| *trigger != Trigger::Superseded || said_pending)
                     .into_iter()
                     .collect()
@@ -112,19 +101,6 @@ pub fn owed_for_release(
     }
     owed.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
     owed
-}
-
-/// Whether `trigger` changes a commit's state.
-fn commit_state_of(trigger: Trigger) -> bool {
-    let phase = match trigger {
-        Trigger::Applying => Phase::Applying,
-        Trigger::Succeeded => Phase::Succeeded,
-        Trigger::Failed => Phase::Failed,
-        Trigger::RolledBack => Phase::RolledBack,
-        Trigger::Superseded => Phase::Superseded,
-        Trigger::PromotionDone | Trigger::PromotionRefused => return false,
-    };
-    commit_state(phase).is_some()
 }
 
 /// The deliveries the promotion's last run is owed (the status keeps one run; each run is a
@@ -166,7 +142,7 @@ mod tests {
     use super::*;
     use crate::config::NotifyConfig;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use ship_api::{NotificationOutcome, Reason, ShipReleaseSpec, ShipReleaseStatus, Transition};
+    use ship_api::{NotificationOutcome, Phase, Reason, ShipReleaseSpec, ShipReleaseStatus, Transition};
 
     fn targets() -> Vec<Target> {
         NotifyConfig::parse(

@@ -205,11 +205,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Ok(mut registry) = state.registry.write() {
         *registry = metrics::registry(&metrics, None);
     }
+    // Where the Lease, the ShipPromotion and the ShipEnvironments live: --namespace, else the
+    // Secret namespace.
+    let home_namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| args.source.secret_namespace.clone());
+    // The test clock moves the promotion's schedule only (and so the times of its runs, which
+    // the notifier compares with its own). The release engine keeps the real clock (its
+    // default): its timestamps are compared with those other shipd instances, kubectl ship
+    // and the API server wrote, and a deadline persisted by one shipd must mean the same to
+    // the next, whatever test clock that one starts with.
+    let promotion_clock = match args.test_clock {
+        Some(start) => ship_engine::clock::clock_from(start),
+        None => ship_engine::clock::system_clock(),
+    };
     if args.leader.leader_elect {
-        let namespace = args
-            .namespace
-            .clone()
-            .unwrap_or_else(|| args.source.secret_namespace.clone());
+        let namespace = home_namespace.clone();
         let identity = args.instance.clone().unwrap_or_else(default_identity);
         let timing = ship_lease::Timing {
             lease_duration: args.leader.lease_duration,
@@ -243,12 +255,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_settings(settings)
         .with_metrics(metrics.clone())
         .with_secret_namespace(args.source.secret_namespace.clone());
+    // The status page's caches; the notifier reads its promotion store too (one watch).
+    let page_sources = page::Sources::start(&client, &home_namespace, ctx.release_store());
     let notifier = ship_engine::notifier::Notifier {
         client: client.clone(),
-        namespace: args
-            .namespace
-            .clone()
-            .unwrap_or_else(|| args.source.secret_namespace.clone()),
+        promotions: page_sources.promotions(),
         secret_namespace: args.source.secret_namespace.clone(),
         targets: Arc::new(notify_targets),
         status_page_url,
@@ -259,21 +270,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         releases: ctx.release_store(),
         clock: ctx.clock.clone(),
-        promotion_clock: match args.test_clock {
-            Some(start) => ship_engine::clock::clock_from(start),
-            None => ship_engine::clock::system_clock(),
-        },
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .context("cannot build the notifier's HTTP client")?,
+        promotion_clock: promotion_clock.clone(),
+        http: ctx.http_client(),
         record_lock: Arc::default(),
     };
-    let _ = state.page.set(page::Sources::start(
-        &client,
-        &notifier.namespace,
-        ctx.release_store(),
-    ));
+    let _ = state.page.set(page_sources);
     // Its own task: a slow or dead receiver never holds up a release.
     tokio::spawn(ship_engine::notifier::run(notifier, stopped(stop_rx.clone())));
     let started = source::start(&args.source, client.clone(), stop_rx.clone(), metrics.clone()).await?;
@@ -293,10 +294,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }),
         };
         ctx = ctx.with_repo(repo.clone());
-        let namespace = args
-            .namespace
-            .clone()
-            .unwrap_or_else(|| args.source.secret_namespace.clone());
+        let namespace = home_namespace.clone();
         let promoter = ship_engine::promotion::Promoter {
             client: client.clone(),
             namespace: namespace.clone(),
@@ -308,14 +306,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .cloned()
                 .unwrap_or_else(|| "main".into()),
             recorder: ctx.recorder.clone(),
-            // The test clock moves the schedule only. The release engine keeps the real clock
-            // (its default): its timestamps are compared with those other shipd instances,
-            // kubectl ship and the API server wrote, and a deadline persisted by one shipd must
-            // mean the same to the next, whatever test clock that one starts with.
-            clock: match args.test_clock {
-                Some(start) => ship_engine::clock::clock_from(start),
-                None => ship_engine::clock::system_clock(),
-            },
+            clock: promotion_clock,
             interval: args.promotion_interval,
             metrics: metrics.clone(),
             source: Some(handle.status()),

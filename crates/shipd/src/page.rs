@@ -61,6 +61,11 @@ impl Sources {
         }
     }
 
+    /// The store of ShipPromotions (the notifier reads it too, so shipd watches them once).
+    pub fn promotions(&self) -> Store<DeserializeGuard<ShipPromotion>> {
+        self.promotions.clone()
+    }
+
     /// The page as the caches stand, or `None` before the releases' first list.
     pub fn render(&self) -> Option<String> {
         let releases: Vec<ShipRelease> = self

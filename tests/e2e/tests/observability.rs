@@ -258,12 +258,7 @@ async fn prometheus_sees_a_rollback_and_nothing_leaks_a_secret() {
     }
 
     // A live scrape in the classic text format passes promtool's lint.
-    let scrape = reqwest::get(format!("http://{shipd_addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = stack.shipd.as_ref().unwrap().probe("/metrics").await.unwrap().1;
     let mut check = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
@@ -316,12 +311,7 @@ async fn prometheus_sees_a_rollback_and_nothing_leaks_a_secret() {
         .event_where("NotificationFailed", SETTLE, |note| note.contains("HTTP 401"))
         .await
         .unwrap();
-    let scrape = reqwest::get(format!("http://{shipd_addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = stack.shipd.as_ref().unwrap().probe("/metrics").await.unwrap().1;
 
     // No secret in the logs, the metrics, the events or the releases' status.
     let events = Api::<Event>::namespaced(stack.cluster.client(), &stack.ns)

@@ -18,7 +18,7 @@ use ship_testkit::app::App;
 use ship_testkit::cluster::{TestCluster, eventually};
 use ship_testkit::git::{GitDaemon, Remote};
 use ship_testkit::process::Shipd;
-use ship_testkit::stack::{at_rest_in, phases};
+use ship_testkit::stack::{at_rest_in, phases, ready_reason};
 
 /// One environment's stack: namespace, repository, daemon, app and shipd.
 struct Stack {
@@ -200,16 +200,6 @@ impl Stack {
     }
 }
 
-fn reason(release: &ShipRelease) -> String {
-    let status = release.status.as_ref().unwrap();
-    status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.reason.clone())
-        .unwrap_or_default()
-}
-
 const SETTLE: Duration = Duration::from_secs(60);
 
 #[tokio::test]
@@ -380,7 +370,7 @@ async fn invalid_object_fails_before_anything_changes() {
         "bad: invalid deployment",
     );
     let failed = stack.settled(&bad, Phase::Failed, SETTLE).await;
-    assert_eq!(reason(&failed), "DryRunFailed");
+    assert_eq!(ready_reason(&failed), "DryRunFailed");
     let message = failed.status.unwrap().message.unwrap();
     assert!(
         message.contains("Deployment") && message.contains("nothing was applied"),
@@ -402,7 +392,7 @@ async fn invalid_object_fails_before_anything_changes() {
         "bad: secret in git",
     );
     let failed = stack.settled(&secret, Phase::Failed, SETTLE).await;
-    assert_eq!(reason(&failed), "SecretInGit");
+    assert_eq!(ready_reason(&failed), "SecretInGit");
     assert!(!serde_json::to_string(&failed).unwrap().contains("hunter2"));
 }
 
@@ -449,7 +439,7 @@ async fn a_missing_secret_fails_in_pending_within_a_second_with_nothing_applied(
     let failed = stack.settled(&bad, Phase::Failed, SETTLE).await;
     let took = seen.elapsed();
     assert!(took < Duration::from_secs(1), "took {took:?}");
-    assert_eq!(reason(&failed), "MissingReference");
+    assert_eq!(ready_reason(&failed), "MissingReference");
     let status = failed.status.clone().unwrap();
     let message = status.message.clone().unwrap();
     let expected = format!(
@@ -495,7 +485,7 @@ async fn health_timeout_rolls_back_and_first_failure_has_nothing_to_roll_back_to
     let first = stack.push(&[("deploy/main/web.yaml", &configmap("down"))], "first, broken");
     stack.start_shipd(&[]);
     let failed = stack.settled(&first, Phase::Failed, SETTLE).await;
-    assert_eq!(reason(&failed), "NoGoodRelease");
+    assert_eq!(ready_reason(&failed), "NoGoodRelease");
     assert_eq!(
         stack.web_commit().await,
         first,

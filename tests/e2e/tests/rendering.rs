@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
-use ship_api::{Phase, ShipRelease};
-use ship_testkit::stack::{Stack, release_name};
+use ship_api::Phase;
+use ship_testkit::stack::{Stack, ready_reason, release_name};
 
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -23,15 +23,6 @@ async fn body(stack: &Stack, namespace: &str) -> String {
         .unwrap_or_default()
         .get("body")
         .cloned()
-        .unwrap_or_default()
-}
-
-fn ready_reason(release: &ShipRelease) -> String {
-    release
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-        .map(|c| c.reason.clone())
         .unwrap_or_default()
 }
 

@@ -10,21 +10,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::Api;
 use ship_api::Phase;
-use ship_testkit::stack::{Stack, release_name};
+use ship_testkit::stack::{Stack, ready_reason, release_name};
 
 const SETTLE: Duration = Duration::from_secs(60);
-
-fn reason(release: &ship_api::ShipRelease) -> String {
-    release
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.reason.clone())
-        .unwrap_or_default()
-}
 
 #[tokio::test]
 #[ignore = "needs the local control plane: tests/run.sh"]
@@ -55,7 +43,7 @@ async fn tests_outside_allowed_hosts_and_manifests_outside_the_environment_are_r
         "{:?}",
         status.tests
     );
-    assert_eq!(reason(&release), "NoGoodRelease");
+    assert_eq!(ready_reason(&release), "NoGoodRelease");
 
     // Back to an open ship.yaml, deployed; then commits that reach outside the environment.
     let good = stack
@@ -86,7 +74,7 @@ async fn tests_outside_allowed_hosts_and_manifests_outside_the_environment_are_r
             .settled(&release_name("main", &bad), Phase::Failed, SETTLE)
             .await
             .unwrap();
-        let got = reason(&refused);
+        let got = ready_reason(&refused);
         assert!(
             got == expected
                 || refused

@@ -399,6 +399,16 @@ pub fn environment_condition(environment: &ShipEnvironment, type_: &str) -> Opti
     Some((found.status.clone(), found.reason.clone()))
 }
 
+/// The reason of the release's `Ready` condition (empty before there is one).
+pub fn ready_reason(release: &ShipRelease) -> String {
+    release
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.reason.clone())
+        .unwrap_or_default()
+}
+
 /// The phases a release went through, in order.
 pub fn phases(release: &ShipRelease) -> Vec<Phase> {
     release
