@@ -502,3 +502,46 @@ async fn a_sigkill_between_a_transition_and_its_notification_delivers_it_once_af
     let all = of_bad(&receiver.requests_under("/audit"));
     assert_eq!(all, ids, "each delivery lands once");
 }
+
+/// Unscripted at first, as a team installs it: the chart goes in before anyone creates the
+/// chat webhook's Secret. The delivery retries ("the Secret does not exist"), and once the
+/// Secret is created the next attempt reads it and the message lands, once.
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn a_secret_created_after_shipd_started_is_read_by_the_next_attempt() {
+    let mut stack = Stack::new("notify-late", "{enabled: false}").await.unwrap();
+    let receiver = Receiver::start().await.unwrap();
+    let (_dir, file) = notifications_file(
+        "webhooks:\n  - {name: chat, format: slack, urlSecret: {name: chat-late, key: url}, environments: [main]}\n",
+    );
+    let flags = ["--notifications", file.as_str()];
+    stack.deploy_first(&flags).await.unwrap();
+    let (_, bad_release) = stack.push_broken_main("bad: breaks the page").unwrap();
+    stack.settled(&bad_release, Phase::RolledBack, SETTLE).await.unwrap();
+    stack
+        .shipd
+        .as_ref()
+        .unwrap()
+        .wait_for_log(SETTLE, |l| l.contains("the Secret does not exist"))
+        .await
+        .unwrap();
+    assert!(receiver.requests().is_empty());
+    stack
+        .create_secret(
+            "chat-late",
+            serde_json::json!({"url": format!("{}/slack/late\n", receiver.url())}),
+        )
+        .await
+        .unwrap();
+    let chat = receiver
+        .wait_for("Failed and RolledBack", "/slack/", SETTLE, |r| accepted(r).len() == 2)
+        .await
+        .unwrap();
+    assert_eq!(chat.len(), 2, "each once: {chat:?}");
+    assert!(chat.iter().all(|r| r.path == "/slack/late"), "the URL's newline is trimmed");
+    nothing_owed(
+        &stack,
+        "webhooks:\n  - {name: chat, format: slack, urlSecret: {name: chat-late, key: url}, environments: [main]}\n",
+    )
+    .await;
+}
