@@ -517,7 +517,10 @@ async fn a_secret_created_after_shipd_started_is_read_by_the_next_attempt() {
     let flags = ["--notifications", file.as_str()];
     stack.deploy_first(&flags).await.unwrap();
     let (_, bad_release) = stack.push_broken_main("bad: breaks the page").unwrap();
-    stack.settled(&bad_release, Phase::RolledBack, SETTLE).await.unwrap();
+    stack
+        .settled(&bad_release, Phase::RolledBack, SETTLE)
+        .await
+        .unwrap();
     stack
         .shipd
         .as_ref()
@@ -534,11 +537,16 @@ async fn a_secret_created_after_shipd_started_is_read_by_the_next_attempt() {
         .await
         .unwrap();
     let chat = receiver
-        .wait_for("Failed and RolledBack", "/slack/", SETTLE, |r| accepted(r).len() == 2)
+        .wait_for("Failed and RolledBack", "/slack/", SETTLE, |r| {
+            accepted(r).len() == 2
+        })
         .await
         .unwrap();
     assert_eq!(chat.len(), 2, "each once: {chat:?}");
-    assert!(chat.iter().all(|r| r.path == "/slack/late"), "the URL's newline is trimmed");
+    assert!(
+        chat.iter().all(|r| r.path == "/slack/late"),
+        "the URL's newline is trimmed"
+    );
     nothing_owed(
         &stack,
         "webhooks:\n  - {name: chat, format: slack, urlSecret: {name: chat-late, key: url}, environments: [main]}\n",
