@@ -98,9 +98,14 @@ pub struct Environment {
     pub namespace: Option<String>,
 
     /// Directory of manifests (or a kustomization), relative to the repository root.
-    /// Default: `deploy/<environment>`.
+    /// Default: `deploy/<environment>`. Not with `helm`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+
+    /// Render a Helm chart kept in the repository instead of `path`, with this environment's
+    /// values. Example: `helm: {chart: charts/shop, valuesFiles: [charts/shop/values-main.yaml]}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<crate::helm::HelmChart>,
 
     /// Extra namespaces this environment's manifests may target (default: none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -601,6 +606,68 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// Whether `path` is relative and stays inside the repository.
+fn stays_inside(path: &str) -> bool {
+    !path.is_empty() && !path.starts_with('/') && !path.split('/').any(|part| part == "..")
+}
+
+fn check_helm(
+    helm: &crate::helm::HelmChart,
+    name: &str,
+    env: &Environment,
+    field: &dyn Fn(&str) -> String,
+) -> Result<(), ConfigError> {
+    if env.path.is_some() {
+        return Err(invalid(
+            field("helm"),
+            "give either `path` (manifests or a kustomization) or `helm` (a chart), not both",
+        ));
+    }
+    if env.vars.is_some() {
+        return Err(invalid(
+            field("helm"),
+            "a chart takes its per-environment settings as `helm.values` or `helm.valuesFiles`, not `vars`",
+        ));
+    }
+    if !stays_inside(&helm.chart) {
+        return Err(invalid(
+            field("helm.chart"),
+            format!("{:?} must be a relative path inside the repository", helm.chart),
+        ));
+    }
+    for (i, file) in helm.values_files.iter().enumerate() {
+        if !stays_inside(file) {
+            return Err(invalid(
+                field(&format!("helm.valuesFiles[{i}]")),
+                format!("{file:?} must be a relative path inside the repository"),
+            ));
+        }
+    }
+    // Helm's own rule for release names (a DNS label of at most 53 characters).
+    let release = helm.release_name(name);
+    if !is_dns_label(release) || release.len() > 53 {
+        return Err(invalid(
+            field("helm.releaseName"),
+            format!("{release:?} is not a Helm release name (a-z, 0-9, -; at most 53 characters)"),
+        ));
+    }
+    if let Some(version) = &helm.kube_version {
+        let numbers = version.trim_start_matches('v');
+        let parts: Vec<&str> = numbers.split('.').collect();
+        if !(2..=3).contains(&parts.len())
+            || parts
+                .iter()
+                .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(invalid(
+                field("helm.kubeVersion"),
+                format!("{version:?} is not a Kubernetes version like 1.20.2"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl ShipConfig {
     fn check(&self) -> Result<(), ConfigError> {
         for (i, d) in self.differences.iter().enumerate() {
@@ -641,6 +708,9 @@ impl ShipConfig {
                     field("path"),
                     format!("{path:?} must be relative and stay inside the repository"),
                 ));
+            }
+            if let Some(helm) = &env.helm {
+                check_helm(helm, name, env, &field)?;
             }
             for var in env.vars.iter().flat_map(BTreeMap::keys) {
                 if !crate::vars::is_name(var) {

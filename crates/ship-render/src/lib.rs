@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod defaults;
+pub mod helm;
 pub mod manifests;
 pub mod schedule;
 pub mod validate;
@@ -189,6 +190,9 @@ pub enum RenderError {
     /// A `${name}` the environment does not declare, or one that is malformed.
     #[error(transparent)]
     Vars(#[from] vars::VarsError),
+    /// A Helm chart that cannot be rendered.
+    #[error(transparent)]
+    Helm(#[from] helm::HelmError),
 }
 
 impl RenderError {
@@ -217,6 +221,7 @@ impl RenderError {
             RenderError::Kustomize { .. } => "KustomizeFailed",
             RenderError::TestJob { .. } => "InvalidTestJob",
             RenderError::Vars(e) => e.label(),
+            RenderError::Helm(e) => e.label(),
         }
     }
 }
@@ -261,14 +266,49 @@ pub fn render_configured(
         .environments
         .get(env_name)
         .ok_or_else(|| RenderError::UnknownEnvironment(env_name.to_owned()))?;
-    let vars = env.vars.as_ref();
-    let manifests = manifests::render_with_vars(root, &env.path(env_name), limits, vars)?;
+    let (manifests, hook_tests) = match &env.helm {
+        Some(chart) => {
+            let rendered = helm::render(root, chart, env_name, env.namespace(env_name), limits)?;
+            (rendered.manifests, rendered.tests)
+        }
+        None => {
+            let vars = env.vars.as_ref();
+            let manifests = manifests::render_with_vars(root, &env.path(env_name), limits, vars)?;
+            (manifests, Vec::new())
+        }
+    };
     let manifests = validate::validate(env_name, env, manifests)?;
+    let hook_tests = validate::validate(env_name, env, hook_tests)?;
     let mut test_jobs = Vec::new();
     for test in config.tests_for(env_name) {
         if let Some(path) = &test.job {
             test_jobs.push((test.name.clone(), test_job(root, path, env_name, env, limits)?));
         }
+    }
+    let mut config = config;
+    for hook in hook_tests {
+        let name = hook.object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if config.tests.iter().any(|t| t.name == name) {
+            return Err(helm::HelmError::TestNameTaken {
+                origin: hook.source,
+                name,
+            }
+            .into());
+        }
+        // The chart's test hook is one more Job test of this environment, named after it.
+        config.tests.push(config::TestSpec {
+            name: name.clone(),
+            http: None,
+            job: Some(hook.source),
+            prometheus: None,
+            environments: vec![env_name.to_owned()],
+            every: None,
+            on_failure: config::OnFailure::Report,
+        });
+        test_jobs.push((name, hook.object));
     }
     Ok(Rendered {
         config,

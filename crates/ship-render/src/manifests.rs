@@ -22,8 +22,8 @@ pub struct Limits {
     pub max_files: usize,
     /// Most objects.
     pub max_objects: usize,
-    /// Longest a kustomize build may run.
-    pub kustomize_timeout: Duration,
+    /// Longest a renderer (`kustomize build`, `helm template`) may run.
+    pub renderer_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -33,7 +33,7 @@ impl Default for Limits {
             max_total_bytes: 16 << 20,
             max_files: 2_000,
             max_objects: 2_000,
-            kustomize_timeout: Duration::from_secs(60),
+            renderer_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -142,7 +142,7 @@ pub fn file_inside(root: &Path, path: &str, limits: &Limits) -> Result<PathBuf, 
 
 /// The canonical `root`, and `path` under it with symlinks resolved, if it exists and stays
 /// inside the tree.
-fn resolve(root: &Path, path: &str) -> Result<(PathBuf, PathBuf), RenderError> {
+pub(crate) fn resolve(root: &Path, path: &str) -> Result<(PathBuf, PathBuf), RenderError> {
     let root = root.canonicalize().map_err(|e| RenderError::Io {
         path: ".".into(),
         message: e.to_string(),
@@ -178,6 +178,34 @@ fn collect_files(
     limits: &Limits,
     out: &mut Vec<PathBuf>,
 ) -> Result<(), RenderError> {
+    let manifest = |name: &str| {
+        !name.starts_with('.')
+            && (name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json"))
+    };
+    collect(root, dir, limits, &|name| name.starts_with('.'), &manifest, out)
+}
+
+/// Every file under `dir` (a chart, which a renderer reads whole): each path, symlinks
+/// resolved, must stay inside `root`, and there may be at most `limits.max_files`.
+pub(crate) fn walk_inside(
+    root: &Path,
+    dir: &Path,
+    limits: &Limits,
+    out: &mut Vec<PathBuf>,
+) -> Result<(), RenderError> {
+    collect(root, dir, limits, &|_| false, &|_| true, out)
+}
+
+/// The files under `dir` that `keep` names, skipping entries `skip` names, each resolved
+/// inside `root`.
+fn collect(
+    root: &Path,
+    dir: &Path,
+    limits: &Limits,
+    skip: &dyn Fn(&str) -> bool,
+    keep: &dyn Fn(&str) -> bool,
+    out: &mut Vec<PathBuf>,
+) -> Result<(), RenderError> {
     let shown = |p: &Path| p.strip_prefix(root).unwrap_or(p).display().to_string();
     let entries = std::fs::read_dir(dir).map_err(|e| RenderError::Io {
         path: shown(dir),
@@ -190,13 +218,13 @@ fn collect_files(
         })?;
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
+        if skip(&name) {
             continue;
         }
         let resolved = inside(root, &path, &shown(&path))?;
         if resolved.is_dir() {
-            collect_files(root, &resolved, limits, out)?;
-        } else if name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json") {
+            collect(root, &resolved, limits, skip, keep, out)?;
+        } else if keep(&name) {
             out.push(resolved);
             if out.len() > limits.max_files {
                 return Err(RenderError::TooManyFiles {
@@ -280,17 +308,40 @@ fn kustomize(dir: &Path, shown: &str, limits: &Limits) -> Result<String, RenderE
             path: shown.to_owned(),
         });
     };
+    command.arg(dir);
+    run_bounded(command, limits).map_err(|failure| match failure {
+        ToolFailure::TooLarge => RenderError::TooLarge {
+            limit: limits.max_total_bytes,
+        },
+        ToolFailure::Failed(message) => RenderError::Kustomize {
+            path: shown.to_owned(),
+            message,
+        },
+    })
+}
+
+/// Why a renderer's run gave no output to use.
+#[derive(Debug)]
+pub(crate) enum ToolFailure {
+    /// It could not start, failed (its message, from stderr), timed out, or wrote non-UTF-8.
+    Failed(String),
+    /// Its output is over `limits.max_total_bytes`.
+    TooLarge,
+}
+
+/// Runs a renderer with no input, at most `limits.renderer_timeout`, and returns what it wrote
+/// to stdout: both streams are read on threads with a bound, so a huge output cannot exhaust
+/// memory and a full pipe cannot stall it.
+pub(crate) fn run_bounded(
+    mut command: std::process::Command,
+    limits: &Limits,
+) -> Result<String, ToolFailure> {
     let mut child = command
-        .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| RenderError::Kustomize {
-            path: shown.to_owned(),
-            message: e.to_string(),
-        })?;
-    // Read at most max_total_bytes + 1 of output, on threads, so a huge output cannot exhaust memory.
+        .map_err(|e| ToolFailure::Failed(e.to_string()))?;
     let read_bounded = |stream: Option<Box<dyn std::io::Read + Send>>, cap: u64| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
@@ -305,42 +356,32 @@ fn kustomize(dir: &Path, shown: &str, limits: &Limits) -> Result<String, RenderE
         limits.max_total_bytes,
     );
     let stderr = read_bounded(child.stderr.take().map(|s| Box::new(s) as _), 16 << 10);
-    let deadline = std::time::Instant::now() + limits.kustomize_timeout;
+    let deadline = std::time::Instant::now() + limits.renderer_timeout;
     let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| RenderError::Kustomize {
-            path: shown.to_owned(),
-            message: e.to_string(),
-        })? {
+        if let Some(status) = child.try_wait().map_err(|e| ToolFailure::Failed(e.to_string()))? {
             break status;
         }
         if std::time::Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(RenderError::Kustomize {
-                path: shown.to_owned(),
-                message: format!("timed out after {:?}", limits.kustomize_timeout),
-            });
+            return Err(ToolFailure::Failed(format!(
+                "timed out after {:?}",
+                limits.renderer_timeout
+            )));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     };
     let out = stdout.join().unwrap_or_default();
     let err = stderr.join().unwrap_or_default();
     if !status.success() {
-        let message = String::from_utf8_lossy(&err).trim().to_owned();
-        return Err(RenderError::Kustomize {
-            path: shown.to_owned(),
-            message,
-        });
+        return Err(ToolFailure::Failed(
+            String::from_utf8_lossy(&err).trim().to_owned(),
+        ));
     }
     if out.len() as u64 > limits.max_total_bytes {
-        return Err(RenderError::TooLarge {
-            limit: limits.max_total_bytes,
-        });
+        return Err(ToolFailure::TooLarge);
     }
-    String::from_utf8(out).map_err(|_| RenderError::Kustomize {
-        path: shown.to_owned(),
-        message: "output is not UTF-8".into(),
-    })
+    String::from_utf8(out).map_err(|_| ToolFailure::Failed("output is not UTF-8".into()))
 }
 
 #[cfg(test)]
