@@ -47,7 +47,9 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
 fi
 
-log "helm, for the chart tests: $(tests/tools/helm.sh)"
+SHIP_HELM="$(tests/tools/helm.sh)"
+export SHIP_HELM
+log "helm, for the chart tests: $SHIP_HELM ($("$SHIP_HELM" version --short))"
 
 log "cargo fmt --check"
 cargo fmt --all --check

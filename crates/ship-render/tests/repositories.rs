@@ -410,3 +410,301 @@ fn an_undeclared_variable_fails_naming_the_file_and_line() {
     assert_eq!(label, "ConfigInvalid");
     assert!(message.contains("environments.main.vars"), "{message}");
 }
+
+/// A small chart as teams write one: values with defaults, a helper, a test hook.
+fn shop_chart() -> Vec<File<'static>> {
+    vec![
+        text(
+            "charts/shop/Chart.yaml",
+            "apiVersion: v2\nname: shop\nversion: 0.1.0\nappVersion: \"1.4.2\"\n",
+        ),
+        text(
+            "charts/shop/values.yaml",
+            "replicaCount: 1\nimage: {repository: registry.example.com/shop, tag: \"\"}\ngreeting: hello\nextra: {keep: default}\n",
+        ),
+        text(
+            "charts/shop/templates/_helpers.tpl",
+            "{{- define \"shop.fullname\" -}}{{ .Release.Name }}-{{ .Chart.Name }}{{- end -}}\n",
+        ),
+        text(
+            "charts/shop/templates/deployment.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ include \"shop.fullname\" . }}\n  labels: {app.kubernetes.io/managed-by: {{ .Release.Service }}}\nspec:\n  replicas: {{ .Values.replicaCount }}\n  selector: {matchLabels: {app: shop}}\n  template:\n    metadata: {labels: {app: shop}}\n    spec:\n      containers:\n      - name: shop\n        image: \"{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}\"\n        env:\n        - {name: GREETING, value: {{ .Values.greeting | quote }}}\n        - {name: NAMESPACE, value: {{ .Release.Namespace | quote }}}\n",
+        ),
+        text(
+            "charts/shop/templates/settings.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ include \"shop.fullname\" . }}-settings\n  annotations: {helm.sh/resource-policy: keep}\ndata:\n{{ toYaml .Values.extra | indent 2 }}\n",
+        ),
+        text(
+            "charts/shop/templates/tests/test-connection.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ include \"shop.fullname\" . }}-test-connection\n  annotations: {\"helm.sh/hook\": test, \"helm.sh/hook-delete-policy\": before-hook-creation}\nspec:\n  containers:\n  - {name: wget, image: busybox, command: [wget, \"{{ include \"shop.fullname\" . }}:80\"]}\n  restartPolicy: Never\n",
+        ),
+        text(
+            "charts/shop/values-production.yaml",
+            "replicaCount: 3\nimage: {tag: \"1.4.1\"}\n",
+        ),
+    ]
+}
+
+const CHART_SHIP_YAML: &str = "environments:\n  main:\n    namespace: app-main\n    helm: {chart: charts/shop, values: {greeting: hi, extra: {keep: null, added: yes}}}\n  production:\n    namespace: app-prod\n    helm:\n      chart: charts/shop\n      releaseName: shop\n      valuesFiles: [charts/shop/values-production.yaml]\n      kubeVersion: \"1.20.2\"\n";
+
+fn with(mut files: Vec<File<'static>>, more: Vec<File<'static>>) -> Vec<File<'static>> {
+    files.extend(more);
+    files
+}
+
+fn helm_installed() -> bool {
+    // tests/run.sh always sets SHIP_HELM; only a developer's bare `cargo test` may lack helm.
+    match ship_render::helm::helm_binary() {
+        Some(helm) => {
+            assert!(helm.is_file(), "SHIP_HELM={} is not a file", helm.display());
+            true
+        }
+        None => {
+            eprintln!("skipped: no helm (tests/run.sh sets SHIP_HELM from tests/tools/helm.sh)");
+            false
+        }
+    }
+}
+
+#[test]
+fn a_chart_renders_each_environment_with_its_values() {
+    if !helm_installed() {
+        return;
+    }
+    let files = with(shop_chart(), vec![text("ship.yaml", CHART_SHIP_YAML)]);
+    let main = load(&files).unwrap();
+    let kinds: Vec<_> = main
+        .manifests
+        .iter()
+        .map(|m| {
+            (
+                m.object["kind"].as_str().unwrap(),
+                m.object["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [("ConfigMap", "main-shop-settings"), ("Deployment", "main-shop")]
+    );
+    let settings = &main.manifests[0];
+    assert_eq!(settings.source, "charts/shop/templates/settings.yaml#1");
+    // Inline values merge over the chart's; null removes a default, as with `helm --set`.
+    assert_eq!(
+        settings.object["data"],
+        serde_json::json!({"added": "yes"}),
+        "YAML 1.2: `yes` is a string"
+    );
+    assert_eq!(
+        settings.object["metadata"]["annotations"]["ship.dev/prune"],
+        "disabled"
+    );
+    let deployment = &main.manifests[1].object;
+    assert_eq!(deployment["metadata"]["namespace"], "app-main");
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert_eq!(env[0]["value"], "hi");
+    assert_eq!(
+        env[1]["value"], "app-main",
+        ".Release.Namespace is the environment's"
+    );
+    // The test hook is not deployed: it is the environment's Job test.
+    assert_eq!(main.test_jobs.len(), 1);
+    let (name, job) = &main.test_jobs[0];
+    assert_eq!(name, "main-shop-test-connection");
+    assert_eq!(job["kind"], "Job");
+    assert_eq!(job["spec"]["backoffLimit"], 0);
+    assert_eq!(job["metadata"]["namespace"], "app-main");
+    assert!(job["metadata"]["annotations"].get("helm.sh/hook").is_none());
+    let test = main.config.tests.iter().find(|t| &t.name == name).unwrap();
+    assert_eq!(test.environments, ["main"]);
+    assert_eq!(
+        test.job.as_deref(),
+        Some("charts/shop/templates/tests/test-connection.yaml#1")
+    );
+
+    // Production: its values file, its release name, its namespace.
+    let root = tempfile::tempdir().unwrap();
+    for file in &files {
+        if let File::Text(path, content) = file {
+            let full = root.path().join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, content).unwrap();
+        }
+    }
+    let production = render_environment(root.path(), "production", &Limits::default()).unwrap();
+    let deployment = &production.manifests[1].object;
+    assert_eq!(deployment["metadata"]["name"], "shop-shop");
+    assert_eq!(deployment["metadata"]["namespace"], "app-prod");
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "registry.example.com/shop:1.4.1");
+    assert_eq!(container["env"][0]["value"], "hello");
+    assert_eq!(
+        production.manifests[0].object["data"],
+        serde_json::json!({"keep": "default"})
+    );
+}
+
+#[test]
+fn a_chart_renders_its_vendored_dependencies() {
+    if !helm_installed() {
+        return;
+    }
+    let chart_yaml = "apiVersion: v2\nname: shop\nversion: 0.1.0\nappVersion: \"1.4.2\"\ndependencies:\n- {name: cache, version: 0.2.x, repository: \"https://charts.example.com\", condition: cache.enabled}\n";
+    let files = with(
+        shop_chart(),
+        vec![
+            text("ship.yaml", CHART_SHIP_YAML),
+            text("charts/shop/Chart.yaml", chart_yaml),
+            text(
+                "charts/shop/charts/cache/Chart.yaml",
+                "apiVersion: v2\nname: cache\nversion: 0.2.3\n",
+            ),
+            text(
+                "charts/shop/charts/cache/values.yaml",
+                "enabled: true\nsize: 64\n",
+            ),
+            text(
+                "charts/shop/charts/cache/templates/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: {{ .Release.Name }}-cache}\ndata: {size: {{ .Values.size | quote }}}\n",
+            ),
+        ],
+    );
+    // `with` keeps the first Chart.yaml too: the later write wins on disk.
+    let rendered = load(&files).unwrap();
+    let cache = rendered
+        .manifests
+        .iter()
+        .find(|m| m.object["metadata"]["name"] == "main-cache")
+        .expect("the subchart's objects");
+    assert_eq!(cache.object["data"]["size"], "64");
+    assert_eq!(cache.source, "charts/shop/charts/cache/templates/cm.yaml#1");
+}
+
+#[test]
+fn each_bad_chart_gets_its_own_clear_error() {
+    if !helm_installed() {
+        return;
+    }
+    let cases: Vec<(&str, Vec<File<'static>>, &str, &str)> = vec![
+        (
+            "a dependency that is not vendored",
+            vec![text(
+                "charts/shop/Chart.yaml",
+                "apiVersion: v2\nname: shop\nversion: 0.1.0\ndependencies:\n- {name: redis, version: 17.x, repository: \"https://charts.bitnami.com/bitnami\"}\n",
+            )],
+            "ChartDependencyMissing",
+            "charts/shop: dependency \"redis\" (version 17.x from https://charts.bitnami.com/bitnami) is not in charts/shop/charts/: Ship renders without network access",
+        ),
+        (
+            "a template that reads the cluster",
+            vec![text(
+                "charts/shop/templates/secret.yaml",
+                "{{/* the lookup below reads the cluster */}}\n{{- $s := lookup \"v1\" \"Secret\" .Release.Namespace \"db\" -}}\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+            )],
+            "ChartLookup",
+            "charts/shop/templates/secret.yaml:2: calls `lookup`",
+        ),
+        (
+            "an install hook",
+            vec![text(
+                "charts/shop/templates/migrate.yaml",
+                "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n  annotations: {\"helm.sh/hook\": \"pre-install,pre-upgrade\"}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: m, image: busybox}]\n",
+            )],
+            "ChartHookUnsupported",
+            "charts/shop/templates/migrate.yaml#1: Job/migrate is a Helm \"pre-install,pre-upgrade\" hook",
+        ),
+        (
+            "a template that does not parse",
+            vec![text(
+                "charts/shop/templates/broken.yaml",
+                "metadata: {name: {{ .Values.nope }\n",
+            )],
+            "HelmFailed",
+            "charts/shop: helm template failed: ",
+        ),
+        (
+            "a required value left out",
+            vec![text(
+                "charts/shop/templates/host.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: host}\ndata: {host: {{ required \"set host in values\" .Values.host | quote }}}\n",
+            )],
+            "HelmFailed",
+            "set host in values",
+        ),
+        (
+            "a values file that is a list",
+            vec![text("charts/shop/values-production.yaml", "- replicaCount: 3\n")],
+            "InvalidValues",
+            "charts/shop/values-production.yaml: not a values file",
+        ),
+        (
+            "a chart with no Chart.yaml",
+            vec![text("charts/shop/Chart.yaml", "")],
+            "NotAChart",
+            "charts/shop: not a Helm chart",
+        ),
+        (
+            "a template linked from outside the repository",
+            vec![File::Link("charts/shop/templates/passwd.yaml", "/etc/passwd")],
+            "UnsafeTree",
+            "points outside the repository",
+        ),
+        (
+            "an object the chart renders twice",
+            vec![text(
+                "charts/shop/templates/again.yaml",
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: {{ include \"shop.fullname\" . }}}\nspec: {}\n",
+            )],
+            "DuplicateObject",
+            "",
+        ),
+    ];
+    // Production's values file is the one a case may break: render production where it matters.
+    let production_yaml = "environments:\n  main:\n    namespace: app-main\n    helm: {chart: charts/shop, valuesFiles: [charts/shop/values-production.yaml]}\npromotion: {enabled: false}\n";
+    for (what, overrides, label, message_start) in cases {
+        let files = with(
+            with(shop_chart(), vec![text("ship.yaml", production_yaml)]),
+            overrides,
+        );
+        let (got_label, message) = match load(&files) {
+            Ok(_) => panic!("{what}: rendered"),
+            Err(e) => e,
+        };
+        assert_eq!(got_label, label, "{what}: {message}");
+        assert!(message.contains(message_start), "{what}: {message}");
+        assert!(
+            !message.contains("/tmp/"),
+            "{what}: the message names repository paths only: {message}"
+        );
+    }
+}
+
+#[test]
+fn a_chart_on_disk_may_not_link_outside_the_repository() {
+    if !helm_installed() {
+        return;
+    }
+    // The git export refuses such links first; the renderer checks again for trees that did not
+    // come from an export (kubectl ship's local render).
+    let root = tempfile::tempdir().unwrap();
+    for file in with(shop_chart(), vec![text("ship.yaml", CHART_SHIP_YAML)]) {
+        if let File::Text(path, content) = file {
+            let full = root.path().join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, content).unwrap();
+        }
+    }
+    std::os::unix::fs::symlink(
+        "/etc/hostname",
+        root.path().join("charts/shop/templates/host.yaml"),
+    )
+    .unwrap();
+    let error = render_environment(root.path(), "main", &Limits::default()).unwrap_err();
+    assert_eq!(error.label(), "PathEscape", "{error}");
+    assert!(
+        error.to_string().contains("charts/shop/templates/host.yaml"),
+        "{error}"
+    );
+}
