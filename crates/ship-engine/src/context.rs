@@ -13,6 +13,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 use ship_api::{ShipRelease, keys};
 use ship_render::Rendered;
+use ship_render::cache::{RenderCache, RenderKey};
 use tokio::sync::watch;
 
 use crate::apply::Applier;
@@ -56,9 +57,6 @@ pub(crate) struct EnvironmentSlot {
     pub(crate) newest: watch::Sender<(i64, String)>,
 }
 
-/// A rendered (commit, environment), cached.
-type RenderedCommit = ((String, String), Arc<Rendered>);
-
 /// Clients of remote clusters by (namespace, Secret name), with the Secret's resourceVersion.
 type TargetCache = HashMap<(String, String), (String, Client)>;
 
@@ -80,7 +78,7 @@ pub struct Context {
     pub(crate) http: reqwest::Client,
     pub(crate) applier: Arc<Applier>,
     pub(crate) slots: Arc<Mutex<HashMap<String, Arc<EnvironmentSlot>>>>,
-    pub(crate) rendered: Arc<Mutex<Vec<RenderedCommit>>>,
+    pub(crate) rendered: Arc<Mutex<RenderCache<Rendered>>>,
     pub(crate) targets: Arc<Mutex<TargetCache>>,
     /// Namespace of the Secrets holding remote clusters' kubeconfigs (default: the release's).
     pub secret_namespace: Option<String>,
@@ -123,7 +121,7 @@ impl Context {
                 .unwrap_or_default(),
             applier: Arc::new(Applier::default()),
             slots: Arc::default(),
-            rendered: Arc::default(),
+            rendered: Arc::new(Mutex::new(RenderCache::new(RENDER_CACHE))),
             targets: Arc::default(),
             secret_namespace: None,
             clock: crate::clock::system_clock(),
@@ -305,31 +303,27 @@ impl Context {
             .clone()
     }
 
+    /// `environment` rendered at `commit`, from the cache when this process's renderers made it.
     pub(crate) async fn render(&self, commit: &str, environment: &str) -> Result<Arc<Rendered>, LoadError> {
-        let key = (commit.to_owned(), environment.to_owned());
-        if let Some(found) = self
-            .rendered
-            .lock()
-            .ok()
-            .and_then(|cache| cache.iter().find(|(k, _)| *k == key).map(|(_, r)| r.clone()))
-        {
-            return Ok(found);
-        }
         let repo = self
             .repo
             .clone()
             .ok_or_else(|| LoadError::NoRepository(commit.to_owned()))?;
-        let (c, e) = key.clone();
-        let rendered = tokio::task::spawn_blocking(move || repo.render(&c, &e))
-            .await
-            .map_err(|e| LoadError::Scratch(format!("render task failed: {e}")))??;
-        let rendered = Arc::new(rendered);
-        if let Ok(mut cache) = self.rendered.lock() {
-            cache.push((key, rendered.clone()));
-            if cache.len() > RENDER_CACHE {
-                cache.remove(0);
+        let cache = self.rendered.clone();
+        let (commit, environment) = (commit.to_owned(), environment.to_owned());
+        // Blocking: asking the renderers' versions (once) and rendering both run processes.
+        tokio::task::spawn_blocking(move || {
+            let key = RenderKey::new(&commit, &environment);
+            if let Some(found) = cache.lock().ok().and_then(|mut c| c.get(&key)) {
+                return Ok(found);
             }
-        }
-        Ok(rendered)
+            let rendered = Arc::new(repo.render(&commit, &environment)?);
+            if let Ok(mut cache) = cache.lock() {
+                cache.insert(key, rendered.clone());
+            }
+            Ok(rendered)
+        })
+        .await
+        .map_err(|e| LoadError::Scratch(format!("render task failed: {e}")))?
     }
 }

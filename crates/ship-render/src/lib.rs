@@ -3,8 +3,10 @@
 //! - [`manifests`]: one environment's objects, from plain YAML/JSON or a kustomization;
 //! - [`validate`]: the checks every object passes before anything touches a cluster.
 //!
-//! [`render_environment`] runs all three for one environment at one commit.
+//! [`render_environment`] runs all three for one environment at one commit; [`helm`] renders
+//! charts, and [`cache`] keeps renders by (commit, environment, renderer versions).
 
+pub mod cache;
 pub mod config;
 pub mod defaults;
 pub mod helm;

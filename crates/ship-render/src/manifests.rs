@@ -302,6 +302,31 @@ fn kustomize_command() -> Option<std::process::Command> {
     }
 }
 
+/// The version of the kustomize Ship runs, for the render cache's key: `kustomize version`, or
+/// the one built into `kubectl` (`kubectl version --client`'s `kustomizeVersion`).
+pub fn kustomize_version() -> Option<String> {
+    let program = kustomize_command()?.get_program().to_owned();
+    let standalone = program == "kustomize";
+    let mut command = std::process::Command::new(program);
+    if standalone {
+        command.arg("version");
+    } else {
+        command.args(["version", "--client", "-o", "json"]);
+    }
+    let output = command.output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if standalone {
+        return output.status.success().then(|| text.trim().to_owned());
+    }
+    let json: Value = serde_json::from_str(&text).ok()?;
+    json.get("kustomizeVersion").and_then(Value::as_str).map(|v| {
+        format!(
+            "{v} (kubectl {})",
+            json["clientVersion"]["gitVersion"].as_str().unwrap_or("?")
+        )
+    })
+}
+
 fn kustomize(dir: &Path, shown: &str, limits: &Limits) -> Result<String, RenderError> {
     let Some(mut command) = kustomize_command() else {
         return Err(RenderError::KustomizeUnavailable {

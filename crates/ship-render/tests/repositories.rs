@@ -708,3 +708,15 @@ fn a_chart_on_disk_may_not_link_outside_the_repository() {
         "{error}"
     );
 }
+
+#[test]
+fn renders_are_keyed_by_the_renderers_versions() {
+    let versions = ship_render::cache::renderer_versions();
+    if helm_installed() {
+        assert!(versions.starts_with("helm v"), "{versions}");
+    }
+    // tests/run.sh requires kubectl, whose kustomize renders overlays.
+    let kustomize = versions.split("; kustomize ").nth(1).unwrap();
+    assert!(kustomize.starts_with('v'), "{versions}");
+    eprintln!("{versions}");
+}
