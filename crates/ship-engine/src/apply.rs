@@ -515,6 +515,13 @@ impl Applier {
         for entry in inventory.iter().filter(|e| crate::health::judges_pods(&e.kind)) {
             groups.insert(("v1".into(), "Pod".into(), entry.namespace.clone()));
             groups.insert(("apps/v1".into(), "ReplicaSet".into(), entry.namespace.clone()));
+            // A Service in front of a workload waits for the new Pods' endpoints.
+            if inventory
+                .iter()
+                .any(|e| is_service(e) && e.namespace == entry.namespace)
+            {
+                groups.insert(("v1".into(), "Endpoints".into(), entry.namespace.clone()));
+            }
         }
         let groups: Vec<(String, String, String)> = groups.into_iter().collect();
         let mut streams = Vec::new();
@@ -603,6 +610,10 @@ pub enum HealthFailure {
     Failed(String),
 }
 
+fn is_service(entry: &InventoryEntry) -> bool {
+    entry.kind == "Service" && entry.api_version == "v1"
+}
+
 /// The health of a whole inventory given the live objects: the first failure, else the first
 /// object still progressing, else healthy.
 pub fn evaluate(inventory: &[InventoryEntry], live: &HashMap<(String, String, String), Value>) -> Health {
@@ -619,7 +630,22 @@ pub fn evaluate(inventory: &[InventoryEntry], live: &HashMap<(String, String, St
             progressing.get_or_insert_with(|| format!("{entry}: not found"));
             continue;
         };
-        match assess(object) {
+        let health = match assess(object) {
+            Health::Healthy if is_service(entry) => {
+                let workloads: Vec<&Value> = inventory
+                    .iter()
+                    .filter(|e| crate::health::judges_pods(&e.kind) && e.namespace == entry.namespace)
+                    .filter_map(|e| live.get(&(e.kind.clone(), e.namespace.clone(), e.name.clone())))
+                    .collect();
+                let endpoints = live.get(&("Endpoints".into(), entry.namespace.clone(), entry.name.clone()));
+                let pods = in_namespace("Pod", &entry.namespace);
+                let replicasets = in_namespace("ReplicaSet", &entry.namespace);
+                crate::health::service_endpoints(object, endpoints, &workloads, &pods, &replicasets)
+                    .unwrap_or(Health::Healthy)
+            }
+            other => other,
+        };
+        match health {
             Health::Healthy => {}
             Health::Failed(message) => return Health::Failed(format!("{entry}: {message}")),
             Health::Progressing(message) => {
@@ -635,4 +661,50 @@ pub fn evaluate(inventory: &[InventoryEntry], live: &HashMap<(String, String, St
         }
     }
     progressing.map_or(Health::Healthy, Health::Progressing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_service_in_front_of_the_release_s_deployment_waits_for_its_endpoints() {
+        let entry = |api_version: &str, kind: &str| InventoryEntry {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: "shop".into(),
+            name: "web".into(),
+        };
+        let inventory = [entry("apps/v1", "Deployment"), entry("v1", "Service")];
+        let deployment = json!({"kind": "Deployment", "metadata": {"name": "web", "uid": "d", "generation": 1,
+            "annotations": {"deployment.kubernetes.io/revision": "1"}},
+            "spec": {"replicas": 1, "template": {"metadata": {"labels": {"app": "web"}}}},
+            "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}});
+        let service =
+            json!({"kind": "Service", "metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}}});
+        let key = |kind: &str, name: &str| (kind.to_owned(), "shop".to_owned(), name.to_owned());
+        let mut live = HashMap::from([
+            (key("Deployment", "web"), deployment),
+            (key("Service", "web"), service),
+            (
+                key("ReplicaSet", "web-1"),
+                json!({"metadata": {"uid": "rs1", "ownerReferences": [{"uid": "d"}],
+                       "annotations": {"deployment.kubernetes.io/revision": "1"}}}),
+            ),
+            (
+                key("Pod", "web-1-a"),
+                json!({"metadata": {"name": "web-1-a", "ownerReferences": [{"uid": "rs1"}]}}),
+            ),
+        ]);
+        assert_eq!(
+            evaluate(&inventory, &live),
+            Health::Progressing("Service/shop/web: no ready endpoints yet".into())
+        );
+        live.insert(
+            key("Endpoints", "web"),
+            json!({"subsets": [{"addresses": [{"ip": "10.1.0.5", "targetRef": {"kind": "Pod", "name": "web-1-a"}}]}]}),
+        );
+        assert_eq!(evaluate(&inventory, &live), Health::Healthy);
+    }
 }

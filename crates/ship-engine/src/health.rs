@@ -9,7 +9,11 @@
 //! - Job: condition `Complete` is healthy; condition `Failed` fails.
 //! - PersistentVolumeClaim: phase `Bound`.
 //! - Anything else with a `Ready` condition: healthy when it is `True`.
-//! - Anything else: healthy once it exists (ConfigMaps, Services, RBAC, ...).
+//! - Service: healthy once it exists, except ([`service_endpoints`]) one that selects the Pods
+//!   of a workload of the same release: then also once its Endpoints list a ready address and
+//!   none of a Pod of an older revision, so tests that go through the Service reach the new
+//!   Pods, not nothing and not the old ones.
+//! - Anything else: healthy once it exists (ConfigMaps, RBAC, ...).
 //!
 //! A workload still rolling out also fails, at once rather than at the health deadline, when a
 //! Pod of its *current* revision is stuck in a state no wait will fix ([`stuck_pod`]): a
@@ -272,6 +276,101 @@ pub fn stuck_pod(workload: &Value, pods: &[&Value], replicasets: &[&Value]) -> O
         })
 }
 
+/// Does `selector` (a Service's `spec.selector`) select the Pods of `workload`'s template?
+fn selects(selector: &serde_json::Map<String, Value>, workload: &Value) -> bool {
+    let labels = workload.pointer("/spec/template/metadata/labels");
+    selector
+        .iter()
+        .all(|(key, value)| labels.and_then(|l| l.get(key)) == Some(value))
+}
+
+/// Does `workload` want any Pods now?
+fn wants_pods(workload: &Value) -> bool {
+    match workload.get("kind").and_then(Value::as_str) {
+        Some("DaemonSet") => int_at(workload, "/status/desiredNumberScheduled").unwrap_or(0) > 0,
+        _ => int_at(workload, "/spec/replicas").unwrap_or(1) > 0,
+    }
+}
+
+/// The health of a Service in front of workloads of the same release, from its Endpoints (by
+/// the Service's name) and the namespace's Pods and ReplicaSets. `None` when the rule does not
+/// apply: no selector, `ExternalName`, or no workload of the release it selects wants Pods.
+/// Kube-proxy programs a node's rules after the Endpoints change; that last step (about a
+/// second) is not visible through the API.
+pub fn service_endpoints(
+    service: &Value,
+    endpoints: Option<&Value>,
+    workloads: &[&Value],
+    pods: &[&Value],
+    replicasets: &[&Value],
+) -> Option<Health> {
+    if service.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName") {
+        return None;
+    }
+    let selector = service
+        .pointer("/spec/selector")
+        .and_then(Value::as_object)
+        .filter(|s| !s.is_empty())?;
+    let selected: Vec<&Value> = workloads
+        .iter()
+        .copied()
+        .filter(|w| selects(selector, w) && wants_pods(w))
+        .collect();
+    if selected.is_empty() {
+        return None;
+    }
+    let addresses: Vec<&Value> = endpoints
+        .and_then(|e| e.get("subsets"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|subset| subset.get("addresses").and_then(Value::as_array))
+        .flatten()
+        .collect();
+    if addresses.is_empty() {
+        return Some(Health::Progressing("no ready endpoints yet".into()));
+    }
+    for address in addresses {
+        let Some(pod_name) = address
+            .pointer("/targetRef/name")
+            .and_then(Value::as_str)
+            .filter(|_| address.pointer("/targetRef/kind").and_then(Value::as_str) == Some("Pod"))
+        else {
+            continue;
+        };
+        let Some(pod) = pods
+            .iter()
+            .find(|p| p.pointer("/metadata/name").and_then(Value::as_str) == Some(pod_name))
+        else {
+            return Some(Health::Progressing(format!(
+                "endpoints still list deleted pod {pod_name}"
+            )));
+        };
+        // A Pod of a selected workload must be of its current revision; Pods made by hand or
+        // by another controller that match the selector are the user's business.
+        let of_workload = selected.iter().find(|w| belongs_to(w, pod, replicasets));
+        if let Some(workload) = of_workload
+            && !current_pod_of(workload, pod, replicasets)
+        {
+            return Some(Health::Progressing(format!(
+                "endpoints still list pod {pod_name} of an older revision"
+            )));
+        }
+    }
+    Some(Health::Healthy)
+}
+
+/// Is `pod` made by `workload` (directly, or through one of its ReplicaSets), at any revision?
+fn belongs_to(workload: &Value, pod: &Value, replicasets: &[&Value]) -> bool {
+    let Some(workload_uid) = uid(workload) else {
+        return false;
+    };
+    owned_by(pod, workload_uid)
+        || replicasets
+            .iter()
+            .any(|rs| owned_by(rs, workload_uid) && uid(rs).is_some_and(|rs_uid| owned_by(pod, rs_uid)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,5 +525,81 @@ mod tests {
         assert_eq!(assess(&custom("True")), Health::Healthy);
         assert!(matches!(assess(&custom("False")), Health::Progressing(_)));
         assert_eq!(assess(&json!({"kind": "ConfigMap", "data": {}})), Health::Healthy);
+    }
+    #[test]
+    fn a_service_in_front_of_a_new_rollout_waits_for_its_new_pods_endpoints() {
+        let deploy = json!({"kind": "Deployment", "metadata": {"uid": "d", "generation": 2,
+            "annotations": {"deployment.kubernetes.io/revision": "2"}},
+            "spec": {"replicas": 1, "template": {"metadata": {"labels": {"app": "web", "tier": "front"}}}}});
+        let rs = |uid: &str, revision: &str| {
+            json!({"kind": "ReplicaSet", "metadata": {"uid": uid, "ownerReferences": [{"uid": "d"}],
+                   "annotations": {"deployment.kubernetes.io/revision": revision}}})
+        };
+        let (old_rs, new_rs) = (rs("rs1", "1"), rs("rs2", "2"));
+        let replicasets = [&old_rs, &new_rs];
+        let (old, new) = (
+            pod("web-old", "rs1", json!({}), None),
+            pod("web-new", "rs2", json!({}), None),
+        );
+        let by_hand = pod("debug", "nobody", json!({}), None);
+        let pods = [&old, &new, &by_hand];
+        let service = json!({"kind": "Service", "spec": {"selector": {"app": "web"}}});
+        let endpoints = |names: &[&str]| {
+            let addresses: Vec<Value> = names
+                .iter()
+                .map(|n| json!({"ip": "10.0.0.1", "targetRef": {"kind": "Pod", "name": n}}))
+                .collect();
+            json!({"kind": "Endpoints", "subsets": [{"addresses": addresses, "ports": [{"port": 80}]}]})
+        };
+        let judge = |e: Option<&Value>| service_endpoints(&service, e, &[&deploy], &pods, &replicasets);
+        assert_eq!(
+            judge(None),
+            Some(Health::Progressing("no ready endpoints yet".into()))
+        );
+        let not_ready = json!({"subsets": [{"notReadyAddresses": [{"ip": "10.0.0.1"}]}]});
+        assert_eq!(
+            judge(Some(&not_ready)),
+            Some(Health::Progressing("no ready endpoints yet".into()))
+        );
+        assert_eq!(
+            judge(Some(&endpoints(&["web-new", "web-old"]))),
+            Some(Health::Progressing(
+                "endpoints still list pod web-old of an older revision".into()
+            ))
+        );
+        assert_eq!(
+            judge(Some(&endpoints(&["web-new", "gone"]))),
+            Some(Health::Progressing(
+                "endpoints still list deleted pod gone".into()
+            ))
+        );
+        assert_eq!(
+            judge(Some(&endpoints(&["web-new", "debug"]))),
+            Some(Health::Healthy)
+        );
+
+        // Where the rule does not apply, the Service is judged as before: healthy once it exists.
+        let external =
+            json!({"kind": "Service", "spec": {"type": "ExternalName", "selector": {"app": "web"}}});
+        assert_eq!(
+            service_endpoints(&external, None, &[&deploy], &pods, &replicasets),
+            None
+        );
+        let headless_no_selector = json!({"kind": "Service", "spec": {"clusterIP": "None"}});
+        assert_eq!(
+            service_endpoints(&headless_no_selector, None, &[&deploy], &pods, &replicasets),
+            None
+        );
+        let other = json!({"kind": "Service", "spec": {"selector": {"app": "db"}}});
+        assert_eq!(
+            service_endpoints(&other, None, &[&deploy], &pods, &replicasets),
+            None
+        );
+        let mut scaled_to_zero = deploy.clone();
+        scaled_to_zero["spec"]["replicas"] = json!(0);
+        assert_eq!(
+            service_endpoints(&service, None, &[&scaled_to_zero], &pods, &replicasets),
+            None
+        );
     }
 }

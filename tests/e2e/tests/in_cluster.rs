@@ -81,6 +81,99 @@ fn commit(remote: &Remote, files: &[(String, String)], message: &str) -> String 
     remote.commit_files(&files, message).unwrap()
 }
 
+/// Installs Ship's chart as `ship-<suffix of ns>` into `ns`, following `git_url` and deploying
+/// into `namespaces`, with `sets` (`key=value`) over the test bed's settings. Returns the
+/// release name, unique to the test, as are the chart's cluster-scoped objects.
+fn install_ship(
+    cluster: &TestCluster,
+    ns: &str,
+    git_url: &str,
+    namespaces: &[&str],
+    sets: &[&str],
+) -> String {
+    let release = format!("ship-{}", &ns[ns.len() - 8..]);
+    let mut command = Command::new(helm());
+    command
+        .args([
+            "install",
+            &release,
+            &repo_root().join("charts/ship").display().to_string(),
+        ])
+        .args(["-n", ns, "--wait", "--timeout", "180s"])
+        .args([
+            "--set",
+            &format!("git.url={git_url}"),
+            "--set",
+            "image.pullPolicy=Never",
+        ])
+        .args([
+            "--set",
+            &format!("environments.namespaces={{{}}}", namespaces.join(",")),
+        ]);
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    let install = command.env("KUBECONFIG", cluster.kubeconfig()).output().unwrap();
+    assert!(
+        install.status.success(),
+        "helm install: {}\nshipd:\n{}",
+        String::from_utf8_lossy(&install.stderr),
+        shipd_logs(cluster, ns)
+    );
+    release
+}
+
+fn uninstall_ship(cluster: &TestCluster, ns: &str, release: &str) {
+    let uninstall = Command::new(helm())
+        .args(["uninstall", release, "-n", ns, "--wait"])
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .output()
+        .unwrap();
+    assert!(
+        uninstall.status.success(),
+        "{}",
+        String::from_utf8_lossy(&uninstall.stderr)
+    );
+}
+
+/// The last lines of every shipd Pod's log, for a failure's report.
+fn shipd_logs(cluster: &TestCluster, ns: &str) -> String {
+    let out = cluster
+        .kubectl(&[
+            "logs",
+            "-n",
+            ns,
+            "-l",
+            "app.kubernetes.io/name=ship",
+            "--tail=40",
+            "--prefix",
+        ])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The release of `environment` at `commit`, once at rest in `phase` (panics with shipd's logs).
+async fn settled(
+    cluster: &TestCluster,
+    ns: &str,
+    environment: &str,
+    commit: &str,
+    phase: Phase,
+) -> ShipRelease {
+    let releases: Api<ShipRelease> = Api::namespaced(cluster.client(), ns);
+    let name = release_name(environment, commit);
+    let found = eventually(&format!("{name} {phase}"), Duration::from_secs(180), || {
+        let releases = releases.clone();
+        let name = name.clone();
+        async move { Ok(releases.get_opt(&name).await?.filter(|r| at_rest_in(r, phase))) }
+    })
+    .await;
+    match found {
+        Ok(release) => release,
+        Err(err) => panic!("{err:#}\nshipd:\n{}", shipd_logs(cluster, ns)),
+    }
+}
+
 /// Resident memory of every process whose command line contains `needle`, in KiB.
 fn rss_kib(needle: &str) -> Vec<u64> {
     let mut found = Vec::new();
@@ -135,75 +228,22 @@ async fn the_chart_runs_ship_in_the_cluster_and_it_deploys_a_kustomization_as_re
         &format!("--from-literal=token={token}"),
     ]);
     assert!(secret.unwrap().status.success());
-    // The release name makes the chart's cluster-scoped objects unique to this test.
-    let release = format!("ship-{}", &ns[ns.len() - 8..]);
-    let install = Command::new(helm())
-        .args([
-            "install",
-            &release,
-            &repo_root().join("charts/ship").display().to_string(),
-        ])
-        .args(["-n", &ns, "--wait", "--timeout", "180s"])
-        .args(["--set", &format!("git.url={}", daemon.url("repo.git"))])
-        .args([
-            "--set",
+    let release = install_ship(
+        &cluster,
+        &ns,
+        &daemon.url("repo.git"),
+        &[&main_ns, &prod_ns],
+        &[
             "webhook.secret=ship-webhook",
-            "--set",
-            "image.pullPolicy=Never",
-        ])
-        .args([
-            "--set",
-            &format!("environments.namespaces={{{main_ns},{prod_ns}}}"),
-        ])
-        // polling slower than the test: a push seen quickly came through the webhook
-        .args(["--set", "git.pollInterval=10m"])
-        .args([
-            "--set",
+            // polling slower than the test: a push seen quickly came through the webhook
+            "git.pollInterval=10m",
             "controller.lease.duration=6s",
-            "--set",
             "controller.lease.renewDeadline=4s",
-        ])
-        .args(["--set", "controller.lease.retryPeriod=1s"])
-        .env("KUBECONFIG", cluster.kubeconfig())
-        .output()
-        .unwrap();
-    let shipd_logs = || {
-        let out = cluster
-            .kubectl(&[
-                "logs",
-                "-n",
-                &ns,
-                "-l",
-                "app.kubernetes.io/name=ship",
-                "--tail=40",
-                "--prefix",
-            ])
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    assert!(
-        install.status.success(),
-        "helm install: {}",
-        String::from_utf8_lossy(&install.stderr)
+            "controller.lease.retryPeriod=1s",
+        ],
     );
 
-    let releases: Api<ShipRelease> = Api::namespaced(cluster.client(), &ns);
-    let settled = |commit: String, phase: Phase| {
-        let releases = releases.clone();
-        async move {
-            let name = release_name("main", &commit);
-            eventually(&format!("{name} {phase}"), Duration::from_secs(180), || {
-                let releases = releases.clone();
-                let name = name.clone();
-                async move { Ok(releases.get_opt(&name).await?.filter(|r| at_rest_in(r, phase))) }
-            })
-            .await
-        }
-    };
-    let done = match settled(first.clone(), Phase::Succeeded).await {
-        Ok(done) => done,
-        Err(err) => panic!("{err:#}\nshipd:\n{}", shipd_logs()),
-    };
+    let done = settled(&cluster, &ns, "main", &first, Phase::Succeeded).await;
     let status = done.status.clone().unwrap();
     let journeys = status.tests.iter().find(|t| t.name == "journeys").unwrap();
     assert_eq!(journeys.verdict, TestVerdict::Passed, "{journeys:?}");
@@ -336,10 +376,7 @@ async fn the_chart_runs_ship_in_the_cluster_and_it_deploys_a_kustomization_as_re
         "{}",
         answer.text().await.unwrap_or_default()
     );
-    let second_done = match settled(second.clone(), Phase::Succeeded).await {
-        Ok(done) => done,
-        Err(err) => panic!("{err:#}\nshipd:\n{}", shipd_logs()),
-    };
+    let second_done = settled(&cluster, &ns, "main", &second, Phase::Succeeded).await;
     eprintln!(
         "webhook -> Succeeded with real pods in {:?} ({})",
         pushed.elapsed(),
@@ -373,14 +410,179 @@ async fn the_chart_runs_ship_in_the_cluster_and_it_deploys_a_kustomization_as_re
     eprintln!("shipd pods' RSS: {rss:?} KiB");
     assert_eq!(rss.len(), 2, "two shipd processes on the node");
 
-    let uninstall = Command::new(helm())
-        .args(["uninstall", &release, "-n", &ns, "--wait"])
-        .env("KUBECONFIG", cluster.kubeconfig())
-        .output()
-        .unwrap();
-    assert!(
-        uninstall.status.success(),
-        "{}",
-        String::from_utf8_lossy(&uninstall.stderr)
+    uninstall_ship(&cluster, &ns, &release);
+}
+
+/// A Helm chart kept in the repository, one values file per environment: the page (a
+/// ConfigMap whose checksum rolls the pods), the replica count, and a `helm test` hook that
+/// fetches the page through the Service as a user would.
+fn web_chart_files(ns: &str, prod: &str, main_page: &str, dependency: bool) -> Vec<(String, String)> {
+    let ship_yaml = format!(
+        "environments:\n  main:\n    namespace: {ns}\n    helm: {{chart: charts/web, valuesFiles: [deploy/main.yaml], kubeVersion: \"1.20.2\"}}\n  \
+         production:\n    namespace: {prod}\n    helm: {{chart: charts/web, releaseName: web, valuesFiles: [deploy/production.yaml], kubeVersion: \"1.20.2\"}}\n\
+         health: {{timeout: 90s}}\npromotion: {{enabled: false}}\n"
     );
+    let mut chart_yaml = "apiVersion: v2\nname: web\nversion: 0.3.0\nappVersion: \"1\"\n".to_owned();
+    if dependency {
+        chart_yaml.push_str("dependencies:\n- {name: redis, version: 17.x, repository: \"https://charts.bitnami.com/bitnami\"}\n");
+    }
+    let web = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web-page}\ndata: {health: {{ .Values.page | quote }}}\n\
+        ---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: {{ .Values.replicaCount }}\n  \
+        selector: {matchLabels: {app: web}}\n  template:\n    metadata:\n      labels: {app: web}\n      \
+        annotations: {checksum/page: {{ .Values.page | sha256sum | quote }}}\n    spec:\n      \
+        terminationGracePeriodSeconds: 1\n      containers:\n      - name: web\n        image: ship.dev/demo-app:1\n        \
+        imagePullPolicy: Never\n        ports: [{name: http, containerPort: 8080}]\n        \
+        readinessProbe: {httpGet: {path: /health, port: http}, periodSeconds: 1}\n        \
+        volumeMounts: [{name: page, mountPath: /www}]\n      volumes: [{name: page, configMap: {name: web-page}}]\n\
+        ---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  \
+        ports: [{name: http, port: 80, targetPort: http}]\n";
+    // No cluster DNS on the test bed: the Service's address comes from the environment
+    // variables the kubelet sets for Services that exist when the Pod starts.
+    let hook = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ .Release.Name }}-page\n  \
+        annotations: {\"helm.sh/hook\": test}\nspec:\n  containers:\n  - name: page\n    image: ship.dev/demo-app:1\n    \
+        imagePullPolicy: Never\n    command: [sh, -c, 'wget -qO- http://$WEB_SERVICE_HOST:$WEB_SERVICE_PORT/health | tee /dev/stderr | grep -q Welcome && echo page ok']\n";
+    vec![
+        ("ship.yaml".into(), ship_yaml),
+        ("charts/web/Chart.yaml".into(), chart_yaml),
+        (
+            "charts/web/values.yaml".into(),
+            "replicaCount: 1\npage: Welcome\n".into(),
+        ),
+        ("charts/web/templates/web.yaml".into(), web.into()),
+        ("charts/web/templates/tests/page.yaml".into(), hook.into()),
+        ("deploy/main.yaml".into(), format!("page: {main_page:?}\n")),
+        ("deploy/production.yaml".into(), "replicaCount: 2\n".into()),
+    ]
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane and node: tests/run.sh"]
+async fn a_chart_in_the_repository_is_rendered_by_the_helm_in_ships_image() {
+    let cluster = TestCluster::connect().await.unwrap();
+    cluster.install_crds().await.unwrap();
+    let ns = cluster.namespace("helmchart").await.unwrap();
+    let (main_ns, prod_ns) = (format!("{ns}-main"), format!("{ns}-prod"));
+    for namespace in [&main_ns, &prod_ns] {
+        let created = cluster.kubectl(&["create", "namespace", namespace]).unwrap();
+        assert!(created.status.success());
+    }
+    let remote = Remote::new().unwrap();
+    let daemon = GitDaemon::start_at(remote.dir.path(), node_ip()).unwrap();
+    let first = commit(
+        &remote,
+        &web_chart_files(&main_ns, &prod_ns, "Welcome", false),
+        "the web chart",
+    );
+    remote.push("main", false).unwrap();
+    remote.push("production", false).unwrap();
+    let release = install_ship(
+        &cluster,
+        &ns,
+        &daemon.url("repo.git"),
+        &[&main_ns, &prod_ns],
+        &["replicaCount=1", "git.pollInterval=2s"],
+    );
+
+    // Both environments, each with its values; the chart's test hook ran as a Job test.
+    let main = settled(&cluster, &ns, "main", &first, Phase::Succeeded).await;
+    let production = settled(&cluster, &ns, "production", &first, Phase::Succeeded).await;
+    let hook_test = |release: &ShipRelease, name: &str| {
+        let status = release.status.clone().unwrap();
+        status
+            .tests
+            .iter()
+            .find(|t| t.name == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no test {name}: {:?}", status.tests))
+    };
+    let page = hook_test(&main, "main-page");
+    assert_eq!(page.verdict, TestVerdict::Passed, "{page:?}");
+    assert!(page.log.contains("page ok"), "the hook's real output: {page:?}");
+    assert_eq!(hook_test(&production, "web-page").verdict, TestVerdict::Passed);
+    let replicas = |namespace: String| {
+        let client = cluster.client();
+        async move {
+            let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+                Api::namespaced(client, &namespace);
+            let web = deployments.get("web").await.unwrap();
+            (
+                web.spec.unwrap().replicas.unwrap(),
+                web.status.unwrap().ready_replicas.unwrap_or(0),
+            )
+        }
+    };
+    assert_eq!(replicas(main_ns.clone()).await, (1, 1));
+    assert_eq!(
+        replicas(prod_ns.clone()).await,
+        (2, 2),
+        "production's values file"
+    );
+    let page_of = |namespace: String| {
+        let client = cluster.client();
+        async move {
+            let maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, &namespace);
+            maps.get("web-page").await.unwrap().data.unwrap()["health"].clone()
+        }
+    };
+
+    // A values change whose page the test hook rejects: rolled back to the first release.
+    let broken = commit(
+        &remote,
+        &web_chart_files(&main_ns, &prod_ns, "Oops", false),
+        "a new page",
+    );
+    remote.push("main", false).unwrap();
+    let rolled_back = settled(&cluster, &ns, "main", &broken, Phase::RolledBack).await;
+    let page = hook_test(&rolled_back, "main-page");
+    assert_eq!(page.verdict, TestVerdict::Failed, "{page:?}");
+    assert!(page.log.contains("Oops"), "{page:?}");
+    assert_eq!(page_of(main_ns.clone()).await, "Welcome", "the good page is back");
+
+    // A dependency that is not vendored: Failed in Pending, nothing applied, nothing fetched.
+    let deployment_version = || {
+        let client = cluster.client();
+        let namespace = main_ns.clone();
+        async move {
+            let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+                Api::namespaced(client, &namespace);
+            deployments
+                .get("web")
+                .await
+                .unwrap()
+                .metadata
+                .resource_version
+                .unwrap()
+        }
+    };
+    let before = deployment_version().await;
+    let missing = commit(
+        &remote,
+        &web_chart_files(&main_ns, &prod_ns, "Welcome", true),
+        "add redis",
+    );
+    remote.push("main", false).unwrap();
+    let failed = settled(&cluster, &ns, "main", &missing, Phase::Failed).await;
+    assert_eq!(
+        ship_testkit::stack::ready_reason(&failed),
+        "ChartDependencyMissing"
+    );
+    let status = failed.status.unwrap();
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.contains("dependency \"redis\"") && message.contains("helm dependency build charts/web"),
+        "{message}"
+    );
+    assert!(
+        status.inventory.is_empty(),
+        "nothing applied: {:?}",
+        status.inventory
+    );
+    assert_eq!(
+        deployment_version().await,
+        before,
+        "the running Deployment is untouched"
+    );
+    assert_eq!(page_of(main_ns.clone()).await, "Welcome");
+
+    uninstall_ship(&cluster, &ns, &release);
 }
