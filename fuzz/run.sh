@@ -11,7 +11,7 @@ export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ship/fuzz-target}"
 # New inputs go to a corpus kept outside the clone; the committed seeds are read only.
 CORPUS="${XDG_CACHE_HOME:-$HOME/.cache}/ship/fuzz-corpus"
-for target in ship_yaml manifests webhook vars; do
+for target in ship_yaml manifests webhook vars values; do
   mkdir -p "$CORPUS/$target"
   echo "[fuzz] $target for ${SECONDS_EACH}s" >&2
   cargo fuzz run "$target" "$CORPUS/$target" "seeds/$target" -- -max_total_time="$SECONDS_EACH" -max_len=65536 -rss_limit_mb=2048 \
