@@ -687,12 +687,11 @@ pub async fn diff(
     .map_err(|e| CliError::Repo(e.to_string()))??;
     // The ways the environments may differ, as the first environment's ship.yaml declares
     // them (main: where configuration changes land first).
-    let fields = crate::diff::field_differences(&a.objects, &b.objects, &a.namespace, &b.namespace);
-    let declared_by =
-        |d: &crate::diff::FieldDifference| a.declared.iter().find(|c| c.covers(&d.kind, &d.name, &d.path));
+    use ship_render::differences::{FieldDifference, field_differences, undeclared};
+    let fields = field_differences(&a.objects, &b.objects, &a.namespace, &b.namespace);
+    let declared_by = |d: &FieldDifference| ship_render::differences::declared_by(d, &a.declared);
     if undeclared_only {
-        let undeclared: Vec<&crate::diff::FieldDifference> =
-            fields.iter().filter(|d| declared_by(d).is_none()).collect();
+        let undeclared = undeclared(&fields, &a.declared);
         for d in &undeclared {
             println!("{}", d.describe());
         }

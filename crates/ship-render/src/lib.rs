@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod config;
 pub mod defaults;
+pub mod differences;
 pub mod helm;
 pub mod manifests;
 pub mod schedule;
