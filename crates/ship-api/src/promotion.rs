@@ -158,6 +158,10 @@ pub enum PromotionOutcome {
     /// The target environment is held (`kubectl ship hold`); nothing was pushed. A scheduled
     /// run stays due and runs on resume; `kubectl ship promote --force` overrides the hold.
     Held,
+    /// `promotion.refuseUndeclaredDifferences` is set and the environments would differ in a
+    /// way `ship.yaml`'s `differences` does not declare (or could not be compared); nothing
+    /// was pushed.
+    UndeclaredDifferences,
 }
 
 impl PromotionOutcome {
@@ -171,6 +175,7 @@ impl PromotionOutcome {
             PromotionOutcome::BranchMissing => "BranchMissing",
             PromotionOutcome::Error => "Error",
             PromotionOutcome::Held => "Held",
+            PromotionOutcome::UndeclaredDifferences => "UndeclaredDifferences",
         }
     }
 }

@@ -239,6 +239,7 @@ struct Settings {
     from_branch: String,
     to_branch: String,
     schedule: Schedule,
+    refuse_undeclared: bool,
 }
 
 fn settings_of(config: &ShipConfig) -> Option<Result<Settings, String>> {
@@ -261,6 +262,7 @@ fn settings_of(config: &ShipConfig) -> Option<Result<Settings, String>> {
                 from_branch,
                 to_branch,
                 schedule,
+                refuse_undeclared: p.refuse_undeclared_differences,
             })
             .map_err(|e| e.to_string()),
     )
@@ -385,6 +387,71 @@ impl Promoter {
             })
             .map(|r| (r.spec.commit.clone(), r.name_any()))
             .collect())
+    }
+
+    /// Why `commit` may not be promoted under `promotion.refuseUndeclaredDifferences`: the
+    /// environments rendered at it differ in ways its ship.yaml does not declare (the rule of
+    /// `kubectl ship diff --undeclared`), or one of them does not render. `None`: it may.
+    async fn undeclared_differences(&self, settings: &Settings, commit: &str) -> Option<String> {
+        let repo = self.repo.clone();
+        let short = ship_api::names::short_sha(commit).to_owned();
+        let (from, to, commit, at) = (
+            settings.from.clone(),
+            settings.to.clone(),
+            commit.to_owned(),
+            short.clone(),
+        );
+        let compared = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
+            let side = |env: &str| {
+                repo.render(&commit, env)
+                    .map_err(|e| format!("{env} does not render at {at}: {e}"))
+                    .map(|rendered| {
+                        let namespace = rendered
+                            .config
+                            .environments
+                            .get(env)
+                            .map_or(env, |e| e.namespace(env))
+                            .to_owned();
+                        let objects: Vec<serde_json::Value> =
+                            rendered.manifests.into_iter().map(|m| m.object).collect();
+                        (objects, namespace, rendered.config.differences)
+                    })
+            };
+            let (a, namespace_a, declared) = side(&from)?;
+            let (b, namespace_b, _) = side(&to)?;
+            let fields = ship_render::differences::field_differences(&a, &b, &namespace_a, &namespace_b);
+            Ok(ship_render::differences::undeclared(&fields, &declared)
+                .iter()
+                .map(|d| d.describe())
+                .collect())
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the comparison failed: {e}")));
+        let (from, to) = (&settings.from, &settings.to);
+        match compared {
+            Ok(undeclared) if undeclared.is_empty() => None,
+            Ok(undeclared) => {
+                const SHOWN: usize = 5;
+                let mut listed = undeclared
+                    .iter()
+                    .take(SHOWN)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                if undeclared.len() > SHOWN {
+                    listed.push_str(&format!("; and {} more", undeclared.len() - SHOWN));
+                }
+                Some(format!(
+                    "not promoting {from} {short} into {to}: {} undeclared difference(s) between {from} and {to} \
+                     ({listed}); nothing was pushed: eliminate them, or declare them in ship.yaml's `differences` \
+                     (kubectl ship diff {from} {to} --undeclared)",
+                    undeclared.len()
+                ))
+            }
+            Err(problem) => Some(format!(
+                "not promoting {from} {short} into {to}: the environments cannot be compared ({problem}); nothing was pushed"
+            )),
+        }
     }
 
     /// One run: make the promotion release when there is something to promote.
@@ -549,6 +616,18 @@ impl Promoter {
         } else {
             SCHEDULE.to_owned()
         };
+        let candidate = evaluation.candidate.as_ref().map(|(c, _)| c.to_string());
+        let refusal = match &candidate {
+            Some(commit)
+                if settings.refuse_undeclared
+                    && hold.is_none()
+                    && (due.is_some() || requested.is_some())
+                    && evaluation.verdict == Verdict::Promote =>
+            {
+                self.undeclared_differences(&settings, commit).await
+            }
+            _ => None,
+        };
         if let Some(hold) = hold {
             let candidate = evaluation.candidate.as_ref().map(|(c, _)| c.to_string());
             let run = PromotionRun {
@@ -582,6 +661,27 @@ impl Promoter {
                 self.metrics.promotion_run(run.outcome.as_str());
                 status.message = Some(run.message.clone());
                 status.last_run = Some(run);
+            }
+            if requested.is_some() {
+                status.last_handled_requested_at = requested;
+            }
+        } else if let Some(message) = refusal {
+            let run = PromotionRun {
+                at: Time(now),
+                requested_by: requested_by.clone(),
+                outcome: PromotionOutcome::UndeclaredDifferences,
+                message,
+                commit: candidate.clone(),
+                release: None,
+            };
+            warn!(promotion = settings.to, "{}", run.message);
+            self.publish(&object, EventType::Warning, "PromotionRefused", &run.message)
+                .await;
+            self.metrics.promotion_run(run.outcome.as_str());
+            status.message = Some(run.message.clone());
+            status.last_run = Some(run);
+            if let Some(due) = due {
+                status.last_schedule_time = Some(Time(due));
             }
             if requested.is_some() {
                 status.last_handled_requested_at = requested;
@@ -629,6 +729,15 @@ impl Promoter {
                 )
             })
         };
+        // Refused for undeclared differences: Stalled until a new candidate (or a run that
+        // finds none).
+        let stall = stall.or_else(|| {
+            status
+                .last_run
+                .as_ref()
+                .filter(|r| r.outcome == PromotionOutcome::UndeclaredDifferences && r.commit == candidate)
+                .map(|r| ("UndeclaredDifferences", r.message.clone()))
+        });
         let time = Time(now);
         status.conditions = conditions(
             stall.as_ref().map(|(reason, m)| (*reason, m.as_str())),

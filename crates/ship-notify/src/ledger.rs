@@ -36,7 +36,8 @@ pub fn promotion_trigger(outcome: PromotionOutcome) -> Option<Trigger> {
         | PromotionOutcome::Diverged
         | PromotionOutcome::BranchMissing
         | PromotionOutcome::Error
-        | PromotionOutcome::Held => Some(Trigger::PromotionRefused),
+        | PromotionOutcome::Held
+        | PromotionOutcome::UndeclaredDifferences => Some(Trigger::PromotionRefused),
     }
 }
 

@@ -203,6 +203,12 @@ pub struct Promotion {
     /// `{short}`: the commit's short SHA). An existing tag is never moved. Default: no tag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
+    /// Refuse to promote while the two environments, rendered at the candidate commit, differ
+    /// in a way `differences` does not declare (as `kubectl ship diff --undeclared` reports):
+    /// the run is recorded as `UndeclaredDifferences` with a Warning event, and the promotion
+    /// is Stalled until a new candidate. Default `false`. Example: `true`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refuse_undeclared_differences: bool,
 }
 
 impl Promotion {
@@ -254,6 +260,7 @@ impl Default for Promotion {
             to: default_to(),
             enabled: true,
             tag: None,
+            refuse_undeclared_differences: false,
         }
     }
 }

@@ -307,3 +307,102 @@ async fn a_promotion_pushes_its_release_tag() {
         listed
     );
 }
+
+/// With `promotion.refuseUndeclaredDifferences`, a promotion whose environments would differ in
+/// a way ship.yaml does not declare is refused, with a Stalled condition and an event, and
+/// nothing is pushed; once main declares the difference, the next request promotes.
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn undeclared_differences_refuse_a_promotion_until_they_are_declared() {
+    let mut stack = Stack::new(
+        "promote-undeclared",
+        "{schedule: '0 10 * * TUE', timeZone: UTC, refuseUndeclaredDifferences: true}",
+    )
+    .await
+    .unwrap();
+    let green = stack.deploy_first(&[]).await.unwrap();
+    let production_before = stack.branch_tip("production").unwrap();
+    stack
+        .promotion_where("production", SETTLE, |_| true)
+        .await
+        .unwrap();
+    stack.request_promotion("first", "ci").await.unwrap();
+    let run = stack
+        .promotion_ran("production", SETTLE, PromotionOutcome::UndeclaredDifferences)
+        .await
+        .unwrap();
+    assert_eq!(run.commit.as_deref(), Some(green.as_str()));
+    assert!(
+        run.message
+            .contains("1 undeclared difference(s) between main and production")
+            && run
+                .message
+                .contains("ConfigMap/web data.body: \"healthy main\" -> \"healthy production\""),
+        "{}",
+        run.message
+    );
+    let refused = stack
+        .event_where("PromotionRefused", SETTLE, |note| note.contains("undeclared"))
+        .await
+        .unwrap();
+    assert_eq!(refused.type_.as_deref(), Some("Warning"));
+    let promotion = stack
+        .promotion_where("production", SETTLE, |p| {
+            p.status.as_ref().is_some_and(|s| {
+                s.conditions.iter().any(|c| {
+                    c.type_ == "Stalled" && c.status == "True" && c.reason == "UndeclaredDifferences"
+                })
+            })
+        })
+        .await
+        .unwrap();
+    let ready = promotion
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "False");
+    assert_eq!(
+        stack.branch_tip("production").unwrap(),
+        production_before,
+        "nothing pushed"
+    );
+    assert!(promotion_releases(&stack).await.is_empty());
+
+    // main declares the difference: the next request promotes it, and the stall clears.
+    let ship_yaml = std::fs::read_to_string(stack.remote.work.join("ship.yaml")).unwrap();
+    let declared = format!(
+        "{ship_yaml}differences:\n- {{kind: ConfigMap, name: web, path: data.body, reason: each greets as itself}}\n"
+    );
+    let declaring = stack
+        .push_main(&[("ship.yaml", &declared)], "declare the greeting")
+        .unwrap();
+    stack
+        .settled(&release_name("main", &declaring), Phase::Succeeded, SETTLE)
+        .await
+        .unwrap();
+    stack.request_promotion("second", "ci").await.unwrap();
+    let run = stack
+        .promotion_ran("production", SETTLE, PromotionOutcome::Promoted)
+        .await
+        .unwrap();
+    assert_eq!(run.commit.as_deref(), Some(declaring.as_str()));
+    stack
+        .settled(&release_name("production", &declaring), Phase::Succeeded, SETTLE)
+        .await
+        .unwrap();
+    assert_eq!(stack.branch_tip("production").unwrap(), declaring);
+    let promotion = stack
+        .promotion_where("production", SETTLE, |p| {
+            p.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Stalled" && c.status == "False")
+            })
+        })
+        .await
+        .unwrap();
+    assert!(promotion.status.is_some());
+}
