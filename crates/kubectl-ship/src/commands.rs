@@ -14,6 +14,7 @@ use ship_api::{
 };
 
 use crate::{CliError, Output, Style, WaitArgs};
+use ship_render::differences::Side;
 use ship_view::report::{self, ReleaseRow};
 
 /// Lines are cut to fit this many columns.
@@ -687,8 +688,8 @@ pub async fn diff(
     .map_err(|e| CliError::Repo(e.to_string()))??;
     // The ways the environments may differ, as the first environment's ship.yaml declares
     // them (main: where configuration changes land first).
-    use ship_render::differences::{FieldDifference, field_differences, undeclared};
-    let fields = field_differences(&a.objects, &b.objects, &a.namespace, &b.namespace);
+    use ship_render::differences::{FieldDifference, undeclared};
+    let fields = a.compare(&b);
     let declared_by = |d: &FieldDifference| ship_render::differences::declared_by(d, &a.declared);
     if undeclared_only {
         let undeclared = undeclared(&fields, &a.declared);
@@ -732,14 +733,6 @@ pub async fn diff(
     Ok(ExitCode::from(1))
 }
 
-/// One environment's side of a diff: its objects, namespace, and the differences its
-/// ship.yaml declares.
-struct Side {
-    objects: Vec<serde_json::Value>,
-    namespace: String,
-    declared: Vec<ship_render::config::DeclaredDifference>,
-}
-
 /// `env`'s objects at `commit`, rendered from the local clone.
 fn rendered(mirror: &ship_git::Mirror, commit: &str, env: &str) -> Result<Side, CliError> {
     let oid = git2::Oid::from_str(commit).map_err(|e| CliError::Repo(e.to_string()))?;
@@ -755,15 +748,5 @@ fn rendered(mirror: &ship_git::Mirror, commit: &str, env: &str) -> Result<Side, 
         .map_err(|e| CliError::Repo(e.to_string()))?;
     let rendered = ship_render::render_environment(dir.path(), env, &ship_render::Limits::default())
         .map_err(|e| CliError::Repo(format!("{env} at {}: {e}", short(commit))))?;
-    let namespace = rendered
-        .config
-        .environments
-        .get(env)
-        .map_or(env, |e| e.namespace(env))
-        .to_owned();
-    Ok(Side {
-        objects: rendered.manifests.into_iter().map(|m| m.object).collect(),
-        namespace,
-        declared: rendered.config.differences,
-    })
+    Ok(Side::of(rendered, env))
 }

@@ -29,6 +29,7 @@ use ship_api::{
     ShipPromotionStatus, ShipRelease, keys,
 };
 use ship_git::{CommitSummary, GitError, Mirror};
+use ship_render::differences::Side;
 use ship_render::schedule::Schedule;
 use ship_render::{ShipConfig, config};
 use tracing::{info, warn};
@@ -404,23 +405,11 @@ impl Promoter {
         let compared = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
             let side = |env: &str| {
                 repo.render(&commit, env)
+                    .map(|rendered| Side::of(rendered, env))
                     .map_err(|e| format!("{env} does not render at {at}: {e}"))
-                    .map(|rendered| {
-                        let namespace = rendered
-                            .config
-                            .environments
-                            .get(env)
-                            .map_or(env, |e| e.namespace(env))
-                            .to_owned();
-                        let objects: Vec<serde_json::Value> =
-                            rendered.manifests.into_iter().map(|m| m.object).collect();
-                        (objects, namespace, rendered.config.differences)
-                    })
             };
-            let (a, namespace_a, declared) = side(&from)?;
-            let (b, namespace_b, _) = side(&to)?;
-            let fields = ship_render::differences::field_differences(&a, &b, &namespace_a, &namespace_b);
-            Ok(ship_render::differences::undeclared(&fields, &declared)
+            let (a, b) = (side(&from)?, side(&to)?);
+            Ok(ship_render::differences::undeclared(&a.compare(&b), &a.declared)
                 .iter()
                 .map(|d| d.describe())
                 .collect())
@@ -665,31 +654,26 @@ impl Promoter {
             if requested.is_some() {
                 status.last_handled_requested_at = requested;
             }
-        } else if let Some(message) = refusal {
-            let run = PromotionRun {
-                at: Time(now),
-                requested_by: requested_by.clone(),
-                outcome: PromotionOutcome::UndeclaredDifferences,
-                message,
-                commit: candidate.clone(),
-                release: None,
-            };
-            warn!(promotion = settings.to, "{}", run.message);
-            self.publish(&object, EventType::Warning, "PromotionRefused", &run.message)
-                .await;
-            self.metrics.promotion_run(run.outcome.as_str());
-            status.message = Some(run.message.clone());
-            status.last_run = Some(run);
-            if let Some(due) = due {
-                status.last_schedule_time = Some(Time(due));
-            }
-            if requested.is_some() {
-                status.last_handled_requested_at = requested;
-            }
         } else if due.is_some() || requested.is_some() {
-            let run = self
-                .promote(&object, &settings, &evaluation, &requested_by, due, now)
-                .await?;
+            let run = match refusal {
+                Some(message) => {
+                    warn!(promotion = settings.to, "{message}");
+                    self.publish(&object, EventType::Warning, "PromotionRefused", &message)
+                        .await;
+                    PromotionRun {
+                        at: Time(now),
+                        requested_by: requested_by.clone(),
+                        outcome: PromotionOutcome::UndeclaredDifferences,
+                        message,
+                        commit: candidate.clone(),
+                        release: None,
+                    }
+                }
+                None => {
+                    self.promote(&object, &settings, &evaluation, &requested_by, due, now)
+                        .await?
+                }
+            };
             self.metrics.promotion_run(run.outcome.as_str());
             if run.outcome == PromotionOutcome::Promoted {
                 status.last_promotion = Some(run.clone());

@@ -147,6 +147,40 @@ fn walk_keyed(
     }
 }
 
+/// One environment's side of a comparison: its rendered objects, its namespace, and the
+/// differences its ship.yaml declares.
+#[derive(Debug, Clone)]
+pub struct Side {
+    /// The objects.
+    pub objects: Vec<Value>,
+    /// The environment's namespace.
+    pub namespace: String,
+    /// `differences` of its ship.yaml.
+    pub declared: Vec<DeclaredDifference>,
+}
+
+impl Side {
+    /// The side of `environment`, from its render.
+    pub fn of(rendered: crate::Rendered, environment: &str) -> Side {
+        let namespace = rendered
+            .config
+            .environments
+            .get(environment)
+            .map_or(environment, |e| e.namespace(environment))
+            .to_owned();
+        Side {
+            objects: rendered.manifests.into_iter().map(|m| m.object).collect(),
+            namespace,
+            declared: rendered.config.differences,
+        }
+    }
+
+    /// Every field that differs between this side and `other` ([`field_differences`]).
+    pub fn compare(&self, other: &Side) -> Vec<FieldDifference> {
+        field_differences(&self.objects, &other.objects, &self.namespace, &other.namespace)
+    }
+}
+
 /// The declared difference that covers `difference`, if one does.
 pub fn declared_by<'a>(
     difference: &FieldDifference,

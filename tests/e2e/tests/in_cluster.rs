@@ -437,10 +437,32 @@ fn web_chart_files(ns: &str, prod: &str, main_page: &str, dependency: bool) -> V
         ---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  \
         ports: [{name: http, port: 80, targetPort: http}]\n";
     // No cluster DNS on the test bed: the Service's address comes from the environment
-    // variables the kubelet sets for Services that exist when the Pod starts.
-    let hook = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ .Release.Name }}-page\n  \
-        annotations: {\"helm.sh/hook\": test}\nspec:\n  containers:\n  - name: page\n    image: ship.dev/demo-app:1\n    \
-        imagePullPolicy: Never\n    command: [sh, -c, 'wget -qO- http://$WEB_SERVICE_HOST:$WEB_SERVICE_PORT/health | tee /dev/stderr | grep -q Welcome && echo page ok']\n";
+    // variables the kubelet sets for Services that exist when the Pod starts. Ship starts the
+    // test once the Service's Endpoints list the new Pods; the node's kube-proxy programs them
+    // a moment later (Kubernetes' network programming latency, seconds under load, invisible
+    // through the API). A journey through a ClusterIP retries an unanswered connection for a
+    // few seconds, as a real one should; a wrong page fails at once.
+    let hook = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {{ .Release.Name }}-page
+  annotations: {"helm.sh/hook": test}
+spec:
+  containers:
+  - name: page
+    image: ship.dev/demo-app:1
+    imagePullPolicy: Never
+    command:
+    - sh
+    - -c
+    - |
+      for try in 1 2 3 4 5 6 7 8 9 10; do
+        page="$(wget -qO- "http://$WEB_SERVICE_HOST:$WEB_SERVICE_PORT/health")" && break
+        echo "try $try: the Service does not answer yet" >&2; sleep 1
+      done
+      echo "page: $page" >&2
+      echo "$page" | grep -q Welcome && echo page ok
+"#;
     vec![
         ("ship.yaml".into(), ship_yaml),
         ("charts/web/Chart.yaml".into(), chart_yaml),
