@@ -33,7 +33,7 @@ pub struct HelmChart {
     /// The chart's directory, relative to the repository root (it holds `Chart.yaml`).
     /// Example: `charts/shop`.
     pub chart: String,
-    /// The Helm release name (`.Release.Name`). Default: the environment's name.
+    /// The Helm release name (`.Release.Name`). Default: the environment's name. Example: `shop`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_name: Option<String>,
     /// Values files, relative to the repository root, merged in order over the chart's own
