@@ -763,11 +763,17 @@ impl Driver<'_> {
                     (None, Some(prometheus)) => TestKind::Prometheus(prometheus.clone()),
                     (None, None) => TestKind::Job(job),
                 };
+                // A Job test watches the deadline itself and then reads its Pod's log; the
+                // outer timer gives it that long more, or a test cut off at the deadline
+                // would lose the log that says where it hung.
+                let outer = match kind {
+                    TestKind::Job(_) => deadline + crate::jobs::LOG_GRACE,
+                    _ => deadline,
+                };
                 async move {
                     let run = run_test(check, name.clone(), kind, deadline);
-                    match tokio::time::timeout_at(deadline, run).await {
-                        // A Job test watches the same deadline itself (and keeps its log): a
-                        // test that failed once the deadline had passed did not finish in
+                    match tokio::time::timeout_at(outer, run).await {
+                        // A test that failed once the deadline had passed did not finish in
                         // time, whichever of the two timers fired first.
                         Ok(result) => {
                             let late = result.verdict == TestVerdict::Failed && Instant::now() >= deadline;

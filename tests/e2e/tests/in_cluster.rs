@@ -440,8 +440,9 @@ fn web_chart_files(ns: &str, prod: &str, main_page: &str, dependency: bool) -> V
     // variables the kubelet sets for Services that exist when the Pod starts. Ship starts the
     // test once the Service's Endpoints list the new Pods; the node's kube-proxy programs them
     // a moment later (Kubernetes' network programming latency, seconds under load, invisible
-    // through the API). A journey through a ClusterIP retries an unanswered connection for a
-    // few seconds, as a real one should; a wrong page fails at once.
+    // through the API): until then a connection is refused, or sent to a Pod already gone and
+    // never answered (so each try is bounded). A journey through a ClusterIP retries for a few
+    // seconds, as a real one should; a wrong page fails at once.
     let hook = r#"apiVersion: v1
 kind: Pod
 metadata:
@@ -457,7 +458,7 @@ spec:
     - -c
     - |
       for try in 1 2 3 4 5 6 7 8 9 10; do
-        page="$(wget -qO- "http://$WEB_SERVICE_HOST:$WEB_SERVICE_PORT/health")" && break
+        page="$(busybox timeout 3 wget -qO- "http://$WEB_SERVICE_HOST:$WEB_SERVICE_PORT/health")" && break
         echo "try $try: the Service does not answer yet" >&2; sleep 1
       done
       echo "page: $page" >&2

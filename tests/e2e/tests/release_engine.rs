@@ -779,6 +779,10 @@ async fn a_test_past_its_deadline_fails_with_its_reason_and_a_restart_keeps_the_
     );
     let journeys = status.tests.iter().find(|t| t.name == "journeys").unwrap();
     assert!(journeys.message.contains("test deadline"), "{journeys:?}");
+    assert!(
+        journeys.log.contains("started"),
+        "a test cut off at the deadline keeps its log: {journeys:?}"
+    );
     let testing = status
         .transitions
         .iter()
