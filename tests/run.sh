@@ -66,7 +66,11 @@ export SHIP_IMAGE_TAR
 tests/images/build.sh "$SHIP_IMAGES" >/dev/null
 
 # The node changes the host (sysctls, iptables, a bridge, routes, mounts): down.sh must put it all
-# back. This check fails the run when it did not.
+# back. This check fails the run when it did not. The node's packages go in first: on a fresh
+# machine the snapshot before would otherwise be taken without the iptables command, and differ
+# from the one after by the empty tables iptables shows once it is installed (found on a cold CI
+# run).
+tests/cluster/node.sh install
 HOST_BEFORE="$(mktemp)"; HOST_AFTER="$(mktemp)"
 tests/cluster/host-state.sh > "$HOST_BEFORE"
 host_check() {
