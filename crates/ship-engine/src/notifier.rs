@@ -410,13 +410,42 @@ impl Notifier {
             // A Secret may be created after shipd starts: retry until the time runs out.
             Err(said) => return (Answer::Retry, said, None),
         };
-        let request = match delivery::request(target, owed, notification, &credentials) {
-            Ok(request) => request,
-            Err(err) => return (Answer::Refused, err.to_string(), None),
-        };
+        // One request, or (a GitHub deployment status) a few: each must be accepted.
+        let mut step = delivery::first_step(target);
+        loop {
+            let request = match delivery::request(target, owed, notification, &credentials, step) {
+                Ok(request) => request,
+                Err(err) => return (Answer::Refused, err.to_string(), None),
+            };
+            let (answer, said, retry_after, body) = self.send(request, &credentials).await;
+            if answer != Answer::Delivered {
+                return (answer, said, retry_after);
+            }
+            match delivery::next_step(step, &body, notification) {
+                Ok(None) => return (answer, said, retry_after),
+                Ok(Some(next)) => step = next,
+                Err(err) => return (Answer::Refused, format!("{said}; {err}"), None),
+            }
+        }
+    }
+
+    /// Sends one request: what the answer means, a sentence about it (no URL, no credential),
+    /// the wait the receiver asked for, and the answer's body.
+    async fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+        credentials: &Credentials,
+    ) -> (Answer, String, Option<Duration>, Vec<u8>) {
         let request = match reqwest::Request::try_from(request) {
             Ok(request) => request,
-            Err(_) => return (Answer::Refused, "the target's URL is not valid".into(), None),
+            Err(_) => {
+                return (
+                    Answer::Refused,
+                    "the target's URL is not valid".into(),
+                    None,
+                    Vec::new(),
+                );
+            }
         };
         let sent = tokio::time::timeout(self.attempt_timeout, self.http.execute(request)).await;
         let response = match sent {
@@ -425,6 +454,7 @@ impl Notifier {
                     Answer::Retry,
                     format!("no answer within {}s", self.attempt_timeout.as_secs()),
                     None,
+                    Vec::new(),
                 );
             }
             Ok(Err(err)) => {
@@ -435,7 +465,7 @@ impl Notifier {
                 } else {
                     "the request failed"
                 };
-                return (Answer::Retry, what.to_owned(), None);
+                return (Answer::Retry, what.to_owned(), None, Vec::new());
             }
             Ok(Ok(response)) => response,
         };
@@ -446,10 +476,10 @@ impl Notifier {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = response.text().await.unwrap_or_default();
-        let body = redact(&body, &credentials);
-        let said = format!("HTTP {status}: {}", crate::text::tail(body.trim(), 200));
-        (delivery::judge(status), said, retry_after)
+        let body = response.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+        let text = redact(&String::from_utf8_lossy(&body), credentials);
+        let said = format!("HTTP {status}: {}", crate::text::tail(text.trim(), 200));
+        (delivery::judge(status), said, retry_after, body)
     }
 
     /// The notification `owed` sends about `subject`: as it stands, said as the transition
@@ -462,11 +492,13 @@ impl Notifier {
                 let link = base.map(|b| format!("{b}/status#{name}"));
                 let mut n = Notification::of(r, link.as_deref());
                 n.phase = owed.trigger.as_ref().to_owned();
-                if let Some(t) = r
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.transitions.iter().find(|t| t.at.0 == owed.at))
-                {
+                // The transition that owes it: its phase and time (times are whole seconds, so a
+                // release that progresses and succeeds within one has two transitions at `at`).
+                if let Some(t) = r.status.as_ref().and_then(|s| {
+                    s.transitions
+                        .iter()
+                        .find(|t| t.at.0 == owed.at && owed.trigger.phase() == Some(t.phase))
+                }) {
                     n.message = t.message.clone();
                 }
                 n
@@ -483,7 +515,7 @@ impl Notifier {
     async fn credentials(&self, target: &Target) -> Result<Credentials, String> {
         let mut credentials = Credentials::default();
         match &target.kind {
-            TargetKind::CommitStatus { token, .. } => {
+            TargetKind::CommitStatus { token, .. } | TargetKind::Deployment { token, .. } => {
                 credentials.token = Some(Token::new(self.secret_key(token).await?));
             }
             TargetKind::Webhook { url, signing, .. } => {

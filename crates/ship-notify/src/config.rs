@@ -10,6 +10,9 @@
 //!     tokenSecret: {name: ship-forge, key: token}
 //!     # forge, apiUrl and repository follow from the repository URL on github.com and
 //!     # gitlab.com; set them for a self-hosted forge.
+//! deployments:                                   # GitHub Deployments, one per release
+//!   - name: github-environments
+//!     tokenSecret: {name: ship-forge, key: token}
 //! webhooks:
 //!   - name: team-chat
 //!     format: slack
@@ -40,6 +43,9 @@ pub struct NotifyConfig {
     /// Commit statuses on the git host.
     #[serde(default)]
     pub commit_statuses: Vec<CommitStatusConfig>,
+    /// GitHub Deployments, one per release, with a deployment status per transition.
+    #[serde(default)]
+    pub deployments: Vec<DeploymentsConfig>,
     /// Chat and generic webhooks.
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
@@ -79,6 +85,28 @@ pub struct CommitStatusConfig {
     pub environments: Vec<String>,
     /// The token: a GitHub token with `repo:status`, a GitLab token with `api`, a Gitea token
     /// with `write:repository`.
+    pub token_secret: SecretKey,
+}
+
+/// GitHub Deployments (github.com or GitHub Enterprise Server): each release is a deployment
+/// of its commit to the GitHub environment named as Ship's, and each transition a deployment
+/// status, so the repository's Environments page shows what runs where.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeploymentsConfig {
+    /// The target's name (in delivery ids, events and logs).
+    pub name: String,
+    /// The API's base URL, for GitHub Enterprise Server (`https://host/api/v3`, the default
+    /// for a host other than github.com).
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// `owner/repo`; default: from the repository URL.
+    #[serde(default)]
+    pub repository: Option<String>,
+    /// The environments reported (default: all).
+    #[serde(default)]
+    pub environments: Vec<String>,
+    /// The token: a GitHub token with `repo_deployment` (fine-grained: Deployments, write).
     pub token_secret: SecretKey,
 }
 
@@ -173,6 +201,12 @@ impl Trigger {
     pub fn commit_state(self) -> Option<crate::forge::CommitState> {
         self.phase().and_then(crate::message::commit_state)
     }
+
+    /// The GitHub deployment state it sets, if it sets one
+    /// ([`crate::message::deployment_state`] of its phase).
+    pub fn deployment_state(self) -> Option<crate::forge::DeploymentState> {
+        self.phase().and_then(crate::message::deployment_state)
+    }
 }
 
 /// The triggers a webhook has without `on`.
@@ -198,6 +232,14 @@ pub enum ConfigError {
     /// A forge target whose repository cannot be worked out.
     #[error("commit statuses {target:?}: {source}")]
     Forge {
+        /// The target.
+        target: String,
+        /// Why.
+        source: ForgeError,
+    },
+    /// A deployments target whose GitHub repository cannot be worked out.
+    #[error("deployments {target:?}: {source}")]
+    Deployments {
         /// The target.
         target: String,
         /// Why.
@@ -237,6 +279,7 @@ impl ConfigError {
             ConfigError::DuplicateName(_) => "DuplicateName",
             ConfigError::BadName(_) => "BadName",
             ConfigError::Forge { .. } => "Forge",
+            ConfigError::Deployments { .. } => "Deployments",
             ConfigError::WebhookUrl(_) => "WebhookUrl",
             ConfigError::SlackUrlInPlain(_) => "SlackUrlInPlain",
             ConfigError::Signing(_) => "Signing",
@@ -269,6 +312,13 @@ pub enum TargetKind {
         /// The token.
         token: SecretKey,
     },
+    /// GitHub Deployments.
+    Deployment {
+        /// The repository on GitHub.
+        repo: ForgeRepo,
+        /// The token.
+        token: SecretKey,
+    },
     /// A webhook.
     Webhook {
         /// Its body.
@@ -293,7 +343,7 @@ pub enum UrlSource {
 
 impl Target {
     /// The provider, for the `ship_notifications_total{provider}` label: `github`, `gitlab`,
-    /// `gitea`, `slack` or `webhook`.
+    /// `gitea`, `github_deployments`, `slack` or `webhook`.
     pub fn provider(&self) -> &'static str {
         match &self.kind {
             TargetKind::CommitStatus { repo, .. } => match repo.forge {
@@ -301,6 +351,7 @@ impl Target {
                 Forge::GitLab => "gitlab",
                 Forge::Gitea => "gitea",
             },
+            TargetKind::Deployment { .. } => "github_deployments",
             TargetKind::Webhook {
                 format: WebhookFormat::Slack,
                 ..
@@ -319,10 +370,11 @@ impl Target {
 
     /// Whether `trigger` sends to it. Commit statuses follow every release transition that
     /// changes the commit's state (Applying, Succeeded, Failed, RolledBack, Superseded), never
-    /// a promotion.
+    /// a promotion; GitHub Deployments the same transitions, each its deployment status.
     pub fn fires_on(&self, trigger: Trigger) -> bool {
         match &self.kind {
             TargetKind::CommitStatus { .. } => trigger.commit_state().is_some(),
+            TargetKind::Deployment { .. } => trigger.deployment_state().is_some(),
             TargetKind::Webhook { triggers, .. } => triggers.contains(&trigger),
         }
     }
@@ -361,36 +413,12 @@ impl NotifyConfig {
         let mut targets = Vec::new();
         for c in &self.commit_statuses {
             check_name(&mut names, &c.name)?;
-            let forge_error = |source| ConfigError::Forge {
-                target: c.name.clone(),
-                source,
-            };
-            if let Some(api) = &c.api_url {
-                http_url(&c.name, api)?;
-            }
-            let mut repo = forge_repo(repo_url, c.forge, c.api_url.as_deref());
-            if let Some(path) = &c.repository {
-                // The file names the repository; the URL still tells the forge and API when
-                // the file does not.
-                repo = match repo {
-                    Ok(mut derived) => {
-                        derived.path = path.trim_matches('/').to_owned();
-                        Ok(derived)
-                    }
-                    Err(_) => match (c.forge, &c.api_url) {
-                        (Some(forge), Some(api)) => Ok(ForgeRepo {
-                            forge,
-                            api: api.trim_end_matches('/').to_owned(),
-                            path: path.trim_matches('/').to_owned(),
-                        }),
-                        _ => repo,
-                    },
-                };
-            }
-            let repo = repo.map_err(forge_error)?;
-            if repo.forge != Forge::GitLab && repo.path.split('/').count() != 2 {
-                return Err(forge_error(ForgeError::NotOwnerRepo(repo.path)));
-            }
+            let repo = resolve_repo(
+                &c.name,
+                repo_url,
+                (c.forge, c.api_url.as_deref(), c.repository.as_deref()),
+                |target, source| ConfigError::Forge { target, source },
+            )?;
             targets.push(Target {
                 name: c.name.clone(),
                 kind: TargetKind::CommitStatus {
@@ -399,6 +427,23 @@ impl NotifyConfig {
                     token: c.token_secret.clone(),
                 },
                 environments: c.environments.clone(),
+            });
+        }
+        for d in &self.deployments {
+            check_name(&mut names, &d.name)?;
+            let repo = resolve_repo(
+                &d.name,
+                repo_url,
+                (Some(Forge::GitHub), d.api_url.as_deref(), d.repository.as_deref()),
+                |target, source| ConfigError::Deployments { target, source },
+            )?;
+            targets.push(Target {
+                name: d.name.clone(),
+                kind: TargetKind::Deployment {
+                    repo,
+                    token: d.token_secret.clone(),
+                },
+                environments: d.environments.clone(),
             });
         }
         for w in &self.webhooks {
@@ -434,6 +479,47 @@ impl NotifyConfig {
         }
         Ok(targets)
     }
+}
+
+/// A target's forge repository: named in the file (`forge`, `api_url`, `repository`) or
+/// worked out from `repo_url`, the repository Ship deploys from.
+/// `forge_error` says what went wrong as the target's kind's error.
+fn resolve_repo(
+    target: &str,
+    repo_url: &str,
+    (forge, api_url, repository): (Option<Forge>, Option<&str>, Option<&str>),
+    forge_error: fn(String, ForgeError) -> ConfigError,
+) -> Result<ForgeRepo, ConfigError> {
+    if let Some(api) = api_url {
+        http_url(target, api)?;
+    }
+    let mut repo = forge_repo(repo_url, forge, api_url);
+    if let Some(path) = repository {
+        // The file names the repository; the URL still tells the forge and API when the file
+        // does not.
+        repo = match repo {
+            Ok(mut derived) => {
+                derived.path = path.trim_matches('/').to_owned();
+                Ok(derived)
+            }
+            Err(_) => match (forge, api_url) {
+                (Some(forge), Some(api)) => Ok(ForgeRepo {
+                    forge,
+                    api: api.trim_end_matches('/').to_owned(),
+                    path: path.trim_matches('/').to_owned(),
+                }),
+                _ => repo,
+            },
+        };
+    }
+    let repo = repo.map_err(|source| forge_error(target.to_owned(), source))?;
+    if repo.forge != Forge::GitLab && repo.path.split('/').count() != 2 {
+        return Err(forge_error(
+            target.to_owned(),
+            ForgeError::NotOwnerRepo(repo.path),
+        ));
+    }
+    Ok(repo)
 }
 
 fn check_name(names: &mut std::collections::BTreeSet<String>, name: &str) -> Result<(), ConfigError> {
@@ -528,6 +614,41 @@ webhooks:
     }
 
     #[test]
+    fn github_deployments_resolve_like_commit_statuses() {
+        let text = "deployments:
+  - name: environments
+    environments: [production]
+    tokenSecret: {name: ship-forge, key: token}
+";
+        let t = targets(text, "git@github.com:acme/shop.git").unwrap();
+        assert_eq!(t[0].provider(), "github_deployments");
+        let TargetKind::Deployment { repo, .. } = &t[0].kind else {
+            panic!("{t:?}")
+        };
+        assert_eq!(
+            (repo.forge, repo.api.as_str(), repo.path.as_str()),
+            (Forge::GitHub, "https://api.github.com", "acme/shop")
+        );
+        for trigger in [
+            Trigger::Applying,
+            Trigger::Succeeded,
+            Trigger::Failed,
+            Trigger::RolledBack,
+            Trigger::Superseded,
+        ] {
+            assert!(t[0].fires_on(trigger), "{trigger:?}");
+        }
+        assert!(!t[0].fires_on(Trigger::PromotionDone));
+        assert!(t[0].reports("production") && !t[0].reports("main"));
+        // GitHub Enterprise: the API follows from the host.
+        let t = targets(text, "https://git.example.com/acme/shop").unwrap();
+        let TargetKind::Deployment { repo, .. } = &t[0].kind else {
+            panic!("{t:?}")
+        };
+        assert_eq!(repo.api, "https://git.example.com/api/v3");
+    }
+
+    #[test]
     fn mistakes_are_refused_with_what_to_change() {
         let cases = [
             (
@@ -570,6 +691,22 @@ webhooks:
             (
                 "commitStatuses: [{name: g, repository: a/b/c, tokenSecret: {name: t, key: k}}]",
                 "Forge",
+            ),
+            (
+                "deployments: [{name: d, repository: group/sub/app, tokenSecret: {name: t, key: k}}]",
+                "Deployments",
+            ),
+            (
+                "deployments: [{name: d, apiUrl: 'ftp://h', tokenSecret: {name: t, key: k}}]",
+                "NotHttp",
+            ),
+            (
+                "deployments: [{name: d, forge: gitlab, tokenSecret: {name: t, key: k}}]",
+                "Malformed",
+            ),
+            (
+                "commitStatuses: [{name: g, tokenSecret: {name: t, key: k}}]\ndeployments: [{name: g, tokenSecret: {name: t, key: k}}]",
+                "DuplicateName",
             ),
         ];
         for (text, label) in cases {

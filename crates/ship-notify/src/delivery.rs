@@ -1,10 +1,19 @@
-//! One delivery as a request, and what an answer means: pure. The notifier in shipd sends
-//! it, retries as [`backoff`] says until its time runs out, and records the outcome.
+//! One delivery as requests, and what an answer means: pure. The notifier in shipd sends
+//! them, retries as [`backoff`] says until its time runs out, and records the outcome.
+//!
+//! Most deliveries are one request ([`Step::Send`]). A GitHub deployment status needs the
+//! deployment first: each attempt looks for the release's deployment
+//! ([`Step::FindDeployment`]), creates it if GitHub has none ([`Step::CreateDeployment`]),
+//! then sets its status ([`Step::SetDeploymentStatus`]). Looking first makes a retry or a
+//! restart after a lost answer find the deployment, not create a second.
 
 use std::time::Duration;
 
 use crate::config::{Target, TargetKind, WebhookFormat};
-use crate::forge::{CommitStatus, Token, commit_status_request};
+use crate::forge::{
+    CommitStatus, NewDeployment, Token, commit_status_request, created_deployment_id,
+    deployment_create_request, deployment_of_release, deployment_status_request, deployments_list_request,
+};
 use crate::ledger::Owed;
 use crate::message::{Notification, SIGNATURE_HEADER, signature};
 
@@ -53,6 +62,9 @@ pub enum DeliveryError {
     /// The URL or a header cannot be used.
     #[error("the request cannot be built ({0}); check the target's URL")]
     BadRequest(String),
+    /// A 2xx answer that lacks what the next step needs.
+    #[error("the answer lacks {0}")]
+    BadAnswer(&'static str),
 }
 
 impl DeliveryError {
@@ -61,19 +73,101 @@ impl DeliveryError {
         match self {
             DeliveryError::MissingCredential(_) => "MissingCredential",
             DeliveryError::BadRequest(_) => "BadRequest",
+            DeliveryError::BadAnswer(_) => "BadAnswer",
         }
     }
 }
 
-/// The request that delivers `owed` to `target`, saying `notification`.
+/// One request of a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The one request of a commit status or a webhook.
+    Send,
+    /// List the commit's deployments to the environment, to find the release's.
+    FindDeployment,
+    /// Create the release's deployment.
+    CreateDeployment,
+    /// Set the status of deployment `id`.
+    SetDeploymentStatus(u64),
+}
+
+/// The first request of a delivery to `target`.
+pub fn first_step(target: &Target) -> Step {
+    match target.kind {
+        TargetKind::Deployment { .. } => Step::FindDeployment,
+        TargetKind::CommitStatus { .. } | TargetKind::Webhook { .. } => Step::Send,
+    }
+}
+
+/// What follows `step`, given its accepted (2xx) answer's body: the next step, or `None` when
+/// the delivery is done.
+pub fn next_step(
+    step: Step,
+    answer: &[u8],
+    notification: &Notification,
+) -> Result<Option<Step>, DeliveryError> {
+    Ok(match step {
+        Step::Send | Step::SetDeploymentStatus(_) => None,
+        Step::FindDeployment => Some(
+            deployment_of_release(answer, &notification.release)
+                .map_or(Step::CreateDeployment, Step::SetDeploymentStatus),
+        ),
+        Step::CreateDeployment => Some(Step::SetDeploymentStatus(
+            created_deployment_id(answer).ok_or(DeliveryError::BadAnswer("the new deployment's id"))?,
+        )),
+    })
+}
+
+/// The request `step` of delivering `owed` to `target`, saying `notification`.
 pub fn request(
     target: &Target,
     owed: &Owed,
     notification: &Notification,
     credentials: &Credentials,
+    step: Step,
 ) -> Result<http::Request<Vec<u8>>, DeliveryError> {
     let bad = |err: http::Error| DeliveryError::BadRequest(err.to_string());
     match &target.kind {
+        TargetKind::Deployment { repo, .. } => {
+            let token = credentials
+                .token
+                .as_ref()
+                .ok_or(DeliveryError::MissingCredential("the GitHub token"))?;
+            let environment = notification.environment.as_str();
+            match step {
+                Step::FindDeployment | Step::Send => {
+                    deployments_list_request(repo, &notification.commit, environment, token)
+                }
+                Step::CreateDeployment => deployment_create_request(
+                    repo,
+                    &NewDeployment {
+                        commit: &notification.commit,
+                        environment,
+                        release: &notification.release,
+                        description: &notification.headline(),
+                    },
+                    token,
+                ),
+                Step::SetDeploymentStatus(id) => {
+                    // Deployment targets fire only on triggers with a state (`Target::fires_on`).
+                    let state = owed.trigger.deployment_state().ok_or_else(|| {
+                        DeliveryError::BadRequest(format!(
+                            "{} sets no deployment state",
+                            owed.trigger.as_ref()
+                        ))
+                    })?;
+                    deployment_status_request(
+                        repo,
+                        id,
+                        state,
+                        &notification.description(),
+                        notification.link.as_deref(),
+                        token,
+                    )
+                }
+            }
+            .map_err(bad)
+        }
         TargetKind::CommitStatus { repo, context, .. } => {
             let token = credentials
                 .token
@@ -222,6 +316,7 @@ webhooks:
             &owed(0, Trigger::RolledBack),
             &notification(),
             &credentials,
+            Step::Send,
         )
         .unwrap();
         assert_eq!(
@@ -239,6 +334,7 @@ webhooks:
             &owed(0, Trigger::RolledBack),
             &notification(),
             &Credentials::default(),
+            Step::Send,
         )
         .unwrap_err();
         assert_eq!(err.label(), "MissingCredential");
@@ -256,6 +352,7 @@ webhooks:
             &owed(1, Trigger::RolledBack),
             &notification(),
             &credentials,
+            Step::Send,
         )
         .unwrap();
         assert_eq!(chat.uri(), "https://hooks.example/T/B/secret");
@@ -267,6 +364,7 @@ webhooks:
             &owed(2, Trigger::RolledBack),
             &notification(),
             &credentials,
+            Step::Send,
         )
         .unwrap();
         assert_eq!(audit.uri(), "http://audit/in");
@@ -278,6 +376,65 @@ webhooks:
         );
         let body: serde_json::Value = serde_json::from_slice(audit.body()).unwrap();
         assert_eq!(body["delivery"], "t/RolledBack/7");
+    }
+
+    #[test]
+    fn a_deployment_status_finds_or_creates_the_releases_deployment_first() {
+        let target = &NotifyConfig::parse(
+            "deployments: [{name: gh, apiUrl: 'http://gh/api/v3', repository: acme/shop, tokenSecret: {name: t, key: k}}]",
+        )
+        .unwrap()
+        .targets("/srv/app.git")
+        .unwrap()[0];
+        let credentials = Credentials {
+            token: Some(Token::new("ghp_secret")),
+            ..Credentials::default()
+        };
+        let n = notification();
+        let owed = owed(0, Trigger::RolledBack);
+        let step = first_step(target);
+        assert_eq!(step, Step::FindDeployment);
+        let find = request(target, &owed, &n, &credentials, step).unwrap();
+        assert_eq!(find.method(), http::Method::GET);
+        assert!(
+            find.uri()
+                .to_string()
+                .starts_with("http://gh/api/v3/repos/acme/shop/deployments?sha=0123456789abcdef")
+        );
+        // GitHub has no deployment of this release (another release's is there): create one.
+        let others = br#"[{"id": 3, "payload": {"shipRelease": "production-abcdef1"}}]"#;
+        let step = next_step(step, others, &n).unwrap().unwrap();
+        assert_eq!(step, Step::CreateDeployment);
+        let create = request(target, &owed, &n, &credentials, step).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(create.body()).unwrap();
+        assert_eq!(body["description"], "production-0123456: Faster checkout");
+        assert_eq!(body["payload"]["shipRelease"], "production-0123456");
+        let step = next_step(step, br#"{"id": 44}"#, &n).unwrap().unwrap();
+        assert_eq!(step, Step::SetDeploymentStatus(44));
+        let status = request(target, &owed, &n, &credentials, step).unwrap();
+        assert_eq!(
+            status.uri(),
+            "http://gh/api/v3/repos/acme/shop/deployments/44/statuses"
+        );
+        let body: serde_json::Value = serde_json::from_slice(status.body()).unwrap();
+        assert_eq!(body["state"], "inactive");
+        assert_eq!(
+            body["description"],
+            "production: rolled back to production-abcdef1"
+        );
+        assert_eq!(body["log_url"], "http://ship/status#production-0123456");
+        assert_eq!(next_step(step, b"{}", &n).unwrap(), None);
+        // Found: straight to its status. A create answer without an id is a bad answer.
+        let found = br#"[{"id": 3, "payload": {"shipRelease": "production-0123456"}}]"#;
+        assert_eq!(
+            next_step(Step::FindDeployment, found, &n).unwrap(),
+            Some(Step::SetDeploymentStatus(3))
+        );
+        let err = next_step(Step::CreateDeployment, br#"{"message": "Auto-merged"}"#, &n).unwrap_err();
+        assert_eq!(err.label(), "BadAnswer");
+        // Without its token, nothing is built.
+        let err = request(target, &owed, &n, &Credentials::default(), Step::FindDeployment).unwrap_err();
+        assert_eq!(err.label(), "MissingCredential");
     }
 
     #[test]

@@ -244,7 +244,7 @@ pub fn commit_status_request(
         Forge::GitHub => (
             format!("/repos/{}/statuses/{}", repo.path, status.commit),
             "context",
-            ("authorization", format!("Bearer {}", token.reveal())),
+            github_auth(token),
         ),
         Forge::GitLab => (
             format!(
@@ -269,25 +269,189 @@ pub fn commit_status_request(
     if let Some(target) = status.target_url {
         body["target_url"] = serde_json::Value::String(target.to_owned());
     }
-    let mut request = http::Request::builder()
-        .method(http::Method::POST)
-        .uri(format!("{}{path}", repo.api))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(
-            http::header::USER_AGENT,
-            concat!("ship/", env!("CARGO_PKG_VERSION")),
-        );
+    forge_request(
+        forge,
+        http::Method::POST,
+        format!("{}{path}", repo.api),
+        Some(&body),
+        auth,
+    )
+}
+
+/// A request to `forge`'s API with its headers, the credential `auth` (header name, value)
+/// marked sensitive, and `body` as JSON.
+fn forge_request(
+    forge: Forge,
+    method: http::Method,
+    uri: String,
+    body: Option<&serde_json::Value>,
+    auth: (&'static str, String),
+) -> Result<http::Request<Vec<u8>>, http::Error> {
+    let mut request = http::Request::builder().method(method).uri(uri).header(
+        http::header::USER_AGENT,
+        concat!("ship/", env!("CARGO_PKG_VERSION")),
+    );
+    if body.is_some() {
+        request = request.header(http::header::CONTENT_TYPE, "application/json");
+    }
     if forge == Forge::GitHub {
         request = request
             .header(http::header::ACCEPT, "application/vnd.github+json")
             .header("x-github-api-version", "2022-11-28");
     }
-    let mut request = request.body(serde_json::to_vec(&body).unwrap_or_default())?;
+    let body = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
+    let mut request = request.body(body.unwrap_or_default())?;
     // Sensitive: `Debug` of the request (and of the header map) prints `Sensitive`, not it.
     let mut credential = http::HeaderValue::try_from(auth.1)?;
     credential.set_sensitive(true);
     request.headers_mut().insert(auth.0, credential);
     Ok(request)
+}
+
+/// What a GitHub deployment status says (GitHub's own names): a deployment is
+/// `in_progress` while Ship applies and tests it, `success` when it succeeded, `failure`
+/// when it failed, and `inactive` once it no longer runs in its environment (rolled back, or
+/// superseded by a newer commit while it was in progress).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeploymentState {
+    /// Applying, waiting for health, testing.
+    InProgress,
+    /// Succeeded: the environment runs it.
+    Success,
+    /// Its tests failed (or it could not be applied).
+    Failure,
+    /// No longer running there: rolled back, or superseded.
+    Inactive,
+}
+
+impl DeploymentState {
+    /// The state's name in GitHub's API.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeploymentState::InProgress => "in_progress",
+            DeploymentState::Success => "success",
+            DeploymentState::Failure => "failure",
+            DeploymentState::Inactive => "inactive",
+        }
+    }
+}
+
+/// The key of a deployment's `payload` that names the Ship release it is: one GitHub
+/// deployment per release, found again (not created twice) after a retry or a restart.
+pub const DEPLOYMENT_RELEASE_KEY: &str = "shipRelease";
+
+/// `GET {api}/repos/{owner}/{repo}/deployments?sha=..&environment=..`: the deployments of
+/// `commit` to `environment` (the newest 100; a release's is among the newest).
+pub fn deployments_list_request(
+    repo: &ForgeRepo,
+    commit: &str,
+    environment: &str,
+    token: &Token,
+) -> Result<http::Request<Vec<u8>>, http::Error> {
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("sha", commit)
+        .append_pair("environment", environment)
+        .append_pair("per_page", "100")
+        .finish();
+    forge_request(
+        Forge::GitHub,
+        http::Method::GET,
+        format!("{}/repos/{}/deployments?{query}", repo.api, repo.path),
+        None,
+        github_auth(token),
+    )
+}
+
+/// One release, as a GitHub deployment to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDeployment<'a> {
+    /// The commit (full SHA): the deployment's `ref`.
+    pub commit: &'a str,
+    /// Ship's environment, GitHub's environment.
+    pub environment: &'a str,
+    /// The release's name, kept in the payload.
+    pub release: &'a str,
+    /// What it is (cut to 140 characters).
+    pub description: &'a str,
+}
+
+/// `POST {api}/repos/{owner}/{repo}/deployments`. Ship has already decided to deploy, so the
+/// deployment asks GitHub for nothing: `auto_merge: false` (GitHub would otherwise merge the
+/// default branch into the ref) and `required_contexts: []` (it would otherwise refuse while
+/// the commit's statuses, Ship's own `pending` among them, are not all green).
+pub fn deployment_create_request(
+    repo: &ForgeRepo,
+    deployment: &NewDeployment<'_>,
+    token: &Token,
+) -> Result<http::Request<Vec<u8>>, http::Error> {
+    let body = serde_json::json!({
+        "ref": deployment.commit,
+        "task": "deploy",
+        "auto_merge": false,
+        "required_contexts": [],
+        "environment": deployment.environment,
+        "description": cut(deployment.description, description_limit(Forge::GitHub)),
+        "transient_environment": false,
+        "payload": { DEPLOYMENT_RELEASE_KEY: deployment.release },
+    });
+    forge_request(
+        Forge::GitHub,
+        http::Method::POST,
+        format!("{}/repos/{}/deployments", repo.api, repo.path),
+        Some(&body),
+        github_auth(token),
+    )
+}
+
+/// `POST {api}/repos/{owner}/{repo}/deployments/{id}/statuses`, linking to `log_url` (the
+/// status page). `auto_inactive` stays GitHub's default: a `success` marks the environment's
+/// earlier successful deployments inactive.
+pub fn deployment_status_request(
+    repo: &ForgeRepo,
+    id: u64,
+    state: DeploymentState,
+    description: &str,
+    log_url: Option<&str>,
+    token: &Token,
+) -> Result<http::Request<Vec<u8>>, http::Error> {
+    let mut body = serde_json::json!({
+        "state": state.name(),
+        "description": cut(description, description_limit(Forge::GitHub)),
+    });
+    if let Some(url) = log_url {
+        body["log_url"] = serde_json::Value::String(url.to_owned());
+    }
+    forge_request(
+        Forge::GitHub,
+        http::Method::POST,
+        format!("{}/repos/{}/deployments/{id}/statuses", repo.api, repo.path),
+        Some(&body),
+        github_auth(token),
+    )
+}
+
+fn github_auth(token: &Token) -> (&'static str, String) {
+    ("authorization", format!("Bearer {}", token.reveal()))
+}
+
+/// The id of `release`'s deployment in a deployments list answer, if it has one. The
+/// payload comes back as the object sent, or (older GitHub Enterprise) as its JSON text.
+pub fn deployment_of_release(list: &[u8], release: &str) -> Option<u64> {
+    let list: Vec<serde_json::Value> = serde_json::from_slice(list).ok()?;
+    list.iter().find_map(|d| {
+        let payload = match &d["payload"] {
+            serde_json::Value::String(text) => serde_json::from_str(text).unwrap_or_default(),
+            other => other.clone(),
+        };
+        (payload[DEPLOYMENT_RELEASE_KEY].as_str() == Some(release))
+            .then(|| d["id"].as_u64())
+            .flatten()
+    })
+}
+
+/// The id of the deployment a create answer (201) describes.
+pub fn created_deployment_id(answer: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<serde_json::Value>(answer).ok()?["id"].as_u64()
 }
 
 #[cfg(test)]
@@ -480,6 +644,89 @@ mod tests {
         assert!(!format!("{request:?}").contains("ghp_secret"), "{request:?}");
         assert!(!String::from_utf8_lossy(request.body()).contains("ghp_secret"));
         assert!(!request.uri().to_string().contains("ghp_secret"));
+    }
+
+    #[test]
+    fn github_deployments_follow_its_contract() {
+        let repo = forge_repo("https://git.example.com/acme/shop", Some(Forge::GitHub), None).unwrap();
+        let token = Token::new("ghp_secret");
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        let list = deployments_list_request(&repo, commit, "production", &token).unwrap();
+        assert_eq!(list.method(), http::Method::GET);
+        assert_eq!(
+            list.uri().to_string(),
+            format!(
+                "https://git.example.com/api/v3/repos/acme/shop/deployments?sha={commit}&environment=production&per_page=100"
+            )
+        );
+        assert!(list.body().is_empty());
+        assert!(list.headers().get("content-type").is_none());
+        let create = deployment_create_request(
+            &repo,
+            &NewDeployment {
+                commit,
+                environment: "production",
+                release: "production-0123456",
+                description: &"d".repeat(200),
+            },
+            &token,
+        )
+        .unwrap();
+        assert_eq!(create.method(), http::Method::POST);
+        assert_eq!(
+            create.uri().to_string(),
+            "https://git.example.com/api/v3/repos/acme/shop/deployments"
+        );
+        let body = json(&create);
+        assert_eq!(body["ref"], commit);
+        assert_eq!(body["environment"], "production");
+        assert_eq!(body["auto_merge"], false);
+        assert_eq!(body["required_contexts"], serde_json::json!([]));
+        assert_eq!(body["payload"]["shipRelease"], "production-0123456");
+        assert_eq!(body["description"].as_str().unwrap().chars().count(), 140);
+        let status = deployment_status_request(
+            &repo,
+            42,
+            DeploymentState::Inactive,
+            "rolled back to production-abcdef1",
+            Some("https://ship.example.com/status#production-0123456"),
+            &token,
+        )
+        .unwrap();
+        assert_eq!(
+            status.uri().to_string(),
+            "https://git.example.com/api/v3/repos/acme/shop/deployments/42/statuses"
+        );
+        let body = json(&status);
+        assert_eq!(body["state"], "inactive");
+        assert_eq!(
+            body["log_url"],
+            "https://ship.example.com/status#production-0123456"
+        );
+        for request in [&list, &create, &status] {
+            assert_eq!(header(request, "authorization"), "Bearer ghp_secret");
+            assert_eq!(header(request, "accept"), "application/vnd.github+json");
+            assert_eq!(header(request, "x-github-api-version"), "2022-11-28");
+            assert!(!format!("{request:?}").contains("ghp_secret"));
+        }
+    }
+
+    #[test]
+    fn a_releases_deployment_is_found_by_its_payload() {
+        let list = serde_json::json!([
+            {"id": 7, "payload": {}},
+            {"id": 8, "payload": {"shipRelease": "main-1111111"}},
+            {"id": 9, "payload": "{\"shipRelease\":\"main-2222222\"}"},
+            {"id": "x", "payload": {"shipRelease": "main-3333333"}},
+        ])
+        .to_string();
+        assert_eq!(deployment_of_release(list.as_bytes(), "main-1111111"), Some(8));
+        assert_eq!(deployment_of_release(list.as_bytes(), "main-2222222"), Some(9));
+        assert_eq!(deployment_of_release(list.as_bytes(), "main-3333333"), None);
+        assert_eq!(deployment_of_release(list.as_bytes(), "main-4444444"), None);
+        assert_eq!(deployment_of_release(b"not json", "main-1111111"), None);
+        assert_eq!(created_deployment_id(br#"{"id": 12, "sha": "x"}"#), Some(12));
+        assert_eq!(created_deployment_id(br#"{"message": "Conflict"}"#), None);
     }
 
     #[test]

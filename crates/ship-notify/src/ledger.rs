@@ -68,24 +68,20 @@ pub fn owed_for_release(
         if !target.reports(&release.spec.environment) {
             continue;
         }
-        let mut fired = status.transitions.iter().filter_map(|t| {
+        let fired = status.transitions.iter().filter_map(|t| {
             let trigger = Trigger::of_phase(t.phase).filter(|tr| target.fires_on(*tr))?;
             Some((trigger, t.at.0))
         });
         let fired: Vec<(Trigger, Timestamp)> = match target.kind {
             TargetKind::CommitStatus { .. } => {
                 // Every trigger a commit-status target fires on sets a state; the newest is
-                // the commit's state now. A release superseded before it applied never said
-                // anything about its commit; one superseded later said `pending`, which must
-                // not stay so.
-                let all: Vec<(Trigger, Timestamp)> = fired.by_ref().collect();
-                let said_pending = all.iter().any(|(t, _)| *t == Trigger::Applying);
-                all.last()
-                    .copied()
-                    .filter(|(trigger, _)| *trigger != Trigger::Superseded || said_pending)
-                    .into_iter()
-                    .collect()
+                // the commit's state now.
+                let mut all = said_started(fired.collect());
+                all.drain(..all.len().saturating_sub(1));
+                all
             }
+            // A deployment's statuses are its history on GitHub: each is owed, in order.
+            TargetKind::Deployment { .. } => said_started(fired.collect()),
             TargetKind::Webhook { .. } => fired.collect(),
         };
         for (trigger, at) in fired {
@@ -102,6 +98,16 @@ pub fn owed_for_release(
     }
     owed.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
     owed
+}
+
+/// `fired` without its Superseded unless the release had said it started (Applying): a
+/// release superseded before it applied never said anything about its commit, and has no
+/// deployment; one superseded later said `pending` (`in_progress`), which must not stay so.
+fn said_started(mut fired: Vec<(Trigger, Timestamp)>) -> Vec<(Trigger, Timestamp)> {
+    if !fired.iter().any(|(t, _)| *t == Trigger::Applying) {
+        fired.retain(|(t, _)| *t != Trigger::Superseded);
+    }
+    fired
 }
 
 /// The deliveries the promotion's last run is owed (the status keeps one run; each run is a
@@ -206,18 +212,20 @@ webhooks:
         owed.iter().map(|o| o.id.as_str()).collect()
     }
 
+    /// A release that failed its tests and rolled back, a transition a second.
+    const ROLLED_BACK: [(Phase, i64); 7] = [
+        (Phase::Pending, 1),
+        (Phase::Applying, 2),
+        (Phase::Progressing, 3),
+        (Phase::Testing, 4),
+        (Phase::Failed, 5),
+        (Phase::RollingBack, 6),
+        (Phase::RolledBack, 7),
+    ];
+
     #[test]
     fn a_rollback_owes_each_target_what_it_fires_on() {
-        use Phase::*;
-        let history = [
-            (Pending, 1),
-            (Applying, 2),
-            (Progressing, 3),
-            (Testing, 4),
-            (Failed, 5),
-            (RollingBack, 6),
-            (RolledBack, 7),
-        ];
+        let history = ROLLED_BACK;
         let mut r = release("production", &history);
         assert_eq!(
             ids(&owed_for_release(&r, records_of(&r), &targets(), at(0))),
@@ -297,6 +305,35 @@ webhooks:
         let mut bare = superseded.clone();
         bare.status = None;
         assert!(owed_for_release(&bare, records_of(&bare), &targets(), at(0)).is_empty());
+    }
+
+    #[test]
+    fn a_deployment_hears_every_transition_that_sets_its_state() {
+        use Phase::*;
+        let deployments = NotifyConfig::parse(
+            "deployments: [{name: deploy, apiUrl: 'http://gh', repository: a/b, tokenSecret: {name: t, key: k}}]",
+        )
+        .unwrap()
+        .targets("/srv/app.git")
+        .unwrap();
+        let mut r = release("production", &ROLLED_BACK);
+        assert_eq!(
+            ids(&owed_for_release(&r, records_of(&r), &deployments, at(0))),
+            ["deploy/Applying/2", "deploy/Failed/5", "deploy/RolledBack/7"]
+        );
+        record(&mut r, "deploy/Applying/2");
+        assert_eq!(
+            ids(&owed_for_release(&r, records_of(&r), &deployments, at(0))),
+            ["deploy/Failed/5", "deploy/RolledBack/7"]
+        );
+        // Superseded before it applied: it has no deployment, and owes none.
+        let early = release("main", &[(Pending, 1), (Superseded, 2)]);
+        assert!(owed_for_release(&early, records_of(&early), &deployments, at(0)).is_empty());
+        let late = release("main", &[(Pending, 1), (Applying, 2), (Superseded, 3)]);
+        assert_eq!(
+            ids(&owed_for_release(&late, records_of(&late), &deployments, at(0))),
+            ["deploy/Applying/2", "deploy/Superseded/3"]
+        );
     }
 
     /// Every history a release can have, every subset recorded: what is owed and what is

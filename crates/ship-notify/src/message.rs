@@ -7,7 +7,7 @@ use serde::Serialize;
 use sha2::Sha256;
 use ship_api::{Phase, PromotionOutcome, PromotionRun, ShipPromotion, ShipRelease, TestVerdict};
 
-use crate::forge::CommitState;
+use crate::forge::{CommitState, DeploymentState};
 
 /// The header a signed webhook carries: `sha256=<hex HMAC-SHA256 of the body>`, the scheme
 /// GitHub's webhooks use, so receivers can verify it with code they already have.
@@ -22,6 +22,19 @@ pub fn commit_state(phase: Phase) -> Option<CommitState> {
         Phase::Succeeded => Some(CommitState::Success),
         Phase::Failed | Phase::RolledBack => Some(CommitState::Failure),
         Phase::Superseded => Some(CommitState::Cancelled),
+        Phase::Pending | Phase::Progressing | Phase::Testing | Phase::RollingBack => None,
+    }
+}
+
+/// The GitHub deployment status a release's phase calls for: in progress once it applies,
+/// success when it succeeded, failure when it failed, inactive once it no longer runs (rolled
+/// back, or superseded after it had started: see `ledger`). `None` for the phases in between.
+pub fn deployment_state(phase: Phase) -> Option<DeploymentState> {
+    match phase {
+        Phase::Applying => Some(DeploymentState::InProgress),
+        Phase::Succeeded => Some(DeploymentState::Success),
+        Phase::Failed => Some(DeploymentState::Failure),
+        Phase::RolledBack | Phase::Superseded => Some(DeploymentState::Inactive),
         Phase::Pending | Phase::Progressing | Phase::Testing | Phase::RollingBack => None,
     }
 }
@@ -138,6 +151,15 @@ impl Notification {
             rolled_back_to: None,
             suspects: Vec::new(),
             link: link.map(str::to_owned),
+        }
+    }
+
+    /// What the release is, in a line: `main-0123456: Faster checkout` (a GitHub deployment's
+    /// description).
+    pub fn headline(&self) -> String {
+        match &self.subject {
+            Some(subject) => format!("{}: {subject}", self.release),
+            None => self.release.clone(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Notifications on the real control plane, to a recording receiver that checks each
 //! provider's contract: GitHub, GitLab and Gitea commit statuses (method, path, auth header,
-//! JSON fields and state names), a Slack-compatible chat webhook and a signed JSON webhook.
+//! JSON fields and state names), GitHub Deployments (one per release, a deployment status per
+//! transition), a Slack-compatible chat webhook and a signed JSON webhook.
 //! A good push gives `pending` then `success`; a bad one `pending` then `failure`, naming the
 //! failed test and the release rolled back to. A receiver that answers 500 twice gets one
 //! delivery; one that refuses (401) is given up on with a Warning event and a metric; a SIGKILL
@@ -65,6 +66,8 @@ commitStatuses:
   - {{name: gh, forge: github, apiUrl: '{r}/github/api/v3', repository: acme/shop, tokenSecret: {{name: forge-tokens, key: github}}}}
   - {{name: gl, forge: gitlab, apiUrl: '{r}/gitlab', repository: acme/shop, tokenSecret: {{name: forge-tokens, key: gitlab}}}}
   - {{name: gt, forge: gitea, apiUrl: '{r}/gitea', repository: acme/shop, environments: [main], tokenSecret: {{name: forge-tokens, key: gitea}}}}
+deployments:
+  - {{name: ghd, apiUrl: '{r}/ghd/api/v3', repository: acme/shop, environments: [main], tokenSecret: {{name: forge-tokens, key: github}}}}
 webhooks:
   - {{name: chat, format: slack, urlSecret: {{name: chat, key: url}}, environments: [main]}}
   - {{name: audit, format: json, url: '{r}/audit', signingSecret: {{name: audit, key: key}}, on: [Applying, Succeeded, Failed, RolledBack], environments: [main]}}
@@ -146,6 +149,72 @@ fn check_forge_contract(forge: &str, requests: &[Recorded], commit: &str, releas
     }
 }
 
+const DEPLOYMENTS: &str = "/ghd/api/v3/repos/acme/shop/deployments";
+
+/// The GitHub deployments of `commit` that Ship created (each checked against GitHub's
+/// contract), and the accepted statuses of each: `(state, description)`.
+fn deployments_of(receiver: &Receiver, commit: &str) -> Vec<(serde_json::Value, Vec<(String, String)>)> {
+    let requests = receiver.requests_under(DEPLOYMENTS);
+    for r in &requests {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {GITHUB_TOKEN}").as_str())
+        );
+        assert_eq!(r.header("accept"), Some("application/vnd.github+json"));
+        assert_eq!(r.header("x-github-api-version"), Some("2022-11-28"));
+    }
+    let created: Vec<serde_json::Value> = accepted(&requests)
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == DEPLOYMENTS)
+        .map(Recorded::json)
+        .collect();
+    // The receiver numbers deployments from 1 in the order they were created.
+    created
+        .into_iter()
+        .enumerate()
+        .filter(|(_, d)| d["ref"] == commit)
+        .map(|(index, d)| {
+            let statuses = format!("{DEPLOYMENTS}/{}/statuses", index + 1);
+            let said = accepted(&requests)
+                .iter()
+                .filter(|r| r.method == "POST" && r.path == statuses)
+                .map(|r| {
+                    let body = r.json();
+                    assert_eq!(
+                        body["log_url"],
+                        format!(
+                            "http://ship.example.test/status#{}",
+                            d["payload"]["shipRelease"].as_str().unwrap()
+                        )
+                    );
+                    (
+                        body["state"].as_str().unwrap().to_owned(),
+                        body["description"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect();
+            (d, said)
+        })
+        .collect()
+}
+
+/// Waits until a deployment status says `state`, and returns `commit`'s one deployment.
+async fn the_deployment_of(
+    receiver: &Receiver,
+    commit: &str,
+    state: &str,
+) -> (serde_json::Value, Vec<(String, String)>) {
+    receiver
+        .wait_for(&format!("deployments: {state}"), DEPLOYMENTS, SETTLE, |r| {
+            accepted(r).iter().any(|q| q.json()["state"] == state)
+        })
+        .await
+        .unwrap();
+    let mut deployments = deployments_of(receiver, commit);
+    assert_eq!(deployments.len(), 1, "{deployments:?}");
+    deployments.remove(0)
+}
+
 /// Waits until no release owes a delivery to the targets of the notifications file `text`
 /// (the same rule shipd's notifier follows: `ship_notify::ledger`).
 async fn nothing_owed(stack: &Stack, text: &str) {
@@ -216,6 +285,14 @@ async fn each_provider_hears_of_a_good_and_a_rolled_back_release_by_its_contract
     // The chat receiver fails twice before it takes a message; the `refused` one never does.
     receiver.script("/slack/", &[500, 500], Steady::Status(200));
     receiver.script("/refuse", &[], Steady::Status(401));
+    // GitHub Deployments: the first deployment status fails once after its deployment was
+    // created, so the retry must find that deployment, not create a second.
+    receiver.script("/ghd/", &[], Steady::GitHubDeployments);
+    receiver.script(
+        &format!("{DEPLOYMENTS}/1/statuses"),
+        &[502],
+        Steady::GitHubDeployments,
+    );
     let (_dir, file) = notifications_file(&every_provider(&receiver));
     // Each release stays a second in Applying, so `pending` is sent before the release
     // succeeds (a release faster than the notifier's look sends only its newest state).
@@ -277,6 +354,32 @@ async fn each_provider_hears_of_a_good_and_a_rolled_back_release_by_its_contract
         assert_eq!(body["phase"], event);
     }
     assert!(receiver.requests_under("/slack/").is_empty());
+    // GitHub Deployments: one deployment of the good commit to main, by the contract, in
+    // progress and then a success.
+    let (deployment, said) = &the_deployment_of(&receiver, &good, "success").await;
+    assert_eq!(deployment["environment"], "main");
+    assert_eq!(deployment["task"], "deploy");
+    assert_eq!(deployment["auto_merge"], false);
+    assert_eq!(deployment["required_contexts"], serde_json::json!([]));
+    assert_eq!(deployment["payload"]["shipRelease"], good_release.as_str());
+    let deployment_states: Vec<&str> = said.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(deployment_states, ["in_progress", "success"], "{said:?}");
+    // Each status says its own transition's message, though a release's transitions can share
+    // a second (their times are whole seconds).
+    let transitions = stack
+        .releases()
+        .get(&good_release)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .transitions;
+    let message_of = |phase| {
+        let t = transitions.iter().find(|t| t.phase == phase).unwrap();
+        format!("main: {}", t.message)
+    };
+    assert_eq!(said[0].1, message_of(Phase::Applying), "{said:?}");
+    assert_eq!(said[1].1, message_of(Phase::Succeeded), "{said:?}");
 
     // A bad push: tests fail, the release rolls back.
     let (bad, bad_release) = stack.push_broken_main("bad: breaks the page").unwrap();
@@ -324,6 +427,21 @@ async fn each_provider_hears_of_a_good_and_a_rolled_back_release_by_its_contract
             "{forge}: {description}"
         );
     }
+
+    // Its deployment: in progress, a failure naming the test, then inactive: rolled back.
+    let (deployment, said) = &the_deployment_of(&receiver, &bad, "inactive").await;
+    assert_eq!(deployment["payload"]["shipRelease"], bad_release.as_str());
+    let deployment_states: Vec<&str> = said.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        deployment_states,
+        ["in_progress", "failure", "inactive"],
+        "{said:?}"
+    );
+    assert!(said[1].1.contains("test home failed"), "{said:?}");
+    assert!(
+        said[2].1.contains(&format!("rolled back to {good_release}")),
+        "{said:?}"
+    );
 
     // Chat: 500, 500, then the Failed message lands; then RolledBack. Each once.
     let chat = receiver
@@ -400,6 +518,8 @@ async fn each_provider_hears_of_a_good_and_a_rolled_back_release_by_its_contract
         "ship_notifications_total{provider=\"webhook\",result=\"gave_up\"} 1",
         "ship_notifications_total{provider=\"slack\",result=\"retried\"} 2",
         "ship_notifications_total{provider=\"slack\",result=\"delivered\"} 2",
+        "ship_notifications_total{provider=\"github_deployments\",result=\"retried\"} 1",
+        "ship_notifications_total{provider=\"github_deployments\",result=\"delivered\"} 5",
     ] {
         assert!(metrics.contains(line), "{line}\n{metrics}");
     }

@@ -48,6 +48,12 @@ pub enum Steady {
     /// With this status, and the request's headers as the body (a receiver whose error page
     /// echoes what it was sent, credentials included).
     Echo(u16),
+    /// As GitHub's Deployments API does, by its documented contract, under
+    /// `.../repos/{owner}/{repo}/deployments`: `GET ?sha=&environment=` lists the matching
+    /// deployments newest first (200); `POST` creates one from `ref`, `environment`, `task` and
+    /// `payload` (201 with its `id`; 422 without `ref`); `POST /{id}/statuses` sets a status of a
+    /// deployment that exists (201; 404 otherwise).
+    GitHubDeployments,
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +66,8 @@ struct Script {
 struct Shared {
     requests: Vec<Recorded>,
     scripts: BTreeMap<String, Script>,
+    /// The deployments created, as GitHub would keep them.
+    deployments: Vec<serde_json::Value>,
 }
 
 /// A running receiver; stops when dropped.
@@ -190,6 +198,15 @@ async fn answer(
                 }
             })
             .unwrap_or(Steady::Status(201));
+        let (answered, reply) = match decided {
+            Steady::Status(code) => (Some(code), "{}".to_owned()),
+            Steady::Echo(code) => (Some(code), format!("{headers:?}")),
+            Steady::Hang => (None, String::new()),
+            Steady::GitHubDeployments => {
+                let (code, reply) = github_deployments(&mut shared.deployments, &method, &path, &body);
+                (Some(code), reply)
+            }
+        };
         shared.requests.push(Recorded {
             method: method.to_string(),
             path,
@@ -203,17 +220,74 @@ async fn answer(
                 })
                 .collect(),
             body: body.to_vec(),
-            answered: match decided {
-                Steady::Status(code) | Steady::Echo(code) => Some(code),
-                Steady::Hang => None,
-            },
+            answered,
         });
-        decided
+        (answered, reply)
     };
-    let status = |code| StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match decided {
-        Steady::Status(code) => (status(code), "{}".to_owned()),
-        Steady::Echo(code) => (status(code), format!("{headers:?}")),
-        Steady::Hang => std::future::pending().await,
+        (Some(code), reply) => (
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            reply,
+        ),
+        (None, _) => std::future::pending().await,
+    }
+}
+
+/// GitHub's Deployments API over `deployments` (see [`Steady::GitHubDeployments`]).
+fn github_deployments(
+    deployments: &mut Vec<serde_json::Value>,
+    method: &Method,
+    path: &str,
+    body: &[u8],
+) -> (u16, String) {
+    let (route, query) = path.split_once('?').unwrap_or((path, ""));
+    let Some((_, tail)) = route.rsplit_once("/deployments") else {
+        return (404, r#"{"message": "Not Found"}"#.to_owned());
+    };
+    let query: BTreeMap<&str, &str> = query.split('&').filter_map(|kv| kv.split_once('=')).collect();
+    match (method.as_str(), tail) {
+        ("GET", "" | "/") => {
+            let listed: Vec<&serde_json::Value> = deployments
+                .iter()
+                .rev()
+                .filter(|d| query.get("sha").is_none_or(|sha| d["sha"] == *sha))
+                .filter(|d| query.get("environment").is_none_or(|e| d["environment"] == *e))
+                .collect();
+            (200, serde_json::to_string(&listed).unwrap_or_default())
+        }
+        ("POST", "" | "/") => {
+            let asked: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            let Some(reference) = asked["ref"].as_str() else {
+                return (
+                    422,
+                    r#"{"message": "Invalid request: ref is missing"}"#.to_owned(),
+                );
+            };
+            let deployment = serde_json::json!({
+                "id": deployments.len() + 1,
+                "sha": reference,
+                "ref": reference,
+                "task": asked.get("task").cloned().unwrap_or("deploy".into()),
+                "environment": asked.get("environment").cloned().unwrap_or("production".into()),
+                "payload": asked.get("payload").cloned().unwrap_or_default(),
+                "description": asked.get("description").cloned().unwrap_or_default(),
+            });
+            deployments.push(deployment.clone());
+            (201, deployment.to_string())
+        }
+        ("POST", tail) => {
+            let id = tail
+                .strip_prefix('/')
+                .and_then(|t| t.strip_suffix("/statuses"))
+                .and_then(|id| id.parse::<u64>().ok());
+            match id {
+                Some(id) if deployments.iter().any(|d| d["id"] == id) => (
+                    201,
+                    serde_json::json!({"id": id * 1000, "deployment_id": id}).to_string(),
+                ),
+                _ => (404, r#"{"message": "Not Found"}"#.to_owned()),
+            }
+        }
+        _ => (404, r#"{"message": "Not Found"}"#.to_owned()),
     }
 }
