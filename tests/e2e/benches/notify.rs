@@ -2,8 +2,8 @@
 //! bed: tests/cluster/up.sh, then `cargo bench -p ship-e2e --bench notify`), shipd rolls back a
 //! failing commit, alternately:
 //! - without notifications (the reference), and
-//! - with five targets (GitHub, GitLab and Gitea statuses, a chat and a JSON webhook) on a
-//!   receiver that accepts every connection and never answers.
+//! - with six targets (GitHub, GitLab and Gitea statuses, GitHub Deployments, a chat and a JSON
+//!   webhook) on a receiver that accepts every connection and never answers.
 //!
 //! Each round pushes a good commit (Succeeded), then a failing one, and times its release from
 //! first seen to RolledBack (read every 20 ms). Prints each variant's median and the ratio dead/none.
@@ -65,6 +65,8 @@ async fn main() {
   - {{name: gh, forge: github, apiUrl: '{r}/gh', repository: a/b, tokenSecret: {{name: dead, key: token}}}}
   - {{name: gl, forge: gitlab, apiUrl: '{r}/gl', repository: a/b, tokenSecret: {{name: dead, key: token}}}}
   - {{name: gt, forge: gitea, apiUrl: '{r}/gt', repository: a/b, tokenSecret: {{name: dead, key: token}}}}
+deployments:
+  - {{name: ghd, apiUrl: '{r}/ghd', repository: a/b, tokenSecret: {{name: dead, key: token}}}}
 webhooks:
   - {{name: chat, format: slack, urlSecret: {{name: dead, key: url}}}}
   - {{name: audit, format: json, url: '{r}/audit', signingSecret: {{name: dead, key: key}}, on: [Applying, Succeeded, Failed, RolledBack]}}
@@ -111,7 +113,7 @@ webhooks:
     println!("release seen -> RolledBack, {rounds} rounds each, median (read every 20 ms):");
     println!("  without notifications:                  {:>8.1} ms", ms(n));
     println!(
-        "  five targets on a receiver that hangs:  {:>8.1} ms  ({hung} deliveries left hanging)",
+        "  six targets on a receiver that hangs:   {:>8.1} ms  ({hung} deliveries left hanging)",
         ms(d)
     );
     println!(
