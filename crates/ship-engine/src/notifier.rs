@@ -470,16 +470,13 @@ impl Notifier {
             Ok(Ok(response)) => response,
         };
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let answer = delivery::judge(status, response.headers());
+        let now = u64::try_from((self.clock)().as_second()).unwrap_or_default();
+        let retry_after = delivery::asked_wait(response.headers(), now);
         let body = response.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
         let text = redact(&String::from_utf8_lossy(&body), credentials);
         let said = format!("HTTP {status}: {}", crate::text::tail(text.trim(), 200));
-        (delivery::judge(status), said, retry_after, body)
+        (answer, said, retry_after, body)
     }
 
     /// The notification `owed` sends about `subject`: as it stands, said as the transition

@@ -231,24 +231,50 @@ pub fn request(
 pub enum Answer {
     /// Accepted (2xx).
     Delivered,
-    /// Try again later: 5xx, 408 (timeout), 429 (slow down), or no answer at all.
+    /// Try again later: 5xx, 408 (timeout), 429 (slow down), a rate limit, or no answer at all.
     Retry,
     /// Refused for good (any other status): the request itself is wrong (a bad token, a
     /// commit the forge does not have), and repeating it changes nothing.
     Refused,
 }
 
-/// The meaning of an HTTP status.
-pub fn judge(status: u16) -> Answer {
+/// The meaning of an answer's status and headers. GitHub answers a rate limit with 403 (or
+/// 429): its primary limit with `x-ratelimit-remaining: 0`, its secondary limits with
+/// `retry-after`. That 403 is a wait, not a refusal; a 403 without them (a token without the
+/// permission) is refused.
+pub fn judge(status: u16, headers: &http::HeaderMap) -> Answer {
     match status {
         200..=299 => Answer::Delivered,
         408 | 429 | 500..=599 => Answer::Retry,
+        403 if rate_limited(headers) => Answer::Retry,
         _ => Answer::Refused,
     }
 }
 
+fn header<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// Whether the headers say a rate limit was hit.
+fn rate_limited(headers: &http::HeaderMap) -> bool {
+    header(headers, "x-ratelimit-remaining") == Some("0") || headers.contains_key(http::header::RETRY_AFTER)
+}
+
+/// The wait an answer asks for: `retry-after` (seconds), or, when the rate limit is spent,
+/// until `x-ratelimit-reset` (seconds since the epoch; `now` is the same).
+pub fn asked_wait(headers: &http::HeaderMap, now: u64) -> Option<Duration> {
+    if let Some(seconds) = header(headers, "retry-after").and_then(|v| v.parse::<u64>().ok()) {
+        return Some(Duration::from_secs(seconds));
+    }
+    if header(headers, "x-ratelimit-remaining") == Some("0") {
+        let reset = header(headers, "x-ratelimit-reset")?.parse::<u64>().ok()?;
+        return Some(Duration::from_secs(reset.saturating_sub(now)));
+    }
+    None
+}
+
 /// How long to wait before attempt `attempt + 1` (attempt 1 is the first): 1 s, 2 s, 4 s, ...
-/// doubling to at most 30 s, or `retry_after` (a 429's or 503's `Retry-After`) within 30 s.
+/// doubling to at most 30 s, or the wait the answer asked for ([`asked_wait`]) within 30 s.
 pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
     const CAP: Duration = Duration::from_secs(30);
     if let Some(wait) = retry_after {
@@ -437,15 +463,43 @@ webhooks:
         assert_eq!(err.label(), "MissingCredential");
     }
 
+    fn headers(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    http::HeaderName::from_static(k),
+                    http::HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect()
+    }
+
     #[test]
     fn answers_and_waits() {
-        assert_eq!(judge(201), Answer::Delivered);
+        let none = http::HeaderMap::new();
+        assert_eq!(judge(201, &none), Answer::Delivered);
         for retry in [408, 429, 500, 502, 503] {
-            assert_eq!(judge(retry), Answer::Retry, "{retry}");
+            assert_eq!(judge(retry, &none), Answer::Retry, "{retry}");
         }
         for refused in [400, 401, 403, 404, 422] {
-            assert_eq!(judge(refused), Answer::Refused, "{refused}");
+            assert_eq!(judge(refused, &none), Answer::Refused, "{refused}");
         }
+        // GitHub's rate limits: a 403 that is a wait, for as long as it says.
+        let primary = headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "1700000042"),
+        ]);
+        assert_eq!(judge(403, &primary), Answer::Retry);
+        assert_eq!(asked_wait(&primary, 1_700_000_000), Some(Duration::from_secs(42)));
+        assert_eq!(asked_wait(&primary, 1_800_000_000), Some(Duration::ZERO));
+        let secondary = headers(&[("retry-after", "60"), ("x-ratelimit-remaining", "12")]);
+        assert_eq!(judge(403, &secondary), Answer::Retry);
+        assert_eq!(asked_wait(&secondary, 0), Some(Duration::from_secs(60)));
+        let permission = headers(&[("x-ratelimit-remaining", "4999")]);
+        assert_eq!(judge(403, &permission), Answer::Refused);
+        assert_eq!(asked_wait(&permission, 0), None);
+        assert_eq!(asked_wait(&none, 0), None);
         let waits: Vec<u64> = (1..=8).map(|a| backoff(a, None).as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
         assert_eq!(backoff(1, Some(Duration::from_secs(90))), Duration::from_secs(30));

@@ -293,6 +293,12 @@ async fn each_provider_hears_of_a_good_and_a_rolled_back_release_by_its_contract
         &[502],
         Steady::GitHubDeployments,
     );
+    // And GitHub's spent rate limit (a 403 that is a wait, not a refusal) on the first look.
+    receiver.script_answers(
+        &format!("{DEPLOYMENTS}?"),
+        &[Steady::RateLimited],
+        Steady::GitHubDeployments,
+    );
     let (_dir, file) = notifications_file(&every_provider(&receiver));
     // Each release stays a second in Applying, so `pending` is sent before the release
     // succeeds (a release faster than the notifier's look sends only its newest state).
@@ -357,6 +363,11 @@ async fn each_provider_hears_of_a_good_and_a_rolled_back_release_by_its_contract
     // GitHub Deployments: one deployment of the good commit to main, by the contract, in
     // progress and then a success.
     let (deployment, said) = &the_deployment_of(&receiver, &good, "success").await;
+    assert_eq!(
+        receiver.requests_under(DEPLOYMENTS)[0].answered,
+        Some(403),
+        "the first look was rate limited"
+    );
     assert_eq!(deployment["environment"], "main");
     assert_eq!(deployment["task"], "deploy");
     assert_eq!(deployment["auto_merge"], false);
@@ -518,7 +529,7 @@ async fn each_provider_hears_of_a_good_and_a_rolled_back_release_by_its_contract
         "ship_notifications_total{provider=\"webhook\",result=\"gave_up\"} 1",
         "ship_notifications_total{provider=\"slack\",result=\"retried\"} 2",
         "ship_notifications_total{provider=\"slack\",result=\"delivered\"} 2",
-        "ship_notifications_total{provider=\"github_deployments\",result=\"retried\"} 1",
+        "ship_notifications_total{provider=\"github_deployments\",result=\"retried\"} 2",
         "ship_notifications_total{provider=\"github_deployments\",result=\"delivered\"} 5",
     ] {
         assert!(metrics.contains(line), "{line}\n{metrics}");

@@ -54,11 +54,14 @@ pub enum Steady {
     /// `payload` (201 with its `id`; 422 without `ref`); `POST /{id}/statuses` sets a status of a
     /// deployment that exists (201; 404 otherwise).
     GitHubDeployments,
+    /// As GitHub answers a spent rate limit: 403, `x-ratelimit-remaining: 0` and
+    /// `x-ratelimit-reset` one second from now.
+    RateLimited,
 }
 
 #[derive(Debug, Default)]
 struct Script {
-    queue: Vec<u16>,
+    queue: Vec<Steady>,
     steady: Option<Steady>,
 }
 
@@ -114,6 +117,12 @@ impl Receiver {
 
     /// Answers requests under `prefix` with `first`, one code each, then with `then`.
     pub fn script(&self, prefix: &str, first: &[u16], then: Steady) {
+        let first: Vec<Steady> = first.iter().map(|code| Steady::Status(*code)).collect();
+        self.script_answers(prefix, &first, then);
+    }
+
+    /// Answers requests under `prefix` with `first`, one each, then with `then`.
+    pub fn script_answers(&self, prefix: &str, first: &[Steady], then: Steady) {
         lock(&self.shared).scripts.insert(
             prefix.to_owned(),
             Script {
@@ -179,7 +188,7 @@ async fn answer(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, String) {
+) -> (StatusCode, HeaderMap, String) {
     let path = uri
         .path_and_query()
         .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned());
@@ -194,10 +203,11 @@ async fn answer(
                 if script.queue.is_empty() {
                     script.steady.unwrap_or(Steady::Status(201))
                 } else {
-                    Steady::Status(script.queue.remove(0))
+                    script.queue.remove(0)
                 }
             })
             .unwrap_or(Steady::Status(201));
+        let mut answer_headers = HeaderMap::new();
         let (answered, reply) = match decided {
             Steady::Status(code) => (Some(code), "{}".to_owned()),
             Steady::Echo(code) => (Some(code), format!("{headers:?}")),
@@ -205,6 +215,12 @@ async fn answer(
             Steady::GitHubDeployments => {
                 let (code, reply) = github_deployments(&mut shared.deployments, &method, &path, &body);
                 (Some(code), reply)
+            }
+            Steady::RateLimited => {
+                let reset = jiff::Timestamp::now().as_second() + 1;
+                answer_headers.insert("x-ratelimit-remaining", axum::http::HeaderValue::from_static("0"));
+                answer_headers.insert("x-ratelimit-reset", axum::http::HeaderValue::from(reset));
+                (Some(403), r#"{"message": "API rate limit exceeded"}"#.to_owned())
             }
         };
         shared.requests.push(Recorded {
@@ -222,14 +238,15 @@ async fn answer(
             body: body.to_vec(),
             answered,
         });
-        (answered, reply)
+        (answered, answer_headers, reply)
     };
     match decided {
-        (Some(code), reply) => (
+        (Some(code), answer_headers, reply) => (
             StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            answer_headers,
             reply,
         ),
-        (None, _) => std::future::pending().await,
+        (None, ..) => std::future::pending().await,
     }
 }
 
