@@ -106,6 +106,10 @@ pub struct DeploymentsConfig {
     /// The environments reported (default: all).
     #[serde(default)]
     pub environments: Vec<String>,
+    /// Where each environment's application is reached (`{production: https://shop.example.com}`):
+    /// GitHub links the environment's active deployment there.
+    #[serde(default)]
+    pub environment_urls: std::collections::BTreeMap<String, String>,
     /// The token: a GitHub token with `repo_deployment` (fine-grained: Deployments, write).
     pub token_secret: SecretKey,
 }
@@ -318,6 +322,8 @@ pub enum TargetKind {
         repo: ForgeRepo,
         /// The token.
         token: SecretKey,
+        /// Where each environment's application is reached.
+        environment_urls: std::collections::BTreeMap<String, String>,
     },
     /// A webhook.
     Webhook {
@@ -437,11 +443,15 @@ impl NotifyConfig {
                 (Some(Forge::GitHub), d.api_url.as_deref(), d.repository.as_deref()),
                 |target, source| ConfigError::Deployments { target, source },
             )?;
+            for url in d.environment_urls.values() {
+                http_url(&d.name, url)?;
+            }
             targets.push(Target {
                 name: d.name.clone(),
                 kind: TargetKind::Deployment {
                     repo,
                     token: d.token_secret.clone(),
+                    environment_urls: d.environment_urls.clone(),
                 },
                 environments: d.environments.clone(),
             });
@@ -618,13 +628,20 @@ webhooks:
         let text = "deployments:
   - name: environments
     environments: [production]
+    environmentUrls: {production: 'https://shop.example.com'}
     tokenSecret: {name: ship-forge, key: token}
 ";
         let t = targets(text, "git@github.com:acme/shop.git").unwrap();
         assert_eq!(t[0].provider(), "github_deployments");
-        let TargetKind::Deployment { repo, .. } = &t[0].kind else {
+        let TargetKind::Deployment {
+            repo,
+            environment_urls,
+            ..
+        } = &t[0].kind
+        else {
             panic!("{t:?}")
         };
+        assert_eq!(environment_urls["production"], "https://shop.example.com");
         assert_eq!(
             (repo.forge, repo.api.as_str(), repo.path.as_str()),
             (Forge::GitHub, "https://api.github.com", "acme/shop")
@@ -703,6 +720,10 @@ webhooks:
             (
                 "deployments: [{name: d, forge: gitlab, tokenSecret: {name: t, key: k}}]",
                 "Malformed",
+            ),
+            (
+                "deployments: [{name: d, environmentUrls: {main: 'shop.local'}, tokenSecret: {name: t, key: k}}]",
+                "NotHttp",
             ),
             (
                 "commitStatuses: [{name: g, tokenSecret: {name: t, key: k}}]\ndeployments: [{name: g, tokenSecret: {name: t, key: k}}]",

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::config::{Target, TargetKind, WebhookFormat};
 use crate::forge::{
-    CommitStatus, NewDeployment, Token, commit_status_request, created_deployment_id,
+    CommitStatus, DeploymentStatus, NewDeployment, Token, commit_status_request, created_deployment_id,
     deployment_create_request, deployment_of_release, deployment_status_request, deployments_list_request,
 };
 use crate::ledger::Owed;
@@ -128,7 +128,11 @@ pub fn request(
 ) -> Result<http::Request<Vec<u8>>, DeliveryError> {
     let bad = |err: http::Error| DeliveryError::BadRequest(err.to_string());
     match &target.kind {
-        TargetKind::Deployment { repo, .. } => {
+        TargetKind::Deployment {
+            repo,
+            environment_urls,
+            ..
+        } => {
             let token = credentials
                 .token
                 .as_ref()
@@ -156,14 +160,13 @@ pub fn request(
                             owed.trigger.as_ref()
                         ))
                     })?;
-                    deployment_status_request(
-                        repo,
-                        id,
+                    let status = DeploymentStatus {
                         state,
-                        &notification.description(),
-                        notification.link.as_deref(),
-                        token,
-                    )
+                        description: &notification.description(),
+                        log_url: notification.link.as_deref(),
+                        environment_url: environment_urls.get(environment).map(String::as_str),
+                    };
+                    deployment_status_request(repo, id, &status, token)
                 }
             }
             .map_err(bad)
@@ -407,7 +410,7 @@ webhooks:
     #[test]
     fn a_deployment_status_finds_or_creates_the_releases_deployment_first() {
         let target = &NotifyConfig::parse(
-            "deployments: [{name: gh, apiUrl: 'http://gh/api/v3', repository: acme/shop, tokenSecret: {name: t, key: k}}]",
+            "deployments: [{name: gh, apiUrl: 'http://gh/api/v3', repository: acme/shop, environmentUrls: {production: 'https://shop.example.com'}, tokenSecret: {name: t, key: k}}]",
         )
         .unwrap()
         .targets("/srv/app.git")
@@ -449,6 +452,7 @@ webhooks:
             "production: rolled back to production-abcdef1"
         );
         assert_eq!(body["log_url"], "http://ship/status#production-0123456");
+        assert_eq!(body["environment_url"], "https://shop.example.com");
         assert_eq!(next_step(step, b"{}", &n).unwrap(), None);
         // Found: straight to its status. A create answer without an id is a bad answer.
         let found = br#"[{"id": 3, "payload": {"shipRelease": "production-0123456"}}]"#;

@@ -403,23 +403,38 @@ pub fn deployment_create_request(
     )
 }
 
-/// `POST {api}/repos/{owner}/{repo}/deployments/{id}/statuses`, linking to `log_url` (the
-/// status page). `auto_inactive` stays GitHub's default: a `success` marks the environment's
-/// earlier successful deployments inactive.
+/// One deployment status to set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentStatus<'a> {
+    /// What it says.
+    pub state: DeploymentState,
+    /// The sentence shown beside it (cut to 140 characters).
+    pub description: &'a str,
+    /// Where its story is told (the release on the status page).
+    pub log_url: Option<&'a str>,
+    /// Where the environment's application is reached.
+    pub environment_url: Option<&'a str>,
+}
+
+/// `POST {api}/repos/{owner}/{repo}/deployments/{id}/statuses`. `auto_inactive` stays GitHub's
+/// default: a `success` marks the environment's earlier successful deployments inactive.
 pub fn deployment_status_request(
     repo: &ForgeRepo,
     id: u64,
-    state: DeploymentState,
-    description: &str,
-    log_url: Option<&str>,
+    status: &DeploymentStatus<'_>,
     token: &Token,
 ) -> Result<http::Request<Vec<u8>>, http::Error> {
     let mut body = serde_json::json!({
-        "state": state.name(),
-        "description": cut(description, description_limit(Forge::GitHub)),
+        "state": status.state.name(),
+        "description": cut(status.description, description_limit(Forge::GitHub)),
     });
-    if let Some(url) = log_url {
-        body["log_url"] = serde_json::Value::String(url.to_owned());
+    for (field, url) in [
+        ("log_url", status.log_url),
+        ("environment_url", status.environment_url),
+    ] {
+        if let Some(url) = url {
+            body[field] = serde_json::Value::String(url.to_owned());
+        }
     }
     forge_request(
         Forge::GitHub,
@@ -687,9 +702,12 @@ mod tests {
         let status = deployment_status_request(
             &repo,
             42,
-            DeploymentState::Inactive,
-            "rolled back to production-abcdef1",
-            Some("https://ship.example.com/status#production-0123456"),
+            &DeploymentStatus {
+                state: DeploymentState::Inactive,
+                description: "rolled back to production-abcdef1",
+                log_url: Some("https://ship.example.com/status#production-0123456"),
+                environment_url: Some("https://shop.example.com"),
+            },
             &token,
         )
         .unwrap();
@@ -703,6 +721,7 @@ mod tests {
             body["log_url"],
             "https://ship.example.com/status#production-0123456"
         );
+        assert_eq!(body["environment_url"], "https://shop.example.com");
         for request in [&list, &create, &status] {
             assert_eq!(header(request, "authorization"), "Bearer ghp_secret");
             assert_eq!(header(request, "accept"), "application/vnd.github+json");

@@ -67,7 +67,7 @@ commitStatuses:
   - {{name: gl, forge: gitlab, apiUrl: '{r}/gitlab', repository: acme/shop, tokenSecret: {{name: forge-tokens, key: gitlab}}}}
   - {{name: gt, forge: gitea, apiUrl: '{r}/gitea', repository: acme/shop, environments: [main], tokenSecret: {{name: forge-tokens, key: gitea}}}}
 deployments:
-  - {{name: ghd, apiUrl: '{r}/ghd/api/v3', repository: acme/shop, environments: [main], tokenSecret: {{name: forge-tokens, key: github}}}}
+  - {{name: ghd, apiUrl: '{r}/ghd/api/v3', repository: acme/shop, environments: [main], environmentUrls: {{main: 'http://main.shop.example.test/'}}, tokenSecret: {{name: forge-tokens, key: github}}}}
 webhooks:
   - {{name: chat, format: slack, urlSecret: {{name: chat, key: url}}, environments: [main]}}
   - {{name: audit, format: json, url: '{r}/audit', signingSecret: {{name: audit, key: key}}, on: [Applying, Succeeded, Failed, RolledBack], environments: [main]}}
@@ -180,6 +180,7 @@ fn deployments_of(receiver: &Receiver, commit: &str) -> Vec<(serde_json::Value, 
                 .filter(|r| r.method == "POST" && r.path == statuses)
                 .map(|r| {
                     let body = r.json();
+                    assert_eq!(body["environment_url"], "http://main.shop.example.test/");
                     assert_eq!(
                         body["log_url"],
                         format!(
