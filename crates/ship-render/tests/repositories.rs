@@ -26,7 +26,13 @@ fn cm(name: &str) -> String {
 /// Commits `files` on main in a fresh repository, fetches it into a mirror, exports the commit
 /// and renders environment `main`. Errors come back as (label, message).
 fn load(files: &[File<'_>]) -> Result<Rendered, (String, String)> {
+    load_made(files, |_| {})
+}
+
+/// [`load`], with `make` adding to the work tree first (a tool that writes files).
+fn load_made(files: &[File<'_>], make: impl FnOnce(&std::path::Path)) -> Result<Rendered, (String, String)> {
     let remote = Remote::new().unwrap();
+    make(&remote.work);
     for file in files {
         match file {
             File::Text(path, content) => {
@@ -719,4 +725,92 @@ fn renders_are_keyed_by_the_renderers_versions() {
     let kustomize = versions.split("; kustomize ").nth(1).unwrap();
     assert!(kustomize.starts_with('v'), "{versions}");
     eprintln!("{versions}");
+}
+
+/// The chart `helm create` writes, as teams start from it: its objects render, its
+/// test-connection Pod becomes a Ship Job test, and the optional objects its values switch on
+/// (Ingress, HorizontalPodAutoscaler, Gateway API HTTPRoute) render too.
+#[test]
+fn the_chart_helm_create_writes_renders_as_it_is() {
+    if !helm_installed() {
+        return;
+    }
+    let helm = ship_render::helm::helm_binary().unwrap();
+    let scaffold = |work: &std::path::Path| {
+        std::fs::create_dir_all(work.join("charts")).unwrap();
+        let made = std::process::Command::new(&helm)
+            .args(["create", "charts/web"])
+            .current_dir(work)
+            .env("HELM_CONFIG_HOME", work.join(".helm"))
+            .env("HELM_CACHE_HOME", work.join(".helm"))
+            .env("HELM_DATA_HOME", work.join(".helm"))
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        std::fs::remove_dir_all(work.join(".helm")).ok();
+    };
+    let kinds = |r: &Rendered| -> Vec<String> {
+        r.manifests
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}/{}",
+                    m.object["kind"].as_str().unwrap(),
+                    m.object["metadata"]["name"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let plain = load_made(
+        &[text(
+            "ship.yaml",
+            "environments:\n  main: {namespace: app-main, helm: {chart: charts/web}}\npromotion: {enabled: false}\n",
+        )],
+        scaffold,
+    )
+    .unwrap();
+    assert_eq!(
+        kinds(&plain),
+        [
+            "ServiceAccount/main-web",
+            "Service/main-web",
+            "Deployment/main-web"
+        ]
+    );
+    assert_eq!(
+        plain
+            .test_jobs
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>(),
+        ["main-web-test-connection"]
+    );
+    for manifest in &plain.manifests {
+        assert_eq!(
+            manifest.object["metadata"]["namespace"], "app-main",
+            "{:?}",
+            manifest.object
+        );
+    }
+    let everything = load_made(
+        &[text(
+            "ship.yaml",
+            "environments:\n  main:\n    namespace: app-main\n    helm: {chart: charts/web, values: {ingress: {enabled: true}, autoscaling: {enabled: true}, httpRoute: {enabled: true}}}\npromotion: {enabled: false}\n",
+        )],
+        scaffold,
+    )
+    .unwrap();
+    let mut all = kinds(&everything);
+    all.sort();
+    assert_eq!(
+        all,
+        [
+            "Deployment/main-web",
+            "HTTPRoute/main-web",
+            "HorizontalPodAutoscaler/main-web",
+            "Ingress/main-web",
+            "Service/main-web",
+            "ServiceAccount/main-web"
+        ]
+    );
 }
