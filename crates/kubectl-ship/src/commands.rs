@@ -119,8 +119,16 @@ impl Target {
         }
     }
 
+    /// Every release this kubectl-ship can read; each one it cannot (written by another Ship
+    /// version, or edited by hand) is named on stderr and left out, not a failed command.
     async fn all_releases(&self) -> Result<Vec<ShipRelease>, CliError> {
-        let releases = self.releases().list(&ListParams::default()).await?.items;
+        let guarded: Api<kube::core::DeserializeGuard<ShipRelease>> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        let listed = ship_api::readable(guarded.list(&ListParams::default()).await?.items);
+        for (name, why) in &listed.unreadable {
+            eprintln!("warning: ShipRelease {name} cannot be read ({why}); it is left out");
+        }
+        let releases = listed.releases;
         if releases.is_empty() {
             return Err(CliError::NotFound(format!(
                 "no ShipReleases in namespace {:?}: is this where shipd keeps them? (use -n)",

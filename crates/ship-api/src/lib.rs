@@ -20,9 +20,10 @@ pub use promotion::{
 };
 pub use reason::StatusReason;
 pub use release::{
-    InventoryEntry, NotificationOutcome, NotificationRecord, Phase, PruneRefusal, Reason, ShipRelease,
-    ShipReleaseSpec, ShipReleaseStatus, SuspectCommit, TestResult, TestVerdict, Transition,
+    InventoryEntry, NotificationOutcome, NotificationRecord, Phase, PruneRefusal, Readable, Reason,
+    ShipRelease, ShipReleaseSpec, ShipReleaseStatus, SuspectCommit, TestResult, TestVerdict, Transition,
     VERIFICATION_LOG_KEPT, VERIFICATION_RUNS_KEPT, VERIFIED, Verification, VerificationRun, awaits_rollback,
+    readable,
 };
 
 /// The API group of every Ship resource.

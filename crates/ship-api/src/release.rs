@@ -563,6 +563,41 @@ mod tests {
     }
 
     #[test]
+    fn a_list_keeps_what_it_can_read_and_names_the_rest() {
+        let object = |name: &str, attempts: u64| {
+            serde_json::json!({
+                "apiVersion": "ship.dev/v1alpha1", "kind": "ShipRelease",
+                "metadata": {"name": name, "namespace": "ship"},
+                "spec": {"environment": "main", "commit": "0123456789abcdef0123456789abcdef01234567", "branch": "main", "reason": "Push"},
+                "status": {"notifications": [{"id": "x", "outcome": "Delivered", "attempts": attempts, "at": "2026-01-01T00:00:00Z"}]},
+            })
+        };
+        #[allow(clippy::unwrap_used)]
+        let listed: Vec<kube::core::DeserializeGuard<ShipRelease>> = [
+            object("main-a", 1),
+            object("main-b", 5_000_000_000),
+            object("main-c", 2),
+        ]
+        .into_iter()
+        .map(|o| serde_json::from_value(o).unwrap())
+        .collect();
+        let read = readable(listed);
+        let names: Vec<String> = read
+            .releases
+            .iter()
+            .map(|r| r.metadata.name.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(names, ["main-a", "main-c"]);
+        assert_eq!(read.unreadable.len(), 1);
+        assert_eq!(read.unreadable[0].0, "main-b");
+        assert!(
+            read.unreadable[0].1.contains("5000000000"),
+            "{:?}",
+            read.unreadable
+        );
+    }
+
+    #[test]
     fn cross_field_rules() {
         assert_eq!(spec(Reason::Push, None).validate(), Ok(()));
         assert_eq!(spec(Reason::Rollback, Some("prod-1")).validate(), Ok(()));
@@ -659,4 +694,33 @@ mod tests {
         assert!(in_phase(Phase::RolledBack, "RolledBack").is_settled());
         assert!(in_phase(Phase::Succeeded, "Succeeded").is_settled());
     }
+}
+
+/// A list of releases as this Ship reads it: those it can read, and the names of those it
+/// cannot, with why.
+#[derive(Debug, Default)]
+pub struct Readable {
+    /// The releases this Ship's types read.
+    pub releases: Vec<ShipRelease>,
+    /// `(name, why)` of each one they do not (a value another Ship version wrote, an object
+    /// edited by hand past what the types allow).
+    pub unreadable: Vec<(String, String)>,
+}
+
+/// `listed` (a list read as `DeserializeGuard`s) split into what this Ship can read and what
+/// it cannot. One release that cannot be read must not fail the whole list: a typed list does,
+/// and with it every decision that reads releases (new tips, the environment's status, the
+/// promotion). The engine's reconcile of that release says what is wrong (Warning
+/// `InvalidObject`) and touches nothing.
+pub fn readable(listed: Vec<kube::core::DeserializeGuard<ShipRelease>>) -> Readable {
+    let mut out = Readable::default();
+    for guard in listed {
+        match guard.0 {
+            Ok(release) => out.releases.push(release),
+            Err(invalid) => out
+                .unreadable
+                .push((invalid.metadata.name.unwrap_or_default(), invalid.error)),
+        }
+    }
+    out
 }

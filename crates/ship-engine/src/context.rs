@@ -263,12 +263,10 @@ impl Context {
         // `ensure_identity` labels every release on first sight, so the label finds them all;
         // the spec decides should a hand-edited label disagree.
         let params = ListParams::default().labels(&format!("{}={environment}", keys::ENVIRONMENT));
-        let listed = self
-            .releases(namespace)
-            .list(&params)
+        let listed = crate::releases::list_readable(&self.client, namespace, &params)
             .await
             .map_err(Error::Releases)?;
-        Ok(listed.items.into_iter().filter(of_environment).collect())
+        Ok(listed.into_iter().filter(of_environment).collect())
     }
 
     /// The release `name` in `namespace`: from the store, asking the API server only when the

@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::events::EventType;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -516,7 +517,7 @@ impl Keeper {
                     .releases
                     .state()
                     .iter()
-                    .map(|r| ShipRelease::clone(r))
+                    .filter_map(|r| r.0.as_ref().ok().cloned())
                     .collect(),
                 stores
                     .environments
@@ -526,10 +527,7 @@ impl Keeper {
                     .collect(),
             ),
             Read::Server => (
-                Api::<ShipRelease>::namespaced(self.client.clone(), &self.namespace)
-                    .list(&ListParams::default())
-                    .await?
-                    .items,
+                crate::releases::list_readable(&self.client, &self.namespace, &ListParams::default()).await?,
                 self.environments().list(&ListParams::default()).await?.items,
             ),
         };
@@ -704,7 +702,9 @@ pub async fn run(
     mut looks: tokio::sync::mpsc::Receiver<LookNow>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let releases: Api<ShipRelease> = Api::namespaced(keeper.client.clone(), &keeper.namespace);
+    // Guarded: one release this Ship cannot read is left out, never a stalled watch.
+    let releases: Api<DeserializeGuard<ShipRelease>> =
+        Api::namespaced(keeper.client.clone(), &keeper.namespace);
     let (release_store, release_writer) = reflector::store();
     let mut release_events = reflector(release_writer, watcher(releases, watcher::Config::default()))
         .default_backoff()
@@ -849,7 +849,7 @@ enum Read {
 
 /// What a look reads, kept current by watches.
 struct Stores {
-    releases: reflector::Store<ShipRelease>,
+    releases: reflector::Store<DeserializeGuard<ShipRelease>>,
     environments: reflector::Store<ShipEnvironment>,
 }
 

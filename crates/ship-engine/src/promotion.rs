@@ -26,7 +26,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use ship_api::conditions::{Observation, READY, STALLED, condition};
 use ship_api::{
     Behind, Phase, PromotionOrigin, PromotionOutcome, PromotionRun, Reason, ShipPromotion, ShipPromotionSpec,
-    ShipPromotionStatus, ShipRelease, keys,
+    ShipPromotionStatus, keys,
 };
 use ship_git::{CommitSummary, GitError, Mirror};
 use ship_render::differences::Side;
@@ -375,12 +375,9 @@ impl Promoter {
 
     /// Source commits whose release Succeeded, with the release's name.
     async fn tested(&self, from: &str) -> Result<HashMap<String, String>, PromotionError> {
-        let releases: Api<ShipRelease> = Api::namespaced(self.client.clone(), &self.namespace);
-        let listed = releases
-            .list(&ListParams::default().labels(&format!("{}={from}", keys::ENVIRONMENT)))
-            .await?;
+        let params = ListParams::default().labels(&format!("{}={from}", keys::ENVIRONMENT));
+        let listed = crate::releases::list_readable(&self.client, &self.namespace, &params).await?;
         Ok(listed
-            .items
             .into_iter()
             .filter(|r| {
                 r.spec.environment == from

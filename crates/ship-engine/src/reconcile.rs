@@ -1058,12 +1058,15 @@ pub async fn reconcile(
             // One malformed object must not stall the watch: say what is wrong, touch nothing.
             let message = format!("the ShipRelease cannot be read: {}", invalid.error);
             warn!(release = %name, namespace, error = %invalid.error, "malformed ShipRelease");
-            let status = ShipReleaseStatus {
-                phase: Some(Phase::Failed),
-                message: Some(message.clone()),
-                ..Default::default()
-            };
-            apply_status(&ctx, &namespace, &name, &status).await?;
+            // The message alone, by a merge patch: whatever else the status holds (the phase
+            // and history another Ship version wrote) stays as it is, so nothing is lost when
+            // a Ship that can read it comes back. An apply of a status this Ship built would
+            // drop every field it owned and did not restate.
+            let api: Api<DeserializeGuard<ShipRelease>> = Api::namespaced(ctx.client.clone(), &namespace);
+            let patch = serde_json::json!({"status": {"message": message}});
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(Error::StatusWrite)?;
             let reason = StatusReason::InvalidObject.label();
             publish(&ctx, object.as_ref(), EventType::Warning, reason, &message).await;
             return Ok(Requeue::await_change());

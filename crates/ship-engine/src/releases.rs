@@ -64,6 +64,21 @@ pub async fn create(
     Ok((name, created))
 }
 
+/// The releases `params` selects in `namespace` that this Ship can read
+/// ([`ship_api::readable`]): one it cannot read is left out, never a failed list.
+pub async fn list_readable(
+    client: &Client,
+    namespace: &str,
+    params: &kube::api::ListParams,
+) -> Result<Vec<ShipRelease>, kube::Error> {
+    let api: Api<kube::core::DeserializeGuard<ShipRelease>> = Api::namespaced(client.clone(), namespace);
+    let listed = ship_api::readable(api.list(params).await?.items);
+    for (name, why) in &listed.unreadable {
+        tracing::debug!(release = name, why, "left out a release this Ship cannot read");
+    }
+    Ok(listed.releases)
+}
+
 /// Creates `object`; `false` when a release of that name exists already (made before a
 /// restart, or by the other path), which then stands.
 pub(crate) async fn create_or_stand(

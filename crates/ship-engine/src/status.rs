@@ -63,7 +63,10 @@ pub fn next_status(release: &ShipRelease, step: &Change, now: &Time) -> ShipRele
 /// written (releases, environments, promotions).
 pub async fn apply_status<K, S>(api: &kube::Api<K>, name: &str, status: &S) -> Result<(), kube::Error>
 where
-    K: kube::Resource<DynamicType = ()> + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug,
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + k8s_openapi::serde::de::DeserializeOwned
+        + std::fmt::Debug,
     S: k8s_openapi::serde::Serialize,
 {
     let mut status = serde_json::to_value(status).map_err(kube::Error::SerdeError)?;
@@ -79,7 +82,12 @@ where
         "status": status,
     });
     let params = kube::api::PatchParams::apply(ship_api::FIELD_MANAGER).force();
-    api.patch_status(name, &params, &kube::api::Patch::Apply(&patch))
+    // The answer is read as a guard: an object this Ship cannot read (the status of a release
+    // it reports as unreadable) is still written, and the write is not taken for a failure.
+    let guarded: kube::Api<kube::core::DeserializeGuard<K>> =
+        kube::Api::namespaced(api.clone().into_client(), api.namespace().unwrap_or_default());
+    guarded
+        .patch_status(name, &params, &kube::api::Patch::Apply(&patch))
         .await
         .map(drop)
 }

@@ -280,12 +280,9 @@ pub async fn create_for_tip(
     new: &crate::releases::NewRelease<'_>,
     seen: TipSeen,
 ) -> Result<TipOutcome, kube::Error> {
-    let api: Api<ShipRelease> = Api::namespaced(client.clone(), namespace);
     let selector = format!("{}={}", keys::ENVIRONMENT, new.environment);
-    let releases = api
-        .list(&kube::api::ListParams::default().labels(&selector))
-        .await?
-        .items;
+    let params = kube::api::ListParams::default().labels(&selector);
+    let releases = crate::releases::list_readable(client, namespace, &params).await?;
     let Some(name) = tip_release(new.environment, new.commit, &releases, seen) else {
         return Ok(TipOutcome::Follows);
     };
@@ -296,6 +293,7 @@ pub async fn create_for_tip(
         return Ok(TipOutcome::Held);
     }
     let object = crate::releases::named_release_object(new, &name, jiff::Timestamp::now().as_millisecond());
+    let api: Api<ShipRelease> = Api::namespaced(client.clone(), namespace);
     let created = crate::releases::create_or_stand(&api, &object).await?;
     Ok(if created {
         TipOutcome::Created(name)

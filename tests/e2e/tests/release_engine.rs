@@ -945,3 +945,101 @@ async fn crash_looping_and_unpullable_rollouts_fail_long_before_the_health_timeo
         stack.remote.git(&["revert", "--no-edit", "HEAD"]).unwrap();
     }
 }
+
+/// A release this Ship cannot read stalls nothing. Its status holds a value the CRD's schema
+/// allows and Ship's types do not (a count past u32, as another Ship version might write):
+/// the next push still deploys, and the environment still says what runs.
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn a_release_ship_cannot_read_stalls_nothing() {
+    let mut stack = Stack::new("release-unreadable", "30s").await;
+    let good = stack.push(&[("deploy/main/web.yaml", &configmap("healthy"))], "good");
+    stack.start_shipd(&[]);
+    let first = stack.settled(&good, Phase::Succeeded, SETTLE).await;
+    let unreadable = serde_json::json!({"status": {"notifications": [
+        {"id": "x/Succeeded/1", "outcome": "Delivered", "attempts": 5_000_000_000u64, "at": "2026-01-01T00:00:00Z"}
+    ]}});
+    stack
+        .releases()
+        .patch_status(
+            &first.name_any(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&unreadable),
+        )
+        .await
+        .expect_err("Ship's own types cannot read it back");
+    let raw: Api<kube::core::DynamicObject> = Api::namespaced_with(
+        stack.cluster.client(),
+        &stack.ns,
+        &kube::discovery::ApiResource::erase::<ShipRelease>(&()),
+    );
+    let stored = raw.get(&first.name_any()).await.unwrap();
+    assert_eq!(
+        stored.data["status"]["notifications"][0]["attempts"],
+        5_000_000_000u64
+    );
+    // Ship says why it cannot read it, in an event and the status's message, and loses
+    // nothing: the phase another Ship wrote stays.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(stack.cluster.client(), &stack.ns);
+    eventually("an InvalidObject event", SETTLE, || {
+        let (events, name) = (events.clone(), first.name_any());
+        async move {
+            let list = events.list(&Default::default()).await?;
+            Ok(list.items.into_iter().find(|e| {
+                e.reason.as_deref() == Some("InvalidObject")
+                    && e.involved_object.name.as_deref() == Some(&name)
+            }))
+        }
+    })
+    .await
+    .unwrap();
+    let said = eventually("the message in the status", SETTLE, || {
+        let (raw, name) = (raw.clone(), first.name_any());
+        async move {
+            let status = raw.get(&name).await?.data["status"].clone();
+            Ok(status["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("the ShipRelease cannot be read"))
+                .then_some(status))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(said["phase"], "Succeeded", "{said}");
+    assert_eq!(said["notifications"][0]["attempts"], 5_000_000_000u64);
+
+    let next = stack.push(&[("deploy/main/web.yaml", &configmap("healthy, next"))], "next");
+    let deployed = stack.settled(&next, Phase::Succeeded, SETTLE).await;
+    assert_eq!(stack.web_commit().await, next);
+    let environments: Api<ship_api::ShipEnvironment> = Api::namespaced(stack.cluster.client(), &stack.ns);
+    eventually("the environment says what runs", SETTLE, || {
+        let (environments, name) = (environments.clone(), deployed.name_any());
+        async move {
+            let main = environments.get("main").await?;
+            Ok(main
+                .status
+                .and_then(|s| s.deployed)
+                .filter(|d| d.name == name)
+                .map(drop))
+        }
+    })
+    .await
+    .unwrap();
+    // kubectl ship names it and shows the rest.
+    let out = tokio::process::Command::new(ship_testkit::cluster::workspace_bin("kubectl-ship"))
+        .args(["status", "-n", &stack.ns])
+        .env("KUBECONFIG", stack.cluster.kubeconfig())
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(&next[..7]), "{stdout}");
+    assert!(
+        stderr.contains(&format!("ShipRelease {} cannot be read", first.name_any())),
+        "{stderr}"
+    );
+}
