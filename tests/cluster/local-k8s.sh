@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # local-k8s.sh - a real Kubernetes control plane (etcd + kube-apiserver, optionally
-# kube-controller-manager) on 127.0.0.1, installed only from Debian's packages:
+# kube-controller-manager) on 127.0.0.1, at one of two versions (LOCAL_K8S_VERSION):
+#   1.20.2 (default), installed only from Debian's packages:
 #   * etcd                : Debian package etcd-server (bookworm: 3.4.23)
 #   * kube-apiserver,
 #     kube-controller-manager : built with Debian's Go (golang-go, bookworm: 1.19) from
 #                           Debian's source package "kubernetes" (bookworm:
 #                           1.20.5+really1.20.2-1.1+deb12u1 = upstream v1.20.2, vendored deps)
-# No kubelet, no scheduler, no container runtime: Pods are stored but never run.
+#   1.36.2: the prebuilt static binaries (and etcd 3.5.30) that ../shared/k8s/v1.36.2 carries
+#           (LOCAL_K8S_PREBUILT), unpacked and checked against their SHA256SUMS; no registry
+#           here has a newer Kubernetes, and nothing is downloaded.
+# The node's parts (kubelet, kube-scheduler, kube-proxy) come from the same place; tests/cluster/
+# node.sh runs them. Each version is installed in its own prefix, so both can be cached at once.
 #
 # Usage:
 #   local-k8s.sh install            # once per machine (measured 7.5 min on 2 cores); idempotent
@@ -17,7 +22,9 @@
 # If DIR is omitted for stop/env, the last started DIR (recorded in $LOCAL_K8S_STATE) is used.
 #
 # Env knobs:
-#   LOCAL_K8S_PREFIX   where binaries go              (default /opt/local-k8s)
+#   LOCAL_K8S_VERSION  1.20.2 (default) or 1.36.2
+#   LOCAL_K8S_PREFIX   where binaries go              (default ~/.cache/ship/k8s-v$LOCAL_K8S_VERSION)
+#   LOCAL_K8S_PREBUILT where the 1.36.2 binaries are  (default ../shared/k8s/v1.36.2 beside the repo)
 #   LOCAL_K8S_DEB_VER  Debian source version to build (default 1.20.5+really1.20.2-1.1+deb12u1)
 #   LOCAL_K8S_KCM      1 = also run kube-controller-manager (default 1)
 #   LOCAL_K8S_TIMEOUT  seconds to wait for readiness    (default 120)
@@ -30,7 +37,15 @@
 # The Service range is 198.19.0.0/24 (reserved test space, never a private range).
 set -euo pipefail
 
-PREFIX="${LOCAL_K8S_PREFIX:-${XDG_CACHE_HOME:-$HOME/.cache}/ship/k8s-v1.20.2}"
+VERSION="${LOCAL_K8S_VERSION:-1.20.2}"
+case "$VERSION" in
+  1.20.2) MINOR=20 ;;
+  1.36.2) MINOR=36 ;;
+  *) printf 'local-k8s.sh: LOCAL_K8S_VERSION=%s: only 1.20.2 and 1.36.2 are known\n' "$VERSION" >&2; exit 2 ;;
+esac
+PREFIX="${LOCAL_K8S_PREFIX:-${XDG_CACHE_HOME:-$HOME/.cache}/ship/k8s-v$VERSION}"
+REPO="$(cd "$(dirname "$0")/../.." && pwd)"
+PREBUILT="${LOCAL_K8S_PREBUILT:-$REPO/../shared/k8s/v$VERSION}"
 DEB_VER="${LOCAL_K8S_DEB_VER:-1.20.5+really1.20.2-1.1+deb12u1}"
 WITH_KCM="${LOCAL_K8S_KCM:-1}"
 TIMEOUT="${LOCAL_K8S_TIMEOUT:-120}"
@@ -39,6 +54,8 @@ NODE_NAME="${LOCAL_K8S_NODE_NAME:-ship-node}"
 SERVICE_CIDR=198.19.0.0/24
 STATE="${LOCAL_K8S_STATE:-/tmp/local-k8s.last}"
 BIN="$PREFIX/bin"
+# 1.20 runs Debian's etcd 3.4; 1.36 the etcd 3.5 unpacked beside its binaries.
+if (( MINOR >= 24 )); then ETCD="$BIN/etcd"; else ETCD=etcd; fi
 # The control plane and the node's three, built in one make run from the same tree.
 K8S_BINARIES="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"
 
@@ -59,10 +76,36 @@ deb_src_setup() {
   apt-get update -qq
 }
 
+# 1.36.2: unpack the prebuilt binaries, check every checksum, install them only when all match.
+install_prebuilt() {
+  local b missing="" work
+  for b in $K8S_BINARIES etcd; do [[ -x "$BIN/$b" ]] || missing=1; done
+  if [[ -z "$missing" ]] && command -v openssl >/dev/null && command -v curl >/dev/null; then
+    log "already installed: $("$BIN/kube-apiserver" --version), etcd $("$BIN/etcd" --version | awk 'NR==1{print $3}')"
+    return 0
+  fi
+  [[ -f "$PREBUILT/SHA256SUMS" ]] || die "no prebuilt Kubernetes v$VERSION in $PREBUILT (set LOCAL_K8S_PREBUILT to the folder that holds its *.xz and SHA256SUMS)"
+  if ! command -v xz >/dev/null || ! command -v openssl >/dev/null || ! command -v curl >/dev/null; then
+    [[ $EUID -eq 0 ]] || die "install needs root (apt-get xz-utils openssl curl)"
+    log "installing Debian's xz-utils, openssl and curl (apt-get)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends xz-utils openssl curl ca-certificates >/dev/null
+  fi
+  log "unpacking Kubernetes v$VERSION and etcd from $PREBUILT ..."
+  work="$(mktemp -d /tmp/local-k8s-unpack.XXXXXX)"
+  for b in $K8S_BINARIES etcd; do xz -dc "$PREBUILT/$b.xz" > "$work/$b" || { rm -rf "$work"; die "cannot unpack $PREBUILT/$b.xz"; }; done
+  ( cd "$work" && sha256sum --quiet -c "$PREBUILT/SHA256SUMS" ) || { rm -rf "$work"; die "checksums of $PREBUILT do not match: not installed"; }
+  install -d "$BIN"
+  for b in $K8S_BINARIES etcd; do install -m0755 "$work/$b" "$BIN/"; done
+  rm -rf "$work"
+  log "installed: $("$BIN/kube-apiserver" --version) in $BIN; etcd $("$BIN/etcd" --version | awk 'NR==1{print $3}')"
+}
+
 do_install() {
+  if [[ "$VERSION" != 1.20.2 ]]; then install_prebuilt; return; fi
   local b missing=""
   for b in $K8S_BINARIES; do [[ -x "$BIN/$b" ]] || missing=1; done
-  if [[ -z "$missing" && -f "$PREFIX/pause.c" ]] && command -v etcd >/dev/null \
+  if [[ -z "$missing" ]] && command -v etcd >/dev/null \
      && command -v openssl >/dev/null && command -v curl >/dev/null; then
     log "already installed: $("$BIN/kube-apiserver" --version), etcd $(etcd --version | awk 'NR==1{print $3}')"
     return 0
@@ -100,8 +143,6 @@ do_install() {
     || { tail -30 "$work/build.log" >&2; die "build failed (log: $work/build.log)"; }
   install -d "$BIN"
   for b in $K8S_BINARIES; do install -m0755 "$src/_output/bin/$b" "$BIN/"; done
-  # the pause image's source (the node's sandbox image is built from it, with no registry)
-  install -m0644 "$src/build/pause/linux/pause.c" "$PREFIX/pause.c"
   rm -rf "$work"
   log "installed: $("$BIN/kube-apiserver" --version) in $BIN; etcd $(etcd --version | awk 'NR==1{print $3}')"
 }
@@ -220,14 +261,23 @@ api_ok() {   # api_ok PATH -> body must be "ok"
         "https://127.0.0.1:${API_PORT}$1")" == ok ]]
 }
 
-sa_ready() {   # default/default ServiceAccount exists and (1.20: legacy token controller) has its token Secret
+api_get() {   # api_get PATH: the object's JSON, as the admin
   curl -sf --max-time 2 --cacert "$DIR/pki/ca.crt" --cert "$DIR/pki/admin.crt" --key "$DIR/pki/admin.key" \
-    "https://127.0.0.1:${API_PORT}/api/v1/namespaces/default/serviceaccounts/default" | grep -q '"secrets"'
+    "https://127.0.0.1:${API_PORT}$1"
+}
+sa_ready() {   # ready for Pods: the default ServiceAccount and what its Pods mount exist
+  if (( MINOR >= 24 )); then
+    # no token Secrets since 1.24: Pods get a projected token and the kube-root-ca.crt ConfigMap
+    api_get /api/v1/namespaces/default/serviceaccounts/default >/dev/null \
+      && api_get /api/v1/namespaces/default/configmaps/kube-root-ca.crt >/dev/null
+  else   # 1.20: the legacy token controller gives it a token Secret
+    api_get /api/v1/namespaces/default/serviceaccounts/default | grep -q '"secrets"'
+  fi
 }
 
 # ---------------------------------------------------------------- start / stop
 do_start() {
-  command -v etcd >/dev/null && [[ -x "$BIN/kube-apiserver" ]] || die "not installed: run '$0 install'"
+  command -v "$ETCD" >/dev/null && [[ -x "$BIN/kube-apiserver" ]] || die "v$VERSION not installed: run 'LOCAL_K8S_VERSION=$VERSION $0 install'"
   DIR="${1:-$(mktemp -d /tmp/local-k8s.XXXXXX)}"
   mkdir -p "$DIR/logs" "$DIR/etcd"; DIR="$(cd "$DIR" && pwd)"
   touch "$DIR/.local-k8s"            # marker: stop may delete this dir
@@ -242,7 +292,7 @@ do_start() {
   pick_port; API_PORT="${LOCAL_K8S_API_PORT:-$PICKED_PORT}"
   pick_port; KCM_PORT="$PICKED_PORT"
 
-  spawn etcd etcd --name local --data-dir "$DIR/etcd" --logger zap --log-outputs stderr --log-level warn \
+  spawn etcd "$ETCD" --name local --data-dir "$DIR/etcd" --logger zap --log-outputs stderr --log-level warn \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
     --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
     --initial-cluster "local=http://127.0.0.1:$ETCD_PEER_PORT" --initial-cluster-state new
@@ -259,9 +309,12 @@ do_start() {
       --kubelet-client-key "$DIR/pki/apiserver-kubelet-client.key"
       --kubelet-certificate-authority "$DIR/pki/ca.crt" --kubelet-preferred-address-types InternalIP)
   fi
+  # 1.24 removed the insecure port and its flag (and kube-controller-manager's --port)
+  local insecure_port=() kcm_port=()
+  if (( MINOR < 24 )); then insecure_port=(--insecure-port 0); kcm_port=(--port 0); fi
   spawn kube-apiserver "$BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --secure-port "$API_PORT" --insecure-port 0 "${node_flags[@]}" \
+    --secure-port "$API_PORT" "${insecure_port[@]}" "${node_flags[@]}" \
     --tls-cert-file "$DIR/pki/apiserver.crt" --tls-private-key-file "$DIR/pki/apiserver.key" \
     --client-ca-file "$DIR/pki/ca.crt" --token-auth-file "$DIR/pki/tokens.csv" \
     --service-account-key-file "$DIR/pki/sa.pub" --service-account-signing-key-file "$DIR/pki/sa.key" \
@@ -282,14 +335,14 @@ do_start() {
     spawn kube-controller-manager "$BIN/kube-controller-manager" \
       --kubeconfig "$DIR/kcm.kubeconfig" \
       --authentication-kubeconfig "$DIR/kcm.kubeconfig" --authorization-kubeconfig "$DIR/kcm.kubeconfig" \
-      --bind-address 127.0.0.1 --secure-port "$KCM_PORT" --port 0 --leader-elect=false \
+      --bind-address 127.0.0.1 --secure-port "$KCM_PORT" "${kcm_port[@]}" --leader-elect=false \
       --use-service-account-credentials=true --service-account-private-key-file "$DIR/pki/sa.key" \
       --root-ca-file "$DIR/pki/ca.crt" \
       --cluster-signing-cert-file "$DIR/pki/ca.crt" --cluster-signing-key-file "$DIR/pki/ca.key" \
       --controllers '*' --v=1 \
       --flex-volume-plugin-dir "$DIR/flexvolume"   # not /usr/libexec/kubernetes on the host
     # ready for workloads once the default ServiceAccount (and, in 1.20, its token Secret) exist
-    wait_for "default ServiceAccount token" sa_ready \
+    wait_for "default ServiceAccount" sa_ready \
       || { tail -30 "$DIR/logs/kube-controller-manager.log" >&2; return 1; }
   fi
 
@@ -301,13 +354,14 @@ export LOCAL_K8S_TOKEN=$TOKEN
 export LOCAL_K8S_CA=$DIR/pki/ca.crt
 export LOCAL_K8S_ETCD=http://127.0.0.1:$ETCD_PORT
 export LOCAL_K8S_BIN=$BIN
+export LOCAL_K8S_VERSION=$VERSION
 EOF
   # not LOCAL_K8S_NODE_IP: that is a knob of this script, which a second control plane started
   # from a shell that sourced this file must not inherit
   [[ -z "$NODE_IP" ]] || printf 'export SHIP_TESTBED_NODE_IP=%s\nexport SHIP_TESTBED_NODE_NAME=%s\n' "$NODE_IP" "$NODE_NAME" >> "$DIR/env"
   echo "$DIR" > "$STATE"
   trap - EXIT
-  log "ready: apiserver https://127.0.0.1:$API_PORT (pki ${t_pki}s, etcd healthy ${t_etcd}s, apiserver readyz ${t_api}s, all ready $(elapsed "$t0")s); source $DIR/env"
+  log "ready: Kubernetes v$VERSION, apiserver https://127.0.0.1:$API_PORT (pki ${t_pki}s, etcd healthy ${t_etcd}s, apiserver readyz ${t_api}s, all ready $(elapsed "$t0")s); source $DIR/env"
   echo "$DIR"
 }
 
@@ -329,7 +383,7 @@ do_stop() {
   [[ -n "$DIR" && -d "$DIR" ]] || { log "nothing to stop"; return 0; }
   stop_one kube-controller-manager kube-controller-manager
   stop_one kube-apiserver kube-apiserver
-  stop_one etcd etcd
+  stop_one etcd "$(basename "$ETCD")"
   if [[ -f "$DIR/.local-k8s" && "${LOCAL_K8S_KEEP:-0}" != 1 ]]; then rm -rf "$DIR"; fi
   [[ "$(cat "$STATE" 2>/dev/null || true)" == "$DIR" ]] && rm -f "$STATE"
   log "stopped $DIR"

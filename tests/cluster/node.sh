@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # node.sh - a real single Kubernetes node beside the control plane that local-k8s.sh started in
 # DIR (with LOCAL_K8S_NODE_IP set): kube-scheduler, containerd + runc, bridge CNI, kubelet and
-# kube-proxy, all v1.20.2 from the same Debian source build, the rest from Debian's packages.
+# kube-proxy, all of the control plane's version (LOCAL_K8S_VERSION in DIR/env: 1.20.2 from the
+# Debian source build, or the prebuilt 1.36.2), the rest from Debian's packages.
 # Adapted from ../shared/real-node (read its README for what each setting is for).
 #
 #   node.sh install            # Debian packages (containerd runc containernetworking-plugins ...)
@@ -49,6 +50,7 @@ setup() {   # setup DIR: the paths and settings every command uses
   source "$DIR/env"
   [[ -n "${SHIP_TESTBED_NODE_IP:-}" ]] || die "$DIR was started without LOCAL_K8S_NODE_IP"
   NODE_IP="$SHIP_TESTBED_NODE_IP"; NODE="$SHIP_TESTBED_NODE_NAME"; BIN="$LOCAL_K8S_BIN"
+  MINOR="$(echo "${LOCAL_K8S_VERSION:-1.20.2}" | cut -d. -f2)"
   SOCK="$N/containerd/containerd.sock"
 }
 
@@ -130,6 +132,16 @@ imageGCLowThresholdPercent: 98
 nodeStatusUpdateFrequency: 2s
 volumePluginDir: $N/kubelet/volume-plugins
 EOF
+  if (( MINOR >= 24 )); then
+    # 1.27 removed the kubelet's runtime flags: the runtime's endpoints and the kubelet's own
+    # OOM score are set here. 1.31 refuses cgroup v1 unless told (this host runs cgroup v1).
+    cat >> "$RUN/kubelet.yaml" <<EOF
+containerRuntimeEndpoint: unix://$SOCK
+imageServiceEndpoint: unix://$SOCK
+oomScoreAdj: 0
+failCgroupV1: false
+EOF
+  fi
   # Pods get this resolver, not the host's: there is no cluster DNS, and a name lookup sent to
   # the host's resolver would leave the machine. 127.0.0.1 in a pod is the pod's own loopback.
   printf '# tests/cluster/node.sh: no cluster DNS; lookups stay in the pod\nnameserver 127.0.0.1\n' > "$RUN/resolv.conf"
@@ -167,9 +179,17 @@ do_start() {
   trap 'rc=$?; if (( rc != 0 )); then log "node start failed; logs in $L"; fi' EXIT
   write_configs
   prepare_host
+  # flags that newer versions removed: the scheduler's insecure --port (1.24), the kubelet's
+  # runtime flags (1.27; write_configs puts them in its config file instead)
+  local scheduler_port=() kubelet_runtime=()
+  if (( MINOR < 24 )); then
+    scheduler_port=(--port 0)
+    kubelet_runtime=(--container-runtime remote --container-runtime-endpoint "unix://$SOCK"
+      --image-service-endpoint "unix://$SOCK" --oom-score-adj=0)
+  fi
   spawn kube-scheduler "$BIN/kube-scheduler" --kubeconfig "$DIR/scheduler.kubeconfig" \
     --authentication-kubeconfig "$DIR/scheduler.kubeconfig" --authorization-kubeconfig "$DIR/scheduler.kubeconfig" \
-    --bind-address 127.0.0.1 --secure-port 16259 --port 0 --leader-elect=false --v=1
+    --bind-address 127.0.0.1 --secure-port 16259 "${scheduler_port[@]}" --leader-elect=false --v=1
   spawn containerd containerd --config "$RUN/containerd.toml"
   waitfor containerd 30 ctr -a "$SOCK" version || { tail -20 "$L/containerd.log" >&2; return 1; }
   for i in "$images"/*.tar; do
@@ -178,14 +198,13 @@ do_start() {
   done
   log "containerd up, images imported: $(ctr -a "$SOCK" -n k8s.io images ls -q | grep -v '^sha256:' | tr '\n' ' ')($(elapsed "$t0")s)"
   spawn kubelet env AWS_EC2_METADATA_DISABLED=true "$BIN/kubelet" --config "$RUN/kubelet.yaml" \
-    --kubeconfig "$DIR/kubelet.kubeconfig" \
-    --container-runtime remote --container-runtime-endpoint "unix://$SOCK" --image-service-endpoint "unix://$SOCK" \
+    --kubeconfig "$DIR/kubelet.kubeconfig" "${kubelet_runtime[@]}" \
     --root-dir "$N/kubelet" --cert-dir "$N/kubelet/pki" --hostname-override "$NODE" --node-ip "$NODE_IP" \
-    --oom-score-adj=0 --v=1
+    --v=1
   spawn kube-proxy "$BIN/kube-proxy" --config "$RUN/proxy.yaml" --v=1
   waitfor "node $NODE Ready" 120 node_ready || { tail -20 "$L/kubelet.log" >&2; return 1; }
   trap - EXIT
-  log "node $NODE Ready at $NODE_IP ($(elapsed "$t0")s)"
+  log "node $NODE Ready at $NODE_IP, Kubernetes v${LOCAL_K8S_VERSION:-1.20.2} ($(elapsed "$t0")s)"
 }
 
 stop_pid() {   # stop_pid NAME

@@ -6,6 +6,7 @@
 #   DIR=$(tests/cluster/up.sh)      # prints the state dir; `source $DIR/env` sets KUBECONFIG
 #   tests/cluster/down.sh "$DIR"    # deletes the workloads, stops everything, restores the host
 #
+# LOCAL_K8S_VERSION picks the Kubernetes version (1.20.2, the default, or 1.36.2; local-k8s.sh).
 # Installs on first use: Debian packages, and the Kubernetes v1.20.2 binaries built from
 # Debian's source package, cached under ~/.cache/ship/ (about 15 min once on 2 cores).
 # The node imports every image tarball in SHIP_IMAGES (default ~/.cache/ship/images; built by

@@ -3,7 +3,8 @@
 # (deploy/image/build.sh), built here with no registry, written as `docker save` tarballs that
 # tests/cluster/node.sh imports into containerd. Prints OUT_DIR (default ~/.cache/ship/images).
 #   pause.tar  k8s.gcr.io/pause:3.2, containerd's sandbox image: Kubernetes' own
-#              build/pause/linux/pause.c (kept by local-k8s.sh install), gcc -static
+#              build/pause/linux/pause.c (v1.20.2, Apache-2.0, kept here as pause.c, so that
+#              either Kubernetes version's test bed builds it), gcc -static
 #   app.tar    ship.dev/demo-app:1, the demo's shop and the tests' app: busybox (Debian's
 #              busybox-static) httpd serving /www on :8080, under a shell that ends on SIGTERM
 #              (httpd as PID 1 would ignore it and wait out the grace period). Its answers come from its
@@ -14,7 +15,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 OUT="${1:-${XDG_CACHE_HOME:-$HOME/.cache}/ship/images}"
-PREFIX="${LOCAL_K8S_PREFIX:-${XDG_CACHE_HOME:-$HOME/.cache}/ship/k8s-v1.20.2}"
+PAUSE_C="$ROOT/tests/images/pause.c"
 MKIMAGE="$ROOT/deploy/image/mkimage.py"
 log() { printf '[images %(%T)T] %s\n' -1 "$*" >&2; }
 mkdir -p "$OUT"
@@ -27,16 +28,15 @@ fresh() {   # fresh NAME INPUTS...: true when OUT/NAME.tar was built from these 
 }
 done_() { mv "$OUT/$1.sum.new" "$OUT/$1.sum"; }
 
-[[ -f "$PREFIX/pause.c" ]] || { log "ERROR: $PREFIX/pause.c missing: run tests/cluster/local-k8s.sh install"; exit 1; }
 # (no grep -q: its early exit would fail the pipe under pipefail)
 [[ -x /bin/busybox ]] && /bin/busybox --list 2>/dev/null | grep -x httpd >/dev/null || {
   log "installing Debian's busybox-static and gcc (apt-get)"; apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends busybox-static gcc libc6-dev >/dev/null; }
 
 work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
-if ! fresh pause "$PREFIX/pause.c"; then
+if ! fresh pause "$PAUSE_C"; then
   mkdir -p "$work/pause"
-  gcc -Os -Wall -static -DVERSION=3.2 -o "$work/pause/pause" "$PREFIX/pause.c"
+  gcc -Os -Wall -static -DVERSION=3.2 -o "$work/pause/pause" "$PAUSE_C"
   python3 "$MKIMAGE" "$work/pause" k8s.gcr.io/pause:3.2 "$OUT/pause.tar" --entrypoint '["/pause"]' >&2
   done_ pause
 fi
