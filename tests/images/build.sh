@@ -5,6 +5,7 @@
 #   pause.tar  k8s.gcr.io/pause:3.2, containerd's sandbox image: Kubernetes' own
 #              build/pause/linux/pause.c (v1.20.2, Apache-2.0, kept here as pause.c, so that
 #              either Kubernetes version's test bed builds it), gcc -static
+#   pause-registry.tar  the same as registry.k8s.io/pause:3.2 (docs/quick-start.md's example app)
 #   app.tar    ship.dev/demo-app:1, the demo's shop and the tests' app: busybox (Debian's
 #              busybox-static) httpd serving /www on :8080, under a shell that ends on SIGTERM
 #              (httpd as PID 1 would ignore it and wait out the grace period). Its answers come from its
@@ -39,6 +40,14 @@ if ! fresh pause "$PAUSE_C"; then
   gcc -Os -Wall -static -DVERSION=3.2 -o "$work/pause/pause" "$PAUSE_C"
   python3 "$MKIMAGE" "$work/pause" k8s.gcr.io/pause:3.2 "$OUT/pause.tar" --entrypoint '["/pause"]' >&2
   done_ pause
+fi
+# The same pause image under its current registry's name: docs/quick-start.md's example app
+# runs it, as a user's cluster would pull it.
+if ! fresh pause-registry "$PAUSE_C"; then
+  mkdir -p "$work/pause-registry"
+  gcc -Os -Wall -static -DVERSION=3.2 -o "$work/pause-registry/pause" "$PAUSE_C"
+  python3 "$MKIMAGE" "$work/pause-registry" registry.k8s.io/pause:3.2 "$OUT/pause-registry.tar" --entrypoint '["/pause"]' >&2
+  done_ pause-registry
 fi
 if ! fresh app /bin/busybox; then
   A="$work/app"; mkdir -p "$A"/{bin,dev,etc,proc,sys,www}; install -d -m 1777 "$A/tmp"

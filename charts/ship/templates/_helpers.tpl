@@ -24,6 +24,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: {{ toJson .Values.rbac.apiGroups }}
   resources: ["*"]
   verbs: [get, list, watch, create, update, patch, delete]
+# Read only: a Service's EndpointSlices tell when its new Pods receive traffic (health).
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch]
 {{- with .Values.rbac.extraRules }}
 {{ toYaml . }}
 {{- end }}

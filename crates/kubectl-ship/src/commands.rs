@@ -17,6 +17,105 @@ use crate::{CliError, Output, Style, WaitArgs};
 use ship_render::differences::Side;
 use ship_view::report::{self, ReleaseRow};
 
+/// The label on the Deployment of every Ship installation (the chart and `deploy/` set it), by
+/// which `kubectl ship` finds Ship's namespace.
+pub const INSTALLATION_LABEL: &str = "ship.dev/component=shipd";
+
+/// Where Ship is, when no flag or `SHIP_NAMESPACE` says: the namespaces where a Deployment
+/// carries [`INSTALLATION_LABEL`]. `None` when they cannot be listed (no right to list
+/// Deployments cluster-wide, say).
+async fn installations(client: &Client) -> Option<Vec<String>> {
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::all(client.clone());
+    let listed = tokio::time::timeout(
+        Duration::from_secs(10),
+        deployments.list_metadata(&ListParams::default().labels(INSTALLATION_LABEL)),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    Some(
+        listed
+            .items
+            .iter()
+            .filter_map(|d| d.metadata.namespace.clone())
+            .collect(),
+    )
+}
+
+/// Ship's namespace from the installations found (pure): the one namespace they run in; `ship`
+/// when none was found (or they could not be listed); an error naming them when there are
+/// several, since a guess would show another installation's releases.
+pub fn ship_namespace(found: Option<Vec<String>>) -> Result<String, CliError> {
+    let mut namespaces = found.unwrap_or_default();
+    namespaces.sort();
+    namespaces.dedup();
+    match namespaces.as_slice() {
+        [] => Ok("ship".to_owned()),
+        [only] => Ok(only.clone()),
+        several => Err(CliError::NotFound(format!(
+            "Ship runs in several namespaces ({}): choose one with --ship-namespace or SHIP_NAMESPACE",
+            several.join(", ")
+        ))),
+    }
+}
+
+/// Candidates for kubectl's plugin completion (see [`crate::complete`]): subcommands and flags
+/// from the command's definition, environment and release names from the cluster (none when it
+/// cannot be reached within a few seconds).
+pub async fn complete(words: &[String]) -> String {
+    use crate::complete::{self, Wanted};
+    use clap::CommandFactory;
+    let command = crate::Cli::command();
+    let partial = words.last().cloned().unwrap_or_default();
+    let from_cluster = |kind: Wanted| async move {
+        let namespace = complete::flag_value(words, &["-n", "--namespace", "--ship-namespace"])
+            .or_else(|| std::env::var("SHIP_NAMESPACE").ok());
+        let context = complete::flag_value(words, &["--context"]);
+        let kubeconfig = complete::flag_value(words, &["--kubeconfig"]).map(PathBuf::from);
+        let names = async {
+            let target = Target::connect(kubeconfig, context, namespace).await.ok()?;
+            let names: Vec<String> = if kind == Wanted::Release {
+                target
+                    .releases()
+                    .list_metadata(&ListParams::default())
+                    .await
+                    .ok()?
+                    .items
+                    .iter()
+                    .filter_map(|r| r.metadata.name.clone())
+                    .collect()
+            } else {
+                target
+                    .environments()
+                    .list_metadata(&ListParams::default())
+                    .await
+                    .ok()?
+                    .items
+                    .iter()
+                    .filter_map(|e| e.metadata.name.clone())
+                    .collect()
+            };
+            Some(names)
+        };
+        tokio::time::timeout(Duration::from_secs(5), names)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    };
+    let candidates = match complete::wanted(words) {
+        Wanted::Subcommand => complete::subcommands(&command),
+        Wanted::Flag(subcommand) => complete::flags(&command, subcommand.as_deref()),
+        Wanted::OutputFormat => ["table", "wide", "json", "yaml"].map(str::to_owned).to_vec(),
+        Wanted::Shell => ["bash", "zsh", "fish", "elvish", "powershell"]
+            .map(str::to_owned)
+            .to_vec(),
+        kind @ (Wanted::Environment | Wanted::Release) => from_cluster(kind).await,
+        Wanted::Nothing => Vec::new(),
+    };
+    complete::answer(&candidates, &partial)
+}
+
 /// Lines are cut to fit this many columns.
 const WIDTH: usize = 80;
 
@@ -64,8 +163,11 @@ impl Target {
                 (config, user)
             }
         };
-        let namespace = namespace.unwrap_or_else(|| config.default_namespace.clone());
         let client = Client::try_from(config).map_err(CliError::Api)?;
+        let namespace = match namespace {
+            Some(namespace) => namespace,
+            None => ship_namespace(installations(&client).await)?,
+        };
         let user = user
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "kubectl-ship".into());
@@ -757,4 +859,27 @@ fn rendered(mirror: &ship_git::Mirror, commit: &str, env: &str) -> Result<Side, 
     let rendered = ship_render::render_environment(dir.path(), env, &ship_render::Limits::default())
         .map_err(|e| CliError::Repo(format!("{env} at {}: {e}", short(commit))))?;
     Ok(Side::of(rendered, env))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ships_namespace_is_the_one_it_runs_in_else_ship() {
+        assert_eq!(ship_namespace(None).unwrap(), "ship", "not listable: the default");
+        assert_eq!(ship_namespace(Some(vec![])).unwrap(), "ship", "none found");
+        assert_eq!(
+            ship_namespace(Some(vec!["delivery".into(), "delivery".into()])).unwrap(),
+            "delivery",
+            "two replicas' Deployment listed twice is one installation"
+        );
+        let several = ship_namespace(Some(vec!["team-b".into(), "team-a".into()]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            several.contains("team-a, team-b") && several.contains("--ship-namespace"),
+            "{several}"
+        );
+    }
 }

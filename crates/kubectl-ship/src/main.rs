@@ -6,6 +6,7 @@
 //! exit code 0 on success, 1 when the operation failed or was refused, 2 on a usage error.
 
 mod commands;
+mod complete;
 mod diff;
 use ship_view::report;
 
@@ -46,8 +47,16 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(name = "kubectl-ship", bin_name = "kubectl ship", version, after_help = EXAMPLES)]
 struct Cli {
-    /// Namespace of the ShipReleases (default: the kubeconfig context's namespace).
-    #[arg(short = 'n', long, global = true)]
+    /// Namespace where Ship runs and keeps its ShipReleases. Default: $SHIP_NAMESPACE, else
+    /// the namespace of the Ship installation in the cluster (its Deployment's
+    /// `ship.dev/component=shipd` label), else `ship`.
+    #[arg(
+        short = 'n',
+        long = "ship-namespace",
+        visible_alias = "namespace",
+        env = "SHIP_NAMESPACE",
+        global = true
+    )]
     namespace: Option<String>,
 
     /// The kubeconfig context to use.
@@ -170,9 +179,19 @@ enum Command {
     /// Print a shell completion script (bash, zsh, fish, ...).
     ///
     /// For example: `kubectl ship completion bash > /etc/bash_completion.d/kubectl-ship`.
+    /// Completing `kubectl ship ...` itself needs no script: put `kubectl_complete-ship`
+    /// (installed beside kubectl-ship) on PATH, and kubectl's own completion asks it.
     Completion {
         /// Shell.
         shell: clap_complete::Shell,
+    },
+    /// kubectl's plugin completion (run by `kubectl_complete-ship`): candidates for the last of
+    /// WORDS, one per line, then cobra's `:4` directive.
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        /// The words after `kubectl ship`, the last being the one completed.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        words: Vec<String>,
     },
 }
 
@@ -254,6 +273,10 @@ async fn main() -> std::process::ExitCode {
         clap_complete::generate(shell, &mut Cli::command(), "kubectl-ship", &mut std::io::stdout());
         return std::process::ExitCode::SUCCESS;
     }
+    if let Command::Complete { words } = &cli.command {
+        print!("{}", commands::complete(words).await);
+        return std::process::ExitCode::SUCCESS;
+    }
     match run(cli, style).await {
         Ok(code) => code,
         Err(err) => {
@@ -293,6 +316,6 @@ async fn run(cli: Cli, style: Style) -> Result<std::process::ExitCode, CliError>
             undeclared,
         } => commands::diff(&target, &from, &to, &repo, hide_expected, undeclared).await,
         Command::Logs { release } => commands::logs(&target, style, &release).await,
-        Command::Completion { .. } => Ok(std::process::ExitCode::SUCCESS),
+        Command::Completion { .. } | Command::Complete { .. } => Ok(std::process::ExitCode::SUCCESS),
     }
 }

@@ -10,6 +10,11 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Condition: the promotion could push its target branch now (reason `PushAccepted`): the remote
+/// accepts a push connection with Ship's push credentials. `False` (reason `PushRefused`, or
+/// `NoPushCredentials`) is known at startup, not when the scheduled run fails.
+pub const PUSH_READY: &str = "PushReady";
+
 /// The forced promotion of `from`'s tested commits into `to`, on the schedule in `ship.yaml`.
 // kube-derive takes one `printcolumn(...)` per column; clippy reads their keys as duplicates.
 #[allow(clippy::duplicated_attributes)]

@@ -58,3 +58,26 @@ fn crds_have_no_cel_rules_and_serve_status() {
         ["Branch", "Tip", "Running", "In-Sync", "Reason", "Held", "Release"]
     );
 }
+
+#[test]
+fn crds_use_only_the_formats_kubernetes_knows() {
+    // Unsigned fields come out of schemars as `format: uint32`/`uint64`, which 1.30+ API
+    // servers warn about at every install ("unrecognized format"); they keep `minimum: 0`.
+    for (file, yaml) in ship_api::crds().unwrap() {
+        let formats: Vec<&str> = yaml
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("format: "))
+            .collect();
+        for format in &formats {
+            assert!(
+                ["int32", "int64", "float", "double", "date-time", "byte", "date"].contains(format),
+                "{file}: format {format} is not one Kubernetes knows"
+            );
+        }
+    }
+    let releases = ship_api::crds().unwrap().remove(0).1;
+    assert!(
+        releases.contains("minimum: 0"),
+        "unsigned fields stay non-negative"
+    );
+}

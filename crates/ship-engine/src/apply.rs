@@ -512,6 +512,17 @@ impl Applier {
             .map(|e| (e.api_version.clone(), e.kind.clone(), e.namespace.clone()))
             .collect();
         let labelled: BTreeSet<(String, String, String)> = groups.clone();
+        // EndpointSlices where the API server serves them (1.21 and later), else v1 Endpoints.
+        let endpoints_kind = if inventory.iter().any(is_service)
+            && self
+                .resolve(client, "discovery.k8s.io/v1", "EndpointSlice")
+                .await?
+                .is_some()
+        {
+            ("discovery.k8s.io/v1", "EndpointSlice")
+        } else {
+            ("v1", "Endpoints")
+        };
         for entry in inventory.iter().filter(|e| crate::health::judges_pods(&e.kind)) {
             groups.insert(("v1".into(), "Pod".into(), entry.namespace.clone()));
             groups.insert(("apps/v1".into(), "ReplicaSet".into(), entry.namespace.clone()));
@@ -520,7 +531,11 @@ impl Applier {
                 .iter()
                 .any(|e| is_service(e) && e.namespace == entry.namespace)
             {
-                groups.insert(("v1".into(), "Endpoints".into(), entry.namespace.clone()));
+                groups.insert((
+                    endpoints_kind.0.into(),
+                    endpoints_kind.1.into(),
+                    entry.namespace.clone(),
+                ));
             }
         }
         let groups: Vec<(String, String, String)> = groups.into_iter().collect();
@@ -637,10 +652,16 @@ pub fn evaluate(inventory: &[InventoryEntry], live: &HashMap<(String, String, St
                     .filter(|e| crate::health::judges_pods(&e.kind) && e.namespace == entry.namespace)
                     .filter_map(|e| live.get(&(e.kind.clone(), e.namespace.clone(), e.name.clone())))
                     .collect();
-                let endpoints = live.get(&("Endpoints".into(), entry.namespace.clone(), entry.name.clone()));
+                let endpoints = live
+                    .get(&("Endpoints".into(), entry.namespace.clone(), entry.name.clone()))
+                    .cloned()
+                    .or_else(|| {
+                        let slices = in_namespace("EndpointSlice", &entry.namespace);
+                        crate::health::endpoints_from_slices(&slices, &entry.name)
+                    });
                 let pods = in_namespace("Pod", &entry.namespace);
                 let replicasets = in_namespace("ReplicaSet", &entry.namespace);
-                crate::health::service_endpoints(object, endpoints, &workloads, &pods, &replicasets)
+                crate::health::service_endpoints(object, endpoints.as_ref(), &workloads, &pods, &replicasets)
                     .unwrap_or(Health::Healthy)
             }
             other => other,
@@ -701,6 +722,23 @@ mod tests {
             evaluate(&inventory, &live),
             Health::Progressing("Service/shop/web: no ready endpoints yet".into())
         );
+        // From 1.21: the Service's EndpointSlices (another Service's slice counts for nothing,
+        // an endpoint marked unready neither).
+        let slice = |service: &str, ready: bool| {
+            json!({"kind": "EndpointSlice", "metadata": {"labels": {"kubernetes.io/service-name": service}},
+                   "endpoints": [{"addresses": ["10.1.0.5"], "conditions": {"ready": ready},
+                                  "targetRef": {"kind": "Pod", "name": "web-1-a"}}]})
+        };
+        let mut sliced = live.clone();
+        sliced.insert(key("EndpointSlice", "other-x1"), slice("other", true));
+        sliced.insert(key("EndpointSlice", "web-x2"), slice("web", false));
+        assert_eq!(
+            evaluate(&inventory, &sliced),
+            Health::Progressing("Service/shop/web: no ready endpoints yet".into())
+        );
+        sliced.insert(key("EndpointSlice", "web-x2"), slice("web", true));
+        assert_eq!(evaluate(&inventory, &sliced), Health::Healthy);
+        // 1.20: v1 Endpoints.
         live.insert(
             key("Endpoints", "web"),
             json!({"subsets": [{"addresses": [{"ip": "10.1.0.5", "targetRef": {"kind": "Pod", "name": "web-1-a"}}]}]}),

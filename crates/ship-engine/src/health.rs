@@ -292,6 +292,40 @@ fn wants_pods(workload: &Value) -> bool {
     }
 }
 
+/// The ready addresses of Service `service` from its EndpointSlices (`discovery.k8s.io/v1`,
+/// served from 1.21; v1 Endpoints is deprecated since 1.33), shaped as the v1 Endpoints object
+/// [`service_endpoints`] reads: one subset whose addresses are the slices' endpoints that are
+/// not marked unready. `None` when no slice of the Service is among `slices`.
+pub fn endpoints_from_slices(slices: &[&Value], service: &str) -> Option<Value> {
+    let of_service: Vec<&Value> = slices
+        .iter()
+        .copied()
+        .filter(|slice| {
+            slice
+                .pointer("/metadata/labels/kubernetes.io~1service-name")
+                .and_then(Value::as_str)
+                == Some(service)
+        })
+        .collect();
+    if of_service.is_empty() {
+        return None;
+    }
+    let addresses: Vec<Value> = of_service
+        .iter()
+        .filter_map(|slice| slice.get("endpoints").and_then(Value::as_array))
+        .flatten()
+        // `ready` absent means ready (the API's documented default for an unknown state).
+        .filter(|endpoint| endpoint.pointer("/conditions/ready").and_then(Value::as_bool) != Some(false))
+        .map(|endpoint| {
+            serde_json::json!({
+                "ip": endpoint.pointer("/addresses/0").cloned().unwrap_or(Value::Null),
+                "targetRef": endpoint.get("targetRef").cloned().unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Some(serde_json::json!({"kind": "Endpoints", "subsets": [{"addresses": addresses}]}))
+}
+
 /// The health of a Service in front of workloads of the same release, from its Endpoints (by
 /// the Service's name) and the namespace's Pods and ReplicaSets. `None` when the rule does not
 /// apply: no selector, `ExternalName`, or no workload of the release it selects wants Pods.

@@ -24,6 +24,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use ship_api::conditions::{Observation, READY, STALLED, condition};
+use ship_api::promotion::PUSH_READY;
 use ship_api::{
     Behind, Phase, PromotionOrigin, PromotionOutcome, PromotionRun, Reason, ShipPromotion, ShipPromotionSpec,
     ShipPromotionStatus, keys,
@@ -200,6 +201,46 @@ pub struct Promoter {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The git source's health, reported as the `SourceReady` condition.
     pub source: Option<tokio::sync::watch::Receiver<ship_git::watch::SourceStatus>>,
+    /// The last check that the target branch takes pushes (`PushReady`), and when it ran.
+    pub push_check: Arc<std::sync::Mutex<Option<PushCheck>>>,
+}
+
+/// How often the promotion asks the remote again whether it takes pushes: a credential fixed
+/// (or revoked) shows within this, and the remote is not asked at every look.
+pub const PUSH_CHECK_INTERVAL: Duration = Duration::from_secs(600);
+
+/// One answer to "could the promotion push its target branch now?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushCheck {
+    /// When it was asked.
+    pub at: Timestamp,
+    /// The target branch it was asked for.
+    pub branch: String,
+    /// `None` when the remote takes pushes; else the condition's reason and message.
+    pub refused: Option<(&'static str, String)>,
+}
+
+/// The `PushReady` condition's reason and message for a check's outcome (pure).
+pub fn push_ready(check: &PushCheck) -> (bool, &'static str, String) {
+    match &check.refused {
+        None => (
+            true,
+            "PushAccepted",
+            format!("the remote takes pushes to {}", check.branch),
+        ),
+        Some((reason, message)) => (false, reason, message.clone()),
+    }
+}
+
+/// Whether a check made at `last` (for `branch`) is still good at `now`.
+pub fn push_check_fresh(last: Option<&PushCheck>, branch: &str, now: Timestamp) -> bool {
+    last.is_some_and(|check| {
+        check.branch == branch
+            && now
+                .duration_since(check.at)
+                .unsigned_abs()
+                .lt(&PUSH_CHECK_INTERVAL)
+    })
 }
 
 impl std::fmt::Debug for Promoter {
@@ -749,6 +790,21 @@ impl Promoter {
                 &time,
             ));
         }
+        // Whether the target branch takes Ship's pushes: known now, not when the run fails.
+        let check = self.push_checked(&object, &settings, now).await;
+        let (ready, reason, message) = push_ready(&check);
+        status.conditions.push(condition(
+            PUSH_READY,
+            ready,
+            &Observation {
+                phase: Phase::Succeeded,
+                reason,
+                message: &message,
+                generation: object.metadata.generation,
+            },
+            &previous.conditions,
+            &time,
+        ));
         status.schedule = Some(settings.schedule_text());
         status.time_zone = Some(settings.zone_text());
         let next = settings.schedule.next_after(now);
@@ -767,6 +823,57 @@ impl Promoter {
             .and_then(|n| Duration::try_from(n.duration_since(now)).ok())
             .unwrap_or(self.interval);
         Ok(until_next.min(self.interval))
+    }
+}
+
+impl Promoter {
+    /// The last push check while it is fresh, else a new one (a Warning event when the answer
+    /// turns into a refusal).
+    async fn push_checked(&self, object: &ShipPromotion, settings: &Settings, now: Timestamp) -> PushCheck {
+        let branch = &settings.to_branch;
+        let last = self.push_check.lock().ok().and_then(|last| last.clone());
+        if let Some(last) = last
+            .as_ref()
+            .filter(|last| push_check_fresh(Some(last), branch, now))
+        {
+            return last.clone();
+        }
+        let refused = match self.repo.push_access(branch).await {
+            Ok(_) => None,
+            Err(LoadError::NoPushAccess) => Some((
+                "NoPushCredentials",
+                format!(
+                    "the promotion into {} cannot push {branch}: shipd has no push credentials; set --git-push-secret \
+                     (chart: git.pushCredentialsSecret) to a Secret that may push, or remove the promotion from ship.yaml",
+                    settings.to
+                ),
+            )),
+            Err(err) => Some((
+                "PushRefused",
+                format!(
+                    "the promotion into {} cannot push {branch}: {err}; give Ship credentials that may push \
+                     (--git-push-secret, chart: git.pushCredentialsSecret), or remove the promotion from ship.yaml",
+                    settings.to
+                ),
+            )),
+        };
+        let check = PushCheck {
+            at: now,
+            branch: branch.clone(),
+            refused,
+        };
+        let was_refused = last.as_ref().is_some_and(|l| l.refused.is_some());
+        if let Some((_, message)) = &check.refused
+            && !was_refused
+        {
+            warn!(promotion = settings.to, "{message}");
+            self.publish(object, EventType::Warning, "PromotionCannotPush", message)
+                .await;
+        }
+        if let Ok(mut slot) = self.push_check.lock() {
+            *slot = Some(check.clone());
+        }
+        check
     }
 }
 
@@ -813,5 +920,53 @@ pub async fn run(
             Some(_) = changes.next() => {},
             Ok(()) = holds.changed() => {},
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + seconds).expect("a valid time")
+    }
+
+    #[test]
+    fn a_push_check_is_asked_again_after_its_interval_or_for_another_branch() {
+        let check = PushCheck {
+            at: at(0),
+            branch: "production".into(),
+            refused: None,
+        };
+        assert!(!push_check_fresh(None, "production", at(0)), "never asked: ask");
+        assert!(push_check_fresh(Some(&check), "production", at(599)));
+        assert!(!push_check_fresh(Some(&check), "production", at(600)));
+        assert!(
+            !push_check_fresh(Some(&check), "release", at(1)),
+            "another target branch"
+        );
+        // A clock that went back (a test clock, a corrected host) does not keep it forever.
+        assert!(!push_check_fresh(Some(&check), "production", at(-601)));
+    }
+
+    #[test]
+    fn push_ready_is_true_only_when_the_remote_took_the_connection() {
+        let accepted = PushCheck {
+            at: at(0),
+            branch: "production".into(),
+            refused: None,
+        };
+        let (ready, reason, message) = push_ready(&accepted);
+        assert!(ready);
+        assert_eq!(reason, "PushAccepted");
+        assert!(message.contains("production"), "{message}");
+        let refused = PushCheck {
+            refused: Some(("PushRefused", "read-only key".into())),
+            ..accepted
+        };
+        assert_eq!(
+            push_ready(&refused),
+            (false, "PushRefused", "read-only key".to_owned())
+        );
     }
 }

@@ -204,6 +204,17 @@ impl Repo {
         self.with_mirror(|mirror| Ok(mirror.push_tag(name, oid, message, &credentials)?))
     }
 
+    /// Whether a promotion could push to `branch`: the remote accepts a push connection with
+    /// the push credentials and has the branch. Nothing is pushed. Answers at startup what a
+    /// scheduled promotion would otherwise find out only when it runs.
+    pub async fn push_access(&self, branch: &str) -> Result<bool, LoadError> {
+        let push = self.push.as_ref().ok_or(LoadError::NoPushAccess)?;
+        let credentials = push.credentials.borrow().clone();
+        let branch = branch.to_owned();
+        self.read(move |mirror| Ok(mirror.remote_has_branch(&branch, &credentials)?))
+            .await
+    }
+
     /// Fast-forwards `branch` on the remote to `commit` (see [`Mirror::fast_forward`]). A push
     /// the remote refused because the branch moved asks the source to fetch, so a retry sees
     /// the new tip (and reports the divergence, if that is what it is).

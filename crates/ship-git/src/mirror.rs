@@ -626,7 +626,10 @@ impl Mirror {
     }
 
     /// Does the remote advertise `refs/heads/<branch>` to a pusher? (One connection, no fetch.)
-    fn remote_has_branch(&self, branch: &str, credentials: &Credentials) -> Result<bool, GitError> {
+    /// Whether the remote has `branch`, asked over a connection for pushing (git-receive-pack):
+    /// the remote authenticates it as it would a push, and nothing is pushed. A refusal (no
+    /// credentials, read-only ones, a server that takes no pushes) is the error.
+    pub fn remote_has_branch(&self, branch: &str, credentials: &Credentials) -> Result<bool, GitError> {
         let refused = RefusalCell::default();
         let list_err = |e: git2::Error| {
             self.refused_or(&refused, &e, || GitError::Push {

@@ -18,7 +18,9 @@ use tracing::{error, info};
 
 /// Ship's controller: deploys two branches of one git repository to their environments.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+// A flag given twice takes its last value: the chart's extraArgs come after its own flags and
+// override them, as with kubectl and Flux's controllers.
+#[command(version, about, args_override_self = true)]
 struct Args {
     /// Address of the probe server (`/healthz`, `/readyz`).
     #[arg(long, env = "SHIP_PROBE_ADDR", default_value = "0.0.0.0:8080")]
@@ -178,6 +180,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .context("cannot find a kubeconfig or in-cluster configuration")?;
     info!(cluster = %config.cluster_url, "connecting");
+    let mut args = args;
+    args.source
+        .resolve_secret_namespace(std::env::var("POD_NAMESPACE").ok(), &config.default_namespace);
     let client = kube::Client::try_from(config).context("cannot build a Kubernetes client")?;
 
     let state = http::State::default();
@@ -210,7 +215,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let home_namespace = args
         .namespace
         .clone()
-        .unwrap_or_else(|| args.source.secret_namespace.clone());
+        .unwrap_or_else(|| args.source.secret_namespace().to_owned());
     // The test clock moves the promotion's schedule only (and so the times of its runs, which
     // the notifier compares with its own). The release engine keeps the real clock (its
     // default): its timestamps are compared with those other shipd instances, kubectl ship
@@ -254,13 +259,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut ctx = ship_engine::Context::new(client.clone(), args.namespace.clone(), args.instance)
         .with_settings(settings)
         .with_metrics(metrics.clone())
-        .with_secret_namespace(args.source.secret_namespace.clone());
+        .with_secret_namespace(args.source.secret_namespace().to_owned());
     // The status page's caches; the notifier reads its promotion store too (one watch).
     let page_sources = page::Sources::start(&client, &home_namespace, ctx.release_store());
     let notifier = ship_engine::notifier::Notifier {
         client: client.clone(),
         promotions: page_sources.promotions(),
-        secret_namespace: args.source.secret_namespace.clone(),
+        secret_namespace: args.source.secret_namespace().to_owned(),
         targets: Arc::new(notify_targets),
         status_page_url,
         give_up_after: args.notify.notify_give_up_after,
@@ -310,6 +315,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             interval: args.promotion_interval,
             metrics: metrics.clone(),
             source: Some(handle.status()),
+            push_check: Arc::default(),
         };
         // Holds, as the environments' keeper sees them: the promotion and the release maker
         // wake on a change (each reads the hold itself before it decides).

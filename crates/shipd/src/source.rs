@@ -48,9 +48,10 @@ pub struct SourceArgs {
     #[arg(long, env = "SHIP_FORCE_PUSH", default_value = "follow")]
     pub force_push: ForcePush,
 
-    /// Namespace of the Secrets named below (default: the pod's namespace).
-    #[arg(long, env = "SHIP_SECRET_NAMESPACE", default_value = "default")]
-    pub secret_namespace: String,
+    /// Namespace of the Secrets named below (default: the pod's namespace, from POD_NAMESPACE
+    /// or the in-cluster service account; outside a cluster, the kubeconfig context's).
+    #[arg(long, env = "SHIP_SECRET_NAMESPACE")]
+    pub secret_namespace: Option<String>,
 
     /// Secret with git credentials: `username` + `password` (or `token`) for https, and
     /// `ca.crt` for a server whose certificate a private CA signed; `identity` +
@@ -70,6 +71,27 @@ pub struct SourceArgs {
     /// Secret whose key `token` holds the webhook's shared secret. Without it the receiver is off.
     #[arg(long, env = "SHIP_WEBHOOK_SECRET")]
     pub webhook_secret: Option<String>,
+}
+
+impl SourceArgs {
+    /// Where the Secrets named by the flags live, once [`SourceArgs::resolve_secret_namespace`]
+    /// has filled it in (`default` before, as the API server's own default namespace).
+    pub fn secret_namespace(&self) -> &str {
+        self.secret_namespace.as_deref().unwrap_or("default")
+    }
+
+    /// Fills in the Secret namespace when no flag set it: the pod's namespace (`POD_NAMESPACE`,
+    /// which the chart sets), else the client's default namespace (the in-cluster service
+    /// account's namespace, or the kubeconfig context's).
+    pub fn resolve_secret_namespace(&mut self, pod_namespace: Option<String>, client_default: &str) {
+        if self.secret_namespace.is_none() {
+            self.secret_namespace = Some(
+                pod_namespace
+                    .filter(|namespace| !namespace.is_empty())
+                    .unwrap_or_else(|| client_default.to_owned()),
+            );
+        }
+    }
 }
 
 /// Force-push policy flag.
@@ -188,10 +210,11 @@ pub async fn start(
         info!("no --repo-url: not following a repository");
         return Ok(None);
     };
-    let creds_rx = credentials_following(&client, &args.secret_namespace, args.git_secret.as_ref());
+    let secret_namespace = args.secret_namespace();
+    let creds_rx = credentials_following(&client, secret_namespace, args.git_secret.as_ref());
     let push_credentials = credentials_following(
         &client,
-        &args.secret_namespace,
+        secret_namespace,
         args.git_push_secret.as_ref().or(args.git_secret.as_ref()),
     );
     let mut config = SourceConfig::new(url, args.branches.clone(), args.data_dir.join("mirror.git"));
@@ -216,7 +239,7 @@ pub async fn start(
     let counters = Arc::new(Counters::default());
     if let Some(name) = &args.webhook_secret {
         let (secret_tx, mut secret_rx) = watch::channel(Vec::<u8>::new());
-        follow_secret(client, &args.secret_namespace, name.clone(), secret_tx, |s| {
+        follow_secret(client, secret_namespace, name.clone(), secret_tx, |s| {
             key(s, "token").map(String::into_bytes).unwrap_or_default()
         });
         // The receiver refuses everything until the secret is loaded (an empty secret verifies nothing).
@@ -248,4 +271,51 @@ pub async fn start(
         webhook_counters: counters,
         push_credentials,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        source: SourceArgs,
+    }
+
+    fn parsed(flags: &[&str]) -> SourceArgs {
+        let mut argv = vec!["shipd"];
+        argv.extend_from_slice(flags);
+        Wrapper::try_parse_from(argv)
+            .map(|w| w.source)
+            .expect("flags parse")
+    }
+
+    #[test]
+    fn the_secret_namespace_is_the_flag_then_the_pods_then_the_clients() {
+        let mut flag = parsed(&["--secret-namespace", "vault"]);
+        flag.resolve_secret_namespace(Some("ship".into()), "default");
+        assert_eq!(flag.secret_namespace(), "vault");
+
+        let mut in_pod = parsed(&[]);
+        in_pod.resolve_secret_namespace(Some("ship".into()), "default");
+        assert_eq!(
+            in_pod.secret_namespace(),
+            "ship",
+            "the pod's namespace, not `default`"
+        );
+
+        let mut empty_pod = parsed(&[]);
+        empty_pod.resolve_secret_namespace(Some(String::new()), "team-a");
+        assert_eq!(empty_pod.secret_namespace(), "team-a");
+
+        let mut outside = parsed(&[]);
+        outside.resolve_secret_namespace(None, "team-a");
+        assert_eq!(
+            outside.secret_namespace(),
+            "team-a",
+            "the kubeconfig context's namespace"
+        );
+    }
 }

@@ -77,12 +77,42 @@ fn chart_lints_renders_and_its_schema_refuses_bad_values() {
     assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stdout));
     for bad in [
         "git.url=not-a-url",
+        "git.url=github.com/org/app",
         "git.credentialsSecret=Not_A_Name",
-        "controller.logFormat=xml",
+        "logFormat=xml",
         "replicaCount=0",
     ] {
         let out = lint(&["git.url=https://git.example/app.git", bad]);
         assert!(!out.status.success(), "{bad} was accepted");
+    }
+    // Every form of repository URL git and Ship take.
+    for url in [
+        "https://github.com/org/app.git",
+        "ssh://git@github.com/org/app.git",
+        "git@github.com:org/app.git",
+        "git://git.example/app.git",
+        "file:///srv/git/app.git",
+    ] {
+        let out = lint(&[&format!("git.url={url}")]);
+        assert!(
+            out.status.success(),
+            "{url} refused: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    // An unknown key is refused, by name, at the top and inside a known section.
+    for (unknown, name) in [
+        ("bogusKey=1", "bogusKey"),
+        ("git.urll=https://git.example/app.git", "urll"),
+        ("monitoring.serviceMonitor.enable=true", "enable"),
+    ] {
+        let out = lint(&["git.url=https://git.example/app.git", unknown]);
+        let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{unknown} was accepted");
+        assert!(
+            said.contains(name),
+            "{unknown}: the refusal does not name it: {said}"
+        );
     }
     let rendered = template(
         "ship",
@@ -143,6 +173,94 @@ fn chart_lints_renders_and_its_schema_refuses_bad_values() {
     assert!(slower.contains("alert: ShipBranchMissing"));
     // No secret value can reach the chart: only names.
     assert!(rendered.contains("- --webhook-secret=ship-webhook"));
+
+    // The ServiceMonitor selects exactly one of the chart's Services: the metrics one (the
+    // status page's and the webhook's carry the same app labels).
+    let docs: Vec<serde_json::Value> = rendered
+        .split("\n---")
+        .filter_map(|d| serde_norway::from_str(d).ok())
+        .collect();
+    let monitor = docs.iter().find(|d| d["kind"] == "ServiceMonitor").unwrap();
+    let wanted = monitor["spec"]["selector"]["matchLabels"].as_object().unwrap();
+    let selected: Vec<&str> = docs
+        .iter()
+        .filter(|d| d["kind"] == "Service")
+        .filter(|d| {
+            wanted
+                .iter()
+                .all(|(k, v)| d["metadata"]["labels"].get(k) == Some(v))
+        })
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(selected, ["ship"], "the ServiceMonitor selects {selected:?}");
+    assert_eq!(docs.iter().filter(|d| d["kind"] == "Service").count(), 3);
+
+    // The values every controller chart has.
+    let custom = template(
+        "ship",
+        &[
+            "git.url=git@github.com:org/app.git",
+            "extraArgs={--history-limit=3}",
+            "extraEnv[0].name=HTTPS_PROXY",
+            "extraEnv[0].value=http://proxy.example:3128",
+            "podAnnotations.team=delivery",
+            "podLabels.cost-centre=ops",
+            "imagePullSecrets[0].name=my-registry",
+            "priorityClassName=system-cluster-critical",
+            "logLevel=info\\,ship_engine=debug",
+            "logFormat=plain",
+            "nodeSelector.disk=ssd",
+            "tolerations[0].key=dedicated",
+            "tolerations[0].operator=Exists",
+            "resources.limits.memory=128Mi",
+            "podSecurityContext.runAsUser=1000",
+        ],
+    );
+    let deployment: serde_json::Value = custom
+        .split("\n---")
+        .filter_map(|d| serde_norway::from_str::<serde_json::Value>(d).ok())
+        .find(|d| d["kind"] == "Deployment")
+        .unwrap();
+    let pod = &deployment["spec"]["template"];
+    let container = &pod["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        args.last(),
+        Some(&"--history-limit=3"),
+        "extraArgs come last: {args:?}"
+    );
+    assert!(args.contains(&"--log-format=plain"), "{args:?}");
+    assert!(
+        args.contains(&"--repo-url=git@github.com:org/app.git"),
+        "{args:?}"
+    );
+    let env = |name: &str| {
+        container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].clone())
+    };
+    assert_eq!(env("RUST_LOG"), Some(serde_json::json!("info,ship_engine=debug")));
+    assert_eq!(
+        env("HTTPS_PROXY"),
+        Some(serde_json::json!("http://proxy.example:3128"))
+    );
+    assert_eq!(pod["metadata"]["annotations"]["team"], "delivery");
+    assert_eq!(pod["metadata"]["labels"]["cost-centre"], "ops");
+    assert_eq!(pod["spec"]["imagePullSecrets"][0]["name"], "my-registry");
+    assert_eq!(pod["spec"]["priorityClassName"], "system-cluster-critical");
+    assert_eq!(pod["spec"]["nodeSelector"]["disk"], "ssd");
+    assert_eq!(pod["spec"]["tolerations"][0]["key"], "dedicated");
+    assert_eq!(pod["spec"]["securityContext"]["runAsUser"], 1000);
+    assert_eq!(container["resources"]["limits"]["memory"], "128Mi");
+    assert_eq!(deployment["metadata"]["labels"]["ship.dev/component"], "shipd");
 }
 
 #[test]
