@@ -59,8 +59,9 @@ cleanup() {
   else
     "$HELM" uninstall ship -n ship --wait >/dev/null 2>&1 || true
     kubectl delete namespace ship shop-main shop-production --wait=false >/dev/null 2>&1 || true
-    rm -rf "$DEMO"
   fi
+  # the shop's repository and the demo's scratch files, whichever cluster it played on
+  [[ -z "${DEMO:-}" ]] || rm -rf "$DEMO"
   echo "cleaned up"
 }
 trap cleanup EXIT

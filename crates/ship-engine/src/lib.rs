@@ -39,6 +39,7 @@ pub mod jobs;
 pub mod machine;
 pub mod metrics;
 pub mod notifier;
+pub mod orphans;
 pub mod promotion;
 pub mod prune;
 pub mod reconcile;

@@ -370,9 +370,10 @@ async fn with_the_charts_rbac_shipd_releases_in_its_namespaces_only() {
     let outside = stack.cluster.namespace("chart-outside").await.unwrap();
     // Not "ship": the demo installs that release into the same cluster.
     let release = format!("ship-{}", &ns[ns.len() - 8..]);
+    // Rendered for the test bed's Kubernetes, as helm install renders for the cluster at hand.
     let rendered = template_release(
         &release,
-        "1.20.2",
+        &ship_testkit::cluster::testbed_version(),
         &ns,
         &[
             "git.url=https://git.example/app.git",

@@ -106,6 +106,46 @@ async fn kubectl_ship_status_promote_rollback_history_logs_and_diff() {
         "no colours when stdout is not a terminal"
     );
 
+    // kubectl's own completion asks kubectl_complete-ship (kubectl's plugin convention), which
+    // names the environments and releases from the cluster, and the subcommands and flags.
+    let complete = |words: &[&str]| {
+        let plugin_dir = ship_testkit::cluster::workspace_bin("kubectl-ship")
+            .parent()
+            .unwrap()
+            .to_owned();
+        let out = std::process::Command::new("kubectl")
+            .arg("__complete")
+            .arg("ship")
+            .args(words)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    plugin_dir.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env("KUBECONFIG", stack.cluster.kubeconfig())
+            .env("SHIP_NAMESPACE", &stack.ns)
+            .output()
+            .unwrap();
+        stdout(&out)
+    };
+    let environments = complete(&["history", ""]);
+    assert!(
+        environments.lines().any(|l| l == "main") && environments.lines().any(|l| l == "production"),
+        "{environments}"
+    );
+    assert!(environments.trim_end().ends_with(":4"), "{environments}");
+    let releases = complete(&["logs", "main-"]);
+    assert!(
+        releases.lines().any(|l| l == release_name("main", &v1)),
+        "{releases}"
+    );
+    let subcommands = complete(&["pro"]);
+    assert!(subcommands.lines().any(|l| l == "promote"), "{subcommands}");
+    assert!(!subcommands.contains("__complete"), "{subcommands}");
+
     // promote --wait: production is fast-forwarded and deployed; exit 0.
     let out = kubectl_ship(&stack, &["promote", "--wait"]).await;
     assert!(out.status.success(), "{}", text(&out));

@@ -27,7 +27,24 @@ fn the_demo_plays_every_act_and_cleans_up() {
             demo.env_remove(key);
         }
     }
+    let scratch = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir("/tmp")
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("ship-demo."))
+            })
+            .collect()
+    };
+    let scratch_before = scratch();
     let out = demo.output().unwrap();
+    let left: Vec<_> = scratch()
+        .into_iter()
+        .filter(|p| !scratch_before.contains(p))
+        .collect();
+    assert!(left.is_empty(), "the demo left {left:?} behind");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -562,19 +562,31 @@ async fn a_chart_in_the_repository_is_rendered_by_the_helm_in_ships_image() {
     assert_eq!(page_of(main_ns.clone()).await, "Welcome", "the good page is back");
 
     // A dependency that is not vendored: Failed in Pending, nothing applied, nothing fetched.
+    // What Ship would change if it wrote: the spec (generation), its commit annotation, and the
+    // time of its field manager's entry. Not the resourceVersion: the Deployment controller
+    // still writes status after a rollback (1.36 counts terminating replicas in it).
     let deployment_version = || {
         let client = cluster.client();
         let namespace = main_ns.clone();
         async move {
             let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
                 Api::namespaced(client, &namespace);
-            deployments
-                .get("web")
-                .await
-                .unwrap()
-                .metadata
-                .resource_version
-                .unwrap()
+            let meta = deployments.get("web").await.unwrap().metadata;
+            let ships = meta
+                .managed_fields
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| m.manager.as_deref() == Some(ship_api::FIELD_MANAGER))
+                .map(|m| format!("{:?} {:?}", m.operation, m.time))
+                .collect::<Vec<_>>();
+            (
+                meta.generation,
+                meta.annotations
+                    .unwrap_or_default()
+                    .get(ship_api::keys::COMMIT)
+                    .cloned(),
+                ships,
+            )
         }
     };
     let before = deployment_version().await;

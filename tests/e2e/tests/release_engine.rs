@@ -1043,3 +1043,45 @@ async fn a_release_ship_cannot_read_stalls_nothing() {
         "{stderr}"
     );
 }
+
+/// A commit that drops a container's readiness probe deploys, on every supported Kubernetes:
+/// an API server before 1.22 would keep the probe's defaulted fields and refuse the apply
+/// (`readinessProbe.httpGet.port: Invalid value: 0`, as `kubectl apply --server-side` does), so
+/// Ship removes what its own apply set first (ship_engine::orphans). A probe someone else added
+/// by hand stays.
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn a_commit_that_removes_a_readiness_probe_deploys_and_the_probe_is_gone() {
+    let mut stack = Stack::new("release-probe", "60s").await;
+    stack.start_shipd(&[]);
+    let with_probe = stack.push(
+        &[
+            ("deploy/main/web.yaml", &configmap("healthy")),
+            ("deploy/main/deployment.yaml", &deployment(Pods::Ready)),
+        ],
+        "web with a readiness probe",
+    );
+    stack.settled(&with_probe, Phase::Succeeded, SETTLE).await;
+    let deployments = Api::<Deployment>::namespaced(stack.cluster.client(), &stack.ns);
+    let probe_of = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.readiness_probe.clone())
+    };
+    assert!(probe_of(&deployments.get("web").await.unwrap()).is_some());
+
+    let without = deployment(Pods::Ready).replace(
+        ",\n         readinessProbe: {httpGet: {path: '/health', port: 8080}, periodSeconds: 1}}",
+        "}",
+    );
+    assert!(!without.contains("readinessProbe"), "{without}");
+    let removed = stack.push(
+        &[("deploy/main/deployment.yaml", &without)],
+        "drop the readiness probe",
+    );
+    let release = stack.settled(&removed, Phase::Succeeded, SETTLE).await;
+    let live = deployments.get("web").await.unwrap();
+    assert_eq!(probe_of(&live), None, "{release:#?}");
+}

@@ -214,3 +214,9 @@ pub(crate) fn rand_u32() -> u32 {
     h.write_u32(std::process::id());
     h.finish() as u32
 }
+
+/// The Kubernetes version of the test bed `tests/run.sh` started (`LOCAL_K8S_VERSION` from its
+/// env file: 1.20.2 or 1.36.2), for what is rendered or checked for the cluster at hand.
+pub fn testbed_version() -> String {
+    std::env::var("LOCAL_K8S_VERSION").unwrap_or_else(|_| "1.20.2".to_owned())
+}
