@@ -14,7 +14,8 @@
 # It runs as 65532:65532 with HOME=/tmp; the chart mounts /tmp and /var/lib/ship as emptyDirs on
 # a read-only root. OUT_DIR defaults to ~/.cache/ship/images. Cargo's target: CARGO_TARGET_DIR.
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+# (readlink: run through a symlink to deploy/, as the quick start's test does, it still finds the repository)
+ROOT="$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)"
 OUT="${1:-${XDG_CACHE_HOME:-$HOME/.cache}/ship/images}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ship/target}"
 VERSION="$(awk -F'"' '/^appVersion:/ {print $2}' "$ROOT/charts/ship/Chart.yaml")"

@@ -358,15 +358,22 @@ impl Applier {
         } else {
             None
         };
-        self.remove_orphans(&api, &entry, object).await?;
-        let after = api
-            .patch(&entry.name, params, &Patch::Apply(object))
-            .await
-            .map_err(|e| ApplyError::Apply {
-                object: entry.to_string(),
-                message: api_message(&e),
-                code: api_code(&e),
-            })?;
+        let refused = |e: kube::Error| ApplyError::Apply {
+            object: entry.to_string(),
+            message: api_message(&e),
+            code: api_code(&e),
+        };
+        let after = match api.patch(&entry.name, params, &Patch::Apply(object)).await {
+            Ok(after) => after,
+            // An old API server refuses what it left of a probe the commit dropped: remove it
+            // and apply again (crate::orphans). Costs nothing on the usual path.
+            Err(err) if api_code(&err) == Some(422) && self.remove_orphans(&api, &entry, object).await? => {
+                api.patch(&entry.name, params, &Patch::Apply(object))
+                    .await
+                    .map_err(refused)?
+            }
+            Err(err) => return Err(refused(err)),
+        };
         Ok(count_drift && before != after.metadata.resource_version)
     }
 
@@ -392,17 +399,17 @@ impl Applier {
         Ok(crate::orphans::orphans(&live, object, FIELD_MANAGER))
     }
 
-    /// Removes the orphaned probes of `object` with a strategic merge patch, before the apply
-    /// that would leave their defaulted fields behind on an old API server.
+    /// Removes the orphaned probes of `object` with a strategic merge patch, after an old API
+    /// server refused the apply that left their defaulted fields behind. Whether there were any.
     async fn remove_orphans(
         &self,
         api: &Api<DynamicObject>,
         entry: &InventoryEntry,
         object: &Value,
-    ) -> Result<(), ApplyError> {
+    ) -> Result<bool, ApplyError> {
         let orphans = self.orphans_of(api, entry, object).await?;
         let Some(patch) = crate::orphans::removal_patch(&entry.kind, &orphans) else {
-            return Ok(());
+            return Ok(false);
         };
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_owned()),
@@ -415,7 +422,7 @@ impl Applier {
                 message: api_message(&e),
                 code: api_code(&e),
             })?;
-        Ok(())
+        Ok(true)
     }
 
     async fn await_crd(&self, client: &Client, crd: &Value) -> Result<(), ApplyError> {

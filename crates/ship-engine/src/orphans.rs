@@ -7,10 +7,12 @@
 //! is refused with `readinessProbe.httpGet.port: Invalid value: 0`. `kubectl apply
 //! --server-side` fails the same way there; newer servers remove the whole probe.
 //!
-//! So before it applies an object, Ship removes such a field itself, as kubectl's client-side
-//! apply does: with a strategic merge patch that sets it to null in the named container. Only
-//! fields Ship's own apply owned are removed; one another manager set (a person, a webhook) is
-//! theirs. On a new API server the patch removes what the apply would have removed anyway.
+//! So when the API server refuses an apply (or its dry run) as invalid, Ship looks for such
+//! fields and, if there are any, removes them itself, as kubectl's client-side apply does: with a
+//! strategic merge patch that sets each to null in the named container; then it applies again.
+//! Only fields Ship's own apply owned are removed; one another manager set (a person, a
+//! webhook) is theirs. On the usual path, and on API servers that remove the whole probe, this
+//! costs nothing.
 
 use serde_json::{Map, Value, json};
 

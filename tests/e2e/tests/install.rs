@@ -186,9 +186,41 @@ async fn the_quick_start_installs_and_uninstalls_ship_both_ways_on_an_empty_clus
     );
 
     // An empty cluster, as far as Ship goes (the other tests' CRDs and this page's namespaces
-    // gone), then the page from the top.
+    // gone; and what an earlier run of this test that failed half-way left: the plain
+    // install's cluster-scoped objects), then the page from the top.
+    let earlier = cluster
+        .kubectl(&[
+            "delete",
+            "-k",
+            &repo_root().join("deploy").display().to_string(),
+            "--ignore-not-found",
+            "--wait",
+        ])
+        .unwrap();
+    assert!(
+        earlier.status.success(),
+        "{}",
+        String::from_utf8_lossy(&earlier.stderr)
+    );
     work.run("remove-everything");
     nothing_left(&cluster).await;
+    // Another test's installation left behind (one that failed before its uninstall) would be
+    // a second Ship for kubectl ship to choose from: this page starts with none.
+    let others = cluster
+        .kubectl(&[
+            "delete",
+            "deployments",
+            "--all-namespaces",
+            "-l",
+            "ship.dev/component=shipd",
+            "--wait",
+        ])
+        .unwrap();
+    assert!(
+        others.status.success(),
+        "{}",
+        String::from_utf8_lossy(&others.stderr)
+    );
     work.run("image");
 
     // 1. Helm, with only git.url: the namespaces are made, the first push deploys.
@@ -231,7 +263,7 @@ async fn the_quick_start_installs_and_uninstalls_ship_both_ways_on_an_empty_clus
     nothing_left(&cluster).await;
 
     // 2. kubectl apply -k with the page's overlay: Ship makes the environment's namespace.
-    work.run("kustomize-install");
+    // The repository moves on while Ship is away; the new install deploys its tip.
     let commit = {
         std::fs::write(
             app.join("deploy/main/hello.yaml"),
@@ -244,6 +276,7 @@ async fn the_quick_start_installs_and_uninstalls_ship_both_ways_on_an_empty_clus
         git(&app, &["push", "-q", "origin", "main"]).unwrap();
         git(&app, &["rev-parse", "HEAD"]).unwrap()
     };
+    work.run("kustomize-install");
     let watched = work.run("watch");
     assert!(
         watched.contains(&format!("main-{}", &commit[..10])) && watched.contains("Succeeded"),

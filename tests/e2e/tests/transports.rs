@@ -105,3 +105,85 @@ async fn ssh_with_a_deploy_key_and_a_changed_host_key() {
     let identity = server.identity.clone();
     source_refused(&stack, "HostKeyChanged", &[identity.trim()]).await;
 }
+
+/// Credentials that may fetch but not push: the promotion says so at startup, on its
+/// ShipPromotion (PushReady False, PushRefused), not when Tuesday's run fails; and once the push
+/// Secret is right, a restart reports PushAccepted.
+#[tokio::test]
+#[ignore = "needs the local control plane and lighttpd: tests/run.sh"]
+async fn a_promotion_that_cannot_push_says_so_at_startup() {
+    let mut stack = Stack::new("push-ready", "{enabled: true}").await.unwrap();
+    let server = HttpsGit::start(stack.remote.dir.path(), "ship", TOKEN).unwrap();
+    put_secret(
+        &stack,
+        serde_json::json!({"username": "ship", "password": TOKEN, "ca.crt": server.ca.ca_pem}),
+    )
+    .await;
+    let secrets: Api<Secret> = Api::namespaced(stack.cluster.client(), &stack.ns);
+    let push_secret = |password: &str| -> Secret {
+        serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "git-push"}, "stringData": {
+            "username": "ship", "password": password, "ca.crt": server.ca.ca_pem}}),
+        )
+        .unwrap()
+    };
+    secrets
+        .create(&PostParams::default(), &push_secret("read-only-or-wrong"))
+        .await
+        .unwrap();
+    stack.remote.push("main", false).unwrap();
+    let url = server.url("repo.git");
+    let args = [
+        "--repo-url",
+        url.as_str(),
+        "--git-secret",
+        "git",
+        "--git-push-secret",
+        "git-push",
+    ];
+    stack.start_shipd(&args).unwrap();
+    let push_ready = |p: &ship_api::ShipPromotion| {
+        p.status
+            .as_ref()
+            .and_then(|s| {
+                s.conditions
+                    .iter()
+                    .find(|c| c.type_ == ship_api::promotion::PUSH_READY)
+            })
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    let refused = stack
+        .promotion_where("production", SETTLE, |p| {
+            push_ready(p).is_some_and(|(status, _, _)| status == "False")
+        })
+        .await
+        .unwrap();
+    let (_, reason, message) = push_ready(&refused).unwrap();
+    assert_eq!(reason, "PushRefused", "{message}");
+    assert!(
+        message.contains("production") && message.contains("git.pushCredentialsSecret"),
+        "{message}"
+    );
+    let text = serde_json::to_string(&refused).unwrap();
+    assert!(
+        !text.contains("read-only-or-wrong") && !text.contains(TOKEN),
+        "a secret reached the status"
+    );
+
+    // The right Secret, and a restart (or the next check): PushAccepted.
+    secrets
+        .patch(
+            "git-push",
+            &PatchParams::default(),
+            &Patch::Merge(&push_secret(TOKEN)),
+        )
+        .await
+        .unwrap();
+    stack.start_shipd(&args).unwrap();
+    stack
+        .promotion_where("production", SETTLE, |p| {
+            push_ready(p).is_some_and(|(status, reason, _)| status == "True" && reason == "PushAccepted")
+        })
+        .await
+        .unwrap();
+}
