@@ -74,28 +74,11 @@ pub async fn complete(words: &[String]) -> String {
         let kubeconfig = complete::flag_value(words, &["--kubeconfig"]).map(PathBuf::from);
         let names = async {
             let target = Target::connect(kubeconfig, context, namespace).await.ok()?;
-            let names: Vec<String> = if kind == Wanted::Release {
-                target
-                    .releases()
-                    .list_metadata(&ListParams::default())
-                    .await
-                    .ok()?
-                    .items
-                    .iter()
-                    .filter_map(|r| r.metadata.name.clone())
-                    .collect()
+            if kind == Wanted::Release {
+                names_in(target.releases()).await
             } else {
-                target
-                    .environments()
-                    .list_metadata(&ListParams::default())
-                    .await
-                    .ok()?
-                    .items
-                    .iter()
-                    .filter_map(|e| e.metadata.name.clone())
-                    .collect()
-            };
-            Some(names)
+                names_in(target.environments()).await
+            }
         };
         tokio::time::timeout(Duration::from_secs(5), names)
             .await
@@ -114,6 +97,16 @@ pub async fn complete(words: &[String]) -> String {
         Wanted::Nothing => Vec::new(),
     };
     complete::answer(&candidates, &partial)
+}
+
+/// The names of the objects `api` lists (metadata only), or `None` when it cannot list them.
+async fn names_in<K>(api: Api<K>) -> Option<Vec<String>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let listed = api.list_metadata(&ListParams::default()).await.ok()?;
+    Some(listed.items.into_iter().filter_map(|o| o.metadata.name).collect())
 }
 
 /// Lines are cut to fit this many columns.

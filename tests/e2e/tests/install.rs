@@ -237,17 +237,28 @@ async fn the_quick_start_installs_and_uninstalls_ship_both_ways_on_an_empty_clus
     assert!(watched.contains(&commit[..7]), "{watched}");
     assert!(hello_runs(&cluster).await, "hello is not running:\n{watched}");
     // The promotion said at once whether it could push (the git daemon takes pushes).
-    let promotion = cluster
-        .kubectl(&[
-            "get",
-            "shippromotion",
-            "-n",
-            "ship",
-            "-o",
-            "jsonpath={.items[0].status.conditions[?(@.type==\"PushReady\")].status}",
-        ])
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&promotion.stdout), "True");
+    // (the promotion looks every 15 s: its ShipPromotion may come a little after the release)
+    let push_ready = || {
+        let out = cluster
+            .kubectl(&[
+                "get",
+                "shippromotion",
+                "-n",
+                "ship",
+                "-o",
+                "jsonpath={.items[0].status.conditions[?(@.type==\"PushReady\")].status}",
+            ])
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ready = eventually(
+        "PushReady on the ShipPromotion",
+        Duration::from_secs(60),
+        || async { Ok(Some(push_ready()).filter(|status| !status.is_empty())) },
+    )
+    .await
+    .unwrap();
+    assert_eq!(ready, "True");
 
     // helm uninstall: the application stays, as do the namespaces and the CRDs (documented).
     let left = work.run("helm-uninstall");
