@@ -416,3 +416,23 @@ async fn wait_for_signal() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flag_given_twice_takes_its_last_value_as_the_charts_extra_args_need() {
+        let args = Args::try_parse_from([
+            "shipd",
+            "--history-limit=10",
+            "--log-format=json",
+            // the chart's extraArgs, after its own flags
+            "--history-limit=3",
+            "--log-format=plain",
+        ])
+        .expect("a repeated flag is accepted");
+        assert_eq!(args.history_limit, 3);
+        assert!(matches!(args.log_format, logging::Format::Plain), "{:?}", args.log_format);
+    }
+}
