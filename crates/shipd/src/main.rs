@@ -433,6 +433,10 @@ mod tests {
         ])
         .expect("a repeated flag is accepted");
         assert_eq!(args.history_limit, 3);
-        assert!(matches!(args.log_format, logging::Format::Plain), "{:?}", args.log_format);
+        assert!(
+            matches!(args.log_format, logging::Format::Plain),
+            "{:?}",
+            args.log_format
+        );
     }
 }
