@@ -492,3 +492,30 @@ async fn with_the_charts_rbac_shipd_releases_in_its_namespaces_only() {
         String::from_utf8_lossy(&deleted.stderr)
     );
 }
+
+/// `kubectl apply -k deploy/` installs every CRD that `deploy/crds/` holds (one was missing
+/// once, and shipd then never became ready).
+#[test]
+fn the_plain_install_lists_every_crd() {
+    let kustomization = std::fs::read_to_string(repo_root().join("deploy/kustomization.yaml")).unwrap();
+    let listed: serde_json::Value = serde_norway::from_str(&kustomization).unwrap();
+    let resources: Vec<&str> = listed["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    let mut crds = 0;
+    for file in std::fs::read_dir(repo_root().join("deploy/crds"))
+        .unwrap()
+        .flatten()
+    {
+        let name = format!("crds/{}", file.file_name().to_string_lossy());
+        assert!(
+            resources.contains(&name.as_str()),
+            "deploy/kustomization.yaml does not list {name}"
+        );
+        crds += 1;
+    }
+    assert_eq!(crds, ship_api::crds().unwrap().len());
+}
