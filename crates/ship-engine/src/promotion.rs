@@ -201,8 +201,19 @@ pub struct Promoter {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The git source's health, reported as the `SourceReady` condition.
     pub source: Option<tokio::sync::watch::Receiver<ship_git::watch::SourceStatus>>,
-    /// The last check that the target branch takes pushes (`PushReady`), and when it ran.
-    pub push_check: Arc<std::sync::Mutex<Option<PushCheck>>>,
+    /// The last check that the target branch takes pushes (`PushReady`), and the push
+    /// credentials it was made with.
+    pub push_check: Arc<std::sync::Mutex<PushState>>,
+}
+
+/// What the promotion remembers of its push checks.
+#[derive(Debug, Default)]
+pub struct PushState {
+    /// The last answer.
+    pub last: Option<PushCheck>,
+    /// The push credentials as the last check saw them: a new Secret value asks again at once,
+    /// so a fixed (or revoked) credential shows within a look, not after the interval.
+    pub credentials: Option<tokio::sync::watch::Receiver<ship_git::Credentials>>,
 }
 
 /// How often the promotion asks the remote again whether it takes pushes: a credential fixed
@@ -831,10 +842,31 @@ impl Promoter {
     /// turns into a refusal).
     async fn push_checked(&self, object: &ShipPromotion, settings: &Settings, now: Timestamp) -> PushCheck {
         let branch = &settings.to_branch;
-        let last = self.push_check.lock().ok().and_then(|last| last.clone());
+        let (last, credentials_changed) = match self.push_check.lock() {
+            Ok(mut state) => {
+                let changed = match (&mut state.credentials, self.repo.push.as_ref()) {
+                    (Some(seen), _) => {
+                        let changed = seen.has_changed().unwrap_or(false);
+                        if changed {
+                            seen.mark_unchanged();
+                        }
+                        changed
+                    }
+                    (slot @ None, Some(push)) => {
+                        let mut seen = push.credentials.clone();
+                        seen.mark_unchanged();
+                        *slot = Some(seen);
+                        false
+                    }
+                    (None, None) => false,
+                };
+                (state.last.clone(), changed)
+            }
+            Err(_) => (None, false),
+        };
         if let Some(last) = last
             .as_ref()
-            .filter(|last| push_check_fresh(Some(last), branch, now))
+            .filter(|last| !credentials_changed && push_check_fresh(Some(last), branch, now))
         {
             return last.clone();
         }
@@ -870,8 +902,8 @@ impl Promoter {
             self.publish(object, EventType::Warning, "PromotionCannotPush", message)
                 .await;
         }
-        if let Ok(mut slot) = self.push_check.lock() {
-            *slot = Some(check.clone());
+        if let Ok(mut state) = self.push_check.lock() {
+            state.last = Some(check.clone());
         }
         check
     }
