@@ -564,7 +564,7 @@ async fn a_chart_in_the_repository_is_rendered_by_the_helm_in_ships_image() {
     // A dependency that is not vendored: Failed in Pending, nothing applied, nothing fetched.
     // What Ship would change if it wrote: the spec (generation), its commit annotation, and the
     // time of its field manager's entry. Not the resourceVersion: the Deployment controller
-    // still writes status after a rollback (1.36 counts terminating replicas in it).
+    // still writes its status after a rollback, and on 1.36 that comes later than on 1.20.
     let deployment_version = || {
         let client = cluster.client();
         let namespace = main_ns.clone();
