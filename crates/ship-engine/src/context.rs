@@ -260,6 +260,17 @@ impl Context {
             environment,
             "listing releases: the store has not read its first list yet"
         );
+        self.list_environment_releases(namespace, environment).await
+    }
+
+    /// Every release of `environment` in `namespace`, listed from the API server (for the
+    /// decisions that must not be taken on a cache that may lag).
+    pub(crate) async fn list_environment_releases(
+        &self,
+        namespace: &str,
+        environment: &str,
+    ) -> Result<Vec<ShipRelease>, Error> {
+        let of_environment = |r: &ShipRelease| r.spec.environment == environment;
         // `ensure_identity` labels every release on first sight, so the label finds them all;
         // the spec decides should a hand-edited label disagree.
         let params = ListParams::default().labels(&format!("{}={environment}", keys::ENVIRONMENT));

@@ -502,7 +502,7 @@ impl Keeper {
         if object.status.as_ref() == Some(status) {
             return Ok(());
         }
-        crate::status::apply_status(&self.environments(), &object.name_any(), status).await?;
+        crate::status::apply_status(&self.environments(), &object.name_any(), status, None).await?;
         Ok(())
     }
 

@@ -1048,6 +1048,82 @@ mod tests {
         );
     }
 
+    /// The outcomes of an in-progress phase's work, and the re-looks that start it: what a
+    /// decision taken on a stale view (the release still seen in progress) can bring.
+    const IN_PROGRESS_OUTCOMES: [&str; 17] = [
+        "Observed",
+        "Prepared",
+        "Refused",
+        "ClusterUnavailable",
+        "PushBlocked",
+        "Applied",
+        "Healthy",
+        "HealthTimedOut",
+        "Unhealthy",
+        "TestsPassed",
+        "TestsFailed",
+        "TestDeadlinePassed",
+        "RollbackTargetGone",
+        "RollbackCommitGone",
+        "RolledBack",
+        "RollbackUnhealthy",
+        "Interrupted",
+    ];
+
+    /// A settled phase (Succeeded, RolledBack, Failed, Superseded) is never left for another on
+    /// an outcome of in-progress work, with or without a newer release: each (settled state,
+    /// outcome) pair, checked one by one. With compare-and-set writes, this is what a stale
+    /// decision becomes once it is taken again from the fresh state.
+    #[test]
+    fn a_settled_phase_is_never_overwritten_by_an_in_progress_outcome() {
+        let now = Timestamp::from_second(NOW).unwrap();
+        let events = events();
+        let mut pairs = 0;
+        for (state, snapshot) in states() {
+            let Some(settled) = snapshot.phase.filter(|p| !p.is_in_progress()) else {
+                continue;
+            };
+            for superseded in [None, Some("main-newer".to_owned())] {
+                let snapshot = Snapshot {
+                    superseded_by: superseded.clone(),
+                    ..snapshot.clone()
+                };
+                for outcome in IN_PROGRESS_OUTCOMES {
+                    let event = events
+                        .iter()
+                        .find(|(name, _)| *name == outcome)
+                        .map(|(_, e)| e.clone())
+                        .unwrap_or_else(|| panic!("no event {outcome}"));
+                    let t = step(&snapshot, event, now);
+                    let after = t.change.as_ref().map_or(settled, |c| c.phase);
+                    assert_eq!(
+                        after, settled,
+                        "{state} (newer release: {superseded:?}) + {outcome} moved to {after}"
+                    );
+                    // Nothing that changes the cluster follows either.
+                    let works: Vec<Work> = t
+                        .actions
+                        .iter()
+                        .filter_map(|a| match a {
+                            Action::Work(w) => Some(*w),
+                            _ => None,
+                        })
+                        .collect();
+                    assert!(
+                        works.iter().all(|w| matches!(
+                            w,
+                            Work::CorrectDrift | Work::Verify | Work::ChooseRollbackTarget
+                        )),
+                        "{state} + {outcome} starts {works:?}"
+                    );
+                    pairs += 1;
+                }
+            }
+        }
+        // 9 settled states (3 Failed, 2 Succeeded, RolledBack, Superseded…) × 2 × 17.
+        assert!(pairs >= 7 * 2 * IN_PROGRESS_OUTCOMES.len(), "{pairs}");
+    }
+
     /// Once a newer release exists, nothing unfinished goes on; the settled stay as they are.
     #[test]
     fn a_newer_release_supersedes_every_unfinished_state() {

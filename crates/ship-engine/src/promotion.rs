@@ -421,7 +421,7 @@ impl Promoter {
         if object.status.as_ref() == Some(status) {
             return Ok(());
         }
-        crate::status::apply_status(&self.promotions(), &object.name_any(), status).await?;
+        crate::status::apply_status(&self.promotions(), &object.name_any(), status, None).await?;
         Ok(())
     }
 

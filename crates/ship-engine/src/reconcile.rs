@@ -35,18 +35,6 @@ use crate::releases;
 use crate::repo::LoadError;
 use crate::status::next_status;
 
-/// Server-side apply of `status` with Ship's fixed field manager.
-async fn apply_status(
-    ctx: &Context,
-    namespace: &str,
-    name: &str,
-    status: &ShipReleaseStatus,
-) -> Result<(), Error> {
-    crate::status::apply_status(&ctx.releases(namespace), name, status)
-        .await
-        .map_err(Error::StatusWrite)
-}
-
 async fn publish(
     ctx: &Context,
     object: &impl Resource<DynamicType = ()>,
@@ -96,7 +84,24 @@ struct Driver<'a> {
     /// The continuous verification tests of the release's commit, once read (for a release
     /// that is, or is about to be, deployed).
     cadences: Option<Vec<crate::verification::Cadence>>,
+    /// `release` is known to be the API server's current object: this reconcile read it from
+    /// the API server, or its own status write succeeded on it. Until then it is the
+    /// controller's cached copy, which may lag; no work is done for it on that word alone.
+    confirmed: bool,
 }
+
+/// How a status write ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Persisted {
+    /// Written, or nothing to write.
+    Done,
+    /// Refused: the release changed after the view the decision was taken on.
+    StaleView,
+}
+
+/// Most stale views one reconcile takes again before it gives up (and is requeued): another
+/// writer that changes the release this often is a bug to see, not to race.
+const MAX_STALE_VIEWS: u32 = 5;
 
 /// How a wait ended.
 enum Waited<T> {
@@ -182,7 +187,10 @@ impl Driver<'_> {
 
     /// Persists `change` and `record` (nothing when the status would not change), then
     /// announces a phase change: log line, event, metrics, and the fault point of the phase.
-    async fn persist(&mut self, change: Option<Change>, record: machine::Record) -> Result<(), Error> {
+    ///
+    /// The write is a compare-and-set on the resourceVersion of the view the change was
+    /// decided on: [`Persisted::StaleView`] when the release changed since (nothing written).
+    async fn persist(&mut self, change: Option<Change>, record: machine::Record) -> Result<Persisted, Error> {
         let now = Time(self.ctx.now());
         let mut status = match &change {
             Some(change) => next_status(&self.release, change, &now),
@@ -190,11 +198,18 @@ impl Driver<'_> {
         };
         record.write(&mut status);
         if self.release.status.as_ref() == Some(&status) {
-            return Ok(());
+            return Ok(Persisted::Done);
         }
         let previous = self.release.status.clone();
-        apply_status(self.ctx, &self.namespace, &self.name, &status).await?;
+        let decided_on = self.release.metadata.resource_version.clone();
+        let api = self.ctx.releases(&self.namespace);
+        match crate::status::apply_status(&api, &self.name, &status, decided_on.as_deref()).await {
+            Ok(version) => self.release.metadata.resource_version = version,
+            Err(err) if crate::status::is_stale_view(&err) => return Ok(Persisted::StaleView),
+            Err(err) => return Err(Error::StatusWrite(err)),
+        }
         self.release.status = Some(status);
+        self.confirmed = true;
         if let Some(change) = change
             && previous.as_ref().and_then(|s| s.phase) != Some(change.phase)
         {
@@ -210,7 +225,7 @@ impl Driver<'_> {
             publish(self.ctx, &self.release, type_, reason, &change.message).await;
             self.fault_point(change.phase.as_str()).await;
         }
-        Ok(())
+        Ok(Persisted::Done)
     }
 
     /// Fault injection (tests only): pauses when `point` is the armed one.
@@ -348,7 +363,10 @@ impl Driver<'_> {
             .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(Error::Releases)?;
-        self.release.metadata = patched.metadata;
+        // The whole answer, not only its metadata: it is the current object, and its
+        // resourceVersion must never be paired with an older status.
+        self.release = patched;
+        self.confirmed = true;
         self.own = releases::sequence(&self.release);
         Ok(())
     }
@@ -797,7 +815,12 @@ impl Driver<'_> {
 
     /// Failed after changing the cluster: find the last good release.
     async fn choose_rollback_target(&self) -> Result<Event, Error> {
-        let others = self.environment_releases().await?;
+        // From the API server, not the cache: the release that succeeded a moment ago must be
+        // seen as Succeeded, or there would be nothing to roll back to.
+        let others = self
+            .ctx
+            .list_environment_releases(&self.namespace, self.environment())
+            .await?;
         Ok(match releases::rollback_target(&self.release, &others) {
             Some(good) => Event::RollbackTargetChosen {
                 release: good.name_any(),
@@ -897,11 +920,33 @@ impl Driver<'_> {
     /// Drives the release from `event` through every phase it can reach now; says when to look
     /// again.
     async fn drive(&mut self, mut event: Event) -> Result<Requeue, Error> {
+        let mut stale_views = 0;
         loop {
             self.know_cadences().await;
-            let transition = machine::step(&self.snapshot(), event, self.ctx.now());
+            let decided_in = self.phase();
+            let transition = machine::step(&self.snapshot(), event.clone(), self.ctx.now());
             let work = transition.work();
-            self.persist(transition.change, transition.record).await?;
+            if self.persist(transition.change, transition.record).await? == Persisted::StaleView {
+                // Decided on a view that was not the latest (a cached copy that lagged, or
+                // another writer): nothing was written; decide again from a fresh read. An
+                // outcome about the phase the release is still in stands; one about a phase
+                // it has left is dropped (the new phase does its own work).
+                stale_views += 1;
+                info!(
+                    stale_views,
+                    "the release changed since this decision was taken; deciding again"
+                );
+                if stale_views > MAX_STALE_VIEWS {
+                    return Ok(Requeue::requeue(Duration::from_secs(1)));
+                }
+                if !self.refresh().await? {
+                    return Ok(Requeue::await_change());
+                }
+                if self.phase() != decided_in && !matches!(event, Event::SpecInvalid(_)) {
+                    event = Event::Observed;
+                }
+                continue;
+            }
             for action in transition.actions {
                 match action {
                     Action::Announce { notice, note } => {
@@ -924,6 +969,18 @@ impl Driver<'_> {
             let Some(work) = work else {
                 return Ok(Requeue::await_change());
             };
+            if !self.confirmed {
+                // Work changes the cluster or runs tests: never on a cached copy's word. A
+                // release that moved on is decided again from what it is now.
+                let cached = self.release.metadata.resource_version.clone();
+                if !self.refresh().await? {
+                    return Ok(Requeue::await_change());
+                }
+                if self.release.metadata.resource_version != cached {
+                    event = Event::Observed;
+                    continue;
+                }
+            }
             let snapshot = self.snapshot();
             if snapshot.superseded_by.is_some() && snapshot.unfinished() {
                 // A newer release appeared meanwhile: the machine settles this one (on any
@@ -936,6 +993,25 @@ impl Driver<'_> {
                 None => return Ok(Requeue::await_change()),
             }
         }
+    }
+
+    /// Reads the release from the API server (not the cache). `false` when it was deleted.
+    async fn refresh(&mut self) -> Result<bool, Error> {
+        let Some(fresh) = self
+            .ctx
+            .releases(&self.namespace)
+            .get_opt(&self.name)
+            .await
+            .map_err(Error::Releases)?
+        else {
+            return Ok(false);
+        };
+        if fresh.metadata.resource_version != self.release.metadata.resource_version {
+            self.own = releases::sequence(&fresh);
+            self.release = fresh;
+        }
+        self.confirmed = true;
+        Ok(true)
     }
 
     /// Deletes the environment's oldest settled releases beyond the history limit.
@@ -1101,6 +1177,7 @@ async fn reconcile_release(
         own,
         blocked: None,
         cadences: None,
+        confirmed: false,
     };
     if let Err(problem) = driver.release.spec.validate() {
         return driver.drive(Event::SpecInvalid(problem.to_string())).await;

@@ -61,7 +61,17 @@ pub fn next_status(release: &ShipRelease, step: &Change, now: &Time) -> ShipRele
 /// Server-side apply of `status` on `/status` of the object `name` of `api`, with Ship's fixed
 /// field manager (forced: Ship owns its status fields). The one way any Ship object's status is
 /// written (releases, environments, promotions).
-pub async fn apply_status<K, S>(api: &kube::Api<K>, name: &str, status: &S) -> Result<(), kube::Error>
+///
+/// With `decided_on` (the `resourceVersion` of the object the status was decided from), the
+/// write is a compare-and-set: the API server refuses it with 409 Conflict when anything wrote
+/// the object since, and the caller decides again from fresh state (see [`is_stale_view`]).
+/// Returns the object's new `resourceVersion`.
+pub async fn apply_status<K, S>(
+    api: &kube::Api<K>,
+    name: &str,
+    status: &S,
+    decided_on: Option<&str>,
+) -> Result<Option<String>, kube::Error>
 where
     K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -76,20 +86,30 @@ where
     if let Some(fields) = status.as_object_mut() {
         fields.remove("notifications");
     }
-    let patch = serde_json::json!({
+    let mut patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "status": status,
     });
+    if let Some(version) = decided_on {
+        // A resourceVersion in an apply configuration is a precondition, not a field to own.
+        patch["metadata"] = serde_json::json!({ "resourceVersion": version });
+    }
     let params = kube::api::PatchParams::apply(ship_api::FIELD_MANAGER).force();
     // The answer is read as a guard: an object this Ship cannot read (the status of a release
     // it reports as unreadable) is still written, and the write is not taken for a failure.
     let guarded: kube::Api<kube::core::DeserializeGuard<K>> =
         kube::Api::namespaced(api.clone().into_client(), api.namespace().unwrap_or_default());
-    guarded
+    let written = guarded
         .patch_status(name, &params, &kube::api::Patch::Apply(&patch))
-        .await
-        .map(drop)
+        .await?;
+    Ok(kube::Resource::meta(&written).resource_version.clone())
+}
+
+/// A compare-and-set status write lost: the object changed after the view the decision was
+/// taken on. Never retried as is; the decision is taken again from a fresh read.
+pub fn is_stale_view(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 409)
 }
 
 #[cfg(test)]

@@ -3,6 +3,13 @@
 //! Lease once it has gone unrenewed for `lease_duration`; a holder that cannot renew within
 //! `renew_deadline` steps down (shipd then exits, so a fresh process starts as a standby).
 //!
+//! The holder is bounded in time, so two leaders never act at once even when the API server
+//! hangs rather than fails: every Lease call is cut off after [`Timing::call_timeout`], and the
+//! holder gives up at `renew_deadline` after the start of its last successful renewal, which is
+//! no later than the renew time a standby reads. A standby cannot take the Lease before
+//! `lease_duration` after that renew time, so `lease_duration − renew_deadline` is the margin
+//! left for the process to exit and for clock skew between replicas.
+//!
 //! [`decide`] is pure; [`Elector`] is the thin layer that reads and writes the Lease, with
 //! optimistic concurrency (a write with a stale resourceVersion loses, so two candidates
 //! never both win).
@@ -14,6 +21,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 /// Timing of the election.
@@ -25,6 +33,50 @@ pub struct Timing {
     pub renew_deadline: Duration,
     /// Time between attempts (renewals, and a standby's looks).
     pub retry_period: Duration,
+}
+
+/// Timings that cannot bound a leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimingError(String);
+
+impl std::fmt::Display for TimingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TimingError {}
+
+impl Timing {
+    /// The longest any one attempt (a read and a write of the Lease) may take: half of
+    /// `renew_deadline − retry_period`, so that at least two attempts fit before the deadline.
+    pub fn call_timeout(&self) -> Duration {
+        self.renew_deadline.saturating_sub(self.retry_period) / 2
+    }
+
+    /// Checks that these timings bound a leader, as client-go does:
+    /// `lease_duration > renew_deadline > retry_period > 0`.
+    pub fn validate(&self) -> Result<(), TimingError> {
+        if self.retry_period.is_zero() {
+            return Err(TimingError(
+                "the Lease retry period must be longer than zero".into(),
+            ));
+        }
+        if self.renew_deadline <= self.retry_period {
+            return Err(TimingError(format!(
+                "the Lease renew deadline ({:?}) must be longer than the retry period ({:?})",
+                self.renew_deadline, self.retry_period
+            )));
+        }
+        if self.lease_duration <= self.renew_deadline {
+            return Err(TimingError(format!(
+                "the Lease duration ({:?}) must be longer than the renew deadline ({:?}): a leader \
+                 that cannot renew must stop before a standby may take over",
+                self.lease_duration, self.renew_deadline
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Timing {
@@ -176,14 +228,26 @@ impl Elector {
         }
     }
 
-    /// Waits until this candidate holds the Lease.
-    pub async fn acquire(&self) {
+    /// One attempt, cut off after [`Timing::call_timeout`] (a hung API server is a failed
+    /// attempt, never a wait without end).
+    async fn attempt(&self) -> Result<bool, AttemptError> {
+        match tokio::time::timeout(self.timing.call_timeout(), self.try_once()).await {
+            Ok(Ok(held)) => Ok(held),
+            Ok(Err(err)) => Err(AttemptError::Api(err)),
+            Err(_elapsed) => Err(AttemptError::TimedOut(self.timing.call_timeout())),
+        }
+    }
+
+    /// Waits until this candidate holds the Lease. Returns when the winning attempt started:
+    /// the renew time it wrote is no earlier, so [`Elector::hold`] counts its deadline from it.
+    pub async fn acquire(&self) -> Instant {
         let mut announced = false;
         loop {
-            match self.try_once().await {
+            let started = Instant::now();
+            match self.attempt().await {
                 Ok(true) => {
                     info!(lease = self.name, identity = self.identity, "became the leader");
-                    return;
+                    return started;
                 }
                 Ok(false) if !announced => {
                     info!(
@@ -200,27 +264,75 @@ impl Elector {
         }
     }
 
-    /// Renews the Lease until it cannot for `renew_deadline` (or someone else took it); then
-    /// returns: leadership is lost.
-    pub async fn hold(&self) {
-        let mut last_renewed = tokio::time::Instant::now();
-        loop {
-            tokio::time::sleep(self.timing.retry_period).await;
-            match self.try_once().await {
-                Ok(true) => last_renewed = tokio::time::Instant::now(),
-                Ok(false) => {
-                    warn!(lease = self.name, "another replica took the leader Lease");
-                    return;
-                }
-                Err(err) => warn!(lease = self.name, error = %err, "cannot renew the leader Lease"),
-            }
-            if last_renewed.elapsed() >= self.timing.renew_deadline {
-                warn!(
-                    lease = self.name,
-                    "could not renew the leader Lease in time; stepping down"
-                );
-                return;
-            }
+    /// Renews the Lease, held since `renewed` (see [`Elector::acquire`]), until leadership is
+    /// lost; then returns why. The caller must stop acting at once.
+    pub async fn hold(&self, renewed: Instant) -> Lost {
+        let lost = hold(self.timing, renewed, || self.attempt()).await;
+        match &lost {
+            Lost::TakenOver => warn!(lease = self.name, "another replica took the leader Lease"),
+            Lost::DeadlinePassed => warn!(
+                lease = self.name,
+                "could not renew the leader Lease in time; stepping down"
+            ),
+        }
+        lost
+    }
+}
+
+/// Why a renewal attempt failed.
+#[derive(Debug)]
+pub enum AttemptError {
+    /// The API server answered with an error.
+    Api(kube::Error),
+    /// The API server did not answer in time.
+    TimedOut(Duration),
+}
+
+impl std::fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttemptError::Api(err) => write!(f, "{err}"),
+            AttemptError::TimedOut(after) => write!(f, "no answer within {after:?}"),
+        }
+    }
+}
+
+/// Why a leader stopped leading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lost {
+    /// Another replica holds the Lease.
+    TakenOver,
+    /// No renewal succeeded within `renew_deadline` of the last one.
+    DeadlinePassed,
+}
+
+/// The holder's loop, over any renewal `attempt` (the Lease, or a test's stand-in): one attempt
+/// every `retry_period`, each cut off at the deadline, which is `renew_deadline` after the start
+/// of the last attempt that renewed. Returns no later than that deadline, whatever `attempt`
+/// does (hangs, fails, or answers late).
+pub async fn hold<F, Fut, E>(timing: Timing, mut renewed: Instant, mut attempt: F) -> Lost
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, E>>,
+    E: std::fmt::Display,
+{
+    loop {
+        let deadline = renewed + timing.renew_deadline;
+        if tokio::time::timeout_at(deadline, tokio::time::sleep(timing.retry_period))
+            .await
+            .is_err()
+        {
+            return Lost::DeadlinePassed;
+        }
+        let started = Instant::now();
+        match tokio::time::timeout_at(deadline, attempt()).await {
+            Ok(Ok(true)) => renewed = started,
+            Ok(Ok(false)) => return Lost::TakenOver,
+            Ok(Err(err)) => warn!(error = %err, "cannot renew the leader Lease"),
+            Err(_deadline) => return Lost::DeadlinePassed,
+        }
+        if Instant::now() >= renewed + timing.renew_deadline {
+            return Lost::DeadlinePassed;
         }
     }
 }
@@ -274,5 +386,120 @@ mod tests {
             ),
             Decision::Standby { .. }
         ));
+    }
+
+    fn timing() -> Timing {
+        Timing::default()
+    }
+
+    #[test]
+    fn every_call_ends_before_the_renew_deadline_minus_a_retry() {
+        let t = timing();
+        assert!(t.call_timeout() < t.renew_deadline - t.retry_period);
+        assert!(t.validate().is_ok());
+        let swapped = Timing {
+            lease_duration: Duration::from_secs(10),
+            renew_deadline: Duration::from_secs(15),
+            ..t
+        };
+        assert!(
+            swapped
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("renew deadline")
+        );
+        let no_room = Timing {
+            renew_deadline: Duration::from_secs(2),
+            ..t
+        };
+        assert!(no_room.validate().is_err());
+        let zero = Timing {
+            retry_period: Duration::ZERO,
+            ..t
+        };
+        assert!(zero.validate().is_err());
+    }
+
+    /// How long `hold` led, in virtual time, with renewals that behave as `attempt` says.
+    async fn led_for<F, Fut>(attempt: F) -> (Lost, Duration)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<bool, String>>,
+    {
+        let start = Instant::now();
+        // Bounded, so that a `hold` that never returns fails the test instead of hanging it.
+        let lost = tokio::time::timeout(Duration::from_secs(3600), hold(timing(), start, attempt))
+            .await
+            .expect("hold never returned");
+        (lost, start.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_api_server_ends_leadership_at_the_renew_deadline() {
+        let (lost, led) = led_for(std::future::pending).await;
+        assert_eq!(lost, Lost::DeadlinePassed);
+        assert_eq!(led, timing().renew_deadline);
+        assert!(led < timing().lease_duration);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failing_renewals_end_leadership_at_the_renew_deadline() {
+        let (lost, led) = led_for(|| async { Err("503".to_owned()) }).await;
+        assert_eq!(lost, Lost::DeadlinePassed);
+        assert!(led <= timing().renew_deadline, "{led:?}");
+        assert!(led >= timing().renew_deadline - timing().retry_period, "{led:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_renewal_that_answers_late_counts_from_when_it_was_sent() {
+        // Each answer takes 7 s: the Lease says renewed at the send, so the deadline counts
+        // from there, and the leader must step down rather than believe it renewed late.
+        let (lost, led) = led_for(|| async {
+            tokio::time::sleep(Duration::from_secs(7)).await;
+            Ok(true)
+        })
+        .await;
+        // Sent at 2 s, answered at 9 s: renewed as of 2 s, so the deadline is 12 s; the next
+        // attempt (sent at 11 s) is cut off there.
+        assert_eq!(lost, Lost::DeadlinePassed);
+        assert_eq!(led, Duration::from_secs(12));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn another_holder_ends_leadership_at_once() {
+        let (lost, led) = led_for(|| async { Ok(false) }).await;
+        assert_eq!(lost, Lost::TakenOver);
+        assert_eq!(led, timing().retry_period);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewals_that_succeed_keep_leading() {
+        let start = Instant::now();
+        let held = tokio::time::timeout(
+            Duration::from_secs(3600),
+            hold(timing(), start, || async { Ok::<_, String>(true) }),
+        )
+        .await;
+        assert!(held.is_err(), "gave up leading although every renewal succeeded");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_failed_renewal_between_good_ones_is_survived() {
+        let mut calls = 0;
+        let held = tokio::time::timeout(
+            Duration::from_secs(600),
+            hold(timing(), Instant::now(), move || {
+                calls += 1;
+                let answer = if calls % 3 == 0 {
+                    Err("timeout".to_owned())
+                } else {
+                    Ok(true)
+                };
+                async move { answer }
+            }),
+        )
+        .await;
+        assert!(held.is_err());
     }
 }

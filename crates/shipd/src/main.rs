@@ -233,6 +233,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             renew_deadline: args.leader.lease_renew_deadline,
             retry_period: args.leader.lease_retry_period,
         };
+        timing.validate().context("invalid --lease-* settings")?;
         let elector = ship_lease::Elector::new(
             client.clone(),
             &namespace,
@@ -242,16 +243,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         state.standby.store(true, std::sync::atomic::Ordering::SeqCst);
         label_own_pod(&client, false).await;
-        tokio::select! {
-            () = elector.acquire() => {},
+        let renewed = tokio::select! {
+            renewed = elector.acquire() => renewed,
             () = stopped(stop_rx.clone()) => return Ok(()),
-        }
+        };
         state.standby.store(false, std::sync::atomic::Ordering::SeqCst);
         label_own_pod(&client, true).await;
         tokio::spawn(async move {
-            elector.hold().await;
-            // Whatever this process was doing is persisted; a fresh process starts as a standby.
-            error!("lost the leader Lease; exiting so that one leader acts at a time");
+            let lost = elector.hold(renewed).await;
+            // Fencing: the exit stops every controller and cuts every API write in flight, before
+            // a standby can take the Lease (`hold` returns by the renew deadline, shorter than
+            // the Lease duration). Whatever this process did is persisted; a fresh process
+            // starts as a standby.
+            error!(reason = ?lost, "lost the leader Lease; exiting so that one leader acts at a time");
             std::process::exit(1);
         });
     }
