@@ -129,12 +129,6 @@ impl Context {
         }
     }
 
-    /// The same context, reading the time from `clock`.
-    pub fn with_clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
-        self
-    }
-
     pub(crate) fn now(&self) -> jiff::Timestamp {
         (self.clock)()
     }

@@ -97,15 +97,6 @@ pub fn sequence(release: &ShipRelease) -> (i64, String) {
     release.sequence()
 }
 
-/// The newest release of `release`'s environment among `others`, when it is newer than `release`.
-pub fn newer_release<'a>(release: &ShipRelease, others: &'a [ShipRelease]) -> Option<&'a ShipRelease> {
-    let own = sequence(release);
-    others
-        .iter()
-        .filter(|o| o.spec.environment == release.spec.environment && sequence(o) > own)
-        .max_by_key(|o| sequence(o))
-}
-
 fn phase_of(release: &ShipRelease) -> Option<Phase> {
     release.status.as_ref().and_then(|s| s.phase)
 }
@@ -164,7 +155,7 @@ mod tests {
     }
 
     #[test]
-    fn newest_wins_and_last_good_skips_failures_and_same_commit() {
+    fn last_good_skips_failures_and_same_commit() {
         let all = vec![
             release("a", 'a', 1, Phase::Succeeded),
             release("b", 'b', 2, Phase::Succeeded),
@@ -172,11 +163,6 @@ mod tests {
             release("d", 'd', 4, Phase::Testing),
             release("e", 'b', 5, Phase::Progressing),
         ];
-        assert_eq!(
-            newer_release(&all[3], &all).map(|r| r.metadata.name.as_deref()),
-            Some(Some("e"))
-        );
-        assert!(newer_release(&all[4], &all).is_none());
         assert_eq!(
             rollback_target(&all[3], &all).map(|r| r.metadata.name.as_deref()),
             Some(Some("b"))

@@ -101,3 +101,109 @@ async fn the_standby_takes_over_a_release_when_the_leader_dies() {
     .unwrap();
     assert!(b.probe("/metrics").await.unwrap().1.contains("ship_leader 1"));
 }
+
+/// The Lease's holder and when it acquired it.
+async fn lease(stack: &Stack) -> Option<(String, jiff::Timestamp)> {
+    let leases: Api<Lease> = Api::namespaced(stack.cluster.client(), &stack.ns);
+    let spec = leases.get_opt("ship-controller").await.ok().flatten()?.spec?;
+    Some((spec.holder_identity?, spec.acquire_time?.0))
+}
+
+/// Fencing: the leader's path to the API server hangs (its proxy is SIGSTOPped; the API server
+/// and the standby's path are untouched). The leader's Lease calls time out, it stops acting and
+/// exits by its renew deadline, and only then, after the Lease duration, does the standby take
+/// over: two leaders never act at once. Prints the times.
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn a_leader_cut_off_from_the_api_server_exits_before_the_standby_takes_over() {
+    let stack = Stack::new("fencing", "{enabled: false}").await.unwrap();
+    let proxy = ship_testkit::proxy::Proxy::start(stack.cluster.kubeconfig()).unwrap();
+    let election = [
+        "--leader-elect",
+        "--lease-duration",
+        "6s",
+        "--lease-renew-deadline",
+        "4s",
+        "--lease-retry-period",
+        "1s",
+    ];
+    let a_data = tempfile::tempdir().unwrap();
+    let mut a_args = election.to_vec();
+    a_args.extend(["--instance", "replica-a"]);
+    let mut a = stack
+        .spawn_shipd_as(&proxy.kubeconfig, a_data.path(), &a_args)
+        .unwrap();
+    eventually("replica-a leads", SETTLE, || async {
+        Ok(holder(&stack).await.filter(|h| h == "replica-a"))
+    })
+    .await
+    .unwrap();
+    stack.remote.push("main", false).unwrap();
+    let first = release_name("main", &stack.branch_tip("main").unwrap());
+    stack.settled(&first, Phase::Succeeded, SETTLE).await.unwrap();
+    let b_data = tempfile::tempdir().unwrap();
+    let mut b_args = election.to_vec();
+    b_args.extend(["--instance", "replica-b"]);
+    let b = stack.spawn_shipd(b_data.path(), &b_args).unwrap();
+    b.wait_for_log(SETTLE, |l| l.contains("standing by"))
+        .await
+        .unwrap();
+
+    proxy.freeze().unwrap();
+    let frozen = Instant::now();
+    // The leader must be gone by its renew deadline (4 s after its last renewal, which was at
+    // most one retry period before the freeze), with a second of slack for the exit itself.
+    let exit = a.wait_exit(Duration::from_secs(6)).unwrap();
+    let exited_wall = jiff::Timestamp::now();
+    let exited_after = frozen.elapsed();
+    assert!(
+        exit.is_some_and(|s| !s.success()),
+        "the leader cut off from the API server still runs {exited_after:?} after the freeze:\n{}",
+        a.logs()
+    );
+    assert!(
+        a.logs().contains("could not renew the leader Lease in time"),
+        "{}",
+        a.logs()
+    );
+    let (new_holder, acquired) = eventually("replica-b takes the Lease", SETTLE, || async {
+        Ok(lease(&stack).await.filter(|(h, _)| h == "replica-b"))
+    })
+    .await
+    .unwrap();
+    let took_over = frozen.elapsed();
+    assert_eq!(new_holder, "replica-b");
+    // The standby's acquire time (its own clock, the same host's) comes after the leader was
+    // seen gone: never two leaders at once.
+    assert!(
+        acquired > exited_wall,
+        "the standby took the Lease at {acquired}, before the old leader was seen gone at {exited_wall}"
+    );
+    println!(
+        "fencing: the cut-off leader exited within {} ms of the freeze; the standby took over {} ms after \
+         the freeze, {} ms after the old leader was seen gone",
+        exited_after.as_millis(),
+        took_over.as_millis(),
+        acquired.duration_since(exited_wall).as_millis()
+    );
+    // Bounded by the Lease duration (6 s) plus a retry period and some scheduling.
+    assert!(took_over < Duration::from_secs(10), "{took_over:?}");
+
+    // The new leader deploys the next push; the path thaws with nobody left behind it.
+    let commit = stack
+        .push_main(
+            &[(
+                "deploy/main/web.yaml",
+                &ship_testkit::stack::configmap("healthy after fencing"),
+            )],
+            "after",
+        )
+        .unwrap();
+    proxy.thaw().unwrap();
+    let release = stack
+        .settled(&release_name("main", &commit), Phase::Succeeded, SETTLE)
+        .await
+        .unwrap();
+    assert_eq!(phases(&release).last(), Some(&Phase::Succeeded));
+    assert!(b.logs().contains("became the leader"));
+}

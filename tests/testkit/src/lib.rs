@@ -17,6 +17,7 @@ pub mod git;
 pub mod ports;
 pub mod process;
 pub mod prometheus;
+pub mod proxy;
 pub mod receiver;
 pub mod remote;
 pub mod seeded;
