@@ -231,7 +231,9 @@ pub enum ConfigError {
     #[error("two notification targets are named {0:?}; names must be unique")]
     DuplicateName(String),
     /// A name that cannot go into a delivery id.
-    #[error("notification target name {0:?} must be 1-63 lowercase letters, digits and '-'")]
+    #[error(
+        "notification target name {0:?} must be 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit"
+    )]
     BadName(String),
     /// A forge target whose repository cannot be worked out.
     #[error("commit statuses {target:?}: {source}")]
@@ -386,13 +388,6 @@ impl Target {
     }
 }
 
-fn valid_name(name: &str) -> bool {
-    (1..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
 fn http_url(target: &str, url: &str) -> Result<(), ConfigError> {
     match url::Url::parse(url) {
         Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(()),
@@ -533,7 +528,7 @@ fn resolve_repo(
 }
 
 fn check_name(names: &mut std::collections::BTreeSet<String>, name: &str) -> Result<(), ConfigError> {
-    if !valid_name(name) {
+    if !ship_core::names::is_dns_label(name) {
         return Err(ConfigError::BadName(name.to_owned()));
     }
     if !names.insert(name.to_owned()) {
@@ -698,6 +693,10 @@ webhooks:
             ),
             (
                 "webhooks: [{name: Chat, format: slack, urlSecret: {name: s, key: u}}]",
+                "BadName",
+            ),
+            (
+                "webhooks: [{name: -chat, format: slack, urlSecret: {name: s, key: u}}]",
                 "BadName",
             ),
             (

@@ -604,15 +604,6 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     Some(total)
 }
 
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
 /// Whether `path` is relative and stays inside the repository.
 fn stays_inside(path: &str) -> bool {
     !path.is_empty() && !path.starts_with('/') && !path.split('/').any(|part| part == "..")
@@ -652,7 +643,7 @@ fn check_helm(
     }
     // Helm's own rule for release names (a DNS label of at most 53 characters).
     let release = helm.release_name(name);
-    if !is_dns_label(release) || release.len() > 53 {
+    if !ship_core::names::is_dns_label(release) || release.len() > 53 {
         return Err(invalid(
             field("helm.releaseName"),
             format!("{release:?} is not a Helm release name (a-z, 0-9, -; at most 53 characters)"),
@@ -696,14 +687,14 @@ impl ShipConfig {
         }
         for (name, env) in &self.environments {
             let field = |f: &str| format!("environments.{name}.{f}");
-            if !is_dns_label(name) {
+            if !ship_core::names::is_dns_label(name) {
                 return Err(invalid(
                     format!("environments.{name}"),
                     "an environment name must be a DNS label (a-z, 0-9, -)",
                 ));
             }
             let namespace = env.namespace(name);
-            if !is_dns_label(namespace) {
+            if !ship_core::names::is_dns_label(namespace) {
                 return Err(invalid(
                     field("namespace"),
                     format!("{namespace:?} is not a valid namespace name"),
@@ -791,14 +782,14 @@ impl ShipConfig {
                             }
                         }
                         (None, Some(service)) => {
-                            if !is_dns_label(&service.name) {
+                            if !ship_core::names::is_dns_label(&service.name) {
                                 return Err(invalid(
                                     field("http.service.name"),
                                     format!("{:?} is not a valid Service name", service.name),
                                 ));
                             }
                             if let ServicePort::Name(port) = &service.port
-                                && !is_dns_label(port)
+                                && !ship_core::names::is_dns_label(port)
                             {
                                 return Err(invalid(
                                     field("http.service.port"),

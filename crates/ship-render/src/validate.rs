@@ -44,16 +44,6 @@ fn group_of(api_version: &str) -> &str {
     api_version.split_once('/').map_or("", |(g, _)| g)
 }
 
-/// A valid object name: a DNS subdomain (lower-case alphanumerics, `-` and `.`, at most 253).
-fn valid_name(name: &str) -> bool {
-    name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
-}
-
 /// Checks `manifests` for environment `env_name` and defaults their namespaces.
 pub fn validate(
     env_name: &str,
@@ -86,7 +76,7 @@ pub fn validate(
         let name = str_at(&m.object, "/metadata/name")
             .ok_or_else(|| missing("metadata.name"))?
             .to_owned();
-        if !valid_name(&name) {
+        if !ship_core::names::is_dns_subdomain(&name) {
             return Err(RenderError::InvalidName { origin, name });
         }
         if kind == "Secret" && group_of(&api_version).is_empty() {

@@ -1,0 +1,7 @@
+//! Ship's domain rules, each in one home, as pure functions shared by shipd, `kubectl ship` and
+//! the validation of `ship.yaml` and manifests. Nothing here does I/O or reads the clock: what a
+//! rule needs comes in as arguments, so every rule is unit-tested without a cluster.
+//!
+//! This crate grows into the pure core of issue 30: every decision as data.
+
+pub mod names;
