@@ -10,7 +10,7 @@ use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PropagationPolicy,
 };
 use kube::discovery::Scope;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client};
 use serde_json::Value;
 use ship_api::{FIELD_MANAGER, InventoryEntry, PruneRefusal, keys};
@@ -625,7 +625,11 @@ impl Applier {
             } else {
                 watcher::Config::default()
             };
-            let events = watcher(api, config).map(move |event| (index, event));
+            // With backoff: a watch that keeps failing (an API server refusing or gone) is
+            // retried with growing delays until the deadline, not in a tight loop.
+            let events = watcher(api, config)
+                .default_backoff()
+                .map(move |event| (index, event));
             streams.push(events.boxed());
         }
         let mut events = stream::select_all(streams);
@@ -674,7 +678,7 @@ impl Applier {
                 Ok(watcher::Event::InitDone) => {
                     synced.insert(index);
                 }
-                // The watcher retries by itself on the next poll; a lasting failure ends at the deadline.
+                // The watcher retries with backoff; a lasting failure ends at the deadline.
                 Err(err) => last = format!("watch error: {err}"),
             }
         }
