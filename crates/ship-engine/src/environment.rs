@@ -406,6 +406,10 @@ pub enum EnvironmentError {
     /// The repository could not be read.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// A status write lost its compare-and-set: the ShipEnvironment changed after the view the
+    /// status was decided on. The next look reads the API server and decides again.
+    #[error("ShipEnvironment {0} changed since it was read; looking again")]
+    StaleView(String),
 }
 
 impl EnvironmentError {
@@ -414,6 +418,7 @@ impl EnvironmentError {
         match self {
             EnvironmentError::Api(_) => "EnvironmentApi",
             EnvironmentError::Load(e) => e.label(),
+            EnvironmentError::StaleView(_) => "StaleView",
         }
     }
 }
@@ -502,8 +507,15 @@ impl Keeper {
         if object.status.as_ref() == Some(status) {
             return Ok(());
         }
-        crate::status::apply_status(&self.environments(), &object.name_any(), status, None).await?;
-        Ok(())
+        let decided_on = object.metadata.resource_version.as_deref();
+        match crate::status::apply_status(&self.environments(), &object.name_any(), status, decided_on).await
+        {
+            Ok(_) => Ok(()),
+            Err(err) if crate::status::is_stale_view(&err) => {
+                Err(EnvironmentError::StaleView(object.name_any()))
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// One look: every declared environment's object and status brought up to date, from
@@ -554,6 +566,9 @@ impl Keeper {
                 hold: object.spec.hold.as_ref(),
             };
             let status = status(&observed, &previous, &now);
+            // Persisted before it is announced: a write that loses its compare-and-set
+            // announces nothing, and the next look decides again.
+            self.write_status(&object, &status).await?;
             self.announce_hold(&object, &previous, &status).await;
             let was_missing = true_reason(&previous.conditions, BRANCH_MISSING).is_some();
             match (was_missing, observed.branch_missing) {
@@ -574,7 +589,6 @@ impl Keeper {
             self.metrics
                 .environment(&d.name, sync_reason_of(&status), observed.branch_missing);
             self.metrics.held(&d.name, held_since(&object, &status));
-            self.write_status(&object, &status).await?;
         }
         self.holds.send_if_modified(|known| {
             let now = held_names(existing.values());
@@ -753,10 +767,17 @@ pub async fn run(
     let mut read = Read::Server;
     loop {
         let last_holds = holds_now(&stores.environments);
+        let mut next_read = Read::Stores;
         let wait = match keeper.look(&stores, read).await {
             Ok(()) => {
                 failures = 0;
                 keeper.interval
+            }
+            Err(err @ EnvironmentError::StaleView(_)) => {
+                // Not a failure: decide again at once, from the API server.
+                info!(error = %err, "environment status decided on a stale view");
+                next_read = Read::Server;
+                Duration::ZERO
             }
             Err(err) => {
                 failures += 1;
@@ -768,7 +789,7 @@ pub async fn run(
             let _ = answer.send(());
         }
         // A look for a change the watches delivered reads their stores, which hold that change.
-        read = Read::Stores;
+        read = next_read;
         let sleep = tokio::time::sleep(wait);
         tokio::pin!(sleep);
         let mut urgent = false;

@@ -273,6 +273,11 @@ pub enum PromotionError {
     /// The repository could not be read.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// A status write lost its compare-and-set: the ShipPromotion changed (a person asked for
+    /// a promotion, another writer) after the view the status was decided on. The look is
+    /// taken again at once.
+    #[error("ShipPromotion {0} changed since it was read; looking again")]
+    StaleView(String),
 }
 
 impl PromotionError {
@@ -281,6 +286,7 @@ impl PromotionError {
         match self {
             PromotionError::Api(_) => "PromotionApi",
             PromotionError::Load(e) => e.label(),
+            PromotionError::StaleView(_) => "StaleView",
         }
     }
 }
@@ -421,8 +427,14 @@ impl Promoter {
         if object.status.as_ref() == Some(status) {
             return Ok(());
         }
-        crate::status::apply_status(&self.promotions(), &object.name_any(), status, None).await?;
-        Ok(())
+        let decided_on = object.metadata.resource_version.as_deref();
+        match crate::status::apply_status(&self.promotions(), &object.name_any(), status, decided_on).await {
+            Ok(_) => Ok(()),
+            Err(err) if crate::status::is_stale_view(&err) => {
+                Err(PromotionError::StaleView(object.name_any()))
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// Source commits whose release Succeeded, with the release's name.
@@ -937,6 +949,11 @@ pub async fn run(
             Ok(wait) => {
                 failures = 0;
                 wait
+            }
+            Err(err @ PromotionError::StaleView(_)) => {
+                // Not a failure: the look reads the object again and decides again.
+                info!(error = %err, "promotion status decided on a stale view");
+                Duration::ZERO
             }
             Err(err) => {
                 failures += 1;
