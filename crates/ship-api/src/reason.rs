@@ -100,7 +100,19 @@ impl std::fmt::Display for StatusReason {
 /// A release in `phase` whose Ready reason is `label` has failed and is about to roll back:
 /// not settled yet, though its phase is one a settled release can have.
 pub fn awaits_rollback(phase: Phase, label: &str) -> bool {
-    phase == Phase::Failed && StatusReason::read(phase, label).is_some_and(StatusReason::leads_to_rollback)
+    awaits_rollback_for(phase, StatusReason::read(phase, label))
+}
+
+/// The rule behind [`awaits_rollback`], for a reason already read: Failed, for a reason that
+/// leads to a rollback. Its one home (the release machine asks it too).
+pub fn awaits_rollback_for(phase: Phase, reason: Option<StatusReason>) -> bool {
+    phase == Phase::Failed && reason.is_some_and(StatusReason::leads_to_rollback)
+}
+
+/// The controller is done with a release in `phase` for `reason`: a settled phase, and no
+/// rollback still to come. (Still unfinished otherwise: in progress, or about to roll back.)
+pub fn settled(phase: Phase, reason: Option<StatusReason>) -> bool {
+    !phase.is_in_progress() && !awaits_rollback_for(phase, reason)
 }
 
 #[cfg(test)]

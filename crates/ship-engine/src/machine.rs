@@ -66,12 +66,14 @@ pub struct Snapshot {
 impl Snapshot {
     /// Failed after changing the cluster: the rollback is next.
     pub fn awaits_rollback(&self) -> bool {
-        self.phase == Some(Phase::Failed) && self.reason.is_some_and(StatusReason::leads_to_rollback)
+        self.phase
+            .is_some_and(|p| ship_api::reason::awaits_rollback_for(p, self.reason))
     }
 
     /// Still the controller's work: in progress, or failed with its rollback next.
     pub fn unfinished(&self) -> bool {
-        self.phase.is_some_and(Phase::is_in_progress) || self.awaits_rollback()
+        self.phase
+            .is_some_and(|p| !ship_api::reason::settled(p, self.reason))
     }
 }
 
