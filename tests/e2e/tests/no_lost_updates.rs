@@ -91,6 +91,18 @@ async fn a_status_write_decided_on_a_stale_view_is_refused_and_changes_nothing()
     .unwrap();
 }
 
+/// A Deployment of one real Pod whose template changes with `round`: each good release rolls
+/// it out and waits for its readiness, so Progressing lasts long enough to push into.
+fn paced_rollout(round: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: pace}}\nspec:\n  replicas: 1\n  \
+         selector: {{matchLabels: {{app: pace}}}}\n  template:\n    metadata:\n      labels: {{app: pace}}\n      \
+         annotations: {{ship.dev/round: '{round}'}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      \
+         containers:\n      - {{name: app, image: 'ship.dev/demo-app:1', imagePullPolicy: Never,\n         \
+         readinessProbe: {{httpGet: {{path: /health, port: 8080}}, periodSeconds: 1}}}}\n"
+    )
+}
+
 /// The moments of the good release at which the bad push comes.
 #[derive(Debug, Clone, Copy)]
 enum Moment {
@@ -182,17 +194,24 @@ fn settled_phases_stand(releases: &[ShipRelease]) -> anyhow::Result<()> {
 async fn one_seed(seed: u64, rounds: usize) -> anyhow::Result<String> {
     let mut rng = Seeded::new(seed);
     let mut stack = Stack::new(&format!("lost{seed}"), "{enabled: false}").await?;
-    let first = stack.deploy_first(&[]).await?;
+    // Tips are seen within 200 ms, so the bad push lands inside the phase it was aimed at.
+    let first = stack.deploy_first(&["--poll-interval", "200ms"]).await?;
     let api = stack.releases();
     let configmaps: Api<ConfigMap> = Api::namespaced(stack.cluster.client(), &stack.ns);
     let mut last_good = (release_name("main", &first), first);
     let mut story = Vec::new();
     for round in 0..rounds {
         let good = stack.push_main(
-            &[(
-                "deploy/main/web.yaml",
-                &configmap(&format!("healthy main {seed}.{round}")),
-            )],
+            &[
+                (
+                    "deploy/main/web.yaml",
+                    &configmap(&format!("healthy main {seed}.{round}")),
+                ),
+                (
+                    "deploy/main/pace.yaml",
+                    &paced_rollout(&format!("{seed}.{round}")),
+                ),
+            ],
             &format!("good {round}"),
         )?;
         let good_name = release_name("main", &good);
