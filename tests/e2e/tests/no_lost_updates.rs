@@ -91,6 +91,12 @@ async fn a_status_write_decided_on_a_stale_view_is_refused_and_changes_nothing()
     .unwrap();
 }
 
+/// A test Job that takes 2 s and passes.
+const JOURNEY: &str = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: journey}\nspec:\n  backoffLimit: 0\n  \
+template:\n    spec:\n      restartPolicy: Never\n      terminationGracePeriodSeconds: 1\n      containers:\n      \
+- name: journey\n        image: ship.dev/demo-app:1\n        imagePullPolicy: Never\n        \
+command: [sh, -c, 'sleep 2; echo journey done']\n";
+
 /// A Deployment of one real Pod whose template changes with `round`: each good release rolls
 /// it out and waits for its readiness, so Progressing lasts long enough to push into.
 fn paced_rollout(round: &str) -> String {
@@ -194,6 +200,20 @@ fn settled_phases_stand(releases: &[ShipRelease]) -> anyhow::Result<()> {
 async fn one_seed(seed: u64, rounds: usize) -> anyhow::Result<String> {
     let mut rng = Seeded::new(seed);
     let mut stack = Stack::new(&format!("lost{seed}"), "{enabled: false}").await?;
+    // Besides the app's `home` test, a user journey that takes 2 s: Testing lasts long enough
+    // for a decision taken on a stale view of it to meet the next push.
+    let ship_yaml = format!(
+        "environments:\n  main: {{namespace: {ns}}}\n  production: {{namespace: {ns}-prod}}\n\
+         health: {{timeout: 30s}}\npromotion: {{enabled: false}}\n\
+         tests:\n- name: home\n  http: {{url: '{url}', expect: {{bodyContains: healthy}}}}\n\
+         - name: journey\n  job: tests/journey.yaml\n",
+        ns = stack.ns,
+        url = stack.app_health_url()
+    );
+    stack.remote.commit_files(
+        &[("ship.yaml", &ship_yaml), ("tests/journey.yaml", JOURNEY)],
+        "a 2 s journey",
+    )?;
     // Tips are seen within 200 ms, so the bad push lands inside the phase it was aimed at.
     let first = stack.deploy_first(&["--poll-interval", "200ms"]).await?;
     let api = stack.releases();
