@@ -32,6 +32,10 @@ pub struct Settings {
     /// one of [`FAULT_POINTS`]), pause this long, so a test can kill the controller exactly
     /// there. Never set in production.
     pub pause_at: Option<(String, Duration)>,
+    /// Fault injection for tests: each reconcile is handed the release as it was one version
+    /// earlier (the controller's cache lagging its own writes), so every decision is first
+    /// taken on a stale view. Never set in production.
+    pub stale_views: bool,
 }
 
 impl Default for Settings {
@@ -40,6 +44,7 @@ impl Default for Settings {
             history_limit: 10,
             drift_interval: Duration::from_secs(300),
             pause_at: None,
+            stale_views: false,
         }
     }
 }
@@ -78,6 +83,9 @@ pub struct Context {
     pub(crate) http: reqwest::Client,
     pub(crate) applier: Arc<Applier>,
     pub(crate) slots: Arc<Mutex<HashMap<String, Arc<EnvironmentSlot>>>>,
+    /// With [`Settings::stale_views`]: the last version of each release a reconcile was
+    /// handed (`namespace/name`).
+    pub(crate) last_handed: Arc<Mutex<HashMap<String, ShipRelease>>>,
     pub(crate) rendered: Arc<Mutex<RenderCache<Rendered>>>,
     pub(crate) targets: Arc<Mutex<TargetCache>>,
     /// Namespace of the Secrets holding remote clusters' kubeconfigs (default: the release's).
@@ -121,6 +129,7 @@ impl Context {
                 .unwrap_or_default(),
             applier: Arc::new(Applier::default()),
             slots: Arc::default(),
+            last_handed: Arc::default(),
             rendered: Arc::new(Mutex::new(RenderCache::new(RENDER_CACHE))),
             targets: Arc::default(),
             secret_namespace: None,

@@ -1155,9 +1155,28 @@ pub async fn reconcile(
         environment = %release.spec.environment,
         commit = %release.spec.commit,
     );
+    let release = if ctx.settings.stale_views {
+        one_version_behind(&ctx, &namespace, &name, release)
+    } else {
+        release
+    };
     reconcile_release(release, namespace, name, &ctx)
         .instrument(span)
         .await
+}
+
+/// Fault injection ([`Settings::stale_views`](crate::context::Settings)): hand this reconcile
+/// the version of the release the previous reconcile was handed, as a cache lagging the
+/// controller's own writes would. The first reconcile of a release sees it as it is.
+fn one_version_behind(ctx: &Context, namespace: &str, name: &str, current: ShipRelease) -> ShipRelease {
+    let key = format!("{namespace}/{name}");
+    let Ok(mut handed) = ctx.last_handed.lock() else {
+        return current;
+    };
+    match handed.insert(key, current.clone()) {
+        Some(previous) if previous.metadata.resource_version != current.metadata.resource_version => previous,
+        _ => current,
+    }
 }
 
 async fn reconcile_release(

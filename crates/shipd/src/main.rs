@@ -51,6 +51,11 @@ struct Args {
     #[arg(long, env = "SHIP_TEST_PAUSE_AFTER", hide = true, value_parser = parse_pause)]
     test_pause_after: Option<(String, std::time::Duration)>,
 
+    /// Testing only (fault injection): hand each reconcile the release's previous version, as a
+    /// cache lagging its own writes would, so every decision is first taken on a stale view.
+    #[arg(long, env = "SHIP_TEST_STALE_VIEWS", hide = true)]
+    test_stale_views: bool,
+
     /// Longest time between two looks at the promotion (scheduled times and
     /// `kubectl ship promote` requests wake it sooner).
     #[arg(long, env = "SHIP_PROMOTION_INTERVAL", default_value = "15s", value_parser = source::parse_duration)]
@@ -205,6 +210,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         history_limit: args.history_limit,
         drift_interval: args.drift_interval,
         pause_at: args.test_pause_after,
+        stale_views: args.test_stale_views,
     };
     let metrics = Arc::new(ship_engine::metrics::Metrics::default());
     if let Ok(mut registry) = state.registry.write() {
