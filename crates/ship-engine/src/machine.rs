@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use ship_api::{
-    InventoryEntry, Phase, PruneRefusal, ShipReleaseStatus, StatusReason, SuspectCommit, TestResult,
-    TestVerdict,
+    InventoryEntry, Phase, PruneRefusal, ShipRelease, ShipReleaseStatus, StatusReason, SuspectCommit,
+    TestResult, TestVerdict,
 };
 
 use crate::verification::{self, Cadence};
@@ -64,6 +64,44 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// What the machine is told of `release`, from its persisted status: `superseded_by` is
+    /// the environment's newest release when it is newer than this one, `cadences` the
+    /// commit's continuous verification tests (when known).
+    pub fn of(
+        release: &ShipRelease,
+        superseded_by: Option<String>,
+        drift_interval: Duration,
+        cadences: Vec<Cadence>,
+    ) -> Snapshot {
+        let status = release.status.as_ref();
+        let phase = status.and_then(|s| s.phase);
+        let transition_time = |wanted: Phase| {
+            status?
+                .transitions
+                .iter()
+                .rev()
+                .find(|t| t.phase == wanted)
+                .map(|t| t.at.0)
+        };
+        let settled_at = phase.and_then(transition_time);
+        let checked_at = status.and_then(|s| s.drift_checked_at.as_ref()).map(|t| t.0);
+        Snapshot {
+            phase,
+            reason: phase
+                .and_then(|p| StatusReason::read(p, status.map_or("", ShipReleaseStatus::ready_reason))),
+            message: status.and_then(|s| s.message.clone()).unwrap_or_default(),
+            short_commit: release.spec.short_commit().to_owned(),
+            environment: release.spec.environment.clone(),
+            rolled_back_to: status.and_then(|s| s.rolled_back_to.clone()),
+            superseded_by,
+            applied_at: settled_at.max(checked_at),
+            drift_interval,
+            verification: cadences,
+            verified_at: verification::last_runs(status.and_then(|s| s.verification.as_ref())),
+            deployed_since: transition_time(Phase::Succeeded),
+        }
+    }
+
     /// Failed after changing the cluster: the rollback is next.
     pub fn awaits_rollback(&self) -> bool {
         self.phase

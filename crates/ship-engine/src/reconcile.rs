@@ -33,7 +33,7 @@ use crate::inventory::{self, Stamp};
 use crate::machine::{self, Action, Change, Event, Plan, Snapshot, Work};
 use crate::releases;
 use crate::repo::LoadError;
-use crate::status::next_status;
+use crate::status::status_after;
 
 async fn publish(
     ctx: &Context,
@@ -128,24 +128,12 @@ impl Driver<'_> {
 
     /// What the machine is told of this release.
     fn snapshot(&self) -> Snapshot {
-        let status = self.status();
-        let phase = self.phase();
-        let settled_at = phase.and_then(|p| transition_time(status, p));
-        let checked_at = status.and_then(|s| s.drift_checked_at.as_ref()).map(|t| t.0);
-        Snapshot {
-            phase,
-            reason: phase.and_then(|p| StatusReason::read(p, ready_reason(status))),
-            message: status.and_then(|s| s.message.clone()).unwrap_or_default(),
-            short_commit: self.release.spec.short_commit().to_owned(),
-            environment: self.environment().to_owned(),
-            rolled_back_to: status.and_then(|s| s.rolled_back_to.clone()),
-            superseded_by: self.superseded().then(|| self.slot.newest.borrow().1.clone()),
-            applied_at: settled_at.max(checked_at),
-            drift_interval: self.ctx.settings.drift_interval,
-            verification: self.cadences.clone().unwrap_or_default(),
-            verified_at: crate::verification::last_runs(status.and_then(|s| s.verification.as_ref())),
-            deployed_since: transition_time(status, Phase::Succeeded),
-        }
+        Snapshot::of(
+            &self.release,
+            self.superseded().then(|| self.slot.newest.borrow().1.clone()),
+            self.ctx.settings.drift_interval,
+            self.cadences.clone().unwrap_or_default(),
+        )
     }
 
     /// Reads the continuous verification tests of the release's commit, once, when the
@@ -191,12 +179,7 @@ impl Driver<'_> {
     /// The write is a compare-and-set on the resourceVersion of the view the change was
     /// decided on: [`Persisted::StaleView`] when the release changed since (nothing written).
     async fn persist(&mut self, change: Option<Change>, record: machine::Record) -> Result<Persisted, Error> {
-        let now = Time(self.ctx.now());
-        let mut status = match &change {
-            Some(change) => next_status(&self.release, change, &now),
-            None => self.release.status.clone().unwrap_or_default(),
-        };
-        record.write(&mut status);
+        let status = status_after(&self.release, change.as_ref(), record, &Time(self.ctx.now()));
         if self.release.status.as_ref() == Some(&status) {
             return Ok(Persisted::Done);
         }

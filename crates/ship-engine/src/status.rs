@@ -106,6 +106,22 @@ where
     Ok(kube::Resource::meta(&written).resource_version.clone())
 }
 
+/// The whole status a transition persists: the `change` (when the phase or its reason moves)
+/// and the `record` the machine keeps beside it, over `release`'s current status.
+pub fn status_after(
+    release: &ShipRelease,
+    change: Option<&Change>,
+    record: crate::machine::Record,
+    now: &Time,
+) -> ShipReleaseStatus {
+    let mut status = match change {
+        Some(change) => next_status(release, change, now),
+        None => release.status.clone().unwrap_or_default(),
+    };
+    record.write(&mut status);
+    status
+}
+
 /// A compare-and-set status write lost: the object changed after the view the decision was
 /// taken on. Never retried as is; the decision is taken again from a fresh read.
 pub fn is_stale_view(error: &kube::Error) -> bool {

@@ -10,7 +10,7 @@
 //! - no release is lost;
 //! - every status is settled, and each ShipEnvironment says what is true.
 //!
-//! CI runs seeds 1-6, 15 operations each. A longer run:
+//! CI runs seeds 1-6, 17 operations each (102). A longer run:
 //! `SHIP_HISTORY_SEEDS=1-40 SHIP_HISTORY_STEPS=25 tests/run.sh -E 'test(random_histories)'`.
 //! A failing seed prints the command that replays it.
 
@@ -590,7 +590,7 @@ async fn random_histories_keep_the_invariants() {
     let steps: usize = std::env::var("SHIP_HISTORY_STEPS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(15);
+        .unwrap_or(17);
     let results: Vec<(u64, Played)> = futures::stream::iter(seeds.clone())
         .map(|seed| async move { (seed, play(seed, steps).await) })
         .buffer_unordered(PARALLEL)
