@@ -118,11 +118,15 @@ for v in $VERSIONS; do
     if [[ "$first" == 1 ]]; then which=all; else which=only; fi
     # The install test (docs/quick-start.md, run as written) deletes Ship's CRDs and installs into
     # the fixed namespaces the page names: it runs alone, after the rest.
+    # SHIP_TEST_FILTER (a nextest filterset) narrows both runs. It is ANDed here because nextest
+    # ORs several -E flags, so an `-E` given on the command line would widen the run, not narrow it.
+    rest=(); narrow=""
+    if [[ -n "${SHIP_TEST_FILTER:-}" ]]; then rest=(--no-tests=pass); narrow="($SHIP_TEST_FILTER) and "; fi
     rc=0
-    cargo nextest run --workspace --locked --run-ignored "$which" --no-fail-fast \
-      -E 'not binary_id(ship-e2e::install)' "$@" 2>&1 | tee "$SUMMARY.$v" || rc=1
-    cargo nextest run --workspace --locked --run-ignored "$which" --no-fail-fast \
-      -E 'binary_id(ship-e2e::install)' "$@" 2>&1 | tee "$SUMMARY.$v.install" || rc=1
+    cargo nextest run --workspace --locked --run-ignored "$which" --no-fail-fast "${rest[@]}" \
+      -E "${narrow}not binary_id(ship-e2e::install)" "$@" 2>&1 | tee "$SUMMARY.$v" || rc=1
+    cargo nextest run --workspace --locked --run-ignored "$which" --no-fail-fast "${rest[@]}" \
+      -E "${narrow}binary_id(ship-e2e::install)" "$@" 2>&1 | tee "$SUMMARY.$v.install" || rc=1
     exit "$rc" ) || failed=1
   host_restored || failed=1
   first=0
