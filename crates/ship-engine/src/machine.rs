@@ -63,6 +63,16 @@ pub struct Snapshot {
     pub deployed_since: Option<Timestamp>,
 }
 
+/// When `status` last entered `phase` (its newest transition to it).
+pub(crate) fn transition_time(status: Option<&ShipReleaseStatus>, phase: Phase) -> Option<Timestamp> {
+    status?
+        .transitions
+        .iter()
+        .rev()
+        .find(|t| t.phase == phase)
+        .map(|t| t.at.0)
+}
+
 impl Snapshot {
     /// What the machine is told of `release`, from its persisted status: `superseded_by` is
     /// the environment's newest release when it is newer than this one, `cadences` the
@@ -75,15 +85,7 @@ impl Snapshot {
     ) -> Snapshot {
         let status = release.status.as_ref();
         let phase = status.and_then(|s| s.phase);
-        let transition_time = |wanted: Phase| {
-            status?
-                .transitions
-                .iter()
-                .rev()
-                .find(|t| t.phase == wanted)
-                .map(|t| t.at.0)
-        };
-        let settled_at = phase.and_then(transition_time);
+        let settled_at = phase.and_then(|p| transition_time(status, p));
         let checked_at = status.and_then(|s| s.drift_checked_at.as_ref()).map(|t| t.0);
         Snapshot {
             phase,
@@ -98,7 +100,7 @@ impl Snapshot {
             drift_interval,
             verification: cadences,
             verified_at: verification::last_runs(status.and_then(|s| s.verification.as_ref())),
-            deployed_since: transition_time(Phase::Succeeded),
+            deployed_since: transition_time(status, Phase::Succeeded),
         }
     }
 

@@ -30,7 +30,7 @@ use crate::context::EnvironmentSlot;
 pub use crate::context::{Context, FAULT_POINTS, Settings};
 pub use crate::error::{Disposition, Error};
 use crate::inventory::{self, Stamp};
-use crate::machine::{self, Action, Change, Event, Plan, Snapshot, Work};
+use crate::machine::{self, Action, Change, Event, Plan, Snapshot, Work, transition_time};
 use crate::releases;
 use crate::repo::LoadError;
 use crate::status::status_after;
@@ -59,15 +59,6 @@ fn environment_namespace(rendered: &Rendered, environment: &str) -> String {
 
 fn ready_reason(status: Option<&ShipReleaseStatus>) -> &str {
     status.map_or("", ShipReleaseStatus::ready_reason)
-}
-
-fn transition_time(status: Option<&ShipReleaseStatus>, phase: Phase) -> Option<jiff::Timestamp> {
-    status?
-        .transitions
-        .iter()
-        .rev()
-        .find(|t| t.phase == phase)
-        .map(|t| t.at.0)
 }
 
 /// Walks one release through its phases: observes, asks [`machine::step`], persists, executes.
