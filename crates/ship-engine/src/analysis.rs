@@ -230,6 +230,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use ship_render::config::ConfigDuration;
 
     fn test(min: Option<f64>, max: Option<f64>, count: u32, failure_limit: u32) -> PrometheusTest {
         PrometheusTest {
@@ -238,9 +239,9 @@ mod tests {
             min,
             max,
             count,
-            interval: "1s".into(),
+            interval: ConfigDuration::from_duration(Duration::from_secs(1)),
             failure_limit,
-            timeout: "5s".into(),
+            timeout: ConfigDuration::from_duration(Duration::from_secs(5)),
         }
     }
 

@@ -127,7 +127,7 @@ pub async fn run_http(target: CheckTarget<'_>, test: &HttpTest) -> CheckOutcome 
         message: result.unwrap_or_else(|e| e),
         duration: started.elapsed(),
     };
-    let timeout = ship_render::config::parse_duration(&test.timeout).unwrap_or(Duration::from_secs(10));
+    let timeout = test.attempt_timeout();
     let Ok(method) = reqwest::Method::from_bytes(test.method.as_bytes()) else {
         return outcome(Err(format!("{:?} is not an HTTP method", test.method)));
     };

@@ -18,6 +18,8 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::duration::{ConfigDuration, duration_flag};
+
 /// Name of the file at the repository root.
 pub const FILE_NAME: &str = "ship.yaml";
 
@@ -141,11 +143,11 @@ pub struct Environment {
 pub struct Health {
     /// How long a rollout may take to become healthy, e.g. `90s`, `5m`. Default `5m`.
     #[serde(default = "default_health_timeout")]
-    pub timeout: String,
+    pub timeout: ConfigDuration,
 }
 
-fn default_health_timeout() -> String {
-    "5m".into()
+fn default_health_timeout() -> ConfigDuration {
+    ConfigDuration::from_duration(Duration::from_secs(300))
 }
 
 /// Settings of the post-deployment test phase.
@@ -156,11 +158,11 @@ pub struct Testing {
     /// e.g. `90s`, `2m`. A test still running then fails, and the release rolls back. Default
     /// `2m`: tests are meant to answer within seconds of the rollout.
     #[serde(default = "default_testing_timeout")]
-    pub timeout: String,
+    pub timeout: ConfigDuration,
 }
 
-fn default_testing_timeout() -> String {
-    "2m".into()
+fn default_testing_timeout() -> ConfigDuration {
+    ConfigDuration::from_duration(Duration::from_secs(120))
 }
 
 impl Default for Testing {
@@ -291,7 +293,7 @@ pub struct TestSpec {
     /// e.g. `10m`, for as long as the release is the one deployed. Default: only once, after
     /// the rollout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub every: Option<String>,
+    pub every: Option<ConfigDuration>,
     /// What a failure of a continuous verification run does: `report` (default: the
     /// `Verified` condition, the metric, the alert, an event) or `rollback` (also roll back to
     /// the last good release, once: the release rolled back to is not verified again until a
@@ -321,7 +323,7 @@ impl TestSpec {
     /// How often the test runs again against the deployed release, parsed (checked when the
     /// file was parsed); `None` when it runs only after the rollout.
     pub fn every(&self) -> Option<Duration> {
-        self.every.as_deref().and_then(parse_duration)
+        self.every.as_ref().map(ConfigDuration::get)
     }
 }
 
@@ -349,7 +351,7 @@ pub struct HttpTest {
     pub body: Option<String>,
     /// Per-attempt timeout, e.g. `10s`. Default `10s`.
     #[serde(default = "default_test_timeout")]
-    pub timeout: String,
+    pub timeout: ConfigDuration,
     /// Attempts after the first, for an app that needs a moment after its rollout (a cache to
     /// warm, a connection pool to fill). The test passes on the first attempt that passes and
     /// fails with the last attempt's answer; all attempts stay within `testing.timeout`.
@@ -358,7 +360,7 @@ pub struct HttpTest {
     pub retries: u32,
     /// Time between two attempts, e.g. `2s`. Default `1s`.
     #[serde(default = "default_retry_interval")]
-    pub interval: String,
+    pub interval: ConfigDuration,
     /// The known result.
     #[serde(default)]
     pub expect: Expect,
@@ -391,32 +393,32 @@ pub struct PrometheusTest {
     pub count: u32,
     /// The time between two measurements, e.g. `10s`. Default `10s`.
     #[serde(default = "default_measurement_interval")]
-    pub interval: String,
+    pub interval: ConfigDuration,
     /// Failing measurements tolerated; one more fails the test. Default 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub failure_limit: u32,
     /// Per-query timeout, e.g. `5s`. Default `10s`.
     #[serde(default = "default_test_timeout")]
-    pub timeout: String,
+    pub timeout: ConfigDuration,
 }
 
 fn default_measurements() -> u32 {
     1
 }
 
-fn default_measurement_interval() -> String {
-    "10s".into()
+fn default_measurement_interval() -> ConfigDuration {
+    ConfigDuration::from_duration(Duration::from_secs(10))
 }
 
 impl PrometheusTest {
-    /// The time between two measurements, parsed (checked when the file was parsed).
+    /// The time between two measurements.
     pub fn measurement_interval(&self) -> Duration {
-        parse_duration(&self.interval).unwrap_or(Duration::from_secs(10))
+        self.interval.get()
     }
 
-    /// The per-query timeout, parsed (checked when the file was parsed).
+    /// The per-query timeout.
     pub fn query_timeout(&self) -> Duration {
-        parse_duration(&self.timeout).unwrap_or(Duration::from_secs(10))
+        self.timeout.get()
     }
 
     /// The passing range, as people read it: `<= 0.05`, `>= 1`, `0.9..=1`.
@@ -434,14 +436,19 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-fn default_retry_interval() -> String {
-    "1s".into()
+fn default_retry_interval() -> ConfigDuration {
+    ConfigDuration::from_duration(Duration::from_secs(1))
 }
 
 impl HttpTest {
-    /// The time between two attempts, parsed (checked when the file was parsed).
+    /// The time between two attempts.
     pub fn retry_interval(&self) -> Duration {
-        parse_duration(&self.interval).unwrap_or(Duration::from_secs(1))
+        self.interval.get()
+    }
+
+    /// The per-attempt timeout.
+    pub fn attempt_timeout(&self) -> Duration {
+        self.timeout.get()
     }
 }
 
@@ -490,8 +497,8 @@ fn default_scheme() -> String {
 fn default_method() -> String {
     "GET".into()
 }
-fn default_test_timeout() -> String {
-    "10s".into()
+fn default_test_timeout() -> ConfigDuration {
+    ConfigDuration::from_duration(Duration::from_secs(10))
 }
 
 /// What a passing answer looks like.
@@ -568,40 +575,27 @@ pub fn parse(text: &str) -> Result<ShipConfig, ConfigError> {
     if text.len() > MAX_CONFIG_BYTES {
         return Err(invalid("(file)", format!("larger than {MAX_CONFIG_BYTES} bytes")));
     }
-    let config: ShipConfig = serde_norway::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+    let config: ShipConfig = serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(text))
+        .map_err(|e| ConfigError::Parse(parse_error_message(&e)))?;
     config.check()?;
     Ok(config)
 }
 
-/// [`parse_duration`] for a command-line flag (clap's `value_parser`): the error says what
-/// is expected. shipd and `kubectl ship` take durations the way `ship.yaml` writes them.
-pub fn duration_flag(text: &str) -> Result<Duration, String> {
-    parse_duration(text).ok_or_else(|| format!("{text:?} is not a duration like 90s, 5m or 1h30m"))
-}
-
-/// Parses a duration written like `90s`, `5m`, `1h30m` or `250ms`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
+/// `tests[0].http.timeout: "soon" is not a duration like 90s, 5m or 1h30m at line 7 column 5`:
+/// the full path of the field (serde_path_to_error's), then serde_norway's message without its
+/// own path, which names only the outermost key.
+fn parse_error_message(error: &serde_path_to_error::Error<serde_norway::Error>) -> String {
+    let path = error.path().to_string();
+    let inner = error.inner().to_string();
+    let message = inner
+        .split_once(": ")
+        .filter(|(prefix, _)| path.starts_with(prefix) && !prefix.contains(' '))
+        .map_or(inner.as_str(), |(_, rest)| rest);
+    if path == "." {
+        message.to_owned()
+    } else {
+        format!("{path}: {message}")
     }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        let value: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(value),
-            "s" => Duration::from_secs(value),
-            "m" => Duration::from_secs(value.checked_mul(60)?),
-            "h" => Duration::from_secs(value.checked_mul(3600)?),
-            _ => return None,
-        };
-        total = total.checked_add(unit)?;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
 }
 
 /// Whether `path` is relative and stays inside the repository.
@@ -740,10 +734,10 @@ impl ShipConfig {
             ("health.timeout", &self.health.timeout),
             ("testing.timeout", &self.testing.timeout),
         ] {
-            if parse_duration(value).is_none_or(|d| d.is_zero()) {
+            if value.get().is_zero() {
                 return Err(invalid(
                     field,
-                    format!("{value:?} is not a duration like 90s or 5m"),
+                    format!("{:?} is zero: give a duration like 90s or 5m", value.as_str()),
                 ));
             }
         }
@@ -804,16 +798,10 @@ impl ShipConfig {
                             }
                         }
                     }
-                    if parse_duration(&http.timeout).is_none_or(|d| d.is_zero()) {
+                    if http.timeout.get().is_zero() {
                         return Err(invalid(
                             field("http.timeout"),
-                            format!("{:?} is not a duration", http.timeout),
-                        ));
-                    }
-                    if parse_duration(&http.interval).is_none() {
-                        return Err(invalid(
-                            field("http.interval"),
-                            format!("{:?} is not a duration like 500ms or 2s", http.interval),
+                            format!("{:?} is zero: give a duration like 5s", http.timeout.as_str()),
                         ));
                     }
                 }
@@ -824,10 +812,13 @@ impl ShipConfig {
                 }
             }
             match &test.every {
-                Some(every) if parse_duration(every).is_none_or(|d| d < MIN_EVERY) => {
+                Some(every) if every.get() < MIN_EVERY => {
                     return Err(invalid(
                         field("every"),
-                        format!("{every:?} is not a duration of at least 1s, like 10m"),
+                        format!(
+                            "{:?} is shorter than 1s: give a duration like 10m",
+                            every.as_str()
+                        ),
                     ));
                 }
                 Some(_) if test.job.is_some() => {
@@ -938,10 +929,10 @@ impl ShipConfig {
             ));
         }
         for (name, value) in [("interval", &test.interval), ("timeout", &test.timeout)] {
-            if parse_duration(value).is_none_or(|d| d.is_zero()) {
+            if value.get().is_zero() {
                 return Err(invalid(
                     field(&format!("prometheus.{name}")),
-                    format!("{value:?} is not a duration like 5s or 1m"),
+                    format!("{:?} is zero: give a duration like 5s or 1m", value.as_str()),
                 ));
             }
         }
@@ -971,15 +962,14 @@ impl ShipConfig {
             .filter(move |t| t.environments.is_empty() || t.environments.iter().any(|e| e == env))
     }
 
-    /// The health timeout, parsed (checked when the file was parsed).
+    /// The health timeout.
     pub fn health_timeout(&self) -> Duration {
-        parse_duration(&self.health.timeout).unwrap_or(Duration::from_secs(300))
+        self.health.timeout.get()
     }
 
-    /// The test phase's deadline after the release became healthy, parsed (checked when the file
-    /// was parsed).
+    /// The test phase's deadline after the release became healthy.
     pub fn test_timeout(&self) -> Duration {
-        parse_duration(&self.testing.timeout).unwrap_or(Duration::from_secs(120))
+        self.testing.timeout.get()
     }
 
     /// The promotion schedule, parsed (checked when the file was parsed).
@@ -1028,7 +1018,8 @@ mod tests {
             (main.branch("main"), main.namespace("main"), main.path("main")),
             ("main", "main", "deploy/main".into())
         );
-        assert_eq!(parse_duration(&c.health.timeout), Some(Duration::from_secs(300)));
+        assert_eq!(c.health_timeout(), Duration::from_secs(300));
+        assert_eq!(c.test_timeout(), Duration::from_secs(120));
         assert_eq!(c.promotion.schedule, "0 10 * * TUE");
         assert_eq!(
             (c.promotion.from.as_str(), c.promotion.to.as_str()),
@@ -1054,7 +1045,7 @@ mod tests {
         );
         assert_eq!(c.tests[1].job.as_deref(), Some("tests/job.yaml"));
         assert_eq!((http.retries, http.retry_interval()), (0, Duration::from_secs(1)));
-        assert_eq!(c.testing.timeout, "2m");
+        assert_eq!(c.testing.timeout.as_str(), "2m");
         assert_eq!(c.test_timeout(), Duration::from_secs(120));
     }
 
@@ -1324,13 +1315,47 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        for bad in ["", "5", "m", "5x", "-1s", "1.5m"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
+    fn a_bad_duration_is_a_parse_error_naming_its_field_never_a_silent_default() {
+        let env = "environments:\n  main: {}\n  production: {}\n";
+        for (text, field) in [
+            (format!("{env}health:\n  timeout: soon\n"), "health.timeout"),
+            (format!("{env}testing:\n  timeout: 10\n"), "testing.timeout"),
+            (
+                format!("{env}tests:\n- name: t\n  http: {{url: http://x/, timeout: 5x}}\n"),
+                "tests[0].http.timeout",
+            ),
+            (
+                format!("{env}tests:\n- name: t\n  http: {{url: http://x/, interval: -1s}}\n"),
+                "tests[0].http.interval",
+            ),
+            (
+                format!("{env}tests:\n- name: t\n  every: weekly\n  http: {{url: http://x/}}\n"),
+                "tests[0].every",
+            ),
+            (
+                format!(
+                    "{env}tests:\n- name: t\n  prometheus: {{address: http://p/, query: up, interval: 1d}}\n"
+                ),
+                "tests[0].prometheus.interval",
+            ),
+        ] {
+            match parse(&text) {
+                Err(ConfigError::Parse(message)) => {
+                    assert!(message.starts_with(&format!("{field}: \"")), "{text}: {message}");
+                    assert!(message.contains("like 90s"), "{text}: {message}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
         }
+        let c = parse(&format!(
+            "{env}tests:\n- name: t\n  every: 1h30m\n  http: {{url: http://x/, interval: 250ms}}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.tests[0].every(), Some(Duration::from_secs(5400)));
+        assert_eq!(
+            c.tests[0].http.as_ref().unwrap().retry_interval(),
+            Duration::from_millis(250)
+        );
     }
 
     #[test]

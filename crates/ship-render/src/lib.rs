@@ -10,6 +10,7 @@ pub mod cache;
 pub mod config;
 pub mod defaults;
 pub mod differences;
+pub mod duration;
 pub mod helm;
 pub mod manifests;
 pub mod schedule;

@@ -239,7 +239,7 @@ fn each_bad_repository_gets_its_own_clear_error() {
                 "ship.yaml",
                 "environments:\n  main: {}\nhealth: {timeout: soon}\n",
             )],
-            "ConfigInvalid",
+            "ConfigParse",
             "health.timeout",
         ),
         (
