@@ -515,7 +515,7 @@ impl ShipReleaseStatus {
     /// See [`ShipRelease::is_settled`].
     pub fn is_settled(&self) -> bool {
         self.phase
-            .is_some_and(|p| crate::reason::settled(p, crate::StatusReason::read(p, self.ready_reason())))
+            .is_some_and(|p| crate::reason::settled(p, crate::StatusReason::read(self.ready_reason())))
     }
 }
 

@@ -89,8 +89,9 @@ impl Snapshot {
         let checked_at = status.and_then(|s| s.drift_checked_at.as_ref()).map(|t| t.0);
         Snapshot {
             phase,
-            reason: phase
-                .and_then(|p| StatusReason::read(p, status.map_or("", ShipReleaseStatus::ready_reason))),
+            reason: phase.and(StatusReason::read(
+                status.map_or("", ShipReleaseStatus::ready_reason),
+            )),
             message: status.and_then(|s| s.message.clone()).unwrap_or_default(),
             short_commit: release.spec.short_commit().to_owned(),
             environment: release.spec.environment.clone(),
@@ -1322,7 +1323,9 @@ mod tests {
                     }
                     // What the executor persists.
                     s.phase = Some(change.phase);
-                    s.reason = Some(change.reason);
+                    // The condition carries the cause in place of its family, which reads
+                    // back as no reason at all.
+                    s.reason = StatusReason::read(change.label());
                     s.message = change.message.clone();
                 }
                 if let Record::RollbackTo(target) = &t.record {
