@@ -193,8 +193,11 @@ pub struct Promoter {
     pub config_branch: String,
     /// The shared event recorder.
     pub recorder: crate::events::EventRecorder,
-    /// Now.
+    /// Now, for the schedule (a test may start it on a chosen Tuesday).
     pub clock: Clock,
+    /// The engine's real clock: the sequence of the releases a promotion makes, which must
+    /// order with the releases the tips make, whatever the schedule's clock says.
+    pub release_clock: Clock,
     /// Longest sleep between two looks (the next scheduled time wakes it sooner).
     pub interval: Duration,
     /// Prometheus metrics.
@@ -584,6 +587,7 @@ impl Promoter {
                         requested_by: requested_by.to_owned(),
                         scheduled_for: scheduled_for.map(Time),
                     }),
+                    sequence_millis: (self.release_clock)().as_millisecond(),
                 };
                 let (name, created) = releases::create(&self.client, &self.namespace, &new).await?;
                 run.release = Some(name.clone());

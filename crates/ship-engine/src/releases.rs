@@ -22,20 +22,24 @@ pub struct NewRelease<'a> {
     pub reason: Reason,
     /// For promotions: where from, and who asked.
     pub promotion: Option<ship_api::PromotionOrigin>,
+    /// Its place among the environment's releases (`ship.dev/sequence`): the engine's clock, in
+    /// milliseconds, when it was made. Read from the engine's real clock by the caller, never
+    /// from a test clock that moves the promotion's schedule only.
+    pub sequence_millis: i64,
 }
 
-/// The ShipRelease object for `new`, sequenced at `sequence_millis`.
-pub fn release_object(new: &NewRelease<'_>, sequence_millis: i64) -> ShipRelease {
-    named_release_object(new, &release_name(new.environment, new.commit), sequence_millis)
+/// The ShipRelease object for `new`.
+pub fn release_object(new: &NewRelease<'_>) -> ShipRelease {
+    named_release_object(new, &release_name(new.environment, new.commit))
 }
 
-/// The ShipRelease object for `new` named `name`, sequenced at `sequence_millis`.
-pub fn named_release_object(new: &NewRelease<'_>, name: &str, sequence_millis: i64) -> ShipRelease {
+/// The ShipRelease object for `new` named `name`.
+pub fn named_release_object(new: &NewRelease<'_>, name: &str) -> ShipRelease {
     ShipRelease {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
             labels: Some([(keys::ENVIRONMENT.to_owned(), new.environment.to_owned())].into()),
-            annotations: Some([(keys::SEQUENCE.to_owned(), sequence_millis.to_string())].into()),
+            annotations: Some([(keys::SEQUENCE.to_owned(), new.sequence_millis.to_string())].into()),
             ..ObjectMeta::default()
         },
         spec: ShipReleaseSpec {
@@ -57,7 +61,7 @@ pub async fn create(
     namespace: &str,
     new: &NewRelease<'_>,
 ) -> Result<(String, bool), kube::Error> {
-    let object = release_object(new, jiff::Timestamp::now().as_millisecond());
+    let object = release_object(new);
     let name = object.metadata.name.clone().unwrap_or_default();
     let api: Api<ShipRelease> = Api::namespaced(client.clone(), namespace);
     let created = create_or_stand(&api, &object).await?;

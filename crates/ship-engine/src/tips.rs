@@ -100,6 +100,8 @@ pub struct TipTarget {
     /// The environments a person holds (from the environments' keeper): a change wakes the
     /// tips a hold kept back.
     pub holds: watch::Receiver<std::collections::BTreeSet<String>>,
+    /// The engine's clock: a new release's place among its environment's (`ship.dev/sequence`).
+    pub clock: crate::clock::Clock,
 }
 
 impl std::fmt::Debug for TipTarget {
@@ -150,6 +152,7 @@ async fn release_tip(target: &TipTarget, branch: &str, commit: git2::Oid, seen: 
         commit: &commit_text,
         reason: ship_api::Reason::Push,
         promotion: None,
+        sequence_millis: (target.clock)().as_millisecond(),
     };
     match create_for_tip(&target.client, &target.namespace, &new, seen).await {
         Ok(TipOutcome::Created(release)) => {
@@ -292,7 +295,7 @@ pub async fn create_for_tip(
     {
         return Ok(TipOutcome::Held);
     }
-    let object = crate::releases::named_release_object(new, &name, jiff::Timestamp::now().as_millisecond());
+    let object = crate::releases::named_release_object(new, &name);
     let api: Api<ShipRelease> = Api::namespaced(client.clone(), namespace);
     let created = crate::releases::create_or_stand(&api, &object).await?;
     Ok(if created {

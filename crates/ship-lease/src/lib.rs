@@ -178,6 +178,8 @@ impl Elector {
     /// One attempt: reads the Lease and acquires or renews it when [`decide`] says so.
     /// `Ok(true)` while we hold it.
     pub async fn try_once(&self) -> Result<bool, kube::Error> {
+        // The Lease's times are compared across replicas: the wall clock, never a test clock.
+        #[allow(clippy::disallowed_methods)]
         let now = Timestamp::now();
         let current = self.api.get_opt(&self.name).await?;
         let decision = decide(

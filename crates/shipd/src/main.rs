@@ -271,7 +271,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_metrics(metrics.clone())
         .with_secret_namespace(args.source.secret_namespace().to_owned());
     // The status page's caches; the notifier reads its promotion store too (one watch).
-    let page_sources = page::Sources::start(&client, &home_namespace, ctx.release_store());
+    let page_sources = page::Sources::start(&client, &home_namespace, ctx.release_store(), ctx.clock.clone());
     let notifier = ship_engine::notifier::Notifier {
         client: client.clone(),
         promotions: page_sources.promotions(),
@@ -322,6 +322,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .unwrap_or_else(|| "main".into()),
             recorder: ctx.recorder.clone(),
             clock: promotion_clock,
+            release_clock: ctx.clock.clone(),
             interval: args.promotion_interval,
             metrics: metrics.clone(),
             source: Some(handle.status()),
@@ -364,6 +365,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             handled: handled_tx,
             look_now,
             holds: holds_rx,
+            clock: ctx.clock.clone(),
         };
         tokio::spawn(ship_engine::tips::handle_tips(target, tips));
     }

@@ -20,6 +20,7 @@ pub struct Sources {
     releases: Arc<OnceLock<Store<DeserializeGuard<ShipRelease>>>>,
     environments: Store<DeserializeGuard<ShipEnvironment>>,
     promotions: Store<DeserializeGuard<ShipPromotion>>,
+    clock: ship_engine::clock::Clock,
 }
 
 impl std::fmt::Debug for Sources {
@@ -53,9 +54,11 @@ impl Sources {
         client: &Client,
         namespace: &str,
         releases: Arc<OnceLock<Store<DeserializeGuard<ShipRelease>>>>,
+        clock: ship_engine::clock::Clock,
     ) -> Self {
         Self {
             releases,
+            clock,
             environments: follow(Api::namespaced(client.clone(), namespace)),
             promotions: follow(Api::namespaced(client.clone(), namespace)),
         }
@@ -91,7 +94,7 @@ impl Sources {
             environments: &environments,
             promotion: promotion.as_ref(),
             refresh_seconds: REFRESH_SECONDS,
-            now: jiff::Timestamp::now(),
+            now: (self.clock)(),
         }))
     }
 }

@@ -2,7 +2,8 @@
 //! set by `--test-clock`: on Tuesday 10:00 it fast-forwards production (a real `git push`) to the
 //! newest main commit whose release Succeeded, skipping a red one; it refuses a diverged
 //! production branch with a condition and an event; a missed schedule runs once on restart.
-
+// A test reads the wall clock: it stands outside the engine it observes.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::time::Duration;
