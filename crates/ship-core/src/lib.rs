@@ -4,4 +4,5 @@
 //!
 //! This crate grows into the pure core of issue 30: every decision as data.
 
+pub mod backoff;
 pub mod names;

@@ -782,7 +782,7 @@ pub async fn run(
             Err(err) => {
                 failures += 1;
                 warn!(error = %err, kind = err.label(), "environment look failed; retrying");
-                ship_git::watch::backoff(failures, Duration::from_secs(1), keeper.interval)
+                ship_core::backoff::delay(failures, Duration::from_secs(1), keeper.interval)
             }
         };
         for answer in asked.drain(..) {

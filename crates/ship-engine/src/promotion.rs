@@ -962,7 +962,7 @@ pub async fn run(
             Err(err) => {
                 failures += 1;
                 warn!(error = %err, kind = err.label(), "promotion look failed; retrying");
-                ship_git::watch::backoff(failures, Duration::from_secs(1), promoter.interval)
+                ship_core::backoff::delay(failures, Duration::from_secs(1), promoter.interval)
             }
         };
         // Wake a little after the scheduled time, never before it.

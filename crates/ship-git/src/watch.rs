@@ -123,21 +123,9 @@ impl SourceHandle {
 /// Fetches after which the mirror is reopened (see the fetch loop).
 const REOPEN_AFTER_FETCHES: u32 = 50;
 
-/// The delay before retry number `failures` (1-based): `min * 2^(failures-1)`, capped at `max`
-/// (backon's exponential schedule, without jitter so a status can say when the next try is).
-pub fn backoff(failures: u32, min: Duration, max: Duration) -> Duration {
-    use backon::BackoffBuilder;
-    // Past 32 doublings every schedule has long reached its cap.
-    let nth = failures.saturating_sub(1).min(32) as usize;
-    backon::ExponentialBuilder::default()
-        .with_min_delay(min)
-        .with_max_delay(max)
-        .with_factor(2.0)
-        .without_max_times()
-        .build()
-        .nth(nth)
-        .unwrap_or(max)
-}
+/// The delay before retry number `failures` (1-based): Ship's one retry policy
+/// ([`ship_core::backoff::delay`]).
+pub use ship_core::backoff::delay as backoff;
 
 /// Opens the mirror and starts fetching. Tip changes are sent on the returned receiver; the task
 /// ends when `shutdown` resolves or the receiver is dropped.

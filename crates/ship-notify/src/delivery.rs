@@ -276,15 +276,15 @@ pub fn asked_wait(headers: &http::HeaderMap, now: u64) -> Option<Duration> {
     None
 }
 
-/// How long to wait before attempt `attempt + 1` (attempt 1 is the first): 1 s, 2 s, 4 s, ...
-/// doubling to at most 30 s, or the wait the answer asked for ([`asked_wait`]) within 30 s.
+/// How long to wait before attempt `attempt + 1` (attempt 1 is the first): Ship's one retry
+/// policy ([`ship_core::backoff::delay`]) from 1 s to 30 s, or the wait the answer asked for
+/// ([`asked_wait`]) within 30 s.
 pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
     const CAP: Duration = Duration::from_secs(30);
-    if let Some(wait) = retry_after {
-        return wait.min(CAP);
+    match retry_after {
+        Some(wait) => wait.min(CAP),
+        None => ship_core::backoff::delay(attempt, Duration::from_secs(1), CAP),
     }
-    let doubled = Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5));
-    doubled.min(CAP)
 }
 
 #[cfg(test)]
