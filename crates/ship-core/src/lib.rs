@@ -6,3 +6,4 @@
 
 pub mod backoff;
 pub mod names;
+pub mod urls;

@@ -9,25 +9,7 @@ use ship_render::config::{Expect, HttpTest, ServiceTarget};
 /// Longest response body read; a known result fits well inside.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// `template` with `{namespace}` and `{environment}` filled in.
-pub fn expand(template: &str, namespace: &str, environment: &str) -> String {
-    template
-        .replace("{namespace}", namespace)
-        .replace("{environment}", environment)
-}
-
-/// The host of an http(s) URL, lower-cased (international names in their ASCII form), without
-/// port, credentials or an IPv6 address's brackets. Parsed by the WHATWG URL rules (the `url`
-/// crate, as reqwest sends it), so the host checked is the host called.
-pub fn host_of(url: &str) -> Option<String> {
-    let parsed = url::Url::parse(url).ok()?;
-    let host = parsed.host_str()?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
-}
+pub use ship_core::urls::{expand, host_of};
 
 /// Does the environment let its tests call `url`? An empty list allows any host.
 pub fn host_allowed(url: &str, allowed: &[String]) -> bool {

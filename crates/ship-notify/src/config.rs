@@ -389,12 +389,13 @@ impl Target {
 }
 
 fn http_url(target: &str, url: &str) -> Result<(), ConfigError> {
-    match url::Url::parse(url) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(()),
-        _ => Err(ConfigError::NotHttp {
+    if ship_core::urls::is_http(url) {
+        Ok(())
+    } else {
+        Err(ConfigError::NotHttp {
             target: target.to_owned(),
             url: url.to_owned(),
-        }),
+        })
     }
 }
 

@@ -768,10 +768,10 @@ impl ShipConfig {
                             return Err(invalid(field("http"), "give exactly one of `url` or `service`"));
                         }
                         (Some(url), None) => {
-                            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                            if !ship_core::urls::is_http(url) {
                                 return Err(invalid(
                                     field("http.url"),
-                                    "must start with http:// or https://",
+                                    format!("{url:?} is not an http:// or https:// URL with a host"),
                                 ));
                             }
                         }
@@ -884,10 +884,10 @@ impl ShipConfig {
         test: &PrometheusTest,
         field: &dyn Fn(&str) -> String,
     ) -> Result<(), ConfigError> {
-        if !(test.address.starts_with("http://") || test.address.starts_with("https://")) {
+        if !ship_core::urls::is_http(&test.address) {
             return Err(invalid(
                 field("prometheus.address"),
-                "must start with http:// or https://",
+                format!("{:?} is not an http:// or https:// URL with a host", test.address),
             ));
         }
         if test.query.trim().is_empty() {
