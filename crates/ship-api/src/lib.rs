@@ -3,11 +3,11 @@
 //! This crate holds the `ShipRelease`, `ShipEnvironment` and `ShipPromotion` custom resources and the pure helpers that describe its
 //! status (phases and kstatus conditions). It has no runtime logic and never talks to a cluster.
 
-pub mod conditions;
+pub use ship_core::conditions;
 pub mod environment;
 pub mod names;
 pub mod promotion;
-pub mod reason;
+pub use ship_core::reason;
 pub mod release;
 
 pub use environment::{

@@ -5,5 +5,8 @@
 //! This crate grows into the pure core of issue 30: every decision as data.
 
 pub mod backoff;
+pub mod conditions;
 pub mod names;
+pub mod reason;
+pub mod status;
 pub mod urls;

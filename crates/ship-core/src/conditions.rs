@@ -5,7 +5,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::{Phase, awaits_rollback};
+use crate::reason::awaits_rollback;
+use crate::status::Phase;
 
 /// `Ready`: the release's commit runs in its environment, healthy and tested.
 pub const READY: &str = "Ready";

@@ -2,7 +2,7 @@
 //! transition's event reason, the `ship_releases_total{reason}` label and what `kubectl ship`
 //! reads back. Each reason has a fixed label, never built from object names or `Debug` output.
 
-use crate::Phase;
+use crate::status::Phase;
 
 /// The reason a release's status gives for its phase.
 ///
