@@ -8,5 +8,8 @@ pub mod backoff;
 pub mod conditions;
 pub mod names;
 pub mod reason;
+pub mod release;
 pub mod status;
+pub mod text;
 pub mod urls;
+pub mod verification;

@@ -47,7 +47,7 @@ pub mod references;
 pub mod releases;
 pub mod repo;
 pub mod status;
-pub mod text;
+pub use ship_core::text;
 pub mod tips;
 pub mod verification;
 

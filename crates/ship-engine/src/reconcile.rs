@@ -120,7 +120,7 @@ impl Driver<'_> {
     /// What the machine is told of this release.
     fn snapshot(&self) -> Snapshot {
         Snapshot::of(
-            &self.release,
+            crate::machine::persisted(&self.release),
             self.superseded().then(|| self.slot.newest.borrow().1.clone()),
             self.ctx.settings.drift_interval,
             self.cadences.clone().unwrap_or_default(),
@@ -170,7 +170,12 @@ impl Driver<'_> {
     /// The write is a compare-and-set on the resourceVersion of the view the change was
     /// decided on: [`Persisted::StaleView`] when the release changed since (nothing written).
     async fn persist(&mut self, change: Option<Change>, record: machine::Record) -> Result<Persisted, Error> {
-        let status = status_after(&self.release, change.as_ref(), record, &Time(self.ctx.now()));
+        let status = status_after(
+            crate::machine::persisted(&self.release),
+            change.as_ref(),
+            record,
+            &Time(self.ctx.now()),
+        );
         if self.release.status.as_ref() == Some(&status) {
             return Ok(Persisted::Done);
         }

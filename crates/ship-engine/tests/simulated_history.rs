@@ -216,13 +216,18 @@ fn reconcile(world: &mut World, mut release: ShipRelease, disturb: &mut Disturba
     for _ in 0..MAX_STEPS {
         let newest = world.newest().unwrap();
         let superseded_by = (newest.sequence() > own).then(|| newest.metadata.name.clone().unwrap());
-        let snapshot = Snapshot::of(&release, superseded_by, Duration::from_secs(86_400), Vec::new());
+        let snapshot = Snapshot::of(
+            machine::persisted(&release),
+            superseded_by,
+            Duration::from_secs(86_400),
+            Vec::new(),
+        );
         let decided_in = snapshot.phase;
         let now = Timestamp::from_second(world.now).unwrap();
         let transition = machine::step(&snapshot, event.clone(), now);
         let work = transition.work();
         let status = status_after(
-            &release,
+            machine::persisted(&release),
             transition.change.as_ref(),
             transition.record,
             &Time(now),
@@ -265,7 +270,7 @@ fn reconcile(world: &mut World, mut release: ShipRelease, disturb: &mut Disturba
             }
         }
         let snapshot = Snapshot::of(
-            &release,
+            machine::persisted(&release),
             (world.newest().unwrap().sequence() > own).then(String::new),
             Duration::from_secs(86_400),
             Vec::new(),
