@@ -123,10 +123,6 @@ impl SourceHandle {
 /// Fetches after which the mirror is reopened (see the fetch loop).
 const REOPEN_AFTER_FETCHES: u32 = 50;
 
-/// The delay before retry number `failures` (1-based): Ship's one retry policy
-/// ([`ship_core::backoff::delay`]).
-pub use ship_core::backoff::delay as backoff;
-
 /// Opens the mirror and starts fetching. Tip changes are sent on the returned receiver; the task
 /// ends when `shutdown` resolves or the receiver is dropped.
 pub fn spawn(
@@ -270,7 +266,11 @@ async fn fetch_loop(
                     s.reason = err.label();
                     s.consecutive_failures += 1;
                     s.fetches += 1;
-                    delay = backoff(s.consecutive_failures, config.min_backoff, config.max_backoff);
+                    delay = ship_core::backoff::delay(
+                        s.consecutive_failures,
+                        config.min_backoff,
+                        config.max_backoff,
+                    );
                     s.retry_in = Some(delay);
                     s.message = format!("{err}; retrying in {}s", delay.as_secs_f32());
                 });
@@ -296,8 +296,10 @@ mod tests {
     #[test]
     fn backoff_doubles_and_caps() {
         let (min, max) = (Duration::from_secs(1), Duration::from_secs(300));
-        let delays: Vec<u64> = (1..=11).map(|n| backoff(n, min, max).as_secs()).collect();
+        let delays: Vec<u64> = (1..=11)
+            .map(|n| ship_core::backoff::delay(n, min, max).as_secs())
+            .collect();
         assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
-        assert_eq!(backoff(u32::MAX, min, max), max);
+        assert_eq!(ship_core::backoff::delay(u32::MAX, min, max), max);
     }
 }
