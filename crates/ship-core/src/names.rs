@@ -21,6 +21,19 @@ fn is_dns_chars(name: &str, dots: bool) -> bool {
         && name.bytes().last().is_some_and(alphanumeric)
 }
 
+/// A commit as people read it: its first 7 characters, as `git log --oneline` shows it.
+pub fn short_sha(commit: &str) -> &str {
+    commit.get(..7).unwrap_or(commit)
+}
+
+/// Name of the release of `commit` to `environment` created from a branch tip: the environment
+/// and the first 10 characters of the commit. Deterministic, so a restarted controller that
+/// sees the same tip again finds the release it already made. A second release of the same
+/// commit from the branch (after the branch moved away and back) adds `-2`, `-3`, ...
+pub fn release_name(environment: &str, commit: &str) -> String {
+    format!("{environment}-{}", commit.get(..10).unwrap_or(commit))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +56,13 @@ mod tests {
         for bad in ["", ".web", "web.", "-web", "web-", "Web", "a_b", &"a".repeat(254)] {
             assert!(!is_dns_subdomain(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn names_are_stable() {
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(short_sha(commit), "0123456");
+        assert_eq!(short_sha("abc"), "abc");
+        assert_eq!(release_name("production", commit), "production-0123456789");
     }
 }

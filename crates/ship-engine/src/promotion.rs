@@ -25,10 +25,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use ship_api::conditions::{Observation, READY, STALLED, condition};
 use ship_api::promotion::PUSH_READY;
-use ship_api::{
-    Behind, Phase, PromotionOrigin, PromotionOutcome, PromotionRun, Reason, ShipPromotion, ShipPromotionSpec,
-    ShipPromotionStatus, keys,
-};
+use ship_api::{Behind, Phase, Reason, ShipPromotion, ShipPromotionSpec, ShipPromotionStatus, keys};
 use ship_git::{CommitSummary, GitError, Mirror};
 use ship_render::differences::Side;
 use ship_render::schedule::Schedule;
@@ -50,7 +47,7 @@ const DIVERGING_SHOWN: usize = 10;
 pub use ship_api::environment::SOURCE_READY;
 
 /// `requestedBy` of scheduled runs.
-pub const SCHEDULE: &str = "schedule";
+pub use ship_core::promotion::SCHEDULE;
 
 pub use crate::clock::{Clock, clock_from, system_clock};
 
@@ -70,47 +67,10 @@ pub struct Evaluation {
     pub diverging: (Vec<CommitSummary>, bool),
 }
 
-/// What a promotion run would do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Fast-forward the target to the candidate.
-    Promote,
-    /// The target already holds the candidate.
-    UpToDate,
-    /// No source commit has passed its tests.
-    NothingTested,
-    /// The target holds commits the candidate lacks.
-    Diverged,
-    /// The source or target branch is missing on the remote (or was never fetched).
-    BranchMissing,
-}
-
-impl Verdict {
-    fn outcome(self) -> PromotionOutcome {
-        match self {
-            Verdict::Promote => PromotionOutcome::Promoted,
-            Verdict::UpToDate => PromotionOutcome::UpToDate,
-            Verdict::NothingTested => PromotionOutcome::NothingTested,
-            Verdict::Diverged => PromotionOutcome::Diverged,
-            Verdict::BranchMissing => PromotionOutcome::BranchMissing,
-        }
-    }
-}
+pub use ship_core::promotion::Verdict;
 
 fn short(id: Oid) -> String {
     ship_api::names::short_sha(&id.to_string()).to_owned()
-}
-
-fn describe(commits: &[CommitSummary], more: bool) -> String {
-    let mut text = commits
-        .iter()
-        .map(|c| format!("{} {}", short(c.id), c.subject))
-        .collect::<Vec<_>>()
-        .join("; ");
-    if more {
-        text.push_str("; and more");
-    }
-    text
 }
 
 /// Decides a promotion from the mirror: `tested` maps each source commit whose release
@@ -296,10 +256,8 @@ impl PromotionError {
 
 /// The settings a look works with, from `ship.yaml`.
 struct Settings {
-    from: String,
-    to: String,
-    from_branch: String,
-    to_branch: String,
+    /// The environments and their branches.
+    route: ship_core::promotion::Route,
     schedule: Schedule,
     refuse_undeclared: bool,
 }
@@ -319,10 +277,12 @@ fn settings_of(config: &ShipConfig) -> Option<Result<Settings, String>> {
         config
             .promotion_schedule()
             .map(|schedule| Settings {
-                from: p.from.clone(),
-                to: p.to.clone(),
-                from_branch,
-                to_branch,
+                route: ship_core::promotion::Route {
+                    from: p.from.clone(),
+                    to: p.to.clone(),
+                    from_branch,
+                    to_branch,
+                },
                 schedule,
                 refuse_undeclared: p.refuse_undeclared_differences,
             })
@@ -389,23 +349,23 @@ impl Promoter {
     /// schedule from now: times before Ship was set up are not "missed".
     async fn object(&self, settings: &Settings, now: Timestamp) -> Result<ShipPromotion, PromotionError> {
         let api = self.promotions();
-        if let Some(found) = api.get_opt(&settings.to).await? {
+        if let Some(found) = api.get_opt(&settings.route.to).await? {
             return Ok(found);
         }
         let object = ShipPromotion {
             metadata: ObjectMeta {
-                name: Some(settings.to.clone()),
+                name: Some(settings.route.to.clone()),
                 ..ObjectMeta::default()
             },
             spec: ShipPromotionSpec {
-                from: settings.from.clone(),
-                to: settings.to.clone(),
+                from: settings.route.from.clone(),
+                to: settings.route.to.clone(),
             },
             status: None,
         };
         let created = match api.create(&PostParams::default(), &object).await {
             Ok(created) => created,
-            Err(kube::Error::Api(s)) if s.code == 409 => api.get(&settings.to).await?,
+            Err(kube::Error::Api(s)) if s.code == 409 => api.get(&settings.route.to).await?,
             Err(err) => return Err(err.into()),
         };
         let status = ShipPromotionStatus {
@@ -414,10 +374,10 @@ impl Promoter {
         };
         self.write_status(&created, &status).await?;
         info!(
-            promotion = settings.to,
+            promotion = settings.route.to,
             "promotion created; its schedule counts from now"
         );
-        Ok(api.get(&settings.to).await?)
+        Ok(api.get(&settings.route.to).await?)
     }
 
     async fn write_status(
@@ -461,8 +421,8 @@ impl Promoter {
         let repo = self.repo.clone();
         let short = ship_api::names::short_sha(commit).to_owned();
         let (from, to, commit, at) = (
-            settings.from.clone(),
-            settings.to.clone(),
+            settings.route.from.clone(),
+            settings.route.to.clone(),
             commit.to_owned(),
             short.clone(),
         );
@@ -480,7 +440,7 @@ impl Promoter {
         })
         .await
         .unwrap_or_else(|e| Err(format!("the comparison failed: {e}")));
-        let (from, to) = (&settings.from, &settings.to);
+        let (from, to) = (&settings.route.from, &settings.route.to);
         match compared {
             Ok(undeclared) if undeclared.is_empty() => None,
             Ok(undeclared) => {
@@ -507,120 +467,9 @@ impl Promoter {
         }
     }
 
-    /// One run: make the promotion release when there is something to promote.
-    async fn promote(
-        &self,
-        object: &ShipPromotion,
-        settings: &Settings,
-        evaluation: &Evaluation,
-        requested_by: &str,
-        scheduled_for: Option<Timestamp>,
-        now: Timestamp,
-    ) -> Result<PromotionRun, PromotionError> {
-        let commit = evaluation.candidate.as_ref().map(|(c, _)| c.to_string());
-        let mut run = PromotionRun {
-            at: Time(now),
-            requested_by: requested_by.to_owned(),
-            outcome: evaluation.verdict.outcome(),
-            commit: commit.clone(),
-            release: None,
-            message: String::new(),
-        };
-        let candidate = commit
-            .as_deref()
-            .map(ship_api::names::short_sha)
-            .unwrap_or_default()
-            .to_owned();
-        match evaluation.verdict {
-            Verdict::NothingTested => {
-                run.message = format!(
-                    "no {} commit has passed its tests yet; nothing to promote",
-                    settings.from
-                );
-            }
-            Verdict::UpToDate => {
-                run.message = format!(
-                    "{} already holds {} ({candidate})",
-                    settings.to_branch, settings.from
-                );
-            }
-            Verdict::BranchMissing => {
-                run.message = format!(
-                    "not promoting {candidate}: branch {} or {} is missing on the remote; \
-                     nothing was pushed, and the promotion waits until the branch is back",
-                    settings.from_branch, settings.to_branch
-                );
-                warn!(promotion = settings.to, "{}", run.message);
-                self.publish(object, EventType::Warning, "PromotionRefused", &run.message)
-                    .await;
-            }
-            Verdict::Diverged => {
-                let (commits, more) = &evaluation.diverging;
-                run.message = format!(
-                    "not promoting {candidate}: {} has {} commit(s) that {} lacks ({}); nothing was forced: merge {} into {}",
-                    settings.to_branch,
-                    commits.len(),
-                    settings.from_branch,
-                    describe(commits, *more),
-                    settings.to_branch,
-                    settings.from_branch
-                );
-                warn!(promotion = settings.to, "{}", run.message);
-                self.publish(object, EventType::Warning, "PromotionRefused", &run.message)
-                    .await;
-            }
-            Verdict::Promote => {
-                let (commit, from_release) = evaluation
-                    .candidate
-                    .clone()
-                    .map(|(c, r)| (c.to_string(), r))
-                    .unwrap_or_default();
-                let new = NewRelease {
-                    environment: &settings.to,
-                    branch: &settings.to_branch,
-                    commit: &commit,
-                    reason: Reason::Promotion,
-                    promotion: Some(PromotionOrigin {
-                        from_environment: settings.from.clone(),
-                        from_release,
-                        previous_commit: evaluation.target_tip.map(|c| c.to_string()).unwrap_or_default(),
-                        requested_by: requested_by.to_owned(),
-                        scheduled_for: scheduled_for.map(Time),
-                    }),
-                    sequence_millis: (self.release_clock)().as_millisecond(),
-                };
-                let (name, created) = releases::create(&self.client, &self.namespace, &new).await?;
-                run.release = Some(name.clone());
-                run.message = format!(
-                    "promoting {} {candidate} to {} ({} commits) as release {name}",
-                    settings.from, settings.to, evaluation.behind.commits
-                );
-                if created {
-                    info!(
-                        promotion = settings.to,
-                        environment = settings.to,
-                        release = name,
-                        commit,
-                        requested_by,
-                        "{}",
-                        run.message
-                    );
-                    self.publish(object, EventType::Normal, "Promoted", &run.message)
-                        .await;
-                } else {
-                    // The push is made, or about to be, and the mirror has not fetched it yet.
-                    run.message = format!(
-                        "{} {candidate} was already promoted as release {name}",
-                        settings.from
-                    );
-                }
-            }
-        }
-        Ok(run)
-    }
-
-    /// One look: run what is due (a scheduled time or a request), refresh the status. Returns
-    /// when to look again.
+    /// One look: gather what the repository, the schedule and the object say, let the pure
+    /// machine ([`ship_core::promotion::step`]) decide the run, carry out its effects, and
+    /// refresh the status. Returns when to look again.
     async fn look(&self) -> Result<Duration, PromotionError> {
         let now = (self.clock)();
         let Some(settings) = self.settings().await? else {
@@ -635,9 +484,11 @@ impl Promoter {
         };
         let object = self.object(&settings, now).await?;
         let previous = object.status.clone().unwrap_or_default();
-        let mut status = previous.clone();
-        let tested = self.tested(&settings.from).await?;
-        let (from_branch, to_branch) = (settings.from_branch.clone(), settings.to_branch.clone());
+        let tested = self.tested(&settings.route.from).await?;
+        let (from_branch, to_branch) = (
+            settings.route.from_branch.clone(),
+            settings.route.to_branch.clone(),
+        );
         let missing = self
             .source
             .as_ref()
@@ -647,146 +498,45 @@ impl Promoter {
             .repo
             .read(move |mirror| Ok(evaluate(mirror, &from_branch, &to_branch, &tested, &missing)?))
             .await?;
-
         let last_handled = previous.last_schedule_time.as_ref().map_or(now, |t| t.0);
-        let due = settings.schedule.latest_due(last_handled, now);
-        let requested = annotation(&object, keys::REQUESTED_AT)
-            .filter(|r| previous.last_handled_requested_at.as_deref() != Some(*r))
-            .map(str::to_owned);
-        // A hold on the target stops a promotion that would push, unless the request overrides
-        // it; a held scheduled run stays due (it runs on resume), a held request is answered.
-        let forced = requested.is_some() && annotation(&object, keys::OVERRIDE_HOLD) == Some("true");
-        let hold =
-            if (due.is_some() || requested.is_some()) && evaluation.verdict == Verdict::Promote && !forced {
-                crate::environment::hold_of(&self.client, &self.namespace, &settings.to).await?
-            } else {
-                None
-            };
-        // A request names its requester; a scheduled time alone is the schedule's run.
-        let requested_by = if requested.is_some() {
-            annotation(&object, keys::REQUESTED_BY)
-                .unwrap_or("unknown")
-                .to_owned()
-        } else {
-            SCHEDULE.to_owned()
-        };
-        let candidate = evaluation.candidate.as_ref().map(|(c, _)| c.to_string());
-        let refusal = match &candidate {
-            Some(commit)
-                if settings.refuse_undeclared
-                    && hold.is_none()
-                    && (due.is_some() || requested.is_some())
-                    && evaluation.verdict == Verdict::Promote =>
-            {
-                self.undeclared_differences(&settings, commit).await
-            }
-            _ => None,
-        };
-        if let Some(hold) = hold {
-            let candidate = evaluation.candidate.as_ref().map(|(c, _)| c.to_string());
-            let run = PromotionRun {
-                at: Time(now),
-                requested_by: requested_by.clone(),
-                outcome: PromotionOutcome::Held,
-                message: format!(
-                    "not promoting {} {} into {}: {} is {}; the promotion runs on resume \
-                     (or override: kubectl ship promote --force)",
-                    settings.from,
-                    candidate
-                        .as_deref()
-                        .map(ship_api::names::short_sha)
-                        .unwrap_or_default(),
-                    settings.to,
-                    settings.to,
-                    hold.describe()
-                ),
-                commit: candidate,
-                release: None,
-            };
-            // Announced once per held run, not at every look while it stays due.
-            let announced = previous
-                .last_run
+        let look = ship_core::promotion::Look {
+            route: settings.route.clone(),
+            verdict: evaluation.verdict,
+            candidate: evaluation
+                .candidate
                 .as_ref()
-                .is_some_and(|r| r.outcome == PromotionOutcome::Held && r.commit == run.commit);
-            if !announced || requested.is_some() {
-                warn!(promotion = settings.to, "{}", run.message);
-                self.publish(&object, EventType::Warning, "PromotionHeld", &run.message)
-                    .await;
-                self.metrics.promotion_run(run.outcome.as_str());
-                status.message = Some(run.message.clone());
-                status.last_run = Some(run);
-            }
-            if requested.is_some() {
-                status.last_handled_requested_at = requested;
-            }
-        } else if due.is_some() || requested.is_some() {
-            let run = match refusal {
-                Some(message) => {
-                    warn!(promotion = settings.to, "{message}");
-                    self.publish(&object, EventType::Warning, "PromotionRefused", &message)
-                        .await;
-                    PromotionRun {
-                        at: Time(now),
-                        requested_by: requested_by.clone(),
-                        outcome: PromotionOutcome::UndeclaredDifferences,
-                        message,
-                        commit: candidate.clone(),
-                        release: None,
-                    }
+                .map(|(commit, release)| (commit.to_string(), release.clone())),
+            target_tip: evaluation.target_tip.map(|c| c.to_string()),
+            behind: evaluation.behind.clone(),
+            diverging: (
+                evaluation.diverging.0.iter().map(commit_of).collect(),
+                evaluation.diverging.1,
+            ),
+            due: settings.schedule.latest_due(last_handled, now),
+            request: annotation(&object, keys::REQUESTED_AT).map(|at| ship_core::promotion::Request {
+                at: at.to_owned(),
+                by: annotation(&object, keys::REQUESTED_BY).map(str::to_owned),
+                force: annotation(&object, keys::OVERRIDE_HOLD) == Some("true"),
+            }),
+            refuse_undeclared: settings.refuse_undeclared,
+        };
+        let mut machine = ship_core::promotion::Promotion {
+            record: previous.clone(),
+            stage: ship_core::promotion::Stage::Idle,
+        };
+        let mut event = Some(ship_core::promotion::Event::Looked(Box::new(look.clone())));
+        while let Some(happened) = event.take() {
+            let (next, effects) = ship_core::promotion::step(machine, happened, now);
+            machine = next;
+            for effect in effects {
+                if let Some(answer) = self.perform(&object, &settings, effect).await? {
+                    event = Some(answer);
                 }
-                None => {
-                    self.promote(&object, &settings, &evaluation, &requested_by, due, now)
-                        .await?
-                }
-            };
-            self.metrics.promotion_run(run.outcome.as_str());
-            if run.outcome == PromotionOutcome::Promoted {
-                status.last_promotion = Some(run.clone());
-            }
-            status.message = Some(run.message.clone());
-            status.last_run = Some(run);
-            if let Some(due) = due {
-                status.last_schedule_time = Some(Time(due));
-            }
-            if requested.is_some() {
-                status.last_handled_requested_at = requested;
             }
         }
+        let mut status = machine.record;
 
-        let (diverging, more) = &evaluation.diverging;
-        let stall = if evaluation.verdict == Verdict::BranchMissing {
-            Some((
-                "BranchMissing",
-                format!(
-                    "branch {} or {} is missing on the remote: promotions wait until it is back \
-                     (they never re-create a branch)",
-                    settings.from_branch, settings.to_branch
-                ),
-            ))
-        } else {
-            (!diverging.is_empty()).then(|| {
-                (
-                    "Diverged",
-                    format!(
-                        "{} has {} commit(s) that {} lacks ({}): merge them into {} so promotions can fast-forward",
-                        settings.to_branch,
-                        diverging.len(),
-                        settings.from_branch,
-                        describe(diverging, *more),
-                        settings.from_branch
-                    ),
-                )
-            })
-        };
-        // Refused for undeclared differences: Stalled until a new candidate (or a run that
-        // finds none).
-        let stall = stall.or_else(|| {
-            status
-                .last_run
-                .as_ref()
-                .filter(|r| r.outcome == PromotionOutcome::UndeclaredDifferences && r.commit == candidate)
-                .map(|r| ("UndeclaredDifferences", r.message.clone()))
-        });
+        let stall = ship_core::promotion::stall(&look, &status);
         let time = Time(now);
         status.conditions = conditions(
             stall.as_ref().map(|(reason, m)| (*reason, m.as_str())),
@@ -842,8 +592,12 @@ impl Promoter {
             .oldest_commit_time
             .as_ref()
             .map(|t| t.0.as_millisecond() as f64 / 1000.0);
-        self.metrics
-            .behind(&settings.from, &settings.to, evaluation.behind.commits, oldest);
+        self.metrics.behind(
+            &settings.route.from,
+            &settings.route.to,
+            evaluation.behind.commits,
+            oldest,
+        );
         self.write_status(&object, &status).await?;
 
         let until_next = next
@@ -851,13 +605,76 @@ impl Promoter {
             .unwrap_or(self.interval);
         Ok(until_next.min(self.interval))
     }
+
+    /// Carries out one of the machine's effects; the answer, for those that have one.
+    async fn perform(
+        &self,
+        object: &ShipPromotion,
+        settings: &Settings,
+        effect: ship_core::promotion::Effect,
+    ) -> Result<Option<ship_core::promotion::Event>, PromotionError> {
+        use ship_core::promotion::{Effect, Event};
+        Ok(match effect {
+            Effect::ReadHold { environment } => Some(Event::HoldRead(
+                crate::environment::hold_of(&self.client, &self.namespace, &environment)
+                    .await?
+                    .map(|hold| hold.describe()),
+            )),
+            Effect::CompareEnvironments { commit } => Some(Event::Compared(
+                self.undeclared_differences(settings, &commit).await,
+            )),
+            Effect::MakeRelease(order) => {
+                let new = NewRelease {
+                    environment: &order.environment,
+                    branch: &order.branch,
+                    commit: &order.commit,
+                    reason: Reason::Promotion,
+                    promotion: Some(order.origin.clone()),
+                    sequence_millis: (self.release_clock)().as_millisecond(),
+                };
+                let (name, created) = releases::create(&self.client, &self.namespace, &new).await?;
+                Some(Event::ReleaseMade { name, created })
+            }
+            Effect::Publish {
+                warning,
+                reason,
+                message,
+            } => {
+                let type_ = if warning {
+                    warn!(promotion = settings.route.to, "{message}");
+                    EventType::Warning
+                } else {
+                    info!(
+                        promotion = settings.route.to,
+                        environment = settings.route.to,
+                        "{message}"
+                    );
+                    EventType::Normal
+                };
+                self.publish(object, type_, reason, &message).await;
+                None
+            }
+            Effect::CountRun(outcome) => {
+                self.metrics.promotion_run(outcome.as_str());
+                None
+            }
+        })
+    }
+}
+
+/// A commit as the machine names it in messages.
+fn commit_of(commit: &CommitSummary) -> ship_core::promotion::Commit {
+    ship_core::promotion::Commit {
+        short: short(commit.id),
+        subject: commit.subject.clone(),
+    }
 }
 
 impl Promoter {
     /// The last push check while it is fresh, else a new one (a Warning event when the answer
     /// turns into a refusal).
     async fn push_checked(&self, object: &ShipPromotion, settings: &Settings, now: Timestamp) -> PushCheck {
-        let branch = &settings.to_branch;
+        let branch = &settings.route.to_branch;
         let (last, credentials_changed) = match self.push_check.lock() {
             Ok(mut state) => {
                 let changed = match (&mut state.credentials, self.repo.push.as_ref()) {
@@ -893,7 +710,7 @@ impl Promoter {
                 format!(
                     "the promotion into {} cannot push {branch}: shipd has no push credentials; set --git-push-secret \
                      (chart: git.pushCredentialsSecret) to a Secret that may push, or remove the promotion from ship.yaml",
-                    settings.to
+                    settings.route.to
                 ),
             )),
             Err(err) => Some((
@@ -901,7 +718,7 @@ impl Promoter {
                 format!(
                     "the promotion into {} cannot push {branch}: {err}; give Ship credentials that may push \
                      (--git-push-secret, chart: git.pushCredentialsSecret), or remove the promotion from ship.yaml",
-                    settings.to
+                    settings.route.to
                 ),
             )),
         };
@@ -914,7 +731,7 @@ impl Promoter {
         if let Some((_, message)) = &check.refused
             && !was_refused
         {
-            warn!(promotion = settings.to, "{message}");
+            warn!(promotion = settings.route.to, "{message}");
             self.publish(object, EventType::Warning, "PromotionCannotPush", message)
                 .await;
         }
