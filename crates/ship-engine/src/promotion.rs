@@ -633,6 +633,16 @@ impl Promoter {
                     sequence_millis: (self.release_clock)().as_millisecond(),
                 };
                 let (name, created) = releases::create(&self.client, &self.namespace, &new).await?;
+                // The line about the release names it, its environment and commit.
+                info!(
+                    promotion = settings.route.to,
+                    environment = order.environment,
+                    release = name,
+                    commit = order.commit,
+                    requested_by = order.origin.requested_by,
+                    created,
+                    "promotion release made"
+                );
                 Some(Event::ReleaseMade { name, created })
             }
             Effect::Publish {
