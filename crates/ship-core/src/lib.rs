@@ -12,5 +12,6 @@ pub mod reason;
 pub mod release;
 pub mod status;
 pub mod text;
+pub mod tips;
 pub mod urls;
 pub mod verification;

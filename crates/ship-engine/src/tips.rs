@@ -17,66 +17,32 @@ use ship_api::{ShipRelease, keys};
 use crate::releases::sequence;
 pub use ship_api::names::release_name;
 
-/// How a tip was seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TipSeen {
-    /// In the mirror at start, or a branch seen for the first time: possibly older than what
-    /// this controller did since (a promotion it pushed that the mirror has not fetched yet).
-    Known,
-    /// A fetch saw the branch move to it (forwards, or rewritten).
-    Moved,
-}
+pub use ship_core::tips::{TipSeen, first_sight};
 
-/// How a tip seen without a fetch that saw it move (in the mirror at start, or the first fetch
-/// of a fresh mirror) counts: [`TipSeen::Moved`] when it differs from the tip the environment
-/// last handled (`recorded`: the branch moved while no controller watched, a force-push back
-/// during a restart for example), else [`TipSeen::Known`]. Without a record it is Known: it
-/// may be older than what this controller did (a promotion pushed but not fetched yet).
-pub fn first_sight(recorded: Option<&str>, commit: &str) -> TipSeen {
-    match recorded {
-        Some(handled) if handled != commit => TipSeen::Moved,
-        _ => TipSeen::Known,
-    }
-}
-
-/// What a branch tip at `commit` asks of `environment`, given the environment's `releases`:
-/// `None` when the environment already follows it, else the name of a new release.
-/// - The first release of a commit is [`release_name`], whichever way the tip was seen.
-/// - A tip the branch *moved* to gets a release unless the newest release that came from the
-///   branch (by a push or a promotion) is of this commit (deployed, deploying, or quarantined
-///   after failing here). So when the branch comes back to a commit released before (a
-///   force-push backwards, a reset), the new release is `<name>-2`, `-3`, ..., its name and
-///   history telling it from the first time.
-/// - A tip only [`TipSeen::Known`] never gets a second release: it may be stale.
-/// - Manual rollbacks are not from the branch: a tip that has not moved does not undo one.
+/// What a branch tip at `commit` asks of `environment`, given the environment's `releases`
+/// ([`ship_core::tips::tip_release`], read off the ShipReleases).
 pub fn tip_release(
     environment: &str,
     commit: &str,
     releases: &[ShipRelease],
     seen: TipSeen,
 ) -> Option<String> {
-    let base = release_name(environment, commit);
-    let taken = |name: &str| releases.iter().any(|r| r.metadata.name.as_deref() == Some(name));
-    if seen == TipSeen::Known {
-        return (!taken(&base)).then_some(base);
-    }
-    let from_branch = releases
+    let sequences: Vec<(i64, String)> = releases.iter().map(sequence).collect();
+    let views: Vec<ship_core::tips::ReleaseView<'_>> = releases
         .iter()
-        .filter(|r| r.spec.environment == environment)
-        .filter(|r| {
-            matches!(
+        .zip(&sequences)
+        .map(|(r, (at, name))| ship_core::tips::ReleaseView {
+            name: r.metadata.name.as_deref().unwrap_or_default(),
+            environment: &r.spec.environment,
+            commit: &r.spec.commit,
+            from_branch: matches!(
                 r.spec.reason,
                 ship_api::Reason::Push | ship_api::Reason::Promotion
-            )
+            ),
+            sequence: (*at, name.as_str()),
         })
-        .max_by_key(|r| sequence(r));
-    if from_branch.is_some_and(|r| r.spec.commit == commit) {
-        return None;
-    }
-    if !taken(&base) {
-        return Some(base);
-    }
-    (2..).map(|n| format!("{base}-{n}")).find(|name| !taken(name))
+        .collect();
+    ship_core::tips::tip_release(environment, commit, &views, seen)
 }
 
 /// Where tips become releases.
@@ -113,16 +79,7 @@ impl std::fmt::Debug for TipTarget {
     }
 }
 
-/// What became of a tip.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Handled {
-    /// Its release was made, or it needs none.
-    Done,
-    /// The release could not be made now (the API server is away, for example): try again.
-    Retry,
-    /// The environment is held: try again when a hold changes.
-    Held,
-}
+use ship_core::tips::Outcome as Handled;
 
 /// Makes (or finds) the release of `commit`, the tip of `branch`.
 async fn release_tip(target: &TipTarget, branch: &str, commit: git2::Oid, seen: TipSeen) -> Handled {
@@ -189,77 +146,72 @@ async fn record_environments(target: &TipTarget) {
 const RETRY_TIPS: Duration = Duration::from_secs(2);
 
 /// Turns tips into releases: first the tips already in the mirror (a restart after a fetch
-/// must not lose a release), then every tip change the source reports.
+/// must not lose a release), then every tip change the source reports. What to try, and when,
+/// is [`ship_core::tips::step`]'s decision; this loop performs its effects.
 pub async fn handle_tips(target: TipTarget, mut tips: mpsc::Receiver<TipChange>) {
-    let known: Vec<(String, git2::Oid)> = match target.repo.mirror.lock() {
+    use ship_core::tips::{ChangeKind, Effect, Event, Tips, step};
+    let known: Vec<(String, String)> = match target.repo.mirror.lock() {
         Ok(mirror) => target
             .branches
             .iter()
-            .filter_map(|b| Some((b.clone(), mirror.tip(b)?)))
+            .filter_map(|b| Some((b.clone(), mirror.tip(b)?.to_string())))
             .collect(),
         Err(_) => Vec::new(),
     };
     // The tips the environments last handled: a tip first seen without a fetch that saw it
     // move (in the mirror at start, or a fresh mirror's first fetch) is compared with them.
-    use {TipSeen, first_sight};
-    let mut recorded = crate::environment::handled_tips(&target.client, &target.namespace).await;
-    let mut owed: std::collections::BTreeMap<String, (git2::Oid, TipSeen)> = known
-        .into_iter()
-        .map(|(b, c)| {
-            let seen = first_sight(recorded.get(&b).map(String::as_str), &c.to_string());
-            (b, (c, seen))
-        })
-        .collect();
-    // Tips still owed a release, by branch (a newer tip replaces an older one): a tip is never
-    // dropped because the API server was away when it arrived, nor because its environment
-    // was held. How each was seen decides whether a commit released before is released again
-    // (`tip_release`): only a fetch that saw the branch move says it moved.
+    let recorded = crate::environment::handled_tips(&target.client, &target.namespace).await;
+    let mut machine = Tips {
+        refuse_force_push: target.force_push == ForcePushPolicy::Refuse,
+        ..Tips::default()
+    };
     let mut holds = target.holds.clone();
-    let mut try_now = true;
+    let mut event = Event::Started { known, recorded };
     loop {
-        let branches: Vec<(String, (git2::Oid, TipSeen))> =
-            owed.iter().map(|(b, c)| (b.clone(), *c)).collect();
-        // One look records every owed tip (the mirror holds them all), before any release.
-        if !branches.is_empty() && try_now {
-            record_environments(&target).await;
-        }
-        let mut retry = false;
-        for (branch, (commit, seen)) in branches.into_iter().filter(|_| try_now) {
-            match release_tip(&target, &branch, commit, seen).await {
-                Handled::Done => {
-                    recorded.insert(branch.clone(), commit.to_string());
-                    target.handled.send_modify(|h| {
-                        h.insert(branch.clone(), commit.to_string());
-                    });
-                    if owed.get(&branch).map(|o| o.0) == Some(commit) {
-                        owed.remove(&branch);
-                    }
+        let (next, effects) = step(machine, event);
+        machine = next;
+        let mut work: std::collections::VecDeque<Effect> = effects.into();
+        while let Some(effect) = work.pop_front() {
+            match effect {
+                Effect::RecordEnvironments => record_environments(&target).await,
+                Effect::Release { branch, commit, seen } => {
+                    let outcome = match git2::Oid::from_str(&commit) {
+                        Ok(id) => release_tip(&target, &branch, id, seen).await,
+                        // The mirror gave it: it is an id. Were it not, no retry could help.
+                        Err(_) => Handled::Done,
+                    };
+                    let (next, more) = step(
+                        machine,
+                        Event::Handled {
+                            branch,
+                            commit,
+                            outcome,
+                        },
+                    );
+                    machine = next;
+                    work.extend(more);
                 }
-                Handled::Retry => retry = true,
-                // Kept owed, not retried on a timer: a hold lifted wakes it.
-                Handled::Held => {}
+                Effect::MarkHandled { branch, commit } => target.handled.send_modify(|h| {
+                    h.insert(branch, commit);
+                }),
             }
         }
-        try_now = true;
-        let change = tokio::select! {
-            change = tips.recv() => change,
-            Ok(()) = holds.changed() => continue,
-            () = tokio::time::sleep(RETRY_TIPS), if retry => continue,
+        event = tokio::select! {
+            change = tips.recv() => match change {
+                Some(change) => Event::Changed {
+                    branch: change.branch,
+                    commit: change.new.to_string(),
+                    kind: match change.kind {
+                        TipChangeKind::Created => ChangeKind::Created,
+                        TipChangeKind::FastForward => ChangeKind::FastForward,
+                        TipChangeKind::ForcePushed => ChangeKind::ForcePushed,
+                    },
+                },
+                None => return,
+            },
+            Ok(()) = holds.changed() => Event::HoldsChanged,
+            () = tokio::time::sleep(RETRY_TIPS), if machine.retry => Event::RetryDue,
         };
-        let Some(change) = change else { return };
-        if change.kind == TipChangeKind::ForcePushed && target.force_push == ForcePushPolicy::Refuse {
-            // Nothing new to try; a held tip waits for its hold to change.
-            try_now = retry;
-            continue;
-        }
-        let seen = match change.kind {
-            TipChangeKind::FastForward | TipChangeKind::ForcePushed => TipSeen::Moved,
-            TipChangeKind::Created => first_sight(
-                recorded.get(&change.branch).map(String::as_str),
-                &change.new.to_string(),
-            ),
-        };
-        owed.insert(change.branch, (change.new, seen));
     }
 }
 
@@ -310,76 +262,25 @@ mod tests {
     use super::*;
     use crate::fixtures::release;
     use ship_api::{Phase, Reason};
+
+    /// The rule's cases are ship-core's; this checks what the engine reads off a ShipRelease:
+    /// its reason (a manual rollback is not the branch) and its order.
     #[test]
-    fn a_tip_gets_a_release_unless_the_branch_already_led_there() {
-        let with_reason = |mut r: ShipRelease, reason: Reason| {
-            r.spec.reason = reason;
-            r
-        };
-        let a = "a".repeat(40);
-        let b = "b".repeat(40);
-        // nothing yet: the first release of the tip
-        assert_eq!(
-            tip_release("main", &a, &[], TipSeen::Moved).as_deref(),
-            Some("main-aaaaaaaaaa")
-        );
+    fn the_rule_reads_reason_and_order_off_the_releases() {
+        let (a, b) = ("a".repeat(40), "b".repeat(40));
         let first = release("main-aaaaaaaaaa", 'a', 1, Phase::Succeeded);
-        assert_eq!(
-            tip_release("main", &a, std::slice::from_ref(&first), TipSeen::Moved),
-            None,
-            "already there"
-        );
-        // the branch moves on, then is force-pushed back: a second release of a, told apart
         let second = release("main-bbbbbbbbbb", 'b', 2, Phase::RolledBack);
-        let both = [first.clone(), second.clone()];
         assert_eq!(
-            tip_release("main", &b, &both, TipSeen::Moved),
+            tip_release("main", &a, &[first.clone(), second.clone()], TipSeen::Moved).as_deref(),
+            Some("main-aaaaaaaaaa-2"),
+            "the newest from the branch is b's"
+        );
+        let mut manual = release("main-aaaaaaaaaa-m", 'a', 4, Phase::Succeeded);
+        manual.spec.reason = Reason::Manual;
+        assert_eq!(
+            tip_release("main", &b, &[first, second, manual], TipSeen::Moved),
             None,
-            "b is quarantined, not re-released"
+            "a manual rollback does not count as the branch"
         );
-        assert_eq!(
-            tip_release("main", &a, &both, TipSeen::Moved).as_deref(),
-            Some("main-aaaaaaaaaa-2")
-        );
-        let again = release("main-aaaaaaaaaa-2", 'a', 3, Phase::Succeeded);
-        let three = [first.clone(), second.clone(), again];
-        assert_eq!(tip_release("main", &a, &three, TipSeen::Moved), None);
-        assert_eq!(
-            tip_release("main", &b, &three, TipSeen::Moved).as_deref(),
-            Some("main-bbbbbbbbbb-2")
-        );
-        // a manual rollback is not the branch: the tip it rolled away from does not come back
-        let manual = with_reason(
-            release("main-aaaaaaaaaa-m", 'a', 4, Phase::Succeeded),
-            Reason::Manual,
-        );
-        let rolled = [first, second.clone(), manual];
-        assert_eq!(tip_release("main", &b, &rolled, TipSeen::Moved), None);
-        // other environments' releases do not count
-        let prod = with_reason(
-            release("production-aaaaaaaaaa", 'a', 5, Phase::Succeeded),
-            Reason::Promotion,
-        );
-        let mut prod = prod;
-        prod.spec.environment = "production".into();
-        assert_eq!(
-            tip_release("main", &b, &[second.clone(), prod], TipSeen::Moved).as_deref(),
-            None
-        );
-        // first sight: moved only when the environment last handled another tip
-        assert_eq!(first_sight(None, &a), TipSeen::Known);
-        assert_eq!(first_sight(Some(&a), &a), TipSeen::Known);
-        assert_eq!(first_sight(Some(&b), &a), TipSeen::Moved);
-        // a tip seen only at start (maybe stale: a promotion this controller pushed and the
-        // mirror has not fetched) gets a first release, never a second one
-        assert_eq!(
-            tip_release("main", &a, std::slice::from_ref(&second), TipSeen::Known).as_deref(),
-            Some("main-aaaaaaaaaa")
-        );
-        let promoted = with_reason(
-            release("main-cccccccccc", 'c', 9, Phase::Succeeded),
-            Reason::Promotion,
-        );
-        assert_eq!(tip_release("main", &b, &[second, promoted], TipSeen::Known), None);
     }
 }
