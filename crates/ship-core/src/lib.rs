@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod conditions;
 pub mod names;
+pub mod outbox;
 pub mod promotion;
 pub mod reason;
 pub mod release;

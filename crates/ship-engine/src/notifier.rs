@@ -334,33 +334,52 @@ impl Notifier {
         let Some(notification) = self.notification(subject, owed) else {
             return;
         };
-        let deadline = tokio::time::Instant::now() + self.give_up_after;
-        let mut attempts = 0u32;
-        let (outcome, message) = loop {
-            if drop.load(Ordering::SeqCst) {
-                debug!("dropped: a newer commit status replaces it");
-                return;
+        // When to try again and when to give up is the outbox machine's decision.
+        use ship_core::outbox::{Delivery, Effect, Event, step};
+        let began = tokio::time::Instant::now();
+        let mut delivery = Delivery::new(self.give_up_after);
+        let mut event = Some(Event::Due {
+            dropped: drop.load(Ordering::SeqCst),
+        });
+        let mut finished = None;
+        while let Some(happened) = event.take() {
+            let (next, effects) = step(delivery, happened, began.elapsed());
+            delivery = next;
+            for effect in effects {
+                match effect {
+                    Effect::Attempt => {
+                        let (answer, said, retry_after) = self.attempt(target, owed, &notification).await;
+                        event = Some(Event::Answered {
+                            answer,
+                            said,
+                            retry_after,
+                        });
+                    }
+                    Effect::CountRetry => self.metrics.notified(provider, "retried"),
+                    Effect::Wait(wait) => {
+                        debug!(
+                            attempts = delivery.attempts,
+                            ?wait,
+                            "delivery failed; trying again"
+                        );
+                        tokio::time::sleep(wait).await;
+                        event = Some(Event::Due {
+                            dropped: drop.load(Ordering::SeqCst),
+                        });
+                    }
+                    Effect::Finish {
+                        outcome,
+                        attempts,
+                        message,
+                    } => finished = Some((outcome, attempts, message)),
+                    Effect::Abandon => {
+                        debug!("dropped: a newer commit status replaces it");
+                    }
+                }
             }
-            attempts += 1;
-            let (answer, said, retry_after) = self.attempt(target, owed, &notification).await;
-            match answer {
-                Answer::Delivered => break (NotificationOutcome::Delivered, None),
-                Answer::Refused => break (NotificationOutcome::GaveUp, Some(said)),
-                Answer::Retry => {}
-            }
-            let wait = delivery::backoff(attempts, retry_after);
-            if tokio::time::Instant::now() + wait > deadline {
-                break (
-                    NotificationOutcome::GaveUp,
-                    Some(format!(
-                        "{said}; gave up after {attempts} attempts in {}s",
-                        self.give_up_after.as_secs()
-                    )),
-                );
-            }
-            self.metrics.notified(provider, "retried");
-            debug!(attempts, said, "delivery failed; trying again");
-            tokio::time::sleep(wait).await;
+        }
+        let Some((outcome, attempts, message)) = finished else {
+            return;
         };
         let result = match outcome {
             NotificationOutcome::Delivered => "delivered",

@@ -229,17 +229,7 @@ pub fn request(
     }
 }
 
-/// What a receiver's answer means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
-    /// Accepted (2xx).
-    Delivered,
-    /// Try again later: 5xx, 408 (timeout), 429 (slow down), a rate limit, or no answer at all.
-    Retry,
-    /// Refused for good (any other status): the request itself is wrong (a bad token, a
-    /// commit the forge does not have), and repeating it changes nothing.
-    Refused,
-}
+pub use ship_core::outbox::{Answer, backoff};
 
 /// The meaning of an answer's status and headers. GitHub answers a rate limit with 403 (or
 /// 429): its primary limit with `x-ratelimit-remaining: 0`, its secondary limits with
@@ -274,17 +264,6 @@ pub fn asked_wait(headers: &http::HeaderMap, now: u64) -> Option<Duration> {
         return Some(Duration::from_secs(reset.saturating_sub(now)));
     }
     None
-}
-
-/// How long to wait before attempt `attempt + 1` (attempt 1 is the first): Ship's one retry
-/// policy ([`ship_core::backoff::delay`]) from 1 s to 30 s, or the wait the answer asked for
-/// ([`asked_wait`]) within 30 s.
-pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
-    const CAP: Duration = Duration::from_secs(30);
-    match retry_after {
-        Some(wait) => wait.min(CAP),
-        None => ship_core::backoff::delay(attempt, Duration::from_secs(1), CAP),
-    }
 }
 
 #[cfg(test)]
@@ -504,8 +483,5 @@ webhooks:
         assert_eq!(judge(403, &permission), Answer::Refused);
         assert_eq!(asked_wait(&permission, 0), None);
         assert_eq!(asked_wait(&none, 0), None);
-        let waits: Vec<u64> = (1..=8).map(|a| backoff(a, None).as_secs()).collect();
-        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
-        assert_eq!(backoff(1, Some(Duration::from_secs(90))), Duration::from_secs(30));
     }
 }
