@@ -68,19 +68,23 @@ async fn a_force_push_back_to_a_released_commit_deploys_it_again() {
     stack.settled(&forward, Phase::Succeeded, SETTLE).await.unwrap();
     assert_eq!(web().await, "healthy main, v2");
 
-    // A restart changes nothing: the environment already follows its tip.
-    // (Nothing can be awaited for "nothing happens": five polls of the 1 s interval.)
+    // A restart changes nothing: the environment already follows its tip. Observed as every
+    // ShipRelease event of five polls of the 1 s interval after the restart.
     stack.start_shipd(&[]).unwrap();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let names: Vec<String> = stack
-        .releases()
-        .list(&Default::default())
+    let window = ship_testkit::quiet::watch_for(stack.releases(), Duration::from_secs(5))
         .await
-        .unwrap()
-        .items
-        .into_iter()
+        .unwrap();
+    assert_eq!(
+        window.created(),
+        Vec::<String>::new(),
+        "no release made in the {:?} after the restart",
+        window.watched
+    );
+    let names: Vec<String> = window
+        .at_start
+        .iter()
         .filter(|r| r.spec.environment == "main")
-        .filter_map(|r| r.metadata.name)
+        .filter_map(|r| r.metadata.name.clone())
         .collect();
     assert_eq!(names.len(), 4, "no release made twice: {names:?}");
 }

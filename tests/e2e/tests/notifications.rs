@@ -250,8 +250,8 @@ async fn nothing_owed(stack: &Stack, text: &str) {
     }
 }
 
-/// SIGKILLs shipd, starts it again with `flags`, and gives its notifier four seconds (40 looks)
-/// to send anything it thinks is owed.
+/// SIGKILLs shipd, starts it again with `flags`, and watches the releases for four seconds
+/// (40 looks of its notifier) after the notifier started: none records a notification anew.
 async fn restart_and_look(stack: &mut Stack, flags: &[&str]) {
     stack.start_shipd(flags).unwrap();
     stack
@@ -261,7 +261,21 @@ async fn restart_and_look(stack: &mut Stack, flags: &[&str]) {
         .wait_for_log(SETTLE, |l| l.contains("notifier started"))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Every ShipRelease event of the window: no notification recorded anew.
+    let window = ship_testkit::quiet::watch_for(stack.releases(), Duration::from_secs(4))
+        .await
+        .unwrap();
+    for release in &window.at_start {
+        let name = release.metadata.name.clone().unwrap_or_default();
+        for state in window.states_of(&name) {
+            assert_eq!(
+                records(state),
+                records(release),
+                "{name} recorded a notification within {:?} after the restart",
+                window.watched
+            );
+        }
+    }
 }
 
 fn records(release: &ShipRelease) -> BTreeMap<String, (NotificationOutcome, u32)> {

@@ -177,8 +177,17 @@ async fn a_missed_schedule_runs_once_after_a_restart() {
         })
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    // ... which ran nothing: one promotion, for the missed schedule, and production unchanged.
+    // ... which ran nothing: no release made in three looks (1 s interval), one promotion
+    // for the missed schedule, and production unchanged.
+    let window = ship_testkit::quiet::watch_for(stack.releases(), Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        window.created(),
+        Vec::<String>::new(),
+        "no release in the {:?} after the look",
+        window.watched
+    );
     assert_eq!(
         promotion_releases(&stack).await,
         [release_name("production", &first)]

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{
 };
 use kube::Api;
 use kube::api::PostParams;
-use ship_api::Phase;
+use ship_api::{Phase, ShipRelease};
 use ship_testkit::stack::{Stack, configmap, release_name};
 
 const SETTLE: Duration = Duration::from_secs(60);
@@ -215,13 +215,22 @@ async fn an_environment_without_a_namespace_object_or_port_protocols_deploys_on_
         .unwrap();
     let port = &service.spec.unwrap().ports.unwrap()[0];
     assert_eq!(port.protocol.as_deref(), Some("TCP"));
-    // Three drift checks later, nothing was "put back".
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let release = stack
+    // Three drift checks later (each writes status.driftCheckedAt), nothing was "put back".
+    let checked = |r: &ShipRelease| r.status.as_ref().and_then(|s| s.drift_checked_at.clone());
+    let mut release = stack
         .releases()
         .get(&release_name("main", &commit))
         .await
         .unwrap();
+    for _ in 0..3 {
+        let before = checked(&release);
+        release = stack
+            .release_where(&release_name("main", &commit), SETTLE, |r| {
+                checked(r).is_some() && checked(r) != before
+            })
+            .await
+            .unwrap();
+    }
     let corrected = release.status.unwrap().drift_corrections.unwrap_or(0);
     assert_eq!(corrected, 0, "filled-in defaults were reported as drift");
     assert!(

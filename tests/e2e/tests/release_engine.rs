@@ -28,7 +28,7 @@ struct Stack {
     daemon: GitDaemon,
     data: tempfile::TempDir,
     shipd: Option<Shipd>,
-    _app: App,
+    app: App,
     app_url: String,
 }
 
@@ -92,7 +92,7 @@ impl Stack {
             daemon,
             data: tempfile::tempdir().unwrap(),
             shipd: None,
-            _app: app,
+            app,
             app_url,
             ns,
         };
@@ -294,11 +294,42 @@ async fn push_good_then_bad_then_fix() {
     );
 
     // Quarantine: over several reconciles (polls every second, drift checks every 2 s) the bad
-    // commit is not applied again.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // commit is not applied again. Observed as every event of the app's ConfigMaps and the
+    // releases in a 6 s window, in which the rolled-back release (the deployed one: it keeps
+    // the good commit's objects in place) must have been drift-checked.
+    let window = Duration::from_secs(6);
+    let (maps, releases) = tokio::join!(
+        ship_testkit::quiet::watch_for(
+            Api::<ConfigMap>::namespaced(stack.cluster.client(), &stack.ns),
+            window
+        ),
+        ship_testkit::quiet::watch_for(stack.releases(), window),
+    );
+    let (maps, releases) = (maps.unwrap(), releases.unwrap());
+    let applied_commits: Vec<String> = maps
+        .states_of("web")
+        .iter()
+        .filter_map(|cm| cm.annotations().get(keys::COMMIT).cloned())
+        .collect();
+    assert!(
+        !applied_commits.contains(&bad),
+        "the bad commit was applied again within {window:?}: {applied_commits:?}"
+    );
     assert_eq!(stack.web_commit().await, good);
-    let again = stack.releases().get(&rolled.name_any()).await.unwrap();
-    assert_eq!(again.status.unwrap().phase, Some(Phase::RolledBack));
+    for state in releases.states_of(&rolled.name_any()) {
+        assert_eq!(state.phase(), Some(Phase::RolledBack), "within {window:?}");
+    }
+    let checks: std::collections::BTreeSet<_> = releases
+        .states_of(&rolled.name_any())
+        .iter()
+        .filter_map(|r| r.status.as_ref().and_then(|s| s.drift_checked_at.clone()))
+        .map(|t| t.0)
+        .collect();
+    assert!(
+        checks.len() >= 2,
+        "the rolled-back release was drift-checked {} times in {window:?}: the window saw no reconciles",
+        checks.len()
+    );
 
     // Roll forward with a fix.
     let fix = stack.push(
@@ -707,8 +738,22 @@ async fn an_http_test_with_retries_waits_for_an_app_warming_up() {
     stack
         .in_phase(&format!("main-{}", &warm[..10]), Phase::Testing)
         .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    // Warmed up: the app answers 200 from now on.
+    // The test has found the app warming up (answered 503) at least once since ...
+    let requests = stack.app.requests.clone();
+    let testing_from = requests.lock().unwrap().len().saturating_sub(1);
+    eventually("a 503 from the warming app", SETTLE, || {
+        let requests = requests.clone();
+        async move {
+            let log = requests.lock().unwrap();
+            Ok(log[testing_from.min(log.len())..]
+                .iter()
+                .any(|(_, status)| *status == 503)
+                .then_some(()))
+        }
+    })
+    .await
+    .unwrap();
+    // ... and now it has warmed up: the app answers 200 from now on.
     let patch = serde_json::json!({"data": {"status": "200"}});
     Api::<ConfigMap>::namespaced(stack.cluster.client(), &stack.ns)
         .patch(
@@ -762,7 +807,23 @@ async fn a_test_past_its_deadline_fails_with_its_reason_and_a_restart_keeps_the_
     stack
         .in_phase(&format!("main-{}", &bad[..10]), Phase::Testing)
         .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Mid-test: the journey's pod runs (and hangs).
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(stack.cluster.client(), &stack.ns);
+    eventually("the journey's pod running", SETTLE, || {
+        let pods = pods.clone();
+        async move {
+            let listed = pods
+                .list(&kube::api::ListParams::default().labels("job-name"))
+                .await?;
+            Ok(listed
+                .items
+                .iter()
+                .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .then_some(()))
+        }
+    })
+    .await
+    .unwrap();
     stack.kill_shipd();
     stack.start_shipd(&[]);
     let rolled = stack.settled(&bad, Phase::RolledBack, SETTLE).await;

@@ -239,8 +239,25 @@ async fn on_failure_rollback_rolls_back_once_and_the_release_rolled_back_to_hold
     assert_eq!(app_body(&stack).await, "healthy main");
 
     // Broken again: nothing verifies the rolled-back state, so nothing rolls back further.
+    // Observed as every ShipRelease event of a window of five 1 s verification cadences.
     edit_app_by_hand(&stack, "broken by hand again").await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let window = ship_testkit::quiet::watch_for(stack.releases(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        window.created(),
+        Vec::<String>::new(),
+        "no release in {:?}",
+        window.watched
+    );
+    for state in window.states_of(&name) {
+        assert_eq!(
+            state.phase(),
+            Some(Phase::RolledBack),
+            "within {:?}",
+            window.watched
+        );
+    }
     let names = stack
         .release_names(|r| r.spec.environment == "main")
         .await

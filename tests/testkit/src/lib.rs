@@ -4,6 +4,7 @@
 //! - [`apis`]: which Kubernetes versions serve which API group-versions;
 //! - [`ports`]: ports for child processes, reserved across test processes;
 //! - [`seeded`]: a seeded generator for randomized tests that replay;
+//! - [`quiet`]: "nothing happens", observed as every watch event of a bounded window;
 //! - [`servers`]: git over HTTPS (lighttpd) and SSH (sshd), as users serve it;
 //!
 //! Pods run on the test bed's real node (`tests/cluster/node.sh`); no kubelet stand-in remains.
@@ -20,6 +21,7 @@ pub mod ports;
 pub mod process;
 pub mod prometheus;
 pub mod proxy;
+pub mod quiet;
 pub mod receiver;
 pub mod remote;
 pub mod seeded;
