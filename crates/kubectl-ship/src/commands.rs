@@ -849,8 +849,13 @@ fn rendered(mirror: &ship_git::Mirror, commit: &str, env: &str) -> Result<Side, 
     mirror
         .export_tree(oid, dir.path(), ship_git::mirror::ExportLimits::default())
         .map_err(|e| CliError::Repo(e.to_string()))?;
-    let rendered = ship_render::render_environment(dir.path(), env, &ship_render::Limits::default())
-        .map_err(|e| CliError::Repo(format!("{env} at {}: {e}", short(commit))))?;
+    let rendered = ship_render::render_environment(
+        &ship_render::tools::Processes,
+        dir.path(),
+        env,
+        &ship_render::Limits::default(),
+    )
+    .map_err(|e| CliError::Repo(format!("{env} at {}: {e}", short(commit))))?;
     Ok(Side::of(rendered, env))
 }
 

@@ -153,6 +153,7 @@ impl Repo {
             }
             export(mirror, oid, &self.scratch, |tree| {
                 Ok(ship_render::render_environment(
+                    &ship_render::tools::Processes,
                     tree,
                     environment,
                     &Limits::default(),

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ship_render::cache::{RenderCache, RenderKey};
+use ship_render::tools::Processes;
 use ship_render::{Limits, render_environment};
 use ship_testkit::bench::{env_or, percentile};
 
@@ -125,9 +126,9 @@ fn main() {
     let limits = Limits::default();
     eprintln!("{} ({rounds} rounds)", ship_render::cache::renderer_versions());
 
-    let rendered = render_environment(root, "chart", &limits).unwrap();
+    let rendered = render_environment(&Processes, root, "chart", &limits).unwrap();
     assert_eq!(rendered.manifests.len(), OBJECTS);
-    let overlay = render_environment(root, "overlay", &limits).unwrap();
+    let overlay = render_environment(&Processes, root, "overlay", &limits).unwrap();
     assert_eq!(overlay.manifests.len(), OBJECTS);
     let deployment = overlay
         .manifests
@@ -151,7 +152,7 @@ fn main() {
         by_hand(command);
     });
     let mut helm_by_ship = time(rounds, || {
-        let r = render_environment(root, "chart", &limits).unwrap();
+        let r = render_environment(&Processes, root, "chart", &limits).unwrap();
         assert_eq!(r.manifests.len(), OBJECTS);
     });
     let kubectl_kustomize = || {
@@ -169,7 +170,7 @@ fn main() {
     };
     let mut kustomize_by_hand = time(rounds, || by_hand(kubectl_kustomize()));
     let mut kustomize_by_ship = time(rounds, || {
-        let r = render_environment(root, "overlay", &limits).unwrap();
+        let r = render_environment(&Processes, root, "overlay", &limits).unwrap();
         assert_eq!(r.manifests.len(), OBJECTS);
     });
     let mut cache = RenderCache::new(8);

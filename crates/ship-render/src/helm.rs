@@ -419,6 +419,7 @@ pub fn helm_version() -> Option<String> {
 
 /// Renders `chart` for environment `environment` into `namespace`, from the tree at `root`.
 pub fn render(
+    tools: &dyn crate::tools::Renderer,
     root: &Path,
     chart: &HelmChart,
     environment: &str,
@@ -447,54 +448,31 @@ pub fn render(
     if let Some(inline) = &chart.values {
         merge_values(&mut values, inline.clone().into_iter().collect());
     }
-    let helm = helm_binary().ok_or_else(|| HelmError::Unavailable {
-        chart: chart.chart.clone(),
-    })?;
-    let home = tempfile::tempdir().map_err(|e| crate::RenderError::Io {
-        path: "(helm home)".into(),
-        message: e.to_string(),
-    })?;
-    let values_path = home.path().join("values.json");
-    std::fs::write(&values_path, Value::Object(values).to_string()).map_err(|e| crate::RenderError::Io {
-        path: "(values)".into(),
-        message: e.to_string(),
-    })?;
-    let mut command = std::process::Command::new(helm);
-    command
-        .arg("template")
-        .arg(chart.release_name(environment))
-        .arg(&dir)
-        .args(["--namespace", namespace, "--include-crds", "--values"])
-        .arg(&values_path);
-    if let Some(version) = &chart.kube_version {
-        command.args(["--kube-version", version]);
-    }
-    for api in &chart.api_versions {
-        command.args(["--api-versions", api]);
-    }
-    // A private, empty Helm home: no repositories, plugins, registries or kubeconfig to reach.
-    command.env_clear();
-    let home_dir = home.path();
-    for (name, sub) in [
-        ("HOME", ""),
-        ("HELM_CACHE_HOME", "cache"),
-        ("HELM_CONFIG_HOME", "config"),
-        ("HELM_DATA_HOME", "data"),
-        ("HELM_PLUGINS", "plugins"),
-    ] {
-        command.env(name, home_dir.join(sub));
-    }
-    command.env("KUBECONFIG", home_dir.join("no-kubeconfig"));
-    let output = manifests::run_bounded(command, limits).map_err(|failure| match failure {
-        manifests::ToolFailure::TooLarge => crate::RenderError::TooLarge {
-            limit: limits.max_total_bytes,
-        },
-        manifests::ToolFailure::Failed(message) => HelmError::Failed {
-            chart: chart.chart.clone(),
-            message,
-        }
-        .into(),
-    })?;
+    let values = Value::Object(values).to_string();
+    let run = crate::tools::HelmTemplate {
+        release: chart.release_name(environment),
+        chart_dir: &dir,
+        namespace,
+        values_json: &values,
+        kube_version: chart.kube_version.as_deref(),
+        api_versions: &chart.api_versions,
+    };
+    let output = tools
+        .helm_template(&run, limits)
+        .map_err(|failure| match failure {
+            crate::tools::ToolFailure::Unavailable => HelmError::Unavailable {
+                chart: chart.chart.clone(),
+            }
+            .into(),
+            crate::tools::ToolFailure::TooLarge => crate::RenderError::TooLarge {
+                limit: limits.max_total_bytes,
+            },
+            crate::tools::ToolFailure::Failed(message) => HelmError::Failed {
+                chart: chart.chart.clone(),
+                message,
+            }
+            .into(),
+        })?;
     let mut rendered = RenderedChart {
         manifests: Vec::new(),
         tests: Vec::new(),
@@ -636,6 +614,116 @@ mod tests {
 
     fn map(v: Value) -> serde_json::Map<String, Value> {
         v.as_object().cloned().unwrap()
+    }
+
+    /// A renderer that answers every `helm template` with `output` and keeps what it was asked:
+    /// the chart pipeline (values, sources, hooks, limits) tested without starting a process.
+    struct Canned {
+        output: &'static str,
+        asked: std::sync::Mutex<Vec<Asked>>,
+    }
+
+    /// Release, namespace, values (JSON) and kube version of one `helm template`.
+    type Asked = (String, String, String, Option<String>);
+
+    impl crate::tools::Renderer for Canned {
+        fn helm_template(
+            &self,
+            run: &crate::tools::HelmTemplate<'_>,
+            _: &Limits,
+        ) -> Result<String, crate::tools::ToolFailure> {
+            self.asked.lock().unwrap().push((
+                run.release.to_owned(),
+                run.namespace.to_owned(),
+                run.values_json.to_owned(),
+                run.kube_version.map(str::to_owned),
+            ));
+            Ok(self.output.to_owned())
+        }
+
+        fn kustomize_build(&self, _: &Path, _: &Limits) -> Result<String, crate::tools::ToolFailure> {
+            Err(crate::tools::ToolFailure::Unavailable)
+        }
+    }
+
+    #[test]
+    fn a_chart_renders_through_the_renderer_split_by_source_with_its_test_hooks_apart() {
+        let root = tempfile::tempdir().unwrap();
+        let chart_dir = root.path().join("charts/shop");
+        std::fs::create_dir_all(&chart_dir).unwrap();
+        std::fs::write(
+            chart_dir.join("Chart.yaml"),
+            "apiVersion: v2\nname: shop\nversion: 0.1.0\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.path().join("prod.yaml"),
+            "replicas: 2\nimage: {tag: '1.0'}\n",
+        )
+        .unwrap();
+        let canned = Canned {
+            output: "---\n# Source: shop/templates/web.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\n\
+                     ---\n# Source: shop/templates/tests/smoke.yaml\napiVersion: batch/v1\nkind: Job\n\
+                     metadata: {name: smoke, annotations: {helm.sh/hook: test}}\n\
+                     spec: {template: {spec: {restartPolicy: Never, containers: [{name: t, image: busybox}]}}}\n",
+            asked: std::sync::Mutex::default(),
+        };
+        let chart = HelmChart {
+            chart: "charts/shop".into(),
+            values_files: vec!["prod.yaml".into()],
+            values: Some(BTreeMap::from([("replicas".to_owned(), json!(3))])),
+            kube_version: Some("1.20.2".into()),
+            ..HelmChart::default()
+        };
+        let rendered = render(
+            &canned,
+            root.path(),
+            &chart,
+            "production",
+            "shop-prod",
+            &Limits::default(),
+        )
+        .unwrap();
+        let asked = canned.asked.lock().unwrap().clone();
+        assert_eq!(asked.len(), 1);
+        let (release, namespace, values, kube_version) = &asked[0];
+        assert_eq!(
+            (release.as_str(), namespace.as_str()),
+            ("production", "shop-prod")
+        );
+        assert_eq!(kube_version.as_deref(), Some("1.20.2"));
+        let values: Value = serde_json::from_str(values).unwrap();
+        assert_eq!(
+            values,
+            json!({"replicas": 3, "image": {"tag": "1.0"}}),
+            "files, then inline values"
+        );
+        assert_eq!(rendered.manifests.len(), 1);
+        assert_eq!(rendered.manifests[0].source, "charts/shop/templates/web.yaml#1");
+        assert_eq!(
+            rendered.tests.len(),
+            1,
+            "the test hook is a test, not an object to deploy"
+        );
+        assert!(
+            rendered.tests[0]
+                .source
+                .starts_with("charts/shop/templates/tests/smoke.yaml"),
+            "{}",
+            rendered.tests[0].source
+        );
+
+        // A renderer that runs no program says which chart needed one.
+        let err = render(
+            &crate::tools::NoPrograms,
+            root.path(),
+            &chart,
+            "production",
+            "shop-prod",
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("charts/shop"), "{err}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod duration;
 pub mod helm;
 pub mod manifests;
 pub mod schedule;
+pub mod tools;
 pub mod validate;
 pub mod vars;
 
@@ -261,6 +262,7 @@ pub fn read_config(root: &Path) -> Result<ShipConfig, RenderError> {
 
 /// Renders and validates environment `env_name` of `config` from the tree at `root`.
 pub fn render_configured(
+    tools: &dyn tools::Renderer,
     root: &Path,
     config: ShipConfig,
     env_name: &str,
@@ -272,12 +274,12 @@ pub fn render_configured(
         .ok_or_else(|| RenderError::UnknownEnvironment(env_name.to_owned()))?;
     let (manifests, hook_tests) = match &env.helm {
         Some(chart) => {
-            let rendered = helm::render(root, chart, env_name, env.namespace(env_name), limits)?;
+            let rendered = helm::render(tools, root, chart, env_name, env.namespace(env_name), limits)?;
             (rendered.manifests, rendered.tests)
         }
         None => {
             let vars = env.vars.as_ref();
-            let manifests = manifests::render_with_vars(root, &env.path(env_name), limits, vars)?;
+            let manifests = manifests::render_with_vars(tools, root, &env.path(env_name), limits, vars)?;
             (manifests, Vec::new())
         }
     };
@@ -358,6 +360,11 @@ fn test_job(
 }
 
 /// Reads `ship.yaml` at `root`, renders environment `env_name` and validates it.
-pub fn render_environment(root: &Path, env_name: &str, limits: &Limits) -> Result<Rendered, RenderError> {
-    render_configured(root, read_config(root)?, env_name, limits)
+pub fn render_environment(
+    tools: &dyn tools::Renderer,
+    root: &Path,
+    env_name: &str,
+    limits: &Limits,
+) -> Result<Rendered, RenderError> {
+    render_configured(tools, root, read_config(root)?, env_name, limits)
 }

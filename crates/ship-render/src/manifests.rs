@@ -50,13 +50,19 @@ pub struct Manifest {
 const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
 /// Renders the manifests under `path` (relative to `root`).
-pub fn render(root: &Path, path: &str, limits: &Limits) -> Result<Vec<Manifest>, RenderError> {
-    render_with_vars(root, path, limits, None)
+pub fn render(
+    tools: &dyn crate::tools::Renderer,
+    root: &Path,
+    path: &str,
+    limits: &Limits,
+) -> Result<Vec<Manifest>, RenderError> {
+    render_with_vars(tools, root, path, limits, None)
 }
 
 /// Renders the manifests under `path` (relative to `root`), substituting `vars` into each
 /// file's text (or kustomize's output) before it is read as YAML, when there are any.
 pub fn render_with_vars(
+    tools: &dyn crate::tools::Renderer,
     root: &Path,
     path: &str,
     limits: &Limits,
@@ -75,7 +81,7 @@ pub fn render_with_vars(
         });
     }
     if KUSTOMIZATION_FILES.iter().any(|f| dir.join(f).is_file()) {
-        let output = kustomize(&dir, path, limits)?;
+        let output = kustomize(tools, &dir, path, limits)?;
         let source = format!("{path} (kustomize)");
         return parse_documents(&substituted(output, &source)?, &source, limits);
     }
@@ -284,7 +290,7 @@ fn is_list(map: &serde_json::Map<String, Value>) -> bool {
 }
 
 /// The kustomize command to use: `kustomize build` if present, else `kubectl kustomize`.
-fn kustomize_command() -> Option<std::process::Command> {
+pub(crate) fn kustomize_command() -> Option<std::process::Command> {
     let on_path = |name: &str| {
         std::env::var_os("PATH")
             .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(name).is_file()))
@@ -327,32 +333,29 @@ pub fn kustomize_version() -> Option<String> {
     })
 }
 
-fn kustomize(dir: &Path, shown: &str, limits: &Limits) -> Result<String, RenderError> {
-    let Some(mut command) = kustomize_command() else {
-        return Err(RenderError::KustomizeUnavailable {
-            path: shown.to_owned(),
-        });
-    };
-    command.arg(dir);
-    run_bounded(command, limits).map_err(|failure| match failure {
-        ToolFailure::TooLarge => RenderError::TooLarge {
-            limit: limits.max_total_bytes,
-        },
-        ToolFailure::Failed(message) => RenderError::Kustomize {
-            path: shown.to_owned(),
-            message,
-        },
-    })
+fn kustomize(
+    tools: &dyn crate::tools::Renderer,
+    dir: &Path,
+    shown: &str,
+    limits: &Limits,
+) -> Result<String, RenderError> {
+    tools
+        .kustomize_build(dir, limits)
+        .map_err(|failure| match failure {
+            ToolFailure::Unavailable => RenderError::KustomizeUnavailable {
+                path: shown.to_owned(),
+            },
+            ToolFailure::TooLarge => RenderError::TooLarge {
+                limit: limits.max_total_bytes,
+            },
+            ToolFailure::Failed(message) => RenderError::Kustomize {
+                path: shown.to_owned(),
+                message,
+            },
+        })
 }
 
-/// Why a renderer's run gave no output to use.
-#[derive(Debug)]
-pub(crate) enum ToolFailure {
-    /// It could not start, failed (its message, from stderr), timed out, or wrote non-UTF-8.
-    Failed(String),
-    /// Its output is over `limits.max_total_bytes`.
-    TooLarge,
-}
+pub(crate) use crate::tools::ToolFailure;
 
 /// Runs a renderer with no input, at most `limits.renderer_timeout`, and returns what it wrote
 /// to stdout: both streams are read on threads with a bound, so a huge output cannot exhaust

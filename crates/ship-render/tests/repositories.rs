@@ -5,6 +5,7 @@
 
 use ship_git::mirror::{ExportLimits, ForcePushPolicy};
 use ship_git::{Credentials, Mirror};
+use ship_render::tools::Processes;
 use ship_render::{Limits, Rendered, render_environment};
 use ship_testkit::git::Remote;
 
@@ -61,7 +62,8 @@ fn load_made(files: &[File<'_>], make: impl FnOnce(&std::path::Path)) -> Result<
     mirror
         .export_tree(tip, &tree, ExportLimits::default())
         .map_err(|e| (e.label().to_owned(), e.to_string()))?;
-    render_environment(&tree, "main", &Limits::default()).map_err(|e| (e.label().to_owned(), e.to_string()))
+    render_environment(&Processes, &tree, "main", &Limits::default())
+        .map_err(|e| (e.label().to_owned(), e.to_string()))
 }
 
 #[test]
@@ -370,7 +372,7 @@ fn a_shared_base_takes_each_environments_vars() {
     std::fs::create_dir_all(root.path().join("deploy/base")).unwrap();
     std::fs::write(root.path().join("ship.yaml"), SHARED_BASE).unwrap();
     std::fs::write(root.path().join("deploy/base/web.yaml"), WEB).unwrap();
-    let production = render_environment(root.path(), "production", &Limits::default()).unwrap();
+    let production = render_environment(&Processes, root.path(), "production", &Limits::default()).unwrap();
     let web = &production.manifests[0].object;
     assert_eq!(web["spec"]["replicas"], 3);
     assert_eq!(web["metadata"]["namespace"], "app-prod");
@@ -538,7 +540,7 @@ fn a_chart_renders_each_environment_with_its_values() {
             std::fs::write(full, content).unwrap();
         }
     }
-    let production = render_environment(root.path(), "production", &Limits::default()).unwrap();
+    let production = render_environment(&Processes, root.path(), "production", &Limits::default()).unwrap();
     let deployment = &production.manifests[1].object;
     assert_eq!(deployment["metadata"]["name"], "shop-shop");
     assert_eq!(deployment["metadata"]["namespace"], "app-prod");
@@ -707,7 +709,7 @@ fn a_chart_on_disk_may_not_link_outside_the_repository() {
         root.path().join("charts/shop/templates/host.yaml"),
     )
     .unwrap();
-    let error = render_environment(root.path(), "main", &Limits::default()).unwrap_err();
+    let error = render_environment(&Processes, root.path(), "main", &Limits::default()).unwrap_err();
     assert_eq!(error.label(), "PathEscape", "{error}");
     assert!(
         error.to_string().contains("charts/shop/templates/host.yaml"),

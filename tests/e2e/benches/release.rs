@@ -57,8 +57,13 @@ async fn bench_full_release(cluster: &TestCluster, rounds: usize, objects: usize
         write_objects(&dir.path().join("kubectl"), &kubectl_ns, objects, round);
         let run_ship = async {
             let t = Instant::now();
-            let manifests =
-                ship_render::manifests::render(dir.path(), "ship", &ship_render::Limits::default()).unwrap();
+            let manifests = ship_render::manifests::render(
+                &ship_render::tools::NoPrograms,
+                dir.path(),
+                "ship",
+                &ship_render::Limits::default(),
+            )
+            .unwrap();
             let stamped = prepare(
                 &manifests,
                 Stamp {
