@@ -8,12 +8,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::events::EventType;
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::reflector;
 use kube::{Api, Client, Resource, ResourceExt};
 use ship_api::conditions::{Observation, READY, RECONCILING, STALLED, condition};
 use ship_api::environment::{BRANCH_MISSING, HELD, HELD_COMMITS_KEPT, IN_SYNC, SOURCE_READY, releases_of};
@@ -525,17 +524,21 @@ impl Keeper {
         let declared = declared(&self.branches, &configs);
         let (releases, environments): (Vec<ShipRelease>, Vec<ShipEnvironment>) = match read {
             Read::Stores => (
+                // The shared release watch may span every namespace (shipd without
+                // --namespace): the keeper's are those of its own.
                 stores
                     .releases
                     .state()
                     .iter()
-                    .filter_map(|r| r.0.as_ref().ok().cloned())
+                    .filter_map(|r| r.0.as_ref().ok())
+                    .filter(|r| r.metadata.namespace.as_deref() == Some(self.namespace.as_str()))
+                    .cloned()
                     .collect(),
                 stores
                     .environments
                     .state()
                     .iter()
-                    .map(|e| ShipEnvironment::clone(e))
+                    .filter_map(|e| e.0.as_ref().ok().cloned())
                     .collect(),
             ),
             Read::Server => (
@@ -711,28 +714,20 @@ pub type LookNow = tokio::sync::oneshot::Sender<()>;
 /// `looks`, answered when written. The release maker asks before it makes the release of a new
 /// tip, so that the environment is recorded out of sync before the release that brings it back
 /// (however fast that release is).
+///
+/// It reads the shared watches (`releases`, `environments`: see [`crate::watches`]) and opens
+/// none of its own.
 pub async fn run(
     keeper: Keeper,
+    releases: crate::watches::Shared<ShipRelease>,
+    environments: crate::watches::Shared<ShipEnvironment>,
     mut looks: tokio::sync::mpsc::Receiver<LookNow>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    // Guarded: one release this Ship cannot read is left out, never a stalled watch.
-    let releases: Api<DeserializeGuard<ShipRelease>> =
-        Api::namespaced(keeper.client.clone(), &keeper.namespace);
-    let (release_store, release_writer) = reflector::store();
-    let mut release_events = reflector(release_writer, watcher(releases, watcher::Config::default()))
-        .default_backoff()
-        .boxed();
-    let (environment_store, environment_writer) = reflector::store();
-    let mut environment_events = reflector(
-        environment_writer,
-        watcher(keeper.environments(), watcher::Config::default()),
-    )
-    .default_backoff()
-    .boxed();
+    let (mut release_events, mut environment_events) = (releases.changes(), environments.changes());
     let stores = Stores {
-        releases: release_store,
-        environments: environment_store,
+        releases: releases.store(),
+        environments: environments.store(),
     };
     tokio::pin!(shutdown);
     // A look from the stores waits for both to hold their first list: an empty one would read
@@ -743,13 +738,9 @@ pub async fn run(
             let _ = stores.environments.wait_until_ready().await;
         };
         tokio::pin!(ready);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => return,
-                () = &mut ready => break,
-                Some(_) = release_events.next() => {},
-                Some(_) = environment_events.next() => {},
-            }
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = &mut ready => {},
         }
     }
     let (mut source, mut handled) = (keeper.source.clone(), keeper.handled.clone());
@@ -761,12 +752,22 @@ pub async fn run(
     let mut failures = 0u32;
     let mut asked: Vec<LookNow> = Vec::new();
     // The holds the last look saw: a hold placed or lifted is worth a look at once.
-    let holds_now =
-        |store: &reflector::Store<ShipEnvironment>| held_names(store.state().iter().map(AsRef::as_ref));
+    let holds_now = |store: &reflector::Store<DeserializeGuard<ShipEnvironment>>| {
+        let readable: Vec<ShipEnvironment> = store
+            .state()
+            .iter()
+            .filter_map(|e| e.0.as_ref().ok().cloned())
+            .collect();
+        held_names(&readable)
+    };
     // The first look, after a restart, answers the release maker's first question.
     let mut read = Read::Server;
     loop {
         let last_holds = holds_now(&stores.environments);
+        // What the watches delivered so far is in the stores this look reads; a change from
+        // now on asks for the next look.
+        release_events.mark_unchanged();
+        environment_events.mark_unchanged();
         let mut next_read = Read::Stores;
         let wait = match keeper.look(&stores, read).await {
             Ok(()) => {
@@ -797,10 +798,9 @@ pub async fn run(
             tokio::select! {
                 () = &mut shutdown => return,
                 () = &mut sleep => break,
-                Some(_) = release_events.next() => break,
-                // Keeps the store current; the keeper's own writes need no look, a person's
-                // hold does.
-                Some(_) = environment_events.next() => {
+                Ok(()) = release_events.changed() => break,
+                // The keeper's own writes need no look, a person's hold does.
+                Ok(()) = environment_events.changed() => {
                     if holds_now(&stores.environments) != last_holds {
                         read = Read::Server;
                         break;
@@ -831,21 +831,14 @@ pub async fn run(
         if urgent {
             continue;
         }
-        // The pause that coalesces a burst of changes, applying every event that arrives
-        // meanwhile to the stores; a request cuts it short (a release waits on it).
-        let pause = tokio::time::sleep(MIN_INTERVAL);
-        tokio::pin!(pause);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => return,
-                () = &mut pause => break,
-                Some(_) = release_events.next() => {},
-                Some(_) = environment_events.next() => {},
-                Some(answer) = looks.recv() => {
-                    asked.push(answer);
-                    read = Read::Server;
-                    break;
-                }
+        // The pause that coalesces a burst of changes (the shared watches keep the stores
+        // current meanwhile); a request cuts it short (a release waits on it).
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(MIN_INTERVAL) => {},
+            Some(answer) = looks.recv() => {
+                asked.push(answer);
+                read = Read::Server;
             }
         }
     }
@@ -868,10 +861,10 @@ enum Read {
     Server,
 }
 
-/// What a look reads, kept current by watches.
+/// What a look reads, kept current by the shared watches.
 struct Stores {
     releases: reflector::Store<DeserializeGuard<ShipRelease>>,
-    environments: reflector::Store<ShipEnvironment>,
+    environments: reflector::Store<DeserializeGuard<ShipEnvironment>>,
 }
 
 #[cfg(test)]

@@ -50,5 +50,6 @@ pub mod status;
 pub use ship_core::text;
 pub mod tips;
 pub mod verification;
+pub mod watches;
 
 pub use reconcile::{Context, Error, Settings, run};

@@ -15,13 +15,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use git2::Oid;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::runtime::events::EventType;
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use ship_api::conditions::{Observation, READY, STALLED, condition};
 use ship_api::promotion::PUSH_READY;
@@ -764,15 +762,15 @@ impl Settings {
 /// Runs the promotion loop until `shutdown` resolves: a look every `interval`, at each scheduled
 /// time, whenever a ShipPromotion changes (a `kubectl ship promote` request), and when a hold
 /// is placed or lifted (`holds`: a held scheduled run is still due, and runs on resume).
+///
+/// `promotions` is the shared ShipPromotion watch ([`crate::watches`]): a change wakes a look.
 pub async fn run(
     promoter: Promoter,
+    promotions: crate::watches::Shared<ShipPromotion>,
     mut holds: tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    // With backoff: a missing CRD or RBAC refusal must not spin the loop.
-    let mut changes = watcher(promoter.promotions(), watcher::Config::default())
-        .default_backoff()
-        .boxed();
+    let mut changes = promotions.changes();
     tokio::pin!(shutdown);
     let mut failures = 0u32;
     loop {
@@ -797,7 +795,7 @@ pub async fn run(
         tokio::select! {
             () = &mut shutdown => return,
             () = tokio::time::sleep(wait) => {},
-            Some(_) = changes.next() => {},
+            Ok(()) = changes.changed() => {},
             Ok(()) = holds.changed() => {},
         }
     }

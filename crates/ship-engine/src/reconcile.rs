@@ -18,7 +18,6 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use ship_api::{Phase, Reason, ShipRelease, ShipReleaseStatus, StatusReason, TestResult, TestVerdict, keys};
 use ship_render::Rendered;
@@ -1225,18 +1224,21 @@ fn error_policy(_object: Arc<DeserializeGuard<ShipRelease>>, error: &Error, ctx:
     Requeue::requeue(disposition.retry_after())
 }
 
-/// Runs the ShipRelease controller until `shutdown` resolves. `ready` turns true once the
-/// initial list of ShipReleases has been read (the controller can act on every object).
+/// Runs the ShipRelease controller until `shutdown` resolves, driven by `releases`, the one
+/// ShipRelease watch (its trigger and store; the keeper and the status page read them too).
+/// `ready` turns true once the initial list of ShipReleases has been read (the controller can
+/// act on every object).
 pub async fn run(
     ctx: Context,
+    releases: &crate::watches::ReleaseWatch,
     ready: Arc<AtomicBool>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let api: Api<DeserializeGuard<ShipRelease>> = match &ctx.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
+    let Some(trigger) = releases.trigger() else {
+        warn!("the ShipRelease watch already drives a controller; not starting a second");
+        return;
     };
-    let controller = Controller::new(api, watcher::Config::default()).graceful_shutdown_on(shutdown);
+    let controller = Controller::for_stream(trigger, releases.shared.store()).graceful_shutdown_on(shutdown);
     let store = controller.store();
     let ready_store = ctx.store.clone();
     tokio::spawn(async move {

@@ -270,11 +270,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_settings(settings)
         .with_metrics(metrics.clone())
         .with_secret_namespace(args.source.secret_namespace().to_owned());
-    // The status page's caches; the notifier reads its promotion store too (one watch).
-    let page_sources = page::Sources::start(&client, &home_namespace, ctx.release_store(), ctx.clock.clone());
+    // One watch per kind, shared (ship_engine::watches): the ShipRelease watch is the
+    // controller's trigger and store, read by the keeper and the page too; the environments and
+    // promotions feed the keeper, the promotion loop, the page and the notifier.
+    let release_api: kube::Api<kube::core::DeserializeGuard<ship_api::ShipRelease>> = match &args.namespace {
+        Some(ns) => kube::Api::namespaced(client.clone(), ns),
+        None => kube::Api::all(client.clone()),
+    };
+    let release_watch = ship_engine::watches::ReleaseWatch::new(release_api);
+    let environment_watch = ship_engine::watches::follow::<ship_api::ShipEnvironment>(kube::Api::namespaced(
+        client.clone(),
+        &home_namespace,
+    ));
+    let promotion_watch = ship_engine::watches::follow::<ship_api::ShipPromotion>(kube::Api::namespaced(
+        client.clone(),
+        &home_namespace,
+    ));
+    let page_sources = page::Sources::new(
+        ctx.release_store(),
+        &environment_watch,
+        &promotion_watch,
+        ctx.clock.clone(),
+    );
     let notifier = ship_engine::notifier::Notifier {
         client: client.clone(),
-        promotions: page_sources.promotions(),
+        promotions: promotion_watch.store(),
         secret_namespace: args.source.secret_namespace().to_owned(),
         targets: Arc::new(notify_targets),
         status_page_url,
@@ -333,6 +353,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let (holds_tx, holds_rx) = watch::channel(std::collections::BTreeSet::new());
         tokio::spawn(ship_engine::promotion::run(
             promoter,
+            promotion_watch.clone(),
             holds_rx.clone(),
             stopped(stop_rx.clone()),
         ));
@@ -353,6 +374,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let (look_now, looks) = tokio::sync::mpsc::channel(8);
         tokio::spawn(ship_engine::environment::run(
             keeper,
+            release_watch.shared.clone(),
+            environment_watch.clone(),
             looks,
             stopped(stop_rx.clone()),
         ));
@@ -371,7 +394,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let ready: Arc<AtomicBool> = state.releases_synced.clone();
-    ship_engine::run(ctx, ready, stopped(stop_rx)).await;
+    ship_engine::run(ctx, &release_watch, ready, stopped(stop_rx)).await;
     info!("controller stopped");
     server
         .await

@@ -1,14 +1,11 @@
-//! The status page's sources: the release engine's reflector store of releases, and reflectors
-//! of ShipEnvironments and ShipPromotions started here. A request reads these caches and
+//! The status page's sources: the release engine's reflector store of releases, and the stores
+//! of shipd's shared ShipEnvironment and ShipPromotion watches. A request reads these caches and
 //! renders ([`ship_view::page`]); it never calls the API server.
 
 use std::sync::{Arc, OnceLock};
 
-use futures::StreamExt as _;
 use kube::core::DeserializeGuard;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
+use kube::runtime::reflector::Store;
 use ship_api::{ShipEnvironment, ShipPromotion, ShipRelease};
 
 /// Seconds between the page's reloads.
@@ -29,44 +26,21 @@ impl std::fmt::Debug for Sources {
     }
 }
 
-/// Keeps `store`'s writer fed from a watch of `api` (a malformed object is skipped, not fatal).
-fn follow<K>(api: Api<DeserializeGuard<K>>) -> Store<DeserializeGuard<K>>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
-        .applied_objects();
-    tokio::spawn(stream.for_each(|_| futures::future::ready(())));
-    store
-}
-
 impl Sources {
-    /// Starts the reflectors in `namespace`, beside the engine's store of releases.
-    pub fn start(
-        client: &Client,
-        namespace: &str,
+    /// The page's sources: the engine's store of releases (once it holds its first list) and
+    /// the shared watches of environments and promotions (shipd watches each kind once).
+    pub fn new(
         releases: Arc<OnceLock<Store<DeserializeGuard<ShipRelease>>>>,
+        environments: &ship_engine::watches::Shared<ShipEnvironment>,
+        promotions: &ship_engine::watches::Shared<ShipPromotion>,
         clock: ship_engine::clock::Clock,
     ) -> Self {
         Self {
             releases,
             clock,
-            environments: follow(Api::namespaced(client.clone(), namespace)),
-            promotions: follow(Api::namespaced(client.clone(), namespace)),
+            environments: environments.store(),
+            promotions: promotions.store(),
         }
-    }
-
-    /// The store of ShipPromotions (the notifier reads it too, so shipd watches them once).
-    pub fn promotions(&self) -> Store<DeserializeGuard<ShipPromotion>> {
-        self.promotions.clone()
     }
 
     /// The page as the caches stand, or `None` before the releases' first list.
