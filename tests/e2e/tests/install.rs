@@ -84,9 +84,31 @@ impl Workdir {
         );
         assert!(
             out.status.success(),
-            "quick start block {name} failed:\n{block}\n--- output:\n{text}"
+            "quick start block {name} failed:\n{block}\n--- output:\n{text}\n--- the cluster then:\n{}",
+            self.diagnose()
         );
         text
+    }
+
+    /// What a failed block leaves to read: Ship's pods, events and logs, and its objects.
+    fn diagnose(&self) -> String {
+        let script = "kubectl get pods -A -o wide; \
+                      kubectl get events -n ship --sort-by=.lastTimestamp | tail -30; \
+                      kubectl logs -n ship -l app.kubernetes.io/name=ship --tail=80 --prefix --all-containers; \
+                      kubectl get shipreleases,shipenvironments,shippromotions -A";
+        let mut bash = Command::new("bash");
+        bash.args(["-c", script])
+            .current_dir(self.dir.path())
+            .env("HOME", self.dir.path())
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        match bash.output() {
+            Ok(out) => format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(err) => format!("(cannot run kubectl: {err})"),
+        }
     }
 }
 
