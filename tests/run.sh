@@ -20,6 +20,12 @@ cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ship/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 log() { printf '[tests %(%T)T] %s\n' -1 "$*" >&2; }
+# Incremental compilation only speeds up edit-compile loops; in CI's cached target directory its
+# files only grow (7 GB of 17 seen), and a full disk fails the run (see the disk check below).
+if [[ -n "${CI:-}" ]]; then
+  export CARGO_INCREMENTAL=0
+  rm -rf "$CARGO_TARGET_DIR/debug/incremental"
+fi
 
 command -v kubectl >/dev/null || { log "ERROR: kubectl is required on PATH"; exit 1; }
 if ! cargo nextest --version >/dev/null 2>&1; then
@@ -70,6 +76,18 @@ tests/images/build.sh "$SHIP_IMAGES" >/dev/null
 # 1.20.2 (built from Debian's source), and 1.36.2 (prebuilt, from ../shared/k8s; see
 # tests/cluster/local-k8s.sh). SHIP_TEST_K8S_VERSIONS narrows it ("1.36.2" alone, say).
 VERSIONS="${SHIP_TEST_K8S_VERSIONS:-1.20.2 1.36.2}"
+
+# The node's kubelet taints itself with disk-pressure below 2% free (tests/cluster/node.sh), and
+# then no pod is scheduled: a CI run once failed its last test so, on a disk another job had
+# filled, with nothing in the test's output to say why. Fail here instead, saying what uses it.
+disk_gb() { df --output="$1" -B1G "$CARGO_TARGET_DIR" | tail -1 | tr -d ' '; }
+need_gb=$(( $(disk_gb size) * 2 / 100 + 6 ))
+if (( $(disk_gb avail) < need_gb )); then
+  log "ERROR: $(disk_gb avail) GB free on the disk of $CARGO_TARGET_DIR; the test bed needs $need_gb GB" \
+      "(the node stops scheduling pods below 2% free). Largest here:"
+  du -sh "$CARGO_TARGET_DIR" "${XDG_CACHE_HOME:-$HOME/.cache}/ship"/* 2>/dev/null | sort -h | tail -5 >&2
+  exit 1
+fi
 for v in $VERSIONS; do LOCAL_K8S_VERSION="$v" tests/cluster/local-k8s.sh install; done
 
 # The node changes the host (sysctls, iptables, a bridge, routes, mounts): down.sh must put it all
