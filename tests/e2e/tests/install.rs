@@ -95,7 +95,8 @@ impl Workdir {
         let script = "kubectl get pods -A -o wide; \
                       kubectl get events -n ship --sort-by=.lastTimestamp | tail -30; \
                       kubectl logs -n ship -l app.kubernetes.io/name=ship --tail=80 --prefix --all-containers; \
-                      kubectl get shipreleases,shipenvironments,shippromotions -A";
+                      kubectl get shipreleases,shipenvironments,shippromotions -A; \
+                      kubectl get nodes -o custom-columns=NODE:.metadata.name,TAINTS:.spec.taints";
         let mut bash = Command::new("bash");
         bash.args(["-c", script])
             .current_dir(self.dir.path())
