@@ -572,22 +572,32 @@ impl Keeper {
             // Persisted before it is announced: a write that loses its compare-and-set
             // announces nothing, and the next look decides again.
             self.write_status(&object, &status).await?;
-            self.announce_hold(&object, &previous, &status).await;
-            let was_missing = true_reason(&previous.conditions, BRANCH_MISSING).is_some();
-            match (was_missing, observed.branch_missing) {
-                (false, true) => {
-                    let note = status.message.clone().unwrap_or_default();
-                    warn!(environment = d.name, branch = d.branch, "{note}");
-                    self.publish(&object, EventType::Warning, "BranchMissing", &note)
-                        .await;
-                }
-                (true, false) => {
-                    let note = format!("branch {} is back on the remote", d.branch);
-                    info!(environment = d.name, branch = d.branch, "{note}");
-                    self.publish(&object, EventType::Normal, "BranchRestored", &note)
-                        .await;
-                }
-                _ => {}
+            let looked = ship_core::keeper::Looked {
+                environment: d.name.clone(),
+                branch: d.branch.clone(),
+                before: seen(
+                    &previous,
+                    true_reason(&previous.conditions, HELD).map(str::to_owned),
+                ),
+                after: seen(&status, object.spec.hold.as_ref().map(Hold::describe)),
+                message: status.message.clone().unwrap_or_default(),
+            };
+            for ship_core::keeper::Effect::Publish {
+                warning,
+                reason,
+                message,
+                commit,
+            } in ship_core::keeper::step(&looked)
+            {
+                let commit = commit.unwrap_or_default();
+                let type_ = if warning {
+                    warn!(environment = d.name, branch = d.branch, commit, "{message}");
+                    EventType::Warning
+                } else {
+                    info!(environment = d.name, branch = d.branch, commit, "{message}");
+                    EventType::Normal
+                };
+                self.publish(&object, type_, reason, &message).await;
             }
             self.metrics
                 .environment(&d.name, sync_reason_of(&status), observed.branch_missing);
@@ -600,74 +610,39 @@ impl Keeper {
             changed
         });
         // An environment no longer in any ship.yaml goes, once every config could be read.
-        if complete && !configs.is_empty() {
-            let names: BTreeSet<&str> = declared.iter().map(|d| d.name.as_str()).collect();
-            for (name, object) in &existing {
-                let ours =
-                    object.labels().get(keys::MANAGED_BY).map(String::as_str) == Some(keys::MANAGED_BY_SHIP);
-                if ours && !names.contains(name.as_str()) {
-                    info!(
-                        environment = name,
-                        "no ship.yaml declares this environment any more"
-                    );
-                    self.environments().delete(name, &DeleteParams::default()).await?;
-                }
-            }
+        let names: BTreeSet<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+        let ours = existing.iter().map(|(name, object)| {
+            let ours =
+                object.labels().get(keys::MANAGED_BY).map(String::as_str) == Some(keys::MANAGED_BY_SHIP);
+            (name.as_str(), ours)
+        });
+        for name in ship_core::keeper::to_remove(ours, &names, complete, configs.len()) {
+            info!(
+                environment = name,
+                "no ship.yaml declares this environment any more"
+            );
+            self.environments()
+                .delete(&name, &DeleteParams::default())
+                .await?;
         }
         Ok(())
     }
 }
 
-impl Keeper {
-    /// Events for a hold placed or lifted, and for each tip it holds back.
-    async fn announce_hold(
-        &self,
-        object: &ShipEnvironment,
-        previous: &ShipEnvironmentStatus,
-        status: &ShipEnvironmentStatus,
-    ) {
-        let name = object.name_any();
-        let was_held = true_reason(&previous.conditions, HELD).is_some();
-        match (was_held, object.spec.hold.as_ref()) {
-            (false, Some(hold)) => {
-                let note = format!(
-                    "{}: new tips make no release and promotions wait (kubectl ship resume {name})",
-                    hold.describe()
-                );
-                warn!(environment = name, "{note}");
-                self.publish(object, EventType::Warning, "Held", &note).await;
-            }
-            (true, None) => {
-                let waited: Vec<&str> = previous
-                    .held_commits
-                    .iter()
-                    .map(|h| h.short_commit.as_str())
-                    .collect();
-                let note = if waited.is_empty() {
-                    "resumed: no tip was held back".to_owned()
-                } else {
-                    format!(
-                        "resumed: the newest tip deploys; held back meanwhile: {}",
-                        waited.join(", ")
-                    )
-                };
-                info!(environment = name, "{note}");
-                self.publish(object, EventType::Normal, "Resumed", &note).await;
-            }
-            _ => {}
-        }
-        for held in status
+/// What the keeper's announcements read of a status: `hold` is the hold as described (before a
+/// look: the `Held` condition's reason, when True; after: the spec's hold).
+fn seen(status: &ShipEnvironmentStatus, hold: Option<String>) -> ship_core::keeper::Seen {
+    ship_core::keeper::Seen {
+        hold,
+        branch_missing: true_reason(&status.conditions, BRANCH_MISSING).is_some(),
+        held_tips: status
             .held_commits
             .iter()
-            .filter(|h| !previous.held_commits.iter().any(|p| p.commit == h.commit))
-        {
-            let note = format!(
-                "the tip {} of {} makes no release while the environment is held",
-                held.short_commit, object.spec.branch
-            );
-            info!(environment = name, commit = held.commit, "{note}");
-            self.publish(object, EventType::Normal, "TipHeld", &note).await;
-        }
+            .map(|h| ship_core::keeper::HeldTip {
+                commit: h.commit.clone(),
+                short: h.short_commit.clone(),
+            })
+            .collect(),
     }
 }
 
