@@ -709,8 +709,8 @@ pub async fn run(
     // as "no releases yet".
     {
         let ready = async {
-            let _ = stores.releases.wait_until_ready().await;
-            let _ = stores.environments.wait_until_ready().await;
+            releases.wait_ready().await;
+            environments.wait_ready().await;
         };
         tokio::pin!(ready);
         tokio::select! {

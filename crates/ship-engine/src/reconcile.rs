@@ -1239,22 +1239,12 @@ pub async fn run(
         return;
     };
     let controller = Controller::for_stream(trigger, releases.shared.store()).graceful_shutdown_on(shutdown);
-    let store = controller.store();
-    let ready_store = ctx.store.clone();
+    let (shared, ready_store) = (releases.shared.clone(), ctx.store.clone());
     tokio::spawn(async move {
-        // The store's readiness signal wakes only its most recent waiter, and the controller
-        // waits on it too: poll again every 200 ms rather than wait once.
-        loop {
-            match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
-                Ok(Ok(())) => {
-                    // From now on the engine reads releases from the store.
-                    let _ = ready_store.set(store);
-                    return ready.store(true, Ordering::SeqCst);
-                }
-                Ok(Err(_)) => return,
-                Err(_elapsed) => {}
-            }
-        }
+        shared.wait_ready().await;
+        // From now on the engine reads releases from the store.
+        let _ = ready_store.set(shared.store());
+        ready.store(true, Ordering::SeqCst);
     });
     controller
         .run(reconcile, error_policy, Arc::new(ctx))

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 pub struct Shared<K: kube::Resource<DynamicType = ()> + 'static> {
     store: Store<DeserializeGuard<K>>,
     changes: watch::Receiver<u64>,
+    ready: watch::Receiver<bool>,
 }
 
 impl<K: kube::Resource<DynamicType = ()> + 'static> std::fmt::Debug for Shared<K> {
@@ -33,6 +34,7 @@ impl<K: kube::Resource<DynamicType = ()> + 'static> Clone for Shared<K> {
         Self {
             store: self.store.clone(),
             changes: self.changes.clone(),
+            ready: self.ready.clone(),
         }
     }
 }
@@ -46,6 +48,15 @@ impl<K: kube::Resource<DynamicType = ()> + 'static> Shared<K> {
     /// Ticks on every event the watch delivers (a list, an object changed or deleted).
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.clone()
+    }
+
+    /// Resolves once the store holds the watch's first full list. Any number of readers may
+    /// wait: kube-runtime's `Store::wait_until_ready` wakes only the last task that polled it
+    /// (a oneshot receiver shared behind a mutex keeps one waker), and the controller waits on
+    /// it too; a keeper waiting there never woke, and no ShipEnvironment was ever made.
+    pub async fn wait_ready(&self) {
+        let mut ready = self.ready.clone();
+        let _ = ready.wait_for(|ready| *ready).await;
     }
 
     /// The readable objects in the store (a malformed one is left out).
@@ -80,12 +91,27 @@ where
 {
     let (store, writer) = reflector::store();
     let (ticks, changes) = watch::channel(0u64);
+    let (listed, ready) = watch::channel(false);
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
-        .inspect(move |_| ticks.send_modify(|n| *n = n.wrapping_add(1)))
+        .inspect(move |event| {
+            // The reflector applied the event before handing it on: at InitDone the store holds
+            // the whole list.
+            if matches!(event, Ok(watcher::Event::InitDone)) {
+                listed.send_replace(true);
+            }
+            ticks.send_modify(|n| *n = n.wrapping_add(1));
+        })
         .applied_objects();
-    (Shared { store, changes }, stream)
+    (
+        Shared {
+            store,
+            changes,
+            ready,
+        },
+        stream,
+    )
 }
 
 /// Watches `api` on a task of its own, until the process ends.
