@@ -104,6 +104,28 @@ fn shipd_requests(log: &str) -> Counts {
     counts
 }
 
+/// The watches shipd opened, by resource (any resource), from its client's request log: each
+/// `?watch=true` request is one watch (re)started.
+fn watches_opened(log: &str) -> BTreeMap<String, usize> {
+    let mut opened = BTreeMap::new();
+    for line in log.lines().filter(|l| l.contains("\"message\":\"requesting\"")) {
+        let url = line
+            .split("\"http.url\":\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or("");
+        let Some((path, query)) = url.split_once('?') else {
+            continue;
+        };
+        if !query.contains("watch=true") {
+            continue;
+        }
+        let resource = path.rsplit('/').next().unwrap_or("").to_owned();
+        *opened.entry(resource).or_default() += 1;
+    }
+    opened
+}
+
 fn diff(after: &Counts, before: &Counts) -> Counts {
     after
         .iter()
@@ -241,6 +263,12 @@ fn main() {
         // pushed out of the way.
         stack.deploy_first(&["--promotion-interval", "1h"]).await.unwrap();
         tokio::time::sleep(Duration::from_secs(3)).await;
+        // The watches shipd keeps open at idle: those it opened from its start through the first
+        // release, less the release's health watch (one per kind of object it deployed).
+        println!("watches shipd opened from its start through its first release, by resource:");
+        for (resource, count) in watches_opened(&stack.logs()) {
+            println!("  {resource:<28} {count}");
+        }
         let quiet_for = Duration::from_secs(10);
         let before = scrape(&stack);
         tokio::time::sleep(quiet_for).await;
