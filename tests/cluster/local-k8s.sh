@@ -312,7 +312,21 @@ do_start() {
   # 1.24 removed the insecure port and its flag (and kube-controller-manager's --port)
   local insecure_port=() kcm_port=()
   if (( MINOR < 24 )); then insecure_port=(--insecure-port 0); kcm_port=(--port 0); fi
+  # The audit log records every write to Ship's kinds (who, when, with what user agent): the
+  # fencing test reads it to show that two shipd replicas never write in the same second.
+  cat > "$DIR/audit-policy.yaml" <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete]
+    resources: [{group: ship.dev}]
+  - level: None
+EOF
   spawn kube-apiserver "$BIN/kube-apiserver" \
+    --audit-policy-file "$DIR/audit-policy.yaml" --audit-log-path "$DIR/logs/audit.log" \
+    --audit-log-format json --audit-log-maxsize 100 \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
     --secure-port "$API_PORT" "${insecure_port[@]}" "${node_flags[@]}" \
     --tls-cert-file "$DIR/pki/apiserver.crt" --tls-private-key-file "$DIR/pki/apiserver.key" \
@@ -355,6 +369,7 @@ export LOCAL_K8S_CA=$DIR/pki/ca.crt
 export LOCAL_K8S_ETCD=http://127.0.0.1:$ETCD_PORT
 export LOCAL_K8S_BIN=$BIN
 export LOCAL_K8S_VERSION=$VERSION
+export LOCAL_K8S_AUDIT_LOG=$DIR/logs/audit.log
 EOF
   # not LOCAL_K8S_NODE_IP: that is a knob of this script, which a second control plane started
   # from a shell that sourced this file must not inherit

@@ -181,10 +181,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (notify_targets, status_page_url) =
         notification_targets(&args.notify, args.source.repo_url.as_deref())?;
 
-    let config = kube::Config::infer()
+    let mut config = kube::Config::infer()
         .await
         .context("cannot find a kubeconfig or in-cluster configuration")?;
     info!(cluster = %config.cluster_url, "connecting");
+    // The API server's audit log names each replica by its user agent, as it names kubectl's.
+    let identity = args.instance.clone().unwrap_or_else(default_identity);
+    let agent = format!("shipd/{} ({identity})", env!("CARGO_PKG_VERSION"));
+    if let Ok(agent) = axum::http::HeaderValue::from_str(&agent) {
+        config.headers.push((axum::http::header::USER_AGENT, agent));
+    }
     let mut args = args;
     args.source
         .resolve_secret_namespace(std::env::var("POD_NAMESPACE").ok(), &config.default_namespace);
@@ -233,7 +239,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     if args.leader.leader_elect {
         let namespace = home_namespace.clone();
-        let identity = args.instance.clone().unwrap_or_else(default_identity);
+        let identity = identity.clone();
         let timing = ship_lease::Timing {
             lease_duration: args.leader.lease_duration,
             renew_deadline: args.leader.lease_renew_deadline,

@@ -207,4 +207,52 @@ async fn a_leader_cut_off_from_the_api_server_exits_before_the_standby_takes_ove
         .unwrap();
     assert_eq!(phases(&release).last(), Some(&Phase::Succeeded));
     assert!(b.logs().contains("became the leader"));
+
+    // The API server's own record: every write to Ship's kinds in this namespace, by replica
+    // (shipd names itself in its user agent). The cut-off leader's last write ends before the
+    // new leader's first begins, more than a second apart: never two writers in one second.
+    let writes = audited_writes(&stack.ns);
+    let of = |replica: &str| -> Vec<&(String, jiff::Timestamp, jiff::Timestamp)> {
+        writes
+            .iter()
+            .filter(|(agent, _, _)| agent.contains(&format!("({replica})")))
+            .collect()
+    };
+    let (by_a, by_b) = (of("replica-a"), of("replica-b"));
+    assert!(!by_a.is_empty() && !by_b.is_empty(), "{writes:?}");
+    let a_last = by_a.iter().map(|(_, _, done)| *done).max().unwrap();
+    let b_first = by_b.iter().map(|(_, received, _)| *received).min().unwrap();
+    let gap = b_first.duration_since(a_last);
+    println!(
+        "audit log: replica-a wrote {} times, its last done at {a_last}; replica-b wrote {} times, \
+         its first received at {b_first}: {} ms apart",
+        by_a.len(),
+        by_b.len(),
+        gap.as_millis()
+    );
+    assert!(
+        gap > jiff::SignedDuration::from_secs(1),
+        "two replicas wrote within a second of each other: replica-a until {a_last}, replica-b from {b_first}"
+    );
+}
+
+/// Writes the API server's audit log recorded to Ship's kinds in `namespace`, each with its user
+/// agent and when it was received and done (`LOCAL_K8S_AUDIT_LOG`, from tests/cluster/up.sh).
+fn audited_writes(namespace: &str) -> Vec<(String, jiff::Timestamp, jiff::Timestamp)> {
+    let path = std::env::var("LOCAL_K8S_AUDIT_LOG").expect("LOCAL_K8S_AUDIT_LOG: tests/run.sh");
+    let text = std::fs::read_to_string(&path).unwrap();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|e| e["stage"] == "ResponseComplete")
+        .filter(|e| e["objectRef"]["namespace"] == namespace && e["objectRef"]["apiGroup"] == "ship.dev")
+        .filter(|e| e["responseStatus"]["code"].as_u64().is_some_and(|c| c < 300))
+        .filter_map(|e| {
+            let time = |field: &str| e[field].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+            Some((
+                e["userAgent"].as_str()?.to_owned(),
+                time("requestReceivedTimestamp")?,
+                time("stageTimestamp")?,
+            ))
+        })
+        .collect()
 }
