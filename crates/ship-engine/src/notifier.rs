@@ -342,6 +342,8 @@ impl Notifier {
             dropped: drop.load(Ordering::SeqCst),
         });
         let mut finished = None;
+        // What the receiver said last: the retry's log line says it (a missing Secret, say).
+        let mut last_said = String::new();
         while let Some(happened) = event.take() {
             let (next, effects) = step(delivery, happened, began.elapsed());
             delivery = next;
@@ -349,6 +351,7 @@ impl Notifier {
                 match effect {
                     Effect::Attempt => {
                         let (answer, said, retry_after) = self.attempt(target, owed, &notification).await;
+                        last_said.clone_from(&said);
                         event = Some(Event::Answered {
                             answer,
                             said,
@@ -359,6 +362,7 @@ impl Notifier {
                     Effect::Wait(wait) => {
                         debug!(
                             attempts = delivery.attempts,
+                            said = last_said,
                             ?wait,
                             "delivery failed; trying again"
                         );
