@@ -63,8 +63,14 @@ fn transition_time_is_the_newest_entry_into_the_phase() {
         ],
         ..ShipReleaseStatus::default()
     };
-    assert_eq!(release::transition_time(Some(&status), Phase::Pending), Some(at(3)));
-    assert_eq!(release::transition_time(Some(&status), Phase::Applying), Some(at(2)));
+    assert_eq!(
+        release::transition_time(Some(&status), Phase::Pending),
+        Some(at(3))
+    );
+    assert_eq!(
+        release::transition_time(Some(&status), Phase::Applying),
+        Some(at(2))
+    );
     assert_eq!(release::transition_time(Some(&status), Phase::Failed), None);
     assert_eq!(release::transition_time(None, Phase::Pending), None);
 }
@@ -92,7 +98,11 @@ fn a_snapshot_reads_phase_reason_message_and_times_off_the_status() {
     assert_eq!(snapshot.environment, "main");
     assert_eq!(snapshot.superseded_by.as_deref(), Some("main-newer"));
     assert_eq!(snapshot.rolled_back_to.as_deref(), Some("main-old"));
-    assert_eq!(snapshot.applied_at, Some(at(9)), "settled at its Succeeded transition");
+    assert_eq!(
+        snapshot.applied_at,
+        Some(at(9)),
+        "settled at its Succeeded transition"
+    );
     assert_eq!(snapshot.deployed_since, Some(at(9)));
 }
 
@@ -119,7 +129,13 @@ fn failures_and_rollbacks_are_warnings_successes_are_not() {
     for phase in [Phase::Failed, Phase::RolledBack, Phase::RollingBack] {
         assert!(change(phase).is_warning(), "{phase:?}");
     }
-    for phase in [Phase::Pending, Phase::Applying, Phase::Progressing, Phase::Testing, Phase::Succeeded] {
+    for phase in [
+        Phase::Pending,
+        Phase::Applying,
+        Phase::Progressing,
+        Phase::Testing,
+        Phase::Succeeded,
+    ] {
         assert!(!change(phase).is_warning(), "{phase:?}");
     }
 }
@@ -142,11 +158,18 @@ fn tests_passed_are_counted_and_a_test_still_running_is_no_success() {
     assert_eq!(change.phase, Phase::Succeeded);
     assert!(change.message.contains("passed 2/2 tests"), "{}", change.message);
 
-    let unfinished = vec![result("a", TestVerdict::Passed), result("b", TestVerdict::Running)];
+    let unfinished = vec![
+        result("a", TestVerdict::Passed),
+        result("b", TestVerdict::Running),
+    ];
     let done = release::step(&testing(), Event::TestsRan(unfinished), at(0));
     let change = done.change.expect("a change");
     assert_ne!(change.phase, Phase::Succeeded, "{}", change.message);
-    assert!(change.message.starts_with("1/2 tests passed"), "{}", change.message);
+    assert!(
+        change.message.starts_with("1/2 tests passed"),
+        "{}",
+        change.message
+    );
 }
 
 #[test]
@@ -180,7 +203,16 @@ fn applied_without_refusals_says_nothing_of_kept_objects() {
 #[test]
 fn next_status_keeps_the_newest_transitions_and_writes_the_message() {
     let full: Vec<PhaseEntered> = (0..release::MAX_TRANSITIONS as i64)
-        .map(|n| entered(if n % 2 == 0 { Phase::Pending } else { Phase::Applying }, n))
+        .map(|n| {
+            entered(
+                if n % 2 == 0 {
+                    Phase::Pending
+                } else {
+                    Phase::Applying
+                },
+                n,
+            )
+        })
         .collect();
     let status = ShipReleaseStatus {
         phase: Some(Phase::Applying),
@@ -225,7 +257,10 @@ fn names_and_sentences_people_read() {
         .map(|r| r.as_str())
         .collect();
     assert_eq!(names, ["Push", "Promotion", "Rollback", "Manual"]);
-    assert_eq!(StatusReason::HealthTimeout.to_string(), StatusReason::HealthTimeout.label());
+    assert_eq!(
+        StatusReason::HealthTimeout.to_string(),
+        StatusReason::HealthTimeout.label()
+    );
     assert!(!StatusReason::HealthTimeout.to_string().is_empty());
     let namespaced = InventoryEntry {
         api_version: "v1".into(),
@@ -301,7 +336,11 @@ fn ready_reason_and_settled_read_the_ready_condition() {
 fn verification_keeps_exactly_its_last_runs() {
     let mut status = ShipReleaseStatus::default();
     for n in 0..ship_core::status::VERIFICATION_RUNS_KEPT {
-        ship_core::verification::record(&mut status, at(n as i64), vec![result("home", TestVerdict::Passed)]);
+        ship_core::verification::record(
+            &mut status,
+            at(n as i64),
+            vec![result("home", TestVerdict::Passed)],
+        );
     }
     let verification = status.verification.clone().expect("recorded");
     assert_eq!(verification.runs.len(), ship_core::status::VERIFICATION_RUNS_KEPT);

@@ -72,6 +72,29 @@ impl<K: kube::Resource<DynamicType = ()> + 'static> Shared<K> {
     }
 }
 
+/// What a kind must be for one shared watch of it.
+pub trait Watchable:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + for<'de> k8s_openapi::serde::Deserialize<'de>
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Watchable for K where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + for<'de> k8s_openapi::serde::Deserialize<'de>
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// The watch of `api` as a stream of the objects it applies, keeping the store and the change
 /// ticks current as it is polled.
 fn reflected<K>(
@@ -81,13 +104,7 @@ fn reflected<K>(
     impl Stream<Item = Result<DeserializeGuard<K>, watcher::Error>> + Send + 'static,
 )
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + for<'de> k8s_openapi::serde::Deserialize<'de>
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watchable,
 {
     let (store, writer) = reflector::store();
     let (ticks, changes) = watch::channel(0u64);
@@ -117,13 +134,7 @@ where
 /// Watches `api` on a task of its own, until the process ends.
 pub fn follow<K>(api: Api<DeserializeGuard<K>>) -> Shared<K>
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + for<'de> k8s_openapi::serde::Deserialize<'de>
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watchable,
 {
     let (shared, stream) = reflected(api);
     tokio::spawn(stream.for_each(|_| futures::future::ready(())));

@@ -74,12 +74,7 @@ async fn a_force_push_back_to_a_released_commit_deploys_it_again() {
     let window = ship_testkit::quiet::watch_for(stack.releases(), Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(
-        window.created(),
-        Vec::<String>::new(),
-        "no release made in the {:?} after the restart",
-        window.watched
-    );
+    window.assert_none_created("no release after the restart");
     let names: Vec<String> = window
         .at_start
         .iter()

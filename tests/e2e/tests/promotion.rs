@@ -182,12 +182,7 @@ async fn a_missed_schedule_runs_once_after_a_restart() {
     let window = ship_testkit::quiet::watch_for(stack.releases(), Duration::from_secs(3))
         .await
         .unwrap();
-    assert_eq!(
-        window.created(),
-        Vec::<String>::new(),
-        "no release in the {:?} after the look",
-        window.watched
-    );
+    window.assert_none_created("no release after the look");
     assert_eq!(
         promotion_releases(&stack).await,
         [release_name("production", &first)]

@@ -244,12 +244,7 @@ async fn on_failure_rollback_rolls_back_once_and_the_release_rolled_back_to_hold
     let window = ship_testkit::quiet::watch_for(stack.releases(), Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(
-        window.created(),
-        Vec::<String>::new(),
-        "no release in {:?}",
-        window.watched
-    );
+    window.assert_none_created("no further release");
     for state in window.states_of(&name) {
         assert_eq!(
             state.phase(),

@@ -52,6 +52,16 @@ impl<K: kube::Resource + Clone> Window<K> {
         names
     }
 
+    /// Fails, naming the window, when an object was created in it.
+    pub fn assert_none_created(&self, what: &str) {
+        let created = self.created();
+        assert!(
+            created.is_empty(),
+            "{what}: created within the {:?} watched: {created:?}",
+            self.watched
+        );
+    }
+
     /// The states object `name` went through in the window (deleted: the last one seen).
     pub fn states_of(&self, name: &str) -> Vec<&K> {
         self.changes
