@@ -380,3 +380,25 @@ fn a_later_scheduled_run_moves_the_record_forward() {
     let (after, _) = promotion::step(after, promotion::Event::Looked(Box::new(look(15))), at(22));
     assert_eq!(after.record.last_schedule_time, Some(Time(at(20))), "never back");
 }
+
+#[test]
+fn next_status_trims_an_overlong_history_to_the_limit() {
+    // A status written by another version may hold far more transitions than this one keeps.
+    let many: Vec<PhaseEntered> = (0..(3 * release::MAX_TRANSITIONS) as i64)
+        .map(|n| entered(if n % 2 == 0 { Phase::Pending } else { Phase::Applying }, n))
+        .collect();
+    let status = ShipReleaseStatus {
+        phase: Some(Phase::Applying),
+        transitions: many,
+        ..ShipReleaseStatus::default()
+    };
+    let change = Change {
+        phase: Phase::Progressing,
+        reason: StatusReason::Progressing,
+        cause: None,
+        message: "waiting".into(),
+    };
+    let next = release::next_status(persisted(&status), &change, &Time(at(1000)));
+    assert_eq!(next.transitions.len(), release::MAX_TRANSITIONS);
+    assert_eq!(next.transitions.last().map(|t| t.phase), Some(Phase::Progressing));
+}
