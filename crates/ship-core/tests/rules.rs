@@ -1,6 +1,8 @@
 //! Rules that `cargo mutants` (bench/mutants.sh) found untested in this crate: each test here
 //! pins one a mutant could change unnoticed (a comparison's edge, a label, a Display).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use ship_core::promotion::{self, PromotionOutcome, ShipPromotionStatus};
@@ -385,7 +387,16 @@ fn a_later_scheduled_run_moves_the_record_forward() {
 fn next_status_trims_an_overlong_history_to_the_limit() {
     // A status written by another version may hold far more transitions than this one keeps.
     let many: Vec<PhaseEntered> = (0..(3 * release::MAX_TRANSITIONS) as i64)
-        .map(|n| entered(if n % 2 == 0 { Phase::Pending } else { Phase::Applying }, n))
+        .map(|n| {
+            entered(
+                if n % 2 == 0 {
+                    Phase::Pending
+                } else {
+                    Phase::Applying
+                },
+                n,
+            )
+        })
         .collect();
     let status = ShipReleaseStatus {
         phase: Some(Phase::Applying),

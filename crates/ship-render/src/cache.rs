@@ -78,8 +78,8 @@ pub fn renderer_versions() -> Arc<str> {
     static VERSIONS: OnceLock<Arc<str>> = OnceLock::new();
     VERSIONS
         .get_or_init(|| {
-            let helm = crate::helm::helm_version().unwrap_or_else(|| "none".into());
-            let kustomize = crate::manifests::kustomize_version().unwrap_or_else(|| "none".into());
+            let helm = crate::tools::helm_version().unwrap_or_else(|| "none".into());
+            let kustomize = crate::tools::kustomize_version().unwrap_or_else(|| "none".into());
             format!("helm {helm}; kustomize {kustomize}").into()
         })
         .clone()

@@ -391,31 +391,7 @@ pub struct RenderedChart {
     pub tests: Vec<Manifest>,
 }
 
-/// The `helm` to run: `SHIP_HELM`, else `helm` on `PATH`.
-pub fn helm_binary() -> Option<PathBuf> {
-    if let Some(explicit) = std::env::var_os("SHIP_HELM").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(explicit));
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("helm"))
-            .find(|p| p.is_file())
-    })
-}
-
-/// The version of the `helm` Ship runs (`helm version --short`), for the render cache's key.
-pub fn helm_version() -> Option<String> {
-    let output = std::process::Command::new(helm_binary()?)
-        .args(["version", "--short"])
-        .env_clear()
-        .env("HOME", std::env::temp_dir())
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
-}
+pub use crate::tools::{helm_binary, helm_version};
 
 /// Renders `chart` for environment `environment` into `namespace`, from the tree at `root`.
 pub fn render(

@@ -12,6 +12,7 @@ pub mod defaults;
 pub mod differences;
 pub mod duration;
 pub mod helm;
+pub mod limits;
 pub mod manifests;
 pub mod schedule;
 pub mod tools;
@@ -21,7 +22,8 @@ pub mod vars;
 use std::path::Path;
 
 pub use config::{ConfigError, ShipConfig};
-pub use manifests::{Limits, Manifest};
+pub use limits::Limits;
+pub use manifests::Manifest;
 
 /// Why an environment's manifests cannot be deployed. Messages name the file (and document) and
 /// say what to change; nothing is applied when any of these occurs.

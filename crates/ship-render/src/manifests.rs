@@ -4,39 +4,11 @@
 //! read must resolve inside the tree.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::RenderError;
-
-/// Bounds on what rendering reads and produces.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Largest manifest file.
-    pub max_file_bytes: u64,
-    /// Largest total of manifest files (and of kustomize's output).
-    pub max_total_bytes: u64,
-    /// Most manifest files.
-    pub max_files: usize,
-    /// Most objects.
-    pub max_objects: usize,
-    /// Longest a renderer (`kustomize build`, `helm template`) may run.
-    pub renderer_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_file_bytes: 1 << 20,
-            max_total_bytes: 16 << 20,
-            max_files: 2_000,
-            max_objects: 2_000,
-            renderer_timeout: Duration::from_secs(60),
-        }
-    }
-}
+pub use crate::limits::Limits;
 
 /// One rendered object and where it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -289,50 +261,6 @@ fn is_list(map: &serde_json::Map<String, Value>) -> bool {
         && map.get("items").is_some_and(Value::is_array)
 }
 
-/// The kustomize command to use: `kustomize build` if present, else `kubectl kustomize`.
-pub(crate) fn kustomize_command() -> Option<std::process::Command> {
-    let on_path = |name: &str| {
-        std::env::var_os("PATH")
-            .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(name).is_file()))
-    };
-    if on_path("kustomize") {
-        let mut c = std::process::Command::new("kustomize");
-        c.arg("build");
-        Some(c)
-    } else if on_path("kubectl") {
-        let mut c = std::process::Command::new("kubectl");
-        c.arg("kustomize");
-        Some(c)
-    } else {
-        None
-    }
-}
-
-/// The version of the kustomize Ship runs, for the render cache's key: `kustomize version`, or
-/// the one built into `kubectl` (`kubectl version --client`'s `kustomizeVersion`).
-pub fn kustomize_version() -> Option<String> {
-    let program = kustomize_command()?.get_program().to_owned();
-    let standalone = program == "kustomize";
-    let mut command = std::process::Command::new(program);
-    if standalone {
-        command.arg("version");
-    } else {
-        command.args(["version", "--client", "-o", "json"]);
-    }
-    let output = command.output().ok()?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    if standalone {
-        return output.status.success().then(|| text.trim().to_owned());
-    }
-    let json: Value = serde_json::from_str(&text).ok()?;
-    json.get("kustomizeVersion").and_then(Value::as_str).map(|v| {
-        format!(
-            "{v} (kubectl {})",
-            json["clientVersion"]["gitVersion"].as_str().unwrap_or("?")
-        )
-    })
-}
-
 fn kustomize(
     tools: &dyn crate::tools::Renderer,
     dir: &Path,
@@ -355,62 +283,7 @@ fn kustomize(
         })
 }
 
-pub(crate) use crate::tools::ToolFailure;
-
-/// Runs a renderer with no input, at most `limits.renderer_timeout`, and returns what it wrote
-/// to stdout: both streams are read on threads with a bound, so a huge output cannot exhaust
-/// memory and a full pipe cannot stall it.
-pub(crate) fn run_bounded(
-    mut command: std::process::Command,
-    limits: &Limits,
-) -> Result<String, ToolFailure> {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| ToolFailure::Failed(e.to_string()))?;
-    let read_bounded = |stream: Option<Box<dyn std::io::Read + Send>>, cap: u64| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(s) = stream {
-                let _ = std::io::Read::read_to_end(&mut std::io::Read::take(s, cap + 1), &mut buf);
-            }
-            buf
-        })
-    };
-    let stdout = read_bounded(
-        child.stdout.take().map(|s| Box::new(s) as _),
-        limits.max_total_bytes,
-    );
-    let stderr = read_bounded(child.stderr.take().map(|s| Box::new(s) as _), 16 << 10);
-    let deadline = std::time::Instant::now() + limits.renderer_timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| ToolFailure::Failed(e.to_string()))? {
-            break status;
-        }
-        if std::time::Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(ToolFailure::Failed(format!(
-                "timed out after {:?}",
-                limits.renderer_timeout
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let out = stdout.join().unwrap_or_default();
-    let err = stderr.join().unwrap_or_default();
-    if !status.success() {
-        return Err(ToolFailure::Failed(
-            String::from_utf8_lossy(&err).trim().to_owned(),
-        ));
-    }
-    if out.len() as u64 > limits.max_total_bytes {
-        return Err(ToolFailure::TooLarge);
-    }
-    String::from_utf8(out).map_err(|_| ToolFailure::Failed("output is not UTF-8".into()))
-}
+use crate::tools::ToolFailure;
 
 #[cfg(test)]
 mod tests {
