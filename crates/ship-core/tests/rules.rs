@@ -202,9 +202,9 @@ fn applied_without_refusals_says_nothing_of_kept_objects() {
     );
 }
 
-#[test]
-fn next_status_keeps_the_newest_transitions_and_writes_the_message() {
-    let full: Vec<PhaseEntered> = (0..release::MAX_TRANSITIONS as i64)
+/// `count` transitions, alternating Pending and Applying, the n-th at second n.
+fn alternating(count: usize) -> Vec<PhaseEntered> {
+    (0..count as i64)
         .map(|n| {
             entered(
                 if n % 2 == 0 {
@@ -215,18 +215,28 @@ fn next_status_keeps_the_newest_transitions_and_writes_the_message() {
                 n,
             )
         })
-        .collect();
+        .collect()
+}
+
+/// The change into Progressing.
+fn to_progressing() -> Change {
+    Change {
+        phase: Phase::Progressing,
+        reason: StatusReason::Progressing,
+        cause: None,
+        message: "waiting".into(),
+    }
+}
+
+#[test]
+fn next_status_keeps_the_newest_transitions_and_writes_the_message() {
+    let full = alternating(release::MAX_TRANSITIONS);
     let status = ShipReleaseStatus {
         phase: Some(Phase::Applying),
         transitions: full,
         ..ShipReleaseStatus::default()
     };
-    let change = Change {
-        phase: Phase::Progressing,
-        reason: StatusReason::Progressing,
-        cause: None,
-        message: "waiting".into(),
-    };
+    let change = to_progressing();
     let next = release::next_status(persisted(&status), &change, &Time(at(100)));
     assert_eq!(next.transitions.len(), release::MAX_TRANSITIONS);
     assert_eq!(next.transitions[0].at, Time(at(1)), "the oldest one dropped");
@@ -386,29 +396,13 @@ fn a_later_scheduled_run_moves_the_record_forward() {
 #[test]
 fn next_status_trims_an_overlong_history_to_the_limit() {
     // A status written by another version may hold far more transitions than this one keeps.
-    let many: Vec<PhaseEntered> = (0..(3 * release::MAX_TRANSITIONS) as i64)
-        .map(|n| {
-            entered(
-                if n % 2 == 0 {
-                    Phase::Pending
-                } else {
-                    Phase::Applying
-                },
-                n,
-            )
-        })
-        .collect();
+    let many = alternating(3 * release::MAX_TRANSITIONS);
     let status = ShipReleaseStatus {
         phase: Some(Phase::Applying),
         transitions: many,
         ..ShipReleaseStatus::default()
     };
-    let change = Change {
-        phase: Phase::Progressing,
-        reason: StatusReason::Progressing,
-        cause: None,
-        message: "waiting".into(),
-    };
+    let change = to_progressing();
     let next = release::next_status(persisted(&status), &change, &Time(at(1000)));
     assert_eq!(next.transitions.len(), release::MAX_TRANSITIONS);
     assert_eq!(next.transitions.last().map(|t| t.phase), Some(Phase::Progressing));
