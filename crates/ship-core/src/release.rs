@@ -38,6 +38,8 @@ use crate::status::{
 
 use crate::verification::{self, Cadence};
 
+pub mod measures;
+
 /// What the machine knows about a release when it decides.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -135,6 +137,69 @@ impl Snapshot {
         self.phase
             .is_some_and(|p| !crate::reason::settled(p, self.reason))
     }
+
+    /// A newer release appeared while this one is unfinished: the machine settles it (on any
+    /// event) before any more work is done for it.
+    pub fn settles_before_work(&self) -> bool {
+        self.superseded_by.is_some() && self.unfinished()
+    }
+
+    /// Which release's objects run when this one is the environment's deployed release: its
+    /// own, or, once rolled back, those of the release it rolled back to.
+    pub fn deployed_objects(&self) -> DeployedObjects {
+        match (self.phase, &self.rolled_back_to) {
+            (Some(Phase::RolledBack), good) => {
+                DeployedObjects::RolledBackTo(good.clone().unwrap_or_default())
+            }
+            _ => DeployedObjects::Own,
+        }
+    }
+}
+
+/// A release in `phase` needs its commit's continuous verification tests known: it is deployed
+/// (Succeeded), or about to be (its tests are running).
+pub fn reads_verification(phase: Option<Phase>) -> bool {
+    matches!(phase, Some(Phase::Testing | Phase::Succeeded))
+}
+
+/// Whose objects a deployed release runs (see [`Snapshot::deployed_objects`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployedObjects {
+    /// The release's own commit.
+    Own,
+    /// The commit of the named release it rolled back to (empty when the status lost the
+    /// name: no release has it, and there is nothing to re-apply).
+    RolledBackTo(String),
+}
+
+/// The event a run of post-deployment tests ends with: each result, with whether it failed
+/// because the test deadline passed. Every test finished: [`Event::TestsRan`]; some were cut
+/// off: [`Event::TestDeadlinePassed`], naming them.
+pub fn tests_finished(finished: Vec<(TestResult, bool)>) -> Event {
+    let unfinished: Vec<String> = finished
+        .iter()
+        .filter(|(_, late)| *late)
+        .map(|(result, _)| result.name.clone())
+        .collect();
+    let results = finished.into_iter().map(|(result, _)| result).collect();
+    if unfinished.is_empty() {
+        Event::TestsRan(results)
+    } else {
+        Event::TestDeadlinePassed { results, unfinished }
+    }
+}
+
+/// What to decide on again after a status write was refused as stale (the release changed
+/// since the view `event` was decided on, in phase `decided_in`; it is now in `now_in`). An
+/// outcome about the phase the release is still in stands; one about a phase it has left is
+/// dropped, and the new phase is observed (it does its own work). An invalid spec is invalid
+/// in any phase.
+pub fn after_stale_view(event: Event, decided_in: Option<Phase>, now_in: Option<Phase>) -> Event {
+    if now_in == decided_in || matches!(event, Event::SpecInvalid(_)) {
+        event
+    } else {
+        Event::Observed
+    }
 }
 
 /// What Pending's work found: the commit rendered, validated and passed the dry run.
@@ -167,7 +232,14 @@ pub enum Event {
         problem: String,
     },
     /// Pending: the environment's remote cluster cannot be reached.
-    ClusterUnavailable(String),
+    ClusterUnavailable {
+        /// Fixed label of the cause.
+        cause: &'static str,
+        /// What is wrong.
+        problem: String,
+        /// How long the cause asks to wait before trying again.
+        retry_after: Duration,
+    },
     /// Pending: a promotion cannot fast-forward its branch yet.
     PushBlocked {
         /// Fixed label of the cause.
@@ -176,6 +248,8 @@ pub enum Event {
         branch: String,
         /// What is wrong.
         problem: String,
+        /// How long the cause asks to wait before trying again.
+        retry_after: Duration,
     },
     /// Applying: every object applied, and what the commit no longer declares pruned.
     Applied {
@@ -294,8 +368,14 @@ pub enum Action {
     CollectGarbage,
     /// Do this work now.
     Work(Work),
-    /// The status says what is awaited: fail the reconcile, to be retried with backoff.
-    Retry,
+    /// The status says what is awaited: count `cause` as a reconcile error and look again
+    /// after `after`.
+    Retry {
+        /// Fixed label of what is awaited.
+        cause: &'static str,
+        /// When to look again.
+        after: Duration,
+    },
     /// Look again in a moment (a wait was cut short).
     RequeueSoon,
     /// Look again after this long (the next drift check).
@@ -407,6 +487,12 @@ impl Change {
     /// The label written as the Ready condition's and the event's reason.
     pub fn label(&self) -> &'static str {
         self.cause.unwrap_or_else(|| self.reason.label())
+    }
+
+    /// The change moves the release into another phase than `previous` (the status it
+    /// replaces) was in: a transition to announce and measure, not a new message alone.
+    pub fn enters_phase(&self, previous: Option<&ShipReleaseStatus>) -> bool {
+        previous.and_then(|s| s.phase) != Some(self.phase)
     }
 
     /// A phase a person should hear about as a Warning.
@@ -636,9 +722,19 @@ pub fn step(snapshot: &Snapshot, event: Event, now: Timestamp) -> Transition {
                 .because(cause)
                 .then([Action::CollectGarbage])
         }
-        (Pending, Event::ClusterUnavailable(problem)) => {
+        (
+            Pending,
+            Event::ClusterUnavailable {
+                cause,
+                problem,
+                retry_after,
+            },
+        ) => {
             let message = format!("waiting for the environment's cluster: {problem}");
-            Transition::to(Pending, R::RemoteCluster, message).then([Action::Retry])
+            Transition::to(Pending, R::RemoteCluster, message).then([Action::Retry {
+                cause,
+                after: retry_after,
+            }])
         }
         (
             Pending,
@@ -646,12 +742,16 @@ pub fn step(snapshot: &Snapshot, event: Event, now: Timestamp) -> Transition {
                 cause,
                 branch,
                 problem,
+                retry_after,
             },
         ) => {
             let message = format!("waiting to fast-forward {branch}: {problem}");
             Transition::to(Pending, R::AwaitingPush, message)
                 .because(cause)
-                .then([Action::Retry])
+                .then([Action::Retry {
+                    cause,
+                    after: retry_after,
+                }])
         }
         (Applying, Event::Observed) => rerun(Work::Apply),
         (
@@ -990,7 +1090,11 @@ mod tests {
             ),
             (
                 "ClusterUnavailable",
-                Event::ClusterUnavailable("no Secret".into()),
+                Event::ClusterUnavailable {
+                    cause: "RemoteCluster",
+                    problem: "no Secret".into(),
+                    retry_after: Duration::from_secs(30),
+                },
             ),
             (
                 "PushBlocked",
@@ -998,6 +1102,7 @@ mod tests {
                     cause: "MissingBranch",
                     branch: "production".into(),
                     problem: "gone".into(),
+                    retry_after: Duration::from_secs(5),
                 },
             ),
             (
@@ -1121,7 +1226,7 @@ mod tests {
                 Action::Announce { notice, .. } => write!(out, " !{}", <&str>::from(notice)),
                 Action::CollectGarbage => write!(out, " gc"),
                 Action::Work(work) => write!(out, " {}", <&str>::from(work)),
-                Action::Retry => write!(out, " retry"),
+                Action::Retry { .. } => write!(out, " retry"),
                 Action::RequeueSoon => write!(out, " soon"),
                 Action::RequeueAfter(d) => write!(out, " after:{}s", d.as_secs()),
             };
@@ -1580,5 +1685,146 @@ mod status_tests {
         }
         assert_eq!(s.transitions.len(), MAX_TRANSITIONS);
         assert_eq!(s.transitions.last().unwrap().at, at(99));
+    }
+}
+
+#[cfg(test)]
+mod executor_rule_tests {
+    use super::*;
+
+    fn result(name: &str, verdict: TestVerdict) -> TestResult {
+        TestResult {
+            name: name.into(),
+            verdict,
+            duration_millis: Some(1),
+            message: String::new(),
+            log: String::new(),
+        }
+    }
+
+    #[test]
+    fn tests_that_all_finished_ran_and_late_ones_are_named() {
+        let passed = result("a", TestVerdict::Passed);
+        let late = result("b", TestVerdict::Failed);
+        assert_eq!(
+            tests_finished(vec![(passed.clone(), false)]),
+            Event::TestsRan(vec![passed.clone()])
+        );
+        assert_eq!(
+            tests_finished(vec![(passed.clone(), false), (late.clone(), true)]),
+            Event::TestDeadlinePassed {
+                results: vec![passed, late],
+                unfinished: vec!["b".into()],
+            }
+        );
+        assert_eq!(tests_finished(Vec::new()), Event::TestsRan(Vec::new()));
+    }
+
+    #[test]
+    fn after_a_stale_view_an_outcome_stands_only_in_its_own_phase() {
+        let healthy = Event::Healthy { tests: vec![] };
+        let progressing = Some(Phase::Progressing);
+        assert_eq!(
+            after_stale_view(healthy.clone(), progressing, progressing),
+            healthy
+        );
+        assert_eq!(
+            after_stale_view(healthy, progressing, Some(Phase::Superseded)),
+            Event::Observed
+        );
+        let invalid = Event::SpecInvalid("no commit".into());
+        assert_eq!(
+            after_stale_view(invalid.clone(), None, Some(Phase::Testing)),
+            invalid
+        );
+    }
+
+    fn snapshot(phase: Phase, rolled_back_to: Option<&str>, superseded_by: Option<&str>) -> Snapshot {
+        Snapshot {
+            phase: Some(phase),
+            reason: None,
+            rolled_back_to: rolled_back_to.map(Into::into),
+            superseded_by: superseded_by.map(Into::into),
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn a_rolled_back_release_runs_the_objects_of_the_release_it_went_back_to() {
+        assert_eq!(
+            snapshot(Phase::RolledBack, Some("main-good"), None).deployed_objects(),
+            DeployedObjects::RolledBackTo("main-good".into())
+        );
+        assert_eq!(
+            snapshot(Phase::RolledBack, None, None).deployed_objects(),
+            DeployedObjects::RolledBackTo(String::new())
+        );
+        assert_eq!(
+            snapshot(Phase::Succeeded, Some("stale"), None).deployed_objects(),
+            DeployedObjects::Own
+        );
+    }
+
+    #[test]
+    fn verification_is_read_for_a_release_deployed_or_about_to_be() {
+        assert!(reads_verification(Some(Phase::Testing)));
+        assert!(reads_verification(Some(Phase::Succeeded)));
+        for phase in [
+            None,
+            Some(Phase::Pending),
+            Some(Phase::Progressing),
+            Some(Phase::RolledBack),
+        ] {
+            assert!(!reads_verification(phase), "{phase:?}");
+        }
+    }
+
+    #[test]
+    fn only_an_unfinished_superseded_release_settles_before_work() {
+        assert!(snapshot(Phase::Testing, None, Some("main-new")).settles_before_work());
+        assert!(!snapshot(Phase::Testing, None, None).settles_before_work());
+        assert!(!snapshot(Phase::Succeeded, None, Some("main-new")).settles_before_work());
+    }
+
+    #[test]
+    fn waiting_for_a_cluster_or_a_push_retries_after_what_the_cause_asks() {
+        let pending = Snapshot {
+            phase: Some(Phase::Pending),
+            ..Snapshot::default()
+        };
+        let now = Timestamp::from_second(1_000).expect("a valid time");
+        let cluster = step(
+            &pending,
+            Event::ClusterUnavailable {
+                cause: "RemoteCluster",
+                problem: "no Secret".into(),
+                retry_after: Duration::from_secs(30),
+            },
+            now,
+        );
+        assert_eq!(
+            cluster.actions,
+            [Action::Retry {
+                cause: "RemoteCluster",
+                after: Duration::from_secs(30)
+            }]
+        );
+        let push = step(
+            &pending,
+            Event::PushBlocked {
+                cause: "MissingBranch",
+                branch: "production".into(),
+                problem: "gone".into(),
+                retry_after: Duration::from_secs(5),
+            },
+            now,
+        );
+        assert_eq!(
+            push.actions,
+            [Action::Retry {
+                cause: "MissingBranch",
+                after: Duration::from_secs(5)
+            }]
+        );
     }
 }

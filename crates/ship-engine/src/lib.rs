@@ -6,7 +6,7 @@
 //! 1. [`tips`]: the tip -> release rule, and the loop that applies it to each tip the git source
 //!    reports; [`releases`] creates the release (and holds release order, the rollback target
 //!    and the history kept).
-//! 2. [`reconcile`]: the executor. For each release it builds a [`machine::Snapshot`], asks
+//! 2. [`executor`]: the executor. For each release it builds a [`machine::Snapshot`], asks
 //!    [`machine::step`] (pure: the whole transition table, with its tests) what follows an
 //!    [`machine::Event`], persists the transition ([`status`]), then carries out its actions:
 //!    the phase's work, done by [`repo`] (reading and rendering a commit), [`apply`] with
@@ -31,6 +31,7 @@ pub mod context;
 pub mod environment;
 pub mod error;
 pub mod events;
+pub mod executor;
 #[cfg(test)]
 mod fixtures;
 pub mod health;
@@ -42,7 +43,6 @@ pub mod notifier;
 pub mod orphans;
 pub mod promotion;
 pub mod prune;
-pub mod reconcile;
 pub mod references;
 pub mod releases;
 pub mod repo;
@@ -52,4 +52,4 @@ pub mod tips;
 pub mod verification;
 pub mod watches;
 
-pub use reconcile::{Context, Error, Settings, run};
+pub use executor::{Context, Error, Settings, run};

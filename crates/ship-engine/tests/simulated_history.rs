@@ -14,7 +14,7 @@
 //!   was ever written Succeeded), or says there is none only when there is none;
 //! - at the end every release is settled, and the cluster runs what the newest release says.
 //!
-//! The drive loop below mirrors `reconcile::Driver::drive` (decide, compare-and-set, on a stale
+//! The drive loop below mirrors `executor::drive` (`Driver::drive`) (decide, compare-and-set, on a stale
 //! view decide again from a fresh read, never work on an unconfirmed view); the I/O around it is
 //! the model's. CI runs seeds 1-20, 500 operations each (10,000). A longer run:
 //! `SHIP_SIM_SEEDS=1-2000 SHIP_SIM_OPERATIONS=500 cargo test -p ship-engine --test simulated_history`
@@ -58,7 +58,7 @@ const QUALITIES: [Quality; 7] = [
 
 /// Most decisions one reconcile takes (the real one is bounded by its work; this bounds a bug).
 const MAX_STEPS: usize = 40;
-/// As `reconcile::MAX_STALE_VIEWS`.
+/// As `executor::drive::MAX_STALE_VIEWS`.
 const MAX_STALE_VIEWS: u32 = 5;
 
 /// The model: an API server holding one environment's releases, and the cluster it deploys to.
@@ -206,7 +206,7 @@ struct Disturbance<'a> {
     push_during_wait: usize,
 }
 
-/// One reconcile of the release seen as `view`, as `reconcile::Driver::drive` does it.
+/// One reconcile of the release seen as `view`, as `executor::drive` (`Driver::drive`) does it.
 fn reconcile(world: &mut World, mut release: ShipRelease, disturb: &mut Disturbance<'_>) {
     let name = release.metadata.name.clone().unwrap();
     let own = release.sequence();
@@ -245,18 +245,21 @@ fn reconcile(world: &mut World, mut release: ShipRelease, disturb: &mut Disturba
                     }
                     release = world.current(&name);
                     confirmed = true;
-                    if release.status.as_ref().and_then(|s| s.phase) != decided_in {
-                        event = Event::Observed;
-                    }
+                    event = machine::after_stale_view(
+                        event,
+                        decided_in,
+                        release.status.as_ref().and_then(|s| s.phase),
+                    );
                     continue;
                 }
             }
         }
-        if transition
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::Retry | Action::RequeueSoon | Action::RequeueAfter(_)))
-        {
+        if transition.actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::Retry { .. } | Action::RequeueSoon | Action::RequeueAfter(_)
+            )
+        }) {
             return;
         }
         let Some(work) = work else { return };
@@ -275,7 +278,7 @@ fn reconcile(world: &mut World, mut release: ShipRelease, disturb: &mut Disturba
             Duration::from_secs(86_400),
             Vec::new(),
         );
-        if snapshot.superseded_by.is_some() && snapshot.unfinished() {
+        if snapshot.settles_before_work() {
             event = Event::Observed;
             continue;
         }

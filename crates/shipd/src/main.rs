@@ -146,11 +146,11 @@ struct LeaderArgs {
 fn parse_pause(text: &str) -> Result<(String, std::time::Duration), String> {
     let (point, duration) = text.split_once(':').ok_or("expected POINT:DURATION")?;
     let known = ship_api::Phase::ALL.iter().any(|p| p.as_str() == point)
-        || ship_engine::reconcile::FAULT_POINTS.contains(&point);
+        || ship_engine::executor::FAULT_POINTS.contains(&point);
     if !known {
         return Err(format!(
             "{point:?} is neither a phase nor one of {:?}",
-            ship_engine::reconcile::FAULT_POINTS
+            ship_engine::executor::FAULT_POINTS
         ));
     }
     Ok((point.to_owned(), source::parse_duration(duration)?))
