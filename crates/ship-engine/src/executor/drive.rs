@@ -342,7 +342,13 @@ impl<'a> Driver<'a> {
                     Action::CollectGarbage if !self.superseded() => self.collect_garbage().await?,
                     Action::CollectGarbage | Action::Work(_) => {}
                     Action::Retry { cause, after } => {
-                        // Awaiting what the status names: counted as the reconcile error it is.
+                        // Awaiting what the status names: said, and counted as the reconcile
+                        // error it is.
+                        let awaited = self
+                            .status()
+                            .and_then(|s| s.message.as_deref())
+                            .unwrap_or_default();
+                        warn!(kind = cause, retry_in_s = after.as_secs(), "{awaited}");
                         self.ctx.metrics.reconcile_error(cause);
                         return Ok(Requeue::requeue(after));
                     }
