@@ -6,6 +6,7 @@
 
 pub mod backoff;
 pub mod conditions;
+pub mod environment;
 pub mod keeper;
 pub mod names;
 pub mod outbox;

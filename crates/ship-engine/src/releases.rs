@@ -6,7 +6,6 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use ship_api::{Reason, ShipRelease, ShipReleaseSpec, keys};
 
-use ship_api::Phase;
 use ship_api::names::release_name;
 
 /// What to release.
@@ -101,55 +100,20 @@ pub fn sequence(release: &ShipRelease) -> (i64, String) {
     release.sequence()
 }
 
-fn phase_of(release: &ShipRelease) -> Option<Phase> {
-    release.status.as_ref().and_then(|s| s.phase)
-}
-
 /// What `release` rolls back to if it fails: the environment's last good release before it,
 /// of another commit ([`ship_api::environment::last_good`], the one meaning of "last good").
 pub fn rollback_target<'a>(release: &ShipRelease, others: &'a [ShipRelease]) -> Option<&'a ShipRelease> {
-    ship_api::environment::last_good(
-        &release.spec.environment,
-        others,
-        Some(&sequence(release)),
-        &release.spec.commit,
-    )
+    ship_api::environment::rollback_target(release, others)
 }
 
-/// Releases of one environment to delete so that at most `keep` remain: the oldest settled ones,
-/// never one still in progress, and never the environment's newest Succeeded release.
-pub fn to_collect(releases: &[ShipRelease], keep: usize) -> Vec<String> {
-    let mut sorted: Vec<&ShipRelease> = releases.iter().collect();
-    sorted.sort_by_key(|r| std::cmp::Reverse(sequence(r)));
-    let newest_good = sorted
-        .iter()
-        .find(|r| phase_of(r) == Some(Phase::Succeeded))
-        .map(|r| sequence(r));
-    // The newest release that came from the branch is what `tip_release` compares the tip
-    // with: collecting it (after many manual rollbacks) would make the tip look new again.
-    let newest_from_branch = sorted
-        .iter()
-        .find(|r| {
-            matches!(
-                r.spec.reason,
-                ship_api::Reason::Push | ship_api::Reason::Promotion
-            )
-        })
-        .map(|r| sequence(r));
-    sorted
-        .iter()
-        .skip(keep)
-        .filter(|r| {
-            r.is_settled() && Some(sequence(r)) != newest_good && Some(sequence(r)) != newest_from_branch
-        })
-        .filter_map(|r| r.metadata.name.clone())
-        .collect()
-}
+pub use ship_api::environment::to_collect;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fixtures::release;
+    use ship_api::Phase;
+
     #[test]
     fn names_are_deterministic_and_valid() {
         assert_eq!(
