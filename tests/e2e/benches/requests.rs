@@ -312,5 +312,54 @@ fn main() {
             took,
             Some(&bad_own),
         );
+
+        // An idle environment of 100 objects: what an hour costs, from SHIP_IDLE_SECONDS
+        // (default 600: two drift checks at shipd's default 5-minute interval) of quiet.
+        let objects = 100;
+        let extra = extra_configmaps(objects - 1);
+        let (_, _, _) = one_release(
+            &stack,
+            &[
+                ("deploy/main/web.yaml", &configmap("healthy main, v4")),
+                ("deploy/main/extra.yaml", &extra),
+            ],
+            "v4",
+            Phase::Succeeded,
+        )
+        .await;
+        let idle_for = Duration::from_secs(
+            std::env::var("SHIP_IDLE_SECONDS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(600),
+        );
+        let before = scrape(&stack);
+        let log_before = stack.logs().len();
+        tokio::time::sleep(idle_for).await;
+        let idle = diff(&scrape(&stack), &before);
+        let idle_own = shipd_requests(stack.logs().get(log_before..).unwrap_or_default());
+        print_with(
+            &format!("idle, {objects} objects deployed"),
+            &idle,
+            &quiet,
+            quiet_for,
+            idle_for,
+            Some(&idle_own),
+        );
+        let per_hour = 3600.0 / idle_for.as_secs_f64();
+        println!(
+            "  per idle hour with {objects} objects: {:.0} requests sent by shipd ({:.0} reads), {:.0} as the API server counts",
+            total(&idle_own) * per_hour,
+            reads(&idle_own) * per_hour,
+            total(&idle) * per_hour
+        );
     });
+}
+
+/// `count` more ConfigMaps, one YAML stream.
+fn extra_configmaps(count: usize) -> String {
+    (0..count)
+        .map(|i| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra-{i}\ndata:\n  n: \"{i}\"\n"))
+        .collect::<Vec<_>>()
+        .join("---\n")
 }
