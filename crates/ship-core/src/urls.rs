@@ -5,9 +5,10 @@
 
 /// `template` with `{namespace}` and `{environment}` filled in.
 pub fn expand(template: &str, namespace: &str, environment: &str) -> String {
-    template
-        .replace("{namespace}", namespace)
-        .replace("{environment}", environment)
+    crate::text::fill(
+        template,
+        &[("namespace", namespace), ("environment", environment)],
+    )
 }
 
 /// `text` is an absolute `http://` or `https://` URL with a host. A template is checked with

@@ -218,7 +218,7 @@ impl Promotion {
     pub fn tag_name(&self, date: &str, short: &str) -> Option<String> {
         self.tag
             .as_ref()
-            .map(|template| template.replace("{date}", date).replace("{short}", short))
+            .map(|template| ship_core::text::fill(template, &[("date", date), ("short", short)]))
     }
 }
 

@@ -359,7 +359,9 @@ fn main() {
 /// `count` more ConfigMaps, one YAML stream.
 fn extra_configmaps(count: usize) -> String {
     (0..count)
-        .map(|i| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra-{i}\ndata:\n  n: \"{i}\"\n"))
+        .map(|i| {
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra-{i}\ndata:\n  n: \"{i}\"\n")
+        })
         .collect::<Vec<_>>()
         .join("---\n")
 }
