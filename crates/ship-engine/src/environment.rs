@@ -198,6 +198,25 @@ impl Keeper {
     }
 
     /// The object for `declared`, applied when absent or changed in ship.yaml.
+    /// The ShipEnvironments in the keeper's namespace that this Ship can read: one it cannot
+    /// read is left out (and logged), never a failed list, as the guarded watch does.
+    async fn readable_environments(&self) -> Result<Vec<ShipEnvironment>, EnvironmentError> {
+        let api: Api<DeserializeGuard<ShipEnvironment>> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        let mut readable = Vec::new();
+        for guard in api.list(&ListParams::default()).await?.items {
+            match guard.0 {
+                Ok(environment) => readable.push(environment),
+                Err(invalid) => warn!(
+                    environment = invalid.metadata.name.unwrap_or_default(),
+                    error = %invalid.error,
+                    "left out a ShipEnvironment this Ship cannot read"
+                ),
+            }
+        }
+        Ok(readable)
+    }
+
     async fn object(
         &self,
         declared: &Declared,
@@ -283,7 +302,7 @@ impl Keeper {
             ),
             Read::Server => (
                 crate::releases::list_readable(&self.client, &self.namespace, &ListParams::default()).await?,
-                self.environments().list(&ListParams::default()).await?.items,
+                self.readable_environments().await?,
             ),
         };
         let existing: BTreeMap<String, ShipEnvironment> =
@@ -295,53 +314,63 @@ impl Keeper {
             (source.fetches > 0).then_some((source.ready, source.reason, source.message.as_str()));
         let handled = self.handled.borrow().clone();
         let now = Time((self.clock)());
+        // One environment that cannot be kept (its object unreadable, a write refused) does
+        // not stop the others: each is tried, and the first error retries the look.
+        let mut failed = None;
         for d in &declared {
-            let object = self.object(d, existing.get(&d.name)).await?;
-            let previous = object.status.clone().unwrap_or_default();
-            let observed = Observed {
-                declared: d,
-                tip: tips.get(&d.branch).map(String::as_str),
-                branch_missing: missing.contains(&d.branch),
-                releases: &releases,
-                handled_tip: handled.get(&d.branch).map(String::as_str),
-                generation: object.metadata.generation,
-                source: source_says,
-                hold: object.spec.hold.as_ref(),
-            };
-            let status = status(&observed, &previous, &now);
-            // Persisted before it is announced: a write that loses its compare-and-set
-            // announces nothing, and the next look decides again.
-            self.write_status(&object, &status).await?;
-            let looked = ship_core::keeper::Looked {
-                environment: d.name.clone(),
-                branch: d.branch.clone(),
-                before: seen(
-                    &previous,
-                    true_reason(&previous.conditions, HELD).map(str::to_owned),
-                ),
-                after: seen(&status, object.spec.hold.as_ref().map(Hold::describe)),
-                message: status.message.clone().unwrap_or_default(),
-            };
-            for ship_core::keeper::Effect::Publish {
-                warning,
-                reason,
-                message,
-                commit,
-            } in ship_core::keeper::step(&looked)
-            {
-                let commit = commit.unwrap_or_default();
-                let type_ = if warning {
-                    warn!(environment = d.name, branch = d.branch, commit, "{message}");
-                    EventType::Warning
-                } else {
-                    info!(environment = d.name, branch = d.branch, commit, "{message}");
-                    EventType::Normal
+            let keep = async {
+                let object = self.object(d, existing.get(&d.name)).await?;
+                let previous = object.status.clone().unwrap_or_default();
+                let observed = Observed {
+                    declared: d,
+                    tip: tips.get(&d.branch).map(String::as_str),
+                    branch_missing: missing.contains(&d.branch),
+                    releases: &releases,
+                    handled_tip: handled.get(&d.branch).map(String::as_str),
+                    generation: object.metadata.generation,
+                    source: source_says,
+                    hold: object.spec.hold.as_ref(),
                 };
-                self.publish(&object, type_, reason, &message).await;
+                let status = status(&observed, &previous, &now);
+                // Persisted before it is announced: a write that loses its compare-and-set
+                // announces nothing, and the next look decides again.
+                self.write_status(&object, &status).await?;
+                let looked = ship_core::keeper::Looked {
+                    environment: d.name.clone(),
+                    branch: d.branch.clone(),
+                    before: seen(
+                        &previous,
+                        true_reason(&previous.conditions, HELD).map(str::to_owned),
+                    ),
+                    after: seen(&status, object.spec.hold.as_ref().map(Hold::describe)),
+                    message: status.message.clone().unwrap_or_default(),
+                };
+                for ship_core::keeper::Effect::Publish {
+                    warning,
+                    reason,
+                    message,
+                    commit,
+                } in ship_core::keeper::step(&looked)
+                {
+                    let commit = commit.unwrap_or_default();
+                    let type_ = if warning {
+                        warn!(environment = d.name, branch = d.branch, commit, "{message}");
+                        EventType::Warning
+                    } else {
+                        info!(environment = d.name, branch = d.branch, commit, "{message}");
+                        EventType::Normal
+                    };
+                    self.publish(&object, type_, reason, &message).await;
+                }
+                self.metrics
+                    .environment(&d.name, sync_reason_of(&status), observed.branch_missing);
+                self.metrics.held(&d.name, held_since(&object, &status));
+                Ok::<(), EnvironmentError>(())
+            };
+            if let Err(err) = keep.await {
+                warn!(environment = d.name, error = %err, "cannot keep this environment now; the others go on");
+                failed.get_or_insert(err);
             }
-            self.metrics
-                .environment(&d.name, sync_reason_of(&status), observed.branch_missing);
-            self.metrics.held(&d.name, held_since(&object, &status));
         }
         self.holds.send_if_modified(|known| {
             let now = held_names(existing.values());
@@ -365,7 +394,7 @@ impl Keeper {
                 .delete(&name, &DeleteParams::default())
                 .await?;
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 }
 
