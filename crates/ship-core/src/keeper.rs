@@ -1,6 +1,6 @@
 //! The environments' keeper: what a look announces, and which environments it removes, as pure
-//! functions. The keeper computes each environment's new status (`ship-engine`'s
-//! `environment::status`, over the releases), persists it with a compare-and-set, and only
+//! functions. The keeper computes each environment's new status
+//! ([`crate::environment::status`], over the releases), persists it with a compare-and-set, and only
 //! then carries out what [`step`] returns for it: so a write that loses its compare-and-set
 //! announces nothing, and the next look decides again.
 //!
