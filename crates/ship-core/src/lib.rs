@@ -5,6 +5,7 @@
 //! This crate grows into the pure core of issue 30: every decision as data.
 
 pub mod backoff;
+pub mod bisect;
 pub mod conditions;
 pub mod environment;
 pub mod keeper;

@@ -1,0 +1,359 @@
+//! Bisection: after a release of several commits fails on main and rolls back, find the first
+//! bad commit by deploying chosen commits of the failed range, one test release each, halving
+//! the range until one commit is left. Pure: [`step`] takes the persisted [`Bisection`], what
+//! happened ([`Event`]) and the time, and returns the next state and the [`Effect`]s for the
+//! executor, which persists the state before it performs them (so a restart resumes).
+//!
+//! The range is the failed release's commits along first parents, oldest first (a merge is one
+//! commit of the range: its side branch is not searched). Before the range is the commit the
+//! rollback went back to: known good. The newest commit of the range failed its tests once.
+//!
+//! A commit is **bad** when it failed `bisect.retries + 1` times (by default twice: its failing
+//! test release is re-run once; the range's newest has failed once already, so naming it takes
+//! one more run), and **good** when it passed once (a failure that does not repeat is evidence of a
+//! flaky test, not of a bad commit, and is recorded as such). The search keeps two bounds, the
+//! known-good prefix and the first known-bad commit, and tests the middle of what lies between.
+//! A range of k commits takes at most ⌈log₂ k⌉ test releases, plus one re-run for each failing
+//! step.
+//!
+//! | stage | event | next | effects |
+//! |---|---|---|---|
+//! | (start) | a range of k ≥ 2 commits | Testing the middle, attempt 1 | Deploy it |
+//! | Testing c | Observed (a restart, a look) | unchanged | Deploy c again (idempotent by name) |
+//! | Testing c | c passed | good prefix through c; Testing the new middle, or Named | Deploy, or the end's effects |
+//! | Testing c | c failed, retries left | Testing c, next attempt | Deploy c again |
+//! | Testing c | c failed, none left | first bad = c; Testing the new middle, or Named | Deploy, or the end's effects |
+//! | Testing c | a settle about another commit or attempt | unchanged | none (a late answer) |
+//! | any Testing | PushWaiting | unchanged, the push noted (once) | none |
+//! | any Testing | the deadline (`bisect.maxDuration` from the start) passes | Superseded if a push waits, else Inconclusive (TimedOut) | Restore, Report |
+//! | any Testing | Held | Stopped | Report (the environment stays as the hold found it) |
+//! | Named, Inconclusive, Superseded, Stopped | anything | unchanged | none |
+//!
+//! The end's effects: `Restore` the newest commit known good (the environment runs it), then
+//! `Report` (statuses, events and notifications name the culprit or say why none). When the
+//! newest commit ends up the only candidate but passes when run again, the failure did not
+//! repeat: Inconclusive (`NotReproduced`), and no commit is named.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One test release of the bisection, and what it said.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Trial {
+    /// The commit deployed (full SHA).
+    pub commit: String,
+    /// Its attempt (1, then 2 for the re-run of a failure).
+    pub attempt: u32,
+    /// It passed its tests.
+    pub passed: bool,
+}
+
+/// Where a bisection stands.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", tag = "stage")]
+pub enum Stage {
+    /// A test release of `commits[index]` is deployed (or about to be), attempt `attempt`.
+    Testing {
+        /// The commit's index in the range.
+        index: usize,
+        /// Its attempt, from 1.
+        attempt: u32,
+    },
+    /// The first bad commit is `commits[index]`.
+    Named {
+        /// The culprit's index in the range.
+        index: usize,
+    },
+    /// No commit can be named; why, as a fixed label.
+    Inconclusive {
+        /// `NotReproduced` or `TimedOut`.
+        why: Inconclusive,
+    },
+    /// A new push waited past the deadline: it goes ahead.
+    Superseded,
+    /// A person held the environment.
+    Stopped,
+}
+
+/// Why a bisection named no commit.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, strum::IntoStaticStr)]
+pub enum Inconclusive {
+    /// The range's newest commit, which failed, passed every time it was run again: the
+    /// failure did not repeat (a flaky test, or something outside the commits).
+    NotReproduced,
+    /// The deadline passed with no push waiting.
+    TimedOut,
+}
+
+/// What the bisection is given and what it has learnt: persisted, so a restart resumes.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Bisection {
+    /// The failed range along first parents, oldest first (full SHAs); the last one failed.
+    pub commits: Vec<String>,
+    /// The commit before the range, known good (the rollback's target).
+    pub base: String,
+    /// `commits[..good]` are known good.
+    pub good: usize,
+    /// `commits[bad]` is the oldest commit that failed: for certain once it failed
+    /// `retries + 1` times; the range's newest starts with the one failure of the release
+    /// that started the bisection.
+    pub bad: usize,
+    /// Failures of `commits[bad]` seen so far.
+    pub bad_failures: u32,
+    /// Where it stands.
+    #[serde(flatten)]
+    pub stage: Stage,
+    /// Every test release's verdict, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trials: Vec<Trial>,
+    /// When it started.
+    pub started_at: Time,
+    /// When a push first waited for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_waiting_since: Option<Time>,
+}
+
+/// The settings `ship.yaml` gives a bisection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Re-runs of a failing step (default 1).
+    pub retries: u32,
+    /// How long it may block new pushes (default 10 minutes).
+    pub max_duration: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            retries: 1,
+            max_duration: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The bisection was read (a restart, a look): the current step is asked for again.
+    Observed,
+    /// The test release of `commit`, attempt `attempt`, settled.
+    Settled {
+        /// Its commit.
+        commit: String,
+        /// Its attempt.
+        attempt: u32,
+        /// It passed its tests.
+        passed: bool,
+    },
+    /// The branch moved: a new push waits for the bisection.
+    PushWaiting,
+    /// A person held the environment.
+    Held,
+}
+
+/// Work for the executor, in order, once the state is persisted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Deploy `commit` as a test release (reason `Bisect`) named for it and `attempt`; one
+    /// that exists already stands.
+    Deploy {
+        /// Full SHA.
+        commit: String,
+        /// Attempt, from 1.
+        attempt: u32,
+    },
+    /// Make the environment run `commit` again: the newest known good.
+    Restore {
+        /// Full SHA.
+        commit: String,
+    },
+    /// Say how it ended (statuses, events, notifications, metrics).
+    Report,
+}
+
+/// A bisection for `commits` (oldest first, the last one failed) after `base`, or `None` when
+/// there is nothing to search: a range of one commit names itself.
+pub fn start(
+    base: &str,
+    commits: Vec<String>,
+    now: Timestamp,
+    settings: Settings,
+) -> Option<(Bisection, Vec<Effect>)> {
+    if commits.len() < 2 {
+        return None;
+    }
+    let bad = commits.len() - 1;
+    let mut bisection = Bisection {
+        commits,
+        base: base.to_owned(),
+        good: 0,
+        bad,
+        bad_failures: 1,
+        stage: Stage::Stopped,
+        trials: Vec::new(),
+        started_at: Time(now),
+        push_waiting_since: None,
+    };
+    let effects = bisection.next(settings);
+    Some((bisection, effects))
+}
+
+impl Bisection {
+    /// It has ended (named, inconclusive, superseded or stopped).
+    pub fn ended(&self) -> bool {
+        !matches!(self.stage, Stage::Testing { .. })
+    }
+
+    /// The culprit, once named.
+    pub fn culprit(&self) -> Option<&str> {
+        match self.stage {
+            Stage::Named { index } => self.commits.get(index).map(String::as_str),
+            _ => None,
+        }
+    }
+
+    /// The commits known good (oldest first): before the culprit, or the good prefix.
+    pub fn known_good(&self) -> &[String] {
+        &self.commits[..self.good.min(self.commits.len())]
+    }
+
+    /// The newest commit known good: the last of the good prefix, else the base.
+    pub fn newest_good(&self) -> &str {
+        self.known_good()
+            .last()
+            .map_or(self.base.as_str(), String::as_str)
+    }
+
+    /// Test releases deployed so far.
+    pub fn steps(&self) -> usize {
+        self.trials.len()
+    }
+
+    /// The next test, or the end, from the bounds: `Testing` the middle of what lies between
+    /// them; the last candidate is named once it failed `retries + 1` times, else run again.
+    fn next(&mut self, settings: Settings) -> Vec<Effect> {
+        if self.good < self.bad {
+            let index = self.good + (self.bad - self.good) / 2;
+            return self.test(index, 1);
+        }
+        // One candidate left: commits[bad].
+        if self.bad_failures > settings.retries {
+            self.stage = Stage::Named { index: self.bad };
+            return self.end();
+        }
+        // The range's newest, failed once only (by the release that started the bisection).
+        self.test(self.bad, self.bad_failures + 1)
+    }
+
+    fn test(&mut self, index: usize, attempt: u32) -> Vec<Effect> {
+        self.stage = Stage::Testing { index, attempt };
+        vec![Effect::Deploy {
+            commit: self.commits[index].clone(),
+            attempt,
+        }]
+    }
+
+    fn end(&self) -> Vec<Effect> {
+        vec![
+            Effect::Restore {
+                commit: self.newest_good().to_owned(),
+            },
+            Effect::Report,
+        ]
+    }
+}
+
+/// The machine: the next state and its effects (see the module's table).
+pub fn step(
+    bisection: &Bisection,
+    event: Event,
+    now: Timestamp,
+    settings: Settings,
+) -> (Bisection, Vec<Effect>) {
+    let mut next = bisection.clone();
+    let Stage::Testing { index, attempt } = bisection.stage.clone() else {
+        return (next, Vec::new());
+    };
+    let deadline = bisection.started_at.0 + settings.max_duration;
+    if now >= deadline && event != Event::Held {
+        next.stage = if bisection.push_waiting_since.is_some() || event == Event::PushWaiting {
+            Stage::Superseded
+        } else {
+            Stage::Inconclusive {
+                why: Inconclusive::TimedOut,
+            }
+        };
+        let effects = next.end();
+        return (next, effects);
+    }
+    let effects = match event {
+        Event::Observed => vec![Effect::Deploy {
+            commit: bisection.commits[index].clone(),
+            attempt,
+        }],
+        Event::PushWaiting => {
+            next.push_waiting_since.get_or_insert(Time(now));
+            Vec::new()
+        }
+        Event::Held => {
+            next.stage = Stage::Stopped;
+            vec![Effect::Report]
+        }
+        Event::Settled {
+            commit,
+            attempt: settled_attempt,
+            passed,
+        } => {
+            if commit != bisection.commits[index] || settled_attempt != attempt {
+                return (next, Vec::new());
+            }
+            next.trials.push(Trial {
+                commit,
+                attempt,
+                passed,
+            });
+            settle(&mut next, index, attempt, passed, settings)
+        }
+    };
+    (next, effects)
+}
+
+/// Commit `index` answered `passed` on `attempt`.
+fn settle(
+    bisection: &mut Bisection,
+    index: usize,
+    attempt: u32,
+    passed: bool,
+    settings: Settings,
+) -> Vec<Effect> {
+    if passed {
+        if index == bisection.bad {
+            // The range's newest passed when run again: its failure did not repeat.
+            bisection.stage = Stage::Inconclusive {
+                why: Inconclusive::NotReproduced,
+            };
+            return bisection.end();
+        }
+        bisection.good = index + 1;
+        return bisection.next(settings);
+    }
+    if index == bisection.bad {
+        bisection.bad_failures += 1;
+        return bisection.next(settings);
+    }
+    if attempt <= settings.retries {
+        return bisection.test(index, attempt + 1);
+    }
+    bisection.bad = index;
+    bisection.bad_failures = attempt;
+    bisection.next(settings)
+}
+
+#[cfg(test)]
+mod tests;
