@@ -259,34 +259,20 @@ mod tests {
 
     #[test]
     fn a_rollback_is_caused_by_the_failure_it_follows() {
-        let previous = status(&[(Phase::Pending, 0), (Phase::Failed, 20)], "TestsFailed");
-        let measures = of_change(
-            Some(&previous),
-            &change(Phase::RollingBack, StatusReason::RollingBack),
-            Reason::Push,
-            false,
-            at(21),
-        );
-        assert_eq!(
-            measures,
-            [Measure::Rollback {
-                cause: "TestsFailed".into()
-            }]
-        );
+        let rolling_back = |previous: &ShipReleaseStatus| {
+            of_change(
+                Some(previous),
+                &change(Phase::RollingBack, StatusReason::RollingBack),
+                Reason::Push,
+                false,
+                at(21),
+            )
+        };
+        let rollback = |cause: &str| vec![Measure::Rollback { cause: cause.into() }];
+        let failed = status(&[(Phase::Pending, 0), (Phase::Failed, 20)], "TestsFailed");
+        assert_eq!(rolling_back(&failed), rollback("TestsFailed"));
         let unlabelled = status(&[(Phase::Failed, 20)], "");
-        let measures = of_change(
-            Some(&unlabelled),
-            &change(Phase::RollingBack, StatusReason::RollingBack),
-            Reason::Push,
-            false,
-            at(21),
-        );
-        assert_eq!(
-            measures,
-            [Measure::Rollback {
-                cause: "Unknown".into()
-            }]
-        );
+        assert_eq!(rolling_back(&unlabelled), rollback("Unknown"));
     }
 
     #[test]
