@@ -130,3 +130,54 @@ pub fn validate(
     }
     Ok(manifests)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::manifests::Manifest;
+
+    fn manifest(object: Value, source: &str) -> Manifest {
+        Manifest {
+            object,
+            source: source.into(),
+        }
+    }
+
+    fn object(api_version: &str, kind: &str, name: &str) -> Value {
+        json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}})
+    }
+
+    /// The API group is part of an object's identity: a `Secret` of another group is not the
+    /// core Secret git must not hold, and one name in two groups is two objects.
+    #[test]
+    fn the_api_group_tells_objects_of_one_kind_and_name_apart() {
+        let env = Environment::default();
+        let other_group_secret = vec![manifest(
+            object("secrets.example.com/v1", "Secret", "db"),
+            "a.yaml#1",
+        )];
+        assert!(validate("main", &env, other_group_secret).is_ok());
+        let core_secret = vec![manifest(object("v1", "Secret", "db"), "a.yaml#1")];
+        assert!(matches!(
+            validate("main", &env, core_secret),
+            Err(RenderError::SecretInGit { .. })
+        ));
+        let two_groups = vec![
+            manifest(object("a.example.com/v1", "Widget", "w"), "a.yaml#1"),
+            manifest(object("b.example.com/v1", "Widget", "w"), "b.yaml#1"),
+        ];
+        assert_eq!(validate("main", &env, two_groups).unwrap().len(), 2);
+        let one_group_twice = vec![
+            manifest(object("a.example.com/v1", "Widget", "w"), "a.yaml#1"),
+            manifest(object("a.example.com/v2", "Widget", "w"), "b.yaml#1"),
+        ];
+        assert!(matches!(
+            validate("main", &env, one_group_twice),
+            Err(RenderError::Duplicate { .. })
+        ));
+    }
+}
