@@ -15,8 +15,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 pub use ship_core::environment::{
     BRANCH_MISSING, CommitRef, Declared, EnvironmentReleases, HELD, HELD_COMMITS_KEPT, HeldCommit, Hold,
-    IN_SYNC, Observed, Release, ReleaseRef, SOURCE_READY, ShipEnvironmentStatus, SyncReason, last_good,
-    newest_first, releases_of, rollback_target, status, sync, to_collect,
+    IN_SYNC, Observed, Release, ReleaseRef, SOURCE_READY, ShipEnvironmentStatus, Standing, SyncReason,
+    last_good, newest_first, releases_of, rollback_target, standing, status, sync, to_collect,
 };
 
 use crate::{Reason, ShipRelease, ShipReleaseStatus};

@@ -341,6 +341,54 @@ pub fn to_collect<R: Release>(releases: &[R], keep: usize) -> Vec<String> {
         .collect()
 }
 
+/// Whether a settled release's objects are what its environment runs, for drift correction
+/// and continuous verification (see [`standing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// It runs: it settled well (Succeeded, or RolledBack to a good release) and no newer
+    /// release has touched the cluster since.
+    RunsNow,
+    /// It runs for now, but a newer release is being prepared: if that one is refused before it
+    /// applies anything, this one still runs; if it applies, this one is retired.
+    MayRunAgain,
+    /// Something newer runs, or it never settled well.
+    Retired,
+}
+
+/// A release that never changed the cluster: it never entered Applying (refused, invalid, or
+/// superseded while Pending).
+fn never_applied<R: Release>(release: &R) -> bool {
+    crate::release::transition_time(release.status(), Phase::Applying).is_none()
+        && release.phase() != Some(Phase::Applying)
+}
+
+/// The standing of release `name` among its environment's `releases` (others' are ignored).
+/// Newer releases that settled without applying anything (a refused commit, an invalid spec)
+/// do not retire it: its objects still run, and drift correction goes on for them.
+pub fn standing<R: Release>(environment: &str, releases: &[R], name: &str) -> Standing {
+    let mut newer_preparing = false;
+    for release in newest_first(releases)
+        .into_iter()
+        .filter(|r| r.environment() == environment)
+    {
+        if release.name() == name {
+            let settled_well = matches!(release.phase(), Some(Phase::Succeeded | Phase::RolledBack));
+            return match (settled_well, newer_preparing) {
+                (false, _) => Standing::Retired,
+                (true, false) => Standing::RunsNow,
+                (true, true) => Standing::MayRunAgain,
+            };
+        }
+        if !never_applied(release) {
+            return Standing::Retired;
+        }
+        if !release.is_settled() {
+            newer_preparing = true;
+        }
+    }
+    Standing::Retired
+}
+
 /// What runs in `environment`, from all the releases given (others' are ignored); `None`
 /// when it has no release.
 pub fn releases_of<'a, R: Release>(
@@ -665,6 +713,64 @@ mod tests {
         fn status(&self) -> Option<&ShipReleaseStatus> {
             self.status.as_ref()
         }
+    }
+
+    /// `release` having entered each of `phases` (its transition history).
+    fn through(mut release: TestRelease, phases: &[Phase]) -> TestRelease {
+        let status = release.status.get_or_insert_with(ShipReleaseStatus::default);
+        status.transitions = phases
+            .iter()
+            .map(|phase| crate::status::Transition {
+                phase: *phase,
+                at: Time(jiff::Timestamp::UNIX_EPOCH),
+                message: String::new(),
+            })
+            .collect();
+        release
+    }
+
+    #[test]
+    fn a_refused_newer_release_leaves_the_deployed_one_running() {
+        use Phase::*;
+        let good = through(
+            release("p-a", 'a', 1, Succeeded, Reason::Push),
+            &[Pending, Applying, Succeeded],
+        );
+        let refused = through(release("p-b", 'b', 2, Failed, Reason::Push), &[Pending, Failed]);
+        let preparing = through(release("p-c", 'c', 3, Pending, Reason::Push), &[Pending]);
+        let applying = through(
+            release("p-c", 'c', 3, Applying, Reason::Push),
+            &[Pending, Applying],
+        );
+        assert_eq!(
+            standing("production", std::slice::from_ref(&good), "p-a"),
+            Standing::RunsNow
+        );
+        assert_eq!(
+            standing("production", &[good.clone(), refused.clone()], "p-a"),
+            Standing::RunsNow,
+            "a refused commit applied nothing"
+        );
+        assert_eq!(
+            standing("production", &[good.clone(), refused.clone(), preparing], "p-a"),
+            Standing::MayRunAgain
+        );
+        assert_eq!(
+            standing("production", &[good.clone(), refused.clone(), applying], "p-a"),
+            Standing::Retired
+        );
+        assert_eq!(
+            standing("production", &[good.clone(), refused], "p-b"),
+            Standing::Retired
+        );
+        let mut elsewhere = good.clone();
+        elsewhere.environment = "main".into();
+        elsewhere.name = "m-a".into();
+        assert_eq!(
+            standing("production", &[good, elsewhere], "m-a"),
+            Standing::Retired,
+            "a release of another environment is not this one's"
+        );
     }
 
     fn release(name: &str, commit: char, seq: i64, phase: Phase, reason: Reason) -> TestRelease {

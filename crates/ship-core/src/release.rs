@@ -36,6 +36,7 @@ use crate::status::{
     Transition as PhaseEntered,
 };
 
+use crate::environment::Standing;
 use crate::verification::{self, Cadence};
 
 pub mod measures;
@@ -68,6 +69,10 @@ pub struct Snapshot {
     pub verified_at: BTreeMap<String, Timestamp>,
     /// When the release became the deployed one (its Succeeded transition).
     pub deployed_since: Option<Timestamp>,
+    /// For a settled release: whether its objects are what the environment runs, from its
+    /// environment's releases ([`crate::environment::standing`]). `None`: by `superseded_by`
+    /// alone (the newest release runs).
+    pub standing: Option<Standing>,
 }
 
 /// What the machine reads of a release object: its persisted status and what names it. The
@@ -123,6 +128,16 @@ impl Snapshot {
             verification: cadences,
             verified_at: verification::last_runs(status.and_then(|s| s.verification.as_ref())),
             deployed_since: transition_time(status, Phase::Succeeded),
+            standing: None,
+        }
+    }
+
+    /// Its objects are what the environment runs: drift is corrected and verification runs
+    /// for it.
+    pub fn runs_now(&self) -> bool {
+        match self.standing {
+            Some(standing) => standing == Standing::RunsNow,
+            None => self.superseded_by.is_none(),
         }
     }
 
@@ -911,12 +926,13 @@ pub fn step(snapshot: &Snapshot, event: Event, now: Timestamp) -> Transition {
         (Progressing | Testing | RollingBack, Event::Interrupted) => {
             Transition::stay(vec![Action::RequeueSoon])
         }
-        (Succeeded | RolledBack, Event::Observed) if snapshot.superseded_by.is_none() => {
-            deployed(snapshot, now)
+        (Succeeded | RolledBack, Event::Observed) if snapshot.runs_now() => deployed(snapshot, now),
+        // A newer release is being prepared: if it is refused, this one still runs, and its
+        // drift checks go on; look again when the next would be due.
+        (Succeeded | RolledBack, Event::Observed) if snapshot.standing == Some(Standing::MayRunAgain) => {
+            Transition::stay(vec![Action::RequeueAfter(snapshot.drift_interval)])
         }
-        (Succeeded | RolledBack, Event::DriftCorrected { drifted, commit })
-            if snapshot.superseded_by.is_none() =>
-        {
+        (Succeeded | RolledBack, Event::DriftCorrected { drifted, commit }) if snapshot.runs_now() => {
             let notice = (drifted > 0).then(|| Action::Announce {
                 notice: Notice::DriftCorrected,
                 note: format!("{drifted} objects had drifted from commit {commit} and were put back"),
@@ -929,9 +945,7 @@ pub fn step(snapshot: &Snapshot, event: Event, now: Timestamp) -> Transition {
                 .recording(Record::DriftChecked { at: now, drifted })
                 .then(deployed(&after, now).actions)
         }
-        (Succeeded, Event::Verified(results)) if snapshot.superseded_by.is_none() => {
-            verified(snapshot, results, now)
-        }
+        (Succeeded, Event::Verified(results)) if snapshot.runs_now() => verified(snapshot, results, now),
         _ => Transition::ignore(),
     }
 }
@@ -1024,6 +1038,7 @@ mod tests {
             verification: Vec::new(),
             verified_at: BTreeMap::new(),
             deployed_since: Some(Timestamp::from_second(NOW - 100).unwrap()),
+            standing: None,
         }
     }
 
@@ -1763,6 +1778,55 @@ mod executor_rule_tests {
             snapshot(Phase::Succeeded, Some("stale"), None).deployed_objects(),
             DeployedObjects::Own
         );
+    }
+
+    /// A deployed release that a newer, refused commit superseded still runs: its drift is
+    /// corrected; while a newer one is being prepared it looks again at the next drift check;
+    /// once something newer applied, it rests.
+    #[test]
+    fn drift_correction_follows_what_runs_not_what_is_newest() {
+        let now = Timestamp::from_second(10_000).expect("a valid time");
+        let with = |phase: Phase, standing: Option<Standing>| Snapshot {
+            standing,
+            drift_interval: Duration::from_secs(300),
+            applied_at: Some(Timestamp::from_second(1_000).expect("a valid time")),
+            ..snapshot(phase, Some("main-good"), Some("main-refused"))
+        };
+        for phase in [Phase::Succeeded, Phase::RolledBack] {
+            let runs = step(&with(phase, Some(Standing::RunsNow)), Event::Observed, now);
+            assert_eq!(runs.actions, [Action::Work(Work::CorrectDrift)], "{phase}");
+            let waits = step(&with(phase, Some(Standing::MayRunAgain)), Event::Observed, now);
+            assert_eq!(
+                waits.actions,
+                [Action::RequeueAfter(Duration::from_secs(300))],
+                "{phase}"
+            );
+            assert_eq!(waits.change, None);
+            let retired = step(&with(phase, Some(Standing::Retired)), Event::Observed, now);
+            assert_eq!(retired, Transition::ignore(), "{phase}");
+            // Without a standing, the newest release alone runs (as before).
+            assert_eq!(
+                step(&with(phase, None), Event::Observed, now),
+                Transition::ignore()
+            );
+            let corrected = Event::DriftCorrected {
+                drifted: 1,
+                commit: "abc1234".into(),
+            };
+            assert!(
+                step(&with(phase, Some(Standing::RunsNow)), corrected.clone(), now)
+                    .change
+                    .is_none()
+            );
+            assert_ne!(
+                step(&with(phase, Some(Standing::RunsNow)), corrected.clone(), now).record,
+                Record::Nothing
+            );
+            assert_eq!(
+                step(&with(phase, Some(Standing::Retired)), corrected, now),
+                Transition::ignore()
+            );
+        }
     }
 
     #[test]

@@ -425,6 +425,33 @@ async fn invalid_object_fails_before_anything_changes() {
     let failed = stack.settled(&secret, Phase::Failed, SETTLE).await;
     assert_eq!(ready_reason(&failed), "SecretInGit");
     assert!(!serde_json::to_string(&failed).unwrap().contains("hunter2"));
+
+    // The good commit still runs, whatever newer commits were refused: a hand edit of its
+    // objects is still put back (drift checks every 2 s), by the good release.
+    let cms: Api<ConfigMap> = Api::namespaced(stack.cluster.client(), &stack.ns);
+    let mut web = cms.get("web").await.unwrap();
+    let declared = web.data.clone().unwrap_or_default();
+    web.data = Some([("body".to_owned(), "edited by hand".to_owned())].into());
+    cms.replace("web", &PostParams::default(), &web).await.unwrap();
+    eventually(
+        "drift corrected after refused commits",
+        Duration::from_secs(30),
+        || {
+            let (cms, declared) = (cms.clone(), declared.clone());
+            async move { Ok((cms.get("web").await?.data.unwrap_or_default() == declared).then_some(())) }
+        },
+    )
+    .await
+    .unwrap();
+    let good_release = stack
+        .releases()
+        .get(&format!("main-{}", &good[..10]))
+        .await
+        .unwrap();
+    assert!(
+        good_release.status.and_then(|s| s.drift_corrections).unwrap_or(0) >= 1,
+        "the good release counted the correction"
+    );
 }
 
 /// A workload whose Pods need a Secret nobody made fails in Pending, at once, with nothing

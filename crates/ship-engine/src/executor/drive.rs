@@ -22,6 +22,7 @@ use crate::machine::measures::Measure;
 use crate::machine::{self, Action, Change, Event, Snapshot, transition_time};
 use crate::releases;
 use crate::status::status_after;
+use ship_api::environment::Standing;
 
 /// Walks one release through its phases: observes, asks [`machine::step`], persists, executes.
 pub(super) struct Driver<'a> {
@@ -35,6 +36,9 @@ pub(super) struct Driver<'a> {
     /// The continuous verification tests of the release's commit, once read (for a release
     /// that is, or is about to be, deployed).
     cadences: Option<Vec<crate::verification::Cadence>>,
+    /// Whether the release's objects are what its environment runs, from the environment's
+    /// releases as this reconcile read them (`None` until read).
+    pub(super) standing: Option<Standing>,
     /// `release` is known to be the API server's current object: this reconcile read it from
     /// the API server, or its own status write succeeded on it. Until then it is the
     /// controller's cached copy, which may lag; no work is done for it on that word alone.
@@ -77,6 +81,7 @@ impl<'a> Driver<'a> {
             slot,
             own,
             cadences: None,
+            standing: None,
             confirmed: false,
         }
     }
@@ -99,12 +104,15 @@ impl<'a> Driver<'a> {
 
     /// What the machine is told of this release.
     pub(super) fn snapshot(&self) -> Snapshot {
-        Snapshot::of(
-            crate::machine::persisted(&self.release),
-            self.superseded().then(|| self.slot.newest.borrow().1.clone()),
-            self.ctx.settings.drift_interval,
-            self.cadences.clone().unwrap_or_default(),
-        )
+        Snapshot {
+            standing: self.standing,
+            ..Snapshot::of(
+                crate::machine::persisted(&self.release),
+                self.superseded().then(|| self.slot.newest.borrow().1.clone()),
+                self.ctx.settings.drift_interval,
+                self.cadences.clone().unwrap_or_default(),
+            )
+        }
     }
 
     /// Reads the continuous verification tests of the release's commit, once, when the

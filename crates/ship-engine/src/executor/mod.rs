@@ -134,6 +134,12 @@ async fn reconcile_release(
     }
     driver.ensure_identity().await?;
     let all = driver.environment_releases().await?;
+    // What runs, from the environment's releases; a list that lacks this release (a store
+    // behind the API server) says nothing, and the newest-runs rule stands.
+    driver.standing = all
+        .iter()
+        .any(|r| r.metadata.name.as_deref() == Some(driver.name.as_str()))
+        .then(|| ship_api::environment::standing(&driver.release.spec.environment, &all, &driver.name));
     if let Some(newest) = all.iter().map(releases::sequence).max() {
         driver.slot.newest.send_if_modified(|current| {
             let newer = newest > *current;
