@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod bisect;
 pub mod conditions;
+pub mod delivery;
 pub mod environment;
 pub mod keeper;
 pub mod names;

@@ -293,6 +293,9 @@ pub struct SuspectCommit {
     pub author: String,
     /// First line of the message.
     pub subject: String,
+    /// When it was committed (its committer time): the start of its lead time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_at: Option<Time>,
 }
 
 /// One recorded phase change.

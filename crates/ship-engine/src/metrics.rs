@@ -144,6 +144,24 @@ fn fetch_histogram() -> Histogram {
     Histogram::new(FETCH_BUCKETS)
 }
 
+/// Lead times and times to restore: from a minute to four weeks.
+const DELIVERY_BUCKETS: [f64; 10] = [
+    60.0,
+    300.0,
+    900.0,
+    3_600.0,
+    4.0 * 3_600.0,
+    86_400.0,
+    3.0 * 86_400.0,
+    7.0 * 86_400.0,
+    14.0 * 86_400.0,
+    28.0 * 86_400.0,
+];
+
+fn delivery_histogram() -> Histogram {
+    Histogram::new(DELIVERY_BUCKETS)
+}
+
 /// Every metric the engine, the promotion and the git source report.
 #[derive(Debug)]
 pub struct Metrics {
@@ -200,6 +218,15 @@ pub struct Metrics {
     pub verification_results: Family<TestLabels, Counter>,
     /// Notification attempts' results, by provider.
     pub notifications: Family<NotifyLabels, Counter>,
+    /// Deployments (releases that succeeded), by environment (DORA: deployment frequency).
+    pub deployments: Family<EnvLabels, Counter>,
+    /// Time from each delivered commit's commit time to its release's success (DORA: lead
+    /// time for changes).
+    pub lead_time: Family<EnvLabels, Histogram, fn() -> Histogram>,
+    /// Releases that failed after applying (DORA: change failure rate, over `deployments`).
+    pub change_failures: Family<EnvLabels, Counter>,
+    /// Time from the first of a run of failures to the next success (DORA: time to restore).
+    pub time_to_restore: Family<EnvLabels, Histogram, fn() -> Histogram>,
     /// The verification tests with series, by environment, to delete them on a new release.
     verified: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
     /// Which commit each environment's info series names, to delete it when it changes.
@@ -237,6 +264,10 @@ impl Default for Metrics {
             verification_last_run: Family::default(),
             verification_results: Family::default(),
             notifications: Family::default(),
+            deployments: Family::default(),
+            lead_time: Family::new_with_constructor(delivery_histogram),
+            change_failures: Family::default(),
+            time_to_restore: Family::new_with_constructor(delivery_histogram),
             verified: Mutex::default(),
             deployed: Mutex::default(),
             latest: Mutex::default(),
@@ -310,9 +341,50 @@ impl Metrics {
             .inc();
     }
 
+    /// Records one delivery figure of `environment`.
+    pub fn delivery(&self, environment: &str, figure: &ship_core::delivery::Delivery) {
+        use ship_core::delivery::Delivery;
+        let labels = env(environment);
+        match figure {
+            Delivery::Deployed => {
+                self.deployments.get_or_create(&labels).inc();
+            }
+            Delivery::LeadTime(took) => self.lead_time.get_or_create(&labels).observe(took.as_secs_f64()),
+            Delivery::ChangeFailed => {
+                self.change_failures.get_or_create(&labels).inc();
+            }
+            Delivery::Restored(took) => self
+                .time_to_restore
+                .get_or_create(&labels)
+                .observe(took.as_secs_f64()),
+        }
+    }
+
     /// Registers every metric in `registry` under the prefix `ship`.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("ship");
+        r.register(
+            "deployments",
+            "Releases that succeeded, by environment (DORA deployment frequency)",
+            self.deployments.clone(),
+        );
+        r.register_with_unit(
+            "lead_time",
+            "Time from each delivered commit's commit time to its release's success, by environment (DORA lead time for changes)",
+            Unit::Seconds,
+            self.lead_time.clone(),
+        );
+        r.register(
+            "change_failures",
+            "Releases that failed after applying, by environment (DORA change failure rate, over ship_deployments_total)",
+            self.change_failures.clone(),
+        );
+        r.register_with_unit(
+            "time_to_restore",
+            "Time from the first of a run of failed releases to the next success, by environment (DORA time to restore)",
+            Unit::Seconds,
+            self.time_to_restore.clone(),
+        );
         r.register(
             "release_outcomes",
             "Releases that entered a settled phase, by environment, phase and reason",
@@ -644,6 +716,31 @@ mod tests {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         encode(&registry).unwrap()
+    }
+
+    #[test]
+    fn delivery_figures_are_exported_as_dora_series() {
+        use ship_core::delivery::Delivery;
+        let m = Metrics::default();
+        for figure in [
+            Delivery::Deployed,
+            Delivery::Deployed,
+            Delivery::LeadTime(Duration::from_secs(120)),
+            Delivery::ChangeFailed,
+            Delivery::Restored(Duration::from_secs(600)),
+        ] {
+            m.delivery("main", &figure);
+        }
+        let text = scrape(&m);
+        for expected in [
+            "ship_deployments_total{environment=\"main\"} 2",
+            "ship_change_failures_total{environment=\"main\"} 1",
+            "ship_lead_time_seconds_bucket{le=\"300.0\",environment=\"main\"} 1",
+            "ship_lead_time_seconds_bucket{le=\"60.0\",environment=\"main\"} 0",
+            "ship_time_to_restore_seconds_sum{environment=\"main\"} 600.0",
+        ] {
+            assert!(text.contains(expected), "missing {expected}:\n{text}");
+        }
     }
 
     #[test]

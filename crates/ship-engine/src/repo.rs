@@ -178,6 +178,9 @@ impl Repo {
                     commit: ship_api::names::short_sha(&c.id.to_string()).to_owned(),
                     author: c.author,
                     subject: c.subject,
+                    committed_at: jiff::Timestamp::from_second(c.time)
+                        .ok()
+                        .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
                 })
                 .collect();
             Ok((suspects, truncated))

@@ -261,6 +261,7 @@ mod tests {
                 commit: "0123456".into(),
                 author: "Ada".into(),
                 subject: "Faster checkout".into(),
+                committed_at: None,
             }],
             ..ShipReleaseStatus::default()
         });

@@ -343,6 +343,7 @@ mod tests {
                     commit: commit[..7].into(),
                     author: "Ada <ada@example.com>".into(),
                     subject: subject.into(),
+                    committed_at: None,
                 }],
                 ..ShipReleaseStatus::default()
             }),

@@ -188,6 +188,7 @@ impl<'a> Driver<'a> {
                 self.ctx.now(),
             );
             self.record(measures);
+            self.record_delivery(&change).await;
             let reason = change.label();
             let type_ = if change.is_warning() {
                 warn!(phase = %change.phase, reason, "{}", change.message);
@@ -222,6 +223,42 @@ impl<'a> Driver<'a> {
             .pause_at
             .as_ref()
             .is_some_and(|(armed, _)| armed == point)
+    }
+
+    /// Records the delivery (DORA) figures of `change`, just persisted: deployments, lead times,
+    /// failed changes and restores ([`ship_core::delivery`]), from the environment's releases.
+    async fn record_delivery(&self, change: &Change) {
+        if !matches!(change.phase, Phase::Succeeded | Phase::Failed) {
+            return;
+        }
+        let releases = match self.environment_releases().await {
+            Ok(releases) => releases,
+            Err(err) => {
+                warn!(error = %err, "cannot read the environment's releases; delivery figures not recorded");
+                return;
+            }
+        };
+        let committed: Vec<jiff::Timestamp> = self
+            .status()
+            .map(|s| {
+                s.suspects
+                    .iter()
+                    .filter_map(|c| c.committed_at.as_ref().map(|t| t.0))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let figures = ship_core::delivery::on_settled(
+            self.environment(),
+            &releases,
+            &self.own,
+            change.phase,
+            change.reason,
+            &committed,
+            self.ctx.now(),
+        );
+        for figure in &figures {
+            self.ctx.metrics.delivery(self.environment(), figure);
+        }
     }
 
     /// Records `measures` in the metrics, one call each.
