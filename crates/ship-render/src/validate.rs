@@ -180,4 +180,79 @@ mod tests {
             Err(RenderError::Duplicate { .. })
         ));
     }
+
+    fn in_namespace(api_version: &str, kind: &str, name: &str, namespace: &str) -> Value {
+        json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": namespace}})
+    }
+
+    fn refused(result: Result<Vec<Manifest>, RenderError>) -> &'static str {
+        result.map_or_else(|e| e.label(), |_| "accepted")
+    }
+
+    /// Cluster-scoped objects: the environment's own Namespace is allowed as it is; any other
+    /// Namespace, or another cluster-scoped kind, only when ship.yaml names its kind.
+    #[test]
+    fn cluster_scoped_objects_need_their_kind_allowed_except_the_environments_namespace() {
+        let env = Environment {
+            namespace: Some("app".into()),
+            ..Environment::default()
+        };
+        let one = |object: Value| vec![manifest(object, "a.yaml#1")];
+        assert_eq!(
+            refused(validate("main", &env, one(object("v1", "Namespace", "app")))),
+            "accepted"
+        );
+        assert_eq!(
+            refused(validate("main", &env, one(object("v1", "Namespace", "other")))),
+            "ClusterScopedNotAllowed"
+        );
+        let role = || object("rbac.authorization.k8s.io/v1", "ClusterRole", "app");
+        assert_eq!(
+            refused(validate("main", &env, one(role()))),
+            "ClusterScopedNotAllowed"
+        );
+        let allowing = Environment {
+            cluster_scoped_kinds: vec!["ClusterRole".into(), "Namespace".into()],
+            ..env.clone()
+        };
+        assert_eq!(refused(validate("main", &allowing, one(role()))), "accepted");
+        assert_eq!(
+            refused(validate(
+                "main",
+                &allowing,
+                one(object("v1", "Namespace", "other"))
+            )),
+            "accepted"
+        );
+    }
+
+    /// A namespaced object goes to the environment's namespace, or to one ship.yaml allows;
+    /// any other is refused, whatever else is allowed.
+    #[test]
+    fn a_namespaced_object_may_name_only_its_environments_or_an_allowed_namespace() {
+        let env = Environment {
+            namespace: Some("app".into()),
+            allowed_namespaces: vec!["shared".into()],
+            ..Environment::default()
+        };
+        let one = |namespace: &str| {
+            vec![manifest(
+                in_namespace("v1", "ConfigMap", "c", namespace),
+                "a.yaml#1",
+            )]
+        };
+        assert_eq!(refused(validate("main", &env, one("app"))), "accepted");
+        assert_eq!(refused(validate("main", &env, one("shared"))), "accepted");
+        assert_eq!(
+            refused(validate("main", &env, one("kube-system"))),
+            "NamespaceNotAllowed"
+        );
+        let defaulted = validate(
+            "main",
+            &env,
+            vec![manifest(object("v1", "ConfigMap", "c"), "a.yaml#1")],
+        )
+        .unwrap();
+        assert_eq!(defaulted[0].object["metadata"]["namespace"], "app");
+    }
 }

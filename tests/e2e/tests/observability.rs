@@ -226,14 +226,21 @@ async fn prometheus_sees_a_rollback_and_nothing_leaks_a_secret() {
     for (expr, want) in [
         ("sum(ship_deployments_total{environment=\"main\"})", 1.0),
         ("sum(ship_change_failures_total{environment=\"main\"})", 1.0),
-        ("sum(ship_time_to_restore_seconds_count{environment=\"main\"})", 0.0),
+        (
+            "sum(ship_time_to_restore_seconds_count{environment=\"main\"})",
+            0.0,
+        ),
     ] {
         let got = eventually(expr, SETTLE, || async {
             let got: f64 = prometheus.query(expr).await?.iter().map(value).sum();
             Ok((got == want).then_some(got))
         })
         .await;
-        assert!(got.is_ok(), "{expr}: want {want}, have {:?}", prometheus.query(expr).await);
+        assert!(
+            got.is_ok(),
+            "{expr}: want {want}, have {:?}",
+            prometheus.query(expr).await
+        );
     }
     let lead_times: f64 = prometheus
         .query("sum(ship_lead_time_seconds_count{environment=\"main\"})")
@@ -242,7 +249,10 @@ async fn prometheus_sees_a_rollback_and_nothing_leaks_a_secret() {
         .iter()
         .map(value)
         .sum();
-    assert!(lead_times >= 1.0, "the first release's commits have lead times: {lead_times}");
+    assert!(
+        lead_times >= 1.0,
+        "the first release's commits have lead times: {lead_times}"
+    );
     let failed = prometheus
         .query("ship_test_last_passed{environment=\"main\",test=\"home\"}")
         .await
