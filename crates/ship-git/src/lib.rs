@@ -13,6 +13,6 @@ pub mod webhook;
 
 pub use credentials::Credentials;
 pub use mirror::{
-    CommitSummary, Fetched, ForcePushPolicy, GitError, Mirror, PushOutcome, TagOutcome, TipChange,
-    TipChangeKind,
+    CommitSummary, Fetched, ForcePushPolicy, GitError, Mirror, PushOutcome, RevertOutcome, TagOutcome,
+    TipChange, TipChangeKind,
 };

@@ -113,6 +113,17 @@ pub enum GitError {
         /// The server refused it as not a fast-forward: its branch moved since the last fetch.
         stale: bool,
     },
+    /// A commit cannot be reverted on a branch's tip: it is not on the branch, its revert
+    /// conflicts with later changes, or the branch has no tip. Nothing was pushed.
+    #[error("cannot revert commit {commit} on {branch}: {problem}; nothing was pushed")]
+    RevertRefused {
+        /// The branch.
+        branch: String,
+        /// Short SHA of the commit to revert.
+        commit: String,
+        /// Why, for a person.
+        problem: String,
+    },
     /// The mirror's packs could not be combined; the mirror is left as it was.
     #[error("cannot repack the git mirror at {path}: {message}")]
     Repack {
@@ -135,6 +146,18 @@ pub enum PushOutcome {
     /// The branch already contained the commit (as its tip or an ancestor); nothing was pushed.
     AlreadyContained,
 }
+
+/// What [`Mirror::revert_onto_tip`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevertOutcome {
+    /// A revert commit was pushed onto the branch: this one.
+    Pushed(Oid),
+    /// The branch's tip already undoes the commit (reverted before): nothing was pushed.
+    AlreadyReverted,
+}
+
+/// Most conflicting paths a refused revert names.
+const CONFLICTS_SHOWN: usize = 10;
 
 /// What pushing a release tag did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +182,7 @@ impl GitError {
             GitError::UnsafeTree { .. } => "UnsafeTree",
             GitError::Diverged { .. } => "Diverged",
             GitError::Push { .. } => "PushFailed",
+            GitError::RevertRefused { .. } => "RevertRefused",
             GitError::Repack { .. } => "RepackFailed",
         }
     }
@@ -521,6 +545,80 @@ impl Mirror {
             return Err(push_err(message, stale));
         }
         Ok(PushOutcome::Pushed)
+    }
+
+    /// Reverts `commit` on `branch`'s tip (as last fetched) and pushes the revert, a plain
+    /// fast-forward push: never forced, so a branch that moved since the fetch refuses it
+    /// (`Push` with `stale`). A merge is reverted against its first parent. Refused, with
+    /// nothing pushed, when the commit is not on the branch or its revert conflicts with later
+    /// changes (the conflicting paths named). The commit is authored by Ship, in git's revert
+    /// form, with `note` (which names the failed release) as the message's last paragraph.
+    pub fn revert_onto_tip(
+        &self,
+        branch: &str,
+        commit: Oid,
+        note: &str,
+        credentials: &Credentials,
+    ) -> Result<RevertOutcome, GitError> {
+        let refused = |problem: String| GitError::RevertRefused {
+            branch: branch.to_owned(),
+            commit: short(commit),
+            problem,
+        };
+        let read = |what: &str| read_err(what.to_owned());
+        let tip = self
+            .tip(branch)
+            .ok_or_else(|| refused("the branch has not been fetched, or is missing".to_owned()))?;
+        if commit != tip && !self.is_ancestor(commit, tip)? {
+            return Err(refused(format!("it is not on {branch}")));
+        }
+        let culprit = self
+            .repo
+            .find_commit(commit)
+            .map_err(read("the commit to revert"))?;
+        let tip_commit = self.repo.find_commit(tip).map_err(read("the branch's tip"))?;
+        let mainline = u32::from(culprit.parent_count() > 1);
+        let mut index = self
+            .repo
+            .revert_commit(&culprit, &tip_commit, mainline, None)
+            .map_err(read("the revert"))?;
+        if index.has_conflicts() {
+            let mut paths: Vec<String> = index
+                .conflicts()
+                .map_err(read("the revert's conflicts"))?
+                .filter_map(Result::ok)
+                .filter_map(|c| c.our.or(c.their).or(c.ancestor))
+                .map(|entry| String::from_utf8_lossy(&entry.path).into_owned())
+                .collect();
+            paths.dedup();
+            let more = paths.len().saturating_sub(CONFLICTS_SHOWN);
+            paths.truncate(CONFLICTS_SHOWN);
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            return Err(refused(format!(
+                "its revert conflicts with later changes to {}{more}; revert it by hand",
+                paths.join(", ")
+            )));
+        }
+        let tree_id = index
+            .write_tree_to(&self.repo)
+            .map_err(read("the revert's tree"))?;
+        if tree_id == tip_commit.tree_id() {
+            return Ok(RevertOutcome::AlreadyReverted);
+        }
+        let tree = self.repo.find_tree(tree_id).map_err(read("the revert's tree"))?;
+        let subject = String::from_utf8_lossy(culprit.summary_bytes().unwrap_or_default()).into_owned();
+        let message = format!("Revert \"{subject}\"\n\nThis reverts commit {commit}.\n\n{note}\n");
+        let ship = git2::Signature::now("Ship", "ship@localhost").map_err(read("a signature"))?;
+        let reverted = self
+            .repo
+            .commit(None, &ship, &ship, &message, &tree, &[&tip_commit])
+            .map_err(read("the revert commit"))?;
+        self.fast_forward(branch, reverted, credentials)?;
+        Ok(RevertOutcome::Pushed(reverted))
     }
 
     /// Creates the annotated tag `name` on `commit` with `message` and pushes it (a plain push:

@@ -490,3 +490,85 @@ fn a_release_tag_is_pushed_once_and_never_moved() {
     let after = remote.git(&["ls-remote", "--tags", "origin"]).unwrap();
     assert_eq!(after, listed, "the tag was not moved");
 }
+
+/// A culprit is reverted on the branch's tip and pushed (a plain fast-forward), authored by
+/// Ship and naming the failed release; a commit already undone pushes nothing; a revert that
+/// conflicts with later changes, or of a commit not on the branch, is refused with nothing
+/// pushed.
+#[test]
+fn a_culprit_is_reverted_on_the_tip_and_a_conflicting_revert_is_refused() {
+    let remote = Remote::new().unwrap();
+    let mut daemon = GitDaemon::start(remote.dir.path()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = Mirror::open(&dir.path().join("mirror.git"), &daemon.url("repo.git")).unwrap();
+    let fetch = || {
+        mirror
+            .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
+            .unwrap();
+    };
+    let remote_main = || remote.git(&["ls-remote", "origin", "refs/heads/main"]).unwrap();
+
+    remote.commit_file("a.txt", "1\n", "a is 1").unwrap();
+    let culprit = remote.commit_file("a.txt", "2\n", "breaks a").unwrap();
+    let later = remote.commit_file("b.txt", "b\n", "adds b").unwrap();
+    remote.push("main", false).unwrap();
+    fetch();
+
+    let note = "Ship: release main-0123456789 failed (tests: home)";
+    let pushed = match mirror
+        .revert_onto_tip("main", oid(&culprit), note, &Credentials::None)
+        .unwrap()
+    {
+        ship_git::RevertOutcome::Pushed(id) => id.to_string(),
+        other => panic!("expected a push, got {other:?}"),
+    };
+    assert!(remote_main().starts_with(&pushed), "{}", remote_main());
+    remote.git(&["fetch", "-q", "origin", "main"]).unwrap();
+    assert_eq!(remote.git(&["show", "FETCH_HEAD:a.txt"]).unwrap().trim(), "1");
+    assert_eq!(remote.git(&["show", "FETCH_HEAD:b.txt"]).unwrap().trim(), "b", "later work stays");
+    assert_eq!(remote.git(&["rev-parse", "FETCH_HEAD~1"]).unwrap().trim(), later, "on the tip");
+    let message = remote.git(&["log", "-1", "--format=%an%n%B", "FETCH_HEAD"]).unwrap();
+    assert!(message.starts_with("Ship\nRevert \"breaks a\""), "{message}");
+    assert!(message.contains(&format!("This reverts commit {culprit}.")) && message.contains(note), "{message}");
+
+    // Reverted already: nothing more to push.
+    fetch();
+    assert_eq!(
+        mirror
+            .revert_onto_tip("main", oid(&culprit), note, &Credentials::None)
+            .unwrap(),
+        ship_git::RevertOutcome::AlreadyReverted
+    );
+
+    // A later change to the same lines: the revert would conflict, so it is refused.
+    remote.git(&["reset", "-q", "--hard", &pushed]).unwrap();
+    let bad = remote.commit_file("a.txt", "3\n", "a is 3").unwrap();
+    remote.commit_file("a.txt", "4\n", "a is 4").unwrap();
+    remote.push("main", false).unwrap();
+    fetch();
+    let before = remote_main();
+    match mirror.revert_onto_tip("main", oid(&bad), note, &Credentials::None) {
+        Err(err @ ship_git::GitError::RevertRefused { .. }) => {
+            assert_eq!(err.label(), "RevertRefused");
+            let text = err.to_string();
+            assert!(text.contains("conflicts") && text.contains("a.txt"), "{text}");
+        }
+        other => panic!("expected RevertRefused, got {other:?}"),
+    }
+    assert_eq!(remote_main(), before, "nothing pushed");
+
+    // A commit that is not on the branch.
+    remote.git(&["checkout", "-q", "-b", "elsewhere", &pushed]).unwrap();
+    let elsewhere = remote.commit_file("c.txt", "c\n", "elsewhere").unwrap();
+    remote.git(&["push", "-q", "origin", "elsewhere:production"]).unwrap();
+    remote.git(&["checkout", "-q", "main"]).unwrap();
+    fetch();
+    match mirror.revert_onto_tip("main", oid(&elsewhere), note, &Credentials::None) {
+        Err(err @ ship_git::GitError::RevertRefused { .. }) => {
+            assert!(err.to_string().contains("not on main"), "{err}");
+        }
+        other => panic!("expected RevertRefused, got {other:?}"),
+    }
+    assert_eq!(remote_main(), before, "nothing pushed");
+    daemon.stop();
+}
