@@ -613,6 +613,53 @@ pub async fn promote(
     }
 }
 
+/// `kubectl ship revert RELEASE`: asks shipd (an annotation on the release) to push a `git
+/// revert` of the release's commit onto its branch's tip, and waits for the answer in
+/// `status.revert`. Exit 0 when pushed, or when the tip already undoes it.
+pub async fn revert(target: &Target, release: &str, timeout: Duration) -> Result<ExitCode, CliError> {
+    let found = target.releases().get_opt(release).await?.ok_or_else(|| {
+        CliError::NotFound(format!(
+            "no release {release:?} in namespace {:?}",
+            target.namespace
+        ))
+    })?;
+    let token = Timestamp::now().to_string();
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        keys::REVERT_REQUESTED_AT: token,
+        keys::REVERT_REQUESTED_BY: target.user,
+    }}});
+    target
+        .releases()
+        .patch(release, &cli_patch(), &Patch::Merge(&patch))
+        .await?;
+    eprintln!(
+        "revert of commit {} on {} requested by {}",
+        found.spec.short_commit(),
+        found.spec.branch,
+        target.user
+    );
+    let deadline = tokio::time::Instant::now() + timeout;
+    let answer = loop {
+        let current = target.releases().get(release).await?;
+        if let Some(record) = current.status.and_then(|s| s.revert)
+            && record.requested_at == token
+        {
+            break record;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(CliError::Failed(format!(
+                "shipd did not answer within {timeout:?}: is it running?"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    println!("{}", answer.message);
+    if answer.outcome == ship_api::revert::Outcome::Refused.label() {
+        return Err(CliError::Failed(answer.message));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `kubectl ship rollback ENV [--to COMMIT] [--hold [--reason TEXT]]`: a `reason: Rollback` release of
 /// the target commit; with `--hold`, the environment is held first, so that no push undoes the
 /// rollback while people talk.

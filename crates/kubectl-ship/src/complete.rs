@@ -85,7 +85,7 @@ pub fn wanted(words: &[String]) -> Wanted {
         (None, _) => Wanted::Subcommand,
         (Some("history" | "rollback" | "hold" | "resume"), 0) => Wanted::Environment,
         (Some("diff"), 0 | 1) => Wanted::Environment,
-        (Some("logs"), 0) => Wanted::Release,
+        (Some("logs" | "revert"), 0) => Wanted::Release,
         (Some("completion"), 0) => Wanted::Shell,
         _ => Wanted::Nothing,
     }

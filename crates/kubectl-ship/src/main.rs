@@ -137,6 +137,18 @@ enum Command {
         #[command(flatten)]
         wait: WaitArgs,
     },
+    /// Push a `git revert` of RELEASE's commit onto its branch's tip (shipd pushes it, with its
+    /// push credentials; never forced). The revert commit is then released like any other.
+    ///
+    /// Refused, with nothing pushed, when the revert conflicts with later changes or the branch
+    /// moved meanwhile; asked again, it answers again.
+    Revert {
+        /// The release whose commit to revert, e.g. main-0123456789.
+        release: String,
+        /// Wait (at most this long) for shipd to answer.
+        #[arg(long, default_value = "2m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
     /// Stop the line: new tips of ENV's branch make no release and the promotion into ENV does
     /// not run, until `kubectl ship resume ENV`.
     ///
@@ -309,6 +321,7 @@ async fn run(cli: Cli, style: Style) -> Result<std::process::ExitCode, CliError>
             let hold = hold.then_some(reason);
             commands::rollback(&target, style, &environment, to.as_deref(), hold, &wait).await
         }
+        Command::Revert { release, timeout } => commands::revert(&target, &release, timeout).await,
         Command::Hold { environment, reason } => commands::hold(&target, &environment, &reason).await,
         Command::Resume { environment } => commands::resume(&target, &environment).await,
         Command::Diff {

@@ -8,6 +8,7 @@ pub mod environment;
 pub mod names;
 pub mod promotion;
 pub use ship_core::reason;
+pub use ship_core::revert;
 pub mod release;
 
 pub use environment::{
@@ -21,9 +22,9 @@ pub use promotion::{
 pub use reason::StatusReason;
 pub use release::{
     InventoryEntry, NotificationOutcome, NotificationRecord, Phase, PruneRefusal, Readable, Reason,
-    ShipRelease, ShipReleaseSpec, ShipReleaseStatus, SuspectCommit, TestResult, TestVerdict, Transition,
-    VERIFICATION_LOG_KEPT, VERIFICATION_RUNS_KEPT, VERIFIED, Verification, VerificationRun, awaits_rollback,
-    readable,
+    RevertRecord, ShipRelease, ShipReleaseSpec, ShipReleaseStatus, SuspectCommit, TestResult, TestVerdict,
+    Transition, VERIFICATION_LOG_KEPT, VERIFICATION_RUNS_KEPT, VERIFIED, Verification, VerificationRun,
+    awaits_rollback, readable,
 };
 
 /// The API group of every Ship resource.
@@ -60,6 +61,11 @@ pub mod keys {
     /// promotion now, outside the schedule. The controller records the value it handled in
     /// `status.lastHandledRequestedAt`.
     pub const REQUESTED_AT: &str = "ship.dev/requested-at";
+    /// Annotation on a ShipRelease: a revert of its commit is asked (`kubectl ship revert`);
+    /// its value (a time) names the request, answered in `status.revert.requestedAt`.
+    pub const REVERT_REQUESTED_AT: &str = "ship.dev/revert-requested-at";
+    /// Annotation on a ShipRelease, next to [`REVERT_REQUESTED_AT`]: who asked.
+    pub const REVERT_REQUESTED_BY: &str = "ship.dev/revert-requested-by";
     /// Annotation on a ShipPromotion, next to [`REQUESTED_AT`]: who asked.
     pub const REQUESTED_BY: &str = "ship.dev/requested-by";
     /// Annotation on a ShipPromotion, next to [`REQUESTED_AT`]: `"true"` when the request

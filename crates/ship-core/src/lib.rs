@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod promotion;
 pub mod reason;
 pub mod release;
+pub mod revert;
 pub mod status;
 pub mod text;
 pub mod tips;

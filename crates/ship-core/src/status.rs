@@ -173,6 +173,11 @@ pub struct ShipReleaseStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
 
+    /// The last revert asked of this release (`kubectl ship revert`): a `git revert` of its
+    /// commit pushed onto its branch's tip, or why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert: Option<RevertRecord>,
+
     /// Objects an earlier release applied that this one no longer declares, and that Ship
     /// refused to delete (each is also announced by a `PruneRefused` Warning event). They stay
     /// in the cluster; delete them by hand, or mark them `ship.dev/prune: enabled` in git.
@@ -296,6 +301,24 @@ pub struct SuspectCommit {
     /// When it was committed (its committer time): the start of its lead time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub committed_at: Option<Time>,
+}
+
+/// A revert asked of a release, and what came of it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevertRecord {
+    /// The request it answers (the `ship.dev/revert-requested-at` annotation's value).
+    pub requested_at: String,
+    /// Who asked (`ship.dev/revert-requested-by`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub requested_by: String,
+    /// `Pushed`, `AlreadyReverted` or `Refused`.
+    pub outcome: String,
+    /// The revert commit pushed (full SHA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// What happened, for a person.
+    pub message: String,
 }
 
 /// One recorded phase change.

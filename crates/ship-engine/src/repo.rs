@@ -241,6 +241,30 @@ impl Repo {
         result
     }
 
+    /// Pushes a `git revert` of `commit` onto `branch`'s tip ([`ship_git::Mirror::revert_onto_tip`]),
+    /// with `note` closing its message; fetches at once after a push or a stale refusal.
+    pub fn revert(
+        &self,
+        branch: &str,
+        commit: &str,
+        note: &str,
+    ) -> Result<ship_git::RevertOutcome, LoadError> {
+        let oid = parse_commit(commit)?;
+        let push = self.push.as_ref().ok_or(LoadError::NoPushAccess)?;
+        let credentials = push.credentials.borrow().clone();
+        let result =
+            self.with_mirror(|mirror| Ok(mirror.revert_onto_tip(branch, oid, note, &credentials)?));
+        if matches!(
+            result,
+            Ok(ship_git::RevertOutcome::Pushed(_))
+                | Err(LoadError::Git(ship_git::GitError::Push { stale: true, .. }))
+        ) && let Some(source) = &self.source
+        {
+            source.trigger();
+        }
+        result
+    }
+
     /// The environment that deploys `branch` at `commit`, by that commit's `ship.yaml`.
     pub fn environment_for(&self, commit: &str, branch: &str) -> Result<String, LoadError> {
         let oid = parse_commit(commit)?;

@@ -525,11 +525,24 @@ fn a_culprit_is_reverted_on_the_tip_and_a_conflicting_revert_is_refused() {
     assert!(remote_main().starts_with(&pushed), "{}", remote_main());
     remote.git(&["fetch", "-q", "origin", "main"]).unwrap();
     assert_eq!(remote.git(&["show", "FETCH_HEAD:a.txt"]).unwrap().trim(), "1");
-    assert_eq!(remote.git(&["show", "FETCH_HEAD:b.txt"]).unwrap().trim(), "b", "later work stays");
-    assert_eq!(remote.git(&["rev-parse", "FETCH_HEAD~1"]).unwrap().trim(), later, "on the tip");
-    let message = remote.git(&["log", "-1", "--format=%an%n%B", "FETCH_HEAD"]).unwrap();
+    assert_eq!(
+        remote.git(&["show", "FETCH_HEAD:b.txt"]).unwrap().trim(),
+        "b",
+        "later work stays"
+    );
+    assert_eq!(
+        remote.git(&["rev-parse", "FETCH_HEAD~1"]).unwrap().trim(),
+        later,
+        "on the tip"
+    );
+    let message = remote
+        .git(&["log", "-1", "--format=%an%n%B", "FETCH_HEAD"])
+        .unwrap();
     assert!(message.starts_with("Ship\nRevert \"breaks a\""), "{message}");
-    assert!(message.contains(&format!("This reverts commit {culprit}.")) && message.contains(note), "{message}");
+    assert!(
+        message.contains(&format!("This reverts commit {culprit}.")) && message.contains(note),
+        "{message}"
+    );
 
     // Reverted already: nothing more to push.
     fetch();
@@ -558,9 +571,13 @@ fn a_culprit_is_reverted_on_the_tip_and_a_conflicting_revert_is_refused() {
     assert_eq!(remote_main(), before, "nothing pushed");
 
     // A commit that is not on the branch.
-    remote.git(&["checkout", "-q", "-b", "elsewhere", &pushed]).unwrap();
+    remote
+        .git(&["checkout", "-q", "-b", "elsewhere", &pushed])
+        .unwrap();
     let elsewhere = remote.commit_file("c.txt", "c\n", "elsewhere").unwrap();
-    remote.git(&["push", "-q", "origin", "elsewhere:production"]).unwrap();
+    remote
+        .git(&["push", "-q", "origin", "elsewhere:production"])
+        .unwrap();
     remote.git(&["checkout", "-q", "main"]).unwrap();
     fetch();
     match mirror.revert_onto_tip("main", oid(&elsewhere), note, &Credentials::None) {

@@ -300,3 +300,49 @@ async fn kubectl_ship_status_promote_rollback_history_logs_and_diff() {
         .collect();
     assert_eq!(deployed, [("main", v2.as_str()), ("production", v1.as_str())]);
 }
+
+/// `kubectl ship revert`: shipd pushes a `git revert` of a failed release's commit onto main
+/// (authored by Ship, naming the release), the revert is released like any commit and main
+/// runs the good content again; asked again, nothing more is pushed.
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn kubectl_ship_revert_pushes_a_revert_that_is_released() {
+    let mut stack = Stack::new("cli-revert", "{enabled: false}").await.unwrap();
+    stack.deploy_first(&[]).await.unwrap();
+    let web = || async {
+        Api::<ConfigMap>::namespaced(stack.cluster.client(), &stack.ns)
+            .get("web")
+            .await
+            .unwrap()
+            .data
+            .unwrap_or_default()
+    };
+    let good_data = web().await;
+    let bad = stack
+        .push_main(&[("deploy/main/web.yaml", &configmap("broken"))], "bad: breaks the page")
+        .unwrap();
+    let bad_release = release_name("main", &bad);
+    stack.settled(&bad_release, Phase::RolledBack, SETTLE).await.unwrap();
+
+    let out = kubectl_ship(&stack, &["revert", &bad_release]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("a revert of commit"), "{}", text(&out));
+    let tip = stack.branch_tip("main").unwrap().trim().to_owned();
+    assert_ne!(tip, bad, "main moved to the revert");
+    let log = ship_testkit::git::git(&stack.remote.bare, &["log", "-1", "--format=%an%n%B", &tip]).unwrap();
+    assert!(log.starts_with("Ship\nRevert \"bad: breaks the page\""), "{log}");
+    assert!(log.contains(&format!("release {bad_release}")), "{log}");
+    let parent = ship_testkit::git::git(&stack.remote.bare, &["rev-parse", &format!("{tip}~1")]).unwrap();
+    assert_eq!(parent.trim(), bad, "on main's tip, never forced");
+
+    stack.settled(&release_name("main", &tip), Phase::Succeeded, SETTLE).await.unwrap();
+    assert_eq!(web().await, good_data, "main runs the good content again");
+    let recorded = stack.releases().get(&bad_release).await.unwrap().status.unwrap().revert.unwrap();
+    assert_eq!(recorded.outcome, "Pushed");
+    assert_eq!(recorded.commit.as_deref(), Some(tip.as_str()));
+
+    let again = kubectl_ship(&stack, &["revert", &bad_release]).await;
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(stdout(&again).contains("already undoes"), "{}", text(&again));
+    assert_eq!(stack.branch_tip("main").unwrap().trim(), tip, "nothing more pushed");
+}

@@ -133,6 +133,20 @@ async fn reconcile_release(
         return driver.drive(Event::SpecInvalid(problem.to_string())).await;
     }
     driver.ensure_identity().await?;
+    let requested = driver
+        .release
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ship_api::keys::REVERT_REQUESTED_AT))
+        .cloned();
+    if let Some(requested_at) = ship_core::revert::unanswered(
+        requested.as_deref(),
+        driver.status().and_then(|s| s.revert.as_ref()),
+    ) {
+        let requested_at = requested_at.to_owned();
+        driver.revert(&requested_at).await?;
+    }
     let all = driver.environment_releases().await?;
     // What runs, from the environment's releases; a list that lacks this release (a store
     // behind the API server) says nothing, and the newest-runs rule stands.

@@ -201,6 +201,85 @@ impl Driver<'_> {
         }
     }
 
+    /// Answers a revert request (`kubectl ship revert`): pushes a `git revert` of the release's
+    /// commit onto its branch's tip, records the outcome in `status.revert` for `requested_at`
+    /// (a merge patch of that field alone: the rest of the status is the machine's), and
+    /// announces it. Nothing is pushed twice for one request.
+    pub(super) async fn revert(&mut self, requested_at: &str) -> Result<(), Error> {
+        use ship_core::revert::{Outcome, note};
+        let annotations = self.release.metadata.annotations.clone().unwrap_or_default();
+        let requested_by = annotations
+            .get(ship_api::keys::REVERT_REQUESTED_BY)
+            .cloned()
+            .unwrap_or_default();
+        let (branch, commit) = (self.release.spec.branch.clone(), self.release.spec.commit.clone());
+        let failure = self
+            .status()
+            .map(|s| s.ready_reason().to_owned())
+            .unwrap_or_default();
+        let note = note(&self.name, self.environment(), &failure, &requested_by);
+        let short = self.release.spec.short_commit().to_owned();
+        let pushed = match self.ctx.repo.clone() {
+            None => Err(LoadError::NoRepository(commit.clone())),
+            Some(repo) => {
+                let (b, c, n) = (branch.clone(), commit.clone(), note);
+                tokio::task::spawn_blocking(move || repo.revert(&b, &c, &n))
+                    .await
+                    .map_err(|e| LoadError::Scratch(format!("revert task failed: {e}")))?
+            }
+        };
+        let (outcome, revert_commit, message) = match pushed {
+            Ok(ship_git::RevertOutcome::Pushed(id)) => (
+                Outcome::Pushed,
+                Some(id.to_string()),
+                format!(
+                    "pushed {} onto {branch}: a revert of commit {short}; it is released like any commit",
+                    ship_api::names::short_sha(&id.to_string())
+                ),
+            ),
+            Ok(ship_git::RevertOutcome::AlreadyReverted) => (
+                Outcome::AlreadyReverted,
+                None,
+                format!("the tip of {branch} already undoes commit {short}; nothing was pushed"),
+            ),
+            Err(err) => (
+                Outcome::Refused,
+                None,
+                format!("revert of commit {short} refused: {err}"),
+            ),
+        };
+        let record = ship_api::RevertRecord {
+            requested_at: requested_at.to_owned(),
+            requested_by,
+            outcome: outcome.label().to_owned(),
+            commit: revert_commit,
+            message: message.clone(),
+        };
+        // The record alone, without a precondition: no other writer touches `status.revert`,
+        // and the push it reports has happened, so it must not be lost to a conflict.
+        let patch = serde_json::json!({"status": {"revert": record}});
+        let written = self
+            .ctx
+            .releases(&self.namespace)
+            .patch_status(
+                &self.name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .map_err(Error::StatusWrite)?;
+        self.release = written;
+        let type_ = if outcome == Outcome::Refused {
+            warn!(outcome = outcome.label(), "{message}");
+            EventType::Warning
+        } else {
+            info!(outcome = outcome.label(), "{message}");
+            EventType::Normal
+        };
+        publish(self.ctx, &self.release, type_, outcome.event_reason(), &message).await;
+        Ok(())
+    }
+
     /// Tags the promoted commit when ship.yaml asks for it (`promotion.tag`). Never blocks the
     /// release: a tag that cannot be pushed, or whose name another commit already has, is
     /// announced as a Warning event, and the release goes on; an existing tag is never moved.
