@@ -203,8 +203,7 @@ impl Repo {
         message: &str,
     ) -> Result<ship_git::TagOutcome, LoadError> {
         let oid = parse_commit(commit)?;
-        let push = self.push.as_ref().ok_or(LoadError::NoPushAccess)?;
-        let credentials = push.credentials.borrow().clone();
+        let credentials = self.push_credentials()?;
         self.with_mirror(|mirror| Ok(mirror.push_tag(name, oid, message, &credentials)?))
     }
 
@@ -224,21 +223,29 @@ impl Repo {
     /// the new tip (and reports the divergence, if that is what it is).
     pub fn fast_forward(&self, branch: &str, commit: &str) -> Result<ship_git::PushOutcome, LoadError> {
         let oid = parse_commit(commit)?;
-        let push = self.push.as_ref().ok_or(LoadError::NoPushAccess)?;
-        let credentials = push.credentials.borrow().clone();
+        let credentials = self.push_credentials()?;
         let result = self.with_mirror(|mirror| Ok(mirror.fast_forward(branch, oid, &credentials)?));
-        match &result {
-            // Fetch now: after a push, so the mirror (and what is reported from it) sees the
-            // new tip at once; after a stale refusal, so a retry sees what moved.
-            Ok(ship_git::PushOutcome::Pushed)
-            | Err(LoadError::Git(ship_git::GitError::Push { stale: true, .. })) => {
-                if let Some(source) = &self.source {
-                    source.trigger();
-                }
-            }
-            _ => {}
-        }
+        self.fetch_after_push(&result, |outcome| *outcome == ship_git::PushOutcome::Pushed);
         result
+    }
+
+    /// The push credentials, as they are now; `NoPushAccess` without write access.
+    fn push_credentials(&self) -> Result<ship_git::Credentials, LoadError> {
+        let push = self.push.as_ref().ok_or(LoadError::NoPushAccess)?;
+        Ok(push.credentials.borrow().clone())
+    }
+
+    /// Fetches now after a push (`pushed` says whether the outcome pushed), so the mirror, and
+    /// what is reported from it, sees the new tip at once; and after a stale refusal, so a retry
+    /// sees what moved.
+    fn fetch_after_push<T>(&self, result: &Result<T, LoadError>, pushed: impl Fn(&T) -> bool) {
+        let fetch = match result {
+            Ok(outcome) => pushed(outcome),
+            Err(err) => matches!(err, LoadError::Git(ship_git::GitError::Push { stale: true, .. })),
+        };
+        if fetch && let Some(source) = &self.source {
+            source.trigger();
+        }
     }
 
     /// Pushes a `git revert` of `commit` onto `branch`'s tip ([`ship_git::Mirror::revert_onto_tip`]),
@@ -250,18 +257,12 @@ impl Repo {
         note: &str,
     ) -> Result<ship_git::RevertOutcome, LoadError> {
         let oid = parse_commit(commit)?;
-        let push = self.push.as_ref().ok_or(LoadError::NoPushAccess)?;
-        let credentials = push.credentials.borrow().clone();
+        let credentials = self.push_credentials()?;
         let result =
             self.with_mirror(|mirror| Ok(mirror.revert_onto_tip(branch, oid, note, &credentials)?));
-        if matches!(
-            result,
-            Ok(ship_git::RevertOutcome::Pushed(_))
-                | Err(LoadError::Git(ship_git::GitError::Push { stale: true, .. }))
-        ) && let Some(source) = &self.source
-        {
-            source.trigger();
-        }
+        self.fetch_after_push(&result, |outcome| {
+            matches!(outcome, ship_git::RevertOutcome::Pushed(_))
+        });
         result
     }
 

@@ -319,10 +319,16 @@ async fn kubectl_ship_revert_pushes_a_revert_that_is_released() {
     };
     let good_data = web().await;
     let bad = stack
-        .push_main(&[("deploy/main/web.yaml", &configmap("broken"))], "bad: breaks the page")
+        .push_main(
+            &[("deploy/main/web.yaml", &configmap("broken"))],
+            "bad: breaks the page",
+        )
         .unwrap();
     let bad_release = release_name("main", &bad);
-    stack.settled(&bad_release, Phase::RolledBack, SETTLE).await.unwrap();
+    stack
+        .settled(&bad_release, Phase::RolledBack, SETTLE)
+        .await
+        .unwrap();
 
     let out = kubectl_ship(&stack, &["revert", &bad_release]).await;
     assert!(out.status.success(), "{}", text(&out));
@@ -335,14 +341,29 @@ async fn kubectl_ship_revert_pushes_a_revert_that_is_released() {
     let parent = ship_testkit::git::git(&stack.remote.bare, &["rev-parse", &format!("{tip}~1")]).unwrap();
     assert_eq!(parent.trim(), bad, "on main's tip, never forced");
 
-    stack.settled(&release_name("main", &tip), Phase::Succeeded, SETTLE).await.unwrap();
+    stack
+        .settled(&release_name("main", &tip), Phase::Succeeded, SETTLE)
+        .await
+        .unwrap();
     assert_eq!(web().await, good_data, "main runs the good content again");
-    let recorded = stack.releases().get(&bad_release).await.unwrap().status.unwrap().revert.unwrap();
+    let recorded = stack
+        .releases()
+        .get(&bad_release)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .revert
+        .unwrap();
     assert_eq!(recorded.outcome, "Pushed");
     assert_eq!(recorded.commit.as_deref(), Some(tip.as_str()));
 
     let again = kubectl_ship(&stack, &["revert", &bad_release]).await;
     assert!(again.status.success(), "{}", text(&again));
     assert!(stdout(&again).contains("already undoes"), "{}", text(&again));
-    assert_eq!(stack.branch_tip("main").unwrap().trim(), tip, "nothing more pushed");
+    assert_eq!(
+        stack.branch_tip("main").unwrap().trim(),
+        tip,
+        "nothing more pushed"
+    );
 }
