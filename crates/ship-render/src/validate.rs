@@ -226,6 +226,45 @@ mod tests {
         );
     }
 
+    /// A CustomResourceDefinition in the same commit tells the scope of its kind: a kind the CRD
+    /// declares `Cluster` is held to the cluster-scoped rules (no namespace defaulted, its kind
+    /// must be allowed); a kind declared `Namespaced` goes to the environment's namespace.
+    #[test]
+    fn a_crd_in_the_commit_decides_whether_its_kind_is_cluster_scoped() {
+        let env = Environment {
+            namespace: Some("app".into()),
+            cluster_scoped_kinds: vec!["CustomResourceDefinition".into()],
+            ..Environment::default()
+        };
+        let crd = |scope: &str| {
+            json!({
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": "gadgets.example.com"},
+                "spec": {"group": "example.com", "scope": scope,
+                         "names": {"kind": "Gadget", "plural": "gadgets"}},
+            })
+        };
+        let with_gadget = |scope: &str| {
+            vec![
+                manifest(crd(scope), "crd.yaml#1"),
+                manifest(object("example.com/v1", "Gadget", "g"), "g.yaml#1"),
+            ]
+        };
+        assert_eq!(
+            refused(validate("main", &env, with_gadget("Cluster"))),
+            "ClusterScopedNotAllowed"
+        );
+        let namespaced = validate("main", &env, with_gadget("Namespaced")).unwrap();
+        assert_eq!(namespaced[1].object["metadata"]["namespace"], "app");
+        let allowing = Environment {
+            cluster_scoped_kinds: vec!["CustomResourceDefinition".into(), "Gadget".into()],
+            ..env.clone()
+        };
+        let cluster = validate("main", &allowing, with_gadget("Cluster")).unwrap();
+        assert!(cluster[1].object["metadata"].get("namespace").is_none());
+    }
+
     /// A namespaced object goes to the environment's namespace, or to one ship.yaml allows;
     /// any other is refused, whatever else is allowed.
     #[test]
