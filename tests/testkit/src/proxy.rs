@@ -68,16 +68,24 @@ impl Proxy {
         self.signal("STOP")
     }
 
-    /// Lets it run again.
+    /// Lets it run again. What it held is then delivered: a request a client sent into the
+    /// frozen path reaches the API server now, however long ago it was sent.
     pub fn thaw(&self) -> anyhow::Result<()> {
         self.signal("CONT")
+    }
+
+    /// Cuts the path for good: the proxy is killed where it stands (SIGKILL ends a stopped
+    /// process too), and what it held is never delivered.
+    pub fn cut(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        let _ = self.signal("CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Killed without a thaw first: a frozen proxy allowed to run for a moment would
+        // deliver what it held.
+        self.cut();
     }
 }
