@@ -40,8 +40,13 @@ pub const CLI_FIELD_MANAGER: &str = "kubectl-ship";
 /// (the controller's status writes leave that field out, so neither undoes the other).
 pub const NOTIFIER_FIELD_MANAGER: &str = "ship-notifier";
 
+/// Field manager of a bisection's record on the failed release (`status.bisection`).
+pub const BISECT_FIELD_MANAGER: &str = "ship-bisect";
+
 /// Label and annotation keys Ship puts on what it manages.
 pub mod keys {
+    /// Label: on a bisection's test release, the failed release whose range it searches.
+    pub const BISECTION_OF: &str = "ship.dev/bisection-of";
     /// Label: the environment an object or ShipRelease belongs to (on releases too, so an
     /// environment's releases list with a label selector).
     pub const ENVIRONMENT: &str = "ship.dev/environment";

@@ -53,20 +53,21 @@ pub struct Trial {
     pub passed: bool,
 }
 
-/// Where a bisection stands.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase", tag = "stage")]
+/// Where a bisection stands. Stored as a [`StageRecord`] (a flat object with a `name`: the
+/// API server's structural schemas have no tagged unions).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(into = "StageRecord", try_from = "StageRecord")]
 pub enum Stage {
     /// A test release of `commits[index]` is deployed (or about to be), attempt `attempt`.
     Testing {
-        /// The commit's index in the range.
+        /// Index of the commit in `commits`.
         index: usize,
         /// Its attempt, from 1.
         attempt: u32,
     },
     /// The first bad commit is `commits[index]`.
     Named {
-        /// The culprit's index in the range.
+        /// Index of the commit in `commits`.
         index: usize,
     },
     /// No commit can be named; why, as a fixed label.
@@ -78,6 +79,88 @@ pub enum Stage {
     Superseded,
     /// A person held the environment.
     Stopped,
+}
+
+/// The names of the stages, as the API shows them.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum StageName {
+    /// A test release is out.
+    Testing,
+    /// The first bad commit is named.
+    Named,
+    /// No commit can be named.
+    Inconclusive,
+    /// A new push went ahead.
+    Superseded,
+    /// A person held the environment.
+    Stopped,
+}
+
+/// A [`Stage`] as stored.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StageRecord {
+    /// The stage.
+    pub name: StageName,
+    /// `Testing` and `Named`: index of the commit in `commits`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// `Testing`: the attempt, from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// `Inconclusive`: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<Inconclusive>,
+}
+
+impl From<Stage> for StageRecord {
+    fn from(stage: Stage) -> Self {
+        let record = |name| StageRecord {
+            name,
+            index: None,
+            attempt: None,
+            why: None,
+        };
+        match stage {
+            Stage::Testing { index, attempt } => StageRecord {
+                index: Some(index),
+                attempt: Some(attempt),
+                ..record(StageName::Testing)
+            },
+            Stage::Named { index } => StageRecord {
+                index: Some(index),
+                ..record(StageName::Named)
+            },
+            Stage::Inconclusive { why } => StageRecord {
+                why: Some(why),
+                ..record(StageName::Inconclusive)
+            },
+            Stage::Superseded => record(StageName::Superseded),
+            Stage::Stopped => record(StageName::Stopped),
+        }
+    }
+}
+
+impl TryFrom<StageRecord> for Stage {
+    type Error = String;
+
+    fn try_from(record: StageRecord) -> Result<Self, String> {
+        let missing = |field: &str| format!("a {:?} stage needs `{field}`", record.name);
+        Ok(match record.name {
+            StageName::Testing => Stage::Testing {
+                index: record.index.ok_or_else(|| missing("index"))?,
+                attempt: record.attempt.ok_or_else(|| missing("attempt"))?,
+            },
+            StageName::Named => Stage::Named {
+                index: record.index.ok_or_else(|| missing("index"))?,
+            },
+            StageName::Inconclusive => Stage::Inconclusive {
+                why: record.why.ok_or_else(|| missing("why"))?,
+            },
+            StageName::Superseded => Stage::Superseded,
+            StageName::Stopped => Stage::Stopped,
+        })
+    }
 }
 
 /// Why a bisection named no commit.
@@ -107,7 +190,7 @@ pub struct Bisection {
     /// Failures of `commits[bad]` seen so far.
     pub bad_failures: u32,
     /// Where it stands.
-    #[serde(flatten)]
+    #[schemars(with = "StageRecord")]
     pub stage: Stage,
     /// Every test release's verdict, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -117,6 +200,38 @@ pub struct Bisection {
     /// When a push first waited for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push_waiting_since: Option<Time>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Time>,
+    /// The first bad commit, once named, as a person reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub culprit: Option<Culprit>,
+    /// What it ended with, in a sentence (the culprit, or why none was named).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When its end was reported (statuses, events, notifications): the end's effects are
+    /// carried out until this is set, so a restart between the two does not lose them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_at: Option<Time>,
+}
+
+/// The first bad commit, as the status, `kubectl ship` and notifications show it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Culprit {
+    /// Full SHA.
+    pub commit: String,
+    /// Short SHA.
+    pub short_commit: String,
+    /// First line of its message.
+    pub subject: String,
+    /// Its author.
+    pub author: String,
+    /// The test release that failed on it last.
+    pub release: String,
+    /// The failing test and the end of its log, from that release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_test: Option<String>,
 }
 
 /// The settings `ship.yaml` gives a bisection.
@@ -135,6 +250,61 @@ impl Default for Settings {
             max_duration: Duration::from_secs(600),
         }
     }
+}
+
+/// What the phase of a test release answers: `Some(true)` it passed, `Some(false)` it failed
+/// (its tests, its health, or its commit was refused), `None` not yet (or it was superseded:
+/// no answer about the commit).
+pub fn answer(phase: Option<crate::status::Phase>) -> Option<bool> {
+    use crate::status::Phase;
+    match phase? {
+        Phase::Succeeded => Some(true),
+        Phase::Failed | Phase::RollingBack | Phase::RolledBack => Some(false),
+        _ => None,
+    }
+}
+
+/// The event a look at the environment gives a testing bisection: a hold stops it; else the
+/// current test release's answer (`test_phase`, `None` when it does not exist yet); else a
+/// branch that moved past the failed commit (`tip_moved`) is a push waiting, said once; else
+/// it is only observed.
+pub fn observe(
+    bisection: &Bisection,
+    held: bool,
+    test_phase: Option<crate::status::Phase>,
+    tip_moved: bool,
+) -> Event {
+    let Stage::Testing { index, attempt } = bisection.stage else {
+        return Event::Observed;
+    };
+    if held {
+        return Event::Held;
+    }
+    if let (Some(passed), Some(commit)) = (answer(test_phase), bisection.commits.get(index)) {
+        return Event::Settled {
+            commit: commit.clone(),
+            attempt,
+            passed,
+        };
+    }
+    if tip_moved && bisection.push_waiting_since.is_none() {
+        return Event::PushWaiting;
+    }
+    Event::Observed
+}
+
+/// The test release the bisection waits for now: its commit and attempt.
+pub fn current_test(bisection: &Bisection) -> Option<(&str, u32)> {
+    match bisection.stage {
+        Stage::Testing { index, attempt } => bisection.commits.get(index).map(|c| (c.as_str(), attempt)),
+        _ => None,
+    }
+}
+
+/// The end's `Restore` is needed when what the environment runs (`running`: the commit of
+/// its newest Succeeded release) is not the newest commit known good.
+pub fn restore_needed(newest_good: &str, running: Option<&str>) -> bool {
+    running != Some(newest_good)
 }
 
 /// What happened.
@@ -177,6 +347,45 @@ pub enum Effect {
     Report,
 }
 
+/// The name of the test release of `commit`, attempt `attempt`, for the bisection the failed
+/// release `parent` started: deterministic, so a restart finds the release it made.
+pub fn test_release_name(parent: &str, commit: &str, attempt: u32) -> String {
+    format!("{parent}-b{attempt}-{}", crate::names::short_sha(commit))
+}
+
+/// What [`starts`] reads of a failed release and its environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failure {
+    /// `bisect.enabled` in the commit's ship.yaml.
+    pub enabled: bool,
+    /// The environment is another's promotion target (production): it takes commits proven
+    /// good and never bisects.
+    pub promoted_into: bool,
+    /// The release came from a push of its branch.
+    pub pushed: bool,
+    /// It rolled back.
+    pub rolled_back: bool,
+    /// It has a bisection already (running or ended).
+    pub has_bisection: bool,
+    /// A newer release of the environment exists (other than its own test releases).
+    pub superseded: bool,
+    /// A person holds the environment.
+    pub held: bool,
+}
+
+/// A failed release starts a bisection when it was a push to a branch that bisects, rolled
+/// back, is still the environment's newest, has none yet, and nobody holds the environment.
+/// The range's size (at least two commits) is [`start`]'s to judge.
+pub fn starts(failure: Failure) -> bool {
+    failure.enabled
+        && !failure.promoted_into
+        && failure.pushed
+        && failure.rolled_back
+        && !failure.has_bisection
+        && !failure.superseded
+        && !failure.held
+}
+
 /// A bisection for `commits` (oldest first, the last one failed) after `base`, or `None` when
 /// there is nothing to search: a range of one commit names itself.
 pub fn start(
@@ -199,6 +408,10 @@ pub fn start(
         trials: Vec::new(),
         started_at: Time(now),
         push_waiting_since: None,
+        ended_at: None,
+        culprit: None,
+        message: None,
+        reported_at: None,
     };
     let effects = bisection.next(settings);
     Some((bisection, effects))
@@ -230,9 +443,82 @@ impl Bisection {
             .map_or(self.base.as_str(), String::as_str)
     }
 
-    /// Test releases deployed so far.
+    /// Test releases that answered so far.
     pub fn steps(&self) -> usize {
         self.trials.len()
+    }
+
+    /// Where it stands, as a fixed label (for events, metrics and `kubectl ship`):
+    /// `Testing`, `Named`, `Inconclusive`, `Superseded` or `Stopped`.
+    pub fn outcome(&self) -> &'static str {
+        match self.stage {
+            Stage::Testing { .. } => "Testing",
+            Stage::Named { .. } => "Named",
+            Stage::Inconclusive { .. } => "Inconclusive",
+            Stage::Superseded => "Superseded",
+            Stage::Stopped => "Stopped",
+        }
+    }
+
+    /// How its end is announced: whether as a Warning, and the event's fixed reason.
+    pub fn announcement(&self) -> (bool, &'static str) {
+        match self.stage {
+            Stage::Named { .. } => (true, "CulpritNamed"),
+            Stage::Inconclusive { .. } => (true, "BisectInconclusive"),
+            Stage::Superseded => (false, "BisectSuperseded"),
+            Stage::Stopped => (false, "BisectStopped"),
+            Stage::Testing { .. } => (false, "Bisecting"),
+        }
+    }
+
+    /// It is testing and may still make a new push wait: its deadline has not passed.
+    pub fn blocks_pushes(&self, now: Timestamp, settings: Settings) -> bool {
+        !self.ended() && now < self.started_at.0 + settings.max_duration
+    }
+
+    /// What it found, in a sentence: the culprit and the evidence, or why no commit is named.
+    /// `culprit` describes the named commit (see [`Culprit`]).
+    pub fn describe(&self, culprit: Option<&Culprit>) -> String {
+        let k = self.commits.len();
+        let steps = self.steps();
+        let short = |c: &str| crate::names::short_sha(c).to_owned();
+        match &self.stage {
+            Stage::Testing { index, attempt } => format!(
+                "bisecting {k} commits: testing {} (attempt {attempt}) after {steps} test releases",
+                short(&self.commits[(*index).min(k.saturating_sub(1))])
+            ),
+            Stage::Named { .. } => {
+                let named = culprit.map_or_else(
+                    || short(self.culprit().unwrap_or_default()),
+                    |c| format!("{} \"{}\" by {}", c.short_commit, c.subject, c.author),
+                );
+                let good = self.known_good().len();
+                let quarantined = k - good;
+                format!(
+                    "first bad commit: {named}, found in {steps} test releases over {k} commits; \
+                     the {good} before it passed, it and the {} after it stay quarantined",
+                    quarantined.saturating_sub(1)
+                )
+            }
+            Stage::Inconclusive {
+                why: Inconclusive::NotReproduced,
+            } => format!(
+                "no commit named: the failure of {} did not repeat when it was tested again \
+                 ({steps} test releases); a flaky test, or a cause outside the commits",
+                short(self.commits.last().map_or("", String::as_str))
+            ),
+            Stage::Inconclusive {
+                why: Inconclusive::TimedOut,
+            } => format!(
+                "no commit named: the bisection of {k} commits reached its maxDuration after \
+                 {steps} test releases"
+            ),
+            Stage::Superseded => format!(
+                "no commit named: a new push waited past maxDuration, and went ahead after {steps} \
+                 test releases"
+            ),
+            Stage::Stopped => format!("stopped by a hold after {steps} test releases"),
+        }
     }
 
     /// The next test, or the end, from the bounds: `Testing` the middle of what lies between
@@ -269,8 +555,22 @@ impl Bisection {
     }
 }
 
-/// The machine: the next state and its effects (see the module's table).
+/// The machine: the next state and its effects (see the module's table). The step that ends
+/// it records when ([`Bisection::ended_at`]).
 pub fn step(
+    bisection: &Bisection,
+    event: Event,
+    now: Timestamp,
+    settings: Settings,
+) -> (Bisection, Vec<Effect>) {
+    let (mut next, effects) = decide(bisection, event, now, settings);
+    if next.ended() && !bisection.ended() {
+        next.ended_at = Some(Time(now));
+    }
+    (next, effects)
+}
+
+fn decide(
     bisection: &Bisection,
     event: Event,
     now: Timestamp,

@@ -208,11 +208,14 @@ pub enum SyncReason {
     NotFetched,
     /// A person holds the environment: the tip waits for `kubectl ship resume`.
     Held,
+    /// The tip's release failed here, and test releases of its commits look for the first bad
+    /// one; a new tip waits for it (at most `bisect.maxDuration`).
+    Bisecting,
 }
 
 impl SyncReason {
     /// Every reason.
-    pub const ALL: [SyncReason; 8] = [
+    pub const ALL: [SyncReason; 9] = [
         SyncReason::Synced,
         SyncReason::Progressing,
         SyncReason::Pending,
@@ -221,6 +224,7 @@ impl SyncReason {
         SyncReason::BranchMissing,
         SyncReason::NotFetched,
         SyncReason::Held,
+        SyncReason::Bisecting,
     ];
 
     /// The reason's name, as conditions, events and metric labels carry it.
@@ -234,6 +238,7 @@ impl SyncReason {
             SyncReason::BranchMissing => "BranchMissing",
             SyncReason::NotFetched => "NotFetched",
             SyncReason::Held => "Held",
+            SyncReason::Bisecting => "Bisecting",
         }
     }
 
@@ -241,7 +246,7 @@ impl SyncReason {
     pub fn is_reconciling(self) -> bool {
         matches!(
             self,
-            SyncReason::Progressing | SyncReason::Pending | SyncReason::NotFetched
+            SyncReason::Progressing | SyncReason::Pending | SyncReason::NotFetched | SyncReason::Bisecting
         )
     }
 
@@ -465,20 +470,37 @@ pub fn sync<R: Release>(
             format!("the tip of {branch} ({short}) has no release yet"),
         );
     };
-    let latest = found.latest;
+    // The branch's view: a bisection's test releases are questions, not the branch's releases.
+    let latest = newest_first(releases)
+        .into_iter()
+        .find(|r| r.environment() == environment && r.reason() != Reason::Bisect)
+        .unwrap_or(found.latest);
     let settled = latest.is_settled();
     if latest.commit() == tip {
+        let bisection = latest.status().and_then(|s| s.bisection.as_ref());
         return match latest.phase() {
             Some(Phase::Succeeded) => (
                 SyncReason::Synced,
                 format!("running {}, the tip of {branch}", describe(latest)),
             ),
+            Some(Phase::RolledBack) if bisection.is_some_and(|b| !b.ended()) => (
+                SyncReason::Bisecting,
+                format!(
+                    "the tip of {branch} ({short}) failed here (release {}): {}; running {running}",
+                    latest.name(),
+                    bisection.map(|b| b.describe(None)).unwrap_or_default()
+                ),
+            ),
             Some(Phase::Failed | Phase::RolledBack) if settled => (
                 SyncReason::TipFailed,
                 format!(
                     "the tip of {branch} ({short}) failed here (release {}): running {running} \
-                     until a new commit arrives",
-                    latest.name()
+                     until a new commit arrives{}",
+                    latest.name(),
+                    bisection
+                        .and_then(|b| b.message.as_deref())
+                        .map(|m| format!("; {m}"))
+                        .unwrap_or_default()
                 ),
             ),
             _ => (

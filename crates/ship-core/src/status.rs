@@ -18,6 +18,9 @@ pub enum Reason {
     Rollback,
     /// Created by a person, outside the push flow.
     Manual,
+    /// A test release of a bisection: one commit of a failed range, deployed to find the first
+    /// bad commit (see [`crate::bisect`]). Not the branch's release, and not a delivery.
+    Bisect,
 }
 
 /// Where a release stands. Settled phases: Succeeded, Failed, RolledBack, Superseded.
@@ -96,7 +99,14 @@ impl Reason {
             Reason::Promotion => "Promotion",
             Reason::Rollback => "Rollback",
             Reason::Manual => "Manual",
+            Reason::Bisect => "Bisect",
         }
+    }
+
+    /// A release for this reason delivers a change to its environment, and counts in the
+    /// delivery (DORA) figures; a bisection's test release only asks a question.
+    pub fn delivers(self) -> bool {
+        self != Reason::Bisect
     }
 }
 
@@ -177,6 +187,12 @@ pub struct ShipReleaseStatus {
     /// commit pushed onto its branch's tip, or why not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revert: Option<RevertRecord>,
+
+    /// The bisection this failed release started: the first bad commit of its range, searched
+    /// by test releases (reason `Bisect`), or why none was named. Written by shipd under its
+    /// own field manager (`ship-bisect`), with a compare-and-set on the resourceVersion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bisection: Option<crate::bisect::Bisection>,
 
     /// Objects an earlier release applied that this one no longer declares, and that Ship
     /// refused to delete (each is also announced by a `PruneRefused` Warning event). They stay

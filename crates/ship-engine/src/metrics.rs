@@ -51,6 +51,22 @@ pub struct OutcomeLabels {
     pub reason: String,
 }
 
+/// `environment`, `outcome`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BisectLabels {
+    /// Environment.
+    pub environment: String,
+    /// How it ended: `Named`, `Inconclusive`, `Superseded` or `Stopped`.
+    pub outcome: String,
+}
+
+/// Test releases one bisection took: ⌈log₂ k⌉ plus re-runs.
+const BISECT_STEP_BUCKETS: [f64; 8] = [1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 20.0];
+
+fn bisect_steps_histogram() -> Histogram {
+    Histogram::new(BISECT_STEP_BUCKETS)
+}
+
 /// `environment`, `cause`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RollbackLabels {
@@ -227,6 +243,13 @@ pub struct Metrics {
     pub change_failures: Family<EnvLabels, Counter>,
     /// Time from the first of a run of failures to the next success (DORA: time to restore).
     pub time_to_restore: Family<EnvLabels, Histogram, fn() -> Histogram>,
+    /// Bisections ended, by environment and outcome.
+    pub bisections: Family<BisectLabels, Counter>,
+    /// Test releases each bisection took, by environment and outcome.
+    pub bisection_steps: Family<BisectLabels, Histogram, fn() -> Histogram>,
+    /// Time from a bisection's start (the failed release rolled back) to its end (the
+    /// culprit named, for outcome `Named`), by environment and outcome.
+    pub bisection_duration: Family<BisectLabels, Histogram, fn() -> Histogram>,
     /// The verification tests with series, by environment, to delete them on a new release.
     verified: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
     /// Which commit each environment's info series names, to delete it when it changes.
@@ -268,6 +291,9 @@ impl Default for Metrics {
             lead_time: Family::new_with_constructor(delivery_histogram),
             change_failures: Family::default(),
             time_to_restore: Family::new_with_constructor(delivery_histogram),
+            bisections: Family::default(),
+            bisection_steps: Family::new_with_constructor(bisect_steps_histogram),
+            bisection_duration: Family::new_with_constructor(phase_histogram),
             verified: Mutex::default(),
             deployed: Mutex::default(),
             latest: Mutex::default(),
@@ -360,9 +386,39 @@ impl Metrics {
         }
     }
 
+    /// Records a bisection of `environment` that ended with `outcome` after `steps` test
+    /// releases and `took`.
+    pub fn bisected(&self, environment: &str, outcome: &str, steps: usize, took: std::time::Duration) {
+        let labels = BisectLabels {
+            environment: environment.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.bisections.get_or_create(&labels).inc();
+        self.bisection_steps.get_or_create(&labels).observe(steps as f64);
+        self.bisection_duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
     /// Registers every metric in `registry` under the prefix `ship`.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("ship");
+        r.register(
+            "bisections",
+            "Bisections of a failed range of commits that ended, by environment and outcome (Named: the first bad commit found)",
+            self.bisections.clone(),
+        );
+        r.register(
+            "bisection_steps",
+            "Test releases a bisection took, by environment and outcome",
+            self.bisection_steps.clone(),
+        );
+        r.register_with_unit(
+            "bisection_duration",
+            "Time from a bisection's start to its end (to the culprit named, for outcome Named), by environment and outcome",
+            Unit::Seconds,
+            self.bisection_duration.clone(),
+        );
         r.register(
             "deployments",
             "Releases that succeeded, by environment (DORA deployment frequency)",

@@ -13,6 +13,9 @@ use ship_render::{Limits, RenderError, Rendered, ShipConfig};
 /// Most suspects recorded on a release.
 pub const MAX_SUSPECTS: usize = 50;
 
+/// Longest line of commits a bisection searches (⌈log₂ 1000⌉ = 10 test releases).
+pub const MAX_BISECT_LINE: usize = 1000;
+
 /// Why a commit cannot be deployed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -185,6 +188,33 @@ impl Repo {
                 .collect();
             Ok((suspects, truncated))
         })
+    }
+
+    /// The first-parent line a bisection searches, from `good` (exclusive) to `failed`,
+    /// oldest first (see [`Mirror::first_parent_line`]); `None` when there is no one line.
+    pub fn bisect_line(&self, good: &str, failed: &str) -> Result<Option<Vec<String>>, LoadError> {
+        let (from, to) = (parse_commit(good)?, parse_commit(failed)?);
+        self.with_mirror(|mirror| {
+            let line = mirror.first_parent_line(from, to, MAX_BISECT_LINE)?;
+            Ok(line.map(|commits| commits.into_iter().map(|c| c.id.to_string()).collect()))
+        })
+    }
+
+    /// The tip of `branch` in the mirror (full SHA).
+    pub fn tip(&self, branch: &str) -> Option<String> {
+        let mirror = self.mirror.lock().ok()?;
+        mirror.tip(branch).map(|oid| oid.to_string())
+    }
+
+    /// `commit`'s subject and author, when the mirror holds it.
+    pub fn subject_and_author(&self, commit: &str) -> Option<(String, String)> {
+        let oid = parse_commit(commit).ok()?;
+        let mirror = self.mirror.lock().ok()?;
+        let found = mirror.repository().find_commit(oid).ok()?;
+        Some((
+            String::from_utf8_lossy(found.summary_bytes().unwrap_or_default()).into_owned(),
+            String::from_utf8_lossy(found.author().name_bytes()).into_owned(),
+        ))
     }
 
     /// The first line of `commit`'s message, when the mirror holds it.

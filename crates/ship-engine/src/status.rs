@@ -29,8 +29,10 @@ where
     // `status.notifications` belongs to the notifier (its own field manager). Leaving it out
     // here means a status built from a cached copy never takes it over and never puts back
     // an older ledger, which would send a delivery twice.
+    // Likewise `status.bisection` belongs to the bisection (`ship-bisect`).
     if let Some(fields) = status.as_object_mut() {
         fields.remove("notifications");
+        fields.remove("bisection");
     }
     let mut patch = serde_json::json!({
         "apiVersion": K::api_version(&()),

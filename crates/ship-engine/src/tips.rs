@@ -124,6 +124,10 @@ async fn release_tip(target: &TipTarget, branch: &str, commit: git2::Oid, seen: 
             info!(environment, commit = %commit, branch, "the environment is held: no release until it resumes");
             Handled::Held
         }
+        Ok(TipOutcome::Bisecting(failed)) => {
+            info!(environment, commit = %commit, branch, failed, "a bisection runs: the tip waits for it");
+            Handled::Retry
+        }
         Err(err) => {
             warn!(environment, commit = %commit, branch, error = %err, "cannot create the release; retrying");
             Handled::Retry
@@ -224,6 +228,9 @@ pub enum TipOutcome {
     Follows,
     /// The tip asks for a release, and a person holds the environment: none was made.
     Held,
+    /// The tip asks for a release, and the bisection of the named failed release runs: it
+    /// waits (tried again after the retry interval).
+    Bisecting(String),
 }
 
 /// Makes the release a branch tip asks for ([`tip_release`]), reading the environment's
@@ -246,6 +253,18 @@ pub async fn create_for_tip(
         .is_some()
     {
         return Ok(TipOutcome::Held);
+    }
+    // A bisection of the environment's failed range is running: the tip waits for it (it ends
+    // itself, at the latest `bisect.maxDuration` after it started, as Superseded).
+    if let Some(bisecting) = releases.iter().find(|r| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.bisection.as_ref())
+            .is_some_and(|b| !b.ended())
+    }) {
+        return Ok(TipOutcome::Bisecting(
+            bisecting.metadata.name.clone().unwrap_or_default(),
+        ));
     }
     let object = crate::releases::named_release_object(new, &name);
     let api: Api<ShipRelease> = Api::namespaced(client.clone(), namespace);

@@ -791,6 +791,44 @@ impl Mirror {
         Ok((commits, false))
     }
 
+    /// The first-parent line from `from` (exclusive) to `to` (inclusive), oldest first: the
+    /// commits a bisection searches. A merge is one commit of the line; its side branch is not
+    /// walked. `None` when `from` is not a first-parent ancestor of `to` (history rewritten,
+    /// or a range that came in by a merge) or the line is longer than `max`: there is no one
+    /// line to search.
+    pub fn first_parent_line(
+        &self,
+        from: Oid,
+        to: Oid,
+        max: usize,
+    ) -> Result<Option<Vec<CommitSummary>>, GitError> {
+        let mut line = Vec::new();
+        let mut at = self
+            .repo
+            .find_commit(to)
+            .map_err(read_err(format!("commit {to}")))?;
+        loop {
+            if at.id() == from {
+                line.reverse();
+                return Ok(Some(line));
+            }
+            if line.len() == max {
+                return Ok(None);
+            }
+            line.push(CommitSummary {
+                id: at.id(),
+                author: String::from_utf8_lossy(at.author().name_bytes()).into_owned(),
+                subject: String::from_utf8_lossy(at.summary_bytes().unwrap_or_default()).into_owned(),
+                time: at.time().seconds(),
+            });
+            at = match at.parent(0) {
+                Ok(parent) => parent,
+                // The root: `from` was not on the line.
+                Err(_) => return Ok(None),
+            };
+        }
+    }
+
     /// The bytes of `path` at `commit`, if it is a regular file no larger than `max_bytes`.
     pub fn read_file(&self, commit: Oid, path: &str, max_bytes: usize) -> Result<Option<Vec<u8>>, GitError> {
         let tree = self

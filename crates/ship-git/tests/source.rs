@@ -589,3 +589,66 @@ fn a_culprit_is_reverted_on_the_tip_and_a_conflicting_revert_is_refused() {
     assert_eq!(remote_main(), before, "nothing pushed");
     daemon.stop();
 }
+
+/// The line a bisection searches: first parents only (a merged side branch is one commit of
+/// the line), oldest first; none when the base is not on the line (rewritten history) or the
+/// line is longer than asked.
+#[test]
+fn the_first_parent_line_from_a_good_commit_to_a_failed_one() {
+    let remote = Remote::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = Mirror::open(&dir.path().join("mirror.git"), &remote.file_url()).unwrap();
+    let good = remote.commit_file("a.txt", "0\n", "good").unwrap();
+    let one = remote.commit_file("a.txt", "1\n", "one").unwrap();
+    remote.git(&["checkout", "-q", "-b", "side"]).unwrap();
+    let side = remote.commit_file("s.txt", "s\n", "side work").unwrap();
+    remote.git(&["checkout", "-q", "main"]).unwrap();
+    let two = remote.commit_file("a.txt", "2\n", "two").unwrap();
+    remote
+        .git(&["merge", "-q", "--no-ff", "-m", "merge side", "side"])
+        .unwrap();
+    let merge = remote.git(&["rev-parse", "HEAD"]).unwrap().trim().to_owned();
+    let three = remote.commit_file("a.txt", "3\n", "three").unwrap();
+    remote.push("main", false).unwrap();
+    mirror
+        .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
+        .unwrap();
+
+    let line = mirror
+        .first_parent_line(oid(&good), oid(&three), 100)
+        .unwrap()
+        .unwrap();
+    let ids: Vec<String> = line.iter().map(|c| c.id.to_string()).collect();
+    assert_eq!(ids, [one.clone(), two, merge, three.clone()]);
+    assert!(!ids.contains(&side), "the side branch is not walked");
+    assert_eq!(line[0].subject, "one");
+
+    assert!(
+        mirror
+            .first_parent_line(oid(&good), oid(&three), 3)
+            .unwrap()
+            .is_none(),
+        "longer than asked"
+    );
+    assert!(
+        mirror
+            .first_parent_line(oid(&side), oid(&three), 100)
+            .unwrap()
+            .is_none(),
+        "a base on a side branch is not on the line"
+    );
+    // A rewritten history: the old base is no ancestor of the new tip.
+    remote.git(&["reset", "-q", "--hard", &good]).unwrap();
+    remote.git(&["checkout", "-q", "--orphan", "fresh"]).unwrap();
+    let rewritten = remote.commit_file("a.txt", "r\n", "rewritten").unwrap();
+    remote.git(&["push", "-q", "-f", "origin", "fresh:main"]).unwrap();
+    mirror
+        .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
+        .unwrap();
+    assert!(
+        mirror
+            .first_parent_line(oid(&one), oid(&rewritten), 100)
+            .unwrap()
+            .is_none()
+    );
+}

@@ -51,6 +51,63 @@ pub struct ShipConfig {
     /// `[{path: spec.replicas, kind: Deployment}, {path: spec.rules.*.host, kind: Ingress}]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub differences: Vec<DeclaredDifference>,
+
+    /// Finding the first bad commit after a release of several commits fails and rolls back
+    /// (never in the promotion's target environment).
+    #[serde(default)]
+    pub bisect: Bisect,
+}
+
+/// The bisection of a failed range of commits: test releases of chosen commits (reason
+/// `Bisect`), halving the range until the first bad commit is named.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Bisect {
+    /// Bisect at all. Default `true`.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How many times a failing test release is run again before its commit counts as bad: a
+    /// failure that does not repeat is a flaky test, not a bad commit. Default `1`.
+    #[serde(default = "default_bisect_retries")]
+    pub retries: u32,
+    /// How long a bisection may make a new push wait, e.g. `10m`. Past it the push goes ahead
+    /// and the bisection ends `Superseded` (or, with no push waiting, `Inconclusive`). Default
+    /// `10m`.
+    #[serde(default = "default_bisect_max_duration")]
+    pub max_duration: ConfigDuration,
+    /// Push a `git revert` of the culprit onto the branch's tip once it is named (needs push
+    /// credentials; never forced). Default `false`: `kubectl ship revert` does it on demand.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revert: bool,
+}
+
+fn default_bisect_retries() -> u32 {
+    1
+}
+
+fn default_bisect_max_duration() -> ConfigDuration {
+    ConfigDuration::from_duration(Duration::from_secs(600))
+}
+
+impl Default for Bisect {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            retries: default_bisect_retries(),
+            max_duration: default_bisect_max_duration(),
+            revert: false,
+        }
+    }
+}
+
+impl Bisect {
+    /// The machine's settings.
+    pub fn settings(&self) -> ship_core::bisect::Settings {
+        ship_core::bisect::Settings {
+            retries: self.retries,
+            max_duration: self.max_duration.get(),
+        }
+    }
 }
 
 /// A way the environments may differ.

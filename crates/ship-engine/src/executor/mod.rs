@@ -17,6 +17,7 @@
 //! the same end state. The fault-injection pause points (tests only) hang off the executor:
 //! after each persisted phase, and inside the work (see [`FAULT_POINTS`]).
 
+mod bisect;
 mod drive;
 mod work;
 
@@ -168,8 +169,15 @@ async fn reconcile_release(
     let seen = machine::measures::on_sight(driver.status(), driver.release.spec.reason, !driver.superseded());
     driver.record(seen);
     let slot = driver.slot.clone();
-    let _turn = slot.lock.lock().await;
-    driver.drive(Event::Observed).await
+    let turn = slot.lock.lock().await;
+    let requeue = driver.drive(Event::Observed).await?;
+    drop(turn);
+    // A failed release of several commits: its bisection (after the rollback, outside the
+    // environment's turn, which its test releases take).
+    Ok(match driver.bisect(&all).await? {
+        Some(look_again) => Requeue::requeue(look_again),
+        None => requeue,
+    })
 }
 
 fn error_policy(_object: Arc<DeserializeGuard<ShipRelease>>, error: &Error, ctx: Arc<Context>) -> Requeue {
