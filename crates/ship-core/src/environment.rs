@@ -851,6 +851,44 @@ mod tests {
         assert_eq!(reason(Some('a'), true, &history), SyncReason::BranchMissing);
     }
 
+    /// While test releases of a bisection run, the branch's view is the failed tip's release:
+    /// Bisecting (reconciling); once ended, TipFailed with what the bisection found.
+    #[test]
+    fn a_bisection_shows_as_bisecting_then_its_finding_with_the_failed_tip() {
+        let a = release("production-a", 'a', 1, Phase::Succeeded, Reason::Push);
+        let mut c = release("production-c", 'c', 2, Phase::RolledBack, Reason::Push);
+        let (bisection, _) = crate::bisect::start(
+            &sha('a'),
+            vec![sha('b'), sha('c')],
+            jiff::Timestamp::UNIX_EPOCH,
+            crate::bisect::Settings::default(),
+        )
+        .unwrap();
+        if let Some(status) = c.status.as_mut() {
+            status.bisection = Some(bisection.clone());
+        }
+        let test = release("production-c-b1-bbbbbbb", 'b', 3, Phase::Testing, Reason::Bisect);
+        let all = [a.clone(), c.clone(), test.clone()];
+        assert_eq!(reason(Some('c'), false, &all), SyncReason::Bisecting);
+        assert!(SyncReason::Bisecting.is_reconciling());
+        let mut ended = bisection;
+        ended.stage = crate::bisect::Stage::Named { index: 0 };
+        ended.message = Some("first bad commit: bbbbbbb".into());
+        if let Some(status) = c.status.as_mut() {
+            status.bisection = Some(ended);
+        }
+        let (why, said) = sync(
+            "production",
+            "production",
+            Some(&sha('c')),
+            false,
+            &[a, c, test],
+            None,
+        );
+        assert_eq!(why, SyncReason::TipFailed);
+        assert!(said.contains("first bad commit: bbbbbbb"), "{said}");
+    }
+
     #[test]
     fn a_manual_rollback_holds_and_says_so() {
         let a = release("production-a", 'a', 1, Phase::Succeeded, Reason::Push);

@@ -511,3 +511,208 @@ fn seeded_walks_keep_the_bisection_sound() {
         }
     }
 }
+
+/// Who starts a bisection: a pushed release that rolled back, in an environment that is no
+/// promotion's target, still the newest, not held, with bisect enabled and none yet. Each
+/// condition alone stops it.
+#[test]
+fn only_a_rolled_back_push_that_is_still_the_newest_starts_a_bisection() {
+    let failure = Failure {
+        enabled: true,
+        promoted_into: false,
+        pushed: true,
+        rolled_back: true,
+        has_bisection: false,
+        superseded: false,
+        held: false,
+    };
+    assert!(starts(failure));
+    for blocked in [
+        Failure {
+            enabled: false,
+            ..failure
+        },
+        Failure {
+            promoted_into: true,
+            ..failure
+        },
+        Failure {
+            pushed: false,
+            ..failure
+        },
+        Failure {
+            rolled_back: false,
+            ..failure
+        },
+        Failure {
+            has_bisection: true,
+            ..failure
+        },
+        Failure {
+            superseded: true,
+            ..failure
+        },
+        Failure {
+            held: true,
+            ..failure
+        },
+    ] {
+        assert!(!starts(blocked), "{blocked:?}");
+    }
+}
+
+/// A test release's phase answers once it settled; a superseded or running one says nothing.
+#[test]
+fn a_test_releases_phase_answers_pass_fail_or_nothing_yet() {
+    use crate::status::Phase::*;
+    assert_eq!(answer(Some(Succeeded)), Some(true));
+    for failed in [Failed, RollingBack, RolledBack] {
+        assert_eq!(answer(Some(failed)), Some(false), "{failed:?}");
+    }
+    for open in [Pending, Applying, Progressing, Testing, Superseded] {
+        assert_eq!(answer(Some(open)), None, "{open:?}");
+    }
+    assert_eq!(answer(None), None);
+}
+
+/// What a look gives the machine: a hold first, then the test release's verdict, then a moved
+/// tip (once), else only Observed; an ended bisection is only observed.
+#[test]
+fn a_look_turns_hold_verdict_and_moved_tip_into_one_event() {
+    use crate::status::Phase::*;
+    let bisection = started(8);
+    let Stage::Testing { index, attempt } = bisection.stage else {
+        panic!("testing")
+    };
+    let commit = bisection.commits[index].clone();
+    assert_eq!(observe(&bisection, true, Some(Succeeded), true), Event::Held);
+    assert_eq!(
+        observe(&bisection, false, Some(RolledBack), true),
+        settled(&commit, attempt, false)
+    );
+    assert_eq!(
+        observe(&bisection, false, Some(Testing), true),
+        Event::PushWaiting
+    );
+    assert_eq!(observe(&bisection, false, None, false), Event::Observed);
+    let noted = Bisection {
+        push_waiting_since: Some(Time(at(5))),
+        ..bisection.clone()
+    };
+    assert_eq!(observe(&noted, false, None, true), Event::Observed, "said once");
+    let ended = Bisection {
+        stage: Stage::Stopped,
+        ..bisection
+    };
+    assert_eq!(observe(&ended, true, Some(Succeeded), true), Event::Observed);
+    assert_eq!(current_test(&ended), None);
+}
+
+#[test]
+fn the_current_test_names_its_release_after_the_failed_release_commit_and_attempt() {
+    let bisection = started(8);
+    let (commit, attempt) = current_test(&bisection).unwrap();
+    assert_eq!((commit, attempt), ("c03", 1), "the middle of 0..7");
+    assert_eq!(
+        test_release_name("main-0123456789", "0123456789abcdef", 2),
+        "main-0123456789-b2-0123456"
+    );
+    assert!(restore_needed("a", Some("b")));
+    assert!(restore_needed("a", None));
+    assert!(!restore_needed("a", Some("a")));
+}
+
+/// The step that ends a bisection records when, once; it blocks pushes only while testing
+/// and before its deadline.
+#[test]
+fn the_end_is_timed_once_and_pushes_wait_only_while_it_tests() {
+    let settings = Settings::default();
+    let bisection = started(2);
+    assert!(bisection.blocks_pushes(at(1), settings));
+    assert!(!bisection.blocks_pushes(at(600), settings), "past maxDuration");
+    let (ended, _) = step(&bisection, Event::Held, at(7), settings);
+    assert_eq!(ended.ended_at, Some(Time(at(7))));
+    assert!(!ended.blocks_pushes(at(8), settings));
+    let (again, effects) = step(&ended, Event::Held, at(9), settings);
+    assert_eq!(again.ended_at, Some(Time(at(7))), "kept");
+    assert!(effects.is_empty());
+}
+
+/// Each stage survives the API's flat record, and a record missing a field is refused with
+/// its name.
+#[test]
+fn stages_round_trip_through_their_stored_record() {
+    for stage in [
+        testing(3, 2),
+        Stage::Named { index: 4 },
+        Stage::Inconclusive {
+            why: Inconclusive::NotReproduced,
+        },
+        Stage::Inconclusive {
+            why: Inconclusive::TimedOut,
+        },
+        Stage::Superseded,
+        Stage::Stopped,
+    ] {
+        let json = serde_json::to_value(&stage).unwrap();
+        assert_eq!(serde_json::from_value::<Stage>(json).unwrap(), stage);
+    }
+    let err =
+        serde_json::from_value::<Stage>(serde_json::json!({"name": "Testing", "index": 1})).unwrap_err();
+    assert!(err.to_string().contains("attempt"), "{err}");
+}
+
+/// What people read: the culprit with its subject and author and the evidence, or why no
+/// commit is named; how the end is announced.
+#[test]
+fn the_sentences_name_the_culprit_or_why_none() {
+    let mut bisection = started(8);
+    bisection.commits = (0..8).map(|i| format!("{i:040}")).collect();
+    // Truthful tests: commits 4 and later fail.
+    while let Stage::Testing { index, attempt } = bisection.stage {
+        let commit = bisection.commits[index].clone();
+        (bisection, _) = step(
+            &bisection,
+            settled(&commit, attempt, index < 4),
+            at(1),
+            Settings::default(),
+        );
+    }
+    assert_eq!(bisection.stage, Stage::Named { index: 4 });
+    let culprit = Culprit {
+        short_commit: "0000004".into(),
+        subject: "breaks it".into(),
+        author: "Ada".into(),
+        ..Culprit::default()
+    };
+    let said = bisection.describe(Some(&culprit));
+    assert!(said.contains("0000004 \"breaks it\" by Ada"), "{said}");
+    let steps = format!("{} test releases over 8 commits", bisection.steps());
+    assert!(said.contains(&steps), "{said}");
+    assert!(
+        said.contains("the 4 before it passed") && said.contains("the 3 after it"),
+        "{said}"
+    );
+    assert_eq!(bisection.announcement(), (true, "CulpritNamed"));
+    assert_eq!(bisection.outcome(), "Named");
+    let inconclusive = Bisection {
+        stage: Stage::Inconclusive {
+            why: Inconclusive::NotReproduced,
+        },
+        ..bisection.clone()
+    };
+    assert!(inconclusive.describe(None).contains("did not repeat"));
+    assert_eq!(inconclusive.announcement(), (true, "BisectInconclusive"));
+    let superseded = Bisection {
+        stage: Stage::Superseded,
+        ..bisection.clone()
+    };
+    assert!(superseded.describe(None).contains("went ahead"));
+    assert_eq!(superseded.announcement(), (false, "BisectSuperseded"));
+    let stopped = Bisection {
+        stage: Stage::Stopped,
+        ..bisection
+    };
+    assert!(stopped.describe(None).contains("hold"));
+    assert_eq!(stopped.outcome(), "Stopped");
+}

@@ -1,0 +1,150 @@
+//! Bisection on the real node: a push of 50 commits whose 37th breaks the app's test fails and
+//! rolls back; Ship then deploys test releases of the range (reason `Bisect`), names the 37th
+//! commit, restores the newest good one, and pushes a revert of the culprit (`bisect.revert`),
+//! which is released like any commit.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::time::{Duration, Instant};
+
+use kube::ResourceExt;
+use kube::api::ListParams;
+use ship_api::{Phase, Reason, ShipRelease, keys};
+use ship_core::bisect::{self, Settings, Stage};
+use ship_testkit::cluster::eventually;
+use ship_testkit::stack::{Stack, configmap, environment_condition, release_name};
+
+const SETTLE: Duration = Duration::from_secs(60);
+/// Ten test releases with their rollbacks, on two cores.
+const BISECTING: Duration = Duration::from_secs(420);
+
+/// The test releases the machine asks for when `commits[culprit]` is the first bad commit and
+/// every test tells the truth: the figure the real run must match.
+fn model_steps(commits: &[String], culprit: usize, settings: Settings) -> usize {
+    let now = jiff::Timestamp::UNIX_EPOCH;
+    let (mut bisection, mut effects) = bisect::start("base", commits.to_vec(), now, settings).unwrap();
+    while let Some(bisect::Effect::Deploy { commit, attempt }) = effects.first().cloned() {
+        let index = commits.iter().position(|c| *c == commit).unwrap();
+        let event = bisect::Event::Settled {
+            commit,
+            attempt,
+            passed: index < culprit,
+        };
+        (bisection, effects) = bisect::step(&bisection, event, now, settings);
+    }
+    assert_eq!(bisection.culprit(), Some(commits[culprit].as_str()));
+    bisection.steps()
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn fifty_commits_the_37th_breaks_the_bisection_names_it_and_its_revert_lands() {
+    let mut stack = Stack::new("bisect", "{enabled: false}").await.unwrap();
+    let ship_yaml = std::fs::read_to_string(stack.remote.work.join("ship.yaml")).unwrap();
+    stack
+        .remote
+        .commit_files(
+            &[("ship.yaml", &format!("{ship_yaml}bisect: {{revert: true}}\n"))],
+            "bisect, and revert the culprit",
+        )
+        .unwrap();
+    let good = stack.deploy_first(&[]).await.unwrap();
+
+    let mut commits = Vec::new();
+    for i in 1..=50 {
+        let subject = format!("change {i}");
+        let note = format!("note {i}\n");
+        let broken = configmap("broken");
+        let file: (&str, &str) = if i == 37 {
+            ("deploy/main/web.yaml", &broken)
+        } else {
+            ("notes.txt", &note)
+        };
+        commits.push(stack.remote.commit_files(&[file], &subject).unwrap());
+    }
+    stack.remote.push("main", false).unwrap();
+    let failed = release_name("main", &commits[49]);
+    stack.settled(&failed, Phase::RolledBack, SETTLE).await.unwrap();
+    let started = Instant::now();
+
+    let releases = stack.releases();
+    let bisection = eventually("the bisection is reported", BISECTING, || {
+        let releases = releases.clone();
+        let failed = failed.clone();
+        async move {
+            let release = releases.get(&failed).await?;
+            Ok(release
+                .status
+                .and_then(|s| s.bisection)
+                .filter(|b| b.reported_at.is_some()))
+        }
+    })
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    assert_eq!(bisection.base, good);
+    assert_eq!(bisection.commits, commits, "the first-parent line, oldest first");
+    assert_eq!(bisection.stage, Stage::Named { index: 36 }, "{bisection:?}");
+    let culprit = bisection.culprit.clone().unwrap();
+    assert_eq!(culprit.commit, commits[36]);
+    assert_eq!(culprit.subject, "change 37");
+    assert!(!culprit.author.is_empty());
+    let failed_test = culprit.failed_test.clone().unwrap_or_default();
+    assert!(failed_test.starts_with("home"), "{failed_test}");
+
+    // As many test releases as the machine asks for with truthful tests: ⌈log₂ 50⌉ = 6, plus
+    // one re-run of each failing step.
+    let expected = model_steps(&commits, 36, Settings::default());
+    let failing = bisection.trials.iter().filter(|t| !t.passed).count();
+    assert_eq!(bisection.steps(), expected, "{:?}", bisection.trials);
+    assert!(bisection.steps() <= 6 + failing);
+    for trial in &bisection.trials {
+        let index = commits.iter().position(|c| *c == trial.commit).unwrap();
+        assert_eq!(trial.passed, index < 36, "{trial:?}");
+    }
+    println!(
+        "bisect: 50 commits, culprit 37th named after {} test releases ({} failing) in {} s",
+        bisection.steps(),
+        failing,
+        took.as_secs()
+    );
+
+    // The test releases are visible, each of one commit of the range, reason Bisect.
+    let made: Vec<ShipRelease> = releases
+        .list(&ListParams::default().labels(&format!("{}={failed}", keys::BISECTION_OF)))
+        .await
+        .unwrap()
+        .items;
+    assert!(made.len() >= bisection.steps(), "{}", made.len());
+    assert!(made.iter().all(|r| r.spec.reason == Reason::Bisect));
+    for trial in &bisection.trials {
+        let name = bisect::test_release_name(&failed, &trial.commit, trial.attempt);
+        let release = made.iter().find(|r| r.name_any() == name).unwrap();
+        let phase = release.status.as_ref().and_then(|s| s.phase);
+        assert_eq!(bisect::answer(phase), Some(trial.passed), "{name}");
+    }
+
+    // The revert of the culprit lands on main's tip and is released like any commit.
+    let message = bisection.message.clone().unwrap_or_default();
+    assert!(
+        message.contains(&culprit.short_commit) && message.contains("pushed"),
+        "{message}"
+    );
+    let tip = stack.branch_tip("main").unwrap().trim().to_owned();
+    assert_ne!(tip, commits[49]);
+    let parent = ship_testkit::git::git(&stack.remote.bare, &["rev-parse", &format!("{tip}~1")]).unwrap();
+    assert_eq!(parent.trim(), commits[49], "on main's tip, never forced");
+    stack
+        .settled(&release_name("main", &tip), Phase::Succeeded, SETTLE)
+        .await
+        .unwrap();
+    let environment = eventually("main is in sync again", SETTLE, || async {
+        let environment = stack.environments().get("main").await?;
+        Ok(environment_condition(&environment, "InSync")
+            .filter(|(status, _)| status == "True")
+            .map(|_| environment))
+    })
+    .await
+    .unwrap();
+    assert!(environment.status.is_some());
+}
