@@ -376,6 +376,16 @@ pub async fn status(target: &Target, style: Style) -> Result<ExitCode, CliError>
             let line = format!("{}: verification failing: {}", e.environment, verified.message);
             println!("{}", report::fit(&line, WIDTH));
         }
+        // The failed tip's bisection: the culprit's failing test (the sync line says what it
+        // found).
+        let failed_tip = report::newest_first(&releases)
+            .into_iter()
+            .find(|r| r.spec.environment == e.environment && r.spec.reason != ship_api::Reason::Bisect);
+        if let Some(row) = failed_tip.map(ReleaseRow::of) {
+            for line in row.bisection_lines().into_iter().skip(1) {
+                println!("{}", report::fit(&format!("{}: {}", e.environment, line.trim_start()), WIDTH));
+            }
+        }
         let deployed_other = e.deployed.as_ref().is_none_or(|d| d.name != e.latest.name);
         if deployed_other && !e.latest.message.is_empty() {
             let line = format!(
@@ -471,6 +481,9 @@ pub async fn history(
         .collect();
     let width = if wide { usize::MAX / 2 } else { WIDTH };
     print!("{}", report::table(&headers, &table_rows, width));
+    for line in rows.iter().flat_map(ReleaseRow::bisection_lines) {
+        println!("{}", report::fit(&line, width));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

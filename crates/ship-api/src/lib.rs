@@ -9,6 +9,7 @@ pub mod names;
 pub mod promotion;
 pub use ship_core::reason;
 pub use ship_core::revert;
+pub use ship_core::bisect;
 pub mod release;
 
 pub use environment::{

@@ -28,6 +28,12 @@ pub struct ReleaseRow {
     pub created: Option<Timestamp>,
     /// Latest status message.
     pub message: String,
+    /// What its bisection found (a failed release of several commits): the sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bisection: Option<String>,
+    /// The culprit its bisection named, with its failing test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub culprit: Option<ship_api::bisect::Culprit>,
 }
 
 impl ReleaseRow {
@@ -44,7 +50,27 @@ impl ReleaseRow {
             tests: status.and_then(|s| s.test_summary.clone()).unwrap_or_default(),
             created: release.metadata.creation_timestamp.as_ref().map(|t| t.0),
             message: status.and_then(|s| s.message.clone()).unwrap_or_default(),
+            bisection: status
+                .and_then(|s| s.bisection.as_ref())
+                .map(|b| b.message.clone().unwrap_or_else(|| b.describe(None))),
+            culprit: status
+                .and_then(|s| s.bisection.as_ref())
+                .and_then(|b| b.culprit.clone()),
         }
+    }
+
+    /// Lines to print under a table about this release's bisection: what it found, and the
+    /// culprit's failing test (its name, message and the end of its log).
+    pub fn bisection_lines(&self) -> Vec<String> {
+        let Some(found) = &self.bisection else {
+            return Vec::new();
+        };
+        let mut lines = vec![format!("{}: {found}", self.name)];
+        if let Some(test) = self.culprit.as_ref().and_then(|c| Some((c, c.failed_test.as_ref()?))) {
+            lines.push(format!("  failing on {} (release {}):", test.0.short_commit, test.0.release));
+            lines.extend(test.1.lines().map(|l| format!("    {l}")));
+        }
+        lines
     }
 
     /// The first seven characters of the commit.

@@ -124,6 +124,18 @@ async fn fifty_commits_the_37th_breaks_the_bisection_names_it_and_its_revert_lan
         assert_eq!(bisect::answer(phase), Some(trial.passed), "{name}");
     }
 
+    // kubectl ship history names it under the failed release (status does too while the
+    // failed tip is the newest; here the revert may already have replaced it).
+    for args in [&["history", "main"][..]] {
+        let out = stack.kubectl_ship(args).await.unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{args:?}: {text}");
+        assert!(
+            text.contains(&culprit.short_commit) && text.contains("home"),
+            "{args:?} names the culprit and its failing test:\n{text}"
+        );
+    }
+
     // The revert of the culprit lands on main's tip and is released like any commit.
     let message = bisection.message.clone().unwrap_or_default();
     assert!(
