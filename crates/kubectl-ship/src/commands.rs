@@ -383,7 +383,10 @@ pub async fn status(target: &Target, style: Style) -> Result<ExitCode, CliError>
             .find(|r| r.spec.environment == e.environment && r.spec.reason != ship_api::Reason::Bisect);
         if let Some(row) = failed_tip.map(ReleaseRow::of) {
             for line in row.bisection_lines().into_iter().skip(1) {
-                println!("{}", report::fit(&format!("{}: {}", e.environment, line.trim_start()), WIDTH));
+                println!(
+                    "{}",
+                    report::fit(&format!("{}: {}", e.environment, line.trim_start()), WIDTH)
+                );
             }
         }
         let deployed_other = e.deployed.as_ref().is_none_or(|d| d.name != e.latest.name);

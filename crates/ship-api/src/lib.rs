@@ -7,9 +7,9 @@ pub use ship_core::conditions;
 pub mod environment;
 pub mod names;
 pub mod promotion;
+pub use ship_core::bisect;
 pub use ship_core::reason;
 pub use ship_core::revert;
-pub use ship_core::bisect;
 pub mod release;
 
 pub use environment::{

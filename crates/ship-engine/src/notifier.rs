@@ -510,6 +510,9 @@ impl Notifier {
             (_, Some(r)) => {
                 let name = r.name_any();
                 let link = base.map(|b| format!("{b}/status#{name}"));
+                if owed.trigger == ship_notify::config::Trigger::CulpritNamed {
+                    return Notification::of_culprit(r, link.as_deref());
+                }
                 let mut n = Notification::of(r, link.as_deref());
                 n.phase = owed.trigger.as_ref().to_owned();
                 // The transition that owes it: its phase and time (times are whole seconds, so a

@@ -173,6 +173,9 @@ pub enum Trigger {
     /// The promotion ran and did not promote (diverged, held, nothing tested, a branch
     /// missing, an error).
     PromotionRefused,
+    /// A bisection named the first bad commit of a failed range (sent once, about the
+    /// culprit: its commit status is `failure`).
+    CulpritNamed,
 }
 
 impl Trigger {
@@ -196,13 +199,16 @@ impl Trigger {
             Trigger::Failed => Some(Phase::Failed),
             Trigger::RolledBack => Some(Phase::RolledBack),
             Trigger::Superseded => Some(Phase::Superseded),
-            Trigger::PromotionDone | Trigger::PromotionRefused => None,
+            Trigger::PromotionDone | Trigger::PromotionRefused | Trigger::CulpritNamed => None,
         }
     }
 
     /// The commit state it sets, if it sets one ([`crate::message::commit_state`] of its
     /// phase).
     pub fn commit_state(self) -> Option<crate::forge::CommitState> {
+        if self == Trigger::CulpritNamed {
+            return Some(crate::forge::CommitState::Failure);
+        }
         self.phase().and_then(crate::message::commit_state)
     }
 
@@ -214,11 +220,12 @@ impl Trigger {
 }
 
 /// The triggers a webhook has without `on`.
-pub const DEFAULT_TRIGGERS: [Trigger; 4] = [
+pub const DEFAULT_TRIGGERS: [Trigger; 5] = [
     Trigger::Failed,
     Trigger::RolledBack,
     Trigger::PromotionDone,
     Trigger::PromotionRefused,
+    Trigger::CulpritNamed,
 ];
 
 /// Why the notifications file cannot be used.

@@ -72,7 +72,8 @@ pub fn owed_for_release(
             let trigger = Trigger::of_phase(t.phase).filter(|tr| target.fires_on(*tr))?;
             Some((trigger, t.at.0))
         });
-        let fired: Vec<(Trigger, Timestamp)> = match target.kind {
+        let test_release = release.spec.reason == ship_api::Reason::Bisect;
+        let mut fired: Vec<(Trigger, Timestamp)> = match target.kind {
             TargetKind::CommitStatus { .. } => {
                 // Every trigger a commit-status target fires on sets a state; the newest is
                 // the commit's state now.
@@ -80,10 +81,18 @@ pub fn owed_for_release(
                 all.drain(..all.len().saturating_sub(1));
                 all
             }
+            // A bisection's test releases are questions: only their commits' statuses tell
+            // (the commits of the range found good or bad), no chat and no deployment.
+            _ if test_release => Vec::new(),
             // A deployment's statuses are its history on GitHub: each is owed, in order.
             TargetKind::Deployment { .. } => said_started(fired.collect()),
             TargetKind::Webhook { .. } => fired.collect(),
         };
+        // The culprit a bisection named, once, when it was reported (about another commit
+        // than the release's own, so beside its newest state, not instead of it).
+        if let Some(reported) = culprit_reported(release).filter(|_| target.fires_on(Trigger::CulpritNamed)) {
+            fired.push((Trigger::CulpritNamed, reported));
+        }
         for (trigger, at) in fired {
             let id = id(target, trigger, at);
             if at >= since && !recorded(&id) {
@@ -98,6 +107,13 @@ pub fn owed_for_release(
     }
     owed.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
     owed
+}
+
+/// When the release's bisection named a culprit and reported it.
+fn culprit_reported(release: &ShipRelease) -> Option<Timestamp> {
+    let bisection = release.status.as_ref()?.bisection.as_ref()?;
+    bisection.culprit.as_ref()?;
+    Some(bisection.reported_at.as_ref()?.0)
 }
 
 /// `fired` without its Superseded unless the release had said it started (Applying): a
@@ -371,5 +387,65 @@ webhooks:
             let forge = all.iter().filter(|o| o.id.starts_with("forge/")).count();
             assert!(forge <= 1, "{phases:?}");
         }
+    }
+
+    /// A bisection's test release tells only its commit's status; the culprit, once reported,
+    /// is owed once to the chat (a default trigger) and as a `failure` status of its commit,
+    /// beside the failed release's own newest state.
+    #[test]
+    fn test_releases_say_only_their_commit_status_and_the_culprit_is_told_once() {
+        let mut test = release("main", &ROLLED_BACK);
+        test.spec.reason = Reason::Bisect;
+        assert_eq!(
+            ids(&owed_for_release(&test, records_of(&test), &targets(), at(0))),
+            ["forge/RolledBack/7"]
+        );
+
+        let mut failed = release("main", &ROLLED_BACK);
+        let commits = vec!["a".repeat(40), "b".repeat(40)];
+        let (mut bisection, _) =
+            ship_core::bisect::start("base", commits, at(8), ship_core::bisect::Settings::default()).unwrap();
+        failed.status.as_mut().unwrap().bisection = Some(bisection.clone());
+        let before = owed_for_release(&failed, records_of(&failed), &targets(), at(0));
+        assert!(
+            !ids(&before).iter().any(|id| id.contains("CulpritNamed")),
+            "not while testing"
+        );
+        bisection.stage = ship_core::bisect::Stage::Named { index: 0 };
+        bisection.culprit = Some(ship_core::bisect::Culprit {
+            commit: "a".repeat(40),
+            short_commit: "aaaaaaa".into(),
+            subject: "breaks it".into(),
+            author: "Ada".into(),
+            release: "r-b2-aaaaaaa".into(),
+            failed_test: Some("home: expected healthy".into()),
+        });
+        bisection.reported_at = Some(Time(at(30)));
+        failed.status.as_mut().unwrap().bisection = Some(bisection);
+        let owed = owed_for_release(&failed, records_of(&failed), &targets(), at(0));
+        assert_eq!(
+            ids(&owed),
+            [
+                "chat/Failed/5",
+                "chat/RolledBack/7",
+                "forge/RolledBack/7",
+                "chat/CulpritNamed/30",
+                "forge/CulpritNamed/30"
+            ]
+        );
+        let told = crate::message::Notification::of_culprit(&failed, None).unwrap();
+        assert_eq!(
+            (told.short_commit.as_str(), told.author.as_deref()),
+            ("aaaaaaa", Some("Ada"))
+        );
+        assert_eq!(told.failed_tests[0].name, "home");
+        assert_eq!(
+            Trigger::CulpritNamed.commit_state(),
+            Some(crate::forge::CommitState::Failure)
+        );
+        record(&mut failed, "chat/CulpritNamed/30");
+        record(&mut failed, "forge/CulpritNamed/30");
+        let after = owed_for_release(&failed, records_of(&failed), &targets(), at(0));
+        assert!(!ids(&after).iter().any(|id| id.contains("CulpritNamed")), "once");
     }
 }

@@ -120,6 +120,39 @@ impl Notification {
         }
     }
 
+    /// The notification that `release`'s bisection named its culprit: about the culprit's
+    /// commit and author, with what the bisection found and the culprit's failing test.
+    /// `None` when no culprit is named.
+    pub fn of_culprit(release: &ShipRelease, link: Option<&str>) -> Option<Self> {
+        let bisection = release.status.as_ref()?.bisection.as_ref()?;
+        let culprit = bisection.culprit.as_ref()?;
+        let failed_tests = culprit
+            .failed_test
+            .as_deref()
+            .and_then(|text| text.lines().next())
+            .and_then(|first| first.split_once(": "))
+            .map(|(name, message)| FailedTest {
+                name: name.to_owned(),
+                message: message.to_owned(),
+            })
+            .into_iter()
+            .collect();
+        Some(Self {
+            environment: release.spec.environment.clone(),
+            release: release.metadata.name.clone().unwrap_or_default(),
+            commit: culprit.commit.clone(),
+            short_commit: culprit.short_commit.clone(),
+            subject: Some(culprit.subject.clone()),
+            author: Some(culprit.author.clone()).filter(|a| !a.is_empty()),
+            phase: "CulpritNamed".to_owned(),
+            message: bisection.message.clone().unwrap_or_default(),
+            failed_tests,
+            rolled_back_to: None,
+            suspects: Vec::new(),
+            link: link.map(str::to_owned),
+        })
+    }
+
     /// The notification of the promotion's last run, linking to `link`.
     pub fn of_promotion(promotion: &ShipPromotion, link: Option<&str>) -> Self {
         let status = promotion.status.clone().unwrap_or_default();

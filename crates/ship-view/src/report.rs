@@ -66,8 +66,15 @@ impl ReleaseRow {
             return Vec::new();
         };
         let mut lines = vec![format!("{}: {found}", self.name)];
-        if let Some(test) = self.culprit.as_ref().and_then(|c| Some((c, c.failed_test.as_ref()?))) {
-            lines.push(format!("  failing on {} (release {}):", test.0.short_commit, test.0.release));
+        if let Some(test) = self
+            .culprit
+            .as_ref()
+            .and_then(|c| Some((c, c.failed_test.as_ref()?)))
+        {
+            lines.push(format!(
+                "  failing on {} (release {}):",
+                test.0.short_commit, test.0.release
+            ));
             lines.extend(test.1.lines().map(|l| format!("    {l}")));
         }
         lines
