@@ -5,14 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::api::ListParams;
 use ship_api::{Phase, Reason, ShipRelease, keys};
 use ship_core::bisect::{self, Settings, Stage};
 use ship_testkit::cluster::eventually;
-use ship_testkit::stack::{Stack, configmap, environment_condition, release_name};
+use ship_testkit::stack::{Stack, environment_condition, release_name};
 
 const SETTLE: Duration = Duration::from_secs(60);
 /// Ten test releases with their rollbacks, on two cores.
@@ -50,38 +50,11 @@ async fn fifty_commits_the_37th_breaks_the_bisection_names_it_and_its_revert_lan
         .unwrap();
     let good = stack.deploy_first(&[]).await.unwrap();
 
-    let mut commits = Vec::new();
-    for i in 1..=50 {
-        let subject = format!("change {i}");
-        let note = format!("note {i}\n");
-        let broken = configmap("broken");
-        let file: (&str, &str) = if i == 37 {
-            ("deploy/main/web.yaml", &broken)
-        } else {
-            ("notes.txt", &note)
-        };
-        commits.push(stack.remote.commit_files(&[file], &subject).unwrap());
-    }
-    stack.remote.push("main", false).unwrap();
-    let failed = release_name("main", &commits[49]);
-    stack.settled(&failed, Phase::RolledBack, SETTLE).await.unwrap();
-    let started = Instant::now();
-
+    let run = ship_testkit::bisect::push_range_and_bisect(&stack, 50, 37, BISECTING)
+        .await
+        .unwrap();
+    let (commits, failed, bisection) = (run.commits, run.failed, run.bisection);
     let releases = stack.releases();
-    let bisection = eventually("the bisection is reported", BISECTING, || {
-        let releases = releases.clone();
-        let failed = failed.clone();
-        async move {
-            let release = releases.get(&failed).await?;
-            Ok(release
-                .status
-                .and_then(|s| s.bisection)
-                .filter(|b| b.reported_at.is_some()))
-        }
-    })
-    .await
-    .unwrap();
-    let took = started.elapsed();
     assert_eq!(bisection.base, good);
     assert_eq!(bisection.commits, commits, "the first-parent line, oldest first");
     assert_eq!(bisection.stage, Stage::Named { index: 36 }, "{bisection:?}");
@@ -106,7 +79,7 @@ async fn fifty_commits_the_37th_breaks_the_bisection_names_it_and_its_revert_lan
         "bisect: 50 commits, culprit 37th named after {} test releases ({} failing) in {} s",
         bisection.steps(),
         failing,
-        took.as_secs()
+        run.to_culprit.as_secs()
     );
 
     // The test releases are visible, each of one commit of the range, reason Bisect.

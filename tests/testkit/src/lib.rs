@@ -14,6 +14,7 @@
 pub mod apis;
 pub mod app;
 pub mod bench;
+pub mod bisect;
 pub mod browser;
 pub mod cluster;
 pub mod git;
