@@ -23,6 +23,7 @@ async fn main() {
     for k in sizes {
         let culprit = (k * 3).div_ceil(4).max(1);
         let mut stack = Stack::new("bench-bisect", "{enabled: false}").await.unwrap();
+        stack.enable_bisect("{enabled: true}").unwrap();
         stack.deploy_first(&[]).await.unwrap();
         let run = ship_testkit::bisect::push_range_and_bisect(&stack, k, culprit, Duration::from_secs(900))
             .await

@@ -40,14 +40,7 @@ fn model_steps(commits: &[String], culprit: usize, settings: Settings) -> usize 
 #[ignore = "needs the local control plane: tests/run.sh"]
 async fn fifty_commits_the_37th_breaks_the_bisection_names_it_and_its_revert_lands() {
     let mut stack = Stack::new("bisect", "{enabled: false}").await.unwrap();
-    let ship_yaml = std::fs::read_to_string(stack.remote.work.join("ship.yaml")).unwrap();
-    stack
-        .remote
-        .commit_files(
-            &[("ship.yaml", &format!("{ship_yaml}bisect: {{revert: true}}\n"))],
-            "bisect, and revert the culprit",
-        )
-        .unwrap();
+    stack.enable_bisect("{revert: true}").unwrap();
     let good = stack.deploy_first(&[]).await.unwrap();
 
     let run = ship_testkit::bisect::push_range_and_bisect(&stack, 50, 37, BISECTING)

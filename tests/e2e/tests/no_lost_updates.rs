@@ -203,10 +203,12 @@ async fn one_seed(seed: u64, rounds: usize, stale_views: bool) -> anyhow::Result
     let prefix = if stale_views { "stale" } else { "lost" };
     let mut stack = Stack::new(&format!("{prefix}{seed}"), "{enabled: false}").await?;
     // Besides the app's `home` test, a user journey that takes 2 s: Testing lasts long enough
-    // for a decision taken on a stale view of it to meet the next push.
+    // for a decision taken on a stale view of it to meet the next push. No bisection: a bad
+    // push after a superseded good one brings two commits, and this test's oracle (the last
+    // success is a pushed release's) does not count a bisection's test releases yet.
     let ship_yaml = format!(
         "environments:\n  main: {{namespace: {ns}}}\n  production: {{namespace: {ns}-prod}}\n\
-         health: {{timeout: 30s}}\npromotion: {{enabled: false}}\n\
+         health: {{timeout: 30s}}\npromotion: {{enabled: false}}\nbisect: {{enabled: false}}\n\
          tests:\n- name: home\n  http: {{url: '{url}', expect: {{bodyContains: healthy}}}}\n\
          - name: journey\n  job: tests/journey.yaml\n",
         ns = stack.ns,

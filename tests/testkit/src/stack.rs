@@ -41,6 +41,9 @@ pub struct Stack {
 impl Stack {
     /// Namespaces, repository (ship.yaml and a healthy app committed on main, not yet pushed),
     /// daemon and app. `promotion` is the `promotion:` block of ship.yaml (YAML flow style).
+    /// Bisection is off (`bisect: {enabled: false}`): the tests of the release machine push
+    /// bad commits after bad ones, and their oracles count pushed releases only; the bisection
+    /// tests turn it on ([`Stack::enable_bisect`]).
     pub async fn new(prefix: &str, promotion: &str) -> anyhow::Result<Self> {
         let cluster = TestCluster::connect().await?;
         cluster.install_crds().await?;
@@ -54,7 +57,7 @@ impl Stack {
         let daemon = GitDaemon::start(remote.dir.path())?;
         let ship_yaml = format!(
             "environments:\n  main: {{namespace: {ns}}}\n  production: {{namespace: {prod}}}\n\
-             health: {{timeout: 30s}}\npromotion: {promotion}\n\
+             health: {{timeout: 30s}}\npromotion: {promotion}\nbisect: {{enabled: false}}\n\
              tests:\n- name: home\n  http: {{url: '{}', expect: {{bodyContains: healthy}}}}\n",
             app.health_url()
         );
@@ -169,6 +172,17 @@ impl Stack {
             shipd.wait_exit(Duration::from_secs(5))?;
         }
         Ok(())
+    }
+
+    /// Commits a ship.yaml whose `bisect:` block is `settings` (YAML flow style; not pushed).
+    pub fn enable_bisect(&self, settings: &str) -> anyhow::Result<String> {
+        let ship_yaml = std::fs::read_to_string(self.remote.work.join("ship.yaml"))?;
+        let changed = ship_yaml.replace("bisect: {enabled: false}", &format!("bisect: {settings}"));
+        anyhow::ensure!(
+            changed != ship_yaml,
+            "ship.yaml has no `bisect: {{enabled: false}}` to change"
+        );
+        self.remote.commit_files(&[("ship.yaml", &changed)], "bisect")
     }
 
     /// Writes `files` on main, commits, pushes; returns the commit.
