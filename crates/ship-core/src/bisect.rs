@@ -253,13 +253,14 @@ impl Default for Settings {
 }
 
 /// What the phase of a test release answers: `Some(true)` it passed, `Some(false)` it failed
-/// (its tests, its health, or its commit was refused), `None` not yet (or it was superseded:
-/// no answer about the commit).
+/// (its tests, its health, or its commit was refused) and the environment is back on the last
+/// good release, `None` not yet (still rolling back: the next test release must not overtake
+/// the rollback) or never (superseded: no answer about the commit).
 pub fn answer(phase: Option<crate::status::Phase>) -> Option<bool> {
     use crate::status::Phase;
     match phase? {
         Phase::Succeeded => Some(true),
-        Phase::Failed | Phase::RollingBack | Phase::RolledBack => Some(false),
+        Phase::Failed | Phase::RolledBack => Some(false),
         _ => None,
     }
 }

@@ -156,7 +156,11 @@ impl Driver<'_> {
     ) -> Result<Option<Duration>, Error> {
         let test_phase = bisect::current_test(&bisection).and_then(|(commit, attempt)| {
             let name = bisect::test_release_name(&self.name, commit, attempt);
-            all.iter().find(|r| r.name() == name).and_then(|r| r.phase())
+            // Settled only: a failing release passes through Failed on its way to rolling back.
+            all.iter()
+                .find(|r| r.name() == name)
+                .filter(|r| r.is_settled())
+                .and_then(|r| r.phase())
         });
         let held = self.held().await?;
         let tip_moved = self
