@@ -490,13 +490,20 @@ pub async fn history(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `kubectl ship hold ENV --reason TEXT`: sets the environment's `spec.hold`. A hold already
-/// there keeps its holder and time; only its reason changes.
-pub async fn hold(target: &Target, environment: &str, reason: &str) -> Result<ExitCode, CliError> {
+/// `kubectl ship hold ENV --reason TEXT [--freeze]`: sets the environment's `spec.hold`
+/// (with `--freeze`, drift correction pauses too). A hold already there keeps its holder and
+/// time; its reason and freeze change.
+pub async fn hold(
+    target: &Target,
+    environment: &str,
+    reason: &str,
+    freeze: bool,
+) -> Result<ExitCode, CliError> {
     let current = target.environment(environment).await?;
     let hold = match current.spec.hold {
         Some(existing) => ship_api::Hold {
             reason: reason.to_owned(),
+            freeze,
             ..existing
         },
         None => ship_api::Hold {
@@ -505,6 +512,7 @@ pub async fn hold(target: &Target, environment: &str, reason: &str) -> Result<Ex
             since: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                 Timestamp::now(),
             )),
+            freeze,
         },
     };
     let patch = serde_json::json!({"spec": {"hold": hold}});
@@ -697,7 +705,7 @@ pub async fn rollback(
                 good.spec.short_commit()
             )
         });
-        hold(target, environment, &reason).await?;
+        hold(target, environment, &reason, false).await?;
     }
     let release = ShipRelease {
         metadata: ObjectMeta {

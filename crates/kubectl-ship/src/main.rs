@@ -152,13 +152,18 @@ enum Command {
     /// Stop the line: new tips of ENV's branch make no release and the promotion into ENV does
     /// not run, until `kubectl ship resume ENV`.
     ///
-    /// Drift correction and manual rollbacks still work; `promote --force` overrides the hold.
+    /// Drift correction and manual rollbacks still work (with `--freeze`, drift correction
+    /// pauses too); `promote --force` overrides the hold.
     Hold {
         /// Environment, e.g. production.
         environment: String,
         /// Why (shown by kubectl get, kubectl ship status and events).
         #[arg(long)]
         reason: String,
+        /// Also pause drift correction, so that changes made by hand during an incident stay;
+        /// `resume` checks everything once.
+        #[arg(long)]
+        freeze: bool,
     },
     /// Lift a hold: the newest tip of ENV's branch deploys.
     Resume {
@@ -322,7 +327,11 @@ async fn run(cli: Cli, style: Style) -> Result<std::process::ExitCode, CliError>
             commands::rollback(&target, style, &environment, to.as_deref(), hold, &wait).await
         }
         Command::Revert { release, timeout } => commands::revert(&target, &release, timeout).await,
-        Command::Hold { environment, reason } => commands::hold(&target, &environment, &reason).await,
+        Command::Hold {
+            environment,
+            reason,
+            freeze,
+        } => commands::hold(&target, &environment, &reason, freeze).await,
         Command::Resume { environment } => commands::resume(&target, &environment).await,
         Command::Diff {
             from,

@@ -71,15 +71,25 @@ pub struct Hold {
     /// Since when (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Also pause drift correction (`kubectl ship hold --freeze`): people fix things by hand
+    /// during an incident, and Ship leaves their changes alone until the hold is lifted; then
+    /// everything is checked once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub freeze: bool,
 }
 
 impl Hold {
     /// One line: who, since when, why.
     pub fn describe(&self) -> String {
         let by = if self.by.is_empty() { "someone" } else { &self.by };
+        let frozen = if self.freeze {
+            " (frozen: drift correction paused)"
+        } else {
+            ""
+        };
         match &self.since {
-            Some(since) => format!("held by {by} since {}: {}", since.0, self.reason),
-            None => format!("held by {by}: {}", self.reason),
+            Some(since) => format!("held by {by} since {}{frozen}: {}", since.0, self.reason),
+            None => format!("held by {by}{frozen}: {}", self.reason),
         }
     }
 }
@@ -1030,6 +1040,7 @@ mod tests {
             reason: "incident 42".into(),
             by: "alice".into(),
             since: Some(Time(jiff::Timestamp::from_second(50).unwrap())),
+            freeze: false,
         };
         let a = release("production-a", 'a', 1, Phase::Succeeded, Reason::Push);
         let releases = [a.clone()];

@@ -73,7 +73,15 @@ pub struct Snapshot {
     /// environment's releases ([`crate::environment::standing`]). `None`: by `superseded_by`
     /// alone (the newest release runs).
     pub standing: Option<Standing>,
+    /// A person holds the environment with `--freeze`: drift correction pauses.
+    pub frozen: bool,
+    /// The status says drift correction is paused (a frozen hold was seen).
+    pub drift_paused: bool,
 }
+
+/// How often a release whose drift correction a frozen hold pauses looks for the hold's end:
+/// lifting the hold re-checks everything within this.
+pub const FROZEN_LOOK: Duration = Duration::from_secs(10);
 
 /// What the machine reads of a release object: its persisted status and what names it. The
 /// executor fills it from the `ShipRelease` (the custom resource lives in `ship-api`).
@@ -129,6 +137,8 @@ impl Snapshot {
             verified_at: verification::last_runs(status.and_then(|s| s.verification.as_ref())),
             deployed_since: transition_time(status, Phase::Succeeded),
             standing: None,
+            frozen: false,
+            drift_paused: status.is_some_and(|s| s.drift_paused),
         }
     }
 
@@ -420,7 +430,10 @@ pub enum Record {
     RollbackTo(String),
     /// What the rollback kept.
     PruneRefused(Vec<PruneRefusal>),
-    /// A drift check at this time, and how many objects it put back.
+    /// Drift correction paused by a frozen hold.
+    DriftPaused,
+    /// A drift check at this time, and how many objects it put back (drift correction is
+    /// no longer paused).
     DriftChecked {
         /// When.
         at: Timestamp,
@@ -473,7 +486,9 @@ impl Record {
             }
             Record::RollbackTo(release) => status.rolled_back_to = Some(release),
             Record::PruneRefused(refused) => status.prune_refused = refused,
+            Record::DriftPaused => status.drift_paused = true,
             Record::DriftChecked { at, drifted } => {
+                status.drift_paused = false;
                 status.drift_checked_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at));
                 if drifted > 0 {
                     status.drift_corrections = Some(status.drift_corrections.unwrap_or(0) + drifted);
@@ -612,6 +627,20 @@ fn deployed(snapshot: &Snapshot, now: Timestamp) -> Transition {
     };
     if verify_at.is_some_and(|at| at <= now) {
         return Transition::stay(vec![Action::Work(Work::Verify)]);
+    }
+    // A frozen hold: what people change by hand stays; say so once, and look for its end.
+    if snapshot.frozen {
+        let wait = FROZEN_LOOK.min(snapshot.drift_interval);
+        let look = Transition::stay(vec![Action::RequeueAfter(wait)]);
+        return if snapshot.drift_paused {
+            look
+        } else {
+            look.recording(Record::DriftPaused)
+        };
+    }
+    // The hold that paused it is gone: check everything now, once.
+    if snapshot.drift_paused {
+        return Transition::stay(vec![Action::Work(Work::CorrectDrift)]);
     }
     let since = snapshot
         .applied_at
@@ -1039,6 +1068,8 @@ mod tests {
             verified_at: BTreeMap::new(),
             deployed_since: Some(Timestamp::from_second(NOW - 100).unwrap()),
             standing: None,
+            frozen: false,
+            drift_paused: false,
         }
     }
 
@@ -1778,6 +1809,46 @@ mod executor_rule_tests {
             snapshot(Phase::Succeeded, Some("stale"), None).deployed_objects(),
             DeployedObjects::Own
         );
+    }
+
+    /// A frozen hold pauses drift correction (said once in the status) and looks for the
+    /// hold's end; once it is lifted, everything is checked at once, and the check clears the
+    /// pause.
+    #[test]
+    fn a_frozen_hold_pauses_drift_correction_and_its_end_checks_at_once() {
+        let now = Timestamp::from_second(10_000).expect("a valid time");
+        let with = |frozen: bool, drift_paused: bool| Snapshot {
+            standing: Some(Standing::RunsNow),
+            drift_interval: Duration::from_secs(300),
+            // Due: without the hold, a check would run now.
+            applied_at: Some(Timestamp::from_second(1_000).expect("a valid time")),
+            frozen,
+            drift_paused,
+            ..snapshot(Phase::Succeeded, None, None)
+        };
+        let pausing = step(&with(true, false), Event::Observed, now);
+        assert_eq!(pausing.actions, [Action::RequeueAfter(FROZEN_LOOK)]);
+        assert_eq!(pausing.record, Record::DriftPaused);
+        let paused = step(&with(true, true), Event::Observed, now);
+        assert_eq!(paused.actions, [Action::RequeueAfter(FROZEN_LOOK)]);
+        assert_eq!(paused.record, Record::Nothing, "said once");
+        let quick = Snapshot {
+            applied_at: Some(now),
+            ..with(false, true)
+        };
+        assert_eq!(
+            step(&quick, Event::Observed, now).actions,
+            [Action::Work(Work::CorrectDrift)],
+            "lifted: checked at once, though not due"
+        );
+        let mut status = ShipReleaseStatus {
+            drift_paused: true,
+            ..ShipReleaseStatus::default()
+        };
+        Record::DriftPaused.write(&mut status);
+        assert!(status.drift_paused);
+        Record::DriftChecked { at: now, drifted: 0 }.write(&mut status);
+        assert!(!status.drift_paused);
     }
 
     /// A deployed release that a newer, refused commit superseded still runs: its drift is

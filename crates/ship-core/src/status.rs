@@ -178,6 +178,11 @@ pub struct ShipReleaseStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_checked_at: Option<Time>,
 
+    /// Drift correction is paused by a frozen hold (`kubectl ship hold --freeze`); once the
+    /// hold goes, everything is checked at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drift_paused: bool,
+
     /// Continuous verification: the runs of the tests that declare `every`, while this
     /// release is the one deployed (see also the `Verified` condition).
     #[serde(default, skip_serializing_if = "Option::is_none")]

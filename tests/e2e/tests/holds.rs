@@ -243,3 +243,79 @@ async fn rollback_hold_rolls_back_and_the_next_push_waits() {
         .await
         .unwrap();
 }
+
+/// `hold --freeze` pauses drift correction (issue 32): a change made by hand during an incident
+/// stays while the hold lasts, the running release and the environment say so, and `resume`
+/// checks everything at once, putting the change back.
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn a_frozen_hold_keeps_a_change_by_hand_until_resume_puts_it_back() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, Patch, PatchParams};
+    let mut stack = Stack::new("freeze", "{enabled: false}").await.unwrap();
+    let good = stack.deploy_first(&["--drift-interval", "1s"]).await.unwrap();
+    let running = release_name("main", &good);
+    let configmaps: Api<ConfigMap> = Api::namespaced(stack.cluster.client(), &stack.ns);
+    let body = || async {
+        configmaps
+            .get("web")
+            .await
+            .unwrap()
+            .data
+            .unwrap_or_default()
+            .get("body")
+            .cloned()
+    };
+    let edit_by_hand = || async {
+        let patch = serde_json::json!({"data": {"body": "fixed by hand"}});
+        configmaps
+            .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    };
+    let corrected = |what: &'static str| async move {
+        ship_testkit::cluster::eventually(what, SETTLE, || async {
+            Ok(body().await.filter(|b| b == "healthy main"))
+        })
+        .await
+        .unwrap()
+    };
+    // Without a freeze, drift correction puts a change by hand back within seconds.
+    edit_by_hand().await;
+    corrected("drift corrected").await;
+
+    let said = kubectl_ship_ok(&stack, &["hold", "main", "--reason", "incident 7", "--freeze"]).await;
+    assert!(said.contains("frozen"), "{said}");
+    stack
+        .release_where(&running, SETTLE, |r| {
+            r.status.as_ref().is_some_and(|s| s.drift_paused)
+        })
+        .await
+        .unwrap();
+    let environment = environment_where(&stack, "main", |e| {
+        condition(e, "InSync").is_some() && e.spec.hold.as_ref().is_some_and(|h| h.freeze)
+    })
+    .await;
+    let described = environment.spec.hold.as_ref().unwrap().describe();
+    assert!(described.contains("drift correction paused"), "{described}");
+    edit_by_hand().await;
+    // Watched for 5 s (five drift intervals): the change by hand stays.
+    let watched = std::time::Instant::now();
+    while watched.elapsed() < Duration::from_secs(5) {
+        assert_eq!(
+            body().await.as_deref(),
+            Some("fixed by hand"),
+            "a frozen hold keeps it"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    kubectl_ship_ok(&stack, &["resume", "main"]).await;
+    corrected("resume checks everything at once").await;
+    stack
+        .release_where(&running, SETTLE, |r| {
+            r.status.as_ref().is_some_and(|s| !s.drift_paused)
+        })
+        .await
+        .unwrap();
+}

@@ -39,6 +39,8 @@ pub(super) struct Driver<'a> {
     /// Whether the release's objects are what its environment runs, from the environment's
     /// releases as this reconcile read them (`None` until read).
     pub(super) standing: Option<Standing>,
+    /// A person holds the environment with `--freeze` (read for the release that runs).
+    pub(super) frozen: bool,
     /// `release` is known to be the API server's current object: this reconcile read it from
     /// the API server, or its own status write succeeded on it. Until then it is the
     /// controller's cached copy, which may lag; no work is done for it on that word alone.
@@ -82,6 +84,7 @@ impl<'a> Driver<'a> {
             own,
             cadences: None,
             standing: None,
+            frozen: false,
             confirmed: false,
         }
     }
@@ -106,6 +109,7 @@ impl<'a> Driver<'a> {
     pub(super) fn snapshot(&self) -> Snapshot {
         Snapshot {
             standing: self.standing,
+            frozen: self.frozen,
             ..Snapshot::of(
                 crate::machine::persisted(&self.release),
                 self.superseded().then(|| self.slot.newest.borrow().1.clone()),
