@@ -32,10 +32,12 @@ struct Stack {
     app_url: String,
 }
 
+/// The release engine's tests push bad commits after bad ones and count pushed releases only:
+/// no bisection (bisect.rs tests it).
 fn ship_yaml(ns: &str, app_url: &str, health_timeout: &str) -> String {
     format!(
         "environments:\n  main: {{namespace: {ns}}}\n  production: {{namespace: {ns}-prod}}\n\
-         health: {{timeout: {health_timeout}}}\npromotion: {{enabled: false}}\n\
+         health: {{timeout: {health_timeout}}}\npromotion: {{enabled: false}}\nbisect: {{enabled: false}}\n\
          tests:\n- name: home\n  http: {{url: '{app_url}', expect: {{bodyContains: healthy}}}}\n"
     )
 }
