@@ -12,6 +12,7 @@ use kube::api::ListParams;
 use ship_api::{Phase, Reason, ShipRelease, keys};
 use ship_core::bisect::{self, Settings, Stage};
 use ship_testkit::cluster::eventually;
+use ship_testkit::receiver::Receiver;
 use ship_testkit::stack::{Stack, environment_condition, release_name};
 
 const SETTLE: Duration = Duration::from_secs(60);
@@ -41,7 +42,28 @@ fn model_steps(commits: &[String], culprit: usize, settings: Settings) -> usize 
 async fn fifty_commits_the_37th_breaks_the_bisection_names_it_and_its_revert_lands() {
     let mut stack = Stack::new("bisect", "{enabled: false}").await.unwrap();
     stack.enable_bisect("{revert: true}").unwrap();
-    let good = stack.deploy_first(&[]).await.unwrap();
+    // A forge (Gitea's API) and a chat, both the test's own receiver.
+    let receiver = Receiver::start().await.unwrap();
+    let r = receiver.url();
+    stack
+        .create_secret(
+            "notify",
+            serde_json::json!({"token": "t0ken", "chat": format!("{r}/slack/T0/B0/x")}),
+        )
+        .await
+        .unwrap();
+    let notifications = tempfile::tempdir().unwrap();
+    let file = notifications.path().join("notifications.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "commitStatuses:\n  - {{name: forge, forge: gitea, apiUrl: '{r}/gitea', repository: acme/shop, environments: [main], tokenSecret: {{name: notify, key: token}}}}\n\
+             webhooks:\n  - {{name: chat, format: slack, urlSecret: {{name: notify, key: chat}}, environments: [main]}}\n"
+        ),
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let good = stack.deploy_first(&["--notifications", &file]).await.unwrap();
 
     let run = ship_testkit::bisect::push_range_and_bisect(&stack, 50, 37, BISECTING)
         .await
@@ -89,6 +111,46 @@ async fn fifty_commits_the_37th_breaks_the_bisection_names_it_and_its_revert_lan
         let phase = release.status.as_ref().and_then(|s| s.phase);
         assert_eq!(bisect::answer(phase), Some(trial.passed), "{name}");
     }
+
+    // Commit statuses: the culprit `failure`, each commit of the range found good `success`;
+    // the chat names the culprit and its author once, and hears nothing of the test releases.
+    let state_of = |commit: &str| {
+        receiver
+            .requests_under("/gitea/")
+            .into_iter()
+            .filter(|q| q.path.ends_with(&format!("statuses/{commit}")))
+            .filter_map(|q| q.json()["state"].as_str().map(str::to_owned))
+            .next_back()
+    };
+    eventually("the culprit's commit status", SETTLE, || async {
+        Ok(state_of(&culprit.commit).filter(|s| s == "failure"))
+    })
+    .await
+    .unwrap();
+    for trial in bisection.trials.iter().filter(|t| t.passed) {
+        assert_eq!(state_of(&trial.commit).as_deref(), Some("success"), "{trial:?}");
+    }
+    let chat = eventually("the chat hears of the culprit", SETTLE, || async {
+        let told: Vec<String> = receiver
+            .requests_under("/slack/")
+            .into_iter()
+            .filter_map(|q| q.json()["text"].as_str().map(str::to_owned))
+            .collect();
+        Ok(told.iter().any(|t| t.contains("CulpritNamed")).then_some(told))
+    })
+    .await
+    .unwrap();
+    let culprit_messages: Vec<&String> = chat.iter().filter(|t| t.contains("CulpritNamed")).collect();
+    assert_eq!(culprit_messages.len(), 1, "{chat:#?}");
+    assert!(
+        culprit_messages[0].contains(&culprit.short_commit) && culprit_messages[0].contains(&culprit.author),
+        "{}",
+        culprit_messages[0]
+    );
+    assert!(
+        !chat.iter().any(|t| t.contains("-b1-") || t.contains("-b2-")),
+        "no chat about test releases: {chat:#?}"
+    );
 
     // kubectl ship history names it under the failed release (status does too while the
     // failed tip is the newest; here the revert may already have replaced it).
