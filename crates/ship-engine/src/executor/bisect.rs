@@ -58,6 +58,14 @@ impl Driver<'_> {
         if self.phase() != Some(Phase::RolledBack) || self.ctx.repo.is_none() {
             return Ok(None);
         }
+        // Most rolled-back releases are history: say so before reading their commit.
+        let bisection = self.status().and_then(|s| s.bisection.as_ref());
+        let reported = bisection.is_some_and(|b| b.ended() && b.reported_at.is_some());
+        let never = bisection.is_none()
+            && (self.release.spec.reason != Reason::Push || self.superseded_outside_bisection(all));
+        if reported || never {
+            return Ok(None);
+        }
         let commit = self.release.spec.commit.clone();
         let rendered = match self.ctx.render(&commit, self.environment()).await {
             Ok(rendered) => rendered,
@@ -85,12 +93,7 @@ impl Driver<'_> {
         config: &ship_render::config::Bisect,
         promoted_into: bool,
     ) -> Result<Option<Duration>, Error> {
-        let own = releases::sequence(&self.release);
-        let superseded = all.iter().any(|r| {
-            r.spec.environment == self.release.spec.environment
-                && releases::sequence(r) > own
-                && !made_by(r, &self.name)
-        });
+        let superseded = self.superseded_outside_bisection(all);
         let failure = Failure {
             enabled: config.enabled,
             promoted_into,
@@ -176,6 +179,16 @@ impl Driver<'_> {
         }
         self.perform_bisect(&next, effects, all, config).await?;
         Ok((!next.ended()).then_some(LOOK_EVERY))
+    }
+
+    /// A newer release of the environment exists that this release's bisection did not make.
+    fn superseded_outside_bisection(&self, all: &[ShipRelease]) -> bool {
+        let own = releases::sequence(&self.release);
+        all.iter().any(|r| {
+            r.spec.environment == self.release.spec.environment
+                && releases::sequence(r) > own
+                && !made_by(r, &self.name)
+        })
     }
 
     /// A person holds the environment (read from the API server: a hold placed a moment ago
