@@ -95,6 +95,10 @@ pub struct Context {
     /// The controller's reflector store of ShipReleases, once its first list is complete:
     /// every read of an environment's releases comes from it, not from the API server.
     pub(crate) store: Arc<std::sync::OnceLock<Store<DeserializeGuard<ShipRelease>>>>,
+    /// Asks the controller to reconcile a release now (a bisection's test release settled:
+    /// the failed release it tests for takes its next step without waiting for its look).
+    pub(crate) wake:
+        Option<futures::channel::mpsc::UnboundedSender<ObjectRef<DeserializeGuard<ShipRelease>>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -135,6 +139,7 @@ impl Context {
             secret_namespace: None,
             clock: crate::clock::system_clock(),
             store: Arc::default(),
+            wake: None,
         }
     }
 

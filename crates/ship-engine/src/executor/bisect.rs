@@ -21,9 +21,10 @@ use super::drive::Driver;
 use super::{Error, publish};
 use crate::releases;
 
-/// How often a testing bisection looks at its test release again. A look reads the shared
-/// store and the mirror, plus one GET of the environment's hold.
-const LOOK_EVERY: Duration = Duration::from_secs(2);
+/// How often a testing bisection looks at its test release again, besides being woken when the
+/// test release settles (the look catches a push waiting, a hold and the deadline). A look
+/// reads the shared store and the mirror, plus one GET of the environment's hold.
+const LOOK_EVERY: Duration = Duration::from_secs(5);
 /// After a compare-and-set lost: look again from a fresher view.
 const AFTER_STALE_VIEW: Duration = Duration::from_secs(1);
 

@@ -184,6 +184,17 @@ async fn reconcile_release(
     let turn = slot.lock.lock().await;
     let requeue = driver.drive(Event::Observed).await?;
     drop(turn);
+    // A bisection's test release that settled wakes the failed release it answers.
+    if let (Some(parent), Some(wake)) = (
+        driver.release.labels().get(ship_api::keys::BISECTION_OF),
+        ctx.wake.as_ref(),
+    ) && driver
+        .status()
+        .is_some_and(ship_api::ShipReleaseStatus::is_settled)
+    {
+        let _ =
+            wake.unbounded_send(kube::runtime::reflector::ObjectRef::new(parent).within(&driver.namespace));
+    }
     // A failed release of several commits: its bisection (after the rollback, outside the
     // environment's turn, which its test releases take).
     Ok(match driver.bisect(&all).await? {
@@ -205,7 +216,7 @@ fn error_policy(_object: Arc<DeserializeGuard<ShipRelease>>, error: &Error, ctx:
 /// `ready` turns true once the initial list of ShipReleases has been read (the controller can
 /// act on every object).
 pub async fn run(
-    ctx: Context,
+    mut ctx: Context,
     releases: &crate::watches::ReleaseWatch,
     ready: Arc<AtomicBool>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -214,7 +225,11 @@ pub async fn run(
         warn!("the ShipRelease watch already drives a controller; not starting a second");
         return;
     };
-    let controller = Controller::for_stream(trigger, releases.shared.store()).graceful_shutdown_on(shutdown);
+    let (wake, woken) = futures::channel::mpsc::unbounded();
+    ctx.wake = Some(wake);
+    let controller = Controller::for_stream(trigger, releases.shared.store())
+        .reconcile_on(woken)
+        .graceful_shutdown_on(shutdown);
     let (shared, ready_store) = (releases.shared.clone(), ctx.store.clone());
     tokio::spawn(async move {
         shared.wait_ready().await;
