@@ -217,6 +217,36 @@ mod tests {
         );
     }
 
+    /// A refused commit changed nothing: a run of failures that begins with one restores from
+    /// the first failure that applied, and a run of refusals alone restores nothing.
+    #[test]
+    fn refusals_that_changed_nothing_do_not_start_the_time_to_restore() {
+        let at_success = |releases: &[Made]| {
+            let last = releases.len() as i64;
+            on_settled(
+                "main",
+                releases,
+                &(last, releases[releases.len() - 1].name.clone()),
+                Succeeded,
+                StatusReason::Succeeded,
+                &[],
+                at(405),
+            )
+        };
+        let refused_first = [
+            good("a", 1, 0),
+            refused("b", 2, 100),
+            rolled_back("c", 3, 200),
+            good("d", 4, 400),
+        ];
+        assert_eq!(
+            at_success(&refused_first),
+            [Delivery::Deployed, Delivery::Restored(Duration::from_secs(205))]
+        );
+        let refusals_only = [good("a", 1, 0), refused("b", 2, 100), good("c", 3, 400)];
+        assert_eq!(at_success(&refusals_only), [Delivery::Deployed]);
+    }
+
     #[test]
     fn the_first_success_after_failures_restores_from_the_first_of_them() {
         let releases = [

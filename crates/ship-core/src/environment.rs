@@ -861,6 +861,95 @@ mod tests {
         assert_eq!(reason(Some('a'), true, &history), SyncReason::BranchMissing);
     }
 
+    /// "Last good" has one meaning: the newest Succeeded release of the environment, of
+    /// another commit than the one asked about, and before a given place when one is given; a
+    /// failed release rolls back to it.
+    #[test]
+    fn last_good_is_the_newest_success_of_the_environment_before_and_of_another_commit() {
+        let a = release("production-a", 'a', 1, Phase::Succeeded, Reason::Push);
+        let b = release("production-b", 'b', 2, Phase::Succeeded, Reason::Push);
+        let c = release("production-c", 'c', 3, Phase::RolledBack, Reason::Push);
+        let mut elsewhere = release("main-d", 'd', 4, Phase::Succeeded, Reason::Push);
+        elsewhere.environment = "main".into();
+        let all = [a.clone(), b.clone(), c.clone(), elsewhere];
+        let name = |r: Option<&TestRelease>| r.map(|r| r.name.clone());
+        assert_eq!(
+            name(last_good("production", &all, None, "")),
+            Some(b.name.clone())
+        );
+        assert_eq!(
+            name(last_good("production", &all, None, &sha('b'))),
+            Some(a.name.clone())
+        );
+        assert_eq!(
+            name(last_good(
+                "production",
+                &all,
+                Some(&(2, "production-b".into())),
+                ""
+            )),
+            Some(a.name.clone())
+        );
+        assert_eq!(
+            name(last_good(
+                "production",
+                &all,
+                Some(&(1, "production-a".into())),
+                ""
+            )),
+            None
+        );
+        assert_eq!(name(last_good("main", &all, None, "")), Some("main-d".into()));
+        assert_eq!(name(rollback_target(&c, &all)), Some(b.name.clone()));
+        // A release of b's commit rolls back past b.
+        let b_again = release("production-b-2", 'b', 5, Phase::Testing, Reason::Push);
+        assert_eq!(name(rollback_target(&b_again, &all)), Some(a.name.clone()));
+        assert_eq!(name(rollback_target(&a, &all)), None, "nothing before the first");
+    }
+
+    /// History is collected oldest first down to `keep`, but never a release in progress, the
+    /// newest success, or the newest release that came from the branch.
+    #[test]
+    fn collection_keeps_the_newest_what_runs_and_what_the_tip_compares_with() {
+        let old = release("production-1", 'a', 1, Phase::Succeeded, Reason::Push);
+        let good = release("production-2", 'b', 2, Phase::Succeeded, Reason::Push);
+        let failed = release("production-3", 'c', 3, Phase::RolledBack, Reason::Push);
+        let manual = release("production-4", 'b', 4, Phase::RolledBack, Reason::Manual);
+        let running = release("production-5", 'd', 5, Phase::Testing, Reason::Manual);
+        let all = [old, good, failed, manual, running];
+        assert!(to_collect(&all, 10).is_empty());
+        let collected = to_collect(&all, 1);
+        assert!(collected.contains(&"production-1".to_owned()), "{collected:?}");
+        assert!(
+            !collected.contains(&"production-2".to_owned()),
+            "the newest success stays"
+        );
+        assert!(
+            !collected.contains(&"production-3".to_owned()),
+            "the newest from the branch stays"
+        );
+        assert!(
+            !collected.contains(&"production-5".to_owned()),
+            "in progress stays"
+        );
+        assert_eq!(to_collect(&all, 3), ["production-1"]);
+    }
+
+    #[test]
+    fn stalled_and_reconciling_are_told_apart_for_each_reason() {
+        for reason in SyncReason::ALL {
+            let stalled = matches!(
+                reason,
+                SyncReason::TipFailed
+                    | SyncReason::ManualRollback
+                    | SyncReason::BranchMissing
+                    | SyncReason::Held
+            );
+            assert_eq!(reason.is_stalled(), stalled, "{reason:?}");
+            assert!(!(reason.is_stalled() && reason.is_reconciling()), "{reason:?}");
+        }
+    }
+
     /// While test releases of a bisection run, the branch's view is the failed tip's release:
     /// Bisecting (reconciling); once ended, TipFailed with what the bisection found.
     #[test]

@@ -679,6 +679,8 @@ fn the_sentences_name_the_culprit_or_why_none() {
         );
     }
     assert_eq!(bisection.stage, Stage::Named { index: 4 });
+    assert_eq!(bisection.steps(), bisection.trials.len());
+    assert!(bisection.steps() >= 3, "{:?}", bisection.trials);
     let culprit = Culprit {
         short_commit: "0000004".into(),
         subject: "breaks it".into(),
