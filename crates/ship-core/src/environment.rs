@@ -935,6 +935,79 @@ mod tests {
         assert_eq!(to_collect(&all, 3), ["production-1"]);
     }
 
+    /// What runs: the newest release when it Succeeded, the release a rolled-back one went back
+    /// to, and the newest success while the newest is in flight or failed before applying.
+    #[test]
+    fn what_runs_follows_the_newest_releases_phase() {
+        let a = release("production-a", 'a', 1, Phase::Succeeded, Reason::Push);
+        let b = release("production-b", 'b', 2, Phase::Succeeded, Reason::Push);
+        let deployed = |all: &[TestRelease]| {
+            releases_of("production", all)
+                .and_then(|f| f.deployed)
+                .map(|d| d.name.clone())
+        };
+        assert_eq!(deployed(&[a.clone(), b.clone()]), Some("production-b".into()));
+        let mut back = release("production-c", 'c', 3, Phase::RolledBack, Reason::Push);
+        if let Some(status) = back.status.as_mut() {
+            status.rolled_back_to = Some("production-a".into());
+        }
+        assert_eq!(
+            deployed(&[a.clone(), b.clone(), back]),
+            Some("production-a".into()),
+            "where the rollback went, not the newest success"
+        );
+        let flying = release("production-d", 'd', 3, Phase::Applying, Reason::Push);
+        assert_eq!(
+            deployed(&[a.clone(), b.clone(), flying.clone()]),
+            Some("production-b".into())
+        );
+        // A release in Applying has changed the cluster: the one before may not run again.
+        assert_eq!(
+            standing("production", &[a.clone(), b.clone(), flying], "production-b"),
+            Standing::Retired
+        );
+        let pending = release("production-e", 'e', 3, Phase::Pending, Reason::Push);
+        assert_eq!(
+            standing("production", &[a, b, pending], "production-b"),
+            Standing::MayRunAgain
+        );
+        assert_eq!(
+            releases_of::<TestRelease>("production", &[]).map(|f| f.latest.name.clone()),
+            None
+        );
+    }
+
+    /// A failed tip whose rollback is still to come (Failed, its tests failed) or under way is
+    /// progressing, not yet a failed tip; once it rolled back, it is.
+    #[test]
+    fn a_tip_still_rolling_back_is_not_yet_a_failed_tip() {
+        let a = release("production-a", 'a', 1, Phase::Succeeded, Reason::Push);
+        let mut failed = release("production-b", 'b', 2, Phase::Failed, Reason::Push);
+        if let Some(status) = failed.status.as_mut() {
+            status
+                .conditions
+                .push(k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                    type_: crate::conditions::READY.into(),
+                    status: "False".into(),
+                    reason: crate::reason::StatusReason::TestsFailed.label().into(),
+                    message: String::new(),
+                    last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+                    observed_generation: None,
+                });
+        }
+        assert_eq!(
+            reason(Some('b'), false, &[a.clone(), failed]),
+            SyncReason::Progressing
+        );
+        let rolling = release("production-b", 'b', 2, Phase::RollingBack, Reason::Push);
+        assert_eq!(
+            reason(Some('b'), false, &[a.clone(), rolling]),
+            SyncReason::Progressing
+        );
+        let back = release("production-b", 'b', 2, Phase::RolledBack, Reason::Push);
+        assert_eq!(reason(Some('b'), false, &[a, back]), SyncReason::TipFailed);
+    }
+
     #[test]
     fn stalled_and_reconciling_are_told_apart_for_each_reason() {
         for reason in SyncReason::ALL {
