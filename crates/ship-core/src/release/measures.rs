@@ -226,6 +226,23 @@ mod tests {
         }
     }
 
+    /// Leaving RollingBack measures the rollback step (with the total and the settled phase).
+    #[test]
+    fn a_finished_rollback_measures_its_step() {
+        let previous = status(
+            &[(Phase::Pending, 0), (Phase::Failed, 10), (Phase::RollingBack, 10)],
+            "RollingBack",
+        );
+        let measures = of_change(
+            Some(&previous),
+            &change(Phase::RolledBack, StatusReason::RolledBack),
+            Reason::Push,
+            false,
+            at(14),
+        );
+        assert!(measures.contains(&step("rollback", 4)), "{measures:?}");
+    }
+
     #[test]
     fn succeeding_measures_tests_total_settled_and_deployed_and_latest_only_when_newest() {
         let previous = status(&[(Phase::Pending, 100), (Phase::Testing, 110)], "Testing");
