@@ -421,8 +421,8 @@ pub fn releases_of<'a, R: Release>(
             .status()
             .and_then(|s| s.rolled_back_to.as_deref())
             .and_then(|target| of_env.iter().copied().find(|r| r.name() == target)),
-        Some(Phase::Succeeded) => Some(latest),
-        // In flight, or failed before applying: what runs is the newest one that settled well.
+        // Succeeded (then it is the newest success itself), in flight, or failed before
+        // applying: what runs is the newest one that settled well.
         _ => last_good,
     };
     Some(EnvironmentReleases {
