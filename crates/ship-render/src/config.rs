@@ -1089,6 +1089,30 @@ mod tests {
         );
     }
 
+    /// `bisect:` defaults (on, one retry, 10 minutes, no revert), its settings as typed
+    /// values, and a bad duration or an unknown key refused with the field named.
+    #[test]
+    fn bisect_settings_default_parse_and_refuse_what_is_wrong() {
+        let c = parse("environments: {main: {}, production: {}}\n").unwrap();
+        assert_eq!(c.bisect, Bisect::default());
+        assert!(c.bisect.enabled && !c.bisect.revert);
+        assert_eq!(c.bisect.settings(), ship_core::bisect::Settings::default());
+        let c = parse("environments: {main: {}, production: {}}\nbisect: {retries: 0, maxDuration: 90s, revert: true}\n").unwrap();
+        assert_eq!(
+            c.bisect.settings(),
+            ship_core::bisect::Settings {
+                retries: 0,
+                max_duration: Duration::from_secs(90)
+            }
+        );
+        assert!(c.bisect.revert && c.bisect.enabled);
+        let bad =
+            parse("environments: {main: {}, production: {}}\nbisect: {maxDuration: soon}\n").unwrap_err();
+        assert!(bad.to_string().contains("bisect.maxDuration"), "{bad}");
+        let unknown = parse("environments: {main: {}, production: {}}\nbisect: {retry: 2}\n").unwrap_err();
+        assert!(unknown.to_string().contains("retry"), "{unknown}");
+    }
+
     #[test]
     fn tests_and_their_defaults() {
         let c = parse(
