@@ -337,29 +337,18 @@ impl Driver<'_> {
     /// Pushes a revert of `culprit` onto the branch's tip (`bisect.revert`), and says what
     /// came of it.
     async fn revert_culprit(&self, culprit: &str) -> String {
-        let short = ship_api::names::short_sha(culprit).to_owned();
         let note = ship_core::revert::note(
             &self.name,
             self.environment(),
             "bisect named it the first bad commit",
             "ship bisect",
         );
-        let Some(repo) = self.ctx.repo.clone() else {
-            return format!("no revert of {short}: no repository");
-        };
-        let (branch, commit) = (self.release.spec.branch.clone(), culprit.to_owned());
-        let pushed = tokio::task::spawn_blocking(move || repo.revert(&branch, &commit, &note)).await;
-        match pushed {
-            Ok(Ok(ship_git::RevertOutcome::Pushed(id))) => format!(
-                "pushed {} onto {}: a revert of {short}",
-                ship_api::names::short_sha(&id.to_string()),
-                self.release.spec.branch
+        match self.push_revert(culprit, note).await {
+            Ok((_, _, message)) => message,
+            Err(err) => format!(
+                "revert of commit {} not pushed: {err}",
+                ship_api::names::short_sha(culprit)
             ),
-            Ok(Ok(ship_git::RevertOutcome::AlreadyReverted)) => {
-                format!("the tip already undoes {short}; no revert pushed")
-            }
-            Ok(Err(err)) => format!("revert of {short} refused: {err}"),
-            Err(err) => format!("revert of {short} not pushed: {err}"),
         }
     }
 

@@ -212,42 +212,13 @@ impl Driver<'_> {
             .get(ship_api::keys::REVERT_REQUESTED_BY)
             .cloned()
             .unwrap_or_default();
-        let (branch, commit) = (self.release.spec.branch.clone(), self.release.spec.commit.clone());
+        let commit = self.release.spec.commit.clone();
         let failure = self
             .status()
             .map(|s| s.ready_reason().to_owned())
             .unwrap_or_default();
         let note = note(&self.name, self.environment(), &failure, &requested_by);
-        let short = self.release.spec.short_commit().to_owned();
-        let pushed = match self.ctx.repo.clone() {
-            None => Err(LoadError::NoRepository(commit.clone())),
-            Some(repo) => {
-                let (b, c, n) = (branch.clone(), commit.clone(), note);
-                tokio::task::spawn_blocking(move || repo.revert(&b, &c, &n))
-                    .await
-                    .map_err(|e| LoadError::Scratch(format!("revert task failed: {e}")))?
-            }
-        };
-        let (outcome, revert_commit, message) = match pushed {
-            Ok(ship_git::RevertOutcome::Pushed(id)) => (
-                Outcome::Pushed,
-                Some(id.to_string()),
-                format!(
-                    "pushed {} onto {branch}: a revert of commit {short}; it is released like any commit",
-                    ship_api::names::short_sha(&id.to_string())
-                ),
-            ),
-            Ok(ship_git::RevertOutcome::AlreadyReverted) => (
-                Outcome::AlreadyReverted,
-                None,
-                format!("the tip of {branch} already undoes commit {short}; nothing was pushed"),
-            ),
-            Err(err) => (
-                Outcome::Refused,
-                None,
-                format!("revert of commit {short} refused: {err}"),
-            ),
-        };
+        let (outcome, revert_commit, message) = self.push_revert(&commit, note).await?;
         let record = ship_api::RevertRecord {
             requested_at: requested_at.to_owned(),
             requested_by,
@@ -278,6 +249,48 @@ impl Driver<'_> {
         };
         publish(self.ctx, &self.release, type_, outcome.event_reason(), &message).await;
         Ok(())
+    }
+
+    /// Pushes a `git revert` of `commit` onto the release's branch's tip with `note` (never
+    /// forced), and says what came of it: the outcome, the revert commit pushed, a sentence.
+    /// The one push of a revert, for `kubectl ship revert` and for a bisection's culprit.
+    pub(super) async fn push_revert(
+        &self,
+        commit: &str,
+        note: String,
+    ) -> Result<(ship_core::revert::Outcome, Option<String>, String), Error> {
+        use ship_core::revert::Outcome;
+        let branch = self.release.spec.branch.clone();
+        let short = ship_api::names::short_sha(commit).to_owned();
+        let pushed = match self.ctx.repo.clone() {
+            None => Err(LoadError::NoRepository(commit.to_owned())),
+            Some(repo) => {
+                let (b, c) = (branch.clone(), commit.to_owned());
+                tokio::task::spawn_blocking(move || repo.revert(&b, &c, &note))
+                    .await
+                    .map_err(|e| LoadError::Scratch(format!("revert task failed: {e}")))?
+            }
+        };
+        Ok(match pushed {
+            Ok(ship_git::RevertOutcome::Pushed(id)) => (
+                Outcome::Pushed,
+                Some(id.to_string()),
+                format!(
+                    "pushed {} onto {branch}: a revert of commit {short}; it is released like any commit",
+                    ship_api::names::short_sha(&id.to_string())
+                ),
+            ),
+            Ok(ship_git::RevertOutcome::AlreadyReverted) => (
+                Outcome::AlreadyReverted,
+                None,
+                format!("the tip of {branch} already undoes commit {short}; nothing was pushed"),
+            ),
+            Err(err) => (
+                Outcome::Refused,
+                None,
+                format!("revert of commit {short} refused: {err}"),
+            ),
+        })
     }
 
     /// Tags the promoted commit when ship.yaml asks for it (`promotion.tag`). Never blocks the
