@@ -25,8 +25,9 @@
 //! | Testing c | c failed, none left | first bad = c; Testing the new middle, or Named | Deploy, or the end's effects |
 //! | Testing c | a settle about another commit or attempt | unchanged | none (a late answer) |
 //! | any Testing | PushWaiting | unchanged, the push noted (once) | none |
-//! | any Testing | the deadline (`bisect.maxDuration` from the start) passes | Superseded if a push waits, else Inconclusive (TimedOut) | Restore, Report |
+//! | any Testing | the deadline (`bisect.maxDuration` from the start) passes | Superseded (by Push) if a push waits, else Inconclusive (TimedOut) | Restore, Report |
 //! | any Testing | Held | Stopped | Report (the environment stays as the hold found it) |
+//! | any Testing | Rewritten (the branch no longer holds the failed commit) | Superseded (by Rewrite) at once | Restore, Report |
 //! | Named, Inconclusive, Superseded, Stopped | anything | unchanged | none |
 //!
 //! The end's effects: `Restore` the newest commit known good (the environment runs it), then
@@ -75,10 +76,27 @@ pub enum Stage {
         /// `NotReproduced` or `TimedOut`.
         why: Inconclusive,
     },
-    /// A new push waited past the deadline: it goes ahead.
-    Superseded,
+    /// The branch went on without it: a new push waited past the deadline, or the branch's
+    /// history no longer holds the failed commit.
+    Superseded {
+        /// `Push` or `Rewrite`.
+        by: SupersededBy,
+    },
     /// A person held the environment.
     Stopped,
+}
+
+/// What superseded a bisection.
+#[derive(
+    Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema, strum::IntoStaticStr,
+)]
+pub enum SupersededBy {
+    /// A new push waited past `bisect.maxDuration`, and went ahead.
+    #[default]
+    Push,
+    /// The branch was force-pushed (or deleted) so that the failed commit is no longer on it:
+    /// what the bisection would name is no longer anyone's history.
+    Rewrite,
 }
 
 /// The names of the stages, as the API shows them.
@@ -111,6 +129,9 @@ pub struct StageRecord {
     /// `Inconclusive`: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub why: Option<Inconclusive>,
+    /// `Superseded`: by what (a push when absent: what stores before it knew).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<SupersededBy>,
 }
 
 impl From<Stage> for StageRecord {
@@ -120,6 +141,7 @@ impl From<Stage> for StageRecord {
             index: None,
             attempt: None,
             why: None,
+            by: None,
         };
         match stage {
             Stage::Testing { index, attempt } => StageRecord {
@@ -135,7 +157,10 @@ impl From<Stage> for StageRecord {
                 why: Some(why),
                 ..record(StageName::Inconclusive)
             },
-            Stage::Superseded => record(StageName::Superseded),
+            Stage::Superseded { by } => StageRecord {
+                by: Some(by),
+                ..record(StageName::Superseded)
+            },
             Stage::Stopped => record(StageName::Stopped),
         }
     }
@@ -157,7 +182,9 @@ impl TryFrom<StageRecord> for Stage {
             StageName::Inconclusive => Stage::Inconclusive {
                 why: record.why.ok_or_else(|| missing("why"))?,
             },
-            StageName::Superseded => Stage::Superseded,
+            StageName::Superseded => Stage::Superseded {
+                by: record.by.unwrap_or_default(),
+            },
             StageName::Stopped => Stage::Stopped,
         })
     }
@@ -265,21 +292,35 @@ pub fn answer(phase: Option<crate::status::Phase>) -> Option<bool> {
     }
 }
 
-/// The event a look at the environment gives a testing bisection: a hold stops it; else the
-/// current test release's answer (`test_phase`, `None` when it does not exist yet); else a
-/// branch that moved past the failed commit (`tip_moved`) is a push waiting, said once; else
-/// it is only observed.
+/// Where the branch stands against the failed commit, as the mirror last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Branch {
+    /// Its tip is the failed commit (or the mirror cannot tell).
+    AtFailed,
+    /// Its tip descends from the failed commit: a new push.
+    MovedOn,
+    /// Its history no longer holds the failed commit (a force-push), or it is gone.
+    Rewritten,
+}
+
+/// The event a look at the environment gives a testing bisection: a hold stops it; else a
+/// rewritten branch supersedes it; else the current test release's answer (`test_phase`,
+/// `None` when it does not exist yet); else a branch that moved past the failed commit is a
+/// push waiting, said once; else it is only observed.
 pub fn observe(
     bisection: &Bisection,
     held: bool,
     test_phase: Option<crate::status::Phase>,
-    tip_moved: bool,
+    branch: Branch,
 ) -> Event {
     let Stage::Testing { index, attempt } = bisection.stage else {
         return Event::Observed;
     };
     if held {
         return Event::Held;
+    }
+    if branch == Branch::Rewritten {
+        return Event::Rewritten;
     }
     if let (Some(passed), Some(commit)) = (answer(test_phase), bisection.commits.get(index)) {
         return Event::Settled {
@@ -288,7 +329,7 @@ pub fn observe(
             passed,
         };
     }
-    if tip_moved && bisection.push_waiting_since.is_none() {
+    if branch == Branch::MovedOn && bisection.push_waiting_since.is_none() {
         return Event::PushWaiting;
     }
     Event::Observed
@@ -324,6 +365,8 @@ pub enum Event {
     },
     /// The branch moved: a new push waits for the bisection.
     PushWaiting,
+    /// The branch no longer holds the failed commit.
+    Rewritten,
     /// A person held the environment.
     Held,
 }
@@ -456,7 +499,7 @@ impl Bisection {
             Stage::Testing { .. } => "Testing",
             Stage::Named { .. } => "Named",
             Stage::Inconclusive { .. } => "Inconclusive",
-            Stage::Superseded => "Superseded",
+            Stage::Superseded { .. } => "Superseded",
             Stage::Stopped => "Stopped",
         }
     }
@@ -466,7 +509,7 @@ impl Bisection {
         match self.stage {
             Stage::Named { .. } => (true, "CulpritNamed"),
             Stage::Inconclusive { .. } => (true, "BisectInconclusive"),
-            Stage::Superseded => (false, "BisectSuperseded"),
+            Stage::Superseded { .. } => (false, "BisectSuperseded"),
             Stage::Stopped => (false, "BisectStopped"),
             Stage::Testing { .. } => (false, "Bisecting"),
         }
@@ -514,9 +557,18 @@ impl Bisection {
                 "no commit named: the bisection of {k} commits reached its maxDuration after \
                  {steps} test releases"
             ),
-            Stage::Superseded => format!(
+            Stage::Superseded {
+                by: SupersededBy::Push,
+            } => format!(
                 "no commit named: a new push waited past maxDuration, and went ahead after {steps} \
                  test releases"
+            ),
+            Stage::Superseded {
+                by: SupersededBy::Rewrite,
+            } => format!(
+                "no commit named: the branch was rewritten and no longer holds {} (after {steps} \
+                 test releases); its new tip goes ahead",
+                short(self.commits.last().map_or("", String::as_str))
             ),
             Stage::Stopped => format!("stopped by a hold after {steps} test releases"),
         }
@@ -582,9 +634,11 @@ fn decide(
         return (next, Vec::new());
     };
     let deadline = bisection.started_at.0 + settings.max_duration;
-    if now >= deadline && event != Event::Held {
+    if now >= deadline && event != Event::Held && event != Event::Rewritten {
         next.stage = if bisection.push_waiting_since.is_some() || event == Event::PushWaiting {
-            Stage::Superseded
+            Stage::Superseded {
+                by: SupersededBy::Push,
+            }
         } else {
             Stage::Inconclusive {
                 why: Inconclusive::TimedOut,
@@ -605,6 +659,12 @@ fn decide(
         Event::Held => {
             next.stage = Stage::Stopped;
             vec![Effect::Report]
+        }
+        Event::Rewritten => {
+            next.stage = Stage::Superseded {
+                by: SupersededBy::Rewrite,
+            };
+            next.end()
         }
         Event::Settled {
             commit,

@@ -444,7 +444,7 @@ impl Notifier {
             if answer != Answer::Delivered {
                 return (answer, said, retry_after);
             }
-            match delivery::next_step(step, &body, notification) {
+            match delivery::next_step(target, step, &body, notification) {
                 Ok(None) => return (answer, said, retry_after),
                 Ok(Some(next)) => step = next,
                 Err(err) => return (Answer::Refused, format!("{said}; {err}"), None),

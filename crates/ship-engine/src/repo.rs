@@ -206,6 +206,28 @@ impl Repo {
         mirror.tip(branch).map(|oid| oid.to_string())
     }
 
+    /// Where `branch` stands against `failed` in the mirror: its tip, a descendant (a new
+    /// push), or a history without it (force-pushed, or the branch deleted). A commit the
+    /// mirror cannot read counts as the tip: only what it can see rewrites anything.
+    pub fn branch_against(&self, branch: &str, failed: &str) -> ship_core::bisect::Branch {
+        use ship_core::bisect::Branch;
+        let Ok(failed) = parse_commit(failed) else {
+            return Branch::AtFailed;
+        };
+        let Ok(mirror) = self.mirror.lock() else {
+            return Branch::AtFailed;
+        };
+        match mirror.tip(branch) {
+            None => Branch::Rewritten,
+            Some(tip) if tip == failed => Branch::AtFailed,
+            Some(tip) => match mirror.is_ancestor(failed, tip) {
+                Ok(true) => Branch::MovedOn,
+                Ok(false) => Branch::Rewritten,
+                Err(_) => Branch::AtFailed,
+            },
+        }
+    }
+
     /// `commit`'s subject and author, when the mirror holds it.
     pub fn subject_and_author(&self, commit: &str) -> Option<(String, String)> {
         let oid = parse_commit(commit).ok()?;

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use crate::config::{Target, TargetKind, WebhookFormat};
 use crate::forge::{
-    CommitStatus, DeploymentStatus, NewDeployment, Token, commit_status_request, created_deployment_id,
-    deployment_create_request, deployment_of_release, deployment_status_request, deployments_list_request,
+    CommitState, CommitStatus, DeploymentStatus, NewDeployment, Token, commit_status_request,
+    created_deployment_id, deployment_create_request, deployment_of_release, deployment_status_request,
+    deployments_list_request,
 };
 use crate::ledger::Owed;
 use crate::message::{Notification, SIGNATURE_HEADER, signature};
@@ -89,6 +90,9 @@ pub enum Step {
     CreateDeployment,
     /// Set the status of deployment `id`.
     SetDeploymentStatus(u64),
+    /// Mark `cleared[i]` `success`: a commit a bisection found good (after the culprit's own
+    /// status, one request per commit).
+    MarkGood(usize),
 }
 
 /// The first request of a delivery to `target`.
@@ -102,12 +106,18 @@ pub fn first_step(target: &Target) -> Step {
 /// What follows `step`, given its accepted (2xx) answer's body: the next step, or `None` when
 /// the delivery is done.
 pub fn next_step(
+    target: &Target,
     step: Step,
     answer: &[u8],
     notification: &Notification,
 ) -> Result<Option<Step>, DeliveryError> {
+    let is_commit_status = matches!(target.kind, TargetKind::CommitStatus { .. });
+    let mark_good =
+        |i: usize| (is_commit_status && i < notification.cleared.len()).then_some(Step::MarkGood(i));
     Ok(match step {
-        Step::Send | Step::SetDeploymentStatus(_) => None,
+        Step::Send => mark_good(0),
+        Step::MarkGood(i) => mark_good(i + 1),
+        Step::SetDeploymentStatus(_) => None,
         Step::FindDeployment => Some(
             deployment_of_release(answer, &notification.release)
                 .map_or(Step::CreateDeployment, Step::SetDeploymentStatus),
@@ -139,7 +149,7 @@ pub fn request(
                 .ok_or(DeliveryError::MissingCredential("the GitHub token"))?;
             let environment = notification.environment.as_str();
             match step {
-                Step::FindDeployment | Step::Send => {
+                Step::FindDeployment | Step::Send | Step::MarkGood(_) => {
                     deployments_list_request(repo, &notification.commit, environment, token)
                 }
                 Step::CreateDeployment => deployment_create_request(
@@ -182,8 +192,22 @@ pub fn request(
             let state = owed.trigger.commit_state().ok_or_else(|| {
                 DeliveryError::BadRequest(format!("{} sets no commit state", owed.trigger.as_ref()))
             })?;
+            let (commit, state, description) = match step {
+                Step::MarkGood(i) => (
+                    notification
+                        .cleared
+                        .get(i)
+                        .ok_or_else(|| DeliveryError::BadRequest(format!("no cleared commit {i}")))?,
+                    CommitState::Success,
+                    format!(
+                        "{}: found good by the bisection of {}",
+                        notification.environment, notification.release
+                    ),
+                ),
+                _ => (&notification.commit, state, description),
+            };
             let status = CommitStatus {
-                commit: &notification.commit,
+                commit,
                 state,
                 context: &context,
                 description: &description,
@@ -288,6 +312,7 @@ mod tests {
             rolled_back_to: Some("production-abcdef1".into()),
             suspects: vec![],
             link: Some("http://ship/status#production-0123456".into()),
+            cleared: vec![],
         }
     }
 
@@ -346,6 +371,42 @@ webhooks:
         )
         .unwrap_err();
         assert_eq!(err.label(), "MissingCredential");
+    }
+
+    #[test]
+    fn a_culprits_commit_status_then_marks_each_commit_found_good_and_a_webhook_sends_once() {
+        let credentials = Credentials {
+            token: Some(Token::new("glpat-secret")),
+            url: Some(SecretUrl("https://hooks.example/T/B/secret".into())),
+            ..Credentials::default()
+        };
+        let mut n = notification();
+        n.cleared = vec!["a".repeat(40), "b".repeat(40)];
+        let targets = targets();
+        let owed = owed(0, Trigger::CulpritNamed);
+        let mut sent = Vec::new();
+        let mut step = first_step(&targets[0]);
+        loop {
+            let r = request(&targets[0], &owed, &n, &credentials, step).unwrap();
+            let body: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+            let commit = r.uri().path().rsplit('/').next().unwrap().to_owned();
+            sent.push((commit, body["state"].as_str().unwrap().to_owned()));
+            match next_step(&targets[0], step, b"{}", &n).unwrap() {
+                Some(next) => step = next,
+                None => break,
+            }
+        }
+        let expected = [
+            (n.commit.clone(), "failed".to_owned()),
+            ("a".repeat(40), "success".to_owned()),
+            ("b".repeat(40), "success".to_owned()),
+        ];
+        assert_eq!(sent, expected);
+        // A webhook says it once, whatever was cleared.
+        assert_eq!(next_step(&targets[1], Step::Send, b"{}", &n).unwrap(), None);
+        // No step past the list is built.
+        let err = request(&targets[0], &owed, &n, &credentials, Step::MarkGood(2)).unwrap_err();
+        assert_eq!(err.label(), "BadRequest");
     }
 
     #[test]
@@ -411,13 +472,13 @@ webhooks:
         );
         // GitHub has no deployment of this release (another release's is there): create one.
         let others = br#"[{"id": 3, "payload": {"shipRelease": "production-abcdef1"}}]"#;
-        let step = next_step(step, others, &n).unwrap().unwrap();
+        let step = next_step(target, step, others, &n).unwrap().unwrap();
         assert_eq!(step, Step::CreateDeployment);
         let create = request(target, &owed, &n, &credentials, step).unwrap();
         let body: serde_json::Value = serde_json::from_slice(create.body()).unwrap();
         assert_eq!(body["description"], "production-0123456: Faster checkout");
         assert_eq!(body["payload"]["shipRelease"], "production-0123456");
-        let step = next_step(step, br#"{"id": 44}"#, &n).unwrap().unwrap();
+        let step = next_step(target, step, br#"{"id": 44}"#, &n).unwrap().unwrap();
         assert_eq!(step, Step::SetDeploymentStatus(44));
         let status = request(target, &owed, &n, &credentials, step).unwrap();
         assert_eq!(
@@ -432,14 +493,20 @@ webhooks:
         );
         assert_eq!(body["log_url"], "http://ship/status#production-0123456");
         assert_eq!(body["environment_url"], "https://shop.example.com");
-        assert_eq!(next_step(step, b"{}", &n).unwrap(), None);
+        assert_eq!(next_step(target, step, b"{}", &n).unwrap(), None);
         // Found: straight to its status. A create answer without an id is a bad answer.
         let found = br#"[{"id": 3, "payload": {"shipRelease": "production-0123456"}}]"#;
         assert_eq!(
-            next_step(Step::FindDeployment, found, &n).unwrap(),
+            next_step(target, Step::FindDeployment, found, &n).unwrap(),
             Some(Step::SetDeploymentStatus(3))
         );
-        let err = next_step(Step::CreateDeployment, br#"{"message": "Auto-merged"}"#, &n).unwrap_err();
+        let err = next_step(
+            target,
+            Step::CreateDeployment,
+            br#"{"message": "Auto-merged"}"#,
+            &n,
+        )
+        .unwrap_err();
         assert_eq!(err.label(), "BadAnswer");
         // Without its token, nothing is built.
         let err = request(target, &owed, &n, &Credentials::default(), Step::FindDeployment).unwrap_err();

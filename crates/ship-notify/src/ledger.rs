@@ -439,6 +439,17 @@ webhooks:
             ("aaaaaaa", Some("Ada"))
         );
         assert_eq!(told.failed_tests[0].name, "home");
+        assert!(
+            told.cleared.is_empty(),
+            "the first commit is the culprit: none found good"
+        );
+        // Found good: the commits before the culprit, the nearest MAX_CLEARED of them.
+        let mut long = failed.clone();
+        let line: Vec<String> = (0..60).map(|i| format!("{i:040}")).collect();
+        let b = long.status.as_mut().unwrap().bisection.as_mut().unwrap();
+        (b.commits, b.good, b.stage) = (line.clone(), 55, ship_core::bisect::Stage::Named { index: 55 });
+        let told = crate::message::Notification::of_culprit(&long, None).unwrap();
+        assert_eq!(told.cleared, line[55 - crate::message::MAX_CLEARED..55]);
         assert_eq!(
             Trigger::CulpritNamed.commit_state(),
             Some(crate::forge::CommitState::Failure)

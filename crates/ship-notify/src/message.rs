@@ -73,7 +73,16 @@ pub struct Notification {
     /// Where to look (the status page), when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// Commits a bisection found good (full SHAs, oldest first; at most [`MAX_CLEARED`], the
+    /// ones nearest the culprit): a commit-status target marks each `success`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cleared: Vec<String>,
 }
+
+/// The most commits a culprit's notification clears: each is one forge request, and a forge
+/// limits how many a token may make a minute (GitHub: 80 writes). Those nearest the culprit
+/// are the ones a reader of the forge looks at.
+pub const MAX_CLEARED: usize = 50;
 
 /// A failed test.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -117,6 +126,7 @@ impl Notification {
                 .map(|s| format!("{} {}: {}", s.commit, s.author, s.subject))
                 .collect(),
             link: link.map(str::to_owned),
+            cleared: Vec::new(),
         }
     }
 
@@ -150,6 +160,10 @@ impl Notification {
             rolled_back_to: None,
             suspects: Vec::new(),
             link: link.map(str::to_owned),
+            cleared: {
+                let good = bisection.known_good();
+                good[good.len().saturating_sub(MAX_CLEARED)..].to_vec()
+            },
         })
     }
 
@@ -184,6 +198,7 @@ impl Notification {
             rolled_back_to: None,
             suspects: Vec::new(),
             link: link.map(str::to_owned),
+            cleared: Vec::new(),
         }
     }
 

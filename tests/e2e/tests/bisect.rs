@@ -127,8 +127,18 @@ async fn fifty_commits_the_37th_breaks_the_bisection_names_it_and_its_revert_lan
     })
     .await
     .unwrap();
-    for trial in bisection.trials.iter().filter(|t| t.passed) {
-        assert_eq!(state_of(&trial.commit).as_deref(), Some("success"), "{trial:?}");
+    // Every commit before the culprit is good, tested or not; the ones after it stay unmarked
+    // (the failed tip's own release said `failure`).
+    eventually("each commit found good is marked success", SETTLE, || async {
+        Ok(commits[..36]
+            .iter()
+            .all(|c| state_of(c).as_deref() == Some("success"))
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+    for commit in &commits[37..49] {
+        assert_eq!(state_of(commit), None, "{commit} is after the culprit");
     }
     let chat = eventually("the chat hears of the culprit", SETTLE, || async {
         let told: Vec<String> = receiver
@@ -187,4 +197,218 @@ async fn fifty_commits_the_37th_breaks_the_bisection_names_it_and_its_revert_lan
     .await
     .unwrap();
     assert!(environment.status.is_some());
+}
+
+/// The test releases a bisection made (label `ship.dev/bisection-of`), its restore aside.
+async fn test_releases_of(stack: &Stack, failed: &str) -> Vec<ShipRelease> {
+    let selector = format!("{}={failed}", keys::BISECTION_OF);
+    let made = stack
+        .releases()
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .unwrap()
+        .items;
+    made.into_iter()
+        .filter(|r| r.name_any() != format!("{failed}-restore"))
+        .collect()
+}
+
+/// Asserts what any finished bisection of `line` with `culprit` first bad must show when
+/// every test tells the truth: the culprit, the machine's number of steps, each verdict, and
+/// exactly one test release per trial (no step ran twice, none was lost).
+async fn assert_names(
+    stack: &Stack,
+    failed: &str,
+    line: &[String],
+    culprit: usize,
+    bisection: &bisect::Bisection,
+) {
+    assert_eq!(bisection.commits, line, "the first-parent line, oldest first");
+    assert_eq!(bisection.stage, Stage::Named { index: culprit }, "{bisection:?}");
+    assert_eq!(
+        bisection.steps(),
+        model_steps(line, culprit, Settings::default()),
+        "{:?}",
+        bisection.trials
+    );
+    for trial in &bisection.trials {
+        let index = line
+            .iter()
+            .position(|c| *c == trial.commit)
+            .expect("trials test the line only");
+        assert_eq!(trial.passed, index < culprit, "{trial:?}");
+    }
+    let mut made: Vec<String> = test_releases_of(stack, failed)
+        .await
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    let mut asked: Vec<String> = bisection
+        .trials
+        .iter()
+        .map(|t| bisect::test_release_name(failed, &t.commit, t.attempt))
+        .collect();
+    made.sort();
+    asked.sort();
+    assert_eq!(made, asked, "one test release per trial");
+}
+
+/// shipd SIGKILLed twice during a bisection (once while its first test release is out, once
+/// after three verdicts): each new shipd reads the bisection from the failed release's status,
+/// asks for the same test release, and the run ends as an undisturbed one does.
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn shipd_killed_during_a_bisection_resumes_it_and_names_the_same_culprit() {
+    let mut stack = Stack::new("bisectkill", "{enabled: false}").await.unwrap();
+    stack.enable_bisect("{}").unwrap();
+    stack.deploy_first(&[]).await.unwrap();
+    let commits = ship_testkit::bisect::commit_range(&stack, 16, 11).unwrap();
+    stack.remote.push("main", false).unwrap();
+    let failed = ship_testkit::bisect::failed_release(&stack, &commits, SETTLE)
+        .await
+        .unwrap();
+
+    for (out, made) in [
+        (1, "its first test release is out"),
+        (3, "three test releases are out"),
+    ] {
+        eventually(made, BISECTING, || async {
+            Ok((test_releases_of(&stack, &failed).await.len() >= out).then_some(()))
+        })
+        .await
+        .unwrap();
+        stack.kill_shipd().unwrap();
+        stack.start_shipd(&[]).unwrap();
+    }
+
+    let bisection = ship_testkit::bisect::reported(&stack, &failed, BISECTING)
+        .await
+        .unwrap();
+    assert_names(&stack, &failed, &commits, 10, &bisection).await;
+    // The restore left main on the newest commit found good.
+    let restored = stack
+        .settled(&format!("{failed}-restore"), Phase::Succeeded, SETTLE)
+        .await
+        .unwrap();
+    assert_eq!(restored.spec.commit, commits[9]);
+}
+
+/// A force-push during a bisection that takes the failed commit out of main's history: the
+/// bisection ends at once (Superseded by the rewrite, long before `maxDuration`) and the new
+/// tip is released; no test release is made after it ended.
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn a_force_push_during_a_bisection_supersedes_it_at_once() {
+    let mut stack = Stack::new("bisectforce", "{enabled: false}").await.unwrap();
+    stack.enable_bisect("{maxDuration: 10m}").unwrap();
+    let good = stack.deploy_first(&[]).await.unwrap();
+    let commits = ship_testkit::bisect::commit_range(&stack, 32, 30).unwrap();
+    stack.remote.push("main", false).unwrap();
+    let failed = ship_testkit::bisect::failed_release(&stack, &commits, SETTLE)
+        .await
+        .unwrap();
+    ship_testkit::bisect::bisection_where(&stack, &failed, SETTLE, |b| !b.ended())
+        .await
+        .unwrap();
+
+    // The team drops the range: main back to the good commit, one new commit, forced.
+    stack.remote.git(&["reset", "-q", "--hard", &good]).unwrap();
+    let rewritten = stack
+        .remote
+        .commit_files(&[("notes.txt", "rewritten\n")], "start over")
+        .unwrap();
+    let forced = std::time::Instant::now();
+    stack.remote.push("main", true).unwrap();
+
+    let bisection = ship_testkit::bisect::reported(&stack, &failed, SETTLE)
+        .await
+        .unwrap();
+    assert_eq!(
+        bisection.stage,
+        Stage::Superseded {
+            by: bisect::SupersededBy::Rewrite
+        },
+        "{bisection:?}"
+    );
+    assert!(
+        forced.elapsed() < Duration::from_secs(60),
+        "at once, not after maxDuration"
+    );
+    assert!(
+        bisection
+            .message
+            .clone()
+            .unwrap_or_default()
+            .contains("rewritten")
+    );
+    stack
+        .settled(&release_name("main", &rewritten), Phase::Succeeded, SETTLE)
+        .await
+        .unwrap();
+    let made = test_releases_of(&stack, &failed).await.len();
+    assert!(
+        made <= bisection.steps() + 1,
+        "the last one may have been out: {made}"
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        test_releases_of(&stack, &failed).await.len(),
+        made,
+        "none after its end"
+    );
+}
+
+/// Seeded histories with merges: each round commits a drawn history on main (2 to 10
+/// first-parent commits, about a third of them merges of a side branch; the culprit breaks the
+/// app directly or through its side branch), pushes it, and checks the bisection names the
+/// first bad commit of the first-parent line (the merge, when the break came through one), in
+/// the machine's number of steps, with one test release per trial; then a fix is pushed and
+/// must succeed. `SHIP_BISECT_SEED` replays a seed (printed).
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn seeded_histories_with_merges_name_the_first_bad_first_parent_commit() {
+    let seed: u64 = std::env::var("SHIP_BISECT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(31);
+    let rounds: usize = std::env::var("SHIP_BISECT_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    println!("seed {seed}, {rounds} rounds: replay with SHIP_BISECT_SEED={seed}");
+    let mut rng = ship_testkit::seeded::Seeded::new(seed);
+    let mut stack = Stack::new("bisectseed", "{enabled: false}").await.unwrap();
+    stack.enable_bisect("{}").unwrap();
+    // Every test release of every round stays, so the count of releases is exact.
+    stack.deploy_first(&["--history-limit", "200"]).await.unwrap();
+    let mut merges_seen = 0;
+    for round in 0..rounds {
+        let history = ship_testkit::bisect::History::draw(&mut rng, 10);
+        merges_seen += history.merges.iter().filter(|m| **m > 0).count();
+        let line = history.commit(&stack, round).unwrap();
+        stack.remote.push("main", false).unwrap();
+        let context = format!("seed {seed} round {round}: {history:?}");
+        let failed = ship_testkit::bisect::failed_release(&stack, &line, SETTLE)
+            .await
+            .expect(&context);
+        let bisection = ship_testkit::bisect::reported(&stack, &failed, BISECTING)
+            .await
+            .expect(&context);
+        println!("{context}: {} test releases", bisection.steps());
+        assert_names(&stack, &failed, &line, history.culprit, &bisection).await;
+        let fix = stack
+            .push_main(
+                &[(
+                    "deploy/main/web.yaml",
+                    &ship_testkit::stack::configmap("healthy main"),
+                )],
+                "fix",
+            )
+            .unwrap();
+        stack
+            .settled(&release_name("main", &fix), Phase::Succeeded, SETTLE)
+            .await
+            .expect(&context);
+    }
+    println!("seed {seed}: {rounds} rounds, {merges_seen} merges");
 }

@@ -131,7 +131,12 @@ fn past_the_deadline_a_waiting_push_supersedes_and_otherwise_it_times_out() {
     let waiting = step(&good_half, Event::PushWaiting, at(2), settings).0;
     let late = at(600);
     let (superseded, effects) = step(&waiting, Event::Observed, late, settings);
-    assert_eq!(superseded.stage, Stage::Superseded);
+    assert_eq!(
+        superseded.stage,
+        Stage::Superseded {
+            by: SupersededBy::Push
+        }
+    );
     assert_eq!(
         effects,
         [Effect::Restore { commit: "c03".into() }, Effect::Report]
@@ -149,7 +154,12 @@ fn past_the_deadline_a_waiting_push_supersedes_and_otherwise_it_times_out() {
     );
     // A push arriving at the deadline supersedes at once.
     let (now_superseded, _) = step(&good_half, Event::PushWaiting, late, settings);
-    assert_eq!(now_superseded.stage, Stage::Superseded);
+    assert_eq!(
+        now_superseded.stage,
+        Stage::Superseded {
+            by: SupersededBy::Push
+        }
+    );
 }
 
 #[test]
@@ -171,7 +181,9 @@ fn an_ended_bisection_answers_nothing() {
         Stage::Inconclusive {
             why: Inconclusive::NotReproduced,
         },
-        Stage::Superseded,
+        Stage::Superseded {
+            by: SupersededBy::Push,
+        },
         Stage::Stopped,
     ] {
         ended.stage = stage;
@@ -392,7 +404,13 @@ fn a_push_at_each_step_waits_for_the_deadline_then_supersedes() {
         }
         let waiting = step(&at_step, Event::PushWaiting, at(2), settings).0;
         let (ended, effects) = step(&waiting, Event::Observed, at(601), settings);
-        assert_eq!(ended.stage, Stage::Superseded, "push at step {push_at}");
+        assert_eq!(
+            ended.stage,
+            Stage::Superseded {
+                by: SupersededBy::Push
+            },
+            "push at step {push_at}"
+        );
         assert_eq!(
             effects,
             [
@@ -401,6 +419,65 @@ fn a_push_at_each_step_waits_for_the_deadline_then_supersedes() {
                 },
                 Effect::Report
             ]
+        );
+    }
+}
+
+/// The branch rewritten (force-pushed past the failed commit) at each step: the bisection ends
+/// at once, Superseded by the rewrite, before its deadline, restoring the newest commit known
+/// good by then; a late answer of the test release out then changes nothing. A stored stage
+/// without `by` (written before it existed) reads as superseded by a push.
+#[test]
+fn a_rewrite_at_each_step_supersedes_at_once() {
+    let settings = Settings::default();
+    let full = run(50, settings, |i, _| i < 36, |_, _| None).0;
+    for rewrite_at in 0..full.trials.len() {
+        let mut at_step = started(50);
+        for trial in full.trials.iter().take(rewrite_at) {
+            at_step = step(
+                &at_step,
+                settled(&trial.commit, trial.attempt, trial.passed),
+                at(1),
+                settings,
+            )
+            .0;
+        }
+        let (ended, effects) = step(&at_step, Event::Rewritten, at(2), settings);
+        assert_eq!(
+            ended.stage,
+            Stage::Superseded {
+                by: SupersededBy::Rewrite
+            },
+            "at step {rewrite_at}"
+        );
+        assert_eq!(ended.ended_at, Some(Time(at(2))));
+        assert_eq!(
+            effects,
+            [
+                Effect::Restore {
+                    commit: at_step.newest_good().to_owned()
+                },
+                Effect::Report
+            ]
+        );
+        assert!(
+            ended.describe(None).contains("rewritten"),
+            "{}",
+            ended.describe(None)
+        );
+        let (test_commit, attempt) = current_test(&at_step).unwrap();
+        let late = step(&ended, settled(test_commit, attempt, false), at(3), settings);
+        assert_eq!(late, (ended.clone(), Vec::new()));
+        let stored = serde_json::to_value(&ended).unwrap();
+        assert_eq!(stored["stage"]["by"], "Rewrite");
+        let mut old = stored.clone();
+        old["stage"].as_object_mut().unwrap().remove("by");
+        let read: Bisection = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            read.stage,
+            Stage::Superseded {
+                by: SupersededBy::Push
+            }
         );
     }
 }
@@ -585,26 +662,36 @@ fn a_look_turns_hold_verdict_and_moved_tip_into_one_event() {
         panic!("testing")
     };
     let commit = bisection.commits[index].clone();
-    assert_eq!(observe(&bisection, true, Some(Succeeded), true), Event::Held);
+    use Branch::*;
+    assert_eq!(observe(&bisection, true, Some(Succeeded), Rewritten), Event::Held);
+    // A rewritten branch supersedes, whatever the test release said.
     assert_eq!(
-        observe(&bisection, false, Some(RolledBack), true),
+        observe(&bisection, false, Some(RolledBack), Rewritten),
+        Event::Rewritten
+    );
+    assert_eq!(
+        observe(&bisection, false, Some(RolledBack), MovedOn),
         settled(&commit, attempt, false)
     );
     assert_eq!(
-        observe(&bisection, false, Some(Testing), true),
+        observe(&bisection, false, Some(Testing), MovedOn),
         Event::PushWaiting
     );
-    assert_eq!(observe(&bisection, false, None, false), Event::Observed);
+    assert_eq!(observe(&bisection, false, None, AtFailed), Event::Observed);
     let noted = Bisection {
         push_waiting_since: Some(Time(at(5))),
         ..bisection.clone()
     };
-    assert_eq!(observe(&noted, false, None, true), Event::Observed, "said once");
+    assert_eq!(
+        observe(&noted, false, None, MovedOn),
+        Event::Observed,
+        "said once"
+    );
     let ended = Bisection {
         stage: Stage::Stopped,
         ..bisection
     };
-    assert_eq!(observe(&ended, true, Some(Succeeded), true), Event::Observed);
+    assert_eq!(observe(&ended, true, Some(Succeeded), Rewritten), Event::Observed);
     assert_eq!(current_test(&ended), None);
 }
 
@@ -651,7 +738,9 @@ fn stages_round_trip_through_their_stored_record() {
         Stage::Inconclusive {
             why: Inconclusive::TimedOut,
         },
-        Stage::Superseded,
+        Stage::Superseded {
+            by: SupersededBy::Push,
+        },
         Stage::Stopped,
     ] {
         let json = serde_json::to_value(&stage).unwrap();
@@ -706,7 +795,9 @@ fn the_sentences_name_the_culprit_or_why_none() {
     assert!(inconclusive.describe(None).contains("did not repeat"));
     assert_eq!(inconclusive.announcement(), (true, "BisectInconclusive"));
     let superseded = Bisection {
-        stage: Stage::Superseded,
+        stage: Stage::Superseded {
+            by: SupersededBy::Push,
+        },
         ..bisection.clone()
     };
     assert!(superseded.describe(None).contains("went ahead"));

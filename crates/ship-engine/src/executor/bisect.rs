@@ -167,13 +167,17 @@ impl Driver<'_> {
                 .and_then(|r| r.phase())
         });
         let held = self.held().await?;
-        let tip_moved = self
-            .ctx
-            .repo
-            .as_ref()
-            .and_then(|repo| repo.tip(&self.release.spec.branch))
-            .is_some_and(|tip| tip != self.release.spec.commit);
-        let event = bisect::observe(&bisection, held, test_phase, tip_moved);
+        let branch = match self.ctx.repo.clone() {
+            Some(repo) => {
+                let (name, failed) = (self.release.spec.branch.clone(), self.release.spec.commit.clone());
+                // A walk of the graph: off the async workers.
+                tokio::task::spawn_blocking(move || repo.branch_against(&name, &failed))
+                    .await
+                    .unwrap_or(bisect::Branch::AtFailed)
+            }
+            None => bisect::Branch::AtFailed,
+        };
+        let event = bisect::observe(&bisection, held, test_phase, branch);
         let (next, effects) = bisect::step(&bisection, event, self.ctx.now(), config.settings());
         if next != bisection && !self.persist_bisection(&next).await? {
             return Ok(Some(AFTER_STALE_VIEW));
