@@ -51,10 +51,15 @@ pub mod keys {
     /// Label: the environment an object or ShipRelease belongs to (on releases too, so an
     /// environment's releases list with a label selector).
     pub const ENVIRONMENT: &str = "ship.dev/environment";
-    /// Annotation: the full commit SHA an object was applied from.
+    /// Annotation: the full commit SHA of the release that last wrote an object (a release
+    /// writes only what changed, so an object the commit left as it was keeps an older one).
     pub const COMMIT: &str = "ship.dev/commit";
-    /// Annotation: the ShipRelease that last applied an object.
+    /// Annotation: the ShipRelease that last wrote an object.
     pub const RELEASE: &str = "ship.dev/release";
+    /// Annotation: a digest of what Ship last wrote of an object (its manifest with Ship's
+    /// labels; not the commit and release annotations). A release writes an object only when
+    /// the digest of its new manifest differs, or when the object drifted.
+    pub const DIGEST: &str = "ship.dev/digest";
     /// Label: marks objects created by Ship (pruning only ever touches these).
     pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
     /// Value of [`MANAGED_BY`] for Ship.

@@ -16,15 +16,20 @@ use serde_json::Value;
 use ship_api::{FIELD_MANAGER, InventoryEntry, PruneRefusal, keys};
 use tokio::time::Instant;
 
+use crate::changes::Live;
 use crate::health::{Health, assess};
 use crate::inventory::entry_of;
 use crate::prune::{PruneVerdict, prune_verdict};
 
-/// Requests a dry run or an apply keeps in flight at once. Measured (bench/release.sh, 1,000
-/// ConfigMaps on the 2-core bed): 8 in flight took 1.78 s, 32 took 1.38 s, 64 took 1.28 s; 32
-/// keeps most of the gain and stays well inside the API server's default limits and its
-/// priority levels' shares (a 429 is retried, never a refusal).
-const IN_FLIGHT: usize = 32;
+/// Requests a dry run or an apply keeps in flight at once, unless `--apply-concurrency` says
+/// otherwise. Measured (bench/release.sh, 1,000 ConfigMaps on the 2-core bed): 8 in flight
+/// took 1.78 s, 32 took 1.38 s, 64 took 1.28 s; 32 keeps most of the gain and stays well
+/// inside the API server's default limits and its priority levels' shares (a 429 is retried,
+/// never a refusal).
+pub const IN_FLIGHT: usize = 32;
+
+/// Objects a metadata-only list asks for per page.
+const LIST_PAGE: u32 = 500;
 
 /// Why objects could not be applied, pruned or watched.
 #[derive(Debug, thiserror::Error)]
@@ -111,9 +116,16 @@ fn is_not_found(err: &kube::Error) -> bool {
 
 /// Resolved kinds, cached for the life of the process (a CRD applied by a release clears the
 /// entries of its group).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Applier {
     kinds: Mutex<HashMap<(String, String), (ApiResource, bool)>>,
+    in_flight: usize,
+}
+
+impl Default for Applier {
+    fn default() -> Self {
+        Self::new(IN_FLIGHT)
+    }
 }
 
 /// Result of an apply.
@@ -132,6 +144,72 @@ fn gvk_of(api_version: &str, kind: &str) -> GroupVersionKind {
 }
 
 impl Applier {
+    /// An applier that keeps at most `in_flight` dry runs or applies in flight (at least one).
+    pub fn new(in_flight: usize) -> Self {
+        Self {
+            kinds: Mutex::default(),
+            in_flight: in_flight.max(1),
+        }
+    }
+
+    /// The live metadata of `environment`'s objects of the kinds and namespaces `objects`
+    /// have: one metadata-only list (paged) per kind and namespace, selected by Ship's labels.
+    /// A kind the cluster does not serve yet (its CRD comes with the set) has none.
+    pub async fn live_metadata(
+        &self,
+        client: &Client,
+        objects: &[Value],
+        environment: &str,
+    ) -> Result<Live, ApplyError> {
+        let mut groups: BTreeSet<(String, String, String)> = BTreeSet::new();
+        for object in objects {
+            let entry = entry_of(object);
+            groups.insert((entry.api_version, entry.kind, entry.namespace));
+        }
+        let selector = crate::inventory::ship_labels(environment)
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut live = Live::new();
+        for (api_version, kind, namespace) in groups {
+            let entry = InventoryEntry {
+                api_version: api_version.clone(),
+                kind: kind.clone(),
+                namespace,
+                name: String::new(),
+            };
+            let Some(api) = self.api_for(client, &entry).await? else {
+                continue;
+            };
+            let group = gvk_of(&api_version, &kind).group;
+            let mut params = kube::api::ListParams::default()
+                .labels(&selector)
+                .limit(LIST_PAGE);
+            loop {
+                let page = api
+                    .list_metadata(&params)
+                    .await
+                    .map_err(|e| ApplyError::Read(api_message(&e)))?;
+                for item in page.items {
+                    let meta = item.metadata;
+                    let key = (
+                        group.clone(),
+                        kind.clone(),
+                        meta.namespace.clone().unwrap_or_default(),
+                        meta.name.clone().unwrap_or_default(),
+                    );
+                    live.insert(key, meta);
+                }
+                match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                    Some(token) => params = params.continue_token(&token),
+                    None => break,
+                }
+            }
+        }
+        Ok(live)
+    }
+
     /// Resolves `api_version`/`kind` to its resource and whether it is namespaced.
     pub async fn resolve(
         &self,
@@ -250,7 +328,8 @@ impl Applier {
             checks.push(self.dry_run_one(client, object, &params, &created_namespaces, &created_kinds));
         }
         // A handful at a time: fast on a large set, gentle on the API server.
-        let results: Vec<Result<(), ApplyError>> = stream::iter(checks).buffered(IN_FLIGHT).collect().await;
+        let results: Vec<Result<(), ApplyError>> =
+            stream::iter(checks).buffered(self.in_flight).collect().await;
         results.into_iter().collect()
     }
 
@@ -295,12 +374,13 @@ impl Applier {
     }
 
     /// Server-side applies `objects` in order (Namespaces and CRDs first, each CRD awaited until
-    /// established). With `count_drift`, objects whose live state the apply changed are counted.
+    /// established). Given the live metadata read before (`before`), objects whose live state
+    /// the apply changed are counted as drifted.
     pub async fn apply(
         &self,
         client: &Client,
         objects: &[Value],
-        count_drift: bool,
+        before: Option<&Live>,
     ) -> Result<Applied, ApplyError> {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let mut applied = Applied::default();
@@ -315,10 +395,14 @@ impl Applier {
             let batch = &objects[start..end];
             let mut pending = Vec::with_capacity(batch.len());
             for object in batch {
-                pending.push(self.apply_one(client, object, &params, count_drift));
+                let was = before.map(|live| {
+                    live.get(&crate::changes::key_of(object))
+                        .and_then(|meta| meta.resource_version.clone())
+                });
+                pending.push(self.apply_one(client, object, &params, was));
             }
             let results: Vec<Result<bool, ApplyError>> =
-                stream::iter(pending).buffered(IN_FLIGHT).collect().await;
+                stream::iter(pending).buffered(self.in_flight).collect().await;
             for changed in results {
                 applied.objects += 1;
                 applied.drifted += usize::from(changed?);
@@ -334,12 +418,14 @@ impl Applier {
         Ok(applied)
     }
 
+    /// Applies one object; with `was` (its resourceVersion before, `Some(None)`: it did not
+    /// exist), whether the apply changed it.
     async fn apply_one(
         &self,
         client: &Client,
         object: &Value,
         params: &PatchParams,
-        count_drift: bool,
+        was: Option<Option<String>>,
     ) -> Result<bool, ApplyError> {
         let entry = entry_of(object);
         let api = self
@@ -350,14 +436,6 @@ impl Applier {
                 api_version: entry.api_version.clone(),
                 kind: entry.kind.clone(),
             })?;
-        let before = if count_drift {
-            api.get_opt(&entry.name)
-                .await
-                .map_err(|e| ApplyError::Read(api_message(&e)))?
-                .and_then(|o| o.metadata.resource_version)
-        } else {
-            None
-        };
         let refused = |e: kube::Error| ApplyError::Apply {
             object: entry.to_string(),
             message: api_message(&e),
@@ -374,7 +452,7 @@ impl Applier {
             }
             Err(err) => return Err(refused(err)),
         };
-        Ok(count_drift && before != after.metadata.resource_version)
+        Ok(was.is_some_and(|before| before != after.metadata.resource_version))
     }
 
     /// The probes Ship's apply set in the live object that `object` no longer has

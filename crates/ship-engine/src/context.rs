@@ -36,6 +36,8 @@ pub struct Settings {
     /// earlier (the controller's cache lagging its own writes), so every decision is first
     /// taken on a stale view. Never set in production.
     pub stale_views: bool,
+    /// Dry runs and applies kept in flight at once (`--apply-concurrency`).
+    pub apply_concurrency: usize,
 }
 
 impl Default for Settings {
@@ -45,6 +47,7 @@ impl Default for Settings {
             drift_interval: Duration::from_secs(300),
             pause_at: None,
             stale_views: false,
+            apply_concurrency: crate::apply::IN_FLIGHT,
         }
     }
 }
@@ -99,7 +102,13 @@ pub struct Context {
     /// the failed release it tests for takes its next step without waiting for its look).
     pub(crate) wake:
         Option<futures::channel::mpsc::UnboundedSender<ObjectRef<DeserializeGuard<ShipRelease>>>>,
+    /// When each environment's drift correction last re-applied everything.
+    pub(crate) full_rechecks: Arc<Mutex<HashMap<String, tokio::time::Instant>>>,
 }
+
+/// Drift checks between two full re-checks of an environment (everything re-applied, for what
+/// the objects' metadata cannot show). At the default `--drift-interval` of 5 minutes: hourly.
+pub const FULL_RECHECK_EVERY: u32 = 12;
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -140,7 +149,25 @@ impl Context {
             clock: crate::clock::system_clock(),
             store: Arc::default(),
             wake: None,
+            full_rechecks: Arc::default(),
         }
+    }
+
+    /// Whether `environment`'s drift check now re-applies everything: the first after a start,
+    /// then one in [`FULL_RECHECK_EVERY`] drift intervals. Noted as done when it says yes.
+    pub(crate) fn full_recheck_due(&self, environment: &str) -> bool {
+        let Ok(mut last) = self.full_rechecks.lock() else {
+            return true;
+        };
+        let now = tokio::time::Instant::now();
+        let every = self.settings.drift_interval.saturating_mul(FULL_RECHECK_EVERY);
+        let due = last
+            .get(environment)
+            .is_none_or(|at| now.duration_since(*at) >= every);
+        if due {
+            last.insert(environment.to_owned(), now);
+        }
+        due
     }
 
     pub(crate) fn now(&self) -> jiff::Timestamp {
@@ -225,6 +252,8 @@ impl Context {
 
     /// The same context with these settings.
     pub fn with_settings(mut self, settings: Settings) -> Self {
+        // The applier keeps the settings' concurrency.
+        self.applier = Arc::new(Applier::new(settings.apply_concurrency));
         self.settings = settings;
         self
     }

@@ -105,13 +105,15 @@ pub fn ship_labels(environment: &str) -> [(&'static str, &str); 2] {
     ]
 }
 
-/// The objects of a release, stamped and in apply order (stable within a kind).
+/// The objects of a release, stamped (with the digest last) and in apply order (stable
+/// within a kind).
 pub fn prepare(manifests: &[Manifest], stamp_with: Stamp<'_>) -> Vec<serde_json::Value> {
     let mut objects: Vec<serde_json::Value> = manifests
         .iter()
         .map(|m| {
             let mut object = m.object.clone();
             stamp(&mut object, stamp_with);
+            crate::changes::stamp_digest(&mut object);
             object
         })
         .collect();

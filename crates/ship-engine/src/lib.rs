@@ -10,7 +10,7 @@
 //!    [`machine::step`] (pure: the whole transition table, with its tests) what follows an
 //!    [`machine::Event`], persists the transition ([`status`]), then carries out its actions:
 //!    the phase's work, done by [`repo`] (reading and rendering a commit), [`apply`] with
-//!    [`inventory`], [`prune`] and [`references`], [`health`], [`checks`], [`analysis`]
+//!    [`inventory`] and [`changes`] (what must be written), [`prune`] and [`references`], [`health`], [`checks`], [`analysis`]
 //!    (Prometheus tests) and [`jobs`]; each reports the next event. A deployed release is
 //!    verified again as [`verification`] schedules. [`context`] is what every reconcile shares; [`error`] decides whether a failure
 //!    refuses the commit, is retried, or stalls.
@@ -18,13 +18,14 @@
 //!    [`events`], [`metrics`], [`clock`], [`text`].
 //!
 //! Deciding is pure ([`machine`], the tip rule in [`tips`], release order in [`releases`],
-//! [`inventory`], [`prune`], [`health`], [`checks`], [`analysis`]' judging, [`verification`],
+//! [`inventory`], [`changes`], [`prune`], [`health`], [`checks`], [`analysis`]' judging, [`verification`],
 //! [`status`], the `environment` and
 //! `promotion` evaluations, [`error`]'s dispositions); the rest
 //! talks to the API server, and every transition is persisted before the action it announces.
 
 pub mod analysis;
 pub mod apply;
+pub mod changes;
 pub mod checks;
 pub mod clock;
 pub mod context;

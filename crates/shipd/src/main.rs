@@ -42,6 +42,11 @@ struct Args {
     #[arg(long, env = "SHIP_HISTORY_LIMIT", default_value_t = 10)]
     history_limit: usize,
 
+    /// Dry runs and applies sent at once. A release writes only the objects whose manifest
+    /// changed or which drifted; this bounds how many of those requests are in flight.
+    #[arg(long, env = "SHIP_APPLY_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
+    apply_concurrency: u16,
+
     /// How often the deployed release is re-applied to correct hand edits (drift).
     #[arg(long, env = "SHIP_DRIFT_INTERVAL", default_value = "5m", value_parser = source::parse_duration)]
     drift_interval: std::time::Duration,
@@ -217,6 +222,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         drift_interval: args.drift_interval,
         pause_at: args.test_pause_after,
         stale_views: args.test_stale_views,
+        apply_concurrency: usize::from(args.apply_concurrency),
     };
     let metrics = Arc::new(ship_engine::metrics::Metrics::default());
     if let Ok(mut registry) = state.registry.write() {

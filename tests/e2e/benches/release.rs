@@ -75,7 +75,7 @@ async fn bench_full_release(cluster: &TestCluster, rounds: usize, objects: usize
             let rendered = t.elapsed();
             applier.dry_run(&client, &stamped).await.unwrap();
             let dry_run = t.elapsed();
-            let applied = applier.apply(&client, &stamped, false).await.unwrap();
+            let applied = applier.apply(&client, &stamped, None).await.unwrap();
             assert_eq!(applied.objects, objects);
             let applied_at = t.elapsed();
             let inventory: Vec<_> = stamped.iter().map(ship_engine::inventory::entry_of).collect();

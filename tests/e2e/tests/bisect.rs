@@ -127,8 +127,8 @@ async fn fifty_commits_the_37th_breaks_the_bisection_names_it_and_its_revert_lan
     })
     .await
     .unwrap();
-    // Every commit before the culprit is good, tested or not; the ones after it stay unmarked
-    // (the failed tip's own release said `failure`).
+    // Every commit before the culprit is good, tested or not; none after it reads `success`
+    // (the ones tested read `failure`, the others nothing).
     eventually("each commit found good is marked success", SETTLE, || async {
         Ok(commits[..36]
             .iter()
@@ -137,8 +137,12 @@ async fn fifty_commits_the_37th_breaks_the_bisection_names_it_and_its_revert_lan
     })
     .await
     .unwrap();
-    for commit in &commits[37..49] {
-        assert_eq!(state_of(commit), None, "{commit} is after the culprit");
+    for commit in &commits[37..] {
+        assert_ne!(
+            state_of(commit).as_deref(),
+            Some("success"),
+            "{commit} is after the culprit"
+        );
     }
     let chat = eventually("the chat hears of the culprit", SETTLE, || async {
         let told: Vec<String> = receiver
@@ -285,12 +289,29 @@ async fn shipd_killed_during_a_bisection_resumes_it_and_names_the_same_culprit()
         .await
         .unwrap();
     assert_names(&stack, &failed, &commits, 10, &bisection).await;
-    // The restore left main on the newest commit found good.
-    let restored = stack
-        .settled(&format!("{failed}-restore"), Phase::Succeeded, SETTLE)
-        .await
-        .unwrap();
-    assert_eq!(restored.spec.commit, commits[9]);
+    // Main ends on the newest commit found good: the last test release that succeeded ran
+    // it, or a restore did.
+    let running = eventually("main runs the newest good commit", SETTLE, || async {
+        let selector = format!("{}={failed}", keys::BISECTION_OF);
+        let mut made = stack
+            .releases()
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items;
+        made.retain(|r| r.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded));
+        made.sort_by_key(|r| {
+            r.annotations()
+                .get(keys::SEQUENCE)
+                .and_then(|s| s.parse::<i64>().ok())
+        });
+        Ok(made
+            .last()
+            .map(|r| r.spec.commit.clone())
+            .filter(|c| *c == commits[9]))
+    })
+    .await
+    .unwrap();
+    assert_eq!(running, commits[9]);
 }
 
 /// A force-push during a bisection that takes the failed commit out of main's history: the
@@ -374,7 +395,7 @@ async fn seeded_histories_with_merges_name_the_first_bad_first_parent_commit() {
     let rounds: usize = std::env::var("SHIP_BISECT_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(4);
+        .unwrap_or(8);
     println!("seed {seed}, {rounds} rounds: replay with SHIP_BISECT_SEED={seed}");
     let mut rng = ship_testkit::seeded::Seeded::new(seed);
     let mut stack = Stack::new("bisectseed", "{enabled: false}").await.unwrap();

@@ -10,7 +10,7 @@ use kube::{Client, ResourceExt};
 use ship_api::{Phase, Reason, TestResult, TestVerdict};
 use ship_render::Rendered;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::drive::{Driver, Waited};
 use super::{Error, environment_namespace, publish};
@@ -124,7 +124,15 @@ impl Driver<'_> {
                 warn!(error = %err, "cannot create the environment's namespace; the dry run says what is missing")
             }
         }
-        if let Err(err) = self.ctx.applier.dry_run(&target, &objects).await {
+        // Only what will be written is dry-run: what the cluster holds as Ship wrote it passed
+        // its dry run and apply before.
+        let (to_write, _, tally) = self.to_write(&target, &objects, false).await;
+        debug!(
+            to_write = to_write.len(),
+            unchanged = tally.unchanged,
+            "dry run of what changed"
+        );
+        if let Err(err) = self.ctx.applier.dry_run(&target, &to_write).await {
             return Self::refusal(err.into());
         }
         if let Some(refused) = missing_references(&target, &objects).await? {
@@ -354,10 +362,14 @@ impl Driver<'_> {
         if self.armed("MidApply") && stamp_release == self.name {
             // Tests only: stop with half the objects applied.
             let half = objects.len() / 2;
-            self.ctx.applier.apply(&target, &objects[..half], false).await?;
+            self.ctx.applier.apply(&target, &objects[..half], None).await?;
             self.fault_point("MidApply").await;
         }
-        let applied = self.ctx.applier.apply(&target, &objects, false).await?;
+        // A release writes what changed; a rollback writes everything (it must restore the
+        // good release whatever the failed one left).
+        let rolling_back = stamp_release != self.name;
+        let (to_write, _, tally) = self.to_write(&target, &objects, rolling_back).await;
+        let applied = self.ctx.applier.apply(&target, &to_write, None).await?;
         let keep: Vec<ship_api::InventoryEntry> = objects.iter().map(inventory::entry_of).collect();
         let all = self.environment_releases().await?;
         let previous = all
@@ -373,6 +385,8 @@ impl Driver<'_> {
             .await?;
         info!(
             applied = applied.objects,
+            unchanged = tally.unchanged,
+            drifted = tally.drifted,
             pruned,
             refused = refused.len(),
             commit,
@@ -618,11 +632,57 @@ impl Driver<'_> {
         let rendered = self.ctx.render(&commit, self.environment()).await?;
         let objects = inventory::prepare(&rendered.manifests, self.stamp(&commit, &stamp_release));
         let target = self.target(&rendered).await?;
-        let applied = self.ctx.applier.apply(&target, &objects, true).await?;
+        // What drifted, from the objects' metadata; now and then (and first after a start)
+        // everything, for what metadata cannot show (a field another writer removed).
+        let everything = self.ctx.full_recheck_due(self.environment());
+        let (to_write, live, tally) = self.to_write(&target, &objects, everything).await;
+        let applied = self.ctx.applier.apply(&target, &to_write, Some(&live)).await?;
+        debug!(
+            written = applied.objects,
+            drifted = applied.drifted,
+            unchanged = tally.unchanged,
+            everything,
+            "drift checked"
+        );
         Ok(Some(Event::DriftCorrected {
             drifted: applied.drifted as u64,
             commit: ship_api::names::short_sha(&commit).to_owned(),
         }))
+    }
+
+    /// Of `objects`, what to write now (all of them when `everything`, or when the live
+    /// objects cannot be listed), the live metadata it was decided on, and the tally.
+    async fn to_write(
+        &self,
+        target: &kube::Client,
+        objects: &[serde_json::Value],
+        everything: bool,
+    ) -> (
+        Vec<serde_json::Value>,
+        crate::changes::Live,
+        crate::changes::Tally,
+    ) {
+        let live = match self
+            .ctx
+            .applier
+            .live_metadata(target, objects, self.environment())
+            .await
+        {
+            Ok(live) => live,
+            Err(err) => {
+                warn!(error = %err, "cannot list the environment's objects: writing them all");
+                let tally = crate::changes::Tally {
+                    changed: objects.len(),
+                    ..Default::default()
+                };
+                return (objects.to_vec(), crate::changes::Live::new(), tally);
+            }
+        };
+        let (selected, tally) = crate::changes::select(objects, &live);
+        if everything {
+            return (objects.to_vec(), live, tally);
+        }
+        (selected, live, tally)
     }
 
     /// Does `work`; `None` when there is nothing more to do now.
