@@ -77,6 +77,9 @@ pub struct Snapshot {
     pub frozen: bool,
     /// The status says drift correction is paused (a frozen hold was seen).
     pub drift_paused: bool,
+    /// A watch of the environment's objects saw another writer change or delete one since
+    /// the last drift check: check now, whatever the interval says.
+    pub drift_seen: bool,
 }
 
 /// How often a release whose drift correction a frozen hold pauses looks for the hold's end:
@@ -139,6 +142,7 @@ impl Snapshot {
             standing: None,
             frozen: false,
             drift_paused: status.is_some_and(|s| s.drift_paused),
+            drift_seen: false,
         }
     }
 
@@ -638,8 +642,9 @@ fn deployed(snapshot: &Snapshot, now: Timestamp) -> Transition {
             look.recording(Record::DriftPaused)
         };
     }
-    // The hold that paused it is gone: check everything now, once.
-    if snapshot.drift_paused {
+    // The hold that paused it is gone: check everything now, once. A watch saw another
+    // writer touch the environment's objects: check now.
+    if snapshot.drift_paused || snapshot.drift_seen {
         return Transition::stay(vec![Action::Work(Work::CorrectDrift)]);
     }
     let since = snapshot
@@ -1070,6 +1075,7 @@ mod tests {
             standing: None,
             frozen: false,
             drift_paused: false,
+            drift_seen: false,
         }
     }
 
@@ -1849,6 +1855,41 @@ mod executor_rule_tests {
         assert!(status.drift_paused);
         Record::DriftChecked { at: now, drifted: 0 }.write(&mut status);
         assert!(!status.drift_paused);
+        // Frozen, a change seen by a watch waits for the hold's end like any other.
+        let seen_frozen = Snapshot {
+            drift_seen: true,
+            ..with(true, true)
+        };
+        assert_eq!(
+            step(&seen_frozen, Event::Observed, now).actions,
+            [Action::RequeueAfter(FROZEN_LOOK)]
+        );
+    }
+
+    /// A change another writer made, seen by a watch, is checked at once, long before the
+    /// interval; only by the release that runs.
+    #[test]
+    fn a_change_seen_by_a_watch_is_checked_at_once_by_the_release_that_runs() {
+        let now = Timestamp::from_second(10_000).expect("a valid time");
+        let with = |standing: Standing, drift_seen: bool| Snapshot {
+            standing: Some(standing),
+            drift_interval: Duration::from_secs(300),
+            applied_at: Some(now),
+            drift_seen,
+            ..snapshot(Phase::Succeeded, None, None)
+        };
+        assert_eq!(
+            step(&with(Standing::RunsNow, false), Event::Observed, now).actions,
+            [Action::RequeueAfter(Duration::from_secs(300))]
+        );
+        assert_eq!(
+            step(&with(Standing::RunsNow, true), Event::Observed, now).actions,
+            [Action::Work(Work::CorrectDrift)]
+        );
+        assert_eq!(
+            step(&with(Standing::Retired, true), Event::Observed, now),
+            Transition::ignore()
+        );
     }
 
     /// A deployed release that a newer, refused commit superseded still runs: its drift is

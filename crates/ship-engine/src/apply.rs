@@ -210,6 +210,23 @@ impl Applier {
         Ok(live)
     }
 
+    /// The resolved kinds of `objects`, with each namespace they are in: what a watch of them
+    /// needs. Kinds the cluster does not serve are left out.
+    pub async fn resources_of(&self, client: &Client, objects: &[Value]) -> Vec<(ApiResource, bool, String)> {
+        let mut groups: BTreeSet<(String, String, String)> = BTreeSet::new();
+        for object in objects {
+            let entry = entry_of(object);
+            groups.insert((entry.api_version, entry.kind, entry.namespace));
+        }
+        let mut resolved = Vec::new();
+        for (api_version, kind, namespace) in groups {
+            if let Ok(Some((resource, namespaced))) = self.resolve(client, &api_version, &kind).await {
+                resolved.push((resource, namespaced, namespace));
+            }
+        }
+        resolved
+    }
+
     /// Resolves `api_version`/`kind` to its resource and whether it is namespaced.
     pub async fn resolve(
         &self,

@@ -196,6 +196,40 @@ fn overlaps(fields: &Value, object: &Value) -> bool {
     })
 }
 
+/// Whether the object as a watch saw it was last written by someone other than Ship, in
+/// something other than its status: the newest managedFields entry (by time) that touches more
+/// than `status` belongs to another manager. Returns that manager. A write in the same second
+/// as Ship's counts as another's (a drift check is cheap; a missed edit is not).
+pub fn foreign_write(meta: &ObjectMeta) -> Option<String> {
+    let touches_more_than_status = |entry: &&ManagedFieldsEntry| {
+        entry.subresource.as_deref().unwrap_or_default() != "status"
+            && entry
+                .fields_v1
+                .as_ref()
+                .and_then(|f| f.0.as_object())
+                .is_none_or(|fields| fields.keys().any(|k| k != "f:status"))
+    };
+    let entries: Vec<&ManagedFieldsEntry> = meta
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(touches_more_than_status)
+        .collect();
+    let newest = entries
+        .iter()
+        .filter_map(|e| e.time.as_ref())
+        .map(|t| t.0)
+        .max()?;
+    let at_newest: Vec<&&ManagedFieldsEntry> = entries
+        .iter()
+        .filter(|e| e.time.as_ref().map(|t| t.0) == Some(newest))
+        .collect();
+    at_newest
+        .iter()
+        .find(|e| e.manager.as_deref() != Some(FIELD_MANAGER))
+        .map(|e| e.manager.clone().unwrap_or_default())
+}
+
 /// The live metadata of the environment's objects, by key.
 pub type Live = HashMap<ObjectKey, ObjectMeta>;
 
@@ -403,6 +437,81 @@ mod tests {
             )],
         );
         assert_eq!(need(&deployment, Some(&elsewhere)), Need::Unchanged);
+    }
+
+    #[test]
+    fn a_watch_tells_anothers_write_from_ships_own_and_from_status_writes() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let at = |s: i64| Some(Time(jiff::Timestamp::from_second(s).unwrap()));
+        let timed = |mut e: ManagedFieldsEntry, s: i64| {
+            e.time = at(s);
+            e
+        };
+        let object = configmap("hello");
+        let ship_last = live_of(
+            &object,
+            vec![
+                timed(
+                    entry("kubectl-edit", "Update", None, json!({"f:data": {"f:body": {}}})),
+                    10,
+                ),
+                timed(ship_owns_all(), 20),
+            ],
+        );
+        assert_eq!(foreign_write(&ship_last), None, "Ship's own write");
+        let edited = live_of(
+            &object,
+            vec![
+                timed(ship_owns_all(), 10),
+                timed(
+                    entry("kubectl-edit", "Update", None, json!({"f:data": {"f:body": {}}})),
+                    20,
+                ),
+            ],
+        );
+        assert_eq!(foreign_write(&edited).as_deref(), Some("kubectl-edit"));
+        let same_second = live_of(
+            &object,
+            vec![
+                timed(ship_owns_all(), 20),
+                timed(
+                    entry("script", "Update", None, json!({"f:data": {"f:body": {}}})),
+                    20,
+                ),
+            ],
+        );
+        assert_eq!(foreign_write(&same_second).as_deref(), Some("script"));
+        // A status write after Ship's, by subresource (1.22+) or by its fields (before): not drift.
+        let status_writes = live_of(
+            &object,
+            vec![
+                timed(ship_owns_all(), 10),
+                timed(
+                    entry(
+                        "kube-controller-manager",
+                        "Update",
+                        Some("status"),
+                        json!({"f:status": {}}),
+                    ),
+                    30,
+                ),
+                timed(
+                    entry(
+                        "kube-controller-manager",
+                        "Update",
+                        None,
+                        json!({"f:status": {"f:replicas": {}}}),
+                    ),
+                    40,
+                ),
+            ],
+        );
+        assert_eq!(foreign_write(&status_writes), None);
+        assert_eq!(
+            foreign_write(&ObjectMeta::default()),
+            None,
+            "no managedFields: nothing to tell"
+        );
     }
 
     #[test]

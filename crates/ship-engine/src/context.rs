@@ -104,6 +104,8 @@ pub struct Context {
         Option<futures::channel::mpsc::UnboundedSender<ObjectRef<DeserializeGuard<ShipRelease>>>>,
     /// When each environment's drift correction last re-applied everything.
     pub(crate) full_rechecks: Arc<Mutex<HashMap<String, tokio::time::Instant>>>,
+    /// The watches that see drift as it happens.
+    pub(crate) drift_watches: Arc<crate::drift_watch::DriftWatches>,
 }
 
 /// Drift checks between two full re-checks of an environment (everything re-applied, for what
@@ -150,6 +152,7 @@ impl Context {
             store: Arc::default(),
             wake: None,
             full_rechecks: Arc::default(),
+            drift_watches: Arc::default(),
         }
     }
 

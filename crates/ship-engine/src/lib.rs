@@ -29,6 +29,7 @@ pub mod changes;
 pub mod checks;
 pub mod clock;
 pub mod context;
+pub mod drift_watch;
 pub mod environment;
 pub mod error;
 pub mod events;

@@ -3,7 +3,9 @@
 //!
 //! 1. A full release of 1,000 and 2,000 objects: Ship's render, dry run, apply and health
 //!    against `kubectl apply --server-side` of the same files, against the same apiserver,
-//!    alternating who goes first (ratio of medians).
+//!    alternating who goes first (ratio of medians); then 1,000 at 1, 4 and 8 requests in
+//!    flight (`CONCURRENCY`), and a release that changes 1 object of 1,000 against kubectl's
+//!    apply of all of them.
 //! 2. Rollout healthy → first post-deployment test request, for a Deployment rollout through a
 //!    running shipd (goal: under 1 s; ratio to that goal).
 //! 3. Failing test answered → the previous commit's objects applied again (rollback latency).
@@ -44,12 +46,12 @@ fn write_objects(dir: &std::path::Path, namespace: &str, objects: usize, round: 
 /// Ship's full release of `objects` ConfigMaps (render, dry run of the whole set, server-side
 /// apply, health) against `kubectl apply --server-side` of the same files (no dry run, no
 /// health), against the same apiserver, alternating who goes first; ratio of medians.
-async fn bench_full_release(cluster: &TestCluster, rounds: usize, objects: usize) {
+async fn bench_full_release(cluster: &TestCluster, rounds: usize, objects: usize, in_flight: usize) {
     let client = cluster.client();
     let ship_ns = cluster.namespace("bench-ship").await.unwrap();
     let kubectl_ns = cluster.namespace("bench-kubectl").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let applier = Applier::default();
+    let applier = Applier::new(in_flight);
     let (mut ship, mut kubectl) = (Vec::new(), Vec::new());
     let mut phases = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     for round in 0..rounds {
@@ -125,7 +127,7 @@ async fn bench_full_release(cluster: &TestCluster, rounds: usize, objects: usize
     }
     let (s, k) = (median(&mut ship), median(&mut kubectl));
     let [render, dry_run, apply, health] = phases.map(|mut p| ms(median(&mut p)));
-    println!("full release of {objects} ConfigMaps, {rounds} rounds, median:");
+    println!("full release of {objects} ConfigMaps, {in_flight} in flight, {rounds} rounds, median:");
     println!("  ship (render + dry run + apply + health): {:>8.1} ms", ms(s));
     println!(
         "    render {render:.1} ms, dry run {dry_run:.1} ms, apply {apply:.1} ms, health {health:.1} ms"
@@ -133,6 +135,115 @@ async fn bench_full_release(cluster: &TestCluster, rounds: usize, objects: usize
     println!("  kubectl apply --server-side:              {:>8.1} ms", ms(k));
     println!(
         "  ratio ship/kubectl:                       {:>8.2}  (goal: 0.25 or less)",
+        s.as_secs_f64() / k.as_secs_f64()
+    );
+    for ns in [&ship_ns, &kubectl_ns] {
+        let _ = cluster.kubectl(&["delete", "namespace", ns, "--wait=false"]);
+    }
+}
+
+/// Writes `objects` ConfigMaps of `namespace` into `dir`, all of round 0 but the first, which
+/// says `round`: a commit that changes one object.
+fn write_one_changed(dir: &std::path::Path, namespace: &str, objects: usize, round: usize) {
+    write_objects(dir, namespace, objects, 0);
+    let first = dir.join("cms-0.yaml");
+    let text = std::fs::read_to_string(&first).unwrap();
+    std::fs::write(
+        &first,
+        text.replacen("round: \"0\"", &format!("round: \"{round}\""), 1),
+    )
+    .unwrap();
+}
+
+/// A release that changes one object of `objects`: Ship's render, metadata-only lists, dry
+/// run and apply of what changed, and health of all, against `kubectl apply --server-side` of
+/// the whole set (what a tool that applies everything pays), alternating who goes first;
+/// ratio of medians.
+async fn bench_one_changed(cluster: &TestCluster, rounds: usize, objects: usize) {
+    let client = cluster.client();
+    let ship_ns = cluster.namespace("bench-one").await.unwrap();
+    let kubectl_ns = cluster.namespace("bench-one-kubectl").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let applier = Applier::default();
+    let stamp = Stamp {
+        environment: "bench",
+        commit: "0000000000000000000000000000000000000000",
+        release: "bench",
+    };
+    let render = |dir: &std::path::Path| {
+        let manifests = ship_render::manifests::render(
+            &ship_render::tools::NoPrograms,
+            dir,
+            "ship",
+            &ship_render::Limits::default(),
+        )
+        .unwrap();
+        prepare(&manifests, stamp)
+    };
+    // Both start from the whole set applied once.
+    write_objects(&dir.path().join("ship"), &ship_ns, objects, 0);
+    write_objects(&dir.path().join("kubectl"), &kubectl_ns, objects, 0);
+    applier
+        .apply(&client, &render(&dir.path().join("ship")), None)
+        .await
+        .unwrap();
+    let kubectl_apply = || {
+        let t = Instant::now();
+        let out = cluster
+            .kubectl(&[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                dir.path().join("kubectl").to_str().unwrap(),
+            ])
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        t.elapsed()
+    };
+    kubectl_apply();
+    let (mut ship, mut kubectl) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        write_one_changed(&dir.path().join("ship"), &ship_ns, objects, round);
+        write_one_changed(&dir.path().join("kubectl"), &kubectl_ns, objects, round);
+        let run_ship = async {
+            let t = Instant::now();
+            let stamped = render(&dir.path().join("ship"));
+            let live = applier.live_metadata(&client, &stamped, "bench").await.unwrap();
+            let (changed, tally) = ship_engine::changes::select(&stamped, &live);
+            assert_eq!(changed.len(), 1, "{tally:?}");
+            applier.dry_run(&client, &changed).await.unwrap();
+            let applied = applier.apply(&client, &changed, None).await.unwrap();
+            assert_eq!(applied.objects, 1);
+            let inventory: Vec<_> = stamped.iter().map(ship_engine::inventory::entry_of).collect();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+            applier
+                .wait_healthy(&client, &inventory, "bench", deadline)
+                .await
+                .unwrap()
+                .unwrap();
+            t.elapsed()
+        };
+        if round % 2 == 0 {
+            ship.push(run_ship.await);
+            kubectl.push(kubectl_apply());
+        } else {
+            kubectl.push(kubectl_apply());
+            ship.push(run_ship.await);
+        }
+    }
+    let (s, k) = (median(&mut ship), median(&mut kubectl));
+    println!("a release changing 1 of {objects} ConfigMaps, {rounds} rounds, median:");
+    println!(
+        "  ship (render + list + dry run + apply of 1 + health of all): {:>8.1} ms",
+        ms(s)
+    );
+    println!(
+        "  kubectl apply --server-side of all {objects}:                  {:>8.1} ms",
+        ms(k)
+    );
+    println!(
+        "  ratio ship/kubectl:                                          {:>8.3}  (goal: 0.05 or less)",
         s.as_secs_f64() / k.as_secs_f64()
     );
     for ns in [&ship_ns, &kubectl_ns] {
@@ -269,26 +380,37 @@ async fn bench_release_latency(cluster: &TestCluster, rounds: usize) {
     );
 }
 
-fn main() {
-    let rounds = env_or("ROUNDS", 5);
-    let objects: Vec<usize> = std::env::var("OBJECTS")
-        .unwrap_or_else(|_| "1000,2000".into())
+/// A comma-separated list of counts from the environment variable `name`, else `default`.
+fn env_list(name: &str, default: &str) -> Vec<usize> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
         .split(',')
         .map(|n| {
             n.trim()
                 .parse()
-                .expect("OBJECTS: a comma-separated list of counts")
+                .unwrap_or_else(|_| panic!("{name}: a comma-separated list of counts"))
         })
-        .collect();
+        .collect()
+}
+
+fn main() {
+    let rounds = env_or("ROUNDS", 5);
+    let objects = env_list("OBJECTS", "1000,2000");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let cluster = TestCluster::connect()
             .await
             .expect("KUBECONFIG: run bench/release.sh");
         cluster.install_crds().await.unwrap();
-        for count in objects {
-            bench_full_release(&cluster, rounds.min(3), count).await;
+        for count in &objects {
+            bench_full_release(&cluster, rounds.min(3), *count, ship_engine::apply::IN_FLIGHT).await;
         }
+        // Concurrency of dry runs and applies (`--apply-concurrency`), on the first size.
+        let first = objects.first().copied().unwrap_or(1000);
+        for in_flight in env_list("CONCURRENCY", "1,4,8") {
+            bench_full_release(&cluster, rounds.min(3), first, in_flight).await;
+        }
+        bench_one_changed(&cluster, rounds, first).await;
         bench_release_latency(&cluster, rounds).await;
     });
 }

@@ -110,6 +110,7 @@ impl<'a> Driver<'a> {
         Snapshot {
             standing: self.standing,
             frozen: self.frozen,
+            drift_seen: self.ctx.drift_watches.seen(self.environment()),
             ..Snapshot::of(
                 crate::machine::persisted(&self.release),
                 self.superseded().then(|| self.slot.newest.borrow().1.clone()),

@@ -370,6 +370,7 @@ impl Driver<'_> {
         let rolling_back = stamp_release != self.name;
         let (to_write, _, tally) = self.to_write(&target, &objects, rolling_back).await;
         let applied = self.ctx.applier.apply(&target, &to_write, None).await?;
+        self.watch_for_drift(&target, &objects).await;
         let keep: Vec<ship_api::InventoryEntry> = objects.iter().map(inventory::entry_of).collect();
         let all = self.environment_releases().await?;
         let previous = all
@@ -635,7 +636,11 @@ impl Driver<'_> {
         // What drifted, from the objects' metadata; now and then (and first after a start)
         // everything, for what metadata cannot show (a field another writer removed).
         let everything = self.ctx.full_recheck_due(self.environment());
+        if let Some(seen) = self.ctx.drift_watches.take(self.environment()) {
+            info!(seen, "a watch saw another writer: checking drift now");
+        }
         let (to_write, live, tally) = self.to_write(&target, &objects, everything).await;
+        self.watch_for_drift(&target, &objects).await;
         let applied = self.ctx.applier.apply(&target, &to_write, Some(&live)).await?;
         debug!(
             written = applied.objects,
@@ -648,6 +653,19 @@ impl Driver<'_> {
             drifted: applied.drifted as u64,
             commit: ship_api::names::short_sha(&commit).to_owned(),
         }))
+    }
+
+    /// From now on, a change another writer makes to `objects` wakes this release (it
+    /// applied them: as the new release, or rolling back to what runs).
+    async fn watch_for_drift(&self, target: &kube::Client, objects: &[serde_json::Value]) {
+        let resources = self.ctx.applier.resources_of(target, objects).await;
+        self.ctx.drift_watches.ensure(
+            target,
+            self.environment(),
+            (&self.name, &self.namespace),
+            resources,
+            self.ctx.wake.clone(),
+        );
     }
 
     /// Of `objects`, what to write now (all of them when `everything`, or when the live
