@@ -16,7 +16,7 @@ use serde_json::Value;
 use ship_api::{FIELD_MANAGER, InventoryEntry, PruneRefusal, keys};
 use tokio::time::Instant;
 
-use crate::changes::Live;
+use crate::changes::{Live, ObjectKey};
 use crate::health::{Health, assess};
 use crate::inventory::entry_of;
 use crate::prune::{PruneVerdict, prune_verdict};
@@ -161,6 +161,27 @@ impl Applier {
         objects: &[Value],
         environment: &str,
     ) -> Result<Live, ApplyError> {
+        Ok(self.list_environment(client, objects, environment, false).await?.0)
+    }
+
+    /// Like [`Applier::live_metadata`], with the objects' bodies too (one list per kind and
+    /// namespace, paged): what a full re-check compares.
+    pub async fn live_objects(
+        &self,
+        client: &Client,
+        objects: &[Value],
+        environment: &str,
+    ) -> Result<(Live, HashMap<ObjectKey, Value>), ApplyError> {
+        self.list_environment(client, objects, environment, true).await
+    }
+
+    async fn list_environment(
+        &self,
+        client: &Client,
+        objects: &[Value],
+        environment: &str,
+        bodies: bool,
+    ) -> Result<(Live, HashMap<ObjectKey, Value>), ApplyError> {
         let mut groups: BTreeSet<(String, String, String)> = BTreeSet::new();
         for object in objects {
             let entry = entry_of(object);
@@ -171,7 +192,8 @@ impl Applier {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(",");
-        let mut live = Live::new();
+        let (mut live, mut held) = (Live::new(), HashMap::new());
+        let read = |e: kube::Error| ApplyError::Read(api_message(&e));
         for (api_version, kind, namespace) in groups {
             let entry = InventoryEntry {
                 api_version: api_version.clone(),
@@ -183,31 +205,38 @@ impl Applier {
                 continue;
             };
             let group = gvk_of(&api_version, &kind).group;
-            let mut params = kube::api::ListParams::default()
-                .labels(&selector)
-                .limit(LIST_PAGE);
+            let key_of = |meta: &kube::api::ObjectMeta| {
+                (
+                    group.clone(),
+                    kind.clone(),
+                    meta.namespace.clone().unwrap_or_default(),
+                    meta.name.clone().unwrap_or_default(),
+                )
+            };
+            let mut params = kube::api::ListParams::default().labels(&selector).limit(LIST_PAGE);
             loop {
-                let page = api
-                    .list_metadata(&params)
-                    .await
-                    .map_err(|e| ApplyError::Read(api_message(&e)))?;
-                for item in page.items {
-                    let meta = item.metadata;
-                    let key = (
-                        group.clone(),
-                        kind.clone(),
-                        meta.namespace.clone().unwrap_or_default(),
-                        meta.name.clone().unwrap_or_default(),
-                    );
-                    live.insert(key, meta);
-                }
-                match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                let next = if bodies {
+                    let page = api.list(&params).await.map_err(read)?;
+                    for item in page.items {
+                        let key = key_of(&item.metadata);
+                        live.insert(key.clone(), item.metadata.clone());
+                        held.insert(key, serde_json::to_value(&item).unwrap_or_default());
+                    }
+                    page.metadata.continue_
+                } else {
+                    let page = api.list_metadata(&params).await.map_err(read)?;
+                    for item in page.items {
+                        live.insert(key_of(&item.metadata), item.metadata);
+                    }
+                    page.metadata.continue_
+                };
+                match next.filter(|c| !c.is_empty()) {
                     Some(token) => params = params.continue_token(&token),
                     None => break,
                 }
             }
         }
-        Ok(live)
+        Ok((live, held))
     }
 
     /// The resolved kinds of `objects`, with each namespace they are in: what a watch of them

@@ -196,6 +196,38 @@ fn overlaps(fields: &Value, object: &Value) -> bool {
     })
 }
 
+/// Whether the live object (`live`, its full body) holds every field `object` (prepared)
+/// sets, with the same value: what the periodic full re-check asks, for what metadata cannot
+/// show (another writer removing a field Ship set). Maps and list items may hold more (the API
+/// server defaults fields); a list must have as many items. The annotations that name the
+/// release that last wrote an object are not compared. A value the API server normalizes
+/// (`0.5` CPU read back as `500m`) reads as different, and the object is written again: a
+/// wasted request, never a missed change.
+pub fn holds(object: &Value, live: &Value) -> bool {
+    let mut wanted = object.clone();
+    if let Some(annotations) = wanted
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        annotations.remove(keys::COMMIT);
+        annotations.remove(keys::RELEASE);
+    }
+    contains(&wanted, live)
+}
+
+fn contains(wanted: &Value, live: &Value) -> bool {
+    match (wanted, live) {
+        (Value::Object(wanted), Value::Object(live)) => wanted
+            .iter()
+            .all(|(key, value)| live.get(key).is_some_and(|held| contains(value, held))),
+        (Value::Array(wanted), Value::Array(live)) => {
+            wanted.len() == live.len() && wanted.iter().zip(live).all(|(w, l)| contains(w, l))
+        }
+        (Value::Number(wanted), Value::Number(live)) => wanted.as_f64() == live.as_f64(),
+        (wanted, live) => wanted == live,
+    }
+}
+
 /// Whether the object as a watch saw it was last written by someone other than Ship, in
 /// something other than its status: the newest managedFields entry (by time) that touches more
 /// than `status` belongs to another manager. Returns that manager. A write in the same second
@@ -512,6 +544,43 @@ mod tests {
             None,
             "no managedFields: nothing to tell"
         );
+    }
+
+    #[test]
+    fn a_full_recheck_sees_a_removed_field_and_accepts_what_the_server_adds() {
+        let mut deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "main", "labels": {"app": "web"},
+                         "annotations": {"ship.dev/commit": "c2", "ship.dev/release": "main-c2"}},
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "web", "image": "web:1", "env": [{"name": "A", "value": "1"}]}]}}}
+        });
+        stamp_digest(&mut deployment);
+        let mut live = deployment.clone();
+        // Written by an older release; the server's defaults and another writer's label.
+        live["metadata"]["annotations"]["ship.dev/commit"] = json!("c1");
+        live["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("3");
+        live["metadata"]["labels"]["team"] = json!("checkout");
+        live["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = json!("IfNotPresent");
+        live["spec"]["strategy"] = json!({"type": "RollingUpdate"});
+        live["status"] = json!({"replicas": 2});
+        assert!(holds(&deployment, &live));
+        // Removed by hand: an env var, a label, the replicas; or a list item added.
+        let mut no_env = live.clone();
+        no_env["spec"]["template"]["spec"]["containers"][0]["env"] = json!([]);
+        let mut no_label = live.clone();
+        no_label["metadata"]["labels"].as_object_mut().unwrap().remove("app");
+        let mut no_replicas = live.clone();
+        no_replicas["spec"].as_object_mut().unwrap().remove("replicas");
+        let mut more_env = live.clone();
+        more_env["spec"]["template"]["spec"]["containers"][0]["env"] =
+            json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]);
+        let mut other_digest = live.clone();
+        other_digest["metadata"]["annotations"]["ship.dev/digest"] = json!("0");
+        for changed in [no_env, no_label, no_replicas, more_env, other_digest] {
+            assert!(!holds(&deployment, &changed), "{changed}");
+        }
+        // 2 and 2.0 are one number.
+        assert!(holds(&json!({"n": 2}), &json!({"n": 2.0})));
     }
 
     #[test]

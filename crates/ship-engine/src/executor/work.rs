@@ -368,7 +368,12 @@ impl Driver<'_> {
         // A release writes what changed; a rollback writes everything (it must restore the
         // good release whatever the failed one left).
         let rolling_back = stamp_release != self.name;
-        let (to_write, _, tally) = self.to_write(&target, &objects, rolling_back).await;
+        let (to_write, tally) = if rolling_back {
+            (objects.clone(), crate::changes::Tally::default())
+        } else {
+            let (to_write, _, tally) = self.to_write(&target, &objects, false).await;
+            (to_write, tally)
+        };
         let applied = self.ctx.applier.apply(&target, &to_write, None).await?;
         self.watch_for_drift(&target, &objects).await;
         let keep: Vec<ship_api::InventoryEntry> = objects.iter().map(inventory::entry_of).collect();
@@ -668,25 +673,27 @@ impl Driver<'_> {
         );
     }
 
-    /// Of `objects`, what to write now (all of them when `everything`, or when the live
-    /// objects cannot be listed), the live metadata it was decided on, and the tally.
+    /// Of `objects`, what to write now, the live metadata it was decided on, and the tally:
+    /// what is missing, changed or drifted by its metadata; with `everything` (a full
+    /// re-check), also what no longer holds what the manifest sets (read with the bodies).
+    /// When the objects cannot be listed, all of them.
     async fn to_write(
         &self,
         target: &kube::Client,
         objects: &[serde_json::Value],
         everything: bool,
-    ) -> (
-        Vec<serde_json::Value>,
-        crate::changes::Live,
-        crate::changes::Tally,
-    ) {
-        let live = match self
-            .ctx
-            .applier
-            .live_metadata(target, objects, self.environment())
-            .await
-        {
-            Ok(live) => live,
+    ) -> (Vec<serde_json::Value>, crate::changes::Live, crate::changes::Tally) {
+        let applier = &self.ctx.applier;
+        let listed = if everything {
+            applier.live_objects(target, objects, self.environment()).await
+        } else {
+            applier
+                .live_metadata(target, objects, self.environment())
+                .await
+                .map(|live| (live, std::collections::HashMap::new()))
+        };
+        let (live, bodies) = match listed {
+            Ok(listed) => listed,
             Err(err) => {
                 warn!(error = %err, "cannot list the environment's objects: writing them all");
                 let tally = crate::changes::Tally {
@@ -696,9 +703,19 @@ impl Driver<'_> {
                 return (objects.to_vec(), crate::changes::Live::new(), tally);
             }
         };
-        let (selected, tally) = crate::changes::select(objects, &live);
+        let (mut selected, mut tally) = crate::changes::select(objects, &live);
         if everything {
-            return (objects.to_vec(), live, tally);
+            for object in objects {
+                let key = crate::changes::key_of(object);
+                let unchanged = !crate::changes::need(object, live.get(&key)).writes();
+                if unchanged && bodies.get(&key).is_some_and(|held| !crate::changes::holds(object, held)) {
+                    tally.unchanged -= 1;
+                    tally.drifted += 1;
+                    selected.push(object.clone());
+                }
+            }
+            // Keep the apply order (by kind).
+            selected.sort_by_key(inventory::apply_rank);
         }
         (selected, live, tally)
     }
