@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # release.sh - the release engine's benchmarks on a real local control plane:
-#   full releases of 1,000 and 2,000 objects (Ship's render, dry run, apply and health vs
-#   kubectl apply --server-side, same apiserver, same run), shipd's resident memory idle and
-#   after a 2,000-object release (against kubectl's peak applying the same),
-#   rollout healthy -> first post-deployment test, and test failure -> rollback applied;
-#   and the API requests one good and one rolled-back release cost the apiserver.
+#   full releases of 1,000 and 5,000 objects (Ship's render, dry run, apply and health vs
+#   kubectl apply --server-side, same apiserver, same run), 1,000 at 1, 4 and 8 requests in
+#   flight, a release that changes 1 object of 1,000 against kubectl's apply of all of them,
+#   shipd's resident memory idle and after a 5,000-object release (against kubectl's peak
+#   applying the same), rollout healthy -> first post-deployment test, test failure ->
+#   rollback applied, the API requests one good and one rolled-back release cost the
+#   apiserver, and an idle hour's requests at 100, 1,000 and 5,000 objects.
 #
 # Builds shipd in release mode, starts the control plane (installing
 # it the first time, see tests/cluster/up.sh), runs `cargo bench -p ship-e2e --bench release`,
@@ -32,5 +34,5 @@ cargo bench --locked -p ship-e2e --bench release
 # shipd's client logs each request at debug level, so its own share can be told apart.
 SHIP_SHIPD_WRAPPER="env RUST_LOG=info,ship_engine=debug,kube_client=debug" \
   cargo bench --locked -p ship-e2e --bench requests
-# shipd's resident memory, idle and after a release of 2,000 objects.
+# shipd's resident memory, idle and after a release of 5,000 objects.
 cargo bench --locked -p ship-e2e --bench memory

@@ -11,7 +11,7 @@ pub struct Limits {
     pub max_total_bytes: u64,
     /// Most manifest files.
     pub max_files: usize,
-    /// Most objects.
+    /// Most objects (10,000: twice the largest environment the benchmarks measure, 5,000).
     pub max_objects: usize,
     /// Longest a renderer (`kustomize build`, `helm template`) may run.
     pub renderer_timeout: Duration,
@@ -23,7 +23,7 @@ impl Default for Limits {
             max_file_bytes: 1 << 20,
             max_total_bytes: 16 << 20,
             max_files: 2_000,
-            max_objects: 2_000,
+            max_objects: 10_000,
             renderer_timeout: Duration::from_secs(60),
         }
     }

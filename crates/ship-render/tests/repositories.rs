@@ -127,7 +127,7 @@ fn symlinks_inside_the_repository_are_followed() {
 fn each_bad_repository_gets_its_own_clear_error() {
     let big = format!("{}# {}\n", cm("big"), "x".repeat(1 << 20));
     let many = {
-        let items: String = (0..2001)
+        let items: String = (0..10_001)
             .map(|i| format!("- {{apiVersion: v1, kind: ConfigMap, metadata: {{name: c{i}}}}}\n"))
             .collect();
         format!("apiVersion: v1\nkind: List\nitems:\n{items}")
@@ -296,7 +296,7 @@ fn each_bad_repository_gets_its_own_clear_error() {
             "too many objects",
             vec![text("ship.yaml", SHIP_YAML), text("deploy/main/many.yaml", many)],
             "TooManyObjects",
-            "2000",
+            "10000",
         ),
         (
             "scalar document",

@@ -1,7 +1,7 @@
 //! Release engine benchmarks on the real local control plane (`bench/release.sh` starts it and
 //! builds shipd in release mode). Not a test: it prints figures and ratios measured in one run.
 //!
-//! 1. A full release of 1,000 and 2,000 objects: Ship's render, dry run, apply and health
+//! 1. A full release of 1,000 and 5,000 objects: Ship's render, dry run, apply and health
 //!    against `kubectl apply --server-side` of the same files, against the same apiserver,
 //!    alternating who goes first (ratio of medians); then 1,000 at 1, 4 and 8 requests in
 //!    flight (`CONCURRENCY`), and a release that changes 1 object of 1,000 against kubectl's
@@ -10,7 +10,7 @@
 //!    running shipd (goal: under 1 s; ratio to that goal).
 //! 3. Failing test answered → the previous commit's objects applied again (rollback latency).
 //!
-//! `ROUNDS` (default 5; at most 3 for the full releases) and `OBJECTS` (default `1000,2000`)
+//! `ROUNDS` (default 5; at most 3 for the full releases) and `OBJECTS` (default `1000,5000`)
 //! come from the environment.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is the failure report
@@ -395,7 +395,7 @@ fn env_list(name: &str, default: &str) -> Vec<usize> {
 
 fn main() {
     let rounds = env_or("ROUNDS", 5);
-    let objects = env_list("OBJECTS", "1000,2000");
+    let objects = env_list("OBJECTS", "1000,5000");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let cluster = TestCluster::connect()
