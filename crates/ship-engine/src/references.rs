@@ -186,9 +186,49 @@ pub fn required(objects: &[Value]) -> Vec<Reference> {
     found
 }
 
+/// Controllers that write a Secret for an object in the commit, after the apply: the object's
+/// kind, its API group, and where it names the Secret (`None`: the object's own name). Each is
+/// the documented field of its project.
+const SECRET_PRODUCERS: &[(&str, &str, Option<&str>)] = &[
+    // Bitnami Sealed Secrets: the template's name, else the SealedSecret's.
+    ("SealedSecret", "bitnami.com", Some("/spec/template/metadata/name")),
+    // External Secrets Operator: the target's name, else the ExternalSecret's.
+    ("ExternalSecret", "external-secrets.io", Some("/spec/target/name")),
+    // cert-manager: the Certificate's keypair Secret.
+    ("Certificate", "cert-manager.io", Some("/spec/secretName")),
+    // Vault Secrets Operator: the destination Secret.
+    ("VaultStaticSecret", "secrets.hashicorp.com", Some("/spec/destination/name")),
+    ("VaultDynamicSecret", "secrets.hashicorp.com", Some("/spec/destination/name")),
+    ("VaultPKISecret", "secrets.hashicorp.com", Some("/spec/destination/name")),
+    ("HCPVaultSecretsApp", "secrets.hashicorp.com", Some("/spec/destination/name")),
+];
+
+/// The Secret a known controller writes for `object`, by [`SECRET_PRODUCERS`], or by the
+/// Crossplane convention any managed resource or claim may use
+/// (`spec.writeConnectionSecretToRef`): its namespace (when it names one) and name.
+fn produced_secret(object: &Value) -> Option<(Option<&str>, String)> {
+    if let Some(name) = text(object, "/spec/writeConnectionSecretToRef/name") {
+        return Some((
+            text(object, "/spec/writeConnectionSecretToRef/namespace"),
+            name.to_owned(),
+        ));
+    }
+    let kind = text(object, "/kind")?;
+    let group = text(object, "/apiVersion")
+        .and_then(|v| v.split_once('/'))
+        .map_or("", |(group, _)| group);
+    let (_, _, at) = SECRET_PRODUCERS
+        .iter()
+        .find(|(k, g, _)| *k == kind && (group.is_empty() || *g == group))?;
+    let own = text(object, "/metadata/name");
+    let named = at.and_then(|at| text(object, at)).or(own)?;
+    Some((None, named.to_owned()))
+}
+
 /// What the commit itself makes: (kind, namespace, name) of its Secrets, ConfigMaps and
-/// ServiceAccounts, and of the Secrets its SealedSecrets and ExternalSecrets will make once
-/// applied (their controllers write them after the apply, so the check must count them).
+/// ServiceAccounts, and of the Secrets that controllers of objects in it will write once they
+/// are applied ([`SECRET_PRODUCERS`]; the check must count them, or the commit could never
+/// deploy: the controller sees its object only after the apply).
 pub fn declared(objects: &[Value]) -> BTreeSet<(Kind, String, String)> {
     let mut made = BTreeSet::new();
     for object in objects {
@@ -200,21 +240,29 @@ pub fn declared(objects: &[Value]) -> BTreeSet<(Kind, String, String)> {
             "Secret" => Kind::Secret,
             "ConfigMap" => Kind::ConfigMap,
             "ServiceAccount" => Kind::ServiceAccount,
-            "SealedSecret" => {
-                let made_as = text(object, "/spec/template/metadata/name").map_or(name, str::to_owned);
-                made.insert((Kind::Secret, namespace, made_as));
+            _ => {
+                if let Some((elsewhere, secret)) = produced_secret(object) {
+                    let namespace = elsewhere.map_or(namespace, str::to_owned);
+                    made.insert((Kind::Secret, namespace, secret));
+                }
                 continue;
             }
-            "ExternalSecret" => {
-                let made_as = text(object, "/spec/target/name").map_or(name, str::to_owned);
-                made.insert((Kind::Secret, namespace, made_as));
-                continue;
-            }
-            _ => continue,
         };
         made.insert((kind, namespace, name));
     }
     made
+}
+
+/// Whether the commit holds custom resources (objects of an API group that is not one of
+/// Kubernetes' own): an unknown controller may make what the workloads reference from them.
+pub fn holds_custom_resources(objects: &[Value]) -> bool {
+    const BUILT_IN: &[&str] = &["", "apps", "batch", "autoscaling", "policy"];
+    objects.iter().any(|object| {
+        let group = text(object, "/apiVersion")
+            .and_then(|v| v.split_once('/'))
+            .map_or("", |(group, _)| group);
+        !BUILT_IN.contains(&group) && !group.ends_with(".k8s.io")
+    })
 }
 
 /// What the cluster holds: names by (kind, namespace); a (kind, namespace) that could not be
@@ -358,6 +406,36 @@ mod tests {
         let by: Vec<&str> = found.iter().map(|r| r.needed_by.as_str()).collect();
         assert_eq!(by, ["CronJob/n/c", "Pod/n/p"]);
         assert!(found.iter().all(|r| r.kind == Kind::Secret));
+    }
+
+    #[test]
+    fn secrets_that_known_controllers_make_from_the_commit_are_declared() {
+        let objects = vec![
+            serde_json::json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+                "metadata": {"name": "shop-tls", "namespace": "shop"}, "spec": {"secretName": "shop-tls-keypair"}}),
+            serde_json::json!({"apiVersion": "secrets.hashicorp.com/v1beta1", "kind": "VaultStaticSecret",
+                "metadata": {"name": "db", "namespace": "shop"}, "spec": {"destination": {"name": "db-creds", "create": true}}}),
+            serde_json::json!({"apiVersion": "database.example.org/v1alpha1", "kind": "PostgreSQLInstance",
+                "metadata": {"name": "orders", "namespace": "shop"},
+                "spec": {"writeConnectionSecretToRef": {"name": "orders-conn"}}}),
+            serde_json::json!({"apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret",
+                "metadata": {"name": "api-key", "namespace": "shop"}}),
+            // Same kind name, another project's group: not a known producer.
+            serde_json::json!({"apiVersion": "example.com/v1", "kind": "Certificate",
+                "metadata": {"name": "other", "namespace": "shop"}, "spec": {"secretName": "not-made"}}),
+        ];
+        let made = declared(&objects);
+        for secret in ["shop-tls-keypair", "db-creds", "orders-conn", "api-key"] {
+            assert!(made.contains(&(Kind::Secret, "shop".into(), secret.into())), "{secret}: {made:?}");
+        }
+        assert!(!made.contains(&(Kind::Secret, "shop".into(), "not-made".into())));
+        assert!(holds_custom_resources(&objects));
+        let built_in = vec![
+            serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment"}),
+            serde_json::json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress"}),
+            serde_json::json!({"apiVersion": "v1", "kind": "Service"}),
+        ];
+        assert!(!holds_custom_resources(&built_in));
     }
 
     #[test]

@@ -135,8 +135,18 @@ impl Driver<'_> {
         if let Err(err) = self.ctx.applier.dry_run(&target, &to_write).await {
             return Self::refusal(err.into());
         }
-        if let Some(refused) = missing_references(&target, &objects).await? {
-            return Ok(refused);
+        match missing_references(&target, &objects).await? {
+            Some(Missing { problem, awaited: true }) => {
+                warn!(notice = "ReferencesAwaited", "{problem}");
+                publish(self.ctx, &self.release, EventType::Warning, "ReferencesAwaited", &problem).await;
+            }
+            Some(Missing { problem, awaited: false }) => {
+                return Ok(Event::Refused {
+                    cause: "MissingReference",
+                    problem,
+                });
+            }
+            None => {}
         }
         if let Some(refused) = self.refused_queries(&rendered, &target).await {
             return Ok(refused);
@@ -764,10 +774,18 @@ impl Driver<'_> {
 /// Most missing references named in one refusal.
 const MISSING_SHOWN: usize = 10;
 
-/// A refusal when the workloads among `objects` need Secrets, ConfigMaps or ServiceAccounts
-/// that neither the commit declares nor the target cluster holds (a Pod would wait for them
-/// until the health timeout). `None` when nothing is missing.
-async fn missing_references(target: &Client, objects: &[serde_json::Value]) -> Result<Option<Event>, Error> {
+/// What the workloads reference that exists neither in the commit nor in the cluster, said
+/// in a sentence; `awaited` when the commit holds custom resources, whose controllers (ones
+/// Ship does not know) may make it once applied.
+struct Missing {
+    problem: String,
+    awaited: bool,
+}
+
+/// The references of the workloads among `objects` to Secrets, ConfigMaps or
+/// ServiceAccounts that neither the commit declares nor the target cluster holds (a Pod would
+/// wait for them until the health timeout), if any.
+async fn missing_references(target: &Client, objects: &[serde_json::Value]) -> Result<Option<Missing>, Error> {
     use crate::references;
     let needed = references::required(objects);
     if needed.is_empty() {
@@ -784,15 +802,24 @@ async fn missing_references(target: &Client, objects: &[serde_json::Value]) -> R
     if gone.len() > MISSING_SHOWN {
         shown.push(format!("and {} more", gone.len() - MISSING_SHOWN));
     }
-    Ok(Some(Event::Refused {
-        cause: "MissingReference",
-        problem: format!(
-            "{} objects the workloads need exist neither in the commit nor in the cluster: {}; create them, \
-             or mark the reference optional",
-            gone.len(),
-            shown.join("; ")
-        ),
-    }))
+    let listed = format!(
+        "{} objects the workloads need exist neither in the commit nor in the cluster: {}",
+        gone.len(),
+        shown.join("; ")
+    );
+    // Custom resources in the commit: a controller Ship does not know may make what is
+    // missing once they are applied. Go ahead; the health timeout bounds the wait (a workload
+    // that never gets its Secret never becomes healthy, and the release fails and rolls back).
+    let awaited = references::holds_custom_resources(objects);
+    let problem = if awaited {
+        format!(
+            "{listed}; the commit holds custom resources whose controllers may make them, so the release \
+             goes ahead and waits for them until its health timeout"
+        )
+    } else {
+        format!("{listed}; create them, or mark the reference optional")
+    };
+    Ok(Some(Missing { problem, awaited }))
 }
 
 /// What one post-deployment test runs.
