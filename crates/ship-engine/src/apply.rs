@@ -161,7 +161,10 @@ impl Applier {
         objects: &[Value],
         environment: &str,
     ) -> Result<Live, ApplyError> {
-        Ok(self.list_environment(client, objects, environment, false).await?.0)
+        Ok(self
+            .list_environment(client, objects, environment, false)
+            .await?
+            .0)
     }
 
     /// Like [`Applier::live_metadata`], with the objects' bodies too (one list per kind and
@@ -213,7 +216,9 @@ impl Applier {
                     meta.name.clone().unwrap_or_default(),
                 )
             };
-            let mut params = kube::api::ListParams::default().labels(&selector).limit(LIST_PAGE);
+            let mut params = kube::api::ListParams::default()
+                .labels(&selector)
+                .limit(LIST_PAGE);
             loop {
                 let next = if bodies {
                     let page = api.list(&params).await.map_err(read)?;

@@ -568,7 +568,10 @@ mod tests {
         let mut no_env = live.clone();
         no_env["spec"]["template"]["spec"]["containers"][0]["env"] = json!([]);
         let mut no_label = live.clone();
-        no_label["metadata"]["labels"].as_object_mut().unwrap().remove("app");
+        no_label["metadata"]["labels"]
+            .as_object_mut()
+            .unwrap()
+            .remove("app");
         let mut no_replicas = live.clone();
         no_replicas["spec"].as_object_mut().unwrap().remove("replicas");
         let mut more_env = live.clone();

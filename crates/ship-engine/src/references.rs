@@ -191,16 +191,36 @@ pub fn required(objects: &[Value]) -> Vec<Reference> {
 /// the documented field of its project.
 const SECRET_PRODUCERS: &[(&str, &str, Option<&str>)] = &[
     // Bitnami Sealed Secrets: the template's name, else the SealedSecret's.
-    ("SealedSecret", "bitnami.com", Some("/spec/template/metadata/name")),
+    (
+        "SealedSecret",
+        "bitnami.com",
+        Some("/spec/template/metadata/name"),
+    ),
     // External Secrets Operator: the target's name, else the ExternalSecret's.
     ("ExternalSecret", "external-secrets.io", Some("/spec/target/name")),
     // cert-manager: the Certificate's keypair Secret.
     ("Certificate", "cert-manager.io", Some("/spec/secretName")),
     // Vault Secrets Operator: the destination Secret.
-    ("VaultStaticSecret", "secrets.hashicorp.com", Some("/spec/destination/name")),
-    ("VaultDynamicSecret", "secrets.hashicorp.com", Some("/spec/destination/name")),
-    ("VaultPKISecret", "secrets.hashicorp.com", Some("/spec/destination/name")),
-    ("HCPVaultSecretsApp", "secrets.hashicorp.com", Some("/spec/destination/name")),
+    (
+        "VaultStaticSecret",
+        "secrets.hashicorp.com",
+        Some("/spec/destination/name"),
+    ),
+    (
+        "VaultDynamicSecret",
+        "secrets.hashicorp.com",
+        Some("/spec/destination/name"),
+    ),
+    (
+        "VaultPKISecret",
+        "secrets.hashicorp.com",
+        Some("/spec/destination/name"),
+    ),
+    (
+        "HCPVaultSecretsApp",
+        "secrets.hashicorp.com",
+        Some("/spec/destination/name"),
+    ),
 ];
 
 /// The Secret a known controller writes for `object`, by [`SECRET_PRODUCERS`], or by the
@@ -426,7 +446,10 @@ mod tests {
         ];
         let made = declared(&objects);
         for secret in ["shop-tls-keypair", "db-creds", "orders-conn", "api-key"] {
-            assert!(made.contains(&(Kind::Secret, "shop".into(), secret.into())), "{secret}: {made:?}");
+            assert!(
+                made.contains(&(Kind::Secret, "shop".into(), secret.into())),
+                "{secret}: {made:?}"
+            );
         }
         assert!(!made.contains(&(Kind::Secret, "shop".into(), "not-made".into())));
         assert!(holds_custom_resources(&objects));

@@ -338,7 +338,10 @@ fn main() {
             let _ = one_release(
                 &stack,
                 &[
-                    ("deploy/main/web.yaml", &configmap(&format!("healthy main, idle {round}"))),
+                    (
+                        "deploy/main/web.yaml",
+                        &configmap(&format!("healthy main, idle {round}")),
+                    ),
                     ("deploy/main/extra.yaml", &extra),
                 ],
                 &format!("idle {objects}"),
@@ -353,7 +356,14 @@ fn main() {
                 tokio::time::sleep(spell).await;
                 let own = shipd_requests(stack.logs().get(log_before..).unwrap_or_default());
                 let counts = diff(&scrape(&stack), &before);
-                print_with("idle, no drift check due (time-driven)", &counts, &quiet, quiet_for, spell, Some(&own));
+                print_with(
+                    "idle, no drift check due (time-driven)",
+                    &counts,
+                    &quiet,
+                    quiet_for,
+                    spell,
+                    Some(&own),
+                );
                 time_driven_per_hour = Some(total(&own) * 3600.0 / spell.as_secs_f64());
             }
             // 12 checks: a 30 s interval for 6 minutes, from a fresh start (its first check is
@@ -379,7 +389,9 @@ fn main() {
                 .iter()
                 .filter(|((verb, resource), _)| {
                     matches!(verb.as_str(), "LIST" | "APPLY" | "PATCH")
-                        && (resource == "configmaps" || resource.starts_with("shipreleases") || resource == "events")
+                        && (resource == "configmaps"
+                            || resource.starts_with("shipreleases")
+                            || resource == "events")
                 })
                 .map(|(_, n)| n)
                 .sum();

@@ -1175,3 +1175,112 @@ async fn a_commit_that_removes_a_readiness_probe_deploys_and_the_probe_is_gone()
     let live = deployments.get("web").await.unwrap();
     assert_eq!(probe_of(&live), None, "{release:#?}");
 }
+
+/// A Deployment that mounts the Secret a cert-manager `Certificate` in the same commit will
+/// make is not refused as `MissingReference` (cert-manager would never see the Certificate):
+/// the Certificate is applied, and once its Secret exists (made here as cert-manager would),
+/// the release succeeds. The same Deployment with the Secret named by nothing in the commit but
+/// a custom resource of an unknown project goes ahead too, saying what it awaits.
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn a_secret_a_certificate_in_the_commit_will_make_is_awaited_not_refused() {
+    let mut stack = Stack::new("release-producer", "60s").await;
+    // cert-manager's CRD, as its install puts it (the controller itself is not needed: the
+    // test makes the Secret as it would).
+    let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: certificates.cert-manager.io}\n\
+spec:\n  group: cert-manager.io\n  scope: Namespaced\n  names: {kind: Certificate, plural: certificates, singular: certificate}\n  \
+versions:\n  - name: v1\n    served: true\n    storage: true\n    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("crd.yaml"), crd).unwrap();
+    let out = stack
+        .cluster
+        .kubectl(&["apply", "-f", dir.path().join("crd.yaml").to_str().unwrap()])
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = stack
+        .cluster
+        .kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/certificates.cert-manager.io",
+            "--timeout=60s",
+        ])
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let good = stack.push(&[("deploy/main/web.yaml", &configmap("healthy"))], "good");
+    stack.start_shipd(&[]);
+    stack.settled(&good, Phase::Succeeded, SETTLE).await;
+
+    let certificate = "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: web}\n\
+spec: {secretName: web-tls, dnsNames: [shop.example.com], issuerRef: {name: letsencrypt, kind: ClusterIssuer}}\n";
+    let mounts = deployment(Pods::Ready).replace(
+        "      containers:\n",
+        "      volumes: [{name: tls, secret: {secretName: web-tls}}]\n      containers:\n",
+    );
+    assert!(mounts.contains("web-tls"), "{mounts}");
+    let with_certificate = stack.push(
+        &[
+            ("deploy/main/certificate.yaml", certificate),
+            ("deploy/main/app.yaml", &mounts),
+        ],
+        "TLS from cert-manager",
+    );
+    let name = format!("main-{}", &with_certificate[..10]);
+    // Applied, not refused: the Certificate is in the cluster and the rollout waits.
+    eventually("the Certificate is applied", SETTLE, || async {
+        let out = stack.cluster.kubectl(&[
+            "get",
+            "certificates.cert-manager.io",
+            "web",
+            "-n",
+            &stack.ns,
+            "-o",
+            "name",
+        ])?;
+        Ok(out.status.success().then_some(()))
+    })
+    .await
+    .unwrap();
+    let release = stack.releases().get(&name).await.unwrap();
+    assert_ne!(ready_reason(&release), "MissingReference", "{:?}", release.status);
+    // cert-manager would now write the keypair.
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web-tls"}, "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": "not a real certificate", "tls.key": "not a real key"}
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(stack.cluster.client(), &stack.ns)
+        .create(&Default::default(), &secret)
+        .await
+        .unwrap();
+    stack.settled(&with_certificate, Phase::Succeeded, SETTLE).await;
+
+    // A custom resource of a project Ship does not know, and a Secret nothing known makes:
+    // awaited, with a ReferencesAwaited event naming it; the health timeout bounds the wait.
+    let unknown = "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: other}\n\
+spec: {secretName: other-tls, issuerRef: {name: letsencrypt, kind: ClusterIssuer}}\n";
+    let needs_more = mounts.replace("secretName: web-tls", "secretName: made-by-an-operator");
+    let awaited = stack.push(
+        &[
+            ("deploy/main/certificate.yaml", unknown),
+            ("deploy/main/app.yaml", &needs_more),
+        ],
+        "needs what an unknown operator makes",
+    );
+    let name = format!("main-{}", &awaited[..10]);
+    eventually("a ReferencesAwaited event", SETTLE, || async {
+        let out = stack
+            .cluster
+            .kubectl(&["get", "events.events.k8s.io", "-n", &stack.ns, "-o", "json"])?;
+        let events = String::from_utf8_lossy(&out.stdout).into_owned();
+        Ok((events.contains("ReferencesAwaited") && events.contains("made-by-an-operator")).then_some(()))
+    })
+    .await
+    .unwrap();
+    let release = stack.releases().get(&name).await.unwrap();
+    assert_ne!(ready_reason(&release), "MissingReference");
+    let _ = stack
+        .cluster
+        .kubectl(&["delete", "crd", "certificates.cert-manager.io", "--wait=false"]);
+}

@@ -101,6 +101,8 @@ async fn tests_outside_allowed_hosts_and_manifests_outside_the_environment_are_r
         .await
         .unwrap();
     assert!(role.is_none());
+    // (The web ConfigMap itself was last written by the first commit: the good one changed
+    // ship.yaml only, and a release writes only what changed.)
     let web = Api::<ConfigMap>::namespaced(stack.cluster.client(), &ns)
         .get("web")
         .await
@@ -110,6 +112,17 @@ async fn tests_outside_allowed_hosts_and_manifests_outside_the_environment_are_r
             .annotations
             .unwrap_or_default()
             .get(ship_api::keys::COMMIT),
-        Some(&good)
+        Some(&commit)
     );
+    let good_release = release_name("main", &good);
+    stack
+        .environment_where("main", SETTLE, |e| {
+            e.status
+                .as_ref()
+                .and_then(|s| s.deployed.as_ref())
+                .map(|d| d.name.as_str())
+                == Some(good_release.as_str())
+        })
+        .await
+        .unwrap();
 }

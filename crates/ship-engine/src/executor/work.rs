@@ -136,11 +136,24 @@ impl Driver<'_> {
             return Self::refusal(err.into());
         }
         match missing_references(&target, &objects).await? {
-            Some(Missing { problem, awaited: true }) => {
+            Some(Missing {
+                problem,
+                awaited: true,
+            }) => {
                 warn!(notice = "ReferencesAwaited", "{problem}");
-                publish(self.ctx, &self.release, EventType::Warning, "ReferencesAwaited", &problem).await;
+                publish(
+                    self.ctx,
+                    &self.release,
+                    EventType::Warning,
+                    "ReferencesAwaited",
+                    &problem,
+                )
+                .await;
             }
-            Some(Missing { problem, awaited: false }) => {
+            Some(Missing {
+                problem,
+                awaited: false,
+            }) => {
                 return Ok(Event::Refused {
                     cause: "MissingReference",
                     problem,
@@ -692,7 +705,11 @@ impl Driver<'_> {
         target: &kube::Client,
         objects: &[serde_json::Value],
         everything: bool,
-    ) -> (Vec<serde_json::Value>, crate::changes::Live, crate::changes::Tally) {
+    ) -> (
+        Vec<serde_json::Value>,
+        crate::changes::Live,
+        crate::changes::Tally,
+    ) {
         let applier = &self.ctx.applier;
         let listed = if everything {
             applier.live_objects(target, objects, self.environment()).await
@@ -718,7 +735,11 @@ impl Driver<'_> {
             for object in objects {
                 let key = crate::changes::key_of(object);
                 let unchanged = !crate::changes::need(object, live.get(&key)).writes();
-                if unchanged && bodies.get(&key).is_some_and(|held| !crate::changes::holds(object, held)) {
+                if unchanged
+                    && bodies
+                        .get(&key)
+                        .is_some_and(|held| !crate::changes::holds(object, held))
+                {
                     tally.unchanged -= 1;
                     tally.drifted += 1;
                     selected.push(object.clone());
@@ -785,7 +806,10 @@ struct Missing {
 /// The references of the workloads among `objects` to Secrets, ConfigMaps or
 /// ServiceAccounts that neither the commit declares nor the target cluster holds (a Pod would
 /// wait for them until the health timeout), if any.
-async fn missing_references(target: &Client, objects: &[serde_json::Value]) -> Result<Option<Missing>, Error> {
+async fn missing_references(
+    target: &Client,
+    objects: &[serde_json::Value],
+) -> Result<Option<Missing>, Error> {
     use crate::references;
     let needed = references::required(objects);
     if needed.is_empty() {
