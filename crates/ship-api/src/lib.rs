@@ -44,6 +44,11 @@ pub const NOTIFIER_FIELD_MANAGER: &str = "ship-notifier";
 /// Field manager of a bisection's record on the failed release (`status.bisection`).
 pub const BISECT_FIELD_MANAGER: &str = "ship-bisect";
 
+/// Field manager that holds, for a moment, a field Ship stops applying (one it leaves to an
+/// autoscaler or another writer), so that the API server keeps its value instead of removing
+/// it when Ship's own apply no longer sets it.
+pub const HANDOVER_FIELD_MANAGER: &str = "ship-handover";
+
 /// Label and annotation keys Ship puts on what it manages.
 pub mod keys {
     /// Label: on a bisection's test release, the failed release whose range it searches.

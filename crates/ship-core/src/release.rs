@@ -286,6 +286,8 @@ pub enum Event {
         inventory: Vec<InventoryEntry>,
         /// Objects kept although no longer declared.
         prune_refused: Vec<PruneRefusal>,
+        /// Fields left to other writers (see [`ShipReleaseStatus::fields_left`]).
+        fields_left: Vec<String>,
     },
     /// Progressing: every object is healthy; these tests come next.
     Healthy {
@@ -425,6 +427,8 @@ pub enum Record {
         inventory: Vec<InventoryEntry>,
         /// As in [`Event::Applied`].
         prune_refused: Vec<PruneRefusal>,
+        /// As in [`Event::Applied`].
+        fields_left: Vec<String>,
     },
     /// The tests about to run.
     TestsStarted(Vec<String>),
@@ -467,9 +471,11 @@ impl Record {
             Record::Applied {
                 inventory,
                 prune_refused,
+                fields_left,
             } => {
                 status.inventory = inventory;
                 status.prune_refused = prune_refused;
+                status.fields_left = fields_left;
             }
             Record::TestsStarted(names) => {
                 status.test_summary = Some(format!("0/{}", names.len()));
@@ -808,6 +814,7 @@ pub fn step(snapshot: &Snapshot, event: Event, now: Timestamp) -> Transition {
             Event::Applied {
                 inventory,
                 prune_refused,
+                fields_left,
             },
         ) => {
             let mut message = format!(
@@ -820,11 +827,18 @@ pub fn step(snapshot: &Snapshot, event: Event, now: Timestamp) -> Transition {
                     prune_refused.len()
                 ));
             }
+            if !fields_left.is_empty() {
+                message.push_str(&format!(
+                    " ({} fields left to other writers: see status.fieldsLeft)",
+                    fields_left.len()
+                ));
+            }
             let notices: Vec<Action> = prune_notices(commit, &prune_refused).collect();
             Transition::to(Progressing, R::Progressing, message)
                 .recording(Record::Applied {
                     inventory,
                     prune_refused,
+                    fields_left,
                 })
                 .then(notices)
                 .then([Action::Work(Work::AwaitHealth)])
@@ -1162,6 +1176,9 @@ mod tests {
                 Event::Applied {
                     inventory: Vec::new(),
                     prune_refused: refusal(),
+                    fields_left: vec![
+                        "Deployment/shop/web spec.replicas: HorizontalPodAutoscaler web scales it".into(),
+                    ],
                 },
             ),
             (

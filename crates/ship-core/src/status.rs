@@ -205,6 +205,14 @@ pub struct ShipReleaseStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prune_refused: Vec<PruneRefusal>,
 
+    /// Fields of the applied objects that Ship leaves to other writers, one line each
+    /// (`Kind/namespace/name path: why`): `spec.replicas` of an object a
+    /// HorizontalPodAutoscaler in the commit scales, fields an object's `ship.dev/ignore-fields`
+    /// annotation names, and fields another manager took over by server-side apply (reported,
+    /// not fought).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields_left: Vec<String>,
+
     /// The notifications sent about this release (commit statuses, chat and webhook
     /// messages): one record per delivery, once it was delivered or given up on. Written by
     /// shipd's notifier under its own field manager (`ship-notifier`); what

@@ -192,6 +192,7 @@ fn applied_without_refusals_says_nothing_of_kept_objects() {
         Event::Applied {
             inventory: vec![object],
             prune_refused: Vec::new(),
+            fields_left: Vec::new(),
         },
         at(0),
     );

@@ -244,6 +244,54 @@ impl Applier {
         Ok((live, held))
     }
 
+    /// Hands the fields at `paths` of `object` (prepared) over to the
+    /// [`ship_api::HANDOVER_FIELD_MANAGER`]: applies their live values under it, so that Ship's
+    /// next apply, without them, leaves them in place (the API server removes a field when its
+    /// last manager stops applying it). Kubernetes' documented way to pass a field to another
+    /// writer, such as an autoscaler.
+    pub async fn hand_over(
+        &self,
+        client: &Client,
+        object: &Value,
+        paths: &[Vec<String>],
+    ) -> Result<(), ApplyError> {
+        let entry = entry_of(object);
+        let Some(api) = self.api_for(client, &entry).await? else {
+            return Ok(());
+        };
+        let live = match api.get_opt(&entry.name).await {
+            Ok(Some(live)) => serde_json::to_value(&live).unwrap_or_default(),
+            Ok(None) => return Ok(()),
+            Err(err) => return Err(ApplyError::Read(api_message(&err))),
+        };
+        let mut patch = serde_json::json!({
+            "apiVersion": entry.api_version,
+            "kind": entry.kind,
+            "metadata": {"name": entry.name},
+        });
+        if !entry.namespace.is_empty() {
+            patch["metadata"]["namespace"] = Value::String(entry.namespace.clone());
+        }
+        for path in paths {
+            let Some(value) = crate::changes::value_at(&live, path) else {
+                continue;
+            };
+            crate::changes::set_at(&mut patch, path, value.clone());
+        }
+        api.patch(
+            &entry.name,
+            &PatchParams::apply(ship_api::HANDOVER_FIELD_MANAGER),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| ApplyError::Apply {
+            object: entry.to_string(),
+            message: format!("handing fields over: {}", api_message(&e)),
+            code: api_code(&e),
+        })
+    }
+
     /// The resolved kinds of `objects`, with each namespace they are in: what a watch of them
     /// needs. Kinds the cluster does not serve are left out.
     pub async fn resources_of(&self, client: &Client, objects: &[Value]) -> Vec<(ApiResource, bool, String)> {

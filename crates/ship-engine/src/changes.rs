@@ -131,8 +131,11 @@ impl Need {
     }
 }
 
-/// What `object` (prepared: stamped, digest included) needs, given the live object's metadata.
-pub fn need(object: &Value, live: Option<&ObjectMeta>) -> Need {
+/// What `object` (prepared: stamped, digest included) needs, given the live object's metadata
+/// and the fields Ship leaves to others (`left`, [`fields_left`]): another writer's change to
+/// one of those is not drift, and neither is a field another manager took by server-side
+/// apply (it is left to it, and reported).
+pub fn need(object: &Value, live: Option<&ObjectMeta>, left: &[FieldLeft]) -> Need {
     let Some(live) = live else {
         return Need::Missing;
     };
@@ -150,17 +153,24 @@ pub fn need(object: &Value, live: Option<&ObjectMeta>) -> Need {
         .iter()
         .flatten()
         .filter(|entry| is_other_writer(entry));
-    for entry in others {
+    for entry in others.filter(|e| e.operation.as_deref() != Some("Apply")) {
         let Some(fields) = entry.fields_v1.as_ref() else {
             continue;
         };
-        if overlaps(&fields.0, object) {
+        let mut paths = Vec::new();
+        owned_paths(&fields.0, object, &mut Vec::new(), &mut paths);
+        if paths.iter().any(|path| !is_left(path, left)) {
             return Need::Drifted {
                 manager: entry.manager.clone().unwrap_or_default(),
             };
         }
     }
     Need::Unchanged
+}
+
+/// `path` is, or lies under, a field left to others.
+fn is_left(path: &[String], left: &[FieldLeft]) -> bool {
+    left.iter().any(|l| path.starts_with(&l.path))
 }
 
 /// A managedFields entry of a writer other than Ship's applies, on the object itself (a
@@ -170,30 +180,195 @@ fn is_other_writer(entry: &ManagedFieldsEntry) -> bool {
     entry.manager.as_deref() != Some(FIELD_MANAGER) && subresource != "status"
 }
 
-/// Whether the fieldset `fields` (managedFields' `fieldsV1`: `f:<name>` for a map's key,
-/// `k:`/`v:`/`i:` for list items, `.` for the container itself) owns a field that `object`
-/// sets. A list the manifest sets counts as set whole: any item of it owned by another writer
-/// overlaps.
-fn overlaps(fields: &Value, object: &Value) -> bool {
+/// The paths (map keys from the root) of the fields `object` sets that the fieldset `fields`
+/// (managedFields' `fieldsV1`: `f:<name>` for a map's key, `k:`/`v:`/`i:` for list items, `.`
+/// for the container itself) owns, collected into `out`. A list the manifest sets counts as
+/// set whole: any item of it another writer owns is the list's path.
+fn owned_paths(fields: &Value, object: &Value, at: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
     let (Some(fields), Some(map)) = (fields.as_object(), object.as_object()) else {
-        return false;
+        return;
     };
-    fields.iter().any(|(key, below)| {
+    for (key, below) in fields {
         let Some(name) = key.strip_prefix("f:") else {
-            return false;
+            continue;
         };
         let Some(set) = map.get(name) else {
-            return false;
+            continue;
         };
+        at.push(name.to_owned());
         match (set, below.as_object()) {
-            // Owned as a whole (an atomic map): it overlaps what the manifest sets in it.
-            (Value::Object(_), None) => true,
-            (Value::Object(_), Some(children)) if children.is_empty() => true,
             // Its keys, one by one (`.` alone: the writer made the map, owns none of its keys).
-            (Value::Object(_), Some(_)) => overlaps(below, set),
-            _ => true,
+            (Value::Object(_), Some(children)) if !children.is_empty() => owned_paths(below, set, at, out),
+            // Owned as a whole (an atomic map), a list, or a value.
+            _ => out.push(at.clone()),
         }
-    })
+        at.pop();
+    }
+}
+
+/// A field Ship does not write for an object, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldLeft {
+    /// Its path: map keys from the object's root.
+    pub path: Vec<String>,
+    /// Why, for the release's status.
+    pub why: String,
+}
+
+/// The annotation in git naming fields to leave to others: comma-separated dotted paths
+/// (`spec.replicas, spec.template.metadata.annotations`).
+pub const IGNORE_FIELDS: &str = "ship.dev/ignore-fields";
+
+/// The objects the commit's HorizontalPodAutoscalers scale: (namespace, kind, name) to the
+/// autoscaler's name.
+pub fn scaled_by_autoscalers(objects: &[Value]) -> HashMap<(String, String, String), String> {
+    objects
+        .iter()
+        .filter(|o| str_at(o, "/kind") == "HorizontalPodAutoscaler")
+        .map(|hpa| {
+            (
+                (
+                    str_at(hpa, "/metadata/namespace").to_owned(),
+                    str_at(hpa, "/spec/scaleTargetRef/kind").to_owned(),
+                    str_at(hpa, "/spec/scaleTargetRef/name").to_owned(),
+                ),
+                str_at(hpa, "/metadata/name").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Sets the value at `path` (map keys) in `object`, making the maps on the way.
+pub fn set_at(object: &mut Value, path: &[String], value: Value) {
+    let Some((first, rest)) = path.split_first() else {
+        *object = value;
+        return;
+    };
+    if !object.is_object() {
+        *object = Value::Object(serde_json::Map::new());
+    }
+    if let Some(map) = object.as_object_mut() {
+        let next = map.entry(first.clone()).or_insert(Value::Null);
+        set_at(next, rest, value);
+    }
+}
+
+/// The value at `path` (map keys) in `object`.
+pub fn value_at<'v>(object: &'v Value, path: &[String]) -> Option<&'v Value> {
+    path.iter().try_fold(object, |value, key| value.get(key))
+}
+
+/// The fields of `object` Ship leaves to others: those its [`IGNORE_FIELDS`] annotation names;
+/// `spec.replicas` of an object a HorizontalPodAutoscaler in the commit scales (`scaled`); and
+/// those another manager took by server-side apply (from `live`'s managedFields: reported, not
+/// fought). Only fields the manifest sets are listed.
+pub fn fields_left(
+    object: &Value,
+    scaled: &HashMap<(String, String, String), String>,
+    live: Option<&ObjectMeta>,
+) -> Vec<FieldLeft> {
+    let mut left: Vec<FieldLeft> = Vec::new();
+    let mut leave = |path: Vec<String>, why: String| {
+        if value_at(object, &path).is_some() && !left.iter().any(|l| path.starts_with(&l.path)) {
+            left.retain(|l| !l.path.starts_with(&path));
+            left.push(FieldLeft { path, why });
+        }
+    };
+    let named = str_at(object, "/metadata/annotations/ship.dev~1ignore-fields");
+    for dotted in named.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        leave(
+            dotted.split('.').map(str::to_owned).collect(),
+            format!("{IGNORE_FIELDS} names it"),
+        );
+    }
+    let target = (
+        str_at(object, "/metadata/namespace").to_owned(),
+        str_at(object, "/kind").to_owned(),
+        str_at(object, "/metadata/name").to_owned(),
+    );
+    if let Some(hpa) = scaled.get(&target) {
+        leave(
+            vec!["spec".into(), "replicas".into()],
+            format!("HorizontalPodAutoscaler {hpa} scales it"),
+        );
+    }
+    let appliers = live
+        .into_iter()
+        .flat_map(|meta| meta.managed_fields.iter().flatten())
+        .filter(|e| {
+            is_other_writer(e)
+                && e.operation.as_deref() == Some("Apply")
+                && e.manager.as_deref() != Some(ship_api::HANDOVER_FIELD_MANAGER)
+        });
+    for entry in appliers {
+        let Some(fields) = entry.fields_v1.as_ref() else {
+            continue;
+        };
+        let mut paths = Vec::new();
+        owned_paths(&fields.0, object, &mut Vec::new(), &mut paths);
+        for path in paths {
+            leave(
+                path,
+                format!(
+                    "{} owns it (server-side apply)",
+                    entry.manager.as_deref().unwrap_or("another manager")
+                ),
+            );
+        }
+    }
+    left
+}
+
+/// `object` without the fields `left`.
+pub fn without(object: &Value, left: &[FieldLeft]) -> Value {
+    let mut kept = object.clone();
+    for field in left {
+        let Some((last, parents)) = field.path.split_last() else {
+            continue;
+        };
+        let parent = parents
+            .iter()
+            .try_fold(&mut kept, |value, key| value.get_mut(key));
+        if let Some(map) = parent.and_then(Value::as_object_mut) {
+            map.remove(last);
+        }
+    }
+    kept
+}
+
+/// The fields among `left` that Ship's own apply owns and no other writer does (from `live`):
+/// applying without them would make the API server remove them (a Deployment's replicas
+/// falling back to 1 under its autoscaler). Ship hands them over first.
+pub fn to_hand_over(object: &Value, left: &[FieldLeft], live: Option<&ObjectMeta>) -> Vec<Vec<String>> {
+    let Some(live) = live else {
+        return Vec::new();
+    };
+    let owned_by = |mine: bool| {
+        let mut paths = Vec::new();
+        for entry in live.managed_fields.iter().flatten().filter(|e| {
+            e.subresource.as_deref().unwrap_or_default() != "status"
+                && (e.manager.as_deref() == Some(FIELD_MANAGER)) == mine
+        }) {
+            if let Some(fields) = entry.fields_v1.as_ref() {
+                owned_paths(&fields.0, object, &mut Vec::new(), &mut paths);
+            }
+        }
+        paths
+    };
+    let (ships, others) = (owned_by(true), owned_by(false));
+    left.iter()
+        .filter(|l| {
+            ships
+                .iter()
+                .any(|p| p.starts_with(&l.path) || l.path.starts_with(p))
+        })
+        .filter(|l| {
+            !others
+                .iter()
+                .any(|p| p.starts_with(&l.path) || l.path.starts_with(p))
+        })
+        .map(|l| l.path.clone())
+        .collect()
 }
 
 /// Whether the live object (`live`, its full body) holds every field `object` (prepared)
@@ -265,9 +440,12 @@ pub fn foreign_write(meta: &ObjectMeta) -> Option<String> {
 /// The live metadata of the environment's objects, by key.
 pub type Live = HashMap<ObjectKey, ObjectMeta>;
 
-/// What each of `objects` needs, in their order.
+/// What each of `objects` needs, in their order (nothing left to others).
 pub fn needs(objects: &[Value], live: &Live) -> Vec<Need> {
-    objects.iter().map(|o| need(o, live.get(&key_of(o)))).collect()
+    objects
+        .iter()
+        .map(|o| need(o, live.get(&key_of(o)), &[]))
+        .collect()
 }
 
 /// How many objects of a release needed what.
@@ -283,23 +461,76 @@ pub struct Tally {
     pub unchanged: usize,
 }
 
-/// The objects to write, in their order, and the tally of why.
-pub fn select(objects: &[Value], live: &Live) -> (Vec<Value>, Tally) {
-    let mut tally = Tally::default();
-    let mut write = Vec::new();
-    for (object, need) in objects.iter().zip(needs(objects, live)) {
+/// Which objects to consider writing.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode<'b> {
+    /// Those missing, changed or drifted by their metadata.
+    Changed,
+    /// Those, and those whose body (listed with it) no longer holds what the manifest sets:
+    /// the periodic full re-check.
+    Recheck(&'b HashMap<ObjectKey, Value>),
+    /// Every one (a rollback restores everything).
+    All,
+}
+
+/// What a release or a drift check writes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Writes {
+    /// The objects to write, in their order, without the fields left to others.
+    pub objects: Vec<Value>,
+    /// Fields Ship owns alone that it stops applying: handed over first, per object (its
+    /// key, the paths).
+    pub hand_over: Vec<(ObjectKey, Vec<Vec<String>>)>,
+    /// Every field left to others, as the status says it (`Kind/namespace/name path: why`).
+    pub fields_left: Vec<String>,
+    /// Why each was written or not.
+    pub tally: Tally,
+}
+
+/// What to write of `objects` (prepared, in apply order), given the live metadata, in `mode`.
+pub fn plan(objects: &[Value], live: &Live, mode: Mode<'_>) -> Writes {
+    let scaled = scaled_by_autoscalers(objects);
+    let mut writes = Writes::default();
+    for object in objects {
+        let key = key_of(object);
+        let meta = live.get(&key);
+        let left = fields_left(object, &scaled, meta);
+        let name = crate::inventory::entry_of(object).to_string();
+        writes.fields_left.extend(
+            left.iter()
+                .map(|l| format!("{name} {}: {}", l.path.join("."), l.why)),
+        );
+        let kept = without(object, &left);
+        let need = need(object, meta, &left);
+        let stale_body = || match mode {
+            Mode::Recheck(bodies) => bodies.get(&key).is_some_and(|held| !holds(&kept, held)),
+            Mode::Changed | Mode::All => false,
+        };
         match need {
-            Need::Missing => tally.missing += 1,
-            Need::Changed => tally.changed += 1,
-            Need::Drifted { .. } => tally.drifted += 1,
+            Need::Missing => writes.tally.missing += 1,
+            Need::Changed => writes.tally.changed += 1,
+            Need::Drifted { .. } => writes.tally.drifted += 1,
+            Need::Unchanged if stale_body() => writes.tally.drifted += 1,
             Need::Unchanged => {
-                tally.unchanged += 1;
-                continue;
+                writes.tally.unchanged += 1;
+                if !matches!(mode, Mode::All) {
+                    continue;
+                }
             }
         }
-        write.push(object.clone());
+        let hand_over = to_hand_over(object, &left, meta);
+        if !hand_over.is_empty() {
+            writes.hand_over.push((key, hand_over));
+        }
+        writes.objects.push(kept);
     }
-    (write, tally)
+    writes
+}
+
+/// The objects to write when only what changed is (see [`plan`]), and the tally of why.
+pub fn select(objects: &[Value], live: &Live) -> (Vec<Value>, Tally) {
+    let writes = plan(objects, live, Mode::Changed);
+    (writes.objects, writes.tally)
 }
 
 #[cfg(test)]
@@ -371,15 +602,15 @@ mod tests {
     #[test]
     fn an_object_is_written_when_missing_changed_or_drifted_and_left_alone_otherwise() {
         let object = configmap("hello");
-        assert_eq!(need(&object, None), Need::Missing);
+        assert_eq!(need(&object, None, &[]), Need::Missing);
         let live = live_of(&object, vec![ship_owns_all()]);
-        assert_eq!(need(&object, Some(&live)), Need::Unchanged);
+        assert_eq!(need(&object, Some(&live), &[]), Need::Unchanged);
         assert!(!Need::Unchanged.writes());
-        assert_eq!(need(&configmap("new"), Some(&live)), Need::Changed);
+        assert_eq!(need(&configmap("new"), Some(&live), &[]), Need::Changed);
         // Written by a Ship from before digests: no annotation, so written again once.
         let mut old = live.clone();
         old.annotations.as_mut().unwrap().remove(keys::DIGEST);
-        assert_eq!(need(&object, Some(&old)), Need::Changed);
+        assert_eq!(need(&object, Some(&old), &[]), Need::Changed);
 
         // kubectl edit of data.body: the field moved to kubectl-edit.
         let edited = live_of(
@@ -395,7 +626,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            need(&object, Some(&edited)),
+            need(&object, Some(&edited), &[]),
             Need::Drifted {
                 manager: "kubectl-edit".into()
             }
@@ -425,7 +656,7 @@ mod tests {
                 ),
             ],
         );
-        assert_eq!(need(&object, Some(&others)), Need::Unchanged);
+        assert_eq!(need(&object, Some(&others), &[]), Need::Unchanged);
     }
 
     #[test]
@@ -446,7 +677,7 @@ mod tests {
             )],
         );
         assert!(matches!(
-            need(&deployment, Some(&image_by_hand)),
+            need(&deployment, Some(&image_by_hand), &[]),
             Need::Drifted { .. }
         ));
         let scaled = live_of(
@@ -458,7 +689,10 @@ mod tests {
                 json!({"f:spec": {"f:replicas": {}}}),
             )],
         );
-        assert!(matches!(need(&deployment, Some(&scaled)), Need::Drifted { .. }));
+        assert!(matches!(
+            need(&deployment, Some(&scaled), &[]),
+            Need::Drifted { .. }
+        ));
         let elsewhere = live_of(
             &deployment,
             vec![entry(
@@ -468,7 +702,7 @@ mod tests {
                 json!({"f:spec": {"f:paused": {}}}),
             )],
         );
-        assert_eq!(need(&deployment, Some(&elsewhere)), Need::Unchanged);
+        assert_eq!(need(&deployment, Some(&elsewhere), &[]), Need::Unchanged);
     }
 
     #[test]
@@ -584,6 +818,143 @@ mod tests {
         }
         // 2 and 2.0 are one number.
         assert!(holds(&json!({"n": 2}), &json!({"n": 2.0})));
+    }
+
+    #[test]
+    fn an_autoscaled_replicas_count_is_left_handed_over_once_and_reported() {
+        let mut deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "main"},
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "web", "image": "web:1"}]}}}
+        });
+        stamp_digest(&mut deployment);
+        let mut hpa = json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web-hpa", "namespace": "main"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 5}
+        });
+        stamp_digest(&mut hpa);
+        let objects = [deployment.clone(), hpa];
+        // Ship applied replicas before the autoscaler came: it owns it alone, so it hands it over.
+        let ship_owned = live_of(
+            &deployment,
+            vec![entry(
+                FIELD_MANAGER,
+                "Apply",
+                None,
+                json!({"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {}}}}}),
+            )],
+        );
+        let live: Live = [(key_of(&deployment), ship_owned)].into_iter().collect();
+        let writes = plan(&objects, &live, Mode::All);
+        assert!(value_at(&writes.objects[0], &["spec".into(), "replicas".into()]).is_none());
+        assert!(value_at(&writes.objects[0], &["spec".into(), "template".into()]).is_some());
+        assert_eq!(
+            writes.hand_over,
+            [(
+                key_of(&deployment),
+                vec![vec!["spec".to_owned(), "replicas".to_owned()]]
+            )]
+        );
+        assert_eq!(
+            writes.fields_left,
+            ["Deployment/main/web spec.replicas: HorizontalPodAutoscaler web-hpa scales it"]
+        );
+        // Once the autoscaler scaled it (by the scale subresource), it owns the field: its
+        // writes are neither drift nor a reason to hand anything over.
+        let scaled = live_of(
+            &deployment,
+            vec![
+                entry(
+                    FIELD_MANAGER,
+                    "Apply",
+                    None,
+                    json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {}}}}}),
+                ),
+                entry(
+                    "kube-controller-manager",
+                    "Update",
+                    Some("scale"),
+                    json!({"f:spec": {"f:replicas": {}}}),
+                ),
+            ],
+        );
+        let hpa_live: ObjectMeta = serde_json::from_value(objects[1]["metadata"].clone()).unwrap();
+        let live: Live = [(key_of(&deployment), scaled), (key_of(&objects[1]), hpa_live)]
+            .into_iter()
+            .collect();
+        let writes = plan(&objects, &live, Mode::Changed);
+        assert_eq!(writes.tally.unchanged, 2, "{:?}", writes.tally);
+        assert!(writes.objects.is_empty() && writes.hand_over.is_empty());
+        assert_eq!(writes.fields_left.len(), 1);
+    }
+
+    #[test]
+    fn fields_named_to_ignore_or_taken_by_another_applier_are_left_not_fought() {
+        let mut object = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "web", "namespace": "main",
+                         "annotations": {"ship.dev/ignore-fields": "data.rotated, data.absent"}},
+            "data": {"body": "hello", "rotated": "v1", "flag": "on"}
+        });
+        stamp_digest(&mut object);
+        // Another tool applies `data.flag` by SSA (and forced it): reported, not fought.
+        let live = live_of(
+            &object,
+            vec![
+                entry(
+                    FIELD_MANAGER,
+                    "Apply",
+                    None,
+                    json!({"f:data": {"f:body": {}, "f:rotated": {}}}),
+                ),
+                entry("feature-flags", "Apply", None, json!({"f:data": {"f:flag": {}}})),
+                entry("rotator", "Update", None, json!({"f:data": {"f:rotated": {}}})),
+            ],
+        );
+        let left = fields_left(&object, &HashMap::new(), Some(&live));
+        let paths: Vec<String> = left.iter().map(|l| l.path.join(".")).collect();
+        assert_eq!(paths, ["data.rotated", "data.flag"]);
+        assert!(left[1].why.contains("feature-flags"), "{left:?}");
+        // The rotator's and the other applier's writes are theirs: nothing drifted.
+        assert_eq!(need(&object, Some(&live), &left), Need::Unchanged);
+        let kept = without(&object, &left);
+        assert_eq!(kept["data"], json!({"body": "hello"}));
+        // The rotator holds `data.rotated` too: the API server keeps it without a handover.
+        assert!(to_hand_over(&object, &left, Some(&live)).is_empty());
+        // Held by Ship alone, it is handed over before Ship stops applying it.
+        let ship_only = live_of(
+            &object,
+            vec![entry(
+                FIELD_MANAGER,
+                "Apply",
+                None,
+                json!({"f:data": {"f:body": {}, "f:rotated": {}}}),
+            )],
+        );
+        let left = fields_left(&object, &HashMap::new(), Some(&ship_only));
+        assert_eq!(
+            to_hand_over(&object, &left, Some(&ship_only)),
+            [vec!["data".to_owned(), "rotated".to_owned()]]
+        );
+        // A field Ship's handover manager holds is Ship's, not another applier's.
+        let handed = live_of(
+            &object,
+            vec![entry(
+                ship_api::HANDOVER_FIELD_MANAGER,
+                "Apply",
+                None,
+                json!({"f:data": {"f:body": {}}}),
+            )],
+        );
+        assert!(
+            fields_left(&object, &HashMap::new(), Some(&handed))
+                .iter()
+                .all(|l| l.path != ["data", "body"])
+        );
+        let mut patch = json!({});
+        set_at(&mut patch, &["spec".into(), "replicas".into()], json!(3));
+        assert_eq!(patch, json!({"spec": {"replicas": 3}}));
     }
 
     #[test]

@@ -319,6 +319,7 @@ fn perform(
             Event::Applied {
                 inventory: Vec::new(),
                 prune_refused: Vec::new(),
+                fields_left: Vec::new(),
             }
         }
         Work::AwaitHealth if interrupted_by_push(world) => Event::Interrupted,

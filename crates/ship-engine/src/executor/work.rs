@@ -126,13 +126,13 @@ impl Driver<'_> {
         }
         // Only what will be written is dry-run: what the cluster holds as Ship wrote it passed
         // its dry run and apply before.
-        let (to_write, _, tally) = self.to_write(&target, &objects, false).await;
+        let (writes, _) = self.to_write(&target, &objects, Scope::Changed).await;
         debug!(
-            to_write = to_write.len(),
-            unchanged = tally.unchanged,
+            to_write = writes.objects.len(),
+            unchanged = writes.tally.unchanged,
             "dry run of what changed"
         );
-        if let Err(err) = self.ctx.applier.dry_run(&target, &to_write).await {
+        if let Err(err) = self.ctx.applier.dry_run(&target, &writes.objects).await {
             return Self::refusal(err.into());
         }
         match missing_references(&target, &objects).await? {
@@ -378,7 +378,14 @@ impl Driver<'_> {
         &self,
         commit: &str,
         stamp_release: &str,
-    ) -> Result<(Vec<ship_api::InventoryEntry>, Vec<ship_api::PruneRefusal>), Error> {
+    ) -> Result<
+        (
+            Vec<ship_api::InventoryEntry>,
+            Vec<ship_api::PruneRefusal>,
+            Vec<String>,
+        ),
+        Error,
+    > {
         let rendered = self.ctx.render(commit, self.environment()).await?;
         let objects = inventory::prepare(&rendered.manifests, self.stamp(commit, stamp_release));
         let target = self.target(&rendered).await?;
@@ -391,13 +398,10 @@ impl Driver<'_> {
         // A release writes what changed; a rollback writes everything (it must restore the
         // good release whatever the failed one left).
         let rolling_back = stamp_release != self.name;
-        let (to_write, tally) = if rolling_back {
-            (objects.clone(), crate::changes::Tally::default())
-        } else {
-            let (to_write, _, tally) = self.to_write(&target, &objects, false).await;
-            (to_write, tally)
-        };
-        let applied = self.ctx.applier.apply(&target, &to_write, None).await?;
+        let scope = if rolling_back { Scope::All } else { Scope::Changed };
+        let (writes, _) = self.to_write(&target, &objects, scope).await;
+        let tally = writes.tally;
+        let applied = self.write(&target, &objects, &writes, None).await?;
         self.watch_for_drift(&target, &objects).await;
         let keep: Vec<ship_api::InventoryEntry> = objects.iter().map(inventory::entry_of).collect();
         let all = self.environment_releases().await?;
@@ -421,7 +425,7 @@ impl Driver<'_> {
             commit,
             "objects applied"
         );
-        Ok((keep, refused))
+        Ok((keep, refused, writes.fields_left))
     }
 
     /// Waits for `inventory` to be healthy until the health timeout after `phase` was entered
@@ -619,7 +623,7 @@ impl Driver<'_> {
         };
         let good_commit = good.spec.short_commit().to_owned();
         let commit = good.spec.commit.clone();
-        let (inventory, prune_refused) = match self.apply_commit(&commit, &target).await {
+        let (inventory, prune_refused, _) = match self.apply_commit(&commit, &target).await {
             Ok(applied) => applied,
             Err(Error::Load(LoadError::UnknownCommit(_))) => {
                 return Ok(Event::RollbackCommitGone { good_commit });
@@ -667,9 +671,15 @@ impl Driver<'_> {
         if let Some(seen) = self.ctx.drift_watches.take(self.environment()) {
             info!(seen, "a watch saw another writer: checking drift now");
         }
-        let (to_write, live, tally) = self.to_write(&target, &objects, everything).await;
+        let scope = if everything {
+            Scope::Recheck
+        } else {
+            Scope::Changed
+        };
+        let (writes, live) = self.to_write(&target, &objects, scope).await;
+        let tally = writes.tally;
         self.watch_for_drift(&target, &objects).await;
-        let applied = self.ctx.applier.apply(&target, &to_write, Some(&live)).await?;
+        let applied = self.write(&target, &objects, &writes, Some(&live)).await?;
         debug!(
             written = applied.objects,
             drifted = applied.drifted,
@@ -696,22 +706,20 @@ impl Driver<'_> {
         );
     }
 
-    /// Of `objects`, what to write now, the live metadata it was decided on, and the tally:
-    /// what is missing, changed or drifted by its metadata; with `everything` (a full
-    /// re-check), also what no longer holds what the manifest sets (read with the bodies).
-    /// When the objects cannot be listed, all of them.
+    /// Of `objects`, what to write now ([`crate::changes::plan`]) and the live metadata it was
+    /// decided on: what is missing, changed or drifted by its metadata (`Scope::Changed`); also
+    /// what no longer holds what the manifest sets, read with the bodies (`Scope::Recheck`); or
+    /// everything (`Scope::All`). Fields left to other writers are taken out. When the
+    /// objects cannot be listed, all of them.
     async fn to_write(
         &self,
         target: &kube::Client,
         objects: &[serde_json::Value],
-        everything: bool,
-    ) -> (
-        Vec<serde_json::Value>,
-        crate::changes::Live,
-        crate::changes::Tally,
-    ) {
+        scope: Scope,
+    ) -> (crate::changes::Writes, crate::changes::Live) {
+        use crate::changes::{Live, Mode, plan};
         let applier = &self.ctx.applier;
-        let listed = if everything {
+        let listed = if scope == Scope::Recheck {
             applier.live_objects(target, objects, self.environment()).await
         } else {
             applier
@@ -723,32 +731,32 @@ impl Driver<'_> {
             Ok(listed) => listed,
             Err(err) => {
                 warn!(error = %err, "cannot list the environment's objects: writing them all");
-                let tally = crate::changes::Tally {
-                    changed: objects.len(),
-                    ..Default::default()
-                };
-                return (objects.to_vec(), crate::changes::Live::new(), tally);
+                return (plan(objects, &Live::new(), Mode::All), Live::new());
             }
         };
-        let (mut selected, mut tally) = crate::changes::select(objects, &live);
-        if everything {
-            for object in objects {
-                let key = crate::changes::key_of(object);
-                let unchanged = !crate::changes::need(object, live.get(&key)).writes();
-                if unchanged
-                    && bodies
-                        .get(&key)
-                        .is_some_and(|held| !crate::changes::holds(object, held))
-                {
-                    tally.unchanged -= 1;
-                    tally.drifted += 1;
-                    selected.push(object.clone());
-                }
+        let mode = match scope {
+            Scope::Changed => Mode::Changed,
+            Scope::Recheck => Mode::Recheck(&bodies),
+            Scope::All => Mode::All,
+        };
+        (plan(objects, &live, mode), live)
+    }
+
+    /// Writes `writes` (after handing over the fields Ship stops applying); with `live`, counts
+    /// what the writes changed as drifted.
+    async fn write(
+        &self,
+        target: &kube::Client,
+        objects: &[serde_json::Value],
+        writes: &crate::changes::Writes,
+        live: Option<&crate::changes::Live>,
+    ) -> Result<crate::apply::Applied, Error> {
+        for (key, paths) in &writes.hand_over {
+            if let Some(object) = objects.iter().find(|o| crate::changes::key_of(o) == *key) {
+                self.ctx.applier.hand_over(target, object, paths).await?;
             }
-            // Keep the apply order (by kind).
-            selected.sort_by_key(inventory::apply_rank);
         }
-        (selected, live, tally)
+        Ok(self.ctx.applier.apply(target, &writes.objects, live).await?)
     }
 
     /// Does `work`; `None` when there is nothing more to do now.
@@ -758,10 +766,11 @@ impl Driver<'_> {
             Work::Apply => {
                 let commit = self.release.spec.commit.clone();
                 let name = self.name.clone();
-                let (inventory, prune_refused) = self.apply_commit(&commit, &name).await?;
+                let (inventory, prune_refused, fields_left) = self.apply_commit(&commit, &name).await?;
                 Ok(Some(Event::Applied {
                     inventory,
                     prune_refused,
+                    fields_left,
                 }))
             }
             Work::AwaitHealth => self.await_health().await.map(Some),
@@ -898,4 +907,15 @@ async fn run_test(
         message: outcome.message,
         log,
     }
+}
+
+/// Which objects a write considers ([`crate::changes::Mode`], before the listing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Missing, changed or drifted, by metadata.
+    Changed,
+    /// Those, and what no longer holds its manifest, by the bodies.
+    Recheck,
+    /// Everything.
+    All,
 }
