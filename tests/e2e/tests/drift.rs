@@ -149,3 +149,155 @@ async fn a_hand_edit_and_a_deletion_are_put_back_within_seconds_and_other_fields
         "the release says what it left"
     );
 }
+
+/// The Deployment the sample app's tests do not look at: `replicas` real pods.
+fn deployment(replicas: u32, version: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: api}}\nspec:\n  replicas: {replicas}\n  \
+         selector: {{matchLabels: {{app: api}}}}\n  template:\n    metadata:\n      labels: {{app: api}}\n      \
+         annotations: {{version: \"{version}\"}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      \
+         - {{name: api, image: ship.dev/demo-app:1, imagePullPolicy: Never}}\n"
+    )
+}
+
+async fn replicas(stack: &Stack) -> Option<i32> {
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(stack.cluster.client(), &stack.ns);
+    deployments.get("api").await.ok()?.spec?.replicas
+}
+
+/// An autoscaler added to a commit takes `spec.replicas` over: Ship hands the field over
+/// (its value stays 3, not the API server's default of 1), stops applying it, says so in the
+/// release's status, and does not put it back when the count changes. A second tool that
+/// applies a field by server-side apply keeps it: reported in the status, not fought.
+#[tokio::test]
+#[ignore = "needs the local control plane: tests/run.sh"]
+async fn an_autoscaler_and_a_second_applier_keep_their_fields() {
+    let mut stack = Stack::new("fieldsleft", "{enabled: false}").await.unwrap();
+    let flags = |note: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: flags}}\ndata: {{note: \"{note}\", flag: \"off\"}}\n"
+        )
+    };
+    stack
+        .remote
+        .commit_files(
+            &[
+                ("deploy/main/api.yaml", &deployment(3, "1")),
+                ("deploy/main/flags.yaml", &flags("one")),
+            ],
+            "an api of three pods, and flags",
+        )
+        .unwrap();
+    stack.deploy_first(&["--drift-interval", "10m"]).await.unwrap();
+    assert_eq!(replicas(&stack).await, Some(3));
+
+    // The autoscaler comes with a commit (autoscaling/v1: served by both 1.20 and 1.36); with
+    // no metrics and 3 between its bounds, it leaves the count as it is.
+    let hpa = "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata: {name: api}\nspec:\n  \
+               scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: api}\n  minReplicas: 1\n  maxReplicas: 5\n  \
+               targetCPUUtilizationPercentage: 80\n";
+    let with_hpa = stack
+        .push_main(
+            &[
+                ("deploy/main/hpa.yaml", hpa),
+                ("deploy/main/api.yaml", &deployment(3, "2")),
+            ],
+            "autoscale the api",
+        )
+        .unwrap();
+    let release = stack
+        .settled(&release_name("main", &with_hpa), Phase::Succeeded, SETTLE)
+        .await
+        .unwrap();
+    let left = release.status.clone().unwrap().fields_left;
+    assert!(
+        left.iter().any(|l| l.contains("Deployment/")
+            && l.contains("spec.replicas")
+            && l.contains("HorizontalPodAutoscaler api")),
+        "{left:?}"
+    );
+    assert_eq!(
+        replicas(&stack).await,
+        Some(3),
+        "handed over, not dropped to the default of 1"
+    );
+
+    // The count changes (as the autoscaler would, through the scale subresource): left alone.
+    kubectl_ok(
+        &stack,
+        &[
+            "-n",
+            &stack.ns.clone(),
+            "scale",
+            "deployment",
+            "api",
+            "--replicas=2",
+        ],
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(replicas(&stack).await, Some(2), "not put back");
+
+    // A second tool applies `data.flag` by server-side apply (forced): kept, and reported by
+    // the next release, which changes the same ConfigMap's other key.
+    let dir = tempfile::tempdir().unwrap();
+    let patch = dir.path().join("flag.yaml");
+    std::fs::write(
+        &patch,
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: flags, namespace: {}}}\ndata: {{flag: \"on\"}}\n", stack.ns),
+    )
+    .unwrap();
+    kubectl_ok(
+        &stack,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=feature-flags",
+            "--force-conflicts",
+            "-f",
+            patch.to_str().unwrap(),
+        ],
+    );
+    let configmaps: Api<ConfigMap> = Api::namespaced(stack.cluster.client(), &stack.ns);
+    let flag = || async {
+        configmaps
+            .get("flags")
+            .await
+            .unwrap()
+            .data
+            .unwrap_or_default()
+            .get("flag")
+            .cloned()
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        flag().await.as_deref(),
+        Some("on"),
+        "not fought after the watch saw it"
+    );
+    let next = stack
+        .push_main(&[("deploy/main/flags.yaml", &flags("two"))], "flags: a new note")
+        .unwrap();
+    let release = stack
+        .settled(&release_name("main", &next), Phase::Succeeded, SETTLE)
+        .await
+        .unwrap();
+    let left = release.status.clone().unwrap().fields_left;
+    assert!(
+        left.iter()
+            .any(|l| l.contains("ConfigMap/") && l.contains("data.flag") && l.contains("feature-flags")),
+        "{left:?}"
+    );
+    let data = configmaps.get("flags").await.unwrap().data.unwrap_or_default();
+    assert_eq!(
+        data.get("note").map(String::as_str),
+        Some("two"),
+        "the rest is Ship's and written"
+    );
+    assert_eq!(
+        data.get("flag").map(String::as_str),
+        Some("on"),
+        "the other applier's field stays"
+    );
+    assert_eq!(replicas(&stack).await, Some(2));
+}
