@@ -108,11 +108,44 @@ pub fn ship_labels(environment: &str) -> [(&'static str, &str); 2] {
 /// The objects of a release, stamped (with the digest last) and in apply order (stable
 /// within a kind).
 pub fn prepare(manifests: &[Manifest], stamp_with: Stamp<'_>) -> Vec<serde_json::Value> {
+    prepare_leaving(manifests, stamp_with, &[])
+}
+
+/// As [`prepare`], with the fields `ship.yaml`'s `ignoreFields` names for each object added to
+/// its `ship.dev/ignore-fields` annotation (before the digest: a change of them is a change).
+pub fn prepare_leaving(
+    manifests: &[Manifest],
+    stamp_with: Stamp<'_>,
+    ignore: &[ship_render::config::IgnoredField],
+) -> Vec<serde_json::Value> {
     let mut objects: Vec<serde_json::Value> = manifests
         .iter()
         .map(|m| {
             let mut object = m.object.clone();
             stamp(&mut object, stamp_with);
+            let (kind, name) = (
+                str_at(&object, "/kind").to_owned(),
+                str_at(&object, "/metadata/name").to_owned(),
+            );
+            let mut paths: Vec<String> = str_at(&object, "/metadata/annotations/ship.dev~1ignore-fields")
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect();
+            for rule in ignore.iter().filter(|rule| rule.applies_to(&kind, &name)) {
+                if !paths.contains(&rule.path) {
+                    paths.push(rule.path.clone());
+                }
+            }
+            if !paths.is_empty() {
+                let joined = paths.join(", ");
+                insert_into(
+                    &mut object,
+                    "annotations",
+                    &[(crate::changes::IGNORE_FIELDS, joined.as_str())],
+                );
+            }
             crate::changes::stamp_digest(&mut object);
             object
         })
@@ -173,5 +206,41 @@ mod tests {
             "a non-object labels field is replaced"
         );
         assert_eq!(entry_of(web).to_string(), "Deployment/main/web");
+    }
+
+    #[test]
+    fn ship_yaml_ignore_rules_join_the_objects_own_annotation_before_the_digest() {
+        let manifests: Vec<Manifest> = [
+            r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"main","annotations":{"ship.dev/ignore-fields":"spec.paused"}},"spec":{"replicas":2}}"#,
+            r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"api","namespace":"main"},"spec":{"replicas":2}}"#,
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"web","namespace":"main"}}"#,
+        ]
+        .iter()
+        .map(|t| Manifest {
+            object: serde_json::from_str(t).unwrap(),
+            source: "x".into(),
+        })
+        .collect();
+        let stamp_with = Stamp {
+            environment: "main",
+            commit: "c0ffee",
+            release: "main-c0ffee",
+        };
+        let rules: Vec<ship_render::config::IgnoredField> = serde_json::from_str(
+            r#"[{"path": "spec.replicas", "kind": "Deployment"}, {"path": "spec.paused", "name": "web"}]"#,
+        )
+        .unwrap();
+        let out = prepare_leaving(&manifests, stamp_with, &rules);
+        let ignored = |i: usize| str_at(&out[i], "/metadata/annotations/ship.dev~1ignore-fields").to_owned();
+        // Any kind named web takes the rule; only fields an object has are left (changes).
+        assert_eq!(ignored(0), "spec.paused");
+        assert_eq!(ignored(1), "spec.paused, spec.replicas");
+        assert_eq!(ignored(2), "spec.replicas");
+        // The rules are part of what the digest covers: changing them changes it.
+        let plain = prepare(&manifests, stamp_with);
+        assert_ne!(
+            str_at(&plain[2], "/metadata/annotations/ship.dev~1digest"),
+            str_at(&out[2], "/metadata/annotations/ship.dev~1digest")
+        );
     }
 }

@@ -56,6 +56,36 @@ pub struct ShipConfig {
     /// (never in the promotion's target environment).
     #[serde(default)]
     pub bisect: Bisect,
+
+    /// Fields Ship leaves to other writers (an operator, an admission webhook, a person during
+    /// an incident): never applied, never corrected as drift. Besides these, Ship leaves
+    /// `spec.replicas` of an object a HorizontalPodAutoscaler in the commit scales, the fields an
+    /// object's `ship.dev/ignore-fields` annotation names, and fields another manager took by
+    /// server-side apply. Example: `[{path: spec.template.metadata.annotations, kind: Deployment}]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_fields: Vec<IgnoredField>,
+}
+
+/// Fields of some objects that Ship leaves to other writers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IgnoredField {
+    /// The field, dotted through map keys (`spec.replicas`, `data.rotated-at`); everything
+    /// under it is left too.
+    pub path: String,
+    /// Only objects of this kind (default: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Only the objects of this name (default: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl IgnoredField {
+    /// Whether it concerns the object `kind`/`name`.
+    pub fn applies_to(&self, kind: &str, name: &str) -> bool {
+        self.kind.as_deref().is_none_or(|k| k == kind) && self.name.as_deref().is_none_or(|n| n == name)
+    }
 }
 
 /// The bisection of a failed range of commits: test releases of chosen commits (reason

@@ -93,7 +93,11 @@ impl Driver<'_> {
             Ok(rendered) => rendered,
             Err(err) => return Self::refusal(err.into()),
         };
-        let objects = inventory::prepare(&rendered.manifests, self.stamp(&commit, &self.name));
+        let objects = inventory::prepare_leaving(
+            &rendered.manifests,
+            self.stamp(&commit, &self.name),
+            &rendered.config.ignore_fields,
+        );
         let target = match self.target(&rendered).await {
             Ok(target) => target,
             Err(err) => {
@@ -387,7 +391,11 @@ impl Driver<'_> {
         Error,
     > {
         let rendered = self.ctx.render(commit, self.environment()).await?;
-        let objects = inventory::prepare(&rendered.manifests, self.stamp(commit, stamp_release));
+        let objects = inventory::prepare_leaving(
+            &rendered.manifests,
+            self.stamp(commit, stamp_release),
+            &rendered.config.ignore_fields,
+        );
         let target = self.target(&rendered).await?;
         if self.armed("MidApply") && stamp_release == self.name {
             // Tests only: stop with half the objects applied.
@@ -663,7 +671,11 @@ impl Driver<'_> {
         // This is the environment's deployed release: say so (also after a restart).
         self.ctx.metrics.deployed(self.environment(), &commit);
         let rendered = self.ctx.render(&commit, self.environment()).await?;
-        let objects = inventory::prepare(&rendered.manifests, self.stamp(&commit, &stamp_release));
+        let objects = inventory::prepare_leaving(
+            &rendered.manifests,
+            self.stamp(&commit, &stamp_release),
+            &rendered.config.ignore_fields,
+        );
         let target = self.target(&rendered).await?;
         // What drifted, from the objects' metadata; now and then (and first after a start)
         // everything, for what metadata cannot show (a field another writer removed).
