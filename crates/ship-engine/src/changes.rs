@@ -518,6 +518,12 @@ pub fn plan(objects: &[Value], live: &Live, mode: Mode<'_>) -> Writes {
                 }
             }
         }
+        // An object made now gets every field (as Argo CD does): the other writer takes over
+        // from there, and the next write leaves the field to it, handing it over.
+        if need == Need::Missing {
+            writes.objects.push(object.clone());
+            continue;
+        }
         let hand_over = to_hand_over(object, &left, meta);
         if !hand_over.is_empty() {
             writes.hand_over.push((key, hand_over));
@@ -835,6 +841,10 @@ mod tests {
         });
         stamp_digest(&mut hpa);
         let objects = [deployment.clone(), hpa];
+        // Made now: every field, replicas included (the autoscaler takes over from there).
+        let made = plan(&objects, &Live::new(), Mode::Changed);
+        assert_eq!(made.objects[0], deployment);
+        assert!(made.hand_over.is_empty());
         // Ship applied replicas before the autoscaler came: it owns it alone, so it hands it over.
         let ship_owned = live_of(
             &deployment,

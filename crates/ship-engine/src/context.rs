@@ -38,6 +38,9 @@ pub struct Settings {
     pub stale_views: bool,
     /// Dry runs and applies kept in flight at once (`--apply-concurrency`).
     pub apply_concurrency: usize,
+    /// Watch the deployed objects and correct drift as soon as it happens (`--drift-watch`);
+    /// off, drift is corrected every `drift_interval` only.
+    pub drift_watch: bool,
 }
 
 impl Default for Settings {
@@ -48,6 +51,7 @@ impl Default for Settings {
             pause_at: None,
             stale_views: false,
             apply_concurrency: crate::apply::IN_FLIGHT,
+            drift_watch: true,
         }
     }
 }

@@ -47,6 +47,11 @@ struct Args {
     #[arg(long, env = "SHIP_APPLY_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
     apply_concurrency: u16,
 
+    /// Watch the deployed objects (metadata only) and correct a change by another writer as
+    /// soon as it happens; `false`: only every `--drift-interval`.
+    #[arg(long, env = "SHIP_DRIFT_WATCH", default_value_t = true, action = clap::ArgAction::Set)]
+    drift_watch: bool,
+
     /// How often the deployed release is re-applied to correct hand edits (drift).
     #[arg(long, env = "SHIP_DRIFT_INTERVAL", default_value = "5m", value_parser = source::parse_duration)]
     drift_interval: std::time::Duration,
@@ -223,6 +228,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         pause_at: args.test_pause_after,
         stale_views: args.test_stale_views,
         apply_concurrency: usize::from(args.apply_concurrency),
+        drift_watch: args.drift_watch,
     };
     let metrics = Arc::new(ship_engine::metrics::Metrics::default());
     if let Ok(mut registry) = state.registry.write() {

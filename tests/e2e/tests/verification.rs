@@ -81,8 +81,12 @@ async fn a_verified_test_fails_when_the_app_breaks_outside_a_release_and_the_ale
         .remote
         .commit_files(&[("ship.yaml", &ship_yaml(&stack, ""))], "verify home")
         .unwrap();
-    // No drift correction during the test: it would put the hand edit back.
-    let good = stack.deploy_first(&["--drift-interval", "1h"]).await.unwrap();
+    // No drift correction during the test (neither by interval nor by watch): it would put
+    // the hand edit back.
+    let good = stack
+        .deploy_first(&["--drift-interval", "1h", "--drift-watch=false"])
+        .await
+        .unwrap();
     let name = release_name("main", &good);
     let passing = release_where(&stack, &name, |r| {
         runs(r) >= 2 && verified(r).is_some_and(|(status, _)| status == "True")
@@ -172,7 +176,9 @@ async fn a_verified_test_fails_when_the_app_breaks_outside_a_release_and_the_ale
     // release again on its own (nothing but the persisted status tells it when).
     stack.kill_shipd().unwrap();
     edit_app_by_hand(&stack, "broken while shipd was down").await;
-    stack.start_shipd(&["--drift-interval", "1h"]).unwrap();
+    stack
+        .start_shipd(&["--drift-interval", "1h", "--drift-watch=false"])
+        .unwrap();
     let after_restart = release_where(&stack, &name, |r| {
         verified(r).is_some_and(|(status, message)| {
             status == "False" && message.contains("broken while shipd was down")
@@ -202,7 +208,10 @@ async fn on_failure_rollback_rolls_back_once_and_the_release_rolled_back_to_hold
             "verify home, roll back on failure",
         )
         .unwrap();
-    let first = stack.deploy_first(&["--drift-interval", "1h"]).await.unwrap();
+    let first = stack
+        .deploy_first(&["--drift-interval", "1h", "--drift-watch=false"])
+        .await
+        .unwrap();
     let second = stack
         .push_main(
             &[("deploy/main/web.yaml", &configmap("healthy main 2"))],

@@ -708,6 +708,9 @@ impl Driver<'_> {
     /// From now on, a change another writer makes to `objects` wakes this release (it
     /// applied them: as the new release, or rolling back to what runs).
     async fn watch_for_drift(&self, target: &kube::Client, objects: &[serde_json::Value]) {
+        if !self.ctx.settings.drift_watch {
+            return;
+        }
         let resources = self.ctx.applier.resources_of(target, objects).await;
         self.ctx.drift_watches.ensure(
             target,
