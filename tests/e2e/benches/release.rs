@@ -34,6 +34,22 @@ fn median(samples: &mut [Duration]) -> Duration {
     percentile(samples, 0.5)
 }
 
+/// `kubectl apply --server-side` of the files in `dir`: how long it took.
+fn kubectl_apply_timed(cluster: &TestCluster, dir: &std::path::Path) -> Duration {
+    let t = Instant::now();
+    let out = cluster
+        .kubectl(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            dir.to_str().unwrap(),
+        ])
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    t.elapsed()
+}
+
 /// Writes `objects` ConfigMaps of `namespace` into `dir` (replacing what was there).
 fn write_objects(dir: &std::path::Path, namespace: &str, objects: usize, round: usize) {
     let _ = std::fs::remove_dir_all(dir);
@@ -98,20 +114,7 @@ async fn bench_full_release(cluster: &TestCluster, rounds: usize, objects: usize
                 ],
             )
         };
-        let run_kubectl = || {
-            let t = Instant::now();
-            let out = cluster
-                .kubectl(&[
-                    "apply",
-                    "--server-side",
-                    "--force-conflicts",
-                    "-f",
-                    dir.path().join("kubectl").to_str().unwrap(),
-                ])
-                .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            t.elapsed()
-        };
+        let run_kubectl = || kubectl_apply_timed(cluster, &dir.path().join("kubectl"));
         let (took, parts) = if round % 2 == 0 {
             let ship_run = run_ship.await;
             kubectl.push(run_kubectl());
@@ -187,20 +190,7 @@ async fn bench_one_changed(cluster: &TestCluster, rounds: usize, objects: usize)
         .apply(&client, &render(&dir.path().join("ship")), None)
         .await
         .unwrap();
-    let kubectl_apply = || {
-        let t = Instant::now();
-        let out = cluster
-            .kubectl(&[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-f",
-                dir.path().join("kubectl").to_str().unwrap(),
-            ])
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        t.elapsed()
-    };
+    let kubectl_apply = || kubectl_apply_timed(cluster, &dir.path().join("kubectl"));
     kubectl_apply();
     let (mut ship, mut kubectl) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
