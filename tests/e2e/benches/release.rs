@@ -173,10 +173,11 @@ async fn bench_one_changed(cluster: &TestCluster, rounds: usize, objects: usize)
         commit: "0000000000000000000000000000000000000000",
         release: "bench",
     };
+    // The repository is `dir`, the environment's manifests its `ship` directory.
     let render = |dir: &std::path::Path| {
         let manifests = ship_render::manifests::render(
             &ship_render::tools::NoPrograms,
-            dir,
+            dir.parent().unwrap(),
             "ship",
             &ship_render::Limits::default(),
         )
@@ -375,6 +376,7 @@ fn env_list(name: &str, default: &str) -> Vec<usize> {
     std::env::var(name)
         .unwrap_or_else(|_| default.into())
         .split(',')
+        .filter(|n| !n.trim().is_empty())
         .map(|n| {
             n.trim()
                 .parse()
