@@ -373,13 +373,19 @@ pub fn to_hand_over(object: &Value, left: &[FieldLeft], live: Option<&ObjectMeta
 
 /// Whether the live object (`live`, its full body) holds every field `object` (prepared)
 /// sets, with the same value: what the periodic full re-check asks, for what metadata cannot
-/// show (another writer removing a field Ship set). Maps and list items may hold more (the API
+/// show (another writer removing a field Ship set). `apiVersion` and `kind` are not compared
+/// (the list that read the body names them once). Maps and list items may hold more (the API
 /// server defaults fields); a list must have as many items. The annotations that name the
 /// release that last wrote an object are not compared. A value the API server normalizes
 /// (`0.5` CPU read back as `500m`) reads as different, and the object is written again: a
 /// wasted request, never a missed change.
 pub fn holds(object: &Value, live: &Value) -> bool {
     let mut wanted = object.clone();
+    // A list's items come without `apiVersion` and `kind` (the list names them once).
+    if let Some(map) = wanted.as_object_mut() {
+        map.remove("apiVersion");
+        map.remove("kind");
+    }
     if let Some(annotations) = wanted
         .pointer_mut("/metadata/annotations")
         .and_then(Value::as_object_mut)
@@ -804,6 +810,11 @@ mod tests {
         live["spec"]["strategy"] = json!({"type": "RollingUpdate"});
         live["status"] = json!({"replicas": 2});
         assert!(holds(&deployment, &live));
+        // As a list returns it: without apiVersion and kind.
+        let mut listed = live.clone();
+        listed.as_object_mut().unwrap().remove("apiVersion");
+        listed.as_object_mut().unwrap().remove("kind");
+        assert!(holds(&deployment, &listed), "a listed item holds its manifest");
         // Removed by hand: an env var, a label, the replicas; or a list item added.
         let mut no_env = live.clone();
         no_env["spec"]["template"]["spec"]["containers"][0]["env"] = json!([]);
