@@ -515,6 +515,14 @@ impl Bisection {
         }
     }
 
+    /// A new tip of the branch waits for it: until its end is reported. The end's `Restore`
+    /// release is made before the report, so the tip's release comes after it and supersedes
+    /// it. Released between the end and the restore, the tip would be superseded by the
+    /// restore and never released (a fresh-clone CI run saw it).
+    pub fn holds_new_tips(&self) -> bool {
+        self.reported_at.is_none()
+    }
+
     /// It is testing and may still make a new push wait: its deadline has not passed.
     pub fn blocks_pushes(&self, now: Timestamp, settings: Settings) -> bool {
         !self.ended() && now < self.started_at.0 + settings.max_duration

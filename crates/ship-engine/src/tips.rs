@@ -254,13 +254,14 @@ pub async fn create_for_tip(
     {
         return Ok(TipOutcome::Held);
     }
-    // A bisection of the environment's failed range is running: the tip waits for it (it ends
-    // itself, at the latest `bisect.maxDuration` after it started, as Superseded).
+    // A bisection of the environment's failed range is running, or its end (the restore) is
+    // not done yet: the tip waits for it (it ends itself, at the latest `bisect.maxDuration`
+    // after it started, as Superseded).
     if let Some(bisecting) = releases.iter().find(|r| {
         r.status
             .as_ref()
             .and_then(|s| s.bisection.as_ref())
-            .is_some_and(|b| !b.ended())
+            .is_some_and(ship_api::bisect::Bisection::holds_new_tips)
     }) {
         return Ok(TipOutcome::Bisecting(
             bisecting.metadata.name.clone().unwrap_or_default(),

@@ -325,7 +325,10 @@ async fn a_force_push_during_a_bisection_supersedes_it_at_once() {
     // Each release pauses 3 s once its tests start (fault injection): the sample app's test
     // releases otherwise end a 32-commit bisection within a second, before the 1 s poll can
     // see the force-push (a fresh-clone CI run saw the culprit named first).
-    let good = stack.deploy_first(&["--test-pause-after", "Testing:3s"]).await.unwrap();
+    let good = stack
+        .deploy_first(&["--test-pause-after", "Testing:3s"])
+        .await
+        .unwrap();
     let commits = ship_testkit::bisect::commit_range(&stack, 32, 30).unwrap();
     stack.remote.push("main", false).unwrap();
     let failed = ship_testkit::bisect::failed_release(&stack, &commits, SETTLE)

@@ -720,6 +720,14 @@ fn the_end_is_timed_once_and_pushes_wait_only_while_it_tests() {
     let (ended, _) = step(&bisection, Event::Held, at(7), settings);
     assert_eq!(ended.ended_at, Some(Time(at(7))));
     assert!(!ended.blocks_pushes(at(8), settings));
+    // A new tip waits until the end is reported (its restore made), not only until it ended.
+    assert!(bisection.holds_new_tips());
+    assert!(ended.holds_new_tips(), "ended, its restore not made yet");
+    let reported = Bisection {
+        reported_at: Some(Time(at(9))),
+        ..ended.clone()
+    };
+    assert!(!reported.holds_new_tips());
     let (again, effects) = step(&ended, Event::Held, at(9), settings);
     assert_eq!(again.ended_at, Some(Time(at(7))), "kept");
     assert!(effects.is_empty());
