@@ -185,16 +185,8 @@ impl Applier {
         environment: &str,
         bodies: bool,
     ) -> Result<(Live, HashMap<ObjectKey, Value>), ApplyError> {
-        let mut groups: BTreeSet<(String, String, String)> = BTreeSet::new();
-        for object in objects {
-            let entry = entry_of(object);
-            groups.insert((entry.api_version, entry.kind, entry.namespace));
-        }
-        let selector = crate::inventory::ship_labels(environment)
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let groups = crate::inventory::groups_of(objects);
+        let selector = crate::inventory::ship_selector(environment);
         let (mut live, mut held) = (Live::new(), HashMap::new());
         let read = |e: kube::Error| ApplyError::Read(api_message(&e));
         for (api_version, kind, namespace) in groups {
@@ -295,11 +287,7 @@ impl Applier {
     /// The resolved kinds of `objects`, with each namespace they are in: what a watch of them
     /// needs. Kinds the cluster does not serve are left out.
     pub async fn resources_of(&self, client: &Client, objects: &[Value]) -> Vec<(ApiResource, bool, String)> {
-        let mut groups: BTreeSet<(String, String, String)> = BTreeSet::new();
-        for object in objects {
-            let entry = entry_of(object);
-            groups.insert((entry.api_version, entry.kind, entry.namespace));
-        }
+        let groups = crate::inventory::groups_of(objects);
         let mut resolved = Vec::new();
         for (api_version, kind, namespace) in groups {
             if let Ok(Some((resource, namespaced))) = self.resolve(client, &api_version, &kind).await {

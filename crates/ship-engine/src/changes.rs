@@ -124,13 +124,6 @@ pub enum Need {
     Unchanged,
 }
 
-impl Need {
-    /// It must be written.
-    pub fn writes(&self) -> bool {
-        *self != Need::Unchanged
-    }
-}
-
 /// What `object` (prepared: stamped, digest included) needs, given the live object's metadata
 /// and the fields Ship leaves to others (`left`, [`fields_left`]): another writer's change to
 /// one of those is not drift, and neither is a field another manager took by server-side
@@ -446,14 +439,6 @@ pub fn foreign_write(meta: &ObjectMeta) -> Option<String> {
 /// The live metadata of the environment's objects, by key.
 pub type Live = HashMap<ObjectKey, ObjectMeta>;
 
-/// What each of `objects` needs, in their order (nothing left to others).
-pub fn needs(objects: &[Value], live: &Live) -> Vec<Need> {
-    objects
-        .iter()
-        .map(|o| need(o, live.get(&key_of(o)), &[]))
-        .collect()
-}
-
 /// How many objects of a release needed what.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
@@ -617,7 +602,6 @@ mod tests {
         assert_eq!(need(&object, None, &[]), Need::Missing);
         let live = live_of(&object, vec![ship_owns_all()]);
         assert_eq!(need(&object, Some(&live), &[]), Need::Unchanged);
-        assert!(!Need::Unchanged.writes());
         assert_eq!(need(&configmap("new"), Some(&live), &[]), Need::Changed);
         // Written by a Ship from before digests: no annotation, so written again once.
         let mut old = live.clone();
@@ -987,10 +971,11 @@ mod tests {
         let live: Live = [(key_of(&a), live_of(&a, vec![ship_owns_all()]))]
             .into_iter()
             .collect();
-        assert_eq!(
-            needs(&[a.clone(), b.clone()], &live),
-            [Need::Unchanged, Need::Missing]
-        );
+        let needs: Vec<Need> = [&a, &b]
+            .iter()
+            .map(|o| need(o, live.get(&key_of(o)), &[]))
+            .collect();
+        assert_eq!(needs, [Need::Unchanged, Need::Missing]);
         let (write, tally) = select(&[a.clone(), b.clone()], &live);
         assert_eq!(write, [b]);
         assert_eq!(

@@ -92,11 +92,7 @@ impl DriftWatches {
             environments.entry(environment.to_owned()).or_default().release =
                 Some(ObjectRef::new(release.0).within(release.1));
         }
-        let selector = crate::inventory::ship_labels(environment)
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let selector = crate::inventory::ship_selector(environment);
         for (resource, namespaced, namespace) in resources {
             let namespace = if namespaced { namespace } else { String::new() };
             let group = (

@@ -105,6 +105,27 @@ pub fn ship_labels(environment: &str) -> [(&'static str, &str); 2] {
     ]
 }
 
+/// The label selector of [`ship_labels`]: what lists and watches of the environment's
+/// objects select.
+pub fn ship_selector(environment: &str) -> String {
+    ship_labels(environment)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The (apiVersion, kind, namespace) groups of `objects`: one list or watch each.
+pub fn groups_of(objects: &[serde_json::Value]) -> std::collections::BTreeSet<(String, String, String)> {
+    objects
+        .iter()
+        .map(|object| {
+            let entry = entry_of(object);
+            (entry.api_version, entry.kind, entry.namespace)
+        })
+        .collect()
+}
+
 /// The objects of a release, stamped (with the digest last) and in apply order (stable
 /// within a kind).
 pub fn prepare(manifests: &[Manifest], stamp_with: Stamp<'_>) -> Vec<serde_json::Value> {
