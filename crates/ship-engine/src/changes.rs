@@ -491,10 +491,12 @@ pub fn plan(objects: &[Value], live: &Live, mode: Mode<'_>) -> Writes {
             left.iter()
                 .map(|l| format!("{name} {}: {}", l.path.join("."), l.why)),
         );
-        let kept = without(object, &left);
+        // The object without the fields left: built only for what is compared or written (an
+        // idle drift check leaves every object alone and copies none).
+        let kept = || without(object, &left);
         let need = need(object, meta, &left);
         let stale_body = || match mode {
-            Mode::Recheck(bodies) => bodies.get(&key).is_some_and(|held| !holds(&kept, held)),
+            Mode::Recheck(bodies) => bodies.get(&key).is_some_and(|held| !holds(&kept(), held)),
             Mode::Changed | Mode::All => false,
         };
         match need {
@@ -519,7 +521,7 @@ pub fn plan(objects: &[Value], live: &Live, mode: Mode<'_>) -> Writes {
         if !hand_over.is_empty() {
             writes.hand_over.push((key, hand_over));
         }
-        writes.objects.push(kept);
+        writes.objects.push(kept());
     }
     writes
 }
