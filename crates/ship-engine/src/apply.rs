@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use futures::stream::FuturesOrdered;
 use futures::{StreamExt, stream};
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PropagationPolicy,
@@ -410,13 +411,29 @@ impl Applier {
             })
             .collect();
         let params = PatchParams::apply(FIELD_MANAGER).force().dry_run();
-        let mut checks = Vec::with_capacity(objects.len());
-        for object in objects {
-            checks.push(self.dry_run_one(client, object, &params, &created_namespaces, &created_kinds));
+        // A handful at a time: fast on a large set, gentle on the API server. Each request is
+        // made when its turn comes: thousands of request futures made up front would hold
+        // their state (KiBs each) at once.
+        // (A loop, not an iterator adapter: a closure making the futures, held across an await,
+        // trips rustc's "Send is not general enough", rust-lang/rust#102211.)
+        let mut results = Vec::with_capacity(objects.len());
+        let (mut running, mut next) = (FuturesOrdered::new(), 0);
+        loop {
+            while running.len() < self.in_flight && next < objects.len() {
+                running.push_back(self.dry_run_one(
+                    client,
+                    &objects[next],
+                    &params,
+                    &created_namespaces,
+                    &created_kinds,
+                ));
+                next += 1;
+            }
+            match running.next().await {
+                Some(result) => results.push(result),
+                None => break,
+            }
         }
-        // A handful at a time: fast on a large set, gentle on the API server.
-        let results: Vec<Result<(), ApplyError>> =
-            stream::iter(checks).buffered(self.in_flight).collect().await;
         results.into_iter().collect()
     }
 
@@ -480,16 +497,24 @@ impl Applier {
                 .position(|o| crate::inventory::apply_rank(o) != rank)
                 .map_or(objects.len(), |n| start + n);
             let batch = &objects[start..end];
-            let mut pending = Vec::with_capacity(batch.len());
-            for object in batch {
-                let was = before.map(|live| {
-                    live.get(&crate::changes::key_of(object))
-                        .and_then(|meta| meta.resource_version.clone())
-                });
-                pending.push(self.apply_one(client, object, &params, was));
+            // Made as their turn comes, as the dry run's.
+            let mut results = Vec::with_capacity(batch.len());
+            let (mut running, mut next) = (FuturesOrdered::new(), 0);
+            loop {
+                while running.len() < self.in_flight && next < batch.len() {
+                    let object = &batch[next];
+                    let was = before.map(|live| {
+                        live.get(&crate::changes::key_of(object))
+                            .and_then(|meta| meta.resource_version.clone())
+                    });
+                    running.push_back(self.apply_one(client, object, &params, was));
+                    next += 1;
+                }
+                match running.next().await {
+                    Some(result) => results.push(result),
+                    None => break,
+                }
             }
-            let results: Vec<Result<bool, ApplyError>> =
-                stream::iter(pending).buffered(self.in_flight).collect().await;
             for changed in results {
                 applied.objects += 1;
                 applied.drifted += usize::from(changed?);
@@ -821,6 +846,7 @@ impl Applier {
             let group_kind = &groups[index].1;
             let key = |o: &DynamicObject| {
                 let mut v = serde_json::to_value(o).unwrap_or_default();
+                crate::health::slim(&mut v);
                 if let Some(map) = v.as_object_mut() {
                     map.insert("kind".into(), Value::String(group_kind.clone()));
                 }

@@ -68,6 +68,22 @@ fn short_of(what: &str, have: i64, want: i64) -> Option<Health> {
     (have < want).then(|| Health::Progressing(format!("{have}/{want} {what}")))
 }
 
+/// `object` without what no rule here reads: its `metadata.managedFields` and a ConfigMap's or
+/// Secret's payload. The health watch holds every object of the release's kinds until the
+/// rollout is healthy; these are most of a ConfigMap's bytes, and a Secret's values need not
+/// sit in shipd's memory at all.
+pub fn slim(object: &mut Value) {
+    let Some(map) = object.as_object_mut() else {
+        return;
+    };
+    for payload in ["data", "binaryData", "stringData"] {
+        map.remove(payload);
+    }
+    if let Some(metadata) = map.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("managedFields");
+    }
+}
+
 /// The health of `object` by the rules in this module's documentation.
 pub fn assess(object: &Value) -> Health {
     let generation = int_at(object, "/metadata/generation");
@@ -418,6 +434,34 @@ mod tests {
         json!({"kind": "Pod", "metadata": {"name": name, "uid": format!("{name}-uid"), "labels": labels,
                 "ownerReferences": [{"uid": owner}]},
                "status": {"containerStatuses": [{"name": "app", "restartCount": 2, "state": state}]}})
+    }
+
+    #[test]
+    fn slimming_drops_payloads_and_managed_fields_and_keeps_every_verdict() {
+        let managed = json!([{"manager": "ship-controller", "operation": "Apply",
+                              "fieldsV1": {"f:data": {"f:key": {}}}}]);
+        let objects = [
+            json!({"kind": "ConfigMap", "metadata": {"name": "c", "managedFields": managed},
+                   "data": {"key": "value"}, "binaryData": {"b": "AAAA"}}),
+            json!({"kind": "Secret", "metadata": {"name": "s"}, "data": {"password": "c2VjcmV0"},
+                   "stringData": {"token": "plain"}}),
+            json!({"kind": "Deployment", "metadata": {"name": "d", "generation": 2, "managedFields": managed},
+                   "spec": {"replicas": 2},
+                   "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2,
+                              "readyReplicas": 1, "availableReplicas": 1}}),
+            json!({"kind": "Job", "metadata": {"name": "j"},
+                   "status": {"conditions": [{"type": "Failed", "status": "True", "message": "backoff"}]}}),
+            json!({"kind": "PersistentVolumeClaim", "metadata": {"name": "p"}, "status": {"phase": "Bound"}}),
+        ];
+        for object in objects {
+            let mut slimmed = object.clone();
+            slim(&mut slimmed);
+            assert_eq!(assess(&slimmed), assess(&object), "{object}");
+            for gone in ["/data", "/binaryData", "/stringData", "/metadata/managedFields"] {
+                assert!(slimmed.pointer(gone).is_none(), "{gone} kept in {slimmed}");
+            }
+            assert_eq!(slimmed.pointer("/metadata/name"), object.pointer("/metadata/name"));
+        }
     }
 
     #[test]
