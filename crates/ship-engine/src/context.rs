@@ -11,7 +11,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
-use ship_api::{ShipRelease, keys};
+use ship_api::{Hold, ShipRelease, keys};
 use ship_render::Rendered;
 use ship_render::cache::{RenderCache, RenderKey};
 use tokio::sync::watch;
@@ -110,6 +110,9 @@ pub struct Context {
     pub(crate) full_rechecks: Arc<Mutex<HashMap<String, tokio::time::Instant>>>,
     /// The watches that see drift as it happens.
     pub(crate) drift_watches: Arc<crate::drift_watch::DriftWatches>,
+    /// shipd's one ShipEnvironment watch, and the namespace it watches: holds are read from
+    /// it there (a drift check of an idle environment then costs no GET of its hold).
+    pub(crate) environments: Option<(crate::watches::Shared<ship_api::ShipEnvironment>, String)>,
 }
 
 /// Drift checks between two full re-checks of an environment (everything re-applied, for what
@@ -157,6 +160,7 @@ impl Context {
             wake: None,
             full_rechecks: Arc::default(),
             drift_watches: Arc::default(),
+            environments: None,
         }
     }
 
@@ -263,6 +267,39 @@ impl Context {
         self.applier = Arc::new(Applier::new(settings.apply_concurrency));
         self.settings = settings;
         self
+    }
+
+    /// The same context reading holds from `environments`, the watch of ShipEnvironments in
+    /// `namespace`.
+    pub fn with_environments(
+        mut self,
+        environments: crate::watches::Shared<ship_api::ShipEnvironment>,
+        namespace: &str,
+    ) -> Self {
+        self.environments = Some((environments, namespace.to_owned()));
+        self
+    }
+
+    /// The hold on `environment` in `namespace`: from the ShipEnvironment watch once it holds
+    /// its first list, when it watches that namespace (a hold placed now is there within the
+    /// watch's delivery, as it would be in a GET sent that moment); from the API server
+    /// otherwise, or when the stored object cannot be read.
+    pub(crate) async fn hold(&self, namespace: &str, environment: &str) -> Result<Option<Hold>, kube::Error> {
+        if let Some((watch, watched)) = &self.environments
+            && watched == namespace
+            && watch.is_ready()
+        {
+            let key = ObjectRef::new(environment).within(namespace);
+            match watch.store().get(&key) {
+                None => return Ok(None),
+                Some(stored) => {
+                    if let Ok(found) = &stored.0 {
+                        return Ok(found.spec.hold.clone());
+                    }
+                }
+            }
+        }
+        crate::environment::hold_of(&self.client, namespace, environment).await
     }
 
     /// The engine's HTTP client (no redirects), shared with the notifier: one connection pool,

@@ -460,7 +460,10 @@ mod tests {
             for gone in ["/data", "/binaryData", "/stringData", "/metadata/managedFields"] {
                 assert!(slimmed.pointer(gone).is_none(), "{gone} kept in {slimmed}");
             }
-            assert_eq!(slimmed.pointer("/metadata/name"), object.pointer("/metadata/name"));
+            assert_eq!(
+                slimmed.pointer("/metadata/name"),
+                object.pointer("/metadata/name")
+            );
         }
     }
 

@@ -59,6 +59,11 @@ impl<K: kube::Resource<DynamicType = ()> + 'static> Shared<K> {
         let _ = ready.wait_for(|ready| *ready).await;
     }
 
+    /// Whether the store holds the watch's first full list (and answers for every object).
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
     /// The readable objects in the store (a malformed one is left out).
     pub fn readable(&self) -> Vec<K>
     where

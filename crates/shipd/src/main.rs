@@ -300,6 +300,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         client.clone(),
         &home_namespace,
     ));
+    ctx = ctx.with_environments(environment_watch.clone(), &home_namespace);
     let promotion_watch = ship_engine::watches::follow::<ship_api::ShipPromotion>(kube::Api::namespaced(
         client.clone(),
         &home_namespace,

@@ -109,7 +109,11 @@ mod tests {
             }
             spent = super::cpu_seconds(&["self"]) - before;
         }
-        assert!(spent >= 0.05, "a busy loop of {:?} counted as {spent} s", start.elapsed());
+        assert!(
+            spent >= 0.05,
+            "a busy loop of {:?} counted as {spent} s",
+            start.elapsed()
+        );
         assert_eq!(super::cpu_seconds(&["no-such-process-name"]), 0.0);
     }
 }

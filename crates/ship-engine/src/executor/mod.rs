@@ -155,17 +155,17 @@ async fn reconcile_release(
         .iter()
         .any(|r| r.metadata.name.as_deref() == Some(driver.name.as_str()))
         .then(|| ship_api::environment::standing(&driver.release.spec.environment, &all, &driver.name));
-    // The release that runs pauses its drift correction under a frozen hold (read from the
-    // API server: a freeze placed during an incident must hold at once).
+    // The release that runs pauses its drift correction under a frozen hold (from the watch
+    // of environments: a freeze placed during an incident holds from its delivery on).
     let settled = driver
         .status()
         .is_some_and(ship_api::ShipReleaseStatus::is_settled);
     if settled && driver.standing == Some(ship_api::environment::Standing::RunsNow) {
-        driver.frozen =
-            crate::environment::hold_of(&ctx.client, &driver.namespace, &driver.release.spec.environment)
-                .await
-                .map_err(Error::Releases)?
-                .is_some_and(|hold| hold.freeze);
+        driver.frozen = ctx
+            .hold(&driver.namespace, &driver.release.spec.environment)
+            .await
+            .map_err(Error::Releases)?
+            .is_some_and(|hold| hold.freeze);
     }
     if let Some(newest) = all.iter().map(releases::sequence).max() {
         driver.slot.newest.send_if_modified(|current| {
