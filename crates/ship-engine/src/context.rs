@@ -164,21 +164,22 @@ impl Context {
         }
     }
 
-    /// Whether `environment`'s drift check now re-applies everything: the first after a start,
-    /// then one in [`FULL_RECHECK_EVERY`] drift intervals. Noted as done when it says yes.
+    /// Whether `environment`'s drift check now re-checks everything: the first after a start,
+    /// then one in [`FULL_RECHECK_EVERY`] drift intervals after the last that was done
+    /// ([`Context::full_recheck_done`]; one that failed is due again at the next check).
     pub(crate) fn full_recheck_due(&self, environment: &str) -> bool {
-        let Ok(mut last) = self.full_rechecks.lock() else {
+        let Ok(last) = self.full_rechecks.lock() else {
             return true;
         };
-        let now = tokio::time::Instant::now();
         let every = self.settings.drift_interval.saturating_mul(FULL_RECHECK_EVERY);
-        let due = last
-            .get(environment)
-            .is_none_or(|at| now.duration_since(*at) >= every);
-        if due {
-            last.insert(environment.to_owned(), now);
+        last.get(environment).is_none_or(|at| at.elapsed() >= every)
+    }
+
+    /// Notes that `environment`'s full re-check was done (its writes went through).
+    pub(crate) fn full_recheck_done(&self, environment: &str) {
+        if let Ok(mut last) = self.full_rechecks.lock() {
+            last.insert(environment.to_owned(), tokio::time::Instant::now());
         }
-        due
     }
 
     pub(crate) fn now(&self) -> jiff::Timestamp {
@@ -415,5 +416,32 @@ impl Context {
         })
         .await
         .map_err(|e| LoadError::Scratch(format!("render task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_recheck_is_due_first_then_an_interval_set_after_the_last_one_done() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        let ctx = Context::new(client, None, None);
+        let every = ctx.settings.drift_interval * FULL_RECHECK_EVERY;
+        assert!(ctx.full_recheck_due("main"), "the first check after a start");
+        // One that failed (never noted done) is due again at the next check.
+        tokio::time::advance(ctx.settings.drift_interval).await;
+        assert!(ctx.full_recheck_due("main"));
+        ctx.full_recheck_done("main");
+        assert!(!ctx.full_recheck_due("main"));
+        assert!(
+            ctx.full_recheck_due("production"),
+            "environments are counted apart"
+        );
+        tokio::time::advance(every - Duration::from_secs(1)).await;
+        assert!(!ctx.full_recheck_due("main"));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(ctx.full_recheck_due("main"));
     }
 }

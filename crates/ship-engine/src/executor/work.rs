@@ -692,6 +692,9 @@ impl Driver<'_> {
         let tally = writes.tally;
         self.watch_for_drift(&target, &objects).await;
         let applied = self.write(&target, &objects, &writes, Some(&live)).await?;
+        if everything {
+            self.ctx.full_recheck_done(self.environment());
+        }
         debug!(
             written = applied.objects,
             drifted = applied.drifted,
