@@ -1,6 +1,7 @@
 //! The thin layer that puts objects into a cluster: discovery, server-side dry run, server-side
 //! apply with Ship's field manager, pruning, and health by watches.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -394,14 +395,20 @@ impl Applier {
     /// A server-side dry run of every object. An object whose Namespace or CRD is part of the
     /// same set cannot be dry-run before that is applied; such objects are let through (the apply
     /// itself still checks them).
-    pub async fn dry_run(&self, client: &Client, objects: &[Value]) -> Result<(), ApplyError> {
+    pub async fn dry_run<O: Borrow<Value> + Sync>(
+        &self,
+        client: &Client,
+        objects: &[O],
+    ) -> Result<(), ApplyError> {
         let created_namespaces: HashSet<&str> = objects
             .iter()
+            .map(Borrow::borrow)
             .filter(|o| o.get("kind").and_then(Value::as_str) == Some("Namespace"))
             .filter_map(|o| o.pointer("/metadata/name").and_then(Value::as_str))
             .collect();
         let created_kinds: HashSet<(&str, &str)> = objects
             .iter()
+            .map(Borrow::borrow)
             .filter(|o| o.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition"))
             .filter_map(|o| {
                 Some((
@@ -422,7 +429,7 @@ impl Applier {
             while running.len() < self.in_flight && next < objects.len() {
                 running.push_back(self.dry_run_one(
                     client,
-                    &objects[next],
+                    objects[next].borrow(),
                     &params,
                     &created_namespaces,
                     &created_kinds,
@@ -480,10 +487,10 @@ impl Applier {
     /// Server-side applies `objects` in order (Namespaces and CRDs first, each CRD awaited until
     /// established). Given the live metadata read before (`before`), objects whose live state
     /// the apply changed are counted as drifted.
-    pub async fn apply(
+    pub async fn apply<O: Borrow<Value> + Sync>(
         &self,
         client: &Client,
-        objects: &[Value],
+        objects: &[O],
         before: Option<&Live>,
     ) -> Result<Applied, ApplyError> {
         let params = PatchParams::apply(FIELD_MANAGER).force();
@@ -491,10 +498,10 @@ impl Applier {
         // Objects of one rank have no order among themselves: apply them concurrently.
         let mut start = 0;
         while start < objects.len() {
-            let rank = crate::inventory::apply_rank(&objects[start]);
+            let rank = crate::inventory::apply_rank(objects[start].borrow());
             let end = objects[start..]
                 .iter()
-                .position(|o| crate::inventory::apply_rank(o) != rank)
+                .position(|o| crate::inventory::apply_rank(o.borrow()) != rank)
                 .map_or(objects.len(), |n| start + n);
             let batch = &objects[start..end];
             // Made as their turn comes, as the dry run's.
@@ -502,7 +509,7 @@ impl Applier {
             let (mut running, mut next) = (FuturesOrdered::new(), 0);
             loop {
                 while running.len() < self.in_flight && next < batch.len() {
-                    let object = &batch[next];
+                    let object: &Value = batch[next].borrow();
                     let was = before.map(|live| {
                         live.get(&crate::changes::key_of(object))
                             .and_then(|meta| meta.resource_version.clone())
@@ -519,10 +526,9 @@ impl Applier {
                 applied.objects += 1;
                 applied.drifted += usize::from(changed?);
             }
-            for crd in batch
-                .iter()
-                .filter(|o| o.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition"))
-            {
+            for crd in batch.iter().map(Borrow::borrow).filter(|o: &&Value| {
+                o.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition")
+            }) {
                 self.await_crd(client, crd).await?;
             }
             start = end;

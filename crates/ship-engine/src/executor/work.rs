@@ -729,12 +729,12 @@ impl Driver<'_> {
     /// what no longer holds what the manifest sets, read with the bodies (`Scope::Recheck`); or
     /// everything (`Scope::All`). Fields left to other writers are taken out. When the
     /// objects cannot be listed, all of them.
-    async fn to_write(
+    async fn to_write<'o>(
         &self,
         target: &kube::Client,
-        objects: &[serde_json::Value],
+        objects: &'o [serde_json::Value],
         scope: Scope,
-    ) -> (crate::changes::Writes, crate::changes::Live) {
+    ) -> (crate::changes::Writes<'o>, crate::changes::Live) {
         use crate::changes::{Live, Mode, plan};
         let applier = &self.ctx.applier;
         let listed = if scope == Scope::Recheck {
@@ -766,7 +766,7 @@ impl Driver<'_> {
         &self,
         target: &kube::Client,
         objects: &[serde_json::Value],
-        writes: &crate::changes::Writes,
+        writes: &crate::changes::Writes<'_>,
         live: Option<&crate::changes::Live>,
     ) -> Result<crate::apply::Applied, Error> {
         for (key, paths) in &writes.hand_over {
