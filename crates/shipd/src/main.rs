@@ -16,6 +16,12 @@ use clap::Parser;
 use tokio::sync::watch;
 use tracing::{error, info};
 
+/// jemalloc (see Cargo.toml): freed memory goes back to the system, so the resident set
+/// follows what shipd holds rather than what it once held.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Ship's controller: deploys two branches of one git repository to their environments.
 #[derive(Debug, Parser)]
 // A flag given twice takes its last value: the chart's extraArgs come after its own flags and
