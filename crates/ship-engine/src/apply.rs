@@ -218,14 +218,14 @@ impl Applier {
                     let page = api.list(&params).await.map_err(read)?;
                     for item in page.items {
                         let key = key_of(&item.metadata);
-                        live.insert(key.clone(), item.metadata.clone());
+                        live.insert(key.clone(), crate::changes::decided_on(item.metadata.clone()));
                         held.insert(key, serde_json::to_value(&item).unwrap_or_default());
                     }
                     page.metadata.continue_
                 } else {
                     let page = api.list_metadata(&params).await.map_err(read)?;
                     for item in page.items {
-                        live.insert(key_of(&item.metadata), item.metadata);
+                        live.insert(key_of(&item.metadata), crate::changes::decided_on(item.metadata));
                     }
                     page.metadata.continue_
                 };

@@ -440,6 +440,22 @@ pub fn foreign_write(meta: &ObjectMeta) -> Option<String> {
 /// The live metadata of the environment's objects, by key.
 pub type Live = HashMap<ObjectKey, ObjectMeta>;
 
+/// Of a listed object's metadata, what the decisions here read: its resourceVersion, Ship's
+/// digest annotation and the managedFields (name and namespace are the key). Labels, other
+/// annotations, owners and the rest are dropped as the list is read: a release holds the
+/// whole environment's live metadata while it decides.
+pub fn decided_on(meta: ObjectMeta) -> ObjectMeta {
+    let digest = meta
+        .annotations
+        .and_then(|mut annotations| annotations.remove(keys::DIGEST));
+    ObjectMeta {
+        resource_version: meta.resource_version,
+        annotations: digest.map(|digest| BTreeMap::from([(keys::DIGEST.to_owned(), digest)])),
+        managed_fields: meta.managed_fields,
+        ..ObjectMeta::default()
+    }
+}
+
 /// How many objects of a release needed what.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
@@ -584,6 +600,34 @@ mod tests {
             None,
             json!({"f:data": {"f:body": {}}, "f:metadata": {"f:labels": {"f:app": {}}}}),
         )
+    }
+
+    #[test]
+    fn the_live_metadata_kept_is_what_decides_and_decides_the_same() {
+        let object = configmap("a");
+        let mut edited = live_of(
+            &object,
+            vec![entry(
+                "kubectl-edit",
+                "Update",
+                None,
+                json!({"f:data": {"f:body": {}}}),
+            )],
+        );
+        edited.uid = Some("4d6e".into());
+        edited.resource_version = Some("812".into());
+        edited.labels = Some(BTreeMap::from([("app".to_owned(), "web".to_owned())]));
+        edited
+            .annotations
+            .get_or_insert_default()
+            .insert("note".into(), "by hand".into());
+        let kept = decided_on(edited.clone());
+        assert_eq!(kept.resource_version.as_deref(), Some("812"));
+        assert_eq!(kept.managed_fields, edited.managed_fields);
+        assert!(kept.uid.is_none() && kept.labels.is_none() && kept.name.is_none());
+        assert_eq!(kept.annotations.as_ref().map(BTreeMap::len), Some(1));
+        assert_eq!(need(&object, Some(&kept), &[]), need(&object, Some(&edited), &[]));
+        assert!(matches!(need(&object, Some(&kept), &[]), Need::Drifted { .. }));
     }
 
     #[test]

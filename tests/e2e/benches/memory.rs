@@ -52,6 +52,7 @@ fn main() {
         tokio::time::sleep(Duration::from_secs(5)).await;
         let pid = stack.shipd.as_ref().unwrap().pid();
         let idle = proc_status_kib(pid, "VmRSS");
+        let idle_anon = proc_status_kib(pid, "RssAnon");
 
         // Flux's mean-time-to-production scenario (flux-benchmark): a push of 100, 500 and
         // 1,000 objects, timed from the push to the release Succeeded, with shipd's peak
@@ -102,6 +103,13 @@ fn main() {
         tokio::time::sleep(Duration::from_secs(5)).await;
         let after = proc_status_kib(pid, "VmRSS");
         let peak = proc_status_kib(pid, "VmHWM");
+        // The resident set is code and libraries mapped from files (the same at any size)
+        // plus anonymous memory (the heap, and what the allocator keeps of freed memory):
+        // apart, and again once the allocator has had time to give freed pages back.
+        let (anon, file) = (proc_status_kib(pid, "RssAnon"), proc_status_kib(pid, "RssFile"));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let settled = proc_status_kib(pid, "VmRSS");
+        let settled_anon = proc_status_kib(pid, "RssAnon");
 
         let dir = tempfile::tempdir().unwrap();
         let reference_ns = stack.cluster.namespace("bench-memory-kubectl").await.unwrap();
@@ -112,12 +120,23 @@ fn main() {
 
         println!("shipd resident memory (release build):");
         println!(
-            "  idle:                          {:>7.1} MiB  (goal: under 30)",
-            mib(idle)
+            "  idle:                          {:>7.1} MiB  (goal: under 30; anonymous {:.1} MiB)",
+            mib(idle),
+            mib(idle_anon)
         );
         println!(
             "  after a {objects}-object release: {:>7.1} MiB  (goal: under 80 at 5000)",
             mib(after)
+        );
+        println!(
+            "    of which anonymous {:.1} MiB, mapped from files (code, libraries) {:.1} MiB",
+            mib(anon),
+            mib(file)
+        );
+        println!(
+            "  35 s after it:                 {:>7.1} MiB  (anonymous {:.1} MiB)",
+            mib(settled),
+            mib(settled_anon)
         );
         println!("  peak during it (VmHWM):        {:>7.1} MiB", mib(peak));
         println!(
