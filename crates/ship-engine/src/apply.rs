@@ -216,10 +216,14 @@ impl Applier {
             loop {
                 let next = if bodies {
                     let page = api.list(&params).await.map_err(read)?;
-                    for item in page.items {
+                    for mut item in page.items {
                         let key = key_of(&item.metadata);
-                        live.insert(key.clone(), crate::changes::decided_on(item.metadata.clone()));
-                        held.insert(key, serde_json::to_value(&item).unwrap_or_default());
+                        let managed_fields = item.metadata.managed_fields.take();
+                        // The body as the manifest is compared with it: managedFields aside
+                        // (no manifest sets them; they are most of a small object's bytes).
+                        held.insert(key.clone(), serde_json::to_value(&item).unwrap_or_default());
+                        item.metadata.managed_fields = managed_fields;
+                        live.insert(key, crate::changes::decided_on(item.metadata));
                     }
                     page.metadata.continue_
                 } else {
