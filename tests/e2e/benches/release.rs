@@ -72,7 +72,6 @@ async fn bench_full_release(cluster: &TestCluster, rounds: usize, objects: usize
     let mut phases = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     // CPU seconds per run: the API server's and etcd's, and Ship's own (this process).
     let (mut server_cpu, mut own_cpu, mut kubectl_server_cpu) = (Vec::new(), Vec::new(), Vec::new());
-    let cpu = |names: &[&str]| cpu_seconds(names);
     for round in 0..rounds {
         write_objects(&dir.path().join("ship"), &ship_ns, objects, round);
         write_objects(&dir.path().join("kubectl"), &kubectl_ns, objects, round);
@@ -118,16 +117,16 @@ async fn bench_full_release(cluster: &TestCluster, rounds: usize, objects: usize
             )
         };
         let run_ship = async {
-            let (server, own) = (cpu(SERVER), cpu(&["self"]));
+            let (server, own) = (cpu_seconds(SERVER), cpu_seconds(&["self"]));
             let run = run_ship.await;
-            server_cpu.push(cpu(SERVER) - server);
-            own_cpu.push(cpu(&["self"]) - own);
+            server_cpu.push(cpu_seconds(SERVER) - server);
+            own_cpu.push(cpu_seconds(&["self"]) - own);
             run
         };
         let mut run_kubectl = || {
-            let server = cpu(SERVER);
+            let server = cpu_seconds(SERVER);
             kubectl.push(kubectl_apply_timed(cluster, &dir.path().join("kubectl")));
-            kubectl_server_cpu.push(cpu(SERVER) - server);
+            kubectl_server_cpu.push(cpu_seconds(SERVER) - server);
         };
         let (took, parts) = if round % 2 == 0 {
             let ship_run = run_ship.await;
