@@ -375,8 +375,26 @@ pub fn to_hand_over(object: &Value, left: &[FieldLeft], live: Option<&ObjectMeta
 /// wasted request, never a missed change.
 pub fn holds(object: &Value, live: &Value) -> bool {
     let mut wanted = object.clone();
-    // A list's items come without `apiVersion` and `kind` (the list names them once).
     if let Some(map) = wanted.as_object_mut() {
+        // A Secret's `stringData` is never read back: the API server writes each entry into
+        // `data`, base64-encoded (over an entry of the same key). Compared as it is, every
+        // Secret that uses it would be written again at every full re-check.
+        if map.get("kind").and_then(Value::as_str) == Some("Secret")
+            && let Some(Value::Object(plain)) = map.remove("stringData")
+        {
+            use base64::Engine as _;
+            let data = map
+                .entry("data")
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if let Some(data) = data.as_object_mut() {
+                for (key, value) in plain {
+                    let text = value.as_str().unwrap_or_default();
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+                    data.insert(key, Value::String(encoded));
+                }
+            }
+        }
+        // A list's items come without `apiVersion` and `kind` (the list names them once).
         map.remove("apiVersion");
         map.remove("kind");
     }
@@ -600,6 +618,30 @@ mod tests {
             None,
             json!({"f:data": {"f:body": {}}, "f:metadata": {"f:labels": {"f:app": {}}}}),
         )
+    }
+
+    #[test]
+    fn a_secret_s_string_data_holds_as_the_data_the_api_server_made_of_it() {
+        let secret = json!({"apiVersion": "v1", "kind": "Secret",
+                            "metadata": {"name": "db", "namespace": "main"},
+                            "data": {"user": "YWRtaW4=", "token": "b2xk"},
+                            "stringData": {"token": "s3cr3t", "host": "db.internal"}});
+        // What the API server keeps: stringData merged into data, over `token`.
+        let live = json!({"metadata": {"name": "db", "namespace": "main"}, "type": "Opaque",
+                          "data": {"user": "YWRtaW4=", "token": "czNjcjN0", "host": "ZGIuaW50ZXJuYWw="}});
+        assert!(holds(&secret, &live));
+        let mut changed = live.clone();
+        changed["data"]["token"] = json!("b2xk");
+        assert!(!holds(&secret, &changed), "a token changed by hand");
+        let mut removed = live.clone();
+        removed["data"].as_object_mut().unwrap().remove("host");
+        assert!(!holds(&secret, &removed), "an entry removed by hand");
+        // Only a Secret's: another kind's `stringData` is compared as it is.
+        let other = json!({"kind": "Config", "metadata": {"name": "x"}, "stringData": {"a": "b"}});
+        assert!(!holds(
+            &other,
+            &json!({"metadata": {"name": "x"}, "data": {"a": "Yg=="}})
+        ));
     }
 
     #[test]
