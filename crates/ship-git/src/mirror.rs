@@ -274,10 +274,42 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The file a mirror's owner holds an exclusive lock on (`flock`) while it has the mirror open.
+const OWNER_LOCK: &str = "ship.lock";
+
+/// Removes every `*.lock` file in the mirror `dir` but the owner's, outside `objects/` (libgit2
+/// writes refs, reflogs, `packed-refs`, `FETCH_HEAD` and `config` through `<file>.lock`; objects
+/// are written under temporary names that never block a later write). Returns the paths
+/// removed, relative to `dir`. Only for the mirror's owner.
+fn remove_stale_locks(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current)? {
+            let entry = entry?;
+            let path = entry.path();
+            let file_type = entry.file_type()?;
+            if file_type.is_dir() {
+                if path != dir.join("objects") {
+                    pending.push(path);
+                }
+            } else if path.extension().is_some_and(|e| e == "lock") && path != dir.join(OWNER_LOCK) {
+                std::fs::remove_file(&path)?;
+                removed.push(path.strip_prefix(dir).unwrap_or(&path).to_owned());
+            }
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
 /// A bare mirror of one remote repository.
 pub struct Mirror {
     repo: Repository,
     url: String,
+    /// The owner's lock ([`OWNER_LOCK`]), released when the mirror is dropped or the process dies;
+    /// `None` for a repository opened only to read ([`Mirror::open_local`]).
+    _owner: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -298,25 +330,49 @@ fn read_err(what: impl Into<String>) -> impl FnOnce(git2::Error) -> GitError {
 }
 
 impl Mirror {
-    /// Opens the bare mirror in `dir`, creating it on first use.
+    /// Opens the bare mirror in `dir`, creating it on first use, and takes it over: one process
+    /// at a time owns a mirror (an exclusive lock on `ship.lock`), and the lock files a process
+    /// killed mid-write left behind are removed.
+    ///
+    /// Why: libgit2 writes a ref as `<ref>.lock` and renames it into place. A shipd killed between
+    /// the two (SIGKILL, OOM, a node lost) leaves the `.lock`, and every later fetch of that branch
+    /// fails with "failed to lock file" until someone removes it by hand; the mirror lives in a
+    /// volume that outlives the container. The owner's lock is what makes removing them safe: no
+    /// other process can be writing.
     pub fn open(dir: &Path, url: &str) -> Result<Self, GitError> {
-        let open_err = |e: git2::Error| GitError::Open {
+        let open_err = |message: String| GitError::Open {
             path: dir.to_owned(),
-            message: e.message().to_owned(),
+            message,
         };
         let repo = match Repository::open_bare(dir) {
             Ok(repo) => repo,
             Err(_) => {
-                std::fs::create_dir_all(dir).map_err(|e| GitError::Open {
-                    path: dir.to_owned(),
-                    message: e.to_string(),
-                })?;
-                Repository::init_bare(dir).map_err(open_err)?
+                std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+                Repository::init_bare(dir).map_err(|e| open_err(e.message().to_owned()))?
             }
         };
+        let owner = std::fs::File::create(dir.join(OWNER_LOCK))
+            .map_err(|e| open_err(format!("{OWNER_LOCK}: {e}")))?;
+        owner.try_lock().map_err(|e| {
+            open_err(match e {
+                std::fs::TryLockError::WouldBlock => format!(
+                    "another process has it open ({OWNER_LOCK} is locked); \
+                     give each shipd a data directory of its own"
+                ),
+                std::fs::TryLockError::Error(e) => format!("{OWNER_LOCK}: {e}"),
+            })
+        })?;
+        let removed = remove_stale_locks(dir).map_err(|e| open_err(format!("removing stale locks: {e}")))?;
+        if !removed.is_empty() {
+            tracing::warn!(
+                locks = ?removed,
+                "removed lock files an earlier process left in the git mirror when it stopped mid-write"
+            );
+        }
         Ok(Self {
             repo,
             url: url.to_owned(),
+            _owner: Some(owner),
         })
     }
 
@@ -330,6 +386,7 @@ impl Mirror {
         Ok(Self {
             repo,
             url: String::new(),
+            _owner: None,
         })
     }
 
@@ -1021,8 +1078,11 @@ impl Mirror {
                 maintenance.objects = objects;
             }
         }
-        let fresh = Self::open(self.repo.path(), &self.url)?;
-        *self = fresh;
+        // The repository alone is reopened: this mirror keeps its owner's lock.
+        self.repo = Repository::open_bare(self.repo.path()).map_err(|e| GitError::Open {
+            path: self.repo.path().to_owned(),
+            message: e.message().to_owned(),
+        })?;
         maintenance.packs_after = self.packs()?.len();
         Ok(maintenance)
     }

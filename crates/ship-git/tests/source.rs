@@ -652,3 +652,51 @@ fn the_first_parent_line_from_a_good_commit_to_a_failed_one() {
             .is_none()
     );
 }
+
+/// A shipd killed while libgit2 was writing a ref leaves `<ref>.lock` behind in the mirror, which
+/// outlives the process (a volume). The next owner removes such files, and fetches as before;
+/// two owners at once are refused, so the removal never races a live writer.
+#[test]
+fn lock_files_left_by_a_killed_owner_are_removed_and_one_owner_at_a_time() {
+    let remote = Remote::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mirror.git");
+    let first = Mirror::open(&path, &remote.file_url()).unwrap();
+    first
+        .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
+        .unwrap();
+
+    let second = Mirror::open(&path, &remote.file_url()).unwrap_err().to_string();
+    assert!(second.contains("another process has it open"), "{second}");
+    drop(first);
+
+    // What libgit2 leaves when its writer dies between writing `<file>.lock` and renaming it.
+    let stale = [
+        "refs/ship/incoming/production.lock",
+        "refs/ship/fetched/main.lock",
+        "packed-refs.lock",
+        "FETCH_HEAD.lock",
+        "config.lock",
+    ];
+    for lock in stale {
+        std::fs::create_dir_all(path.join(lock).parent().unwrap()).unwrap();
+        std::fs::write(path.join(lock), "0000000000000000000000000000000000000000\n").unwrap();
+    }
+    let main = remote
+        .commit_file("app.yaml", "a: 2\n", "after the crash")
+        .unwrap();
+    remote.push("main", false).unwrap();
+    remote.push("production", false).unwrap();
+
+    let mirror = Mirror::open(&path, &remote.file_url()).unwrap();
+    for lock in stale {
+        assert!(!path.join(lock).exists(), "{lock} is still there");
+    }
+    let changes = mirror
+        .fetch(&branches(), &Credentials::None, ForcePushPolicy::Follow)
+        .unwrap()
+        .changes;
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(mirror.tip("main"), Some(oid(&main)));
+    assert_eq!(mirror.tip("production"), Some(oid(&main)));
+}
