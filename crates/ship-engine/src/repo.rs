@@ -84,6 +84,36 @@ pub struct PushAccess {
     pub credentials: tokio::sync::watch::Receiver<ship_git::Credentials>,
 }
 
+/// Prefix of the directories commits are exported to for rendering, in the scratch root.
+const RENDER_DIR_PREFIX: &str = "render-";
+
+/// Removes the export directories an earlier process left in `scratch_root` when it was killed
+/// mid-render (each holds a whole tree of the repository, and the scratch root lives in a volume
+/// that outlives the container, so they would pile up with every crash). Returns how many were
+/// removed. Only for the owner of the data directory, before its first render: it holds the
+/// mirror's owner lock, so no other process renders there.
+pub fn clear_scratch(scratch_root: &Path) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(scratch_root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_name().to_string_lossy().starts_with(RENDER_DIR_PREFIX) {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+        removed += 1;
+    }
+    Ok(removed)
+}
+
 fn export<T>(
     mirror: &Mirror,
     commit: Oid,
@@ -92,7 +122,7 @@ fn export<T>(
 ) -> Result<T, LoadError> {
     std::fs::create_dir_all(scratch_root).map_err(|e| LoadError::Scratch(e.to_string()))?;
     let scratch = tempfile::Builder::new()
-        .prefix("render-")
+        .prefix(RENDER_DIR_PREFIX)
         .tempdir_in(scratch_root)
         .map_err(|e| LoadError::Scratch(e.to_string()))?;
     if !mirror.has_commit(commit) {
@@ -328,5 +358,29 @@ impl Repo {
                 .map(|(name, _)| name.to_owned())
                 .ok_or_else(|| LoadError::NoEnvironment(branch.to_owned()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clear_scratch_removes_only_leftover_exports() {
+        let root = tempfile::tempdir().unwrap();
+        let left = root.path().join("render-a1b2");
+        std::fs::create_dir_all(left.join("apps/web")).unwrap();
+        std::fs::write(left.join("apps/web/deploy.yaml"), "kind: Deployment\n").unwrap();
+        std::fs::write(root.path().join("render-half-made"), "").unwrap();
+        std::fs::create_dir(root.path().join("kept")).unwrap();
+
+        assert_eq!(clear_scratch(root.path()).unwrap(), 2);
+        let names: Vec<_> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["kept"]);
+        assert_eq!(clear_scratch(root.path()).unwrap(), 0);
+        assert_eq!(clear_scratch(&root.path().join("never-made")).unwrap(), 0);
     }
 }

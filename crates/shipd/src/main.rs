@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context as _;
 use clap::Parser;
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// jemalloc (see Cargo.toml): freed memory goes back to the system, so the resident set
 /// follows what shipd holds rather than what it once held.
@@ -345,9 +345,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(started) = started {
         let handle = started.handle;
         let tips = started.tips;
+        let scratch = args.source.data_dir.join("scratch");
+        // The source owns the data directory now (the mirror's lock): clear what a killed
+        // predecessor left mid-render.
+        match ship_engine::repo::clear_scratch(&scratch) {
+            Ok(0) => {}
+            Ok(removed) => warn!(
+                removed,
+                "removed the export directories an earlier process left mid-render"
+            ),
+            Err(err) => {
+                warn!(error = %err, "cannot clear the scratch directory; renders still get their own")
+            }
+        }
         let repo = ship_engine::repo::Repo {
             mirror: handle.mirror(),
-            scratch: args.source.data_dir.join("scratch"),
+            scratch,
             source: Some(handle.clone()),
             push: Some(ship_engine::repo::PushAccess {
                 credentials: started.push_credentials,
