@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 pub use ship_core::environment::{
     BRANCH_MISSING, CommitRef, Declared, EnvironmentReleases, HELD, HELD_COMMITS_KEPT, HeldCommit, Hold,
     IN_SYNC, Observed, Release, ReleaseRef, SOURCE_READY, ShipEnvironmentStatus, Standing, SyncReason,
-    last_good, newest_first, releases_of, rollback_target, standing, status, sync, to_collect,
+    last_good, manual_rollback_target, newest_first, releases_of, rollback_target, standing, status, sync,
+    to_collect,
 };
 
 use crate::{Reason, ShipRelease, ShipReleaseStatus};

@@ -302,7 +302,8 @@ pub fn newest_first<R: Release>(releases: &[R]) -> Vec<&R> {
 /// `other_than` (going back to the commit that runs changes nothing). One meaning for every
 /// use:
 /// - what a failed release rolls back to: `last_good(env, all, Some(failed.sequence()), failed's commit)`;
-/// - what `kubectl ship rollback` goes back to: `last_good(env, all, None, the commit that runs)`;
+/// - what `kubectl ship rollback` goes back to: [`manual_rollback_target`], which goes further
+///   back than this when what runs is itself a rollback;
 /// - the environment's last good release, as shown: `last_good(env, all, None, "")`.
 pub fn last_good<'a, R: Release>(
     environment: &str,
@@ -317,6 +318,49 @@ pub fn last_good<'a, R: Release>(
                 && r.phase() == Some(Phase::Succeeded)
                 && r.commit() != other_than
                 && before.is_none_or(|b| r.sequence() < *b)
+        })
+        .max_by_key(|r| r.sequence())
+}
+
+/// What `kubectl ship rollback` goes back to from `deployed` (the release that runs): the newest
+/// Succeeded release from before the deployed commit came, of a commit that has not run since.
+///
+/// "Before the deployed commit came" is before its newest deployment by a push or promotion,
+/// when `deployed` is itself a rollback. Why: rolling back twice must go further back, not
+/// forward again. Asking "the newest success of another commit" once more answers with the very
+/// commit the first rollback left (it Succeeded, and it is newer), so a second rollback undid
+/// the first and ran the tip its hold was holding back (found by the random-history test,
+/// seed 16). For the same reason no commit that ran after that point is a target, even one that
+/// also ran before it (a branch moved back to an older commit).
+pub fn manual_rollback_target<'a, R: Release>(
+    environment: &str,
+    releases: &'a [R],
+    deployed: &R,
+) -> Option<&'a R> {
+    let of_environment = || releases.iter().filter(|r| r.environment() == environment);
+    let deployed_at = deployed.sequence();
+    let came_at = if deployed.reason() == Reason::Rollback {
+        of_environment()
+            .filter(|r| {
+                r.commit() == deployed.commit()
+                    && r.reason() != Reason::Rollback
+                    && r.phase() == Some(Phase::Succeeded)
+                    && r.sequence() < deployed_at
+            })
+            .map(|r| r.sequence())
+            .max()
+            .unwrap_or(deployed_at)
+    } else {
+        deployed_at
+    };
+    let ran_since: std::collections::HashSet<&str> = of_environment()
+        .filter(|r| r.sequence() >= came_at)
+        .map(|r| r.commit())
+        .chain([deployed.commit()])
+        .collect();
+    of_environment()
+        .filter(|r| {
+            r.phase() == Some(Phase::Succeeded) && r.sequence() < came_at && !ran_since.contains(r.commit())
         })
         .max_by_key(|r| r.sequence())
 }
@@ -859,6 +903,88 @@ mod tests {
         assert_eq!(reason(Some('a'), false, &history), SyncReason::Synced);
         // a branch deleted on the remote says so, whatever runs
         assert_eq!(reason(Some('a'), true, &history), SyncReason::BranchMissing);
+    }
+
+    /// A manual rollback goes back in time: twice in a row goes further back, never forward to
+    /// the commit the first one left, nor to a commit that ran since (a branch moved back).
+    #[test]
+    fn a_manual_rollback_goes_further_back_each_time_and_never_to_a_commit_that_ran_since() {
+        use Phase::*;
+        let target = |all: &[TestRelease], deployed: &TestRelease| {
+            manual_rollback_target("production", all, deployed).map(|r| r.name.clone())
+        };
+        let a = release("p-a", 'a', 1, Succeeded, Reason::Push);
+        let b = release("p-b", 'b', 2, Succeeded, Reason::Push);
+        let c = release("p-c", 'c', 3, Succeeded, Reason::Push);
+        let mut elsewhere = release("m-z", 'z', 4, Succeeded, Reason::Push);
+        elsewhere.environment = "main".into();
+        let mut all = vec![a.clone(), b.clone(), c.clone(), elsewhere];
+        assert_eq!(
+            target(&all, &c),
+            Some("p-b".into()),
+            "the first goes to the last good"
+        );
+        let back_to_b = release("p-rollback-1", 'b', 5, Succeeded, Reason::Rollback);
+        all.push(back_to_b.clone());
+        assert_eq!(
+            target(&all, &back_to_b),
+            Some("p-a".into()),
+            "the second goes further back"
+        );
+        let back_to_a = release("p-rollback-2", 'a', 6, Succeeded, Reason::Rollback);
+        all.push(back_to_a.clone());
+        assert_eq!(target(&all, &back_to_a), None, "nothing is older than a");
+
+        // A failed release rolled back on its own, then by hand: the second rollback by hand
+        // does not return to what ran when the failure came.
+        let all = [
+            release("p-a", 'a', 1, Succeeded, Reason::Push),
+            release("p-b", 'b', 2, Succeeded, Reason::Push),
+            release("p-c", 'c', 3, Succeeded, Reason::Push),
+            release("p-d", 'd', 4, RolledBack, Reason::Push),
+            release("p-rollback-1", 'b', 5, Succeeded, Reason::Rollback),
+        ];
+        assert_eq!(target(&all[..4], &all[2]), Some("p-b".into()));
+        assert_eq!(target(&all, &all[4]), Some("p-a".into()));
+
+        // The branch moved back to a: a, b, a. Back from a is b; back from b would be a, the
+        // commit just rolled back from, so there is nothing further.
+        let all = [
+            release("p-a", 'a', 1, Succeeded, Reason::Push),
+            release("p-b", 'b', 2, Succeeded, Reason::Push),
+            release("p-a2", 'a', 3, Succeeded, Reason::Push),
+            release("p-rollback-1", 'b', 4, Succeeded, Reason::Rollback),
+        ];
+        assert_eq!(target(&all[..3], &all[2]), Some("p-b".into()));
+        assert_eq!(target(&all, &all[3]), None);
+
+        // Whatever the history, a target Succeeded, is older than what runs, and is of another
+        // commit; checked over every prefix of a generated history.
+        let mut seed = 16u64;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let mut history: Vec<TestRelease> = Vec::new();
+        for seq in 1..400 {
+            let commit = (b'a' + next(6) as u8) as char;
+            let phase = if next(4) == 0 { RolledBack } else { Succeeded };
+            let reason = if next(3) == 0 {
+                Reason::Rollback
+            } else {
+                Reason::Push
+            };
+            history.push(release(&format!("p-{seq}"), commit, seq, phase, reason));
+            let deployed = history.iter().rev().find(|r| r.phase() == Some(Succeeded));
+            let Some(deployed) = deployed else { continue };
+            if let Some(t) = manual_rollback_target("production", &history, deployed) {
+                assert_eq!(t.phase(), Some(Succeeded));
+                assert!(t.sequence() < deployed.sequence());
+                assert_ne!(t.commit, deployed.commit);
+            }
+        }
     }
 
     /// "Last good" has one meaning: the newest Succeeded release of the environment, of

@@ -203,7 +203,9 @@ pub enum RollbackProblem {
     #[error("environment {0:?} has no releases in this namespace")]
     NoReleases(String),
     /// No earlier good release to go back to.
-    #[error("{env} has no earlier Succeeded release of another commit than {deployed}: pass --to COMMIT")]
+    #[error(
+        "{env} has no Succeeded release from before {deployed} came, of a commit that has not run since: pass --to COMMIT"
+    )]
     NoEarlierGood {
         /// Environment.
         env: String,
@@ -223,8 +225,8 @@ pub enum RollbackProblem {
     BadPrefix(String),
 }
 
-/// What a rollback of `env` goes back to: the release named by `to` (a commit prefix), or the
-/// newest Succeeded release of another commit than the one deployed. Returns the release being
+/// What a rollback of `env` goes back to: the release named by `to` (a commit prefix), or
+/// [`ship_api::environment::manual_rollback_target`] of the deployed release. Returns the release being
 /// rolled back (the newest) and the target.
 pub fn rollback_target<'a>(
     releases: &'a [ShipRelease],
@@ -256,13 +258,13 @@ pub fn rollback_target<'a>(
             })?;
         return Ok((latest, target));
     }
-    let deployed_commit = ship_api::environment::releases_of(env, releases)
+    let deployed = ship_api::environment::releases_of(env, releases)
         .and_then(|found| found.deployed)
-        .map_or(latest.spec.commit.as_str(), |d| d.spec.commit.as_str());
-    let target = ship_api::environment::last_good(env, releases, None, deployed_commit).ok_or_else(|| {
+        .unwrap_or(latest);
+    let target = ship_api::environment::manual_rollback_target(env, releases, deployed).ok_or_else(|| {
         RollbackProblem::NoEarlierGood {
             env: env.to_owned(),
-            deployed: ship_api::names::short_sha(deployed_commit).to_owned(),
+            deployed: deployed.spec.short_commit().to_owned(),
         }
     })?;
     Ok((latest, target))

@@ -9,7 +9,7 @@
 //! - with the cache made to lag on purpose (fault injection), the same invariants.
 //!
 //! CI runs seeds 1-3, 5 rounds each, and seed 7 with stale views. A longer run:
-//! `SHIP_LOST_UPDATE_SEEDS=1-30 SHIP_LOST_UPDATE_ROUNDS=10 tests/run.sh -E 'test(good_then_bad)'`.
+//! `SHIP_LOST_UPDATE_SEEDS=1-30 SHIP_LOST_UPDATE_ROUNDS=10 SHIP_TEST_FILTER='test(good_then_bad)' tests/run.sh`.
 //! A failing seed prints the command that replays it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
@@ -314,7 +314,7 @@ async fn good_then_bad_pushes_at_every_moment_roll_back_to_the_last_success() {
             Ok(story) => println!("seed {seed}:\n{story}"),
             Err(err) => failed.push(format!(
                 "seed {seed} failed; replay: SHIP_LOST_UPDATE_SEEDS={seed} SHIP_LOST_UPDATE_ROUNDS={rounds} \
-                 tests/run.sh -E 'test(good_then_bad)'\n{err:#}"
+                 SHIP_TEST_FILTER='test(good_then_bad)' tests/run.sh\n{err:#}"
             )),
         }
     }

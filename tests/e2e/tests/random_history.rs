@@ -11,7 +11,7 @@
 //! - every status is settled, and each ShipEnvironment says what is true.
 //!
 //! CI runs seeds 1-6, 17 operations each (102). A longer run:
-//! `SHIP_HISTORY_SEEDS=1-40 SHIP_HISTORY_STEPS=25 tests/run.sh -E 'test(random_histories)'`.
+//! `SHIP_HISTORY_SEEDS=1-40 SHIP_HISTORY_STEPS=25 SHIP_TEST_FILTER='test(random_histories)' tests/run.sh`.
 //! A failing seed prints the command that replays it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
@@ -568,7 +568,7 @@ async fn play(seed: u64, steps: usize) -> Played {
         Ok(()) => Ok(world.covered),
         Err(err) => Err(format!(
             "seed {seed} failed: {err:#}\noperations:\n  {}\nreplay: SHIP_HISTORY_SEEDS={seed} SHIP_HISTORY_STEPS={steps} \
-             tests/run.sh -E 'test(random_histories)'\nshipd logs (end):\n{}",
+             SHIP_TEST_FILTER='test(random_histories)' tests/run.sh\nshipd logs (end):\n{}",
             world.done.join("\n  "),
             tail(&world.stack.logs(), 6000)
         )),
