@@ -233,6 +233,19 @@ impl World {
             // Read each time: a promotion moves production's tip while this waits.
             let tips: Vec<Option<String>> = ENVIRONMENTS.iter().map(|b| self.tip(b)).collect();
             async move {
+                // The promotion first: Ship makes its release before it marks the request
+                // handled, so a list taken after seeing the mark holds that release. Read the
+                // other way round, a release made between the two reads was missed, and the
+                // next step raced the promotion's push (seed 9, 20 steps).
+                if let Some(marker) = promotion_marker {
+                    let promotion = stack.promotions().get_opt("production").await?;
+                    let handled = promotion
+                        .and_then(|p| p.status)
+                        .and_then(|s| s.last_handled_requested_at);
+                    if handled.as_deref() != Some(marker) {
+                        return not_yet(format!("the promotion has not handled {marker}"));
+                    }
+                }
                 let releases = stack.releases().list(&Default::default()).await?.items;
                 if let Some(busy) = releases.iter().find(|r| !r.is_settled()) {
                     return not_yet(format!("release {} is {:?}", busy.name_any(), busy.phase()));
@@ -271,15 +284,6 @@ impl World {
                     if newest.map(|r| (r.name_any(), r.phase())) != latest.map(|l| (l.name.clone(), l.phase))
                     {
                         return not_yet(format!("{env}: the ShipEnvironment has not caught up"));
-                    }
-                }
-                if let Some(marker) = promotion_marker {
-                    let promotion = stack.promotions().get_opt("production").await?;
-                    let handled = promotion
-                        .and_then(|p| p.status)
-                        .and_then(|s| s.last_handled_requested_at);
-                    if handled.as_deref() != Some(marker) {
-                        return not_yet(format!("the promotion has not handled {marker}"));
                     }
                 }
                 Ok(Some(()))
