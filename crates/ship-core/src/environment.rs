@@ -311,12 +311,23 @@ pub fn last_good<'a, R: Release>(
     before: Option<&(i64, String)>,
     other_than: &str,
 ) -> Option<&'a R> {
+    newest_success(environment, releases, before, |commit| commit == other_than)
+}
+
+/// The newest release of `environment` that Succeeded, older than `before` (`None`: of all),
+/// of a commit not `excluded`: what [`last_good`] and [`manual_rollback_target`] both search.
+fn newest_success<'a, R: Release>(
+    environment: &str,
+    releases: &'a [R],
+    before: Option<&(i64, String)>,
+    excluded: impl Fn(&str) -> bool,
+) -> Option<&'a R> {
     releases
         .iter()
         .filter(|r| {
             r.environment() == environment
                 && r.phase() == Some(Phase::Succeeded)
-                && r.commit() != other_than
+                && !excluded(r.commit())
                 && before.is_none_or(|b| r.sequence() < *b)
         })
         .max_by_key(|r| r.sequence())
@@ -358,11 +369,9 @@ pub fn manual_rollback_target<'a, R: Release>(
         .map(|r| r.commit())
         .chain([deployed.commit()])
         .collect();
-    of_environment()
-        .filter(|r| {
-            r.phase() == Some(Phase::Succeeded) && r.sequence() < came_at && !ran_since.contains(r.commit())
-        })
-        .max_by_key(|r| r.sequence())
+    newest_success(environment, releases, Some(&came_at), |commit| {
+        ran_since.contains(commit)
+    })
 }
 
 /// What `release` rolls back to if it fails: the environment's last good release before it,

@@ -226,8 +226,8 @@ pub enum RollbackProblem {
 }
 
 /// What a rollback of `env` goes back to: the release named by `to` (a commit prefix), or
-/// [`ship_api::environment::manual_rollback_target`] of the deployed release. Returns the release being
-/// rolled back (the newest) and the target.
+/// [`ship_api::environment::manual_rollback_target`] of the deployed release. Returns the
+/// release being rolled back (the newest) and the target.
 pub fn rollback_target<'a>(
     releases: &'a [ShipRelease],
     env: &str,
